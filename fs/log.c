@@ -1,0 +1,113 @@
+/*
+ * log — one logging entry point with redaction (see include/batchfs/log.h).
+ *
+ * The threshold, destination and secrets are set once before threads start
+ * and only read afterwards, so they need no lock. Each line is formatted in
+ * full, redacted, and then written with a single call so that lines from
+ * different threads never interleave.
+ */
+#include "batchfs/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#define LOG_MAX_SECRETS 4
+#define LOG_LINE_MAX 2048
+
+/* Written only by log_setup()/log_add_secret() before threads start. */
+static enum log_level log_threshold = LOG_LEVEL_WARNING;
+static bool log_to_syslog;
+static char *log_secrets[LOG_MAX_SECRETS];
+
+void log_setup(enum log_level threshold, bool use_syslog)
+{
+    log_threshold = threshold;
+    if (use_syslog && !log_to_syslog)
+        openlog("batchfs", LOG_PID, LOG_DAEMON);
+    log_to_syslog = use_syslog;
+}
+
+bool log_enabled(enum log_level level)
+{
+    return level <= log_threshold;
+}
+
+void log_add_secret(const char *secret)
+{
+    if (!secret || strlen(secret) < 4)
+        return;
+    for (int i = 0; i < LOG_MAX_SECRETS; i++) {
+        if (!log_secrets[i]) {
+            log_secrets[i] = strdup(secret);
+            return;
+        }
+    }
+}
+
+/* Replaces every registered secret in `line` by "[redacted]", in place.
+ * The replacement is never longer than a secret of 10+ bytes; for shorter
+ * secrets it is cut to fit, so the line never grows. */
+static void log_redact(char *line)
+{
+    static const char mask[] = "[redacted]";
+
+    for (int i = 0; i < LOG_MAX_SECRETS && log_secrets[i]; i++) {
+        size_t slen = strlen(log_secrets[i]);
+        size_t mlen = slen < sizeof(mask) - 1 ? slen : sizeof(mask) - 1;
+        char *hit;
+
+        while ((hit = strstr(line, log_secrets[i])) != NULL) {
+            memcpy(hit, mask, mlen);
+            memmove(hit + mlen, hit + slen, strlen(hit + slen) + 1);
+        }
+    }
+}
+
+static const char *log_level_name(enum log_level level)
+{
+    switch (level) {
+    case LOG_LEVEL_ERROR:
+        return "error";
+    case LOG_LEVEL_WARNING:
+        return "warning";
+    case LOG_LEVEL_INFO:
+        return "info";
+    default:
+        return "debug";
+    }
+}
+
+void log_message(enum log_level level, const char *fmt, ...)
+{
+    static const int syslog_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+    char line[LOG_LINE_MAX];
+    va_list ap;
+
+    if (!log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    /* Control characters from remote data must not forge log lines. */
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    log_redact(line);
+    if (log_to_syslog) {
+        syslog(syslog_priority[level], "%s", line);
+    } else {
+        struct timespec now;
+        struct tm tm;
+        char stamp[32];
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+        fprintf(stderr, "batchfs %s.%03ld %s: %s\n", stamp, now.tv_nsec / 1000000L,
+                log_level_name(level), line);
+    }
+}

@@ -1,0 +1,96 @@
+/*
+ * api — the LlamaCloud batch endpoints, paginated, as JSON objects.
+ *
+ * Builds URLs (ids are URL-escaped; project_id/organization_id added),
+ * pages through the v1 lists by every rule of REFERENCE.md "Pagination"
+ * (fetching pages in parallel once total_size is known, bounded by
+ * max_parallel), parses each page, drops objects that miss their identity
+ * or repeat one already seen, and hands the objects on page by page: the
+ * exact bytes received plus a jansson view for reading fields. HTTP statuses
+ * become negative errnos here, and only here, with one log line.
+ * Knows nothing of FUSE, inodes, caching or file names.
+ *
+ * Errors returned by every listing/get function:
+ *   -ENOENT  404 (an unknown id; logged at debug level only)
+ *   -EACCES  401 or 403
+ *   -EAGAIN  429 after retries
+ *   -EIO     5xx after retries, a body that is not what the schema says,
+ *            or any other unexpected status
+ *   any negative errno from the transport (-ETIMEDOUT, -ECONNREFUSED, …)
+ *   or from the callback, which aborts the listing.
+ */
+#ifndef BATCHFS_API_H
+#define BATCHFS_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "batchfs/transport.h"
+
+struct api_config {
+    const struct transport *transport; /* borrowed, must outlive the api */
+    const char *project_id;      /* optional; copied */
+    const char *organization_id; /* optional; copied */
+    unsigned page_size;          /* limit= for v1 lists, page_size= for v2; 1..1000 */
+    unsigned max_parallel;       /* page requests in flight for one listing, >= 1 */
+    size_t max_items;            /* a listing stops (-EFBIG) beyond this many objects */
+};
+
+/* One object of a response. Everything is borrowed and valid only during
+ * the callback that receives it. */
+struct api_object {
+    const json_t *json; /* always a JSON object */
+    const char *raw;    /* the object's exact bytes as received */
+    size_t raw_len;
+};
+
+/*
+ * Receives a listing's objects page by page, in the API's order (pages
+ * fetched in parallel are still delivered in offset order), never
+ * concurrently for one listing. Return 0 to go on, or a negative errno to
+ * abort the listing with it.
+ */
+typedef int (*api_objects_fn)(void *arg, const struct api_object *objects, size_t count);
+
+/*
+ * Receives a v2 batch: the batch object itself and its `results` entries.
+ * `results_null` is true when the API gave "results": null (or none), as it
+ * does while a batch runs; count is then 0.
+ */
+typedef int (*api_batch_fn)(void *arg, const struct api_object *batch,
+                            const struct api_object *results, size_t count,
+                            bool results_null);
+
+struct api;
+
+/* NULL when out of memory or config is invalid. */
+struct api *api_new(const struct api_config *config);
+void api_free(struct api *api);
+
+/* One cheap request (the job list, limit=1) that proves the URL and key
+ * work. 0, -EACCES, or a network errno. */
+int api_check_access(struct api *api);
+
+/* GET /api/v1/beta/batch-processing, every page. Objects lacking a string
+ * "id" are dropped with a warning. */
+int api_list_jobs(struct api *api, api_objects_fn fn, void *arg);
+
+/* GET /api/v1/beta/batch-processing/{job_id}/items?status=…, every page.
+ * Objects lacking a string "item_id", or whose "status" is not `status`,
+ * are dropped (with a warning). */
+int api_list_items(struct api *api, const char *job_id, const char *status,
+                   api_objects_fn fn, void *arg);
+
+/* GET /api/v1/beta/batch-processing/{job_id}; delivers the "job" member as
+ * one object. */
+int api_get_job(struct api *api, const char *job_id, api_objects_fn fn, void *arg);
+
+/* GET /api/v2/batches, every page by cursor. -EOPNOTSUPP when the server
+ * answers 404 or 405: it lacks the endpoint. */
+int api_list_batches(struct api *api, api_objects_fn fn, void *arg);
+
+/* GET /api/v2/batches/{batch_id}?expand=results. */
+int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *arg);
+
+#endif

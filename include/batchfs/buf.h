@@ -1,0 +1,49 @@
+/*
+ * buf — a growable byte buffer.
+ *
+ * Used wherever bytes are accumulated: HTTP bodies, rendered files, URLs. The
+ * buffer always keeps a NUL after the last byte so that text can be handed to
+ * C string functions, but it may also hold embedded NULs; `len` is the truth.
+ * Not thread-safe: a buffer belongs to one thread at a time.
+ */
+#ifndef BATCHFS_BUF_H
+#define BATCHFS_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char *data; /* owned; NULL until the first append; data[len] == '\0' */
+    size_t len;
+    size_t cap;
+};
+
+#define BUF_INIT {NULL, 0, 0}
+
+/* Appends len bytes. Returns 0, or -ENOMEM (the buffer is left unchanged). */
+int buf_append(struct buf *b, const void *data, size_t len);
+
+/* Appends a NUL-terminated string. Returns 0 or -ENOMEM. */
+int buf_append_str(struct buf *b, const char *s);
+
+/* Appends one byte. Returns 0 or -ENOMEM. */
+int buf_append_char(struct buf *b, char c);
+
+/* Appends printf-formatted text. Returns 0, -ENOMEM or -EINVAL. */
+int buf_printf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Ensures room for `extra` more bytes without reallocating. 0 or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra);
+
+/* Hands the bytes to the caller (who frees them) and empties the buffer.
+ * Never returns NULL: an empty buffer yields a fresh "" allocation, or NULL
+ * only when that allocation fails. */
+char *buf_steal(struct buf *b);
+
+/* Empties the buffer, keeping its allocation. */
+void buf_reset(struct buf *b);
+
+/* Frees the bytes; the buffer is BUF_INIT again. Safe on BUF_INIT. */
+void buf_free(struct buf *b);
+
+#endif

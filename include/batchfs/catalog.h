@@ -1,0 +1,130 @@
+/*
+ * catalog — what the mount shows, as listings of named entries.
+ *
+ * Sits between the filesystem model (tree.c) and the API client (api.c):
+ * it asks the API for jobs, items and batches through the cache (so one
+ * fetch serves every caller within the time to live), renders each object
+ * once into the bytes of its file, and names entries with names.c. It knows
+ * nothing of FUSE, inodes or HTTP.
+ *
+ * Listings and blobs are reference counted and immutable once published, so
+ * any thread may read them without a lock; a refresh builds a new listing.
+ */
+#ifndef BATCHFS_CATALOG_H
+#define BATCHFS_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct api;
+
+/* The bytes of one file, rendered once. Immutable; reference counted. */
+struct blob {
+    unsigned refs;    /* atomic */
+    uint64_t digest;  /* FNV-1a of the bytes: equal digests = same content */
+    size_t len;
+    char data[];      /* len bytes and a NUL */
+};
+
+/* Returns a blob holding a copy of data, with one reference; NULL on ENOMEM. */
+struct blob *blob_new(const char *data, size_t len);
+struct blob *blob_ref(struct blob *blob);
+void blob_unref(struct blob *blob);
+
+/* One named thing in a listing: a job or batch (a directory), an item or a
+ * result (a file). Strings are NUL-terminated copies. */
+struct entry {
+    char *name;            /* name in its directory */
+    char *id;              /* job id, batch id, item_id or source_directory_file_id */
+    char *status;          /* as the API spelt it; NULL when absent */
+    struct blob *content;  /* the object's file: job.json, batch object, item, result */
+    struct timespec mtime; /* from the object's timestamps; 0 when it has none */
+    size_t api_index;      /* position in the API's order */
+};
+
+enum listing_kind {
+    LISTING_JOBS,     /* entries: jobs, named by id */
+    LISTING_JOB,      /* one entry: a job looked up by id */
+    LISTING_ITEMS,    /* entries: items of one job in one status */
+    LISTING_BATCHES,  /* entries: v2 batches, named by id */
+    LISTING_BATCH,    /* self: the batch; entries: its results */
+};
+
+struct listing {
+    unsigned refs;          /* atomic */
+    enum listing_kind kind;
+    struct entry *entries;  /* sorted by name (strcmp) */
+    size_t count;
+    struct entry self;      /* LISTING_BATCH: the batch itself (name = id) */
+    bool results_null;      /* LISTING_BATCH: the API gave "results": null */
+    size_t bytes;           /* memory held, for the cache budget */
+};
+
+struct catalog_config {
+    struct api *api;        /* borrowed */
+    double ttl_s;           /* freshness of listings of unfinished things */
+    double terminal_ttl_s;  /* freshness of listings of finished jobs/batches */
+    size_t cache_bytes;     /* cache budget */
+    bool stale_if_error;
+    double max_stale_s;
+};
+
+struct catalog_stats {
+    unsigned long long hits, misses, stale_served, evictions;
+    size_t entries, bytes;
+};
+
+struct catalog;
+
+struct catalog *catalog_new(const struct catalog_config *config);
+void catalog_free(struct catalog *catalog);
+
+/* The item statuses, in the order folders are listed. */
+extern const char *const catalog_item_statuses[6];
+#define CATALOG_ITEM_STATUS_COUNT 6
+
+/* Index of `name` in catalog_item_statuses, or -1. */
+int catalog_item_status_index(const char *name);
+
+/*
+ * Each getter returns 0 and a referenced *out (release with
+ * listing_release), or a negative errno as api.h describes. Thread-safe.
+ */
+int catalog_jobs(struct catalog *catalog, struct listing **out);
+int catalog_items(struct catalog *catalog, const char *job_id, int status_index,
+                  struct listing **out);
+int catalog_batches(struct catalog *catalog, struct listing **out);
+int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing **out);
+
+/*
+ * Finds job `job_id`: in the cached job list when it is fresh and holds it,
+ * else by asking the API for that one job. *owner is the listing holding
+ * the entry (release it); *entry is borrowed from it.
+ */
+int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,
+                const struct entry **entry);
+
+/* Whether a job status is final (completed, failed, cancelled). */
+bool catalog_job_is_terminal(const char *status);
+
+/* Marks every cached listing expired (SIGHUP). */
+void catalog_expire_all(struct catalog *catalog);
+
+void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out);
+
+/* Takes one more reference. */
+struct listing *listing_ref(struct listing *listing);
+void listing_release(struct listing *listing);
+
+/* The entry called `name`, or NULL. Borrowed from the listing. */
+const struct entry *listing_find(const struct listing *listing, const char *name);
+
+/*
+ * Parses an RFC 3339 timestamp ("2025-03-01T10:00:00.123Z", offsets
+ * allowed). Returns 0 or -EINVAL. Pure; exposed for tests.
+ */
+int catalog_parse_time(const char *text, struct timespec *out);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * http — the libcurl client behind the transport.
+ *
+ * Owns everything about talking HTTP: a pool of easy handles (one per
+ * connection, so connections are reused; libcurl forbids sharing a
+ * connection cache across threads), timeouts, the response size cap, gzip,
+ * refusing redirects and non-http(s) protocols, the retry policy of the
+ * official clients and one pacer shared by all threads so that a throttled
+ * API sees one backing-off client rather than N retry loops.
+ * Knows nothing of FUSE or of the LlamaCloud endpoints.
+ */
+#ifndef BATCHFS_HTTP_H
+#define BATCHFS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "batchfs/transport.h"
+
+struct http_config {
+    const char *base_url;   /* "https://host[:port][/prefix]", no trailing '/' */
+    const char *api_key;    /* sent as "Authorization: Bearer"; never logged */
+    unsigned connect_timeout_s; /* per attempt */
+    unsigned timeout_s;     /* per attempt: no byte for this long = stall */
+    unsigned retries;       /* extra attempts after the first */
+    unsigned max_connections; /* requests in flight at once, all threads */
+    size_t max_response;    /* bytes of decoded body, at most */
+    bool log_requests;      /* one debug line per request (method, path, status, time, bytes) */
+    const char *user_agent;
+};
+
+struct http_stats {
+    unsigned long long requests;  /* attempts sent */
+    unsigned long long retries;   /* attempts that were retries */
+    unsigned long long bytes;     /* decoded body bytes received */
+    unsigned long long throttled; /* 429 answers */
+};
+
+struct http_client;
+
+/* Must be called once before any thread starts (curl_global_init). 0 or -EIO. */
+int http_global_init(void);
+void http_global_cleanup(void);
+
+/* Creates a client. The config's strings are copied. NULL on bad config
+ * (e.g. a base URL that is not http/https) or no memory; *err says which. */
+struct http_client *http_client_new(const struct http_config *config, int *err);
+
+/* The transport implemented by this client (borrowed from the client). */
+const struct transport *http_client_transport(struct http_client *client);
+
+/* Makes every waiting and future request return -ECANCELED promptly (for
+ * unmount and signals). Thread-safe. */
+void http_client_cancel(struct http_client *client);
+
+/* Snapshot of the counters. Thread-safe. */
+void http_client_stats(struct http_client *client, struct http_stats *out);
+
+/* Frees the client. No request may be in flight. Safe on NULL. */
+void http_client_free(struct http_client *client);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * jsontext — working on JSON as text, byte for byte.
+ *
+ * The files batchfs shows are the API's objects exactly as received: same
+ * keys in the same order, same number spellings, same string escapes, fields
+ * unknown to us kept. A parse-and-dump round trip through a JSON library
+ * cannot promise that (floats, huge integers, duplicate keys), so the bytes
+ * are located and re-indented here instead, while jansson is used only to
+ * read the fields batchfs itself needs.
+ *
+ * Pure functions over borrowed text: no global state, safe from any thread.
+ * Inputs are untrusted; every function checks bounds and returns -EINVAL on
+ * text that is not valid JSON rather than reading past `len`. Nesting is
+ * handled without recursion, so depth cannot exhaust the stack.
+ */
+#ifndef BATCHFS_JSONTEXT_H
+#define BATCHFS_JSONTEXT_H
+
+#include <stddef.h>
+
+#include "batchfs/buf.h"
+
+/* Nesting deeper than this is written on one line (compact) by
+ * jsontext_pretty, so that output size stays linear in input size. */
+#define JSONTEXT_MAX_INDENT_DEPTH 64
+
+/* A byte range [start, start + len) of a JSON text. */
+struct json_span {
+    size_t start;
+    size_t len;
+};
+
+/*
+ * Appends `text` (one JSON value, surrounding white space allowed) to `out`
+ * re-indented the way Python's json.dumps(indent=2) and jansson's
+ * JSON_INDENT(2) lay it out: one member or element per line, two spaces per
+ * level, "key": value, empty containers as {} and [], then a final "\n".
+ * Strings and numbers are copied unchanged. Returns 0, -EINVAL (not one valid
+ * JSON value; `out` is then restored to its previous length) or -ENOMEM.
+ */
+int jsontext_pretty(const char *text, size_t len, struct buf *out);
+
+/*
+ * Like jsontext_pretty but with no insignificant white space and no final
+ * newline: one line per value, for NDJSON.
+ */
+int jsontext_compact(const char *text, size_t len, struct buf *out);
+
+/*
+ * Finds the value of member `key` of the object `text`. `key` is compared
+ * with the member names after decoding their escapes ("\u0069tems" matches
+ * "items"). Where the key repeats, the last occurrence wins (as in jansson
+ * and Python). Returns 0 and the value's span (relative to `text`), -ENOENT
+ * when the object has no such member, -EINVAL when `text` is not a valid
+ * JSON object.
+ */
+int jsontext_member(const char *text, size_t len, const char *key, struct json_span *out);
+
+/*
+ * Lists the spans of the elements of the array `text`, in order. *spans is
+ * malloc'd (NULL when *count is 0) and owned by the caller. Returns 0,
+ * -EINVAL when `text` is not a valid JSON array, or -ENOMEM.
+ */
+int jsontext_array_elements(const char *text, size_t len, struct json_span **spans,
+                            size_t *count);
+
+/*
+ * Checks that `text` is exactly one valid JSON value (RFC 8259; UTF-8 is
+ * checked, \u0000 allowed). Returns 0 or -EINVAL.
+ */
+int jsontext_validate(const char *text, size_t len);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * log — the one way batchfs reports what happened.
+ *
+ * Lines go to stderr (foreground) or syslog (daemonized). Every message
+ * passes through redaction: secrets registered with log_add_secret() are
+ * replaced by "[redacted]" wherever they appear, so a key can never reach a
+ * log even if it slips into a URL or an error text.
+ * Thread-safe: each line is written with one call.
+ */
+#ifndef BATCHFS_LOG_H
+#define BATCHFS_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARNING = 1,
+    LOG_LEVEL_INFO = 2,
+    LOG_LEVEL_DEBUG = 3,
+};
+
+/* Sets the threshold and the destination. Call before threads start. */
+void log_setup(enum log_level threshold, bool use_syslog);
+
+/* True when messages of `level` are written (to skip costly formatting). */
+bool log_enabled(enum log_level level);
+
+/* Registers a string never to be written (copied; at most 4 secrets). Call
+ * before threads start. Strings shorter than 4 bytes are ignored. */
+void log_add_secret(const char *secret);
+
+void log_message(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_message(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warning(...) log_message(LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_info(...) log_message(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_message(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+#endif

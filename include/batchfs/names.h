@@ -1,0 +1,49 @@
+/*
+ * names — turning the API's names into safe, unique file names.
+ *
+ * Pure functions: no I/O, no global state, safe from any thread. The API's
+ * item names are hostile (slashes, control characters, "." and "..", empty,
+ * over 255 bytes, repeated); this module maps them to names a Unix directory
+ * can hold, deterministically, so that the same set of items always yields
+ * the same names whatever order the API returned them in. The rules are in
+ * README.md ("Item file names").
+ */
+#ifndef BATCHFS_NAMES_H
+#define BATCHFS_NAMES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Longest file name the mapping produces, in bytes (NAME_MAX). */
+#define NAMES_MAX_LEN 255
+
+/* Longest id accepted by names_is_id(). */
+#define NAMES_MAX_ID_LEN 128
+
+struct names_entry {
+    const char *item_id;   /* borrowed; may hold any bytes, including NUL */
+    size_t item_id_len;
+    const char *item_name; /* borrowed; may be NULL (treated as empty) */
+    size_t item_name_len;
+    char *file_name;       /* out: NUL-terminated, owned by the caller */
+};
+
+/*
+ * Assigns entries[i].file_name for every entry of one folder, each ending in
+ * `suffix` (e.g. ".json"; at most 16 bytes). Item ids must be distinct within
+ * the call (callers drop repeated ids first); names come out unique, free of
+ * '/' and control characters, never "." or "..", at most NAMES_MAX_LEN bytes.
+ * Returns 0, -EINVAL (repeated ids, bad suffix) or -ENOMEM; on error no
+ * file_name is left allocated.
+ */
+int names_assign(struct names_entry *entries, size_t count, const char *suffix);
+
+/*
+ * True when `name` (NUL-terminated) is shaped like an API id: 1 to
+ * NAMES_MAX_ID_LEN bytes of [A-Za-z0-9_-], not starting with '-'. Names that
+ * are not ids ("HEAD", ".git", "foo?x=1") can be answered ENOENT without
+ * asking the API.
+ */
+bool names_is_id(const char *name);
+
+#endif
