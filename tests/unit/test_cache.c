@@ -1,0 +1,1057 @@
+/*
+ * Unit tests for the cache: hits and misses, expiry, single flight, negative
+ * entries, stale-if-error, refresh, the byte budget and LRU order, clearing,
+ * statistics and allocation failures.
+ *
+ * Values are small reference-counted structs whose creations and frees are
+ * counted, so every test can check that nothing leaked and nothing was freed
+ * twice. Times are short TTLs with generous sleeps; no test depends on tight
+ * timing.
+ *
+ * Allocation failures are injected by linking with
+ * -Wl,--wrap=malloc -Wl,--wrap=calloc; without those flags that test skips.
+ */
+#include "batchfs/cache.h"
+#include "batchfs/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <setjmp.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define THREADS 16
+
+/* ---- allocation failure injection ---- */
+
+void *__real_malloc(size_t size) __attribute__((weak));
+void *__real_calloc(size_t count, size_t size) __attribute__((weak));
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t count, size_t size);
+
+static atomic_bool alloc_wrapped;   /* set once the wrappers are seen in use */
+static atomic_int alloc_fail_after; /* fail the allocation after this many; -1 = never */
+static atomic_int alloc_failures;
+
+static bool alloc_should_fail(void)
+{
+    alloc_wrapped = true;
+    if (atomic_load(&alloc_fail_after) < 0)
+        return false;
+    if (atomic_fetch_sub(&alloc_fail_after, 1) == 0) {
+        alloc_failures++;
+        return true;
+    }
+    return false;
+}
+
+void *__wrap_malloc(size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t count, size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_calloc(count, size);
+}
+
+/* ---- counted values ---- */
+
+struct test_value {
+    atomic_int refs;
+    int id;
+};
+
+static atomic_int values_created, values_freed, bad_unrefs;
+
+static struct test_value *test_value_new(int id)
+{
+    /* Test values bypass failure injection: only the cache's own
+     * allocations are made to fail. */
+    struct test_value *v = __real_malloc ? __real_malloc(sizeof(*v)) : malloc(sizeof(*v));
+
+    assert_non_null(v);
+    atomic_init(&v->refs, 1);
+    v->id = id;
+    values_created++;
+    return v;
+}
+
+static void test_value_ref(void *value)
+{
+    struct test_value *v = value;
+
+    atomic_fetch_add(&v->refs, 1);
+}
+
+static void test_value_unref(void *value)
+{
+    struct test_value *v = value;
+    int before = atomic_fetch_sub(&v->refs, 1);
+
+    if (before <= 0) {
+        bad_unrefs++;
+        return;
+    }
+    if (before == 1) {
+        values_freed++;
+        free(v);
+    }
+}
+
+static const struct cache_value_ops test_ops = {
+    .ref = test_value_ref,
+    .unref = test_value_unref,
+};
+
+static int value_id(void *value)
+{
+    return ((struct test_value *)value)->id;
+}
+
+/* ---- scripted fetches ---- */
+
+struct script {
+    atomic_int calls;   /* fetches started */
+    atomic_int next_id; /* id of the next value made */
+    int rc;             /* what a fetch returns */
+    size_t bytes;       /* size reported for each value */
+    double ttl_s;
+    int delay_ms;       /* sleep before answering */
+    int wait_entered;   /* before answering, wait for this many callers */
+    atomic_int entered; /* callers that have entered cache_get */
+};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int script_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                        double *ttl_s)
+{
+    struct script *s = arg;
+
+    (void)key;
+    s->calls++;
+    /* Hold the fetch until every caller is at least about to ask, then a
+     * while longer, so that they are all waiting on this one fetch. */
+    for (int i = 0; i < 10000 && atomic_load(&s->entered) < s->wait_entered; i++)
+        sleep_ms(1);
+    if (s->wait_entered)
+        sleep_ms(150);
+    if (s->delay_ms)
+        sleep_ms(s->delay_ms);
+    if (s->rc)
+        return s->rc;
+    *value = test_value_new(++s->next_id);
+    *bytes = s->bytes;
+    *ttl_s = s->ttl_s;
+    return 0;
+}
+
+static void script_init(struct script *s, int rc, size_t bytes, double ttl_s)
+{
+    memset(s, 0, sizeof(*s));
+    s->rc = rc;
+    s->bytes = bytes;
+    s->ttl_s = ttl_s;
+}
+
+/* ---- helpers ---- */
+
+static struct cache *make_cache(size_t max_bytes, bool stale, double max_stale_s,
+                                double negative_ttl_s)
+{
+    struct cache_config config = {
+        .max_bytes = max_bytes,
+        .stale_if_error = stale,
+        .max_stale_s = max_stale_s,
+        .negative_ttl_s = negative_ttl_s,
+    };
+    struct cache *cache = cache_new(&config, &test_ops);
+
+    assert_non_null(cache);
+    return cache;
+}
+
+/* Gets `key` expecting success and returns the value's id, dropping the
+ * reference. */
+static int get_id(struct cache *cache, const char *key, unsigned flags, struct script *s)
+{
+    void *value = NULL;
+    int id;
+
+    assert_int_equal(cache_get(cache, key, flags, script_fetch, s, &value), 0);
+    assert_non_null(value);
+    id = value_id(value);
+    test_value_unref(value);
+    return id;
+}
+
+static void expect_error(struct cache *cache, const char *key, unsigned flags,
+                         struct script *s, int expected)
+{
+    void *value = (void *)1;
+
+    assert_int_equal(cache_get(cache, key, flags, script_fetch, s, &value), expected);
+    assert_null(value);
+}
+
+static void free_and_check(struct cache *cache)
+{
+    cache_free(cache);
+    assert_int_equal(values_created, values_freed);
+    assert_int_equal(bad_unrefs, 0);
+}
+
+static struct cache_stats stats_of(struct cache *cache)
+{
+    struct cache_stats st;
+
+    cache_get_stats(cache, &st);
+    return st;
+}
+
+static int reset(void **state)
+{
+    (void)state;
+    values_created = values_freed = bad_unrefs = 0;
+    alloc_fail_after = -1;
+    alloc_failures = 0;
+    return 0;
+}
+
+/* Log capture: stderr goes to a temporary file while a test step runs. */
+static FILE *capture_file;
+static int capture_saved_fd = -1;
+
+static void capture_start(void)
+{
+    fflush(stderr);
+    capture_file = tmpfile();
+    assert_non_null(capture_file);
+    capture_saved_fd = dup(STDERR_FILENO);
+    assert_true(capture_saved_fd >= 0);
+    assert_true(dup2(fileno(capture_file), STDERR_FILENO) >= 0);
+}
+
+static void capture_stop(char *out, size_t size)
+{
+    size_t n;
+
+    fflush(stderr);
+    dup2(capture_saved_fd, STDERR_FILENO);
+    close(capture_saved_fd);
+    rewind(capture_file);
+    n = fread(out, 1, size - 1, capture_file);
+    out[n] = '\0';
+    fclose(capture_file);
+}
+
+static int count_occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* ---- threads ---- */
+
+struct worker {
+    pthread_t thread;
+    struct cache *cache;
+    struct script *script;
+    const char *key;
+    unsigned flags;
+    int rc;
+    void *value;
+};
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+
+    w->script->entered++;
+    w->rc = cache_get(w->cache, w->key, w->flags, script_fetch, w->script, &w->value);
+    return NULL;
+}
+
+static void run_workers(struct worker *workers, int count, struct cache *cache,
+                        struct script *s, const char *key, unsigned flags)
+{
+    for (int i = 0; i < count; i++) {
+        workers[i] =
+            (struct worker){.cache = cache, .script = s, .key = key, .flags = flags};
+        assert_int_equal(
+            pthread_create(&workers[i].thread, NULL, worker_run, &workers[i]), 0);
+    }
+    for (int i = 0; i < count; i++)
+        assert_int_equal(pthread_join(workers[i].thread, NULL), 0);
+}
+
+/* ---- tests ---- */
+
+static void test_hit_then_miss(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct cache_stats st;
+    struct script s;
+    void *first, *second;
+
+    (void)state;
+    script_init(&s, 0, 40, 60);
+    assert_int_equal(cache_get(cache, "jobs", 0, script_fetch, &s, &first), 0);
+    assert_int_equal(cache_get(cache, "jobs", 0, script_fetch, &s, &second), 0);
+    assert_ptr_equal(first, second);
+    assert_int_equal(s.calls, 1);
+    /* The cache holds one reference, each caller another. */
+    assert_int_equal(((struct test_value *)first)->refs, 3);
+    test_value_unref(first);
+    test_value_unref(second);
+
+    assert_int_equal(get_id(cache, "other", 0, &s), 2);
+    assert_int_equal(s.calls, 2);
+    st = stats_of(cache);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 2);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 80);
+    assert_int_equal(values_freed, 0);
+    free_and_check(cache);
+}
+
+static void test_ttl_expiry(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct script s;
+
+    (void)state;
+    script_init(&s, 0, 10, 0.05);
+    assert_int_equal(get_id(cache, "k", 0, &s), 1);
+    sleep_ms(250);
+    assert_int_equal(get_id(cache, "k", 0, &s), 2);
+    assert_int_equal(s.calls, 2);
+    /* The replaced value was released. */
+    assert_int_equal(values_freed, 1);
+
+    /* A ttl of zero or less still hands the value to its caller but does
+     * not keep it fresh. */
+    s.ttl_s = 0;
+    assert_int_equal(get_id(cache, "zero", 0, &s), 3);
+    assert_int_equal(get_id(cache, "zero", 0, &s), 4);
+    s.ttl_s = -1;
+    assert_int_equal(get_id(cache, "zero", 0, &s), 5);
+    assert_int_equal(s.calls, 5);
+    expect_error(cache, "zero", CACHE_GET_PEEK, NULL, -ENOENT);
+    free_and_check(cache);
+}
+
+static void test_single_flight(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct worker workers[THREADS];
+    struct cache_stats st;
+    struct script s;
+
+    (void)state;
+    script_init(&s, 0, 10, 60);
+    s.wait_entered = THREADS;
+    run_workers(workers, THREADS, cache, &s, "jobs", 0);
+    assert_int_equal(s.calls, 1);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(workers[i].rc, 0);
+        assert_ptr_equal(workers[i].value, workers[0].value);
+    }
+    assert_int_equal(((struct test_value *)workers[0].value)->refs, THREADS + 1);
+    for (int i = 0; i < THREADS; i++)
+        test_value_unref(workers[i].value);
+    st = stats_of(cache);
+    assert_int_equal(st.hits + st.misses, THREADS);
+    assert_int_equal(st.entries, 1);
+    free_and_check(cache);
+}
+
+static void test_waiters_share_error(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct worker workers[THREADS];
+    struct script s;
+
+    (void)state;
+    script_init(&s, -EIO, 10, 60);
+    s.wait_entered = THREADS;
+    run_workers(workers, THREADS, cache, &s, "jobs", 0);
+    assert_int_equal(s.calls, 1);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(workers[i].rc, -EIO);
+        assert_null(workers[i].value);
+    }
+    /* A failed first fetch leaves nothing behind. */
+    assert_int_equal(stats_of(cache).entries, 0);
+    free_and_check(cache);
+}
+
+static void test_negative_entries(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0.05);
+    struct script s;
+
+    (void)state;
+    script_init(&s, -ENOENT, 10, 60);
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    assert_int_equal(s.calls, 1);
+    expect_error(cache, "gone", CACHE_GET_PEEK, NULL, -ENOENT);
+    assert_int_equal(stats_of(cache).entries, 1);
+    assert_int_equal(stats_of(cache).hits, 1);
+
+    /* Once the negative entry expires the key is asked for again. */
+    sleep_ms(250);
+    s.rc = 0;
+    assert_int_equal(get_id(cache, "gone", 0, &s), 1);
+    assert_int_equal(s.calls, 2);
+
+    /* -ENOENT on refresh drops the old value. */
+    s.rc = -ENOENT;
+    expect_error(cache, "gone", CACHE_GET_REFRESH, &s, -ENOENT);
+    assert_int_equal(values_freed, 1);
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    assert_int_equal(s.calls, 3);
+    free_and_check(cache);
+}
+
+static void test_negative_ttl_zero_not_remembered(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct script s;
+
+    (void)state;
+    script_init(&s, -ENOENT, 10, 60);
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(stats_of(cache).entries, 0);
+    free_and_check(cache);
+}
+
+static void test_stale_served_and_logged(void **state)
+{
+    struct cache *cache = make_cache(0, true, 30, 0);
+    struct script s;
+    char log[4096];
+    void *value;
+
+    (void)state;
+    script_init(&s, 0, 10, 0.05);
+    assert_int_equal(get_id(cache, "jobs/1", 0, &s), 1);
+    sleep_ms(200);
+    s.rc = -EIO;
+    capture_start();
+    assert_int_equal(cache_get(cache, "jobs/1", 0, script_fetch, &s, &value), 0);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(value_id(value), 1);
+    test_value_unref(value);
+    assert_int_equal(count_occurrences(log, "serving cached copy of jobs/1 from "), 1);
+    assert_non_null(strstr(log, strerror(EIO)));
+    assert_int_equal(stats_of(cache).stale_served, 1);
+
+    /* Each failure logs once more; the old value stays. */
+    s.rc = -ETIMEDOUT;
+    capture_start();
+    assert_int_equal(get_id(cache, "jobs/1", 0, &s), 1);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(count_occurrences(log, "serving cached copy of jobs/1"), 1);
+    assert_int_equal(s.calls, 3);
+    assert_int_equal(values_freed, 0);
+    free_and_check(cache);
+}
+
+static void test_stale_shared_with_waiters(void **state)
+{
+    struct cache *cache = make_cache(0, true, 30, 0);
+    struct worker workers[THREADS];
+    struct script s;
+    char log[8192];
+
+    (void)state;
+    script_init(&s, 0, 10, 0.01);
+    assert_int_equal(get_id(cache, "jobs", 0, &s), 1);
+    sleep_ms(100);
+    s.rc = -EIO;
+    atomic_store(&s.entered, 0);
+    s.wait_entered = THREADS;
+    capture_start();
+    run_workers(workers, THREADS, cache, &s, "jobs", 0);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(s.calls, 2);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(workers[i].rc, 0);
+        assert_int_equal(value_id(workers[i].value), 1);
+        test_value_unref(workers[i].value);
+    }
+    assert_int_equal(count_occurrences(log, "serving cached copy of jobs"), 1);
+    assert_int_equal(stats_of(cache).stale_served, THREADS);
+    free_and_check(cache);
+}
+
+static void test_stale_not_for_answers(void **state)
+{
+    static const int answers[] = {-EACCES, -ENOMEM, -ECANCELED, -ENOENT};
+    struct cache *cache = make_cache(0, true, 30, 60);
+    struct script s;
+    char log[4096];
+
+    (void)state;
+    script_init(&s, 0, 10, 0.01);
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        s.rc = 0;
+        get_id(cache, "k", CACHE_GET_REFRESH, &s);
+        sleep_ms(60);
+        s.rc = answers[i];
+        capture_start();
+        expect_error(cache, "k", 0, &s, answers[i]);
+        capture_stop(log, sizeof(log));
+        assert_int_equal(count_occurrences(log, "serving cached copy"), 0);
+    }
+    /* -ENOENT dropped the last value and is now remembered. */
+    assert_int_equal(values_created, 4);
+    assert_int_equal(values_freed, 4);
+    expect_error(cache, "k", 0, &s, -ENOENT);
+    assert_int_equal(s.calls, 8);
+    assert_int_equal(stats_of(cache).stale_served, 0);
+    free_and_check(cache);
+}
+
+static void test_stale_not_beyond_max_stale(void **state)
+{
+    struct cache *cache = make_cache(0, true, 0.05, 0);
+    struct script s;
+    char log[4096];
+
+    (void)state;
+    script_init(&s, 0, 10, 0.01);
+    assert_int_equal(get_id(cache, "k", 0, &s), 1);
+    sleep_ms(300);
+    s.rc = -EIO;
+    capture_start();
+    expect_error(cache, "k", 0, &s, -EIO);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(count_occurrences(log, "serving cached copy"), 0);
+    assert_int_equal(stats_of(cache).stale_served, 0);
+    free_and_check(cache);
+}
+
+static void test_stale_disabled(void **state)
+{
+    struct cache *cache = make_cache(0, false, 30, 0);
+    struct script s;
+
+    (void)state;
+    script_init(&s, 0, 10, 0.01);
+    assert_int_equal(get_id(cache, "k", 0, &s), 1);
+    sleep_ms(60);
+    s.rc = -EIO;
+    expect_error(cache, "k", 0, &s, -EIO);
+    assert_int_equal(stats_of(cache).stale_served, 0);
+    free_and_check(cache);
+}
+
+static void test_refresh(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct worker workers[THREADS];
+    struct script s;
+    void *held;
+
+    (void)state;
+    script_init(&s, 0, 10, 60);
+    assert_int_equal(cache_get(cache, "k", 0, script_fetch, &s, &held), 0);
+    assert_int_equal(get_id(cache, "k", CACHE_GET_REFRESH, &s), 2);
+    assert_int_equal(get_id(cache, "k", 0, &s), 2);
+    assert_int_equal(s.calls, 2);
+    /* The replaced value lives on while someone holds it. */
+    assert_int_equal(values_freed, 0);
+    assert_int_equal(value_id(held), 1);
+    test_value_unref(held);
+    assert_int_equal(values_freed, 1);
+
+    /* Refreshes are single-flight too. */
+    s.wait_entered = THREADS;
+    run_workers(workers, THREADS, cache, &s, "k", CACHE_GET_REFRESH);
+    assert_int_equal(s.calls, 3);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(workers[i].rc, 0);
+        assert_int_equal(value_id(workers[i].value), 3);
+        test_value_unref(workers[i].value);
+    }
+    free_and_check(cache);
+}
+
+static void test_peek(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    struct script s;
+    void *value;
+
+    (void)state;
+    script_init(&s, 0, 10, 60);
+    expect_error(cache, "k", CACHE_GET_PEEK, &s, -ENOENT);
+    assert_int_equal(s.calls, 0);
+    assert_int_equal(stats_of(cache).entries, 0);
+    assert_int_equal(get_id(cache, "k", 0, &s), 1);
+    assert_int_equal(cache_get(cache, "k", CACHE_GET_PEEK, NULL, NULL, &value), 0);
+    assert_int_equal(value_id(value), 1);
+    test_value_unref(value);
+    assert_int_equal(s.calls, 1);
+    /* Without PEEK a fetch function is required. */
+    value = (void *)1;
+    assert_int_equal(cache_get(cache, "k", 0, NULL, NULL, &value), -EINVAL);
+    assert_null(value);
+    free_and_check(cache);
+}
+
+static bool peek_present(struct cache *cache, const char *key)
+{
+    void *value = NULL;
+
+    if (cache_get(cache, key, CACHE_GET_PEEK, NULL, NULL, &value) != 0)
+        return false;
+    test_value_unref(value);
+    return true;
+}
+
+static void test_lru_eviction_order(void **state)
+{
+    struct cache *cache = make_cache(300, false, 0, 0);
+    struct cache_stats st;
+    struct script s;
+
+    (void)state;
+    script_init(&s, 0, 100, 60);
+    get_id(cache, "a", 0, &s);
+    get_id(cache, "b", 0, &s);
+    get_id(cache, "c", 0, &s);
+    assert_int_equal(stats_of(cache).bytes, 300);
+    get_id(cache, "a", 0, &s); /* a is now the most recent; b the least */
+    get_id(cache, "d", 0, &s);
+    assert_false(peek_present(cache, "b"));
+    assert_true(peek_present(cache, "a"));
+    assert_true(peek_present(cache, "c"));
+    assert_true(peek_present(cache, "d"));
+    assert_int_equal(values_freed, 1);
+    st = stats_of(cache);
+    assert_int_equal(st.evictions, 1);
+    assert_int_equal(st.bytes, 300);
+    assert_int_equal(st.entries, 3);
+
+    /* Order is now a, c, d (peeks touched them in that order): e evicts a. */
+    get_id(cache, "e", 0, &s);
+    assert_false(peek_present(cache, "a"));
+    assert_true(peek_present(cache, "c"));
+    free_and_check(cache);
+}
+
+static void test_byte_bound(void **state)
+{
+    struct cache *cache = make_cache(250, false, 0, 0);
+    struct cache_stats st;
+    struct script s;
+    char key[16];
+
+    (void)state;
+    script_init(&s, 0, 70, 60);
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        get_id(cache, key, 0, &s);
+        st = stats_of(cache);
+        assert_true(st.bytes <= 250);
+    }
+    st = stats_of(cache);
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.bytes, 210);
+    assert_int_equal(st.evictions, 47);
+    assert_int_equal(values_freed, 47);
+    /* The three most recent survive. */
+    assert_true(peek_present(cache, "k49"));
+    assert_true(peek_present(cache, "k47"));
+    assert_false(peek_present(cache, "k46"));
+    free_and_check(cache);
+}
+
+static void test_value_in_use_survives_eviction(void **state)
+{
+    struct cache *cache = make_cache(100, false, 0, 0);
+    struct script s;
+    void *held;
+
+    (void)state;
+    script_init(&s, 0, 100, 60);
+    assert_int_equal(cache_get(cache, "a", 0, script_fetch, &s, &held), 0);
+    get_id(cache, "b", 0, &s);
+    assert_false(peek_present(cache, "a"));
+    assert_int_equal(stats_of(cache).evictions, 1);
+    assert_int_equal(values_freed, 0);
+    assert_int_equal(value_id(held), 1);
+    assert_int_equal(((struct test_value *)held)->refs, 1);
+    test_value_unref(held);
+    assert_int_equal(values_freed, 1);
+    free_and_check(cache);
+}
+
+static void test_oversize_value(void **state)
+{
+    struct cache *cache = make_cache(100, false, 0, 0);
+    struct cache_stats st;
+    struct script s;
+    void *big;
+
+    (void)state;
+    script_init(&s, 0, 60, 60);
+    get_id(cache, "small", 0, &s);
+    s.bytes = 500;
+    assert_int_equal(cache_get(cache, "big", 0, script_fetch, &s, &big), 0);
+    assert_int_equal(value_id(big), 2);
+    /* Handed over but not kept, and nothing else was pushed out for it. */
+    assert_int_equal(((struct test_value *)big)->refs, 1);
+    st = stats_of(cache);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.bytes, 60);
+    assert_int_equal(st.evictions, 0);
+    assert_true(peek_present(cache, "small"));
+    assert_false(peek_present(cache, "big"));
+    test_value_unref(big);
+    assert_int_equal(values_freed, 1);
+    assert_int_equal(get_id(cache, "big", 0, &s), 3);
+    assert_int_equal(s.calls, 3);
+    free_and_check(cache);
+}
+
+static void test_expire_all_then_failing_refresh(void **state)
+{
+    struct cache *cache = make_cache(0, true, 30, 0);
+    struct script s;
+    char log[4096];
+
+    (void)state;
+    script_init(&s, 0, 10, 3600);
+    assert_int_equal(get_id(cache, "a", 0, &s), 1);
+    assert_int_equal(get_id(cache, "b", 0, &s), 2);
+    cache_expire_all(cache);
+    /* Values are kept but no longer fresh. */
+    assert_false(peek_present(cache, "a"));
+    assert_int_equal(stats_of(cache).entries, 2);
+    assert_int_equal(stats_of(cache).bytes, 20);
+
+    s.rc = -EHOSTUNREACH;
+    capture_start();
+    assert_int_equal(get_id(cache, "a", 0, &s), 1);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(count_occurrences(log, "serving cached copy of a from"), 1);
+    assert_int_equal(stats_of(cache).stale_served, 1);
+
+    /* A later successful fetch replaces the stale copy. */
+    s.rc = 0;
+    assert_int_equal(get_id(cache, "b", 0, &s), 3);
+    assert_int_equal(get_id(cache, "b", 0, &s), 3);
+    assert_int_equal(values_freed, 1);
+    free_and_check(cache);
+}
+
+static void test_clear(void **state)
+{
+    struct cache *cache = make_cache(0, true, 30, 60);
+    struct cache_stats st;
+    struct script s;
+    void *held;
+
+    (void)state;
+    script_init(&s, 0, 25, 60);
+    get_id(cache, "a", 0, &s);
+    get_id(cache, "b", 0, &s);
+    assert_int_equal(cache_get(cache, "c", 0, script_fetch, &s, &held), 0);
+    s.rc = -ENOENT;
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    assert_int_equal(stats_of(cache).entries, 4);
+    cache_clear(cache);
+    st = stats_of(cache);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(values_freed, 2);
+    assert_int_equal(value_id(held), 3);
+    test_value_unref(held);
+    assert_int_equal(values_freed, 3);
+    /* Cleared means refetched, and stale copies are gone too. */
+    s.rc = -EIO;
+    expect_error(cache, "a", 0, &s, -EIO);
+    s.rc = 0;
+    assert_int_equal(get_id(cache, "gone", 0, &s), 4);
+    free_and_check(cache);
+}
+
+static void test_stats(void **state)
+{
+    struct cache *cache = make_cache(100, true, 30, 60);
+    struct cache_stats st;
+    struct script s;
+    char log[4096];
+
+    (void)state;
+    script_init(&s, 0, 50, 0.01);
+    get_id(cache, "a", 0, &s); /* miss */
+    sleep_ms(50);
+    s.rc = -EIO;
+    capture_start();
+    get_id(cache, "a", 0, &s); /* miss, stale */
+    capture_stop(log, sizeof(log));
+    assert_int_equal(count_occurrences(log, "serving cached copy of a"), 1);
+    s.rc = 0;
+    s.ttl_s = 60;
+    get_id(cache, "b", 0, &s);                              /* miss */
+    get_id(cache, "b", 0, &s);                              /* hit */
+    get_id(cache, "c", 0, &s);                              /* miss, evicts a */
+    expect_error(cache, "zz", CACHE_GET_PEEK, &s, -ENOENT); /* miss */
+    st = stats_of(cache);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 5);
+    assert_int_equal(st.stale_served, 1);
+    assert_int_equal(st.evictions, 1);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 100);
+    free_and_check(cache);
+}
+
+static int null_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                      double *ttl_s)
+{
+    (void)arg;
+    (void)key;
+    *value = NULL;
+    *bytes = 0;
+    *ttl_s = 60;
+    return 0;
+}
+
+static void test_fetch_without_value(void **state)
+{
+    struct cache *cache = make_cache(0, false, 0, 0);
+    void *value = (void *)1;
+
+    (void)state;
+    assert_int_equal(cache_get(cache, "k", 0, null_fetch, NULL, &value), -EIO);
+    assert_null(value);
+    assert_int_equal(stats_of(cache).entries, 0);
+    free_and_check(cache);
+}
+
+static void test_out_of_memory(void **state)
+{
+    struct cache_config config = {.stale_if_error = true, .max_stale_s = 30};
+    struct cache *cache = NULL;
+    struct script s;
+    char key[16];
+
+    (void)state;
+    /* Probe whether this binary was linked with the wrappers. */
+    free(malloc(1));
+    if (!alloc_wrapped)
+        skip();
+
+    /* cache_new: any allocation may fail, and then nothing leaks. */
+    for (int n = 0; !cache; n++) {
+        alloc_fail_after = n;
+        cache = cache_new(&config, &test_ops);
+        alloc_fail_after = -1;
+        assert_true(n < 10);
+    }
+    assert_true(alloc_failures > 0);
+    alloc_failures = 0;
+
+    script_init(&s, 0, 10, 0.01);
+    get_id(cache, "old", 0, &s);
+    sleep_ms(50);
+    /* A new key needs a flight, an entry and a key copy; failing any of
+     * them fails the call without fetching and leaves the table as it was. */
+    for (int n = 0; n < 3; n++) {
+        void *value = (void *)1;
+
+        alloc_fail_after = n;
+        assert_int_equal(cache_get(cache, "new", 0, script_fetch, &s, &value), -ENOMEM);
+        alloc_fail_after = -1;
+        assert_null(value);
+        assert_int_equal(stats_of(cache).entries, 1);
+    }
+    /* Refetching a known key needs only a flight; its value is kept. */
+    alloc_fail_after = 0;
+    expect_error(cache, "old", 0, &s, -ENOMEM);
+    alloc_fail_after = -1;
+    assert_int_equal(alloc_failures, 4);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(values_freed, 0);
+    assert_int_equal(get_id(cache, "new", 0, &s), 2);
+    assert_int_equal(get_id(cache, "old", 0, &s), 3);
+
+    /* Past the three allocations of a new key comes only the growth of the
+     * table, which may fail without failing the call. */
+    alloc_failures = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "g%d", i);
+        alloc_fail_after = 3;
+        get_id(cache, key, 0, &s);
+        alloc_fail_after = -1;
+    }
+    assert_true(alloc_failures > 0);
+    assert_int_equal(stats_of(cache).entries, 202);
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "g%d", i);
+        assert_true(peek_present(cache, key));
+    }
+    free_and_check(cache);
+}
+
+/* Many threads on few keys with a tight budget, mixed flags and outcomes,
+ * while another thread expires and clears: meant for the sanitizers, and
+ * checks that the budget and the reference counts hold at the end. */
+struct stress {
+    struct cache *cache;
+    atomic_int fetches;
+    atomic_bool stop;
+};
+
+struct stress_thread {
+    pthread_t thread;
+    struct stress *stress;
+    unsigned seed;
+};
+
+static int stress_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                        double *ttl_s)
+{
+    struct stress *st = arg;
+    int n = atomic_fetch_add(&st->fetches, 1);
+
+    (void)key;
+    if (n % 7 == 3)
+        return -EIO;
+    if (n % 11 == 5)
+        return -ENOENT;
+    *value = test_value_new(n);
+    *bytes = 100;
+    *ttl_s = (n % 3) * 0.001;
+    return 0;
+}
+
+static void *stress_run(void *arg)
+{
+    struct stress_thread *t = arg;
+    struct stress *st = t->stress;
+    unsigned seed = t->seed;
+    static const unsigned flags[] = {0, 0, 0, CACHE_GET_PEEK, CACHE_GET_REFRESH};
+    char key[8];
+
+    for (int i = 0; i < 2000; i++) {
+        void *value = NULL;
+        int rc;
+
+        snprintf(key, sizeof(key), "k%u", rand_r(&seed) % 12);
+        rc =
+            cache_get(st->cache, key, flags[rand_r(&seed) % 5], stress_fetch, st, &value);
+        if (rc == 0) {
+            if (atomic_load(&((struct test_value *)value)->refs) < 1)
+                bad_unrefs++;
+            test_value_unref(value);
+        } else if (rc != -EIO && rc != -ENOENT) {
+            bad_unrefs++;
+        }
+    }
+    return NULL;
+}
+
+static void *stress_disturb(void *arg)
+{
+    struct stress *st = arg;
+
+    for (int i = 0; !atomic_load(&st->stop); i++) {
+        if (i % 2)
+            cache_expire_all(st->cache);
+        else
+            cache_clear(st->cache);
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void test_concurrent_stress(void **state)
+{
+    struct stress st = {.cache = make_cache(500, true, 0.01, 0.002)};
+    struct stress_thread threads[8];
+    struct cache_stats stats;
+    pthread_t disturber;
+    char log[4096];
+
+    (void)state;
+    /* Stale copies are served now and then; keep their warnings out of the
+     * test output. */
+    capture_start();
+    assert_int_equal(pthread_create(&disturber, NULL, stress_disturb, &st), 0);
+    for (int i = 0; i < 8; i++) {
+        threads[i] = (struct stress_thread){.stress = &st, .seed = (unsigned)i + 1};
+        assert_int_equal(
+            pthread_create(&threads[i].thread, NULL, stress_run, &threads[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_join(threads[i].thread, NULL), 0);
+    st.stop = true;
+    assert_int_equal(pthread_join(disturber, NULL), 0);
+    capture_stop(log, sizeof(log));
+    stats = stats_of(st.cache);
+    assert_true(stats.bytes <= 500);
+    assert_true(stats.entries <= 12);
+    assert_true(st.fetches > 0);
+    free_and_check(st.cache);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_hit_then_miss, reset),
+        cmocka_unit_test_setup(test_ttl_expiry, reset),
+        cmocka_unit_test_setup(test_single_flight, reset),
+        cmocka_unit_test_setup(test_waiters_share_error, reset),
+        cmocka_unit_test_setup(test_negative_entries, reset),
+        cmocka_unit_test_setup(test_negative_ttl_zero_not_remembered, reset),
+        cmocka_unit_test_setup(test_stale_served_and_logged, reset),
+        cmocka_unit_test_setup(test_stale_shared_with_waiters, reset),
+        cmocka_unit_test_setup(test_stale_not_for_answers, reset),
+        cmocka_unit_test_setup(test_stale_not_beyond_max_stale, reset),
+        cmocka_unit_test_setup(test_stale_disabled, reset),
+        cmocka_unit_test_setup(test_refresh, reset),
+        cmocka_unit_test_setup(test_peek, reset),
+        cmocka_unit_test_setup(test_lru_eviction_order, reset),
+        cmocka_unit_test_setup(test_byte_bound, reset),
+        cmocka_unit_test_setup(test_value_in_use_survives_eviction, reset),
+        cmocka_unit_test_setup(test_oversize_value, reset),
+        cmocka_unit_test_setup(test_expire_all_then_failing_refresh, reset),
+        cmocka_unit_test_setup(test_clear, reset),
+        cmocka_unit_test_setup(test_stats, reset),
+        cmocka_unit_test_setup(test_fetch_without_value, reset),
+        cmocka_unit_test_setup(test_out_of_memory, reset),
+        cmocka_unit_test_setup(test_concurrent_stress, reset),
+    };
+
+    log_setup(LOG_LEVEL_WARNING, false);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
