@@ -54,6 +54,7 @@ enum listing_kind {
 
 struct listing {
     unsigned refs;          /* atomic */
+    uint64_t generation;    /* unique to each fetch: equal = same listing */
     enum listing_kind kind;
     struct entry *entries;  /* sorted by name (strcmp) */
     size_t count;

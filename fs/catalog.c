@@ -1,0 +1,833 @@
+/*
+ * catalog — listings of jobs, items and batches (see include/batchfs/catalog.h).
+ *
+ * Every listing is fetched through the cache under one key, so concurrent
+ * callers share one fetch and a walk within the time to live costs no
+ * request. Objects are rendered to their file bytes as their page arrives,
+ * and the page is freed at once: memory holds rendered files, never pages.
+ */
+#include "batchfs/catalog.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchfs/api.h"
+#include "batchfs/buf.h"
+#include "batchfs/cache.h"
+#include "batchfs/jsontext.h"
+#include "batchfs/log.h"
+#include "batchfs/names.h"
+
+const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
+    "pending", "processing", "completed", "failed", "skipped", "cancelled",
+};
+
+struct catalog {
+    struct api *api;
+    struct cache *cache;
+    double ttl_s, terminal_ttl_s;
+
+    pthread_mutex_t lock;      /* protects the fields below */
+    char **known_batches;      /* ids found by lookup, for servers without a list */
+    size_t known_batch_count, known_batch_cap;
+    struct timespec batches_unsupported_until; /* the list endpoint is missing */
+};
+
+/* ---- blobs and listings ---------------------------------------------- */
+
+/* Source of listing generations; atomic, shared by every catalog. */
+static uint64_t catalog_next_generation;
+
+static uint64_t catalog_digest(const char *data, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)data[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+struct blob *blob_new(const char *data, size_t len)
+{
+    struct blob *blob = malloc(sizeof(*blob) + len + 1);
+
+    if (!blob)
+        return NULL;
+    blob->refs = 1;
+    blob->len = len;
+    blob->digest = catalog_digest(data, len);
+    memcpy(blob->data, data, len);
+    blob->data[len] = '\0';
+    return blob;
+}
+
+struct blob *blob_ref(struct blob *blob)
+{
+    if (blob)
+        __atomic_add_fetch(&blob->refs, 1, __ATOMIC_RELAXED);
+    return blob;
+}
+
+void blob_unref(struct blob *blob)
+{
+    if (blob && __atomic_sub_fetch(&blob->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(blob);
+}
+
+static void entry_clear(struct entry *entry)
+{
+    free(entry->name);
+    free(entry->id);
+    free(entry->status);
+    blob_unref(entry->content);
+    memset(entry, 0, sizeof(*entry));
+}
+
+struct listing *listing_ref(struct listing *listing)
+{
+    __atomic_add_fetch(&listing->refs, 1, __ATOMIC_RELAXED);
+    return listing;
+}
+
+void listing_release(struct listing *listing)
+{
+    if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    for (size_t i = 0; i < listing->count; i++)
+        entry_clear(&listing->entries[i]);
+    entry_clear(&listing->self);
+    free(listing->entries);
+    free(listing);
+}
+
+static int entry_compare_names(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
+}
+
+const struct entry *listing_find(const struct listing *listing, const char *name)
+{
+    struct entry key = {.name = (char *)name};
+
+    if (!listing->count)
+        return NULL;
+    return bsearch(&key, listing->entries, listing->count, sizeof(struct entry),
+                   entry_compare_names);
+}
+
+static void cache_value_ref(void *value)
+{
+    listing_ref(value);
+}
+
+static void cache_value_unref(void *value)
+{
+    listing_release(value);
+}
+
+static const struct cache_value_ops catalog_cache_ops = {
+    .ref = cache_value_ref,
+    .unref = cache_value_unref,
+};
+
+/* ---- fields of API objects ------------------------------------------- */
+
+int catalog_parse_time(const char *text, struct timespec *out)
+{
+    struct tm tm;
+    const char *p;
+    long nsec = 0, scale = 100000000L;
+    long offset = 0;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        p = strptime(text, "%Y-%m-%d %H:%M:%S", &tm);
+    if (!p)
+        return -EINVAL;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            nsec += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && p[1] && p[2] && p[3] == ':' && p[4] && p[5]) {
+        int sign = *p == '-' ? -1 : 1;
+        int hh = (p[1] - '0') * 10 + (p[2] - '0');
+        int mm = (p[4] - '0') * 10 + (p[5] - '0');
+
+        if (hh < 0 || hh > 23 || mm < 0 || mm > 59)
+            return -EINVAL;
+        offset = sign * (hh * 3600L + mm * 60L);
+        p += 6;
+    } else if (*p) {
+        return -EINVAL; /* no zone: ambiguous, do not guess */
+    }
+    if (*p)
+        return -EINVAL;
+    t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -EINVAL;
+    out->tv_sec = t - offset;
+    out->tv_nsec = nsec;
+    return 0;
+}
+
+/* The file time of an object: the first timestamp present, most final first. */
+static struct timespec catalog_object_mtime(const json_t *object)
+{
+    static const char *const keys[] = {"completed_at", "updated_at", "started_at",
+                                       "effective_at", "created_at"};
+    struct timespec ts = {0, 0};
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const json_t *v = json_object_get(object, keys[i]);
+
+        if (json_is_string(v) && !catalog_parse_time(json_string_value(v), &ts))
+            return ts;
+    }
+    return ts;
+}
+
+/* A copy of a string member with NULs replaced, or NULL when absent. */
+static int catalog_string_field(const json_t *object, const char *key, char **out)
+{
+    const json_t *v = json_object_get(object, key);
+    size_t len;
+    char *copy;
+
+    *out = NULL;
+    if (!json_is_string(v))
+        return 0;
+    len = json_string_length(v);
+    copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, json_string_value(v), len);
+    for (size_t i = 0; i < len; i++)
+        if (copy[i] == '\0')
+            copy[i] = '_';
+    copy[len] = '\0';
+    *out = copy;
+    return 0;
+}
+
+bool catalog_job_is_terminal(const char *status)
+{
+    return status && (!strcmp(status, "completed") || !strcmp(status, "failed") ||
+                      !strcmp(status, "cancelled") || !strcmp(status, "COMPLETED") ||
+                      !strcmp(status, "FAILED") || !strcmp(status, "CANCELLED"));
+}
+
+int catalog_item_status_index(const char *name)
+{
+    for (int i = 0; i < CATALOG_ITEM_STATUS_COUNT; i++)
+        if (!strcmp(name, catalog_item_statuses[i]))
+            return i;
+    return -1;
+}
+
+/* ---- building a listing from pages ----------------------------------- */
+
+/* The raw bytes of an item's id and name, kept until names are assigned. */
+struct builder_name {
+    char *id, *name;
+    size_t id_len, name_len;
+};
+
+struct builder {
+    struct listing *listing;
+    size_t cap;
+    const char *id_key;          /* "id", "item_id" or "source_directory_file_id" */
+    bool assign_names;           /* items and results: names.c picks names */
+    struct builder_name *names;  /* parallel to listing->entries when assign_names */
+    const char *what;            /* for log lines */
+    size_t skipped;
+};
+
+static int builder_init(struct builder *b, enum listing_kind kind, const char *what)
+{
+    memset(b, 0, sizeof(*b));
+    b->listing = calloc(1, sizeof(*b->listing));
+    if (!b->listing)
+        return -ENOMEM;
+    b->listing->refs = 1;
+    b->listing->generation = __atomic_add_fetch(&catalog_next_generation, 1, __ATOMIC_RELAXED);
+    b->listing->kind = kind;
+    b->listing->bytes = sizeof(*b->listing);
+    b->what = what;
+    switch (kind) {
+    case LISTING_ITEMS:
+        b->id_key = "item_id";
+        b->assign_names = true;
+        break;
+    case LISTING_BATCH:
+        b->id_key = "source_directory_file_id";
+        b->assign_names = true;
+        break;
+    default:
+        b->id_key = "id";
+        break;
+    }
+    return 0;
+}
+
+static void builder_discard(struct builder *b)
+{
+    if (b->names) {
+        for (size_t i = 0; i < b->listing->count; i++) {
+            free(b->names[i].id);
+            free(b->names[i].name);
+        }
+        free(b->names);
+    }
+    listing_release(b->listing);
+    b->listing = NULL;
+    b->names = NULL;
+}
+
+static char *catalog_memdup(const char *data, size_t len)
+{
+    char *copy = malloc(len + 1);
+
+    if (copy) {
+        memcpy(copy, data, len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
+/* Fills `entry` from one API object: rendered file, id, status, time. */
+static int catalog_entry_from_object(struct entry *entry, const struct api_object *object,
+                                     const char *id_key, struct buf *scratch)
+{
+    int rc;
+
+    buf_reset(scratch);
+    rc = jsontext_pretty(object->raw, object->raw_len, scratch);
+    if (rc)
+        return rc;
+    entry->content = blob_new(scratch->data, scratch->len);
+    if (!entry->content)
+        return -ENOMEM;
+    rc = catalog_string_field(object->json, id_key, &entry->id);
+    if (!rc)
+        rc = catalog_string_field(object->json, "status", &entry->status);
+    entry->mtime = catalog_object_mtime(object->json);
+    return rc;
+}
+
+static size_t entry_bytes(const struct entry *e)
+{
+    return sizeof(*e) + (e->name ? strlen(e->name) + 1 : 0) + (e->id ? strlen(e->id) + 1 : 0) +
+           (e->status ? strlen(e->status) + 1 : 0) +
+           (e->content ? sizeof(struct blob) + e->content->len + 1 : 0);
+}
+
+static int builder_grow(struct builder *b)
+{
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    struct entry *entries;
+
+    entries = realloc(b->listing->entries, cap * sizeof(*entries));
+    if (!entries)
+        return -ENOMEM;
+    b->listing->entries = entries;
+    if (b->assign_names) {
+        struct builder_name *names = realloc(b->names, cap * sizeof(*names));
+
+        if (!names)
+            return -ENOMEM;
+        b->names = names;
+    }
+    b->cap = cap;
+    return 0;
+}
+
+/* api_objects_fn: render and keep each object of a page. */
+static int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
+{
+    struct builder *b = arg;
+    struct buf scratch = BUF_INIT;
+    int rc = 0;
+
+    for (size_t i = 0; i < count; i++) {
+        struct listing *l = b->listing;
+        struct entry *entry;
+        const json_t *id;
+
+        if (l->count == b->cap && (rc = builder_grow(b)))
+            goto out;
+        entry = &l->entries[l->count];
+        memset(entry, 0, sizeof(*entry));
+        rc = catalog_entry_from_object(entry, &objects[i], b->id_key, &scratch);
+        if (rc == -EINVAL) {
+            /* The API layer hands on valid JSON only; be safe anyway. */
+            entry_clear(entry);
+            b->skipped++;
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            goto fail_entry;
+        entry->api_index = l->count;
+        if (b->assign_names) {
+            const json_t *name = json_object_get(objects[i].json, "item_name");
+            struct builder_name *n = &b->names[l->count];
+
+            id = json_object_get(objects[i].json, b->id_key);
+            memset(n, 0, sizeof(*n));
+            n->id_len = json_string_length(id);
+            n->id = catalog_memdup(json_string_value(id), n->id_len);
+            if (b->listing->kind == LISTING_BATCH)
+                name = id; /* results are named by their file id */
+            if (json_is_string(name)) {
+                n->name_len = json_string_length(name);
+                n->name = catalog_memdup(json_string_value(name), n->name_len);
+            }
+            if (!n->id || (json_is_string(name) && !n->name)) {
+                free(n->id);
+                free(n->name);
+                rc = -ENOMEM;
+                goto fail_entry;
+            }
+        } else {
+            if (!entry->id || !names_is_id(entry->id)) {
+                /* A name that is not an id could not be looked up again. */
+                b->skipped++;
+                entry_clear(entry);
+                continue;
+            }
+            entry->name = strdup(entry->id);
+            if (!entry->name) {
+                rc = -ENOMEM;
+                goto fail_entry;
+            }
+        }
+        l->count++;
+        continue;
+fail_entry:
+        entry_clear(entry);
+        goto out;
+    }
+out:
+    buf_free(&scratch);
+    return rc;
+}
+
+/* Names the entries (items, results), sorts them, and hands the listing over. */
+static int builder_finish(struct builder *b, struct listing **out)
+{
+    struct listing *l = b->listing;
+    int rc = 0;
+
+    if (b->assign_names && l->count) {
+        struct names_entry *ne = calloc(l->count, sizeof(*ne));
+
+        if (!ne) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < l->count; i++) {
+            ne[i].item_id = b->names[i].id;
+            ne[i].item_id_len = b->names[i].id_len;
+            ne[i].item_name = b->names[i].name;
+            ne[i].item_name_len = b->names[i].name_len;
+        }
+        rc = names_assign(ne, l->count, ".json");
+        if (!rc)
+            for (size_t i = 0; i < l->count; i++)
+                l->entries[i].name = ne[i].file_name;
+        free(ne);
+        if (rc)
+            goto out;
+    }
+    if (b->skipped)
+        log_warning("%s: left out %zu entries that were not usable", b->what, b->skipped);
+    qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
+    for (size_t i = 0; i < l->count; i++)
+        l->bytes += entry_bytes(&l->entries[i]);
+    l->bytes += entry_bytes(&l->self);
+    *out = l;
+    b->listing = NULL;
+out:
+    if (b->names) {
+        for (size_t i = 0; i < (l ? l->count : 0); i++) {
+            free(b->names[i].id);
+            free(b->names[i].name);
+        }
+        free(b->names);
+        b->names = NULL;
+    }
+    if (b->listing)
+        listing_release(b->listing);
+    b->listing = NULL;
+    return rc;
+}
+
+/* ---- fetches --------------------------------------------------------- */
+
+struct fetch_request {
+    struct catalog *catalog;
+    enum listing_kind kind;
+    const char *id;     /* job or batch id */
+    int status_index;   /* LISTING_ITEMS */
+};
+
+static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id);
+
+static int batch_received(void *arg, const struct api_object *batch,
+                          const struct api_object *results, size_t count, bool results_null)
+{
+    struct builder *b = arg;
+    struct buf scratch = BUF_INIT;
+    int rc;
+
+    rc = catalog_entry_from_object(&b->listing->self, batch, "id", &scratch);
+    buf_free(&scratch);
+    if (rc)
+        return rc;
+    b->listing->results_null = results_null;
+    return builder_add_objects(b, results, count);
+}
+
+static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                         double *ttl_s)
+{
+    struct fetch_request *req = arg;
+    struct catalog *catalog = req->catalog;
+    struct listing *listing = NULL;
+    struct builder b;
+    int rc;
+
+    rc = builder_init(&b, req->kind, key);
+    if (rc)
+        return rc;
+    switch (req->kind) {
+    case LISTING_JOBS:
+        rc = api_list_jobs(catalog->api, builder_add_objects, &b);
+        break;
+    case LISTING_JOB:
+        rc = api_get_job(catalog->api, req->id, builder_add_objects, &b);
+        break;
+    case LISTING_ITEMS:
+        rc = api_list_items(catalog->api, req->id, catalog_item_statuses[req->status_index],
+                            builder_add_objects, &b);
+        break;
+    case LISTING_BATCHES:
+        rc = api_list_batches(catalog->api, builder_add_objects, &b);
+        break;
+    case LISTING_BATCH:
+        rc = api_get_batch(catalog->api, req->id, batch_received, &b);
+        break;
+    }
+    if (!rc && req->kind == LISTING_JOB && b.listing->count != 1)
+        rc = -EIO;
+    if (rc) {
+        builder_discard(&b);
+        return rc;
+    }
+    rc = builder_finish(&b, &listing);
+    if (rc)
+        return rc;
+
+    *ttl_s = catalog->ttl_s;
+    if (req->kind == LISTING_JOB && catalog_job_is_terminal(listing->entries[0].status))
+        *ttl_s = catalog->terminal_ttl_s;
+    else if (req->kind == LISTING_BATCH && catalog_job_is_terminal(listing->self.status))
+        *ttl_s = catalog->terminal_ttl_s;
+    else if (req->kind == LISTING_ITEMS && catalog_job_status_terminal(catalog, req->id))
+        *ttl_s = catalog->terminal_ttl_s;
+    *value = listing;
+    *bytes = listing->bytes;
+    return 0;
+}
+
+static int catalog_get(struct catalog *catalog, struct fetch_request *req, unsigned flags,
+                       struct listing **out)
+{
+    char key[512];
+    void *value = NULL;
+    int rc;
+
+    switch (req->kind) {
+    case LISTING_JOBS:
+        snprintf(key, sizeof(key), "jobs");
+        break;
+    case LISTING_JOB:
+        snprintf(key, sizeof(key), "job/%s", req->id);
+        break;
+    case LISTING_ITEMS:
+        snprintf(key, sizeof(key), "items/%s/%s", req->id,
+                 catalog_item_statuses[req->status_index]);
+        break;
+    case LISTING_BATCHES:
+        snprintf(key, sizeof(key), "batches");
+        break;
+    case LISTING_BATCH:
+        snprintf(key, sizeof(key), "batch/%s", req->id);
+        break;
+    }
+    req->catalog = catalog;
+    rc = cache_get(catalog->cache, key, flags, catalog_fetch, req, &value);
+    *out = rc ? NULL : value;
+    return rc;
+}
+
+/* ---- public getters -------------------------------------------------- */
+
+struct catalog *catalog_new(const struct catalog_config *config)
+{
+    struct cache_config cc = {
+        .max_bytes = config->cache_bytes,
+        .stale_if_error = config->stale_if_error,
+        .max_stale_s = config->max_stale_s,
+        .negative_ttl_s = config->ttl_s,
+    };
+    struct catalog *catalog = calloc(1, sizeof(*catalog));
+
+    if (!catalog)
+        return NULL;
+    catalog->api = config->api;
+    catalog->ttl_s = config->ttl_s;
+    catalog->terminal_ttl_s = config->terminal_ttl_s;
+    pthread_mutex_init(&catalog->lock, NULL);
+    catalog->cache = cache_new(&cc, &catalog_cache_ops);
+    if (!catalog->cache) {
+        catalog_free(catalog);
+        return NULL;
+    }
+    return catalog;
+}
+
+void catalog_free(struct catalog *catalog)
+{
+    if (!catalog)
+        return;
+    if (catalog->cache)
+        cache_free(catalog->cache);
+    for (size_t i = 0; i < catalog->known_batch_count; i++)
+        free(catalog->known_batches[i]);
+    free(catalog->known_batches);
+    pthread_mutex_destroy(&catalog->lock);
+    free(catalog);
+}
+
+int catalog_jobs(struct catalog *catalog, struct listing **out)
+{
+    struct fetch_request req = {.kind = LISTING_JOBS};
+
+    return catalog_get(catalog, &req, CACHE_GET_DEFAULT, out);
+}
+
+int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,
+                const struct entry **entry)
+{
+    struct fetch_request req = {.kind = LISTING_JOBS};
+    struct listing *listing;
+    int rc;
+
+    *owner = NULL;
+    *entry = NULL;
+    /* The job list, if it is at hand, answers without a request. */
+    if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &listing)) {
+        const struct entry *e = listing_find(listing, job_id);
+
+        if (e) {
+            *owner = listing;
+            *entry = e;
+            return 0;
+        }
+        listing_release(listing);
+    }
+    req.kind = LISTING_JOB;
+    req.id = job_id;
+    rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, &listing);
+    if (rc)
+        return rc;
+    if (listing->count != 1 || strcmp(listing->entries[0].name, job_id)) {
+        /* The API answered for another id than the one asked. */
+        listing_release(listing);
+        return -ENOENT;
+    }
+    *owner = listing;
+    *entry = &listing->entries[0];
+    return 0;
+}
+
+/* Whether a job is known to be finished, without sending a request. */
+static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id)
+{
+    struct fetch_request req = {.kind = LISTING_JOBS};
+    struct listing *listing;
+    const struct entry *e;
+    int terminal = 0;
+
+    if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &listing)) {
+        e = listing_find(listing, job_id);
+        terminal = e && catalog_job_is_terminal(e->status);
+        listing_release(listing);
+        if (e)
+            return terminal;
+    }
+    req.kind = LISTING_JOB;
+    req.id = job_id;
+    if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &listing)) {
+        terminal = listing->count == 1 && catalog_job_is_terminal(listing->entries[0].status);
+        listing_release(listing);
+    }
+    return terminal;
+}
+
+int catalog_items(struct catalog *catalog, const char *job_id, int status_index,
+                  struct listing **out)
+{
+    struct fetch_request req = {
+        .kind = LISTING_ITEMS, .id = job_id, .status_index = status_index};
+
+    if (status_index < 0 || status_index >= CATALOG_ITEM_STATUS_COUNT)
+        return -EINVAL;
+    return catalog_get(catalog, &req, CACHE_GET_DEFAULT, out);
+}
+
+static void catalog_remember_batch(struct catalog *catalog, const char *batch_id)
+{
+    pthread_mutex_lock(&catalog->lock);
+    for (size_t i = 0; i < catalog->known_batch_count; i++)
+        if (!strcmp(catalog->known_batches[i], batch_id))
+            goto out;
+    if (catalog->known_batch_count == catalog->known_batch_cap) {
+        size_t cap = catalog->known_batch_cap ? catalog->known_batch_cap * 2 : 16;
+        char **ids = realloc(catalog->known_batches, cap * sizeof(*ids));
+
+        if (!ids)
+            goto out; /* only the fallback listing misses it */
+        catalog->known_batches = ids;
+        catalog->known_batch_cap = cap;
+    }
+    catalog->known_batches[catalog->known_batch_count] = strdup(batch_id);
+    if (catalog->known_batches[catalog->known_batch_count])
+        catalog->known_batch_count++;
+out:
+    pthread_mutex_unlock(&catalog->lock);
+}
+
+int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing **out)
+{
+    struct fetch_request req = {.kind = LISTING_BATCH, .id = batch_id};
+    int rc;
+
+    rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, out);
+    if (!rc && (!(*out)->self.id || strcmp((*out)->self.id, batch_id))) {
+        listing_release(*out);
+        *out = NULL;
+        return -ENOENT;
+    }
+    if (!rc)
+        catalog_remember_batch(catalog, batch_id);
+    return rc;
+}
+
+static bool catalog_now_before(const struct timespec *t)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec < t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec < t->tv_nsec);
+}
+
+/* For servers without GET /api/v2/batches: the batches looked up so far. */
+static int catalog_known_batches(struct catalog *catalog, struct listing **out)
+{
+    struct builder b;
+    int rc;
+
+    rc = builder_init(&b, LISTING_BATCHES, "batches");
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&catalog->lock);
+    for (size_t i = 0; i < catalog->known_batch_count; i++) {
+        struct entry *e;
+
+        if (b.listing->count == b.cap && (rc = builder_grow(&b)))
+            break;
+        e = &b.listing->entries[b.listing->count];
+        memset(e, 0, sizeof(*e));
+        e->id = strdup(catalog->known_batches[i]);
+        e->name = strdup(catalog->known_batches[i]);
+        e->api_index = i;
+        if (!e->id || !e->name) {
+            entry_clear(e);
+            rc = -ENOMEM;
+            break;
+        }
+        b.listing->count++;
+    }
+    pthread_mutex_unlock(&catalog->lock);
+    if (rc) {
+        builder_discard(&b);
+        return rc;
+    }
+    /* Times and statuses come from the batches themselves, when cached. */
+    for (size_t i = 0; i < b.listing->count; i++) {
+        struct fetch_request req = {.kind = LISTING_BATCH, .id = b.listing->entries[i].id};
+        struct listing *batch;
+
+        if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &batch)) {
+            b.listing->entries[i].mtime = batch->self.mtime;
+            b.listing->entries[i].content = blob_ref(batch->self.content);
+            listing_release(batch);
+        }
+    }
+    return builder_finish(&b, out);
+}
+
+int catalog_batches(struct catalog *catalog, struct listing **out)
+{
+    struct fetch_request req = {.kind = LISTING_BATCHES};
+    bool unsupported;
+    int rc;
+
+    pthread_mutex_lock(&catalog->lock);
+    unsupported = catalog_now_before(&catalog->batches_unsupported_until);
+    pthread_mutex_unlock(&catalog->lock);
+    if (unsupported)
+        return catalog_known_batches(catalog, out);
+
+    rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, out);
+    if (rc != -EOPNOTSUPP)
+        return rc;
+    /* Ask again only after a while: the server will not grow the endpoint soon. */
+    pthread_mutex_lock(&catalog->lock);
+    clock_gettime(CLOCK_MONOTONIC, &catalog->batches_unsupported_until);
+    catalog->batches_unsupported_until.tv_sec += 3600;
+    pthread_mutex_unlock(&catalog->lock);
+    return catalog_known_batches(catalog, out);
+}
+
+void catalog_expire_all(struct catalog *catalog)
+{
+    cache_expire_all(catalog->cache);
+}
+
+void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
+{
+    struct cache_stats cs;
+
+    cache_get_stats(catalog->cache, &cs);
+    out->hits = cs.hits;
+    out->misses = cs.misses;
+    out->stale_served = cs.stale_served;
+    out->evictions = cs.evictions;
+    out->entries = cs.entries;
+    out->bytes = cs.bytes;
+}
