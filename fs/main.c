@@ -1,0 +1,376 @@
+/*
+ * batchfs — mounts the LlamaCloud batch API as a read-only tree of JSON files.
+ *
+ * main.c wires the layers together and owns the process: command line, API
+ * key, the one request that proves key and URL before anything is mounted,
+ * the FUSE session and its loop, and signals. SIGINT/SIGTERM end the session
+ * (and cancel requests in flight so no worker keeps the unmount waiting);
+ * SIGHUP drops every cache.
+ */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batchfs/api.h"
+#include "batchfs/catalog.h"
+#include "batchfs/http.h"
+#include "batchfs/inval.h"
+#include "batchfs/log.h"
+#include "batchfs/ops.h"
+#include "batchfs/options.h"
+#include "batchfs/tree.h"
+
+#ifndef BATCHFS_VERSION
+#define BATCHFS_VERSION "0"
+#endif
+
+/* Longest listing kept, in objects: far beyond any real job, short of what
+ * would exhaust memory before the cache budget could act. */
+#define MAIN_MAX_LISTING_ITEMS 5000000
+
+/*
+ * What the signal handlers touch. Set before the handlers are installed and
+ * only read afterwards; the handlers use nothing but sem_post and
+ * fuse_session_exit (which sets a flag), both safe in a handler.
+ */
+static struct fuse_session *main_session;
+static sem_t main_wake;
+static volatile sig_atomic_t main_hangup;
+
+static void main_on_exit_signal(int sig)
+{
+    (void)sig;
+    if (main_session)
+        fuse_session_exit(main_session);
+    sem_post(&main_wake);
+}
+
+static void main_on_hangup(int sig)
+{
+    (void)sig;
+    main_hangup = 1;
+    sem_post(&main_wake);
+}
+
+static int main_install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: the worker blocked in read(/dev/fuse) must wake. */
+    sa.sa_handler = main_on_exit_signal;
+    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+        return -errno;
+    sa.sa_handler = main_on_hangup;
+    if (sigaction(SIGHUP, &sa, NULL))
+        return -errno;
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &sa, NULL))
+        return -errno;
+    return 0;
+}
+
+/* Everything the watcher thread needs. */
+struct watcher {
+    struct fuse_session *session;
+    struct http_client *http;
+    struct catalog *catalog;
+    struct tree *tree;
+    pthread_t thread;
+};
+
+/*
+ * Waits for signals and for the end of the session. When the session ends,
+ * in-flight requests are cancelled: the session loop joins its workers, and
+ * a worker waiting out a retry would otherwise hold the unmount.
+ */
+static void *main_watch(void *arg)
+{
+    struct watcher *w = arg;
+
+    for (;;) {
+        struct timespec deadline;
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += 200 * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        sem_timedwait(&main_wake, &deadline);
+        if (fuse_session_exited(w->session))
+            break;
+        if (main_hangup) {
+            main_hangup = 0;
+            log_info("SIGHUP: dropping every cached listing");
+            catalog_expire_all(w->catalog);
+            tree_invalidate_all(w->tree);
+        }
+    }
+    http_client_cancel(w->http);
+    return NULL;
+}
+
+static void main_usage(const char *program)
+{
+    printf("usage: %s [options] MOUNTPOINT\n\n"
+           "Mounts the LlamaCloud batch API read-only: jobs/<id>/<status>/<item>.json\n"
+           "and batches/<id>/results/<file id>.json. The API key comes from\n"
+           "LLAMA_CLOUD_API_KEY (else LLAMA_PARSE_API_KEY) or -o api_key_file.\n\n"
+           "%s\n",
+           program, options_help);
+}
+
+/* Adds the mount options batchfs always wants to FUSE's arguments. */
+static int main_mount_options(struct fuse_args *args)
+{
+    bool allow_other = false;
+
+    for (int i = 0; i < args->argc; i++)
+        if (strstr(args->argv[i], "allow_other"))
+            allow_other = true;
+    if (fuse_opt_add_arg(args, "-oro,fsname=batchfs,subtype=batchfs"))
+        return -ENOMEM;
+    /* Shared with other users, the mount must apply the permissions it shows. */
+    if (allow_other && fuse_opt_add_arg(args, "-odefault_permissions"))
+        return -ENOMEM;
+    return 0;
+}
+
+static const char *main_access_error(int rc)
+{
+    switch (rc) {
+    case -EACCES:
+        return "the API refused the key (HTTP 401/403); check LLAMA_CLOUD_API_KEY or "
+               "-o api_key_file";
+    case -ENOENT:
+        return "the URL does not serve the batch API (HTTP 404); check -o base_url";
+    default:
+        return strerror(-rc);
+    }
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct fuse_cmdline_opts cmd;
+    struct options opts;
+    struct http_client *http = NULL;
+    struct api *api = NULL;
+    struct catalog *catalog = NULL;
+    struct tree *tree = NULL;
+    struct inval_queue *inval = NULL;
+    struct fuse_session *se = NULL;
+    struct fuse_loop_config *loop = NULL;
+    struct ops_context ctx = {.allow_no_open = true};
+    struct watcher watcher = {0};
+    bool mounted = false, watching = false, curl_ready = false;
+    char err[512], *key = NULL;
+    int rc, status = 1;
+
+    memset(&cmd, 0, sizeof(cmd));
+    if (sem_init(&main_wake, 0, 0))
+        return 1;
+    log_setup(LOG_LEVEL_INFO, false);
+    rc = options_parse(&args, &opts, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "batchfs: %s\n", rc == -ENOMEM ? strerror(ENOMEM) : err);
+        goto out;
+    }
+    if (fuse_parse_cmdline(&args, &cmd))
+        goto out;
+    if (cmd.show_help) {
+        main_usage(argv[0]);
+        printf("FUSE options:\n");
+        fuse_cmdline_help();
+        fuse_lowlevel_help();
+        status = 0;
+        goto out;
+    }
+    if (cmd.show_version) {
+        printf("batchfs %s\n", BATCHFS_VERSION);
+        fuse_lowlevel_version();
+        status = 0;
+        goto out;
+    }
+    if (!cmd.mountpoint) {
+        fprintf(stderr, "batchfs: no mount point given (try --help)\n");
+        goto out;
+    }
+    log_setup(cmd.debug ? LOG_LEVEL_DEBUG : (enum log_level)opts.log_level, false);
+
+    rc = options_load_key(&opts, &key, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "batchfs: %s\n", err);
+        goto out;
+    }
+    log_add_secret(key);
+
+    if (http_global_init()) {
+        fprintf(stderr, "batchfs: cannot initialise libcurl\n");
+        goto out;
+    }
+    curl_ready = true;
+    {
+        struct http_config hc = {
+            .base_url = opts.base_url,
+            .api_key = key,
+            .connect_timeout_s = opts.connect_timeout,
+            .timeout_s = opts.timeout,
+            .retries = opts.retries,
+            .max_connections = opts.max_connections,
+            .max_response = opts.max_response,
+            .log_requests = cmd.debug || opts.log_level >= LOG_LEVEL_DEBUG,
+            .user_agent = "batchfs/" BATCHFS_VERSION,
+        };
+        int herr = 0;
+
+        http = http_client_new(&hc, &herr);
+        if (!http) {
+            fprintf(stderr, "batchfs: base_url %s: %s\n", opts.base_url,
+                    herr == -ENOMEM ? strerror(ENOMEM) : "not an http:// or https:// URL");
+            goto out;
+        }
+    }
+    {
+        struct api_config ac = {
+            .transport = http_client_transport(http),
+            .project_id = opts.project_id,
+            .organization_id = opts.organization_id,
+            .page_size = 1000,
+            .max_parallel = opts.max_connections,
+            .max_items = MAIN_MAX_LISTING_ITEMS,
+        };
+
+        api = api_new(&ac);
+        if (!api) {
+            fprintf(stderr, "batchfs: %s\n", strerror(ENOMEM));
+            goto out;
+        }
+    }
+    rc = api_check_access(api);
+    if (rc) {
+        fprintf(stderr, "batchfs: %s: %s\n", opts.base_url, main_access_error(rc));
+        goto out;
+    }
+    {
+        struct catalog_config cc = {
+            .api = api,
+            .ttl_s = opts.cache_ttl,
+            .terminal_ttl_s = opts.terminal_ttl,
+            .cache_bytes = opts.cache_size,
+            .stale_if_error = opts.stale_if_error,
+            .max_stale_s = opts.max_stale,
+        };
+
+        catalog = catalog_new(&cc);
+        if (!catalog) {
+            fprintf(stderr, "batchfs: %s\n", strerror(ENOMEM));
+            goto out;
+        }
+    }
+
+    if (main_mount_options(&args))
+        goto out;
+    se = fuse_session_new(&args, &ops_table, sizeof(ops_table), &ctx);
+    if (!se)
+        goto out;
+    main_session = se;
+    if (main_install_signals()) {
+        fprintf(stderr, "batchfs: cannot install signal handlers\n");
+        goto out;
+    }
+    if (fuse_session_mount(se, cmd.mountpoint))
+        goto out;
+    mounted = true;
+    if (fuse_daemonize(cmd.foreground))
+        goto out;
+    /* Threads start only now: fork() in fuse_daemonize keeps none. */
+    log_setup(cmd.debug ? LOG_LEVEL_DEBUG : (enum log_level)opts.log_level, !cmd.foreground);
+    inval = inval_queue_new(se);
+    if (!inval) {
+        log_error("cannot start the cache invalidation thread");
+        goto out;
+    }
+    {
+        struct tree_config tc = {
+            .catalog = catalog,
+            .ttl_s = opts.cache_ttl,
+            .terminal_ttl_s = opts.terminal_ttl,
+            .uid = getuid(),
+            .gid = getgid(),
+            .inval = inval_queue_push,
+            .inval_arg = inval,
+        };
+
+        tree = tree_new(&tc);
+        if (!tree) {
+            log_error("%s", strerror(ENOMEM));
+            goto out;
+        }
+        ctx.tree = tree;
+    }
+    watcher = (struct watcher){.session = se, .http = http, .catalog = catalog, .tree = tree};
+    if (pthread_create(&watcher.thread, NULL, main_watch, &watcher)) {
+        log_error("cannot start the signal thread");
+        goto out;
+    }
+    watching = true;
+    log_info("mounted %s on %s", opts.base_url, cmd.mountpoint);
+
+    if (cmd.singlethread) {
+        rc = fuse_session_loop(se);
+    } else {
+        loop = fuse_loop_cfg_create();
+        if (!loop) {
+            log_error("%s", strerror(ENOMEM));
+            goto out;
+        }
+        fuse_loop_cfg_set_clone_fd(loop, cmd.clone_fd);
+        fuse_loop_cfg_set_max_threads(loop, cmd.max_threads);
+        if (cmd.max_idle_threads != UINT_MAX)
+            fuse_loop_cfg_set_idle_threads(loop, cmd.max_idle_threads);
+        rc = fuse_session_loop_mt(se, loop);
+    }
+    status = rc ? 1 : 0;
+
+out:
+    if (se && !fuse_session_exited(se))
+        fuse_session_exit(se);
+    if (watching) {
+        sem_post(&main_wake);
+        pthread_join(watcher.thread, NULL);
+    }
+    inval_queue_free(inval);
+    if (mounted)
+        fuse_session_unmount(se);
+    if (se) {
+        main_session = NULL;
+        fuse_session_destroy(se);
+    }
+    fuse_loop_cfg_destroy(loop);
+    tree_free(tree);
+    catalog_free(catalog);
+    api_free(api);
+    http_client_free(http);
+    if (curl_ready)
+        http_global_cleanup();
+    if (key) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+    }
+    options_free(&opts);
+    free(cmd.mountpoint);
+    fuse_opt_free_args(&args);
+    return status;
+}

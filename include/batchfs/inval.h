@@ -1,0 +1,27 @@
+/*
+ * inval — telling the kernel to drop its cached copy of an inode.
+ *
+ * The kernel must not be asked to invalidate from the thread that serves a
+ * request on the same inode (it may wait for a page lock that request holds),
+ * so invalidations are queued here and sent by a thread of their own.
+ * Repeated requests for an inode still queued are merged.
+ */
+#ifndef BATCHFS_INVAL_H
+#define BATCHFS_INVAL_H
+
+#include <stdint.h>
+
+struct fuse_session;
+struct inval_queue;
+
+/* Starts the sending thread. NULL on no memory or no thread. */
+struct inval_queue *inval_queue_new(struct fuse_session *session);
+
+/* Queues inode `ino` (file pages, attributes, cached folder listing).
+ * Thread-safe, never blocks on the kernel. A tree_inval_fn. */
+void inval_queue_push(void *queue, uint64_t ino);
+
+/* Stops the thread, dropping what is still queued. Safe on NULL. */
+void inval_queue_free(struct inval_queue *queue);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * tree — the filesystem model: nodes, inode numbers, names and attributes.
+ *
+ * Maps the catalog's listings onto a directory tree:
+ *
+ *     /jobs/<job id>/job.json
+ *     /jobs/<job id>/{pending,processing,completed,failed,skipped,cancelled}/<item>.json
+ *     /batches/<batch id>/batch.json
+ *     /batches/<batch id>/results/<source_directory_file_id>.json
+ *
+ * and keeps the kernel's view of it: which inode numbers have been handed
+ * out (with their lookup counts, so FORGET can free them), and which
+ * version of a file or folder the kernel may have cached, so that a refresh
+ * that changes one triggers an invalidation. Knows nothing of FUSE requests
+ * or HTTP: the ops layer translates, the catalog fetches.
+ *
+ * Every function is thread-safe. Errors are negative errnos.
+ */
+#ifndef BATCHFS_TREE_H
+#define BATCHFS_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+struct catalog;
+struct blob;
+
+#define TREE_ROOT_INO 1
+
+/*
+ * Called when the kernel may hold an outdated copy of inode `ino` (its file
+ * content or its folder listing changed). Called without tree locks held, but
+ * from the request thread: the callee must hand the work to another thread.
+ */
+typedef void (*tree_inval_fn)(void *arg, uint64_t ino);
+
+struct tree_config {
+    struct catalog *catalog;  /* borrowed */
+    double ttl_s;             /* kernel cache time for unfinished things */
+    double terminal_ttl_s;    /* ...and for finished jobs and batches */
+    uid_t uid;                /* owner shown on every node */
+    gid_t gid;
+    tree_inval_fn inval;      /* optional */
+    void *inval_arg;
+};
+
+/* Attributes of a node, and how long the kernel may keep them. */
+struct tree_attr {
+    struct stat st;
+    double timeout_s;
+};
+
+struct tree;
+
+/* NULL when out of memory. */
+struct tree *tree_new(const struct tree_config *config);
+void tree_free(struct tree *tree);
+
+/*
+ * Finds `name` in folder `parent`. On success fills *out (st.st_ino is the
+ * node's inode number) and counts one kernel lookup of it. On -ENOENT,
+ * out->timeout_s says how long the kernel may remember the absence.
+ */
+int tree_lookup(struct tree *tree, uint64_t parent, const char *name, struct tree_attr *out);
+
+/* The kernel forgot `count` lookups of `ino`. */
+void tree_forget(struct tree *tree, uint64_t ino, uint64_t count);
+
+int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out);
+
+/* A snapshot of one folder's entries, stable while it is open. */
+struct tree_dir;
+
+/*
+ * Opens folder `ino`: fetches its listing if needed and takes a snapshot.
+ * *unchanged says the listing is the one the kernel was last given for this
+ * folder (so the kernel's cached copy of it may be kept).
+ */
+int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *unchanged);
+void tree_closedir(struct tree_dir *dir);
+
+/* Entries in the snapshot, "." and ".." included (they come first). */
+size_t tree_dir_count(const struct tree_dir *dir);
+
+/*
+ * Entry `index` of the snapshot: its name and, in *out, its attributes. With
+ * `link` the entry's node is created if needed and one kernel lookup of it is
+ * counted (readdirplus); without, st_ino is the node's number if it exists,
+ * else 0. "." and ".." are never linked.
+ */
+int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
+                   const char **name, struct tree_attr *out);
+
+/*
+ * The current content of file `ino` (a new reference: blob_unref it).
+ * *unchanged says it is what the kernel was last given for this inode.
+ * -EISDIR for a folder.
+ */
+int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged);
+
+/* Forgets every version handed to the kernel and asks it to drop its caches of
+ * every known inode (after the catalog dropped its own). */
+void tree_invalidate_all(struct tree *tree);
+
+struct tree_stats {
+    size_t nodes;
+};
+void tree_get_stats(struct tree *tree, struct tree_stats *out);
+
+#endif
