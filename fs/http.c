@@ -1,0 +1,808 @@
+/*
+ * http — the libcurl client behind the transport (see include/batchfs/http.h).
+ *
+ * One request is a loop of attempts. Each attempt waits for the shared pacer
+ * (throttling and the connection bound), borrows an easy handle from the
+ * pool, runs curl_easy_perform() with no lock held, and returns the handle so
+ * the next request reuses its kept-alive connection. Only a complete body is
+ * ever handed back: anything cut short is retried and then reported as an
+ * errno. A 3xx is never followed, so the key cannot travel to another host.
+ *
+ * Not for: building API URLs or reading JSON (api.c), caching (cache.c).
+ */
+#include "batchfs/http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "batchfs/log.h"
+#include "batchfs/pacer.h"
+#include "batchfs/retry.h"
+
+#define HTTP_HEADER_VALUE_MAX 128
+#define HTTP_DEFAULT_USER_AGENT "batchfs"
+
+/* One pooled easy handle; its connection stays open between requests. */
+struct http_handle {
+    CURL *easy; /* NULL until first needed */
+    bool busy;
+};
+
+struct http_client {
+    struct transport transport;
+    /* Constant after http_client_new(). */
+    char *base_url;
+    char *user_agent;
+    struct curl_slist *headers; /* read-only; shared by all handles */
+    unsigned connect_timeout_s, timeout_s, retries, max_connections;
+    size_t max_response;
+    bool log_requests;
+    struct retry_policy policy;
+    struct pacer *pacer;
+    CURLSH *share; /* DNS cache and TLS sessions; never connections */
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+    atomic_bool cancelled; /* read by the transfer callbacks */
+
+    pthread_mutex_t pool_lock;
+    struct http_handle *pool; /* protected by pool_lock; max_connections long */
+
+    pthread_mutex_t stats_lock;
+    struct http_stats stats; /* protected by stats_lock */
+};
+
+/* What one attempt collected; reset before each attempt. */
+struct http_transfer {
+    struct http_client *client;
+    struct buf body;
+    size_t received; /* decoded bytes seen, including any beyond the cap */
+    bool too_big;
+    bool no_memory;
+    bool has_retry_after, has_retry_after_ms, has_should_retry;
+    char retry_after[HTTP_HEADER_VALUE_MAX];
+    char retry_after_ms[HTTP_HEADER_VALUE_MAX];
+    char should_retry[HTTP_HEADER_VALUE_MAX];
+    char error[CURL_ERROR_SIZE];
+};
+
+int http_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+void http_response_free(struct http_response *resp)
+{
+    if (!resp)
+        return;
+    buf_free(&resp->body);
+    resp->status = 0;
+    resp->attempts = 0;
+}
+
+/* Jitter needs no quality, only independence between threads, so each
+ * thread keeps its own xorshift state; no lock and no shared state. */
+static double http_random01(void)
+{
+    static _Thread_local uint64_t state;
+
+    if (state == 0) {
+        struct timespec ts;
+        uintptr_t here = (uintptr_t)&ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ here;
+        if (state == 0)
+            state = 0x9e3779b97f4a7c15ULL;
+    }
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (double)(state >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
+static double http_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static void http_share_lock(CURL *easy, curl_lock_data data, curl_lock_access access,
+                            void *userptr)
+{
+    struct http_client *client = userptr;
+
+    (void)easy;
+    (void)access;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&client->share_locks[data]);
+}
+
+static void http_share_unlock(CURL *easy, curl_lock_data data, void *userptr)
+{
+    struct http_client *client = userptr;
+
+    (void)easy;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&client->share_locks[data]);
+}
+
+/* A header field value must not smuggle in another header line. */
+static bool http_is_header_safe(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* The path goes into the request line: printable ASCII only, no spaces. */
+static bool http_is_path_safe(const char *s)
+{
+    if (*s != '/')
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static size_t http_on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct http_transfer *t = userdata;
+    size_t n = size * nmemb;
+
+    if (atomic_load(&t->client->cancelled))
+        return 0;
+    t->received += n;
+    /* The cap applies to decoded bytes, which is what defeats a small
+     * compressed body that inflates to gigabytes. */
+    if (n > t->client->max_response - t->body.len) {
+        t->too_big = true;
+        return 0;
+    }
+    if (buf_append(&t->body, data, n)) {
+        t->no_memory = true;
+        return 0;
+    }
+    return n;
+}
+
+static void http_keep_header(char *dest, bool *present, const char *value, size_t len)
+{
+    if (len >= HTTP_HEADER_VALUE_MAX)
+        len = HTTP_HEADER_VALUE_MAX - 1;
+    memcpy(dest, value, len);
+    dest[len] = '\0';
+    *present = true;
+}
+
+static size_t http_on_header(char *line, size_t size, size_t nitems, void *userdata)
+{
+    struct http_transfer *t = userdata;
+    size_t n = size * nitems, name_len, value_len;
+    const char *colon, *value, *end = line + n;
+
+    /* Each status line starts a new response (e.g. after a 100 Continue):
+     * only the final response's headers count. */
+    if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        t->has_retry_after = t->has_retry_after_ms = t->has_should_retry = false;
+        return n;
+    }
+    colon = memchr(line, ':', n);
+    if (!colon)
+        return n;
+    name_len = (size_t)(colon - line);
+    value = colon + 1;
+    while (value < end && (*value == ' ' || *value == '\t'))
+        value++;
+    while (end > value &&
+           (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    value_len = (size_t)(end - value);
+    if (name_len == 11 && strncasecmp(line, "retry-after", 11) == 0)
+        http_keep_header(t->retry_after, &t->has_retry_after, value, value_len);
+    else if (name_len == 14 && strncasecmp(line, "retry-after-ms", 14) == 0)
+        http_keep_header(t->retry_after_ms, &t->has_retry_after_ms, value, value_len);
+    else if (name_len == 14 && strncasecmp(line, "x-should-retry", 14) == 0)
+        http_keep_header(t->should_retry, &t->has_should_retry, value, value_len);
+    return n;
+}
+
+/* Also called while a transfer stalls, so cancellation is noticed within
+ * about a second even when no byte arrives. */
+static int http_on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                            curl_off_t ultotal, curl_off_t ulnow)
+{
+    struct http_client *client = userdata;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return atomic_load(&client->cancelled) ? 1 : 0;
+}
+
+/* Options that never change for a handle. 0, or -ENOMEM/-EIO. */
+static int http_handle_setup(struct http_client *client, CURL *easy)
+{
+    CURLcode failed = CURLE_OK;
+    long overall = (long)client->connect_timeout_s + 4L * (long)client->timeout_s;
+
+#define HTTP_SET(option, value)                                                          \
+    do {                                                                                 \
+        CURLcode code_ = curl_easy_setopt(easy, option, value);                          \
+        if (code_ != CURLE_OK && failed == CURLE_OK)                                     \
+            failed = code_;                                                              \
+    } while (0)
+
+    HTTP_SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    HTTP_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    HTTP_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    HTTP_SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    HTTP_SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    HTTP_SET(CURLOPT_FOLLOWLOCATION, 0L);
+    HTTP_SET(CURLOPT_UNRESTRICTED_AUTH, 0L);
+    HTTP_SET(CURLOPT_HTTPGET, 1L);
+    HTTP_SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    HTTP_SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    HTTP_SET(CURLOPT_CONNECTTIMEOUT, (long)client->connect_timeout_s);
+    if (client->timeout_s > 0) {
+        /* A stall is no byte for timeout_s; the overall bound catches a
+         * server that trickles one byte a second forever. */
+        HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+        HTTP_SET(CURLOPT_LOW_SPEED_TIME, (long)client->timeout_s);
+        HTTP_SET(CURLOPT_TIMEOUT, overall);
+    }
+    HTTP_SET(CURLOPT_ACCEPT_ENCODING, "gzip");
+    HTTP_SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    HTTP_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    HTTP_SET(CURLOPT_TCP_KEEPIDLE, 60L);
+    HTTP_SET(CURLOPT_TCP_KEEPINTVL, 30L);
+    HTTP_SET(CURLOPT_HTTPHEADER, client->headers);
+    HTTP_SET(CURLOPT_USERAGENT, client->user_agent);
+    HTTP_SET(CURLOPT_SHARE, client->share);
+    HTTP_SET(CURLOPT_NOPROGRESS, 0L);
+    HTTP_SET(CURLOPT_XFERINFOFUNCTION, http_on_progress);
+    HTTP_SET(CURLOPT_XFERINFODATA, client);
+    HTTP_SET(CURLOPT_WRITEFUNCTION, http_on_body);
+    HTTP_SET(CURLOPT_HEADERFUNCTION, http_on_header);
+#undef HTTP_SET
+
+    if (failed == CURLE_OK)
+        return 0;
+    return failed == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+}
+
+/* Takes a free handle, creating it on first use. The pacer's slots ensure
+ * one is free; running out means a bug, reported as -EIO. */
+static int http_pool_take(struct http_client *client, CURL **out)
+{
+    struct http_handle *slot = NULL;
+    int rc = 0;
+
+    pthread_mutex_lock(&client->pool_lock);
+    for (unsigned i = 0; i < client->max_connections; i++) {
+        if (!client->pool[i].busy && client->pool[i].easy) {
+            slot = &client->pool[i];
+            break;
+        }
+    }
+    for (unsigned i = 0; !slot && i < client->max_connections; i++) {
+        if (!client->pool[i].busy)
+            slot = &client->pool[i];
+    }
+    if (!slot) {
+        rc = -EIO;
+        goto out;
+    }
+    if (!slot->easy) {
+        CURL *easy = curl_easy_init();
+
+        if (!easy) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        rc = http_handle_setup(client, easy);
+        if (rc) {
+            curl_easy_cleanup(easy);
+            goto out;
+        }
+        slot->easy = easy;
+    }
+    slot->busy = true;
+    *out = slot->easy;
+out:
+    pthread_mutex_unlock(&client->pool_lock);
+    return rc;
+}
+
+static void http_pool_put(struct http_client *client, CURL *easy)
+{
+    pthread_mutex_lock(&client->pool_lock);
+    for (unsigned i = 0; i < client->max_connections; i++) {
+        if (client->pool[i].easy == easy) {
+            client->pool[i].busy = false;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&client->pool_lock);
+}
+
+/*
+ * The errno for a failed transfer, and whether it can never succeed on a
+ * retry (*final). A partial body is never kept: every error that can cut
+ * a body short maps to -EPROTO and is retried.
+ */
+static int http_map_curl_error(CURLcode code, const struct http_transfer *t, bool *final)
+{
+    *final = false;
+    switch (code) {
+    case CURLE_WRITE_ERROR:
+        if (t->too_big) {
+            *final = true;
+            return -EFBIG;
+        }
+        if (t->no_memory) {
+            *final = true;
+            return -ENOMEM;
+        }
+        if (atomic_load(&t->client->cancelled)) {
+            *final = true;
+            return -ECANCELED;
+        }
+        return -EPROTO;
+    case CURLE_ABORTED_BY_CALLBACK:
+        *final = true;
+        return -ECANCELED;
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT;
+    case CURLE_COULDNT_CONNECT:
+        return -ECONNREFUSED;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return -EHOSTUNREACH;
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_SSL_CONNECT_ERROR: /* also a reset during the handshake */
+        return -EPROTO;
+    case CURLE_OUT_OF_MEMORY:
+        *final = true;
+        return -ENOMEM;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        *final = true;
+        return -EINVAL;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_TOO_MANY_REDIRECTS:
+        /* A certificate that fails now fails on the next try too. */
+        *final = true;
+        return -EPROTO;
+    default:
+        *final = true;
+        return -EIO;
+    }
+}
+
+/* One attempt. 0 with *status, or a negative errno with *final set. */
+static int http_attempt(CURL *easy, const char *url, struct http_transfer *t,
+                        long *status, bool *final)
+{
+    CURLcode code;
+
+    *final = false;
+    t->error[0] = '\0';
+    if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, t) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_HEADERDATA, t) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error) != CURLE_OK) {
+        *final = true;
+        return -ENOMEM;
+    }
+    code = curl_easy_perform(easy);
+    /* The buffer lives on the caller's stack: never leave it set. */
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+    if (code != CURLE_OK) {
+        if (!t->error[0])
+            snprintf(t->error, sizeof(t->error), "%s", curl_easy_strerror(code));
+        return http_map_curl_error(code, t, final);
+    }
+    *status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
+    return 0;
+}
+
+/* Logs a refused redirect, naming the target host only: a full Location
+ * may carry a signed query string. */
+static void http_log_redirect(CURL *easy, const char *path_query, long status)
+{
+    char *location = NULL, *host = NULL;
+    CURLU *url = NULL;
+
+    if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+        location) {
+        url = curl_url();
+        if (url && curl_url_set(url, CURLUPART_URL, location, 0) == CURLUE_OK)
+            curl_url_get(url, CURLUPART_HOST, &host, 0);
+    }
+    if (host)
+        log_warning("GET %s: HTTP %ld redirect to %s refused", path_query, status, host);
+    else
+        log_warning("GET %s: HTTP %ld redirect refused", path_query, status);
+    curl_free(host);
+    curl_url_cleanup(url);
+}
+
+static const char *http_errno_text(int err)
+{
+    switch (err) {
+    case -ETIMEDOUT:
+        return "timed out";
+    case -ECONNREFUSED:
+        return "connection refused";
+    case -EHOSTUNREACH:
+        return "host not found";
+    case -EPROTO:
+        return "protocol error";
+    case -ENOMEM:
+        return "out of memory";
+    default:
+        return "failed";
+    }
+}
+
+static void http_count_attempt(struct http_client *client, bool retry, size_t bytes,
+                               long status)
+{
+    pthread_mutex_lock(&client->stats_lock);
+    client->stats.requests++;
+    if (retry)
+        client->stats.retries++;
+    client->stats.bytes += bytes;
+    if (status == 429)
+        client->stats.throttled++;
+    pthread_mutex_unlock(&client->stats_lock);
+}
+
+static void http_transfer_reset(struct http_transfer *t)
+{
+    buf_reset(&t->body);
+    t->received = 0;
+    t->too_big = t->no_memory = false;
+    t->has_retry_after = t->has_retry_after_ms = t->has_should_retry = false;
+}
+
+static int http_get(void *ctx, const char *path_query, struct http_response *out)
+{
+    struct http_client *client = ctx;
+    struct http_transfer t;
+    struct buf url = BUF_INIT;
+    unsigned attempts = client->retries + 1, attempt = 0;
+    bool retryable = false, logged = false;
+    long status = 0;
+    int rc;
+
+    /* Callers pass an empty response; whatever was in it is not ours. */
+    *out = (struct http_response)HTTP_RESPONSE_INIT;
+    memset(&t, 0, sizeof(t));
+    t.client = client;
+    if (!path_query || !http_is_path_safe(path_query)) {
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = buf_printf(&url, "%s%s", client->base_url, path_query);
+    if (rc)
+        goto out;
+    while (attempt < attempts) {
+        CURL *easy = NULL;
+        bool final = false;
+        double started;
+        long delay;
+
+        rc = pacer_acquire(client->pacer);
+        if (rc)
+            break;
+        rc = http_pool_take(client, &easy);
+        if (rc) {
+            pacer_release(client->pacer);
+            break;
+        }
+        http_transfer_reset(&t);
+        status = 0;
+        started = http_now_ms();
+        rc = http_attempt(easy, url.data, &t, &status, &final);
+        attempt++;
+        http_count_attempt(client, attempt > 1, t.received, status);
+        if (client->log_requests) {
+            if (rc == 0)
+                log_debug("GET %s %ld %.1f ms %zu bytes attempt %u", path_query, status,
+                          http_now_ms() - started, t.body.len, attempt);
+            else
+                log_debug("GET %s failed (%s) %.1f ms attempt %u", path_query, t.error,
+                          http_now_ms() - started, attempt);
+        }
+        if (rc == 0 && status >= 300 && status <= 399) {
+            http_log_redirect(easy, path_query, status);
+            logged = true;
+            rc = -EPROTO;
+            retryable = false;
+        } else if (rc == 0) {
+            retryable =
+                (status < 200 || status > 299) &&
+                retry_is_retryable(status, 0, t.has_should_retry ? t.should_retry : NULL);
+        } else {
+            retryable = !final && retry_is_retryable(0, rc, NULL);
+        }
+        http_pool_put(client, easy);
+        pacer_release(client->pacer);
+        if (!retryable || attempt >= attempts)
+            break;
+
+        delay = retry_delay_ms(
+            &client->policy, attempt - 1, t.has_retry_after_ms ? t.retry_after_ms : NULL,
+            t.has_retry_after ? t.retry_after : NULL, time(NULL), http_random01());
+        if (rc == 0 && (status == 429 || status == 503)) {
+            /* The server is throttling this client, not this request:
+             * every thread holds off together. */
+            pacer_defer(client->pacer, delay);
+        } else {
+            int slept = pacer_sleep(client->pacer, delay);
+
+            if (slept) {
+                rc = slept;
+                retryable = false;
+                break;
+            }
+        }
+    }
+
+    if (rc == 0) {
+        if (retryable)
+            log_warning("GET %s: HTTP %ld after %u attempt%s", path_query, status,
+                        attempt, attempt == 1 ? "" : "s");
+        out->status = status;
+        out->body = t.body;
+        t.body = (struct buf)BUF_INIT;
+    } else if (!logged && rc == -EFBIG) {
+        log_warning("GET %s: response larger than %zu bytes refused", path_query,
+                    client->max_response);
+    } else if (!logged && rc != -ECANCELED && attempt > 0) {
+        log_warning("GET %s: %s after %u attempt%s (%s)", path_query, http_errno_text(rc),
+                    attempt, attempt == 1 ? "" : "s", t.error);
+    }
+out:
+    out->attempts = attempt;
+    buf_free(&t.body);
+    buf_free(&url);
+    return rc;
+}
+
+/* Wipes the key from the header list before it goes back to the heap. */
+static void http_free_headers(struct curl_slist *headers)
+{
+    for (struct curl_slist *h = headers; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(headers);
+}
+
+static int http_build_headers(struct http_client *client, const char *api_key)
+{
+    struct curl_slist *next;
+    struct buf auth = BUF_INIT;
+    int rc = 0;
+
+    next = curl_slist_append(NULL, "Accept: application/json");
+    if (!next) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    client->headers = next;
+    if (api_key && *api_key) {
+        rc = buf_printf(&auth, "Authorization: Bearer %s", api_key);
+        if (rc)
+            goto out;
+        next = curl_slist_append(client->headers, auth.data);
+        if (!next) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        client->headers = next;
+    }
+out:
+    if (auth.data)
+        explicit_bzero(auth.data, auth.len);
+    buf_free(&auth);
+    return rc;
+}
+
+static int http_check_config(const struct http_config *config)
+{
+    const char *url;
+
+    if (!config || !config->base_url || config->max_connections == 0 ||
+        config->max_response == 0)
+        return -EINVAL;
+    url = config->base_url;
+    if (strncasecmp(url, "http://", 7) == 0)
+        url += 7;
+    else if (strncasecmp(url, "https://", 8) == 0)
+        url += 8;
+    else
+        return -EINVAL;
+    if (*url == '\0' || *url == '/' || !http_is_header_safe(url) || strchr(url, ' '))
+        return -EINVAL;
+    if (config->api_key && !http_is_header_safe(config->api_key))
+        return -EINVAL;
+    if (config->user_agent && !http_is_header_safe(config->user_agent))
+        return -EINVAL;
+    return 0;
+}
+
+struct http_client *http_client_new(const struct http_config *config, int *err)
+{
+    const struct retry_policy policy = RETRY_POLICY_DEFAULT;
+    struct http_client *client = NULL;
+    unsigned share_locks_made = 0;
+    bool pool_lock_made = false, stats_lock_made = false;
+    size_t len;
+    int rc;
+
+    rc = http_check_config(config);
+    if (rc)
+        goto out;
+    rc = -ENOMEM;
+    client = calloc(1, sizeof(*client));
+    if (!client)
+        goto out;
+    client->base_url = strdup(config->base_url);
+    client->user_agent =
+        strdup(config->user_agent ? config->user_agent : HTTP_DEFAULT_USER_AGENT);
+    client->pool = calloc(config->max_connections, sizeof(*client->pool));
+    if (!client->base_url || !client->user_agent || !client->pool)
+        goto out;
+    len = strlen(client->base_url);
+    while (len > 0 && client->base_url[len - 1] == '/')
+        client->base_url[--len] = '\0';
+    client->connect_timeout_s = config->connect_timeout_s;
+    client->timeout_s = config->timeout_s;
+    client->retries = config->retries;
+    client->max_connections = config->max_connections;
+    client->max_response = config->max_response;
+    client->log_requests = config->log_requests;
+    client->policy = policy;
+    atomic_init(&client->cancelled, false);
+
+    rc = http_build_headers(client, config->api_key);
+    if (rc)
+        goto out;
+    rc = -ENOMEM;
+    for (; share_locks_made < CURL_LOCK_DATA_LAST; share_locks_made++) {
+        if (pthread_mutex_init(&client->share_locks[share_locks_made], NULL))
+            goto out;
+    }
+    if (pthread_mutex_init(&client->pool_lock, NULL))
+        goto out;
+    pool_lock_made = true;
+    if (pthread_mutex_init(&client->stats_lock, NULL))
+        goto out;
+    stats_lock_made = true;
+    client->pacer = pacer_new(config->max_connections, &rc);
+    if (!client->pacer)
+        goto out;
+    rc = -ENOMEM;
+    client->share = curl_share_init();
+    if (!client->share)
+        goto out;
+    if (curl_share_setopt(client->share, CURLSHOPT_LOCKFUNC, http_share_lock) ||
+        curl_share_setopt(client->share, CURLSHOPT_UNLOCKFUNC, http_share_unlock) ||
+        curl_share_setopt(client->share, CURLSHOPT_USERDATA, client) ||
+        curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
+        curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) {
+        rc = -EIO;
+        goto out;
+    }
+    client->transport.get = http_get;
+    client->transport.ctx = client;
+    rc = 0;
+out:
+    if (rc && client) {
+        if (client->share)
+            curl_share_cleanup(client->share);
+        pacer_free(client->pacer);
+        if (stats_lock_made)
+            pthread_mutex_destroy(&client->stats_lock);
+        if (pool_lock_made)
+            pthread_mutex_destroy(&client->pool_lock);
+        while (share_locks_made > 0)
+            pthread_mutex_destroy(&client->share_locks[--share_locks_made]);
+        http_free_headers(client->headers);
+        free(client->pool);
+        free(client->user_agent);
+        free(client->base_url);
+        free(client);
+        client = NULL;
+    }
+    if (err)
+        *err = rc;
+    return client;
+}
+
+const struct transport *http_client_transport(struct http_client *client)
+{
+    return &client->transport;
+}
+
+void http_client_cancel(struct http_client *client)
+{
+    atomic_store(&client->cancelled, true);
+    pacer_cancel(client->pacer);
+}
+
+void http_client_stats(struct http_client *client, struct http_stats *out)
+{
+    pthread_mutex_lock(&client->stats_lock);
+    *out = client->stats;
+    pthread_mutex_unlock(&client->stats_lock);
+}
+
+void http_client_free(struct http_client *client)
+{
+    if (!client)
+        return;
+    /* Handles first: a share still used by a handle cannot be freed. */
+    for (unsigned i = 0; i < client->max_connections; i++) {
+        if (client->pool[i].easy)
+            curl_easy_cleanup(client->pool[i].easy);
+    }
+    curl_share_cleanup(client->share);
+    pacer_free(client->pacer);
+    pthread_mutex_destroy(&client->stats_lock);
+    pthread_mutex_destroy(&client->pool_lock);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&client->share_locks[i]);
+    http_free_headers(client->headers);
+    free(client->pool);
+    free(client->user_agent);
+    free(client->base_url);
+    free(client);
+}

@@ -1,0 +1,903 @@
+/*
+ * Unit tests for http: the real client against a loopback server that lives
+ * in this file. The server plays one scripted raw response per connection
+ * (or stalls) and records each request's head, so the tests can see what
+ * was sent as well as what came back. Timeouts are 1 s; timing assertions
+ * only check that nothing hung and that waits were not skipped.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "batchfs/http.h"
+#include "batchfs/log.h"
+
+#define TEST_KEY "sk-test-0123456789abcdef"
+
+/* ---- log capture: the tests read what the client logged ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[65536]; /* protected by log_lock */
+static size_t log_len;       /* protected by log_lock */
+
+bool log_enabled(enum log_level level)
+{
+    (void)level;
+    return true;
+}
+
+void log_message(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    (void)level;
+    pthread_mutex_lock(&log_lock);
+    if (log_len < sizeof(log_text) - 1) {
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(log_text + log_len, sizeof(log_text) - log_len - 1, fmt, ap);
+        va_end(ap);
+        if (n > 0)
+            log_len += (size_t)n < sizeof(log_text) - log_len - 1
+                           ? (size_t)n
+                           : sizeof(log_text) - log_len - 1;
+        log_text[log_len++] = '\n';
+        log_text[log_len] = '\0';
+    }
+    pthread_mutex_unlock(&log_lock);
+}
+
+static bool log_contains(const char *needle)
+{
+    bool found;
+
+    pthread_mutex_lock(&log_lock);
+    found = strstr(log_text, needle) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return found;
+}
+
+static void log_clear(void)
+{
+    pthread_mutex_lock(&log_lock);
+    log_len = 0;
+    log_text[0] = '\0';
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* ---- fixtures and clocks ---- */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *read_fixture(const char *name, size_t *len)
+{
+    const char *dir = getenv("BATCHFS_TEST_DATA");
+    char path[512];
+    char *data;
+    FILE *f;
+    long size;
+
+    snprintf(path, sizeof(path), "%s/http/%s", dir ? dir : "tests/data", name);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    size = ftell(f);
+    assert_true(size > 0);
+    rewind(f);
+    data = malloc((size_t)size + 1);
+    assert_non_null(data);
+    assert_int_equal(fread(data, 1, (size_t)size, f), (size_t)size);
+    data[size] = '\0';
+    fclose(f);
+    *len = (size_t)size;
+    return data;
+}
+
+/* A raw response with Content-Length and "Connection: close". */
+static char *make_response(const char *status_line, const char *headers, const void *body,
+                           size_t body_len, size_t *len)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                     status_line, headers ? headers : "", body_len);
+    char *out;
+
+    assert_true(n > 0 && (size_t)n < sizeof(head));
+    out = malloc((size_t)n + body_len);
+    assert_non_null(out);
+    memcpy(out, head, (size_t)n);
+    if (body_len)
+        memcpy(out + n, body, body_len);
+    *len = (size_t)n + body_len;
+    return out;
+}
+
+/* ---- the scripted loopback server ---- */
+
+#define SERVER_MAX_STEPS 8
+#define SERVER_MAX_REQUESTS 32
+#define SERVER_REQUEST_MAX 4096
+
+struct step {
+    char *data; /* owned; NULL = stall until the client goes away */
+    size_t len;
+};
+
+struct server {
+    int fd;
+    unsigned short port;
+    pthread_t thread;
+    struct step steps[SERVER_MAX_STEPS]; /* set before the thread starts */
+    unsigned nsteps;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    unsigned accepted;                                      /* protected by lock */
+    char requests[SERVER_MAX_REQUESTS][SERVER_REQUEST_MAX]; /* protected by lock */
+};
+
+static struct server *server_new(void)
+{
+    struct server *s = calloc(1, sizeof(*s));
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof(addr);
+
+    assert_non_null(s);
+    pthread_mutex_init(&s->lock, NULL);
+    atomic_init(&s->stop, false);
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->fd >= 0);
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(s->fd, 64), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&addr, &alen), 0);
+    s->port = ntohs(addr.sin_port);
+    return s;
+}
+
+/* Takes ownership of data (NULL for a stall). */
+static void server_add(struct server *s, char *data, size_t len)
+{
+    assert_true(s->nsteps < SERVER_MAX_STEPS);
+    s->steps[s->nsteps].data = data;
+    s->steps[s->nsteps].len = len;
+    s->nsteps++;
+}
+
+static void server_add_response(struct server *s, const char *status_line,
+                                const char *headers, const char *body)
+{
+    size_t len;
+    char *data = make_response(status_line, headers, body, strlen(body), &len);
+
+    server_add(s, data, len);
+}
+
+static void server_add_raw(struct server *s, const char *raw)
+{
+    char *data = strdup(raw);
+
+    assert_non_null(data);
+    server_add(s, data, strlen(raw));
+}
+
+/* Reads the request head; false if the client went away or we stop. */
+static bool server_read_request(struct server *s, int c, char *req, size_t cap)
+{
+    size_t len = 0;
+
+    req[0] = '\0';
+    while (!atomic_load(&s->stop) && !strstr(req, "\r\n\r\n")) {
+        struct pollfd p = {c, POLLIN, 0};
+        ssize_t n;
+
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        n = read(c, req + len, cap - 1 - len);
+        if (n <= 0)
+            return false;
+        len += (size_t)n;
+        req[len] = '\0';
+        if (len == cap - 1)
+            break;
+    }
+    return strstr(req, "\r\n\r\n") != NULL;
+}
+
+static void server_stall(struct server *s, int c)
+{
+    char scratch[256];
+
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {c, POLLIN, 0};
+
+        if (poll(&p, 1, 50) > 0 && read(c, scratch, sizeof(scratch)) <= 0)
+            return;
+    }
+}
+
+static void *server_run(void *arg)
+{
+    struct server *s = arg;
+    char req[SERVER_REQUEST_MAX];
+
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {s->fd, POLLIN, 0};
+        const struct step *step;
+        unsigned index;
+        int c;
+
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        c = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        pthread_mutex_lock(&s->lock);
+        index = s->accepted++;
+        pthread_mutex_unlock(&s->lock);
+        if (server_read_request(s, c, req, sizeof(req))) {
+            pthread_mutex_lock(&s->lock);
+            if (index < SERVER_MAX_REQUESTS)
+                memcpy(s->requests[index], req, sizeof(req));
+            pthread_mutex_unlock(&s->lock);
+            step = &s->steps[index < s->nsteps ? index : s->nsteps - 1];
+            if (!step->data) {
+                server_stall(s, c);
+            } else {
+                size_t off = 0;
+
+                while (off < step->len) {
+                    ssize_t n = send(c, step->data + off, step->len - off, MSG_NOSIGNAL);
+
+                    if (n <= 0)
+                        break;
+                    off += (size_t)n;
+                }
+                shutdown(c, SHUT_WR);
+            }
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void server_start(struct server *s)
+{
+    assert_true(s->nsteps > 0);
+    assert_int_equal(pthread_create(&s->thread, NULL, server_run, s), 0);
+}
+
+static unsigned server_accepted(struct server *s)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&s->lock);
+    n = s->accepted;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* Copy of the index'th request head (test code: single reader after join). */
+static const char *server_request(struct server *s, unsigned index)
+{
+    assert_true(index < SERVER_MAX_REQUESTS);
+    return s->requests[index];
+}
+
+static void server_free(struct server *s, bool started)
+{
+    atomic_store(&s->stop, true);
+    if (started)
+        pthread_join(s->thread, NULL);
+    close(s->fd);
+    for (unsigned i = 0; i < s->nsteps; i++)
+        free(s->steps[i].data);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static struct http_client *client_for(struct server *s, unsigned timeout_s,
+                                      unsigned retries, size_t max_response)
+{
+    char url[64];
+    struct http_config config = {
+        .base_url = url,
+        .api_key = TEST_KEY,
+        .connect_timeout_s = 1,
+        .timeout_s = timeout_s,
+        .retries = retries,
+        .max_connections = 4,
+        .max_response = max_response,
+        .log_requests = true,
+        .user_agent = "batchfs-test/1.0",
+    };
+    struct http_client *client;
+    int err = -1;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", s ? s->port : 1);
+    client = http_client_new(&config, &err);
+    assert_non_null(client);
+    assert_int_equal(err, 0);
+    return client;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    log_clear();
+    return 0;
+}
+
+/* Whatever a test did, the key must not have reached the log. */
+static int teardown(void **state)
+{
+    (void)state;
+    return log_contains(TEST_KEY) || log_contains("Bearer") ? -1 : 0;
+}
+
+/* ---- tests ---- */
+
+static void test_ok_body_and_request_headers(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    const struct transport *tr;
+    struct http_stats stats;
+    size_t len;
+    char *body = read_fixture("body.json", &len);
+    const char *req;
+
+    (void)state;
+    server_add_response(s, "200 OK", "Content-Type: application/json\r\n", body);
+    server_start(s);
+    client = client_for(s, 1, 2, 1 << 20);
+    tr = http_client_transport(client);
+    assert_int_equal(tr->get(tr->ctx, "/api/v1/beta/batch-processing?limit=5", &resp), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.attempts, 1);
+    assert_int_equal(resp.body.len, len);
+    assert_memory_equal(resp.body.data, body, len);
+
+    req = server_request(s, 0);
+    /* The trailing '/' of the base URL was dropped. */
+    assert_non_null(
+        strstr(req, "GET /api/v1/beta/batch-processing?limit=5 HTTP/1.1\r\n"));
+    assert_non_null(strstr(req, "\r\nAuthorization: Bearer " TEST_KEY "\r\n"));
+    assert_non_null(strstr(req, "\r\nAccept: application/json\r\n"));
+    assert_non_null(strstr(req, "\r\nUser-Agent: batchfs-test/1.0\r\n"));
+    assert_non_null(strstr(req, "\r\nAccept-Encoding: gzip\r\n"));
+
+    http_client_stats(client, &stats);
+    assert_int_equal(stats.requests, 1);
+    assert_int_equal(stats.retries, 0);
+    assert_int_equal(stats.bytes, len);
+    assert_int_equal(stats.throttled, 0);
+    /* One debug line per request, without the key. */
+    assert_true(log_contains("GET /api/v1/beta/batch-processing?limit=5 200 "));
+    assert_true(log_contains("bytes attempt 1"));
+
+    http_response_free(&resp);
+    assert_null(resp.body.data);
+    assert_int_equal(resp.status, 0);
+    http_client_free(client);
+    server_free(s, true);
+    free(body);
+}
+
+static void test_404_is_a_status(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+
+    (void)state;
+    server_add_response(s, "404 Not Found", NULL, "{\"detail\":\"Not Found\"}");
+    server_add_response(s, "200 OK", NULL, "{}");
+    server_start(s);
+    client = client_for(s, 1, 3, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/x", &resp), 0);
+    assert_int_equal(resp.status, 404);
+    assert_int_equal(resp.attempts, 1);
+    assert_string_equal(resp.body.data, "{\"detail\":\"Not Found\"}");
+    assert_int_equal(server_accepted(s), 1);
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_5xx_retried_then_ok(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    struct http_stats stats;
+    long long start;
+
+    (void)state;
+    server_add_response(s, "500 Internal Server Error", NULL, "oops");
+    server_add_response(s, "503 Service Unavailable", "Retry-After-Ms: 50\r\n", "busy");
+    server_add_response(s, "200 OK", NULL, "{\"ok\":true}");
+    server_start(s);
+    client = client_for(s, 1, 3, 1 << 20);
+    start = now_ms();
+    assert_int_equal(http_client_transport(client)->get(client, "/x", &resp), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.attempts, 3);
+    /* Only the final body, not the error bodies before it. */
+    assert_string_equal(resp.body.data, "{\"ok\":true}");
+    /* The 500 waited out a backoff of 375..500 ms. */
+    assert_true(now_ms() - start >= 375);
+    http_client_stats(client, &stats);
+    assert_int_equal(stats.requests, 3);
+    assert_int_equal(stats.retries, 2);
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_retries_exhausted_returns_last_status(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+
+    (void)state;
+    server_add_response(s, "502 Bad Gateway", "Retry-After-Ms: 10\r\n", "bad");
+    server_start(s);
+    client = client_for(s, 1, 2, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/y?a=1", &resp), 0);
+    assert_int_equal(resp.status, 502);
+    assert_int_equal(resp.attempts, 3);
+    assert_string_equal(resp.body.data, "bad");
+    assert_int_equal(server_accepted(s), 3);
+    assert_true(log_contains("GET /y?a=1: HTTP 502 after 3 attempts"));
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_retry_after_honoured(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    struct http_stats stats;
+    long long start;
+
+    (void)state;
+    server_add_response(s, "429 Too Many Requests", "Retry-After: 1\r\n", "slow down");
+    server_add_response(s, "200 OK", NULL, "{}");
+    server_start(s);
+    client = client_for(s, 1, 2, 1 << 20);
+    start = now_ms();
+    assert_int_equal(http_client_transport(client)->get(client, "/x", &resp), 0);
+    assert_true(now_ms() - start >= 1000);
+    assert_true(now_ms() - start < 5000);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.attempts, 2);
+    http_client_stats(client, &stats);
+    assert_int_equal(stats.throttled, 1);
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_should_retry_header_overrides(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+
+    (void)state;
+    /* false stops a 503 from being retried... */
+    server_add_response(s, "503 Service Unavailable", "X-Should-Retry: false\r\n", "no");
+    /* ...and true makes a 400 retried. */
+    server_add_response(s, "400 Bad Request",
+                        "x-should-retry: TRUE\r\nRetry-After-Ms: 5\r\n", "again");
+    server_add_response(s, "200 OK", NULL, "yes");
+    server_start(s);
+    client = client_for(s, 1, 3, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/a", &resp), 0);
+    assert_int_equal(resp.status, 503);
+    assert_int_equal(resp.attempts, 1);
+    assert_int_equal(server_accepted(s), 1);
+    http_response_free(&resp);
+    assert_int_equal(http_client_transport(client)->get(client, "/b", &resp), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.attempts, 2);
+    assert_string_equal(resp.body.data, "yes");
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_truncated_body_never_returned(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+
+    (void)state;
+    server_add_raw(s,
+                   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+                   "{\"items\": [");
+    server_start(s);
+    client = client_for(s, 1, 1, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/t", &resp), -EPROTO);
+    assert_int_equal(resp.attempts, 2);
+    assert_int_equal(resp.status, 0);
+    assert_null(resp.body.data);
+    assert_int_equal(resp.body.len, 0);
+    assert_int_equal(server_accepted(s), 2);
+    assert_true(log_contains("GET /t: protocol error after 2 attempts"));
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_stall_times_out(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    long long start, took;
+
+    (void)state;
+    server_add(s, NULL, 0);
+    server_start(s);
+    client = client_for(s, 1, 1, 1 << 20);
+    start = now_ms();
+    assert_int_equal(http_client_transport(client)->get(client, "/s", &resp), -ETIMEDOUT);
+    took = now_ms() - start;
+    /* Two attempts of about timeout_s each plus one backoff. */
+    assert_true(took >= 2000);
+    assert_true(took < 7000);
+    assert_int_equal(resp.attempts, 2);
+    assert_null(resp.body.data);
+    assert_true(log_contains("GET /s: timed out after 2 attempts"));
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_redirect_refused_key_stays_home(void **state)
+{
+    struct server *home = server_new();
+    struct server *elsewhere = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    char location[128];
+
+    (void)state;
+    snprintf(location, sizeof(location),
+             "Location: http://127.0.0.1:%u/steal?sig=secret\r\n", elsewhere->port);
+    server_add_response(home, "302 Found", location, "");
+    server_add_response(elsewhere, "200 OK", NULL, "{}");
+    server_start(home);
+    server_start(elsewhere);
+    client = client_for(home, 1, 3, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/r", &resp), -EPROTO);
+    assert_int_equal(resp.attempts, 1);
+    assert_null(resp.body.data);
+    /* The key went to the configured host, and nothing to the target. */
+    assert_non_null(strstr(server_request(home, 0), "Authorization: Bearer " TEST_KEY));
+    assert_int_equal(server_accepted(home), 1);
+    assert_int_equal(server_accepted(elsewhere), 0);
+    assert_true(log_contains("redirect to 127.0.0.1 refused"));
+    assert_false(log_contains("sig=secret"));
+    http_client_free(client);
+    server_free(home, true);
+    server_free(elsewhere, true);
+}
+
+static void test_body_cap(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    char big[1101];
+
+    (void)state;
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    server_add_response(s, "200 OK", NULL, big); /* 1100 bytes */
+    big[1000] = '\0';
+    server_add_response(s, "200 OK", NULL, big); /* exactly the cap */
+    server_start(s);
+    client = client_for(s, 1, 3, 1000);
+    assert_int_equal(http_client_transport(client)->get(client, "/big", &resp), -EFBIG);
+    assert_int_equal(resp.attempts, 1);
+    assert_null(resp.body.data);
+    assert_true(log_contains("GET /big: response larger than 1000 bytes refused"));
+    assert_int_equal(http_client_transport(client)->get(client, "/fits", &resp), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.body.len, 1000);
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_gzip_decoded(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    size_t len, zlen, rlen;
+    char *resp_data;
+    char *body = read_fixture("body.json", &len);
+    char *z = read_fixture("body.json.gz", &zlen);
+
+    (void)state;
+    resp_data = make_response("200 OK", "Content-Encoding: gzip\r\n", z, zlen, &rlen);
+    server_add(s, resp_data, rlen);
+    server_start(s);
+    client = client_for(s, 1, 0, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/gz", &resp), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.body.len, len);
+    assert_memory_equal(resp.body.data, body, len);
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+    free(z);
+    free(body);
+}
+
+static void test_gzip_corrupt(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    size_t zlen, rlen;
+    char *resp_data;
+    char *z = read_fixture("corrupt.gz", &zlen);
+
+    (void)state;
+    resp_data = make_response("200 OK", "Content-Encoding: gzip\r\n", z, zlen, &rlen);
+    server_add(s, resp_data, rlen);
+    server_start(s);
+    client = client_for(s, 1, 1, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/gz", &resp), -EPROTO);
+    assert_int_equal(resp.attempts, 2);
+    assert_null(resp.body.data);
+    http_client_free(client);
+    server_free(s, true);
+    free(z);
+}
+
+/* bomb.gz: 16 KiB on the wire, 16 MiB of zeros once inflated. */
+static void test_gzip_bomb(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    size_t zlen, rlen;
+    char *resp_data;
+    char *z = read_fixture("bomb.gz", &zlen);
+    struct http_stats stats;
+
+    (void)state;
+    assert_true(zlen < 64 * 1024);
+    resp_data = make_response("200 OK", "Content-Encoding: gzip\r\n", z, zlen, &rlen);
+    server_add(s, resp_data, rlen);
+    server_start(s);
+    client = client_for(s, 1, 2, 1 << 20);
+    assert_int_equal(http_client_transport(client)->get(client, "/bomb", &resp), -EFBIG);
+    assert_int_equal(resp.attempts, 1);
+    assert_null(resp.body.data);
+    /* Stopped soon after the cap rather than inflating it all. */
+    http_client_stats(client, &stats);
+    assert_true(stats.bytes < (4u << 20));
+    assert_true(log_contains("GET /bomb: response larger than 1048576 bytes refused"));
+    http_client_free(client);
+    server_free(s, true);
+    free(z);
+}
+
+struct get_call {
+    struct http_client *client;
+    const char *path;
+    int rc;
+    struct http_response resp;
+    long long done_ms;
+};
+
+static void *get_call_run(void *arg)
+{
+    struct get_call *call = arg;
+
+    call->rc =
+        http_client_transport(call->client)
+            ->get(http_client_transport(call->client)->ctx, call->path, &call->resp);
+    call->done_ms = now_ms();
+    return NULL;
+}
+
+static void test_cancel_during_stall(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct get_call call = {0};
+    pthread_t t;
+    long long cancelled_at;
+
+    (void)state;
+    server_add(s, NULL, 0);
+    server_start(s);
+    call.client = client_for(s, 5, 3, 1 << 20);
+    call.path = "/stall";
+    assert_int_equal(pthread_create(&t, NULL, get_call_run, &call), 0);
+    usleep(300 * 1000);
+    cancelled_at = now_ms();
+    http_client_cancel(call.client);
+    pthread_join(t, NULL);
+    assert_int_equal(call.rc, -ECANCELED);
+    assert_true(call.done_ms - cancelled_at < 2500);
+    assert_null(call.resp.body.data);
+    /* Later requests fail at once without touching the network. */
+    assert_int_equal(http_client_transport(call.client)->get(call.client, "/x", &resp),
+                     -ECANCELED);
+    assert_int_equal(server_accepted(s), 1);
+    http_client_free(call.client);
+    server_free(s, true);
+}
+
+static void test_connection_refused(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+
+    (void)state;
+    /* Nothing listens on the port once the socket is closed. */
+    client = client_for(s, 1, 1, 1 << 20);
+    close(s->fd);
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(http_client_transport(client)->get(client, "/x", &resp),
+                     -ECONNREFUSED);
+    assert_int_equal(resp.attempts, 2);
+    assert_true(log_contains("GET /x: connection refused after 2 attempts"));
+    http_client_free(client);
+    server_free(s, false);
+}
+
+static void test_concurrent_requests(void **state)
+{
+    struct server *s = server_new();
+    struct get_call calls[8];
+    pthread_t t[8];
+    struct http_client *client;
+    struct http_stats stats;
+
+    (void)state;
+    server_add_response(s, "200 OK", NULL, "{\"n\":1}");
+    server_start(s);
+    client = client_for(s, 1, 1, 1 << 20);
+    for (int i = 0; i < 8; i++) {
+        calls[i] = (struct get_call){client, "/c", -1, HTTP_RESPONSE_INIT, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, get_call_run, &calls[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(calls[i].rc, 0);
+        assert_int_equal(calls[i].resp.status, 200);
+        assert_string_equal(calls[i].resp.body.data, "{\"n\":1}");
+        http_response_free(&calls[i].resp);
+    }
+    http_client_stats(client, &stats);
+    assert_int_equal(stats.requests, 8);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static void test_bad_config(void **state)
+{
+    struct http_config config = {
+        .base_url = "ftp://example.com",
+        .api_key = "k",
+        .connect_timeout_s = 1,
+        .timeout_s = 1,
+        .retries = 0,
+        .max_connections = 1,
+        .max_response = 100,
+    };
+    struct http_client *client;
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    int err = 0;
+
+    (void)state;
+    assert_null(http_client_new(&config, &err));
+    assert_int_equal(err, -EINVAL);
+    config.base_url = "example.com";
+    assert_null(http_client_new(&config, &err));
+    assert_int_equal(err, -EINVAL);
+    config.base_url = "https://";
+    assert_null(http_client_new(&config, &err));
+    assert_int_equal(err, -EINVAL);
+    config.base_url = "https://api.example.com";
+    config.api_key = "key\r\nX-Evil: 1";
+    assert_null(http_client_new(&config, &err));
+    assert_int_equal(err, -EINVAL);
+    config.api_key = "key";
+    config.max_connections = 0;
+    assert_null(http_client_new(&config, &err));
+    assert_int_equal(err, -EINVAL);
+    assert_null(http_client_new(NULL, &err));
+    assert_int_equal(err, -EINVAL);
+    config.max_connections = 1;
+    config.base_url = "HTTPS://api.example.com//";
+    client = http_client_new(&config, &err);
+    assert_non_null(client);
+    assert_int_equal(err, 0);
+    /* A path that would break the request line is refused before any I/O. */
+    assert_int_equal(http_client_transport(client)->get(client, "/a b", &resp), -EINVAL);
+    assert_int_equal(http_client_transport(client)->get(client, "/a\r\nX: y", &resp),
+                     -EINVAL);
+    assert_int_equal(http_client_transport(client)->get(client, "relative", &resp),
+                     -EINVAL);
+    http_client_free(client);
+    http_client_free(NULL);
+    http_response_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ok_body_and_request_headers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_404_is_a_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_5xx_retried_then_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retries_exhausted_returns_last_status, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_honoured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_should_retry_header_overrides, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_body_never_returned, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stall_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_refused_key_stays_home, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_body_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gzip_decoded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gzip_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gzip_bomb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_during_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+    };
+    int failed;
+
+    /* The loopback server must be reached directly, whatever the
+     * environment says about proxies. */
+    setenv("no_proxy", "*", 1);
+    setenv("NO_PROXY", "*", 1);
+    if (http_global_init() != 0)
+        return 1;
+    failed = cmocka_run_group_tests(tests, NULL, NULL);
+    http_global_cleanup();
+    return failed;
+}
