@@ -1,0 +1,1511 @@
+#!/usr/bin/env python3
+"""apidouble - a local stand-in for the LlamaCloud batch API.
+
+For: the demo, the mount tests and the benchmarks of batchfs. It serves a
+deterministic data set (make_dataset) over HTTP/1.1 on 127.0.0.1 with the v1
+beta batch-processing endpoints and the v2 batches endpoints, five pagination
+dialects for the v1 lists, simulated round-trip latency and injectable
+faults, all controllable at runtime under /__double/.
+
+Not for: modelling LlamaCloud beyond what batchfs reads. It never runs jobs
+by itself (POST /__double/advance moves items when a test asks), accepts any
+organization_id/project_id, and never binds anything but loopback.
+
+Conventions worth knowing when reading a test against it:
+- processed_items counts items that are done (completed, failed or skipped);
+  progress_percentage counts those plus cancelled ones.
+- Bodies are json.dumps() output (default separators, ASCII only), so the
+  bytes a client receives for an object are exactly json.dumps(object).
+- The last page of GET /api/v2/batches carries "next_page_token": "".
+- Stats record a connection closed without an answer as status "0", and
+  count a request as finished once its headers are sent.
+"""
+
+import argparse
+import base64
+import binascii
+import calendar
+import dataclasses
+import datetime
+import gzip
+import hashlib
+import http
+import json
+import os
+import random
+import re
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+JOB_STATUSES = ("pending", "running", "dispatched", "completed", "failed", "cancelled")
+ITEM_STATUSES = ("pending", "processing", "completed", "failed", "skipped", "cancelled")
+JOB_TYPES = ("parse", "extract", "classify")
+BATCH_STATUSES = ("PENDING", "THROTTLED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+DIALECTS = ("both", "token", "total", "capped", "none")
+
+JOB_KEYS = ("id", "job_type", "project_id", "status", "total_items", "completed_at",
+            "created_at", "directory_id", "effective_at", "error_message", "failed_items",
+            "job_record_id", "processed_items", "skipped_items", "started_at",
+            "updated_at", "workflow_id")
+ITEM_KEYS = ("item_id", "item_name", "status", "completed_at", "effective_at",
+             "error_message", "job_id", "job_record_id", "skip_reason", "started_at")
+
+# The order of ordinary jobs: with the default six jobs every job status
+# appears once, and the pending one (index 5) is the job without items.
+JOB_STATUS_CYCLE = ("completed", "running", "failed", "cancelled", "dispatched", "pending")
+EMPTY_JOB_INDEX = 5
+BATCH_STATUS_CYCLE = ("COMPLETED", "RUNNING", "PENDING", "FAILED", "CANCELLED",
+                      "THROTTLED")
+
+# Item statuses a job of each status may hold, with weights.
+ITEM_MIX = {
+    "completed": (("completed", 85), ("failed", 10), ("skipped", 5)),
+    "running": (("completed", 40), ("processing", 10), ("pending", 35), ("failed", 10),
+                ("skipped", 5)),
+    "dispatched": (("pending", 80), ("processing", 20)),
+    "pending": (("pending", 100),),
+    "failed": (("completed", 50), ("failed", 30), ("skipped", 5), ("cancelled", 15)),
+    "cancelled": (("completed", 30), ("failed", 5), ("skipped", 5), ("cancelled", 60)),
+}
+BIG_JOB_MIX = (("completed", 1800), ("failed", 100), ("skipped", 60), ("cancelled", 20),
+               ("processing", 10), ("pending", 10))
+
+ITEM_ERRORS = (
+    "Timeout while parsing page 3",
+    "Unsupported file type: .xyz",
+    "Rate limit exceeded by upstream parser",
+    "Parser crashed:\tsegmentation fault in layout model",
+    "Failed to download source file\nstorage answered 403 Forbidden",
+    "Document is password protected",
+    "File exceeds the maximum page count (1000)",
+    "Corrupt PDF: xref table not found",
+    "Extraction schema validation failed: field 'total' expected number",
+)
+SKIP_REASONS = ("already_processed", "size_limit_exceeded")
+MAPPING_ERRORS = (
+    "Could not create parse job: source file is empty",
+    "Source file not found in directory",
+    "Unsupported file type: .xyz",
+    "Project quota exceeded while creating job",
+)
+
+NAME_TEMPLATES = ("report-{i:04d}.pdf", "invoice_{i:05d}.pdf",
+                  "Q{q} Financials (final) {i}.docx", "scan {i}.tiff",
+                  "r\u00e9sum\u00e9-\u00fc-{i}.pdf", "\u65e5\u672c\u8a9e-{i}.pdf",
+                  "slides_{i}.pptx", "data-export-{i}.csv")
+
+# Names a filesystem has to map with care. They replace ordinary names at
+# spread-out positions of the first job; the ones in FORCED_COMPLETED share a
+# status folder so that duplicates and case variants really collide.
+HOSTILE_NAMES = (
+    "/", ".", "..", "", "a/b/c.pdf", "line\nbreak.pdf", "tab\there.pdf",
+    "x" * 296 + ".pdf",
+    "\u00e9" * 148 + ".pdf",
+    "duplicate.pdf", "duplicate.pdf", "duplicate.pdf",
+    "nul\u0000inside.pdf",
+    "del\u007f ctl\u0001\u001b[31m\u001f.pdf",
+    "already.json",
+    "Case.pdf", "case.pdf", "CASE.pdf",
+    "Q3 Financials (final).docx", "r\u00e9sum\u00e9-\u00fc.pdf", "\u65e5\u672c\u8a9e.pdf",
+    " leading space.pdf", "trailing space.pdf ", "-dash.pdf", "ends with dot.",
+    "\u202etxt.exe", "emoji-\U0001f4c4.pdf",
+)
+FORCED_COMPLETED = {"duplicate.pdf", "Case.pdf", "case.pdf", "CASE.pdf"}
+
+BASE_MS = calendar.timegm((2025, 3, 1, 10, 0, 0)) * 1000 + 123
+HOUR_MS = 3600 * 1000
+
+
+def timestamp(ms):
+    """RFC 3339 UTC with milliseconds, or None for None."""
+    if ms is None:
+        return None
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % millis
+
+
+def _uuid(bits):
+    text = "%032x" % bits
+    return "%s-%s-4%s-%s%s-%s" % (text[:8], text[8:12], text[13:16],
+                                  "89ab"[int(text[16], 16) & 3], text[17:20], text[20:])
+
+
+def _rng_uuid(rng):
+    return _uuid(rng.getrandbits(128))
+
+
+def _hash_uuid(*parts):
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return _uuid(int(digest[:32], 16))
+
+
+def _ordered(obj, keys):
+    """Canonical key order: the documented keys first, unknown ones after."""
+    out = {k: obj[k] for k in keys if k in obj}
+    for k, v in obj.items():
+        if k not in out:
+            out[k] = v
+    return out
+
+
+def render(obj):
+    """Pretty form used by the tests to show expected file contents."""
+    return json.dumps(obj, indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Data set
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(eq=True)
+class Dataset:
+    jobs: list
+    items: dict
+    batches: list
+    results: dict
+
+
+def _pick_statuses(rng, mix, count):
+    names = [name for name, _ in mix]
+    weights = [weight for _, weight in mix]
+    statuses = rng.choices(names, weights, k=count) if count else []
+    # Small jobs could miss a status by chance; the tests rely on seeing all.
+    if count >= len(names):
+        for k, name in enumerate(names):
+            if name not in statuses:
+                statuses[count - 1 - k] = name
+    return statuses
+
+
+def _make_item(rng, index, name, status, start_ms):
+    t0 = start_ms + index * 1500 + rng.randrange(1000)
+    started = completed = job_id = record = error = skip = None
+    effective = t0
+    if status in ("processing", "completed", "failed"):
+        started = t0
+        job_id = "pjb-" + _rng_uuid(rng)
+        record = "jrc-" + _rng_uuid(rng)
+        if status != "processing":
+            completed = t0 + rng.randrange(2000, 90000)
+            effective = completed
+    if status == "failed":
+        error = ITEM_ERRORS[rng.randrange(len(ITEM_ERRORS))]
+    elif status == "skipped":
+        skip = SKIP_REASONS[rng.randrange(len(SKIP_REASONS))]
+    item = {
+        "item_id": "itm-" + _rng_uuid(rng),
+        "item_name": name,
+        "status": status,
+        "completed_at": timestamp(completed),
+        "effective_at": timestamp(effective),
+        "error_message": error,
+        "job_id": job_id,
+        "job_record_id": record,
+        "skip_reason": skip,
+        "started_at": timestamp(started),
+    }
+    if index % 7 == 3:
+        # Optional fields may be absent rather than null.
+        item = {k: v for k, v in item.items() if v is not None}
+    if index % 11 == 5:
+        item["x_cost"] = 0.1
+    if index % 13 == 4:
+        item["x_note"] = None
+    if index % 23 == 7:
+        item["x_meta"] = {"pages": 3, "tags": ["a", None], "ratio": 2.5e-3,
+                          "big": 12345678901234567890123}
+    return item
+
+
+def _ordinary_name(i):
+    return NAME_TEMPLATES[i % len(NAME_TEMPLATES)].format(i=i, q=i % 4 + 1)
+
+
+def _make_items(rng, count, mix, start_ms, hostile, name_fn):
+    statuses = _pick_statuses(rng, mix, count)
+    names = [name_fn(i) for i in range(count)]
+    if hostile and count >= len(HOSTILE_NAMES):
+        for k, name in enumerate(HOSTILE_NAMES):
+            pos = k * count // len(HOSTILE_NAMES)
+            names[pos] = name
+            if name in FORCED_COMPLETED:
+                statuses[pos] = "completed"
+    return [_make_item(rng, i, names[i], statuses[i], start_ms) for i in range(count)]
+
+
+def _job_counts(items):
+    counts = dict.fromkeys(ITEM_STATUSES, 0)
+    for item in items:
+        counts[item["status"]] += 1
+    return counts
+
+
+def _make_job(rng, index, status, job_type, project, directory, created_ms, items):
+    counts = _job_counts(items)
+    started_ms = created_ms + 60000 if status != "pending" else None
+    done = [it.get("completed_at") for it in items if it.get("completed_at")]
+    terminal = status in ("completed", "failed", "cancelled")
+    completed = None
+    if terminal:
+        completed = max(done) if done else timestamp(created_ms + 120000)
+    effective = [it["effective_at"] for it in items if it.get("effective_at")]
+    updated = completed or (max(effective) if effective else timestamp(created_ms))
+    error = None
+    if status == "failed":
+        error = "Job failed: %d of %d items failed" % (counts["failed"], len(items))
+    elif status == "cancelled":
+        error = "Cancelled by user request"
+    job = {
+        "id": "bjb-" + _rng_uuid(rng),
+        "job_type": job_type,
+        "project_id": project,
+        "status": status,
+        "total_items": len(items),
+        "completed_at": completed,
+        "created_at": timestamp(created_ms),
+        "directory_id": directory,
+        "effective_at": updated,
+        "error_message": error,
+        "failed_items": counts["failed"],
+        "job_record_id": "jrc-" + _rng_uuid(rng),
+        "processed_items": counts["completed"] + counts["failed"] + counts["skipped"],
+        "skipped_items": counts["skipped"],
+        "started_at": timestamp(started_ms),
+        "updated_at": updated,
+        "workflow_id": "wf-" + _rng_uuid(rng),
+    }
+    if status == "pending":
+        # An unstarted job lacks the fields that only running gives it.
+        for key in ("completed_at", "started_at", "workflow_id"):
+            del job[key]
+    elif status == "dispatched":
+        job["workflow_id"] = None
+    if index == 2:
+        job["x_region"] = "eu-west-1"
+    return job
+
+
+def _make_batches(seed, count, per_batch, project):
+    rng = random.Random("%s/batches" % seed)
+    directories = ["dir-" + _rng_uuid(rng) for _ in range(2)]
+    batches, results = [], {}
+    for b in range(count):
+        status = BATCH_STATUS_CYCLE[b % len(BATCH_STATUS_CYCLE)]
+        kind = "parse_v2" if b % 2 == 0 else "extract_v2"
+        created_ms = BASE_MS - b * 2 * HOUR_MS - 1800 * 1000
+        batch = {
+            "id": "bat-" + _rng_uuid(rng),
+            "config": {"job": {"type": kind, "configuration_id": "cfg-" + _rng_uuid(rng)}},
+            "project_id": project,
+            "source_directory_id": directories[b % len(directories)],
+            "status": status,
+            "created_at": timestamp(created_ms),
+            "results": None,
+            "updated_at": timestamp(created_ms + 600000 + rng.randrange(600000)),
+        }
+        size = {"COMPLETED": per_batch, "FAILED": per_batch // 2,
+                "CANCELLED": per_batch // 3, "PENDING": 0}.get(status)
+        error_every = {"COMPLETED": 10, "FAILED": 3, "CANCELLED": 5, "PENDING": 1}.get(status)
+        entries = None
+        if size is not None:
+            entries = []
+            for r in range(size):
+                failed = r % error_every == error_every - 1
+                entries.append({
+                    "source_directory_file_id": "dfl-" + _rng_uuid(rng),
+                    "job_reference": None if failed else {"type": kind,
+                                                          "id": "pjb-" + _rng_uuid(rng)},
+                    "error_message": MAPPING_ERRORS[r % len(MAPPING_ERRORS)] if failed
+                    else None,
+                })
+        batches.append(batch)
+        results[batch["id"]] = entries
+    return batches, results
+
+
+def make_dataset(seed=1, jobs=6, items=300, big_job=0, batches=4, results=50):
+    """The data set the server serves, deterministic in its arguments.
+
+    Each part draws from its own random stream, so changing one size (say
+    --items or --big-job) leaves the ids of the jobs and batches unchanged.
+    """
+    rng = random.Random("%s/jobs" % seed)
+    project = "prj-" + _rng_uuid(rng)
+    directories = ["dir-" + _rng_uuid(rng) for _ in range(3)]
+    job_list, item_map = [], {}
+    for j in range(jobs):
+        job_rng = random.Random("%s/job/%d" % (seed, j))
+        item_rng = random.Random("%s/job/%d/items" % (seed, j))
+        status = JOB_STATUS_CYCLE[j % len(JOB_STATUS_CYCLE)]
+        count = 0 if j == EMPTY_JOB_INDEX else items
+        created_ms = BASE_MS - j * HOUR_MS - job_rng.randrange(60000)
+        job_items = _make_items(item_rng, count, ITEM_MIX[status], created_ms + 60000,
+                                j == 0, _ordinary_name)
+        job = _make_job(job_rng, j, status, JOB_TYPES[j % len(JOB_TYPES)], project,
+                        directories[j % len(directories)], created_ms, job_items)
+        job_list.append(job)
+        item_map[job["id"]] = job_items
+    if big_job > 0:
+        big_rng = random.Random("%s/big" % seed)
+        created_ms = BASE_MS - 30 * 24 * HOUR_MS
+        big_items = _make_items(random.Random("%s/big/items" % seed), big_job, BIG_JOB_MIX,
+                                created_ms + 60000, False, lambda i: "doc-%06d.pdf" % i)
+        job = _make_job(big_rng, -1, "completed", "parse", project, directories[0],
+                        created_ms, big_items)
+        job["id"] = "bjb-big-" + job["id"][4:]
+        job_list.append(job)
+        item_map[job["id"]] = big_items
+    batch_list, result_map = _make_batches(seed, batches, results, project)
+    return Dataset(job_list, item_map, batch_list, result_map)
+
+
+# --------------------------------------------------------------------------
+# Served state
+# --------------------------------------------------------------------------
+
+def _progress(job, counts):
+    total = job["total_items"]
+    if total == 0:
+        return 100.0 if job["status"] in ("completed", "failed", "cancelled") else 0.0
+    done = total - counts["pending"] - counts["processing"]
+    return round(100.0 * done / total, 2)
+
+
+class JobView:
+    """One job and its items with their JSON text, never changed once built:
+    an advance builds a new view and swaps it in, so a reader holding the
+    old one still sees a consistent page."""
+
+    __slots__ = ("job", "job_json", "items", "item_json", "by_status", "progress")
+
+    def __init__(self, job, items, item_json=None):
+        self.job = job
+        self.job_json = json.dumps(job)
+        self.items = items
+        self.item_json = item_json if item_json is not None else [json.dumps(i) for i in items]
+        self.by_status = {s: ([], []) for s in ITEM_STATUSES}
+        for item, text in zip(items, self.item_json):
+            objs, texts = self.by_status[item["status"]]
+            objs.append(item)
+            texts.append(text)
+        self.progress = _progress(job, {s: len(v[0]) for s, v in self.by_status.items()})
+
+
+class Fault:
+    def __init__(self, spec):
+        if not isinstance(spec, dict):
+            raise ValueError("a fault must be an object")
+        kind = spec.get("kind")
+        if kind not in FAULT_KINDS:
+            raise ValueError("unknown fault kind %r" % (kind,))
+        self.spec = dict(spec)
+        self.kind = kind
+        self.path = re.compile(spec.get("path") or r"^/api/")
+        self.query = re.compile(spec["query"]) if spec.get("query") else None
+        times = spec.get("times")
+        if times is not None and (not isinstance(times, int) or times < 0):
+            raise ValueError("times must be a non-negative integer")
+        self.remaining = times
+        self.probability = spec.get("probability", 1.0)
+        if not isinstance(self.probability, (int, float)) or not 0 <= self.probability <= 1:
+            raise ValueError("probability must be a number within 0..1")
+        # Checked here so that a bad parameter is a 400 now, not a crash later.
+        for name in ("status", "ms", "size", "depth", "chunk", "factor"):
+            value = spec.get(name)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError("%s must be a non-negative number" % name)
+        if not isinstance(spec.get("headers", {}), dict):
+            raise ValueError("headers must be an object")
+
+    def param(self, name, default):
+        value = self.spec.get(name)
+        return default if value is None else value
+
+    def describe(self):
+        out = dict(self.spec)
+        out["remaining"] = self.remaining
+        return out
+
+
+class State:
+    """Everything the handlers share. `lock` protects every attribute; it is
+    never held while sleeping or writing to a socket."""
+
+    def __init__(self, dataset, opts):
+        self.lock = threading.Lock()
+        self.dataset = dataset
+        self.api_key = opts.api_key
+        self.config = {"latency_ms": opts.latency_ms, "dialect": opts.dialect,
+                       "page_cap": opts.page_cap, "gzip": opts.gzip,
+                       "batches_list": not opts.no_batches_list, "verbose": opts.verbose}
+        self.views = {}
+        self.item_owner = {}
+        for job in dataset.jobs:
+            items = dataset.items[job["id"]]
+            self.views[job["id"]] = JobView(job, items)
+            for index, item in enumerate(items):
+                self.item_owner[item["item_id"]] = (job["id"], index)
+        self.job_order = [job["id"] for job in dataset.jobs]
+        self.batch_json = [json.dumps(b) for b in dataset.batches]
+        self.batch_by_id = {b["id"]: b for b in dataset.batches}
+        self.clock_ms = BASE_MS + 24 * HOUR_MS
+        self.fault_rng = random.Random("%s/faults" % opts.seed)
+        self.faults = []
+        self.in_flight = 0
+        self.reset_stats()
+
+    # ---- stats ----
+    def reset_stats(self):
+        self.requests = 0
+        self.by_endpoint = dict.fromkeys(("list_jobs", "get_job", "list_items", "get_batch",
+                                          "list_batches", "processing_results", "other"), 0)
+        self.by_status = {}
+        self.in_flight_max = self.in_flight
+
+    def begin(self, endpoint):
+        with self.lock:
+            self.requests += 1
+            self.by_endpoint[endpoint] += 1
+            self.in_flight += 1
+            self.in_flight_max = max(self.in_flight_max, self.in_flight)
+
+    def end(self, status):
+        with self.lock:
+            self.in_flight -= 1
+            key = str(status)
+            self.by_status[key] = self.by_status.get(key, 0) + 1
+
+    def stats(self):
+        with self.lock:
+            return {"requests": self.requests, "by_endpoint": dict(self.by_endpoint),
+                    "by_status": dict(self.by_status), "in_flight_max": self.in_flight_max}
+
+    # ---- config and faults ----
+    def get_config(self):
+        with self.lock:
+            return dict(self.config)
+
+    def pick_fault(self, path, query):
+        with self.lock:
+            for fault in self.faults:
+                if fault.remaining == 0 or not fault.path.search(path):
+                    continue
+                if fault.query is not None and not fault.query.search(query):
+                    continue
+                if fault.probability < 1.0 and self.fault_rng.random() >= fault.probability:
+                    continue
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
+
+    # ---- data ----
+    def view(self, job_id):
+        with self.lock:
+            return self.views.get(job_id)
+
+    def job_views(self):
+        with self.lock:
+            return [self.views[j] for j in self.job_order]
+
+    def find_item(self, item_id):
+        with self.lock:
+            owner = self.item_owner.get(item_id)
+            if owner is None:
+                return None, None
+            view = self.views[owner[0]]
+            return view.job, view.items[owner[1]]
+
+    def advance(self, job_id, count):
+        with self.lock:
+            view = self.views.get(job_id)
+            if view is None:
+                return None
+            self.clock_ms += 1000
+            now = self.clock_ms
+            items, texts = list(view.items), list(view.item_json)
+            moved = 0
+            for index, item in enumerate(items):
+                if moved >= count:
+                    break
+                if item["status"] not in ("pending", "processing"):
+                    continue
+                items[index] = _step_item(item, now)
+                texts[index] = json.dumps(items[index])
+                moved += 1
+            job = _recount_job(view.job, items, now) if moved else view.job
+            self.views[job_id] = JobView(job, items, texts)
+            self.dataset.items[job_id] = items
+            self.dataset.jobs[self.job_order.index(job_id)] = job
+            return {"job_id": job_id, "moved": moved, "job": job}
+
+
+def _step_item(item, now_ms):
+    stamp = timestamp(now_ms)
+    new = dict(item)
+    item_id = item["item_id"]
+    if item["status"] == "pending":
+        new.update(status="processing", started_at=stamp, effective_at=stamp,
+                   job_id=item.get("job_id") or "pjb-" + _hash_uuid(item_id, "job"),
+                   job_record_id=item.get("job_record_id") or "jrc-" + _hash_uuid(item_id))
+    else:
+        failed = int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % 5 == 0
+        new.update(status="failed" if failed else "completed", completed_at=stamp,
+                   effective_at=stamp,
+                   error_message=ITEM_ERRORS[len(item_id) % len(ITEM_ERRORS)] if failed
+                   else None)
+    return _ordered(new, ITEM_KEYS)
+
+
+def _recount_job(job, items, now_ms):
+    counts = _job_counts(items)
+    stamp = timestamp(now_ms)
+    new = dict(job)
+    active = counts["pending"] + counts["processing"]
+    if active and new["status"] in ("pending", "dispatched"):
+        new["status"] = "running"
+        new["started_at"] = new.get("started_at") or stamp
+    elif not active and new["status"] in ("pending", "dispatched", "running"):
+        new["status"] = "completed"
+        new["completed_at"] = stamp
+    new.update(failed_items=counts["failed"], skipped_items=counts["skipped"],
+               processed_items=counts["completed"] + counts["failed"] + counts["skipped"],
+               updated_at=stamp, effective_at=stamp)
+    return _ordered(new, JOB_KEYS)
+
+
+# --------------------------------------------------------------------------
+# Requests: query validation, pages
+# --------------------------------------------------------------------------
+
+class Query:
+    """Query parameters with FastAPI-style 422 error collection."""
+
+    def __init__(self, raw):
+        self.params = urllib.parse.parse_qs(raw, keep_blank_values=True)
+        self.errors = []
+
+    def raw(self, name):
+        values = self.params.get(name)
+        return values[-1] if values else None
+
+    def all(self, name):
+        return self.params.get(name, [])
+
+    def error(self, name, kind, msg, value):
+        self.errors.append({"loc": ["query", name], "msg": msg, "type": kind, "input": value})
+
+    def integer(self, name, default, low, high=None):
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            self.error(name, "int_parsing",
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        value)
+            return default
+        number = int(value)
+        if number < low:
+            self.error(name, "greater_than_equal",
+                        "Input should be greater than or equal to %d" % low, value)
+        elif high is not None and number > high:
+            self.error(name, "less_than_equal",
+                        "Input should be less than or equal to %d" % high, value)
+        return number
+
+    def choice(self, name, choices):
+        value = self.raw(name)
+        if value is not None and value not in choices:
+            quoted = ["'%s'" % c for c in choices]
+            self.error(name, "enum", "Input should be %s or %s"
+                        % (", ".join(quoted[:-1]), quoted[-1]), value)
+            return None
+        return value
+
+    def moment(self, name):
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            self.error(name, "datetime_from_date_parsing",
+                        "Input should be a valid datetime", value)
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment
+
+    def token(self, name, prefix):
+        value = self.raw(name)
+        if not value:
+            return None
+        offset = decode_token(value, prefix)
+        if offset is None:
+            self.error(name, "value_error", "Invalid page token", value)
+        return offset
+
+
+def encode_token(prefix, offset):
+    text = "%s:%d" % (prefix, offset)
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def decode_token(token, prefix):
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        kind, _, number = raw.decode("ascii").partition(":")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if kind != prefix or not number.isdigit():
+        return None
+    return int(number)
+
+
+class Page:
+    """One response that carries objects, before serialisation.
+
+    style: "v1" (items + dialect signals), "v2" (items + cursor), "job"
+    (one object under "job"), "batch" (a batch whose results are the
+    objects). Faults rewrite strs (the JSON text of each element) and the
+    signals; objs keeps the source dict of each element (None for elements
+    that are not ours)."""
+
+    def __init__(self, style, objs, strs, offset, size, prefix="v1",
+                 token_on=True, total_on=True):
+        self.style = style
+        self.all_objs, self.all_strs = objs, strs
+        self.prefix = prefix
+        self.size = size
+        self.token_on, self.total_on = token_on, total_on
+        self.total = len(strs)
+        self.extra = {}
+        self.reslice(offset)
+
+    def reslice(self, offset):
+        self.offset = offset
+        self.objs = self.all_objs[offset:offset + self.size]
+        self.strs = self.all_strs[offset:offset + self.size]
+        end = offset + len(self.strs)
+        self.token = encode_token(self.prefix, end) if end < self.total else None
+
+    def render(self):
+        items = "[" + ", ".join(self.strs) + "]"
+        if self.style == "job":
+            return '{"job": %s, "progress_percentage": %s}' % (
+                self.strs[0], json.dumps(self.extra["progress"]))
+        if self.style == "batch":
+            return _dumps_with(self.extra["batch"], "results",
+                               items if self.extra["expanded"] else "null")
+        parts = ['{"items": ', items]
+        if self.style == "v2":
+            parts.append(', "next_page_token": ' + json.dumps(self.token or ""))
+        else:
+            if self.token_on and self.token:
+                parts.append(', "next_page_token": ' + json.dumps(self.token))
+            if self.total_on:
+                parts.append(', "total_size": %d' % self.total)
+        parts.append("}")
+        return "".join(parts)
+
+
+def _dumps_with(obj, key, raw):
+    """json.dumps(obj) with the value of `key` given as JSON text."""
+    parts = ["%s: %s" % (json.dumps(k), raw if k == key else json.dumps(v))
+             for k, v in obj.items()]
+    return "{" + ", ".join(parts) + "}"
+
+
+class Response:
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status, body, headers=None):
+        self.status = status
+        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        self.headers = dict(headers or {})
+
+
+def json_response(status, obj, headers=None):
+    return Response(status, json.dumps(obj), headers)
+
+
+NOT_FOUND = {"detail": "Not Found"}
+
+
+def _dialect_page(style_prefix, objs, strs, query, config, fault):
+    offset = query.integer("offset", 0, 0)
+    limit = query.integer("limit", 100, 1, 1000)
+    token_offset = query.token("page_token", style_prefix)
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    if token_offset is not None:
+        offset = token_offset
+    dialect = config["dialect"]
+    if dialect == "capped":
+        limit = min(limit, config["page_cap"])
+    page = Page("v1", objs, strs, offset, limit, style_prefix,
+                token_on=dialect in ("both", "token", "capped"),
+                total_on=dialect in ("both", "total", "capped"))
+    return _finish_page(page, fault)
+
+
+def _finish_page(page, fault):
+    if fault is not None and fault.kind in PAGE_FAULTS:
+        PAGE_FAULTS[fault.kind](page, fault)
+    return Response(200, page.render())
+
+
+def handle_list_jobs(state, query, config, fault):
+    directory = query.raw("directory_id")
+    job_type = query.choice("job_type", JOB_TYPES)
+    status = query.choice("status", JOB_STATUSES)
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    objs, strs = [], []
+    for view in state.job_views():
+        job = view.job
+        if directory is not None and job.get("directory_id") != directory:
+            continue
+        if job_type is not None and job["job_type"] != job_type:
+            continue
+        if status is not None and job["status"] != status:
+            continue
+        objs.append(job)
+        strs.append(view.job_json)
+    return _dialect_page("jobs", objs, strs, query, config, fault)
+
+
+def handle_get_job(state, query, config, fault, job_id):
+    view = state.view(job_id)
+    if view is None:
+        return json_response(404, {"detail": "Batch job not found"})
+    page = Page("job", [view.job], [view.job_json], 0, 1)
+    page.extra["progress"] = view.progress
+    return _finish_page(page, fault)
+
+
+def handle_list_items(state, query, config, fault, job_id):
+    status = query.choice("status", ITEM_STATUSES)
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    view = state.view(job_id)
+    if view is None:
+        return json_response(404, {"detail": "Batch job not found"})
+    if status is None:
+        objs, strs = view.items, view.item_json
+    else:
+        objs, strs = view.by_status[status]
+    return _dialect_page("items", objs, strs, query, config, fault)
+
+
+def _processing_result(job, item):
+    digest = hashlib.sha256(item["item_id"].encode("utf-8")).hexdigest()
+    return {
+        "item_id": item["item_id"],
+        "job_config": {"job_type": job["job_type"],
+                       "configuration_id": "cfg-" + _hash_uuid(job["id"], "config"),
+                       "mode": "balanced"},
+        "job_type": job["job_type"],
+        "output_s3_path": "s3://llamacloud-batch-output/%s/%s/%s.json"
+        % (job["project_id"], job["id"], item["item_id"]),
+        "parameters_hash": hashlib.sha256(job["id"].encode("utf-8")).hexdigest(),
+        "processed_at": item.get("completed_at"),
+        "result_id": "res-" + _uuid(int(digest[:32], 16)),
+        "output_metadata": {"pages": 1 + int(digest[32:36], 16) % 40,
+                            "size_bytes": int(digest[36:42], 16)},
+    }
+
+
+def handle_processing_results(state, query, config, fault, item_id):
+    job_type = query.choice("job_type", JOB_TYPES)
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    job, item = state.find_item(item_id)
+    if item is None:
+        return json_response(404, {"detail": "Item not found"})
+    results = []
+    if item["status"] == "completed" and job_type in (None, job["job_type"]):
+        results.append(_processing_result(job, item))
+    return json_response(200, {"item_id": item["item_id"], "item_name": item["item_name"],
+                               "processing_results": results})
+
+
+def handle_list_batches(state, query, config, fault):
+    if not config["batches_list"]:
+        return json_response(404, NOT_FOUND)
+    size = query.integer("page_size", 50, 1, 1000)
+    offset = query.token("page_token", "batches") or 0
+    status = query.choice("status", BATCH_STATUSES)
+    directory = query.raw("source_directory_id")
+    after = query.moment("created_at_on_or_after")
+    before = query.moment("created_at_on_or_before")
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    objs, strs = [], []
+    for batch, text in zip(state.dataset.batches, state.batch_json):
+        created = datetime.datetime.fromisoformat(batch["created_at"])
+        if status is not None and batch["status"] != status:
+            continue
+        if directory is not None and batch["source_directory_id"] != directory:
+            continue
+        if (after is not None and created < after) or (before is not None and created > before):
+            continue
+        objs.append(batch)
+        strs.append(text)
+    return _finish_page(Page("v2", objs, strs, offset, size, "batches"), fault)
+
+
+def handle_get_batch(state, query, config, fault, batch_id):
+    expand = query.all("expand")
+    for value in expand:
+        if value != "results":
+            query.error("expand", "enum", "Input should be 'results'", value)
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    batch = state.batch_by_id.get(batch_id)
+    if batch is None:
+        return json_response(404, {"detail": "Batch not found"})
+    entries = state.dataset.results[batch_id] if expand else None
+    entries = entries if entries is not None else []
+    page = Page("batch", entries, [json.dumps(e) for e in entries], 0, len(entries) or 1)
+    page.extra["batch"] = batch
+    page.extra["expanded"] = bool(expand) and state.dataset.results[batch_id] is not None
+    return _finish_page(page, fault)
+
+
+ROUTES = (
+    ("list_jobs", re.compile(r"^/api/v1/beta/batch-processing$"), handle_list_jobs),
+    ("processing_results",
+     re.compile(r"^/api/v1/beta/batch-processing/items/([^/]+)/processing-results$"),
+     handle_processing_results),
+    ("list_items", re.compile(r"^/api/v1/beta/batch-processing/([^/]+)/items$"),
+     handle_list_items),
+    ("get_job", re.compile(r"^/api/v1/beta/batch-processing/([^/]+)$"), handle_get_job),
+    ("list_batches", re.compile(r"^/api/v2/batches$"), handle_list_batches),
+    ("get_batch", re.compile(r"^/api/v2/batches/([^/]+)$"), handle_get_batch),
+)
+
+
+def match_route(path):
+    for endpoint, pattern, handler in ROUTES:
+        match = pattern.match(path)
+        if match:
+            args = [urllib.parse.unquote(g) for g in match.groups()]
+            return endpoint, handler, args
+    return "other", None, None
+
+
+# --------------------------------------------------------------------------
+# Faults: each kind is one function. PRE faults answer instead of the
+# endpoint, PAGE faults rewrite the objects of a page, SEND faults change how
+# the real answer goes over the wire.
+# --------------------------------------------------------------------------
+
+def fault_status(handler, fault):
+    status = int(fault.param("status", 500))
+    detail = fault.param("detail", _reason(status))
+    return handler.send(json_response(status, {"detail": detail},
+                                      {str(k): str(v) for k, v in
+                                       fault.param("headers", {}).items()}))
+
+
+def fault_reset(handler, fault):
+    handler.close_connection = True
+    # Linger zero turns close() into a TCP reset rather than an orderly FIN.
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                  struct.pack("ii", 1, 0))
+    handler.connection.close()
+    return 0
+
+
+def fault_redirect(handler, fault):
+    location = fault.param("location", "http://127.0.0.2:1/x")
+    return handler.send(json_response(302, {"detail": "Found"}, {"Location": location}))
+
+
+def fault_malformed(handler, fault):
+    return handler.send(Response(200, '{"items": [{"item_id": '))
+
+
+def fault_not_object(handler, fault):
+    return handler.send(Response(200, "[1, 2, 3]"))
+
+
+def fault_items_not_array(handler, fault):
+    return handler.send(Response(200, '{"items": {"a": 1}, "total_size": 1}'))
+
+
+def _identity_key(obj):
+    for key in ("item_id", "id", "source_directory_file_id"):
+        if key in obj:
+            return key
+    return next(iter(obj), "id")
+
+
+def _rewrite(page, index, obj):
+    page.objs[index] = obj
+    page.strs[index] = json.dumps(obj)
+
+
+def fault_items_non_objects(page, fault):
+    if page.style == "job":
+        return
+    strays = ("1", '"not an object"', "null", "[1, 2]", "true")
+    objs, strs = [], []
+    for index, (obj, text) in enumerate(zip(page.objs, page.strs)):
+        if index % 3 == 1:
+            objs.append(None)
+            strs.append(strays[(index // 3) % len(strays)])
+        objs.append(obj)
+        strs.append(text)
+    objs.append(None)
+    strs.append("null")
+    page.objs, page.strs = objs, strs
+
+
+def fault_missing_required(page, fault):
+    for index, obj in enumerate(page.objs):
+        if obj is None:
+            continue
+        new = dict(obj)
+        mode = index % 4
+        if mode == 0:
+            del new[_identity_key(new)]
+        elif mode == 1:
+            name = next((k for k in ("item_name", "job_type", "source_directory_file_id")
+                         if k in new), _identity_key(new))
+            new[name] = 123
+        elif mode == 2 and "status" in new:
+            new["status"] = None
+        elif mode == 2:
+            new["job_reference"] = "not-an-object"
+        else:
+            continue
+        _rewrite(page, index, new)
+
+
+def fault_nul_in_string(page, fault):
+    if not page.objs or page.objs[0] is None:
+        return
+    new = dict(page.objs[0])
+    if "item_name" in new:
+        name = new["item_name"]
+        new["item_name"] = name[:len(name) // 2] + "\u0000" + name[len(name) // 2:]
+    new["error_message"] = "parse failed\u0000after the NUL"
+    _rewrite(page, 0, new)
+
+
+def fault_huge_field(page, fault):
+    if not page.objs or page.objs[0] is None:
+        return
+    size = int(fault.param("size", 10 * 1024 * 1024))
+    chunk = "huge error text "
+    new = dict(page.objs[0])
+    new["error_message"] = (chunk * (size // len(chunk) + 1))[:size]
+    _rewrite(page, 0, new)
+
+
+def fault_deep_nesting(page, fault):
+    if not page.strs or page.objs[0] is None:
+        return
+    depth = int(fault.param("depth", 5000))
+    # Built as text: json.dumps would hit the recursion limit.
+    page.strs[0] = page.strs[0][:-1] + ', "x_deep": ' + "[" * depth + "]" * depth + "}"
+
+
+def fault_repeat_token(page, fault):
+    if page.style not in ("v1", "v2"):
+        return
+    page.reslice(0)
+    page.token = encode_token(page.prefix, len(page.strs))
+    page.token_on = True
+
+
+def fault_repeat_page(page, fault):
+    if page.style not in ("v1", "v2"):
+        return
+    asked = page.offset
+    page.reslice(0)
+    page.token = encode_token(page.prefix, asked + len(page.strs))
+    page.total = max(page.total, asked + len(page.strs) + 1)
+    page.token_on = page.total_on = True
+
+
+def fault_total_lies(page, fault):
+    if page.style != "v1":
+        return
+    page.total = int(page.total * float(fault.param("factor", 3.0)))
+    page.total_on = True
+
+
+def fault_duplicate_ids(page, fault):
+    if not page.strs or page.objs[0] is None:
+        return
+    at = min(2, len(page.strs))
+    page.objs.insert(at, page.objs[0])
+    page.strs.insert(at, page.strs[0])
+
+
+def fault_duplicate_keys(page, fault):
+    for index, obj in enumerate(page.objs):
+        if obj is None:
+            continue
+        if "status" in obj:
+            bogus = '"status": "%s"' % ("bogus" if obj["status"] != "bogus" else "other")
+        else:
+            bogus = '%s: "bogus"' % json.dumps(_identity_key(obj))
+        # The true value comes later in the object, so the last one wins.
+        page.strs[index] = "{" + bogus + ", " + page.strs[index][1:]
+
+
+def fault_delay(handler, fault, response):
+    time.sleep(float(fault.param("ms", 1000)) / 1000.0)
+    return handler.send(response)
+
+
+def fault_stall(handler, fault, response):
+    handler.wfile.write(handler.head(response, len(response.body)))
+    handler.wfile.flush()
+    handler.close_connection = True
+    handler.server.stopping.wait(float(fault.param("ms", 60000)) / 1000.0)
+    return response.status
+
+
+def fault_truncate(handler, fault, response):
+    handler.close_connection = True
+    half = response.body[:len(response.body) // 2]
+    handler.wfile.write(handler.head(response, len(response.body)) + half)
+    return response.status
+
+
+def fault_slow_body(handler, fault, response):
+    chunk = max(1, int(fault.param("chunk", 64)))
+    pause = float(fault.param("ms", 50)) / 1000.0
+    handler.wfile.write(handler.head(response, len(response.body)))
+    for start in range(0, len(response.body), chunk):
+        time.sleep(pause)
+        handler.wfile.write(response.body[start:start + chunk])
+    return response.status
+
+
+def fault_bad_gzip(handler, fault, response):
+    packed = gzip.compress(response.body, compresslevel=1, mtime=0)
+    # 0xff opens a deflate block of the reserved type 3: a decoder must fail.
+    corrupt = packed[:10] + b"\xff" * (len(packed) - 10)
+    headers = dict(response.headers, **{"Content-Encoding": "gzip"})
+    return handler.send(Response(response.status, corrupt, headers), encode=False)
+
+
+def fault_gzip_bomb(handler, fault, response):
+    size = int(fault.param("size", 1 << 30))
+    bomb = handler.server.state_gzip_bomb(size)
+    headers = dict(response.headers, **{"Content-Encoding": "gzip"})
+    head = handler.head(Response(200, b"", headers), bomb.length)
+    handler.wfile.write(head)
+    bomb.write_to(handler.wfile)
+    return 200
+
+
+PRE_FAULTS = {
+    "status": fault_status,
+    "reset": fault_reset,
+    "redirect": fault_redirect,
+    "malformed": fault_malformed,
+    "not_object": fault_not_object,
+    "items_not_array": fault_items_not_array,
+}
+PAGE_FAULTS = {
+    "items_non_objects": fault_items_non_objects,
+    "missing_required": fault_missing_required,
+    "nul_in_string": fault_nul_in_string,
+    "huge_field": fault_huge_field,
+    "deep_nesting": fault_deep_nesting,
+    "repeat_token": fault_repeat_token,
+    "repeat_page": fault_repeat_page,
+    "total_lies": fault_total_lies,
+    "duplicate_ids": fault_duplicate_ids,
+    "duplicate_keys": fault_duplicate_keys,
+}
+SEND_FAULTS = {
+    "delay": fault_delay,
+    "stall": fault_stall,
+    "truncate": fault_truncate,
+    "slow_body": fault_slow_body,
+    "bad_gzip": fault_bad_gzip,
+    "gzip_bomb": fault_gzip_bomb,
+}
+FAULT_KINDS = set(PRE_FAULTS) | set(PAGE_FAULTS) | set(SEND_FAULTS)
+
+
+class GzipBomb:
+    """A gzip stream of `size` spaces, written without ever holding the
+    uncompressed data: a 1 MiB block is deflated once with a full flush,
+    which makes the compressed block self-contained and repeatable."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, size):
+        self.size = size
+        block, rest = divmod(size, self.BLOCK)
+        self.count = block
+        self.segment = self._segment(self.BLOCK) if block else b""
+        self.tail = self._segment(rest) if rest else b""
+        crc = 0
+        spaces = b" " * self.BLOCK
+        for _ in range(block):
+            crc = zlib.crc32(spaces, crc)
+        crc = zlib.crc32(b" " * rest, crc)
+        final = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+        self.header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        self.trailer = final + struct.pack("<II", crc, size & 0xFFFFFFFF)
+        self.length = (len(self.header) + self.count * len(self.segment) + len(self.tail)
+                       + len(self.trailer))
+
+    @staticmethod
+    def _segment(length):
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return packer.compress(b" " * length) + packer.flush(zlib.Z_FULL_FLUSH)
+
+    def write_to(self, stream):
+        stream.write(self.header)
+        batch = self.segment * 64
+        full, left = divmod(self.count, 64)
+        for _ in range(full):
+            stream.write(batch)
+        stream.write(self.segment * left + self.tail + self.trailer)
+
+
+# --------------------------------------------------------------------------
+# Control endpoints (no key needed)
+# --------------------------------------------------------------------------
+
+def control_stats(state, payload):
+    return 200, state.stats()
+
+
+def control_reset(state, payload):
+    with state.lock:
+        state.reset_stats()
+    return 200, {"ok": True}
+
+
+def control_get_faults(state, payload):
+    with state.lock:
+        return 200, [f.describe() for f in state.faults]
+
+
+def control_set_faults(state, payload):
+    faults = parse_faults(payload)
+    with state.lock:
+        state.faults = faults
+    return 200, [f.describe() for f in faults]
+
+
+def control_advance(state, payload):
+    if not isinstance(payload, dict) or not isinstance(payload.get("job_id"), str):
+        raise ValueError("expected {\"job_id\": ..., \"count\": n}")
+    count = payload.get("count", 1)
+    if not isinstance(count, int) or count < 0:
+        raise ValueError("count must be a non-negative integer")
+    result = state.advance(payload["job_id"], count)
+    if result is None:
+        return 404, {"detail": "Batch job not found"}
+    return 200, result
+
+
+CONFIG_CHECKS = {
+    "latency_ms": lambda v: isinstance(v, (int, float)) and v >= 0,
+    "dialect": lambda v: v in DIALECTS,
+    "page_cap": lambda v: isinstance(v, int) and v >= 1,
+    "gzip": lambda v: isinstance(v, bool),
+    "batches_list": lambda v: isinstance(v, bool),
+    "verbose": lambda v: isinstance(v, bool),
+}
+
+
+def control_get_config(state, payload):
+    return 200, state.get_config()
+
+
+def control_set_config(state, payload):
+    if not isinstance(payload, dict):
+        raise ValueError("expected an object")
+    for key, value in payload.items():
+        check = CONFIG_CHECKS.get(key)
+        if check is None or not check(value):
+            raise ValueError("bad config entry %r" % key)
+    with state.lock:
+        state.config.update(payload)
+        return 200, dict(state.config)
+
+
+CONTROLS = {
+    ("GET", "stats"): control_stats,
+    ("POST", "reset"): control_reset,
+    ("GET", "faults"): control_get_faults,
+    ("POST", "faults"): control_set_faults,
+    ("POST", "advance"): control_advance,
+    ("GET", "config"): control_get_config,
+    ("POST", "config"): control_set_config,
+}
+
+
+def parse_faults(payload):
+    if not isinstance(payload, list):
+        raise ValueError("faults must be a JSON list")
+    try:
+        return [Fault(spec) for spec in payload]
+    except re.error as err:
+        raise ValueError("bad path regex: %s" % err) from None
+
+
+# --------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------
+
+def _reason(status):
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "apidouble"
+    # Headers and body of the fault writers go out in several writes.
+    disable_nagle_algorithm = True
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_HEAD(self):
+        self.dispatch("HEAD")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def do_OPTIONS(self):
+        self.dispatch("OPTIONS")
+
+    def log_message(self, format, *args):
+        if self.server.state.config.get("verbose"):
+            sys.stderr.write("apidouble: %s\n" % (format % args))
+
+    def head(self, response, length):
+        self.end_api_request(response.status)
+        lines = ["HTTP/1.1 %d %s" % (response.status, _reason(response.status)),
+                 "Content-Type: application/json", "Content-Length: %d" % length]
+        for key, value in response.headers.items():
+            lines.append("%s: %s" % (key, str(value).replace("\r", "").replace("\n", "")))
+        if self.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def send(self, response, encode=True):
+        body = response.body
+        if encode and self.gzip_ok and body:
+            body = gzip.compress(body, compresslevel=1, mtime=0)
+            response = Response(response.status, body,
+                                dict(response.headers, **{"Content-Encoding": "gzip"}))
+        head = self.head(response, len(body))
+        self.wfile.write(head if self.command == "HEAD" else head + body)
+        return response.status
+
+    def read_body(self):
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        try:
+            return self.rfile.read(int(length))
+        except ValueError:
+            self.close_connection = True
+            return b""
+
+    def dispatch(self, method):
+        self.gzip_ok = False
+        self.in_api_request = False
+        try:
+            split = urllib.parse.urlsplit(self.path)
+            body = self.read_body()
+            if split.path.startswith("/__double/"):
+                self.control(method, split.path[len("/__double/"):], body)
+            else:
+                self.api(method, split.path, split.query)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def control(self, method, name, body):
+        state = self.server.state
+        function = CONTROLS.get((method, name))
+        if function is None:
+            known = any(n == name for _, n in CONTROLS)
+            self.send(json_response(405 if known else 404,
+                                    {"detail": "Method Not Allowed" if known
+                                     else "Not Found"}), encode=False)
+            return
+        try:
+            payload = json.loads(body) if body.strip() else None
+            status, obj = function(state, payload)
+        except ValueError as err:
+            status, obj = 400, {"detail": str(err)}
+        self.send(json_response(status, obj), encode=False)
+
+    def authorized(self):
+        value = self.headers.get("Authorization", "")
+        scheme, _, key = value.partition(" ")
+        return scheme.lower() == "bearer" and key.strip() == self.server.state.api_key
+
+    def end_api_request(self, status):
+        # Called as the headers go out, not after the body: a client that
+        # has its answer must find it in the stats, and a sequential client
+        # must never look like two requests in flight.
+        if self.in_api_request:
+            self.in_api_request = False
+            self.server.state.end(status)
+            self.log_message('"%s" %s', self.requestline, status)
+
+    def api(self, method, path, raw_query):
+        state = self.server.state
+        endpoint, route, args = match_route(path)
+        state.begin(endpoint)
+        self.in_api_request = True
+        try:
+            self.api_answer(state, method, path, raw_query, route, args)
+        finally:
+            self.end_api_request(0)
+
+    def api_answer(self, state, method, path, raw_query, route, args):
+        config = state.get_config()
+        if config["latency_ms"]:
+            time.sleep(config["latency_ms"] / 1000.0)
+        self.gzip_ok = config["gzip"] and "gzip" in self.headers.get("Accept-Encoding", "")
+        if not self.authorized():
+            return self.send(json_response(401, {"detail": "Invalid API key"}))
+        if route is None:
+            return self.send(json_response(404, NOT_FOUND))
+        if method != "GET":
+            return self.send(json_response(405, {"detail": "Method Not Allowed"}))
+        fault = state.pick_fault(path, raw_query)
+        if fault is not None and fault.kind in PRE_FAULTS:
+            return PRE_FAULTS[fault.kind](self, fault)
+        response = route(state, Query(raw_query), config, fault, *args)
+        if fault is not None and fault.kind in SEND_FAULTS:
+            return SEND_FAULTS[fault.kind](self, fault, response)
+        return self.send(response)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 1024
+
+    def __init__(self, port, state, quiet):
+        self.state = state
+        self.quiet = quiet
+        self.stopping = threading.Event()
+        self.bomb_lock = threading.Lock()  # protects bombs
+        self.bombs = {}
+        super().__init__(("127.0.0.1", port), Handler)
+
+    def server_bind(self):
+        # HTTPServer.server_bind resolves the host name, which can hang
+        # without DNS; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def state_gzip_bomb(self, size):
+        with self.bomb_lock:
+            bomb = self.bombs.get(size)
+            if bomb is None:
+                bomb = self.bombs[size] = GzipBomb(size)
+            return bomb
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)) or self.quiet:
+            return
+        sys.stderr.write("apidouble: error serving %s:\n%s" % (client_address,
+                                                               traceback.format_exc()))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="Local double of the LlamaCloud batch API.")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--port-file", help="write the port number to this file")
+    parser.add_argument("--api-key", default=os.environ.get("BATCHFS_DOUBLE_KEY",
+                                                            "llx-test-key"))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=6)
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--big-job", type=int, default=0)
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--results", type=int, default=50)
+    parser.add_argument("--dialect", choices=DIALECTS, default="both")
+    parser.add_argument("--page-cap", type=int, default=250)
+    parser.add_argument("--latency-ms", type=float, default=0)
+    parser.add_argument("--no-batches-list", action="store_true")
+    parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--faults", default="[]", help="initial fault list, JSON")
+    parser.add_argument("--quiet", action="store_true", help="no logging at all")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    opts = parser.parse_args(argv)
+    if opts.page_cap < 1:
+        parser.error("--page-cap must be >= 1")
+    for name in ("jobs", "items", "big_job", "batches", "results"):
+        if getattr(opts, name) < 0:
+            parser.error("--%s must be >= 0" % name.replace("_", "-"))
+    try:
+        opts.fault_list = parse_faults(json.loads(opts.faults))
+    except ValueError as err:
+        parser.error("--faults: %s" % err)
+    return opts
+
+
+def main(argv=None):
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    dataset = make_dataset(opts.seed, opts.jobs, opts.items, opts.big_job, opts.batches,
+                           opts.results)
+    state = State(dataset, opts)
+    state.faults = opts.fault_list
+    server = Server(opts.port, state, opts.quiet)
+    port = server.server_address[1]
+    if opts.port_file:
+        temporary = opts.port_file + ".tmp"
+        with open(temporary, "w") as out:
+            out.write("%d\n" % port)
+        os.replace(temporary, opts.port_file)
+    print("apidouble listening on http://127.0.0.1:%d" % port, flush=True)
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    while not stop:
+        time.sleep(0.05)
+    server.stopping.set()
+    server.socket.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
