@@ -40,7 +40,8 @@ int names_assign(struct names_entry *entries, size_t count, const char *suffix);
 
 /*
  * True when `name` (NUL-terminated) is shaped like an API id: 1 to
- * NAMES_MAX_ID_LEN bytes of [A-Za-z0-9_-], not starting with '-'. Names that
+ * NAMES_MAX_ID_LEN bytes of [A-Za-z0-9_-], not starting with '-', with at
+ * least one digit (ids carry a uuid). Names that
  * are not ids ("HEAD", ".git", "foo?x=1") can be answered ENOENT without
  * asking the API.
  */

@@ -1,0 +1,751 @@
+/*
+ * jsontext — JSON as text, byte for byte (see include/batchfs/jsontext.h).
+ *
+ * One iterative walker validates a value and, optionally, writes it back out
+ * pretty-printed or compacted; member lookup and array listing use the same
+ * walker to step over values. Strings and numbers are never decoded on the
+ * way out: their bytes are copied in runs, so "1.0", "1E400" and "\u00e9"
+ * come out exactly as they went in.
+ *
+ * Not a JSON library: nothing here builds values, and nothing here is used
+ * to read the fields batchfs needs (that is jansson's job). Strictness
+ * follows RFC 8259 and jansson 2.14 (unpaired surrogate escapes, overlong or
+ * surrogate UTF-8, control characters in strings are all errors), except that
+ * integers of any size and \u0000 are accepted.
+ *
+ * The nesting stack is one bit per level (object or array), kept on the C
+ * stack up to JT_STACK_WORDS * 64 levels and on the heap beyond, so depth
+ * costs neither recursion nor quadratic time.
+ */
+#include "batchfs/jsontext.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Levels of nesting tracked without a heap allocation. */
+#define JT_STACK_WORDS 256
+
+/* Widest indentation ever written: members at JSONTEXT_MAX_INDENT_DEPTH. */
+#define JT_INDENT_MAX (2 * JSONTEXT_MAX_INDENT_DEPTH)
+
+static const char jt_spaces[] =
+    "                                                                "
+    "                                                                ";
+
+_Static_assert(sizeof(jt_spaces) == JT_INDENT_MAX + 1, "indent table size");
+
+enum jt_layout {
+    JT_VALIDATE, /* write nothing */
+    JT_PRETTY,
+    JT_COMPACT,
+};
+
+struct jt_stack {
+    uint64_t local[JT_STACK_WORDS];
+    uint64_t *bits; /* local, or a heap copy once deeper than local allows */
+    size_t words;
+    size_t depth;
+};
+
+struct jt_writer {
+    enum jt_layout layout;
+    struct buf *out;
+};
+
+static bool jt_is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static size_t jt_skip_space(const char *t, size_t len, size_t pos)
+{
+    while (pos < len && jt_is_space((unsigned char)t[pos]))
+        pos++;
+    return pos;
+}
+
+static int jt_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads the four hex digits of a \u escape at t[pos]; -1 if malformed. */
+static long jt_hex4(const char *t, size_t len, size_t pos)
+{
+    long v = 0;
+
+    if (len - pos < 4)
+        return -1;
+    for (size_t i = 0; i < 4; i++) {
+        int d = jt_hex((unsigned char)t[pos + i]);
+
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence starting at s[0] (at most `avail`
+ * bytes), or 0 when it is not one: overlong forms, UTF-16 surrogates and
+ * code points above U+10FFFF are refused, as jansson does.
+ */
+static size_t jt_utf8_len(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (avail < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/*
+ * Scans the string whose opening quote is at t[pos]; on success *end is just
+ * past the closing quote.
+ */
+static int jt_scan_string(const char *t, size_t len, size_t pos, size_t *end)
+{
+    const unsigned char *s = (const unsigned char *)t;
+
+    pos++;
+    for (;;) {
+        /* Plain printable ASCII is the bulk of any document: run over it. */
+        while (pos < len && s[pos] >= 0x20 && s[pos] < 0x80 && s[pos] != '"' &&
+               s[pos] != '\\')
+            pos++;
+        if (pos >= len)
+            return -EINVAL;
+        if (s[pos] == '"') {
+            *end = pos + 1;
+            return 0;
+        }
+        if (s[pos] < 0x20)
+            return -EINVAL;
+        if (s[pos] >= 0x80) {
+            size_t n = jt_utf8_len(s + pos, len - pos);
+
+            if (!n)
+                return -EINVAL;
+            pos += n;
+            continue;
+        }
+        /* A backslash. */
+        if (++pos >= len)
+            return -EINVAL;
+        switch (s[pos]) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            pos++;
+            break;
+        case 'u': {
+            long u = jt_hex4(t, len, pos + 1);
+
+            if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF))
+                return -EINVAL;
+            pos += 5;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                long lo;
+
+                if (len - pos < 2 || s[pos] != '\\' || s[pos + 1] != 'u')
+                    return -EINVAL;
+                lo = jt_hex4(t, len, pos + 2);
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return -EINVAL;
+                pos += 6;
+            }
+            break;
+        }
+        default:
+            return -EINVAL;
+        }
+    }
+}
+
+static size_t jt_skip_digits(const char *t, size_t len, size_t pos)
+{
+    while (pos < len && t[pos] >= '0' && t[pos] <= '9')
+        pos++;
+    return pos;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? starting at t[pos]. */
+static int jt_scan_number(const char *t, size_t len, size_t pos, size_t *end)
+{
+    size_t p = pos;
+
+    if (p < len && t[p] == '-')
+        p++;
+    if (p >= len)
+        return -EINVAL;
+    if (t[p] == '0')
+        p++;
+    else if (t[p] >= '1' && t[p] <= '9')
+        p = jt_skip_digits(t, len, p + 1);
+    else
+        return -EINVAL;
+    if (p < len && t[p] == '.') {
+        size_t q = jt_skip_digits(t, len, p + 1);
+
+        if (q == p + 1)
+            return -EINVAL;
+        p = q;
+    }
+    if (p < len && (t[p] == 'e' || t[p] == 'E')) {
+        size_t q;
+
+        p++;
+        if (p < len && (t[p] == '+' || t[p] == '-'))
+            p++;
+        q = jt_skip_digits(t, len, p);
+        if (q == p)
+            return -EINVAL;
+        p = q;
+    }
+    *end = p;
+    return 0;
+}
+
+static int jt_scan_literal(const char *t, size_t len, size_t pos, size_t *end)
+{
+    static const char *const words[] = {"true", "false", "null"};
+
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+
+        if (len - pos >= n && memcmp(t + pos, words[i], n) == 0) {
+            *end = pos + n;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static void jt_stack_init(struct jt_stack *st)
+{
+    st->bits = st->local;
+    st->words = JT_STACK_WORDS;
+    st->depth = 0;
+}
+
+static void jt_stack_free(struct jt_stack *st)
+{
+    if (st->bits != st->local)
+        free(st->bits);
+}
+
+static int jt_stack_push(struct jt_stack *st, bool is_object)
+{
+    size_t word = st->depth / 64;
+    uint64_t mask = (uint64_t)1 << (st->depth % 64);
+
+    if (word >= st->words) {
+        size_t words = st->words * 2;
+        uint64_t *bits;
+
+        if (words > SIZE_MAX / sizeof(*bits))
+            return -ENOMEM;
+        bits = realloc(st->bits == st->local ? NULL : st->bits, words * sizeof(*bits));
+        if (!bits)
+            return -ENOMEM;
+        if (st->bits == st->local)
+            memcpy(bits, st->local, sizeof(st->local));
+        st->bits = bits;
+        st->words = words;
+    }
+    if (is_object)
+        st->bits[word] |= mask;
+    else
+        st->bits[word] &= ~mask;
+    st->depth++;
+    return 0;
+}
+
+static bool jt_stack_top_is_object(const struct jt_stack *st)
+{
+    size_t d = st->depth - 1;
+
+    return (st->bits[d / 64] >> (d % 64)) & 1;
+}
+
+/* Writes `n` bytes followed by an optional newline and indentation. */
+static int jt_put(struct jt_writer *w, const char *s, size_t n, bool newline,
+                  size_t level)
+{
+    struct buf *out = w->out;
+    size_t indent = newline ? 2 * level : 0;
+    int rc;
+
+    if (w->layout == JT_VALIDATE)
+        return 0;
+    rc = buf_reserve(out, n + 1 + indent);
+    if (rc)
+        return rc;
+    memcpy(out->data + out->len, s, n);
+    out->len += n;
+    if (newline) {
+        out->data[out->len++] = '\n';
+        memcpy(out->data + out->len, jt_spaces, indent);
+        out->len += indent;
+    }
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+/* Whether a container opened at `level` (0 = top) is laid out over lines. */
+static bool jt_indented(const struct jt_writer *w, size_t level)
+{
+    return w->layout == JT_PRETTY && level < JSONTEXT_MAX_INDENT_DEPTH;
+}
+
+/*
+ * Walks the one value starting at t[*pos] (white space before it skipped),
+ * writing it through `w`; *pos ends just past the value.
+ */
+static int jt_walk(const char *t, size_t len, size_t *pos, struct jt_writer *w)
+{
+    struct jt_stack st;
+    size_t p = *pos, end;
+    bool want_key = false; /* next token must be a member name */
+    int rc;
+
+    jt_stack_init(&st);
+    for (;;) {
+        unsigned char c;
+
+        /* Expecting a value (or, with want_key, a member name). */
+        p = jt_skip_space(t, len, p);
+        if (p >= len) {
+            rc = -EINVAL;
+            goto out;
+        }
+        c = (unsigned char)t[p];
+        if (want_key) {
+            bool indented = jt_indented(w, st.depth - 1);
+
+            if (c != '"') {
+                rc = -EINVAL;
+                goto out;
+            }
+            rc = jt_scan_string(t, len, p, &end);
+            if (rc)
+                goto out;
+            rc = jt_put(w, t + p, end - p, false, 0);
+            if (rc)
+                goto out;
+            p = jt_skip_space(t, len, end);
+            if (p >= len || t[p] != ':') {
+                rc = -EINVAL;
+                goto out;
+            }
+            rc = jt_put(w, ": ", indented ? 2 : 1, false, 0);
+            if (rc)
+                goto out;
+            p++;
+            want_key = false;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            char close = c == '{' ? '}' : ']';
+            size_t q = jt_skip_space(t, len, p + 1);
+
+            if (q < len && t[q] == close) {
+                char empty[2] = {(char)c, close};
+
+                rc = jt_put(w, empty, 2, false, 0);
+                if (rc)
+                    goto out;
+                p = q + 1;
+            } else {
+                rc = jt_put(w, t + p, 1, jt_indented(w, st.depth), st.depth + 1);
+                if (rc)
+                    goto out;
+                rc = jt_stack_push(&st, c == '{');
+                if (rc)
+                    goto out;
+                p++;
+                want_key = c == '{';
+                continue;
+            }
+        } else {
+            if (c == '"')
+                rc = jt_scan_string(t, len, p, &end);
+            else if (c == '-' || (c >= '0' && c <= '9'))
+                rc = jt_scan_number(t, len, p, &end);
+            else
+                rc = jt_scan_literal(t, len, p, &end);
+            if (rc)
+                goto out;
+            rc = jt_put(w, t + p, end - p, false, 0);
+            if (rc)
+                goto out;
+            p = end;
+        }
+
+        /* A value is complete: close containers until one continues. */
+        for (;;) {
+            bool is_object, indented;
+
+            if (st.depth == 0) {
+                *pos = p;
+                rc = 0;
+                goto out;
+            }
+            is_object = jt_stack_top_is_object(&st);
+            indented = jt_indented(w, st.depth - 1);
+            p = jt_skip_space(t, len, p);
+            if (p >= len) {
+                rc = -EINVAL;
+                goto out;
+            }
+            if (t[p] == ',') {
+                rc = jt_put(w, ",", 1, indented, st.depth);
+                if (rc)
+                    goto out;
+                p++;
+                want_key = is_object;
+                break;
+            }
+            if (t[p] != (is_object ? '}' : ']')) {
+                rc = -EINVAL;
+                goto out;
+            }
+            st.depth--;
+            if (indented) {
+                rc = jt_put(w, "", 0, true, st.depth);
+                if (rc)
+                    goto out;
+            }
+            rc = jt_put(w, t + p, 1, false, 0);
+            if (rc)
+                goto out;
+            p++;
+        }
+    }
+out:
+    jt_stack_free(&st);
+    return rc;
+}
+
+/* The whole of `text` as one value, written through `w`. */
+static int jt_document(const char *text, size_t len, struct jt_writer *w)
+{
+    size_t pos = 0;
+    int rc;
+
+    if (!text && len)
+        return -EINVAL;
+    rc = jt_walk(text, len, &pos, w);
+    if (rc)
+        return rc;
+    if (jt_skip_space(text, len, pos) != len)
+        return -EINVAL;
+    return 0;
+}
+
+static int jt_render(const char *text, size_t len, struct buf *out, enum jt_layout layout)
+{
+    struct jt_writer w = {layout, out};
+    size_t saved = out->len;
+    int rc;
+
+    rc = jt_document(text, len, &w);
+    if (!rc && layout == JT_PRETTY)
+        rc = buf_append_char(out, '\n');
+    if (rc) {
+        out->len = saved;
+        if (out->data)
+            out->data[saved] = '\0';
+    }
+    return rc;
+}
+
+int jsontext_pretty(const char *text, size_t len, struct buf *out)
+{
+    return jt_render(text, len, out, JT_PRETTY);
+}
+
+int jsontext_compact(const char *text, size_t len, struct buf *out)
+{
+    return jt_render(text, len, out, JT_COMPACT);
+}
+
+int jsontext_validate(const char *text, size_t len)
+{
+    struct jt_writer w = {JT_VALIDATE, NULL};
+
+    return jt_document(text, len, &w);
+}
+
+/*
+ * Compares the already-validated string token t[start, end) (quotes
+ * included), escapes decoded, with the NUL-terminated `key`.
+ */
+static bool jt_key_equals(const char *t, size_t start, size_t end, const char *key)
+{
+    const unsigned char *k = (const unsigned char *)key;
+    size_t p = start + 1, stop = end - 1;
+
+    while (p < stop) {
+        unsigned char bytes[4];
+        size_t n = 1;
+
+        if (t[p] != '\\') {
+            /* Compare the run up to the next escape in one go. */
+            const char *bs = memchr(t + p, '\\', stop - p);
+            size_t run = bs ? (size_t)(bs - (t + p)) : stop - p;
+
+            /* t holds no raw NUL, so equality also means k is long enough. */
+            if (strncmp((const char *)k, t + p, run) != 0)
+                return false;
+            k += run;
+            p += run;
+            continue;
+        }
+        p++;
+        switch (t[p]) {
+        case 'b':
+            bytes[0] = '\b';
+            break;
+        case 'f':
+            bytes[0] = '\f';
+            break;
+        case 'n':
+            bytes[0] = '\n';
+            break;
+        case 'r':
+            bytes[0] = '\r';
+            break;
+        case 't':
+            bytes[0] = '\t';
+            break;
+        case 'u': {
+            unsigned long cp = (unsigned long)jt_hex4(t, stop, p + 1);
+
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned long lo = (unsigned long)jt_hex4(t, stop, p + 3);
+
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            if (cp < 0x80) {
+                bytes[0] = (unsigned char)cp;
+            } else if (cp < 0x800) {
+                bytes[0] = (unsigned char)(0xC0 | (cp >> 6));
+                bytes[1] = (unsigned char)(0x80 | (cp & 0x3F));
+                n = 2;
+            } else if (cp < 0x10000) {
+                bytes[0] = (unsigned char)(0xE0 | (cp >> 12));
+                bytes[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                bytes[2] = (unsigned char)(0x80 | (cp & 0x3F));
+                n = 3;
+            } else {
+                bytes[0] = (unsigned char)(0xF0 | (cp >> 18));
+                bytes[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+                bytes[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                bytes[3] = (unsigned char)(0x80 | (cp & 0x3F));
+                n = 4;
+            }
+            break;
+        }
+        default: /* '"', '\\', '/' stand for themselves */
+            bytes[0] = (unsigned char)t[p];
+            break;
+        }
+        p++;
+        /* A decoded NUL can never equal a byte of a C string key. */
+        for (size_t i = 0; i < n; i++)
+            if (bytes[i] == '\0' || k[i] != bytes[i])
+                return false;
+        k += n;
+    }
+    return *k == '\0';
+}
+
+/*
+ * Steps through the container `text` (an object when `open` is '{'), calling
+ * back once per member value or element with its span; the member name
+ * token's span is passed for objects.
+ */
+typedef int (*jt_visit_fn)(void *ctx, const char *text, struct json_span name,
+                           struct json_span value);
+
+static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, void *ctx)
+{
+    struct jt_writer w = {JT_VALIDATE, NULL};
+    char close = open == '{' ? '}' : ']';
+    size_t p;
+    int rc;
+
+    if (!text && len)
+        return -EINVAL;
+    p = jt_skip_space(text, len, 0);
+    if (p >= len || text[p] != open)
+        return -EINVAL;
+    p = jt_skip_space(text, len, p + 1);
+    if (p < len && text[p] == close) {
+        p++;
+    } else {
+        for (;;) {
+            struct json_span name = {0, 0}, value;
+            size_t end;
+
+            p = jt_skip_space(text, len, p);
+            if (open == '{') {
+                if (p >= len || text[p] != '"')
+                    return -EINVAL;
+                rc = jt_scan_string(text, len, p, &end);
+                if (rc)
+                    return rc;
+                name.start = p;
+                name.len = end - p;
+                p = jt_skip_space(text, len, end);
+                if (p >= len || text[p] != ':')
+                    return -EINVAL;
+                p = jt_skip_space(text, len, p + 1);
+            }
+            value.start = p;
+            rc = jt_walk(text, len, &p, &w);
+            if (rc)
+                return rc;
+            value.len = p - value.start;
+            rc = visit(ctx, text, name, value);
+            if (rc)
+                return rc;
+            p = jt_skip_space(text, len, p);
+            if (p >= len)
+                return -EINVAL;
+            if (text[p] == close) {
+                p++;
+                break;
+            }
+            if (text[p] != ',')
+                return -EINVAL;
+            p++;
+        }
+    }
+    if (jt_skip_space(text, len, p) != len)
+        return -EINVAL;
+    return 0;
+}
+
+struct jt_member_ctx {
+    const char *key;
+    struct json_span found;
+    bool matched;
+};
+
+static int jt_member_visit(void *ctx, const char *text, struct json_span name,
+                           struct json_span value)
+{
+    struct jt_member_ctx *m = ctx;
+
+    if (jt_key_equals(text, name.start, name.start + name.len, m->key)) {
+        m->found = value;
+        m->matched = true;
+    }
+    return 0;
+}
+
+int jsontext_member(const char *text, size_t len, const char *key, struct json_span *out)
+{
+    struct jt_member_ctx m = {key, {0, 0}, false};
+    int rc;
+
+    if (!key)
+        return -EINVAL;
+    rc = jt_each(text, len, '{', jt_member_visit, &m);
+    if (rc)
+        return rc;
+    if (!m.matched)
+        return -ENOENT;
+    *out = m.found;
+    return 0;
+}
+
+struct jt_elements_ctx {
+    struct json_span *spans;
+    size_t count;
+    size_t cap;
+};
+
+static int jt_elements_visit(void *ctx, const char *text, struct json_span name,
+                             struct json_span value)
+{
+    struct jt_elements_ctx *e = ctx;
+
+    (void)text;
+    (void)name;
+    if (e->count == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 16;
+        struct json_span *spans;
+
+        if (cap > SIZE_MAX / sizeof(*spans))
+            return -ENOMEM;
+        spans = realloc(e->spans, cap * sizeof(*spans));
+        if (!spans)
+            return -ENOMEM;
+        e->spans = spans;
+        e->cap = cap;
+    }
+    e->spans[e->count++] = value;
+    return 0;
+}
+
+int jsontext_array_elements(const char *text, size_t len, struct json_span **spans,
+                            size_t *count)
+{
+    struct jt_elements_ctx e = {NULL, 0, 0};
+    int rc;
+
+    rc = jt_each(text, len, '[', jt_elements_visit, &e);
+    if (rc) {
+        free(e.spans);
+        *spans = NULL;
+        *count = 0;
+        return rc;
+    }
+    *spans = e.spans;
+    *count = e.count;
+    return 0;
+}

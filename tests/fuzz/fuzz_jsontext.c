@@ -1,0 +1,110 @@
+/*
+ * libFuzzer target for fs/jsontext.c.
+ *
+ * Runs every function on the input and checks that they agree on validity,
+ * that pretty output is itself valid, ends in a newline, is a fixed point of
+ * pretty-printing and compacts to the same bytes as the input does, that
+ * compacting is idempotent, and that member and element spans are valid
+ * values inside the text. Errors must leave the output buffer as it was.
+ */
+#include "batchfs/jsontext.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fuzz_same(const struct buf *a, const struct buf *b)
+{
+    if (a->len != b->len || memcmp(a->data, b->data, a->len) != 0)
+        abort();
+}
+
+static void fuzz_span_ok(const char *text, size_t len, struct json_span s)
+{
+    if (s.start > len || s.len > len - s.start ||
+        jsontext_validate(text + s.start, s.len))
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const keys[] = {"items", "a", "", "\xc3\xa9", "next_page_token"};
+    /* A private copy of exactly `size` bytes, so ASan sees any overread. */
+    char *text = malloc(size ? size : 1);
+    struct buf pretty = BUF_INIT, compact = BUF_INIT, again = BUF_INIT;
+    struct json_span *spans = NULL, span;
+    size_t count;
+    int valid, rc;
+
+    if (!text)
+        return 0;
+    if (size)
+        memcpy(text, data, size);
+    valid = jsontext_validate(text, size);
+    if (valid != 0 && valid != -EINVAL)
+        abort();
+
+    if (buf_append_str(&pretty, "x") || buf_append_str(&compact, "y"))
+        abort();
+    rc = jsontext_pretty(text, size, &pretty);
+    if (rc != valid || (rc && (pretty.len != 1 || pretty.data[0] != 'x')))
+        abort();
+    rc = jsontext_compact(text, size, &compact);
+    if (rc != valid || (rc && (compact.len != 1 || compact.data[0] != 'y')))
+        abort();
+
+    if (valid == 0) {
+        /* Drop the markers written first. */
+        memmove(pretty.data, pretty.data + 1, pretty.len--);
+        memmove(compact.data, compact.data + 1, compact.len--);
+        if (pretty.data[pretty.len - 1] != '\n')
+            abort();
+        if (jsontext_validate(pretty.data, pretty.len) != 0)
+            abort();
+        if (jsontext_compact(pretty.data, pretty.len, &again) != 0)
+            abort();
+        fuzz_same(&again, &compact);
+        buf_reset(&again);
+        if (jsontext_compact(compact.data, compact.len, &again) != 0)
+            abort();
+        fuzz_same(&again, &compact);
+        buf_reset(&again);
+        if (jsontext_pretty(pretty.data, pretty.len, &again) != 0)
+            abort();
+        fuzz_same(&again, &pretty);
+        for (size_t i = 0; i < compact.len; i++)
+            if (compact.data[i] == '\n')
+                abort();
+    }
+
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        rc = jsontext_member(text, size, keys[k], &span);
+        if (rc == 0)
+            fuzz_span_ok(text, size, span);
+        else if (rc != -ENOENT && rc != -EINVAL)
+            abort();
+        if (rc != -EINVAL && valid != 0)
+            abort();
+    }
+    rc = jsontext_array_elements(text, size, &spans, &count);
+    if (rc == 0) {
+        if (valid != 0 || (count == 0) != (spans == NULL))
+            abort();
+        for (size_t i = 0; i < count; i++) {
+            fuzz_span_ok(text, size, spans[i]);
+            if (i && spans[i].start < spans[i - 1].start + spans[i - 1].len)
+                abort();
+        }
+    } else if (rc != -EINVAL || spans || count) {
+        abort();
+    }
+    free(spans);
+    buf_free(&pretty);
+    buf_free(&compact);
+    buf_free(&again);
+    free(text);
+    return 0;
+}

@@ -1,0 +1,656 @@
+/*
+ * Unit tests for fs/jsontext.c.
+ *
+ * Fixtures: tests/data/jsontext/valid/<case>.json with the expected
+ * jsontext_pretty output in <case>.expected (Python's json.dumps(indent=2)
+ * plus "\n" for documents Python itself wrote; by hand where the input keeps
+ * spellings Python would change) and jsontext_compact output in
+ * <case>.compact; tests/data/jsontext/invalid/<case>.json must be refused by
+ * every function.
+ *
+ * Build with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc so that the
+ * allocation-failure tests can make the Nth allocation fail.
+ */
+#include "batchfs/jsontext.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+/* Allocation failure injection. Tests run on one thread; when armed, the
+ * countdown reaches zero at the allocation that must fail. */
+static long alloc_countdown = -1;
+static long alloc_calls;
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+
+static int alloc_should_fail(void)
+{
+    alloc_calls++;
+    if (alloc_countdown < 0)
+        return 0;
+    return alloc_countdown-- == 0;
+}
+
+void *__wrap_malloc(size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_realloc(p, size);
+}
+
+static const char *data_dir(void)
+{
+    const char *dir = getenv("BATCHFS_TEST_DATA");
+
+    return dir && *dir ? dir : "tests/data";
+}
+
+/* Reads tests/data/jsontext/<rel>; NULL when the file does not exist. */
+static char *read_fixture(const char *rel, size_t *len)
+{
+    char path[4096];
+    FILE *f;
+    char *data;
+    long size;
+
+    snprintf(path, sizeof(path), "%s/jsontext/%s", data_dir(), rel);
+    f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    size = ftell(f);
+    assert_true(size >= 0);
+    rewind(f);
+    /* Exactly `size` bytes, so ASan catches any read past the end. */
+    data = malloc(size ? (size_t)size : 1);
+    assert_non_null(data);
+    assert_int_equal(fread(data, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *len = (size_t)size;
+    return data;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of the <case>.json files of a fixture folder. */
+static size_t list_cases(const char *sub, char ***out)
+{
+    char path[4096];
+    DIR *d;
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0;
+
+    snprintf(path, sizeof(path), "%s/jsontext/%s", data_dir(), sub);
+    d = opendir(path);
+    assert_non_null(d);
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+
+        if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        names = realloc(names, (n + 1) * sizeof(*names));
+        assert_non_null(names);
+        names[n] = malloc(len + 1);
+        assert_non_null(names[n]);
+        memcpy(names[n], de->d_name, len - 5);
+        names[n][len - 5] = '\0';
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_names);
+    *out = names;
+    return n;
+}
+
+static void free_cases(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void assert_bytes(const char *what, const char *got, size_t got_len,
+                         const char *want, size_t want_len)
+{
+    if (got_len != want_len || memcmp(got, want, want_len) != 0)
+        fail_msg("%s: got %zu bytes '%.*s', expected %zu bytes '%.*s'", what, got_len,
+                 (int)(got_len > 400 ? 400 : got_len), got, want_len,
+                 (int)(want_len > 400 ? 400 : want_len), want);
+}
+
+static void test_valid_fixtures(void **state)
+{
+    char **cases;
+    size_t n = list_cases("valid", &cases);
+
+    (void)state;
+    assert_true(n >= 20);
+    for (size_t i = 0; i < n; i++) {
+        char rel[512];
+        size_t len, exp_len, cmp_len;
+        char *text, *expected, *compact;
+        struct buf out = BUF_INIT, again = BUF_INIT;
+
+        snprintf(rel, sizeof(rel), "valid/%s.json", cases[i]);
+        text = read_fixture(rel, &len);
+        snprintf(rel, sizeof(rel), "valid/%s.expected", cases[i]);
+        expected = read_fixture(rel, &exp_len);
+        snprintf(rel, sizeof(rel), "valid/%s.compact", cases[i]);
+        compact = read_fixture(rel, &cmp_len);
+        assert_non_null(text);
+        assert_non_null(expected);
+        assert_non_null(compact);
+
+        assert_int_equal(jsontext_validate(text, len), 0);
+        assert_int_equal(jsontext_pretty(text, len, &out), 0);
+        assert_bytes(cases[i], out.data, out.len, expected, exp_len);
+        assert_int_equal(out.data[out.len], '\0');
+        /* Pretty output is a fixed point of pretty-printing. */
+        assert_int_equal(jsontext_pretty(out.data, out.len, &again), 0);
+        assert_bytes(cases[i], again.data, again.len, expected, exp_len);
+
+        buf_reset(&out);
+        assert_int_equal(jsontext_compact(text, len, &out), 0);
+        assert_bytes(cases[i], out.data, out.len, compact, cmp_len);
+        buf_reset(&again);
+        assert_int_equal(jsontext_compact(expected, exp_len, &again), 0);
+        assert_bytes(cases[i], again.data, again.len, compact, cmp_len);
+
+        buf_free(&out);
+        buf_free(&again);
+        free(text);
+        free(expected);
+        free(compact);
+    }
+    free_cases(cases, n);
+}
+
+/* Every function refuses the text and leaves `out` as it was. */
+static void assert_refused(const char *what, const char *text, size_t len)
+{
+    struct buf out = BUF_INIT;
+    struct json_span span = {7, 7}, *spans = (struct json_span *)&span;
+    size_t count = 99;
+    int rc;
+
+    assert_int_equal(buf_append_str(&out, "prefix"), 0);
+    rc = jsontext_validate(text, len);
+    if (rc != -EINVAL)
+        fail_msg("%s: validate returned %d", what, rc);
+    assert_int_equal(jsontext_pretty(text, len, &out), -EINVAL);
+    assert_int_equal(out.len, 6);
+    assert_string_equal(out.data, "prefix");
+    assert_int_equal(jsontext_compact(text, len, &out), -EINVAL);
+    assert_int_equal(out.len, 6);
+    assert_string_equal(out.data, "prefix");
+    assert_int_equal(jsontext_member(text, len, "a", &span), -EINVAL);
+    assert_int_equal(jsontext_array_elements(text, len, &spans, &count), -EINVAL);
+    assert_null(spans);
+    assert_int_equal(count, 0);
+    buf_free(&out);
+}
+
+static void test_invalid_fixtures(void **state)
+{
+    char **cases;
+    size_t n = list_cases("invalid", &cases);
+
+    (void)state;
+    assert_true(n >= 50);
+    for (size_t i = 0; i < n; i++) {
+        char rel[512];
+        size_t len;
+        char *text;
+
+        snprintf(rel, sizeof(rel), "invalid/%s.json", cases[i]);
+        text = read_fixture(rel, &len);
+        assert_non_null(text);
+        assert_refused(cases[i], text, len);
+        free(text);
+    }
+    free_cases(cases, n);
+}
+
+/* Every proper prefix of a document that is an object or array is invalid. */
+static void test_truncated_everywhere(void **state)
+{
+    char **cases;
+    size_t n = list_cases("valid", &cases);
+
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        char rel[512];
+        size_t len, first = 0, end;
+        char *text;
+
+        snprintf(rel, sizeof(rel), "valid/%s.json", cases[i]);
+        text = read_fixture(rel, &len);
+        assert_non_null(text);
+        while (first < len && strchr(" \t\r\n", text[first]))
+            first++;
+        if (first < len && (text[first] == '{' || text[first] == '[')) {
+            end = len;
+            while (end > 0 && strchr(" \t\r\n", text[end - 1]))
+                end--;
+            for (size_t cut = 0; cut < end; cut++) {
+                /* A copy of exactly `cut` bytes: reading past it is a bug. */
+                char *prefix = malloc(cut ? cut : 1);
+
+                assert_non_null(prefix);
+                memcpy(prefix, text, cut);
+                assert_refused(cases[i], prefix, cut);
+                free(prefix);
+            }
+        }
+        free(text);
+    }
+    free_cases(cases, n);
+}
+
+static void test_null_text(void **state)
+{
+    struct buf out = BUF_INIT;
+
+    (void)state;
+    assert_int_equal(jsontext_validate(NULL, 0), -EINVAL);
+    assert_int_equal(jsontext_pretty(NULL, 0, &out), -EINVAL);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(jsontext_validate(NULL, 3), -EINVAL);
+}
+
+static char *nested(size_t depth, const char *open, const char *inner, const char *close,
+                    size_t *len)
+{
+    size_t o = strlen(open), in = strlen(inner), c = strlen(close);
+    char *s = malloc(depth * (o + c) + in + 1);
+
+    assert_non_null(s);
+    for (size_t i = 0; i < depth; i++)
+        memcpy(s + i * o, open, o);
+    memcpy(s + depth * o, inner, in);
+    for (size_t i = 0; i < depth; i++)
+        memcpy(s + depth * o + in + i * c, close, c);
+    *len = depth * (o + c) + in;
+    s[*len] = '\0';
+    return s;
+}
+
+static void test_deep_nesting(void **state)
+{
+    enum { DEPTH = 100000 };
+    size_t len;
+    char *arrays = nested(DEPTH, "[", "", "]", &len);
+    char *objects;
+    struct buf out = BUF_INIT;
+    struct json_span span;
+
+    (void)state;
+    assert_int_equal(jsontext_validate(arrays, len), 0);
+    assert_int_equal(jsontext_compact(arrays, len, &out), 0);
+    assert_bytes("deep compact", out.data, out.len, arrays, len);
+    buf_reset(&out);
+    assert_int_equal(jsontext_pretty(arrays, len, &out), 0);
+    /* Bounded indentation keeps the output linear in the input. */
+    assert_true(out.len < len * 2);
+
+    /* Break the innermost pair, then the outermost. */
+    arrays[DEPTH] = '}';
+    assert_refused("deep inner mismatch", arrays, len);
+    arrays[DEPTH] = ']';
+    arrays[len - 1] = '}';
+    assert_refused("deep outer mismatch", arrays, len);
+    assert_refused("deep unclosed", arrays, len - 1);
+    free(arrays);
+
+    objects = nested(DEPTH, "{\"a\":", "1", "}", &len);
+    assert_int_equal(jsontext_validate(objects, len), 0);
+    assert_int_equal(jsontext_member(objects, len, "a", &span), 0);
+    assert_int_equal(span.start, 5);
+    assert_int_equal(span.len, len - 6);
+    objects[len - 2] = ']';
+    assert_refused("deep object mismatch", objects, len);
+    free(objects);
+    buf_free(&out);
+}
+
+/* Containers past JSONTEXT_MAX_INDENT_DEPTH are written on one line. */
+static void test_indent_limit(void **state)
+{
+    size_t len, depth = JSONTEXT_MAX_INDENT_DEPTH + 3;
+    char *text = nested(depth, "[", "1, {\"k\": [2]}", "]", &len);
+    struct buf out = BUF_INIT, want = BUF_INIT;
+
+    (void)state;
+    for (size_t i = 0; i < JSONTEXT_MAX_INDENT_DEPTH; i++) {
+        for (size_t s = 0; s < 2 * i; s++)
+            assert_int_equal(buf_append_char(&want, ' '), 0);
+        assert_int_equal(buf_append_str(&want, "[\n"), 0);
+    }
+    for (size_t s = 0; s < 2 * JSONTEXT_MAX_INDENT_DEPTH; s++)
+        assert_int_equal(buf_append_char(&want, ' '), 0);
+    assert_int_equal(buf_append_str(&want, "[[[1,{\"k\":[2]}]]]\n"), 0);
+    for (size_t i = JSONTEXT_MAX_INDENT_DEPTH; i-- > 0;) {
+        for (size_t s = 0; s < 2 * i; s++)
+            assert_int_equal(buf_append_char(&want, ' '), 0);
+        assert_int_equal(buf_append_str(&want, "]\n"), 0);
+    }
+    assert_int_equal(jsontext_pretty(text, len, &out), 0);
+    assert_bytes("indent limit", out.data, out.len, want.data, want.len);
+    buf_free(&out);
+    buf_free(&want);
+    free(text);
+}
+
+static void test_appends_to_existing(void **state)
+{
+    struct buf out = BUF_INIT;
+
+    (void)state;
+    assert_int_equal(buf_append_str(&out, "head:"), 0);
+    assert_int_equal(jsontext_compact("{ \"a\" : [ ] }", 13, &out), 0);
+    assert_int_equal(jsontext_pretty(" 1 ", 3, &out), 0);
+    assert_string_equal(out.data, "head:{\"a\":[]}1\n");
+    buf_free(&out);
+}
+
+static void assert_member(const char *text, const char *key, const char *want)
+{
+    struct json_span span = {0, 0};
+    int rc = jsontext_member(text, strlen(text), key, &span);
+
+    if (rc != 0)
+        fail_msg("member '%s' of %s: %d", key, text, rc);
+    assert_bytes(key, text + span.start, span.len, want, strlen(want));
+}
+
+static void test_member(void **state)
+{
+    const char *obj = " { \"items\" : [1, {\"items\": 0}], \"next_page_token\": null,"
+                      " \"total_size\":120 ,\"s\":\"x,}\" } ";
+    struct json_span span = {42, 42};
+
+    (void)state;
+    assert_member(obj, "items", "[1, {\"items\": 0}]");
+    assert_member(obj, "next_page_token", "null");
+    assert_member(obj, "total_size", "120");
+    assert_member(obj, "s", "\"x,}\"");
+    /* Missing, including names that are only inner members or prefixes. */
+    assert_int_equal(jsontext_member(obj, strlen(obj), "item", &span), -ENOENT);
+    assert_int_equal(jsontext_member(obj, strlen(obj), "itemsx", &span), -ENOENT);
+    assert_int_equal(jsontext_member(obj, strlen(obj), "", &span), -ENOENT);
+    assert_int_equal(jsontext_member("{}", 2, "a", &span), -ENOENT);
+    assert_int_equal(span.start, 42);
+    /* The last of repeated keys wins. */
+    assert_member("{\"a\": 1, \"b\": 2, \"a\": {\"c\": 3}}", "a", "{\"c\": 3}");
+    /* Names are compared after decoding escapes. */
+    assert_member("{\"\\u0069tems\": [], \"x\": 0}", "items", "[]");
+    assert_member("{\"a\\/b\": 1}", "a/b", "1");
+    assert_member("{\"tab\\there\": 1}", "tab\there", "1");
+    assert_member("{\"q\\\"\\\\\": 1}", "q\"\\", "1");
+    assert_member("{\"\\b\\f\\n\\r\": 1}", "\b\f\n\r", "1");
+    assert_member("{\"\\u00e9t\\u00E9\": 1}", "\xc3\xa9t\xc3\xa9", "1");
+    assert_member("{\"\\u20ac\": 1}", "\xe2\x82\xac", "1");
+    assert_member("{\"\\ud83d\\ude00\": 1}", "\xf0\x9f\x98\x80", "1");
+    assert_member("{\"caf\xc3\xa9\": 1}", "caf\xc3\xa9", "1");
+    assert_member("{\"items\": 1, \"\\u0069tems\": 2}", "items", "2");
+    /* A decoded NUL never matches the end of the key. */
+    assert_int_equal(jsontext_member("{\"a\\u0000\": 1}", 14, "a", &span), -ENOENT);
+    assert_int_equal(jsontext_member("{\"a\\u0000b\": 1}", 15, "a", &span), -ENOENT);
+    assert_int_equal(jsontext_member("{\"ab\": 1}", 9, "abc", &span), -ENOENT);
+    assert_int_equal(jsontext_member("{\"a\\u0062\": 1}", 14, "abc", &span), -ENOENT);
+    /* Not an object, or not only an object. */
+    assert_int_equal(jsontext_member("[1]", 3, "a", &span), -EINVAL);
+    assert_int_equal(jsontext_member("\"a\"", 3, "a", &span), -EINVAL);
+    assert_int_equal(jsontext_member("1", 1, "a", &span), -EINVAL);
+    assert_int_equal(jsontext_member("{\"a\": 1} {}", 11, "a", &span), -EINVAL);
+    assert_int_equal(jsontext_member("{\"a\": 1, \"b\": [}", 16, "a", &span), -EINVAL);
+    assert_int_equal(jsontext_member("{\"a\": 1}", 8, NULL, &span), -EINVAL);
+}
+
+static void test_array_elements(void **state)
+{
+    const char *text = " [1, \"two\" , {\"a\": [3]},[] ,null,-2.5e3 ] ";
+    static const char *const want[] = {"1",  "\"two\"", "{\"a\": [3]}",
+                                       "[]", "null",    "-2.5e3"};
+    struct json_span *spans = NULL;
+    size_t count = 0;
+
+    (void)state;
+    assert_int_equal(jsontext_array_elements(text, strlen(text), &spans, &count), 0);
+    assert_int_equal(count, 6);
+    for (size_t i = 0; i < count; i++)
+        assert_bytes(want[i], text + spans[i].start, spans[i].len, want[i],
+                     strlen(want[i]));
+    free(spans);
+
+    assert_int_equal(jsontext_array_elements(" [ ] ", 5, &spans, &count), 0);
+    assert_int_equal(count, 0);
+    assert_null(spans);
+
+    assert_int_equal(jsontext_array_elements("{}", 2, &spans, &count), -EINVAL);
+    assert_int_equal(jsontext_array_elements("1", 1, &spans, &count), -EINVAL);
+    assert_int_equal(jsontext_array_elements("[1] 2", 5, &spans, &count), -EINVAL);
+    assert_int_equal(jsontext_array_elements("[1, 2,]", 7, &spans, &count), -EINVAL);
+    assert_null(spans);
+    assert_int_equal(count, 0);
+}
+
+static void test_many_elements(void **state)
+{
+    enum { N = 5000 };
+    struct buf text = BUF_INIT;
+    struct json_span *spans = NULL;
+    size_t count = 0;
+
+    (void)state;
+    assert_int_equal(buf_append_char(&text, '['), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(buf_printf(&text, "%s{\"i\":%d}", i ? "," : "", i), 0);
+    assert_int_equal(buf_append_char(&text, ']'), 0);
+    assert_int_equal(jsontext_array_elements(text.data, text.len, &spans, &count), 0);
+    assert_int_equal(count, N);
+    for (int i = 0; i < N; i += 997) {
+        struct json_span v;
+        char num[16];
+
+        assert_int_equal(
+            jsontext_member(text.data + spans[i].start, spans[i].len, "i", &v), 0);
+        snprintf(num, sizeof(num), "%d", i);
+        assert_bytes("element", text.data + spans[i].start + v.start, v.len, num,
+                     strlen(num));
+    }
+    free(spans);
+    buf_free(&text);
+}
+
+/* A 1000-item page like the API's, about half a megabyte. */
+static void make_page(struct buf *page)
+{
+    assert_int_equal(buf_append_str(page, "{\"items\": ["), 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(
+            buf_printf(
+                page,
+                "%s{\"item_id\": \"bji-%08d-5d3c-4c1a-9d2b-3f0e8a1b2c4d\", "
+                "\"item_name\": \"Quarterly report %d \\u00e9t\\u00e9.pdf\", "
+                "\"status\": \"completed\", \"completed_at\": "
+                "\"2019-12-27T18:11:19.117Z\", \"effective_at\": "
+                "\"2019-12-27T18:11:19.117Z\", \"error_message\": null, \"job_id\": "
+                "\"pjb-%08d-aaaa-bbbb-cccc-dddddddddddd\", \"job_record_id\": "
+                "\"rec-%08d\", \"skip_reason\": null, \"started_at\": "
+                "\"2019-12-27T18:11:19.117Z\", \"output\": {\"pages\": %d, "
+                "\"score\": %d.5e-3, \"tags\": [\"a\", \"b\", \"c\"], \"notes\": "
+                "\"%0200d\"}}",
+                i ? ", " : "", i, i, i, i, i, i, i),
+            0);
+    assert_int_equal(
+        buf_append_str(page, "], \"next_page_token\": null, \"total_size\": 1000}"), 0);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void test_page_speed(void **state)
+{
+    struct buf page = BUF_INIT, out = BUF_INIT, back = BUF_INIT;
+    struct timespec t0;
+    double best = 1e9;
+
+    (void)state;
+    make_page(&page);
+    assert_true(page.len > 400000);
+    for (int i = 0; i < 5; i++) {
+        buf_reset(&out);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(jsontext_pretty(page.data, page.len, &out), 0);
+        double s = seconds_since(&t0);
+        if (s < best)
+            best = s;
+    }
+    /* About a millisecond in an optimised build; the bound leaves room for
+     * sanitizers and busy machines while still catching per-byte work. */
+    assert_true(best < 0.1);
+    assert_int_equal(jsontext_compact(out.data, out.len, &back), 0);
+    assert_int_equal(jsontext_validate(out.data, out.len), 0);
+    buf_free(&page);
+    buf_free(&out);
+    buf_free(&back);
+}
+
+/* Fails each allocation of `fn` in turn: -ENOMEM, `out` untouched. */
+static void test_pretty_allocation_failure(void **state)
+{
+    struct buf page = BUF_INIT, out = BUF_INIT;
+    long calls;
+
+    (void)state;
+    make_page(&page);
+    for (int compact = 0; compact < 2; compact++) {
+        assert_int_equal(buf_append_str(&out, "kept"), 0);
+        alloc_calls = 0;
+        assert_int_equal(
+            (compact ? jsontext_compact : jsontext_pretty)(page.data, page.len, &out), 0);
+        calls = alloc_calls;
+        assert_true(calls > 0);
+        for (long k = 0; k < calls; k++) {
+            struct buf fresh = BUF_INIT;
+            int rc;
+
+            assert_int_equal(buf_append_str(&fresh, "kept"), 0);
+            alloc_countdown = k;
+            rc = (compact ? jsontext_compact : jsontext_pretty)(page.data, page.len,
+                                                                &fresh);
+            alloc_countdown = -1;
+            assert_int_equal(rc, -ENOMEM);
+            assert_int_equal(fresh.len, 4);
+            assert_string_equal(fresh.data, "kept");
+            buf_free(&fresh);
+        }
+        buf_free(&out);
+    }
+    buf_free(&page);
+}
+
+static void test_deep_allocation_failure(void **state)
+{
+    size_t len;
+    char *text = nested(100000, "[", "", "]", &len);
+    struct buf out = BUF_INIT;
+
+    (void)state;
+    assert_int_equal(buf_append_str(&out, "kept"), 0);
+    /* The output buffer is large enough; only the nesting stack grows. */
+    assert_int_equal(buf_reserve(&out, 4 * len), 0);
+    alloc_calls = 0;
+    assert_int_equal(jsontext_compact(text, len, &out), 0);
+    assert_true(alloc_calls > 0);
+    out.len = 4;
+    for (long k = 0, calls = alloc_calls; k < calls; k++) {
+        alloc_countdown = k;
+        assert_int_equal(jsontext_compact(text, len, &out), -ENOMEM);
+        alloc_countdown = -1;
+        assert_int_equal(out.len, 4);
+    }
+    /* validate has the same stack; it reports the failure the same way. */
+    alloc_countdown = 0;
+    assert_int_equal(jsontext_validate(text, len), -ENOMEM);
+    alloc_countdown = -1;
+    buf_free(&out);
+    free(text);
+}
+
+static void test_elements_allocation_failure(void **state)
+{
+    struct buf text = BUF_INIT;
+    struct json_span *spans = NULL;
+    size_t count = 0;
+
+    (void)state;
+    assert_int_equal(buf_append_char(&text, '['), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(buf_printf(&text, "%s%d", i ? "," : "", i), 0);
+    assert_int_equal(buf_append_char(&text, ']'), 0);
+    alloc_calls = 0;
+    assert_int_equal(jsontext_array_elements(text.data, text.len, &spans, &count), 0);
+    free(spans);
+    for (long k = 0, calls = alloc_calls; k < calls; k++) {
+        alloc_countdown = k;
+        assert_int_equal(jsontext_array_elements(text.data, text.len, &spans, &count),
+                         -ENOMEM);
+        alloc_countdown = -1;
+        assert_null(spans);
+        assert_int_equal(count, 0);
+    }
+    buf_free(&text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_fixtures),
+        cmocka_unit_test(test_invalid_fixtures),
+        cmocka_unit_test(test_truncated_everywhere),
+        cmocka_unit_test(test_null_text),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_indent_limit),
+        cmocka_unit_test(test_appends_to_existing),
+        cmocka_unit_test(test_member),
+        cmocka_unit_test(test_array_elements),
+        cmocka_unit_test(test_many_elements),
+        cmocka_unit_test(test_page_speed),
+        cmocka_unit_test(test_pretty_allocation_failure),
+        cmocka_unit_test(test_deep_allocation_failure),
+        cmocka_unit_test(test_elements_allocation_failure),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
