@@ -83,15 +83,6 @@ void http_global_cleanup(void)
     curl_global_cleanup();
 }
 
-void http_response_free(struct http_response *resp)
-{
-    if (!resp)
-        return;
-    buf_free(&resp->body);
-    resp->status = 0;
-    resp->attempts = 0;
-}
-
 /* Jitter needs no quality, only independence between threads, so each
  * thread keeps its own xorshift state; no lock and no shared state. */
 static double http_random01(void)

@@ -1,0 +1,1170 @@
+/*
+ * api — LlamaCloud batch endpoints over a transport (see
+ * include/batchfs/api.h).
+ *
+ * For: URLs, pagination (driven by paginate.c), page parsing, dropping
+ * malformed and repeated objects, and turning HTTP statuses into errnos with
+ * one log line. Not for: retries and pacing (the transport), caching, FUSE,
+ * file names or rendering.
+ *
+ * Pages of one listing may be fetched by several threads at once; each
+ * thread only fetches and parses its own page. Everything that depends on
+ * order — duplicate detection, the paginator, the callback — runs on the
+ * calling thread, one page at a time, in offset order.
+ */
+#include "batchfs/api.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchfs/buf.h"
+#include "batchfs/jsontext.h"
+#include "batchfs/log.h"
+#include "batchfs/paginate.h"
+
+#define API_V1_JOBS "/api/v1/beta/batch-processing"
+#define API_V2_BATCHES "/api/v2/batches"
+#define API_MAX_PARALLEL 64
+
+struct api {
+    const struct transport *transport;
+    char *project_id;
+    char *organization_id;
+    unsigned page_size;
+    unsigned max_parallel;
+    size_t max_items;
+    /* Set once the missing v2 list has been logged, from any thread. */
+    atomic_bool batches_missing_logged;
+};
+
+/* ---- identity sets ---------------------------------------------------- */
+
+/* Ids (or tokens) seen in one listing. Chained, so that the ids a page added
+ * tentatively can be taken out again when the page is held back. */
+struct api_id {
+    struct api_id *next;
+    size_t hash;
+    size_t len;
+    char key[];
+};
+
+struct api_ids {
+    struct api_id **buckets;
+    size_t n_buckets; /* a power of two, or 0 */
+    size_t count;
+};
+
+static size_t api_hash(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+static struct api_id **api_ids_find(const struct api_ids *set, const char *key,
+                                    size_t len, size_t hash)
+{
+    struct api_id **link = &set->buckets[hash & (set->n_buckets - 1)];
+
+    while (*link && !((*link)->hash == hash && (*link)->len == len &&
+                      memcmp((*link)->key, key, len) == 0))
+        link = &(*link)->next;
+    return link;
+}
+
+static int api_ids_grow(struct api_ids *set)
+{
+    size_t n = set->n_buckets ? set->n_buckets * 2 : 64;
+    struct api_id **buckets = calloc(n, sizeof(*buckets));
+
+    if (!buckets)
+        return -ENOMEM;
+    for (size_t i = 0; i < set->n_buckets; i++) {
+        struct api_id *node = set->buckets[i], *next;
+
+        for (; node; node = next) {
+            next = node->next;
+            node->next = buckets[node->hash & (n - 1)];
+            buckets[node->hash & (n - 1)] = node;
+        }
+    }
+    free(set->buckets);
+    set->buckets = buckets;
+    set->n_buckets = n;
+    return 0;
+}
+
+/* 1 when added, 0 when already present, or -ENOMEM. */
+static int api_ids_add(struct api_ids *set, const char *key, size_t len)
+{
+    size_t hash = api_hash(key, len);
+    struct api_id **link, *node;
+    int rc;
+
+    if (set->count >= set->n_buckets) {
+        rc = api_ids_grow(set);
+        if (rc < 0)
+            return rc;
+    }
+    link = api_ids_find(set, key, len, hash);
+    if (*link)
+        return 0;
+    node = malloc(sizeof(*node) + len);
+    if (!node)
+        return -ENOMEM;
+    node->next = NULL;
+    node->hash = hash;
+    node->len = len;
+    memcpy(node->key, key, len);
+    *link = node;
+    set->count++;
+    return 1;
+}
+
+static void api_ids_remove(struct api_ids *set, const char *key, size_t len)
+{
+    struct api_id **link, *node;
+
+    if (!set->n_buckets)
+        return;
+    link = api_ids_find(set, key, len, api_hash(key, len));
+    node = *link;
+    if (node) {
+        *link = node->next;
+        free(node);
+        set->count--;
+    }
+}
+
+static void api_ids_free(struct api_ids *set)
+{
+    for (size_t i = 0; i < set->n_buckets; i++) {
+        struct api_id *node = set->buckets[i], *next;
+
+        for (; node; node = next) {
+            next = node->next;
+            free(node);
+        }
+    }
+    free(set->buckets);
+    memset(set, 0, sizeof(*set));
+}
+
+/* ---- URLs ------------------------------------------------------------- */
+
+/* Percent-escapes everything but RFC 3986 unreserved characters, so that an
+ * id can never add a path segment or a query parameter. */
+static int api_append_escaped(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+
+    for (; *s && rc == 0; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            rc = buf_append_char(b, (char)c);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+            rc = buf_append(b, esc, sizeof(esc));
+        }
+    }
+    return rc;
+}
+
+/* Appends "?name=value" or "&name=value" (value escaped). */
+static int api_append_param(struct buf *b, const char *name, const char *value)
+{
+    bool first = b->len == 0 || !memchr(b->data, '?', b->len);
+    int rc = buf_printf(b, "%c%s=", first ? '?' : '&', name);
+
+    if (rc == 0)
+        rc = api_append_escaped(b, value);
+    return rc;
+}
+
+static int api_append_scope(struct buf *b, const struct api *api)
+{
+    int rc = 0;
+
+    if (api->organization_id)
+        rc = api_append_param(b, "organization_id", api->organization_id);
+    if (rc == 0 && api->project_id)
+        rc = api_append_param(b, "project_id", api->project_id);
+    return rc;
+}
+
+/* "/api/v1/beta/batch-processing" or ".../{job_id}/items". */
+static int api_append_v1_list_path(struct buf *b, const char *job_id)
+{
+    int rc = buf_append_str(b, API_V1_JOBS);
+
+    if (rc == 0 && job_id) {
+        rc = buf_append_char(b, '/');
+        if (rc == 0)
+            rc = api_append_escaped(b, job_id);
+        if (rc == 0)
+            rc = buf_append_str(b, "/items");
+    }
+    return rc;
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+static int api_status_errno(long status)
+{
+    if (status >= 200 && status < 300)
+        return 0;
+    if (status == 404)
+        return -ENOENT;
+    if (status == 401 || status == 403)
+        return -EACCES;
+    if (status == 429)
+        return -EAGAIN;
+    return -EIO;
+}
+
+/* The one log line for a failed request. */
+static void api_log_failure(const char *path_query, int rc, long status,
+                            const char *reason)
+{
+    if (reason && *reason)
+        log_warning("GET %s: %s", path_query, reason);
+    else if (status == 404)
+        log_debug("GET %s: HTTP 404", path_query);
+    else if (status && !(status >= 200 && status < 300))
+        log_warning("GET %s: HTTP %ld", path_query, status);
+    else if (rc == -ECANCELED)
+        log_debug("GET %s: %s", path_query, strerror(-rc));
+    else
+        log_warning("GET %s: %s", path_query, strerror(-rc));
+}
+
+/* GETs path_query. 0 with a 2xx response in *resp; otherwise a negative
+ * errno, *status the HTTP status (0 when none came) and *resp empty. Does not
+ * log: the caller knows whether the failure matters. */
+static int api_fetch(struct api *api, const char *path_query, struct http_response *resp,
+                     long *status)
+{
+    int rc;
+
+    *status = 0;
+    rc = api->transport->get(api->transport->ctx, path_query, resp);
+    if (rc < 0) {
+        http_response_free(resp);
+        return rc;
+    }
+    *status = resp->status;
+    rc = api_status_errno(resp->status);
+    if (rc < 0)
+        http_response_free(resp);
+    return rc;
+}
+
+/* A count (total_size): a whole number from 0 to 2^53, where a double is
+ * still exact. Numbers are parsed as reals (see api_parse_object). */
+static bool api_count_value(const json_t *value, size_t *out)
+{
+    double d;
+
+    if (!json_is_number(value))
+        return false;
+    d = json_number_value(value);
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d ||
+        (uint64_t)d > SIZE_MAX)
+        return false;
+    *out = (size_t)d;
+    return true;
+}
+
+/* A body parsed as a JSON object; anything else is the wrong shape. */
+static int api_parse_object(const struct http_response *resp, json_t **root, char *reason,
+                            size_t reason_size)
+{
+    json_error_t error;
+
+    /* Integers as reals: an unknown field may hold an integer beyond 64
+     * bits, which is still valid JSON. The file keeps the raw bytes; the
+     * parsed view is only read for a few known fields. */
+    *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len,
+                       JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+    if (!*root) {
+        /* jansson's message is cut to fit: the byte offset matters more. */
+        snprintf(reason, reason_size, "body is not JSON (at byte %d: %.80s)", error.position,
+                 error.text);
+        return -EIO;
+    }
+    if (!json_is_object(*root)) {
+        snprintf(reason, reason_size, "body is not a JSON object");
+        json_decref(*root);
+        *root = NULL;
+        return -EIO;
+    }
+    return 0;
+}
+
+/* A string with no embedded NUL: the only kind usable as an id or token,
+ * since those become C strings, URL segments and file names. */
+static const char *api_clean_string(const json_t *value)
+{
+    const char *s;
+
+    if (!json_is_string(value))
+        return NULL;
+    s = json_string_value(value);
+    return strlen(s) == json_string_length(value) ? s : NULL;
+}
+
+/* An identity: a clean, non-empty string. */
+static const char *api_identity(const json_t *value)
+{
+    const char *s = api_clean_string(value);
+
+    return s && *s ? s : NULL;
+}
+
+/* The elements of the array member `key` of the object `text`, as spans
+ * relative to `text`. */
+static int api_locate_elements(const char *text, size_t len, const char *key,
+                               struct json_span **spans, size_t *count)
+{
+    struct json_span member;
+    int rc = jsontext_member(text, len, key, &member);
+
+    if (rc < 0)
+        return rc == -ENOMEM ? rc : -EIO;
+    rc = jsontext_array_elements(text + member.start, member.len, spans, count);
+    if (rc < 0)
+        return rc == -ENOMEM ? rc : -EIO;
+    for (size_t i = 0; i < *count; i++)
+        (*spans)[i].start += member.start;
+    return 0;
+}
+
+/* ---- one page of a list ------------------------------------------------ */
+
+/* What a listing is, for building its URLs and checking its objects. */
+struct api_list {
+    struct api *api;
+    const char *job_id; /* items of this job; NULL for the job list */
+    const char *status; /* the status filter, or NULL */
+    const char *id_key; /* "id" or "item_id" */
+    char path[512];     /* the listing's path, for log lines */
+    struct api_ids ids; /* ids delivered (or tentatively taken) so far */
+    size_t delivered;   /* objects handed to the callback */
+};
+
+/* An object of a page that has its identity. */
+struct api_candidate {
+    struct api_object object;
+    const char *id;
+    size_t id_len;
+    bool wrong_status; /* kept out, but its id still counts as seen */
+    bool repeated;     /* its id was seen before (decided when reported) */
+};
+
+struct api_page {
+    struct api_list *list;
+    char *path_query;
+    size_t offset;
+    pthread_t thread;
+    bool threaded;
+
+    /* Filled in by the fetch; read after it completes. */
+    int rc;
+    long status;
+    char reason[160];
+    struct http_response resp;
+    json_t *root;
+    struct api_candidate *candidates;
+    size_t n_candidates;
+    size_t count;     /* elements of "items" */
+    size_t malformed; /* elements dropped for want of an identity */
+    size_t wrong_status;
+    const char *token; /* borrowed from root; NULL when absent */
+    size_t total;      /* 0 when absent */
+};
+
+static void api_page_release(struct api_page *page)
+{
+    free(page->path_query);
+    free(page->candidates);
+    json_decref(page->root);
+    http_response_free(&page->resp);
+    memset(page, 0, sizeof(*page));
+}
+
+/* Reads `{"items": [...], "next_page_token": …, "total_size": …}`. */
+static int api_page_parse(struct api_page *page)
+{
+    const struct api_list *list = page->list;
+    const char *body = page->resp.body.data;
+    struct json_span *spans = NULL;
+    size_t n_spans = 0;
+    json_t *items, *value;
+    int rc;
+
+    rc = api_parse_object(&page->resp, &page->root, page->reason, sizeof(page->reason));
+    if (rc < 0)
+        goto out;
+    items = json_object_get(page->root, "items");
+    if (!items || !json_is_array(items)) {
+        snprintf(page->reason, sizeof(page->reason), "items %s",
+                 items ? "is not an array" : "missing");
+        rc = -EIO;
+        goto out;
+    }
+
+    value = json_object_get(page->root, "next_page_token");
+    page->token = api_clean_string(value);
+    if (page->token && !*page->token)
+        page->token = NULL;
+    if (!page->token && value && !json_is_null(value) &&
+        !(json_is_string(value) && json_string_length(value) == 0))
+        log_debug("GET %s: next_page_token ignored: not a usable string",
+                  page->path_query);
+    value = json_object_get(page->root, "total_size");
+    if (api_count_value(value, &page->total))
+        ;
+    else if (value && !json_is_null(value))
+        log_debug("GET %s: total_size ignored: not an integer >= 0", page->path_query);
+
+    rc = api_locate_elements(body, page->resp.body.len, "items", &spans, &n_spans);
+    if (rc == 0 && n_spans != json_array_size(items))
+        rc = -EIO;
+    if (rc < 0) {
+        if (rc == -EIO)
+            snprintf(page->reason, sizeof(page->reason),
+                     "items could not be located in the body");
+        goto out;
+    }
+
+    page->count = n_spans;
+    if (n_spans > 0) {
+        page->candidates = calloc(n_spans, sizeof(*page->candidates));
+        if (!page->candidates) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n_spans; i++) {
+        json_t *element = json_array_get(items, i);
+        struct api_candidate *c = &page->candidates[page->n_candidates];
+        const char *status;
+
+        if (!json_is_object(element) ||
+            !(c->id = api_identity(json_object_get(element, list->id_key)))) {
+            page->malformed++;
+            continue;
+        }
+        c->id_len = strlen(c->id);
+        c->object.json = element;
+        c->object.raw = body + spans[i].start;
+        c->object.raw_len = spans[i].len;
+        if (list->status) {
+            status = api_clean_string(json_object_get(element, "status"));
+            if (!status || strcmp(status, list->status) != 0) {
+                c->wrong_status = true;
+                page->wrong_status++;
+            }
+        }
+        page->n_candidates++;
+    }
+out:
+    free(spans);
+    return rc;
+}
+
+/* Fetches and parses one page; runs on a worker thread or inline. */
+static void *api_page_fetch(void *arg)
+{
+    struct api_page *page = arg;
+
+    page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
+    if (page->rc == 0)
+        page->rc = api_page_parse(page);
+    return NULL;
+}
+
+/* Starts the fetch on its own thread, or runs it right here when a thread
+ * cannot be had (the listing is then slower, not wrong). */
+static void api_page_start(struct api_page *page, bool own_thread)
+{
+    page->threaded =
+        own_thread && pthread_create(&page->thread, NULL, api_page_fetch, page) == 0;
+    if (!page->threaded)
+        api_page_fetch(page);
+}
+
+static void api_page_wait(struct api_page *page)
+{
+    if (page->threaded)
+        pthread_join(page->thread, NULL);
+    page->threaded = false;
+}
+
+/* Marks the page's repeated objects and takes its new ids into the set.
+ * Returns how many of the page's elements were not seen before (malformed
+ * ones count as new: only a repeat is a sign of a loop), or -ENOMEM. */
+static long api_page_take_ids(struct api_page *page, struct api_ids *ids)
+{
+    size_t repeated = 0;
+
+    for (size_t i = 0; i < page->n_candidates; i++) {
+        struct api_candidate *c = &page->candidates[i];
+        int rc = api_ids_add(ids, c->id, c->id_len);
+
+        if (rc < 0) {
+            for (size_t j = 0; j < i; j++)
+                if (!page->candidates[j].repeated)
+                    api_ids_remove(ids, page->candidates[j].id,
+                                   page->candidates[j].id_len);
+            return rc;
+        }
+        c->repeated = rc == 0;
+        repeated += c->repeated;
+    }
+    return (long)(page->count - repeated);
+}
+
+static void api_page_give_back_ids(struct api_page *page, struct api_ids *ids)
+{
+    for (size_t i = 0; i < page->n_candidates; i++) {
+        if (!page->candidates[i].repeated)
+            api_ids_remove(ids, page->candidates[i].id, page->candidates[i].id_len);
+        page->candidates[i].repeated = false;
+    }
+}
+
+/* Hands the page's kept objects to the callback, then frees the page. */
+static int api_page_deliver(struct api_page *page, api_objects_fn fn, void *arg)
+{
+    struct api_list *list = page->list;
+    struct api_object *objects = NULL;
+    size_t kept = 0, repeated = 0;
+    int rc = 0;
+
+    if (page->malformed)
+        log_warning("dropped %zu malformed items from page at offset %zu of %s",
+                    page->malformed, page->offset, list->path);
+    if (page->wrong_status)
+        log_warning("dropped %zu items not of status %s from page at offset %zu of %s",
+                    page->wrong_status, list->status, page->offset, list->path);
+    if (page->n_candidates > 0) {
+        objects = malloc(page->n_candidates * sizeof(*objects));
+        if (!objects) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < page->n_candidates; i++) {
+        const struct api_candidate *c = &page->candidates[i];
+
+        repeated += c->repeated;
+        if (!c->repeated && !c->wrong_status)
+            objects[kept++] = c->object;
+    }
+    if (repeated)
+        log_debug("dropped %zu repeated items from page at offset %zu of %s", repeated,
+                  page->offset, list->path);
+    if (kept > list->api->max_items - list->delivered) {
+        log_warning("%s has more than %zu objects: not listed", list->path,
+                    list->api->max_items);
+        rc = -EFBIG;
+        goto out;
+    }
+    list->delivered += kept;
+    if (kept > 0)
+        rc = fn(arg, objects, kept);
+    if (rc < 0)
+        log_debug("listing %s aborted by its reader: %s", list->path, strerror(-rc));
+out:
+    free(objects);
+    api_page_release(page);
+    return rc;
+}
+
+/* Reports a fetched page to the paginator and acts on its verdict.
+ * Returns 0 (delivered or dropped), 1 (held: the page is kept as it is), or
+ * a negative errno that ends the listing. */
+static int api_page_process(struct api_page *page, struct paginate *pager,
+                            api_objects_fn fn, void *arg)
+{
+    struct paginate_page report;
+    enum paginate_verdict verdict;
+    long fresh;
+    int rc = 0;
+
+    /* A page past the end is not looked at, even if its request failed. */
+    if (paginate_done(pager))
+        goto drop;
+    if (page->rc < 0) {
+        rc = page->rc;
+        api_log_failure(page->path_query, rc, page->status, page->reason);
+        goto drop;
+    }
+    fresh = api_page_take_ids(page, &page->list->ids);
+    if (fresh < 0) {
+        rc = (int)fresh;
+        goto drop;
+    }
+    report = (struct paginate_page){
+        .offset = page->offset,
+        .count = page->count,
+        .new_items = (size_t)fresh,
+        .next_page_token = page->token,
+        .total_size = page->total,
+    };
+    verdict = paginate_report(pager, &report);
+    if (verdict == PAGINATE_DELIVER)
+        return api_page_deliver(page, fn, arg);
+    api_page_give_back_ids(page, &page->list->ids);
+    if (verdict == PAGINATE_HOLD)
+        return 1;
+drop:
+    api_page_release(page);
+    return rc;
+}
+
+static char *api_v1_page_url(const struct api_list *list,
+                             const struct paginate_request *req)
+{
+    struct buf b = BUF_INIT;
+    int rc = api_append_v1_list_path(&b, list->job_id);
+
+    if (rc == 0)
+        rc = buf_printf(&b, "?limit=%u&offset=%zu", list->api->page_size, req->offset);
+    if (rc == 0 && list->status)
+        rc = api_append_param(&b, "status", list->status);
+    if (rc == 0 && req->page_token)
+        rc = api_append_param(&b, "page_token", req->page_token);
+    if (rc == 0)
+        rc = api_append_scope(&b, list->api);
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+/* Processes pages[0..n) in order. Pages from the first held one on are
+ * moved to held[] (which must be empty then). Returns 0 or a negative errno;
+ * every page not held is released. */
+static int api_process_run(struct api_page *pages, size_t n, struct api_page *held,
+                           size_t *n_held, struct paginate *pager, api_objects_fn fn,
+                           void *arg, int rc)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int prc;
+
+        api_page_wait(&pages[i]);
+        if (rc < 0) {
+            api_page_release(&pages[i]);
+            continue;
+        }
+        if (kept > 0) {
+            held[kept++] = pages[i];
+            memset(&pages[i], 0, sizeof(pages[i]));
+            continue;
+        }
+        prc = api_page_process(&pages[i], pager, fn, arg);
+        if (prc < 0) {
+            rc = prc;
+        } else if (prc == 1) {
+            held[kept++] = pages[i];
+            memset(&pages[i], 0, sizeof(pages[i]));
+        }
+    }
+    if (rc == 0)
+        *n_held = kept;
+    for (size_t i = 0; rc < 0 && i < kept; i++)
+        api_page_release(&held[i]);
+    return rc;
+}
+
+static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
+{
+    struct api *api = list->api;
+    struct paginate_config config = {
+        .limit = api->page_size,
+        .max_parallel = api->max_parallel,
+        /* Every page but the last holds an item: more pages than that
+         * means the server is going round in circles. */
+        .max_pages = api->max_items > SIZE_MAX - 2 ? SIZE_MAX : api->max_items + 2,
+    };
+    struct paginate_request *reqs = calloc(api->max_parallel, sizeof(*reqs));
+    struct api_page *wave = calloc(api->max_parallel, sizeof(*wave));
+    struct api_page *held = calloc(api->max_parallel, sizeof(*held));
+    struct api_page *rest = calloc(api->max_parallel, sizeof(*rest));
+    struct paginate *pager = paginate_new(&config);
+    size_t n_held = 0, n;
+    enum paginate_end end;
+    int rc = 0;
+
+    if (!reqs || !wave || !held || !rest || !pager) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        size_t started = 0, n_rest = 0;
+
+        rc = paginate_next(pager, reqs, api->max_parallel, &n);
+        if (rc < 0 || n == 0)
+            break;
+        for (; started < n; started++) {
+            wave[started].list = list;
+            wave[started].offset = reqs[started].offset;
+            wave[started].path_query = api_v1_page_url(list, &reqs[started]);
+            if (!wave[started].path_query) {
+                rc = -ENOMEM;
+                break;
+            }
+            api_page_start(&wave[started], n > 1);
+        }
+        if (n_held > 0) {
+            /* A gap fill: it comes before every held page. */
+            rc = api_process_run(wave, started, rest, &n_rest, pager, fn, arg, rc);
+            if (rc == 0 && n_rest == 0) {
+                memcpy(rest, held, n_held * sizeof(*held));
+                n_rest = n_held;
+                n_held = 0;
+                rc = api_process_run(rest, n_rest, held, &n_held, pager, fn, arg, rc);
+            } else {
+                /* A fill is never held (it starts where delivery ended). */
+                for (size_t i = 0; i < n_rest; i++)
+                    api_page_release(&rest[i]);
+                if (rc == 0)
+                    rc = -EIO;
+            }
+        } else {
+            rc = api_process_run(wave, started, held, &n_held, pager, fn, arg, rc);
+        }
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0)
+        goto out;
+    end = paginate_end_reason(pager);
+    if (end == PAGINATE_END_TOO_MANY_PAGES) {
+        log_warning("%s: more than %zu pages, not listed", list->path, config.max_pages);
+        rc = -EFBIG;
+    } else if (paginate_end_is_loop(end)) {
+        log_warning("%s: listing stopped after %zu objects: %s", list->path,
+                    list->delivered, paginate_end_name(end));
+    } else {
+        log_debug("%s: %zu objects in %zu requests, ended by %s", list->path,
+                  list->delivered, paginate_requests(pager), paginate_end_name(end));
+    }
+out:
+    for (size_t i = 0; i < n_held; i++)
+        api_page_release(&held[i]);
+    paginate_free(pager);
+    free(rest);
+    free(held);
+    free(wave);
+    free(reqs);
+    return rc;
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+struct api *api_new(const struct api_config *config)
+{
+    struct api *api;
+
+    if (!config || !config->transport || !config->transport->get ||
+        config->page_size < 1 || config->page_size > 1000 || config->max_parallel < 1 ||
+        config->max_items < 1)
+        return NULL;
+    api = calloc(1, sizeof(*api));
+    if (!api)
+        return NULL;
+    api->transport = config->transport;
+    api->page_size = config->page_size;
+    api->max_parallel =
+        config->max_parallel > API_MAX_PARALLEL ? API_MAX_PARALLEL : config->max_parallel;
+    api->max_items = config->max_items;
+    atomic_init(&api->batches_missing_logged, false);
+    if (config->project_id && *config->project_id &&
+        !(api->project_id = strdup(config->project_id)))
+        goto fail;
+    if (config->organization_id && *config->organization_id &&
+        !(api->organization_id = strdup(config->organization_id)))
+        goto fail;
+    /* jansson seeds its hash function lazily; doing it here, before pages
+     * are parsed on several threads, keeps that out of any race. */
+    json_object_seed(0);
+    return api;
+fail:
+    api_free(api);
+    return NULL;
+}
+
+void api_free(struct api *api)
+{
+    if (!api)
+        return;
+    free(api->project_id);
+    free(api->organization_id);
+    free(api);
+}
+
+int api_check_access(struct api *api)
+{
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct buf url = BUF_INIT;
+    long status;
+    int rc;
+
+    rc = buf_printf(&url, "%s?limit=1", API_V1_JOBS);
+    if (rc == 0)
+        rc = api_append_scope(&url, api);
+    if (rc < 0)
+        goto out;
+    rc = api_fetch(api, url.data, &resp, &status);
+    if (rc < 0)
+        api_log_failure(url.data, rc, status, NULL);
+out:
+    http_response_free(&resp);
+    buf_free(&url);
+    return rc;
+}
+
+int api_list_jobs(struct api *api, api_objects_fn fn, void *arg)
+{
+    struct api_list list = {.api = api, .id_key = "id"};
+    int rc;
+
+    snprintf(list.path, sizeof(list.path), "%s", API_V1_JOBS);
+    rc = api_list_v1(&list, fn, arg);
+    api_ids_free(&list.ids);
+    return rc;
+}
+
+int api_list_items(struct api *api, const char *job_id, const char *status,
+                   api_objects_fn fn, void *arg)
+{
+    struct api_list list = {
+        .api = api, .job_id = job_id, .status = status, .id_key = "item_id"};
+    int rc;
+
+    if (!job_id)
+        return -EINVAL;
+    snprintf(list.path, sizeof(list.path), "%s/%s/items", API_V1_JOBS, job_id);
+    rc = api_list_v1(&list, fn, arg);
+    api_ids_free(&list.ids);
+    return rc;
+}
+
+/* Builds base + "/" + escaped id [+ "?" fixed query] + scope. */
+static char *api_object_url(const struct api *api, const char *base, const char *id,
+                            const char *query)
+{
+    struct buf b = BUF_INIT;
+    int rc = buf_printf(&b, "%s/", base);
+
+    if (rc == 0)
+        rc = api_append_escaped(&b, id);
+    if (rc == 0 && query)
+        rc = buf_printf(&b, "?%s", query);
+    if (rc == 0)
+        rc = api_append_scope(&b, api);
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+static bool api_is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The whole body as one object, without the white space around it. */
+static struct api_object api_whole_body(const json_t *json, const struct buf *body)
+{
+    struct api_object object = {json, body->data, body->len};
+
+    while (object.raw_len > 0 && api_is_json_space(object.raw[0])) {
+        object.raw++;
+        object.raw_len--;
+    }
+    while (object.raw_len > 0 && api_is_json_space(object.raw[object.raw_len - 1]))
+        object.raw_len--;
+    return object;
+}
+
+int api_get_job(struct api *api, const char *job_id, api_objects_fn fn, void *arg)
+{
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct api_object object;
+    char reason[160] = "";
+    json_t *root = NULL, *job = NULL;
+    struct json_span span = {0, 0};
+    char *url = NULL;
+    long status = 0;
+    int rc;
+
+    if (!job_id)
+        return -EINVAL;
+    url = api_object_url(api, API_V1_JOBS, job_id, NULL);
+    if (!url) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = api_fetch(api, url, &resp, &status);
+    if (rc == 0)
+        rc = api_parse_object(&resp, &root, reason, sizeof(reason));
+    if (rc == 0) {
+        job = json_object_get(root, "job");
+        if (!json_is_object(job) || !api_identity(json_object_get(job, "id"))) {
+            snprintf(reason, sizeof(reason), "job %s",
+                     json_is_object(job) ? "has no string id"
+                                         : "missing or not an object");
+            rc = -EIO;
+        } else if (jsontext_member(resp.body.data, resp.body.len, "job", &span) < 0) {
+            snprintf(reason, sizeof(reason), "job could not be located in the body");
+            rc = -EIO;
+        }
+    }
+    if (rc < 0) {
+        if (rc != -ENOMEM)
+            api_log_failure(url, rc, status, reason);
+        goto out;
+    }
+    object.json = job;
+    object.raw = resp.body.data + span.start;
+    object.raw_len = span.len;
+    rc = fn(arg, &object, 1);
+out:
+    json_decref(root);
+    http_response_free(&resp);
+    free(url);
+    return rc;
+}
+
+int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
+{
+    struct api_list list = {.api = api, .id_key = "id"};
+    struct api_ids tokens = {0};
+    size_t max_pages = api->max_items > SIZE_MAX - 2 ? SIZE_MAX : api->max_items + 2;
+    char *token = NULL;
+    size_t pages = 0;
+    int rc = 0;
+
+    snprintf(list.path, sizeof(list.path), "%s", API_V2_BATCHES);
+    for (;;) {
+        struct api_page page = {.list = &list, .offset = list.delivered};
+        struct buf url = BUF_INIT;
+        long fresh;
+
+        if (pages++ >= max_pages) {
+            log_warning("%s: more than %zu pages, not listed", list.path, max_pages);
+            rc = -EFBIG;
+            break;
+        }
+        rc = buf_printf(&url, "%s?page_size=%u", API_V2_BATCHES, api->page_size);
+        if (rc == 0 && token)
+            rc = api_append_param(&url, "page_token", token);
+        if (rc == 0)
+            rc = api_append_scope(&url, api);
+        if (rc < 0) {
+            buf_free(&url);
+            break;
+        }
+        page.path_query = buf_steal(&url);
+        if (!page.path_query) {
+            rc = -ENOMEM;
+            break;
+        }
+        api_page_fetch(&page);
+        if (page.rc < 0 && (page.status == 404 || page.status == 405)) {
+            if (!atomic_exchange(&api->batches_missing_logged, true))
+                log_info("GET %s: HTTP %ld: the server has no batch list; batches "
+                         "are reachable by id only",
+                         page.path_query, page.status);
+            rc = -EOPNOTSUPP;
+            api_page_release(&page);
+            break;
+        }
+        if (page.rc < 0) {
+            rc = page.rc;
+            api_log_failure(page.path_query, rc, page.status, page.reason);
+            api_page_release(&page);
+            break;
+        }
+        fresh = api_page_take_ids(&page, &list.ids);
+        if (fresh < 0) {
+            rc = (int)fresh;
+            api_page_release(&page);
+            break;
+        }
+        free(token);
+        token = page.token ? strdup(page.token) : NULL;
+        if (page.token && !token) {
+            rc = -ENOMEM;
+            api_page_release(&page);
+            break;
+        }
+        if (page.count > 0 && fresh == 0) {
+            log_warning("%s: listing stopped after %zu objects: page of items already "
+                        "seen",
+                        list.path, list.delivered);
+            api_page_release(&page);
+            break;
+        }
+        rc = api_page_deliver(&page, fn, arg);
+        if (rc < 0 || !token)
+            break;
+        rc = api_ids_add(&tokens, token, strlen(token));
+        if (rc < 0)
+            break;
+        if (rc == 0) {
+            log_warning("%s: listing stopped after %zu objects: repeated "
+                        "next_page_token",
+                        list.path, list.delivered);
+            rc = 0;
+            break;
+        }
+        rc = 0;
+    }
+    free(token);
+    api_ids_free(&tokens);
+    api_ids_free(&list.ids);
+    return rc;
+}
+
+/* Reads the "results" of a batch: NULL with *count 0 for null or absent. */
+static int api_batch_results(const struct http_response *resp, const json_t *root,
+                             const char *url, struct api_object **out, size_t *count,
+                             bool *results_null, char *reason, size_t reason_size)
+{
+    json_t *results = json_object_get(root, "results");
+    struct json_span *spans = NULL;
+    struct api_ids ids = {0};
+    size_t n_spans = 0, malformed = 0, repeated = 0;
+    int rc = 0;
+
+    *out = NULL;
+    *count = 0;
+    *results_null = !results || json_is_null(results);
+    if (*results_null)
+        return 0;
+    if (!json_is_array(results)) {
+        snprintf(reason, reason_size, "results is not an array");
+        return -EIO;
+    }
+    rc =
+        api_locate_elements(resp->body.data, resp->body.len, "results", &spans, &n_spans);
+    if (rc == 0 && n_spans != json_array_size(results))
+        rc = -EIO;
+    if (rc < 0) {
+        if (rc == -EIO)
+            snprintf(reason, reason_size, "results could not be located in the body");
+        goto out;
+    }
+    if (n_spans > 0) {
+        *out = calloc(n_spans, sizeof(**out));
+        if (!*out) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n_spans; i++) {
+        json_t *element = json_array_get(results, i);
+        const char *key;
+
+        if (!json_is_object(element) ||
+            !(key = api_identity(json_object_get(element, "source_directory_file_id")))) {
+            malformed++;
+            continue;
+        }
+        rc = api_ids_add(&ids, key, strlen(key));
+        if (rc < 0)
+            goto out;
+        if (rc == 0) {
+            repeated++;
+            continue;
+        }
+        (*out)[*count].json = element;
+        (*out)[*count].raw = resp->body.data + spans[i].start;
+        (*out)[*count].raw_len = spans[i].len;
+        (*count)++;
+    }
+    rc = 0;
+    if (malformed)
+        log_warning("dropped %zu results without a source_directory_file_id from %s",
+                    malformed, url);
+    if (repeated)
+        log_warning("dropped %zu repeated results from %s", repeated, url);
+out:
+    if (rc < 0) {
+        free(*out);
+        *out = NULL;
+        *count = 0;
+    }
+    api_ids_free(&ids);
+    free(spans);
+    return rc;
+}
+
+int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *arg)
+{
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct api_object batch, *results = NULL;
+    char reason[160] = "";
+    json_t *root = NULL;
+    size_t count = 0;
+    bool results_null = true;
+    char *url = NULL;
+    long status = 0;
+    int rc;
+
+    if (!batch_id)
+        return -EINVAL;
+    url = api_object_url(api, API_V2_BATCHES, batch_id, "expand=results");
+    if (!url) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = api_fetch(api, url, &resp, &status);
+    if (rc == 0)
+        rc = api_parse_object(&resp, &root, reason, sizeof(reason));
+    if (rc == 0 && !api_identity(json_object_get(root, "id"))) {
+        snprintf(reason, sizeof(reason), "batch has no string id");
+        rc = -EIO;
+    }
+    if (rc == 0)
+        rc = api_batch_results(&resp, root, url, &results, &count, &results_null, reason,
+                               sizeof(reason));
+    if (rc < 0) {
+        if (rc != -ENOMEM)
+            api_log_failure(url, rc, status, reason);
+        goto out;
+    }
+    batch = api_whole_body(root, &resp.body);
+    if (count > api->max_items) {
+        log_warning("%s has more than %zu results: not listed", url, api->max_items);
+        rc = -EFBIG;
+        goto out;
+    }
+    rc = fn(arg, &batch, results, count, results_null);
+out:
+    free(results);
+    json_decref(root);
+    http_response_free(&resp);
+    free(url);
+    return rc;
+}
