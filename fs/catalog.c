@@ -26,14 +26,58 @@ const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
     "pending", "processing", "completed", "failed", "skipped", "cancelled",
 };
 
+/* ---- sets of ids ------------------------------------------------------ */
+
+/* A small set of ids; the caller holds catalog->lock. Linear: it holds jobs
+ * or batches of one account, hundreds rather than millions. */
+struct id_set {
+    char **ids;
+    size_t count, cap;
+};
+
+static bool id_set_has(const struct id_set *set, const char *id)
+{
+    for (size_t i = 0; i < set->count; i++)
+        if (!strcmp(set->ids[i], id))
+            return true;
+    return false;
+}
+
+/* Adds `id`; on no memory the set just stays without it. */
+static void id_set_add(struct id_set *set, const char *id)
+{
+    if (id_set_has(set, id))
+        return;
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 16;
+        char **ids = realloc(set->ids, cap * sizeof(*ids));
+
+        if (!ids)
+            return;
+        set->ids = ids;
+        set->cap = cap;
+    }
+    set->ids[set->count] = strdup(id);
+    if (set->ids[set->count])
+        set->count++;
+}
+
+static void id_set_free(struct id_set *set)
+{
+    for (size_t i = 0; i < set->count; i++)
+        free(set->ids[i]);
+    free(set->ids);
+    memset(set, 0, sizeof(*set));
+}
+
 struct catalog {
     struct api *api;
     struct cache *cache;
     double ttl_s, terminal_ttl_s;
 
     pthread_mutex_t lock;      /* protects the fields below */
-    char **known_batches;      /* ids found by lookup, for servers without a list */
-    size_t known_batch_count, known_batch_cap;
+    struct id_set known_batches; /* ids found by lookup, for servers without a list */
+    struct id_set finished_jobs; /* jobs seen finished: that never changes back */
     struct timespec batches_unsupported_until; /* the list endpoint is missing */
 };
 
@@ -170,8 +214,8 @@ int catalog_parse_time(const char *text, struct timespec *out)
         offset = sign * (hh * 3600L + mm * 60L);
         p += 6;
     } else if (*p) {
-        return -EINVAL; /* no zone: ambiguous, do not guess */
-    }
+        return -EINVAL;
+    } /* else no zone: the API speaks UTC */
     if (*p)
         return -EINVAL;
     t = timegm(&tm);
@@ -540,6 +584,13 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     if (rc)
         return rc;
 
+    if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB) {
+        pthread_mutex_lock(&catalog->lock);
+        for (size_t i = 0; i < listing->count; i++)
+            if (catalog_job_is_terminal(listing->entries[i].status))
+                id_set_add(&catalog->finished_jobs, listing->entries[i].id);
+        pthread_mutex_unlock(&catalog->lock);
+    }
     *ttl_s = catalog->ttl_s;
     if (req->kind == LISTING_JOB && catalog_job_is_terminal(listing->entries[0].status))
         *ttl_s = catalog->terminal_ttl_s;
@@ -615,9 +666,8 @@ void catalog_free(struct catalog *catalog)
         return;
     if (catalog->cache)
         cache_free(catalog->cache);
-    for (size_t i = 0; i < catalog->known_batch_count; i++)
-        free(catalog->known_batches[i]);
-    free(catalog->known_batches);
+    id_set_free(&catalog->known_batches);
+    id_set_free(&catalog->finished_jobs);
     pthread_mutex_destroy(&catalog->lock);
     free(catalog);
 }
@@ -667,25 +717,12 @@ int catalog_job(struct catalog *catalog, const char *job_id, struct listing **ow
 /* Whether a job is known to be finished, without sending a request. */
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id)
 {
-    struct fetch_request req = {.kind = LISTING_JOBS};
-    struct listing *listing;
-    const struct entry *e;
-    int terminal = 0;
+    bool finished;
 
-    if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &listing)) {
-        e = listing_find(listing, job_id);
-        terminal = e && catalog_job_is_terminal(e->status);
-        listing_release(listing);
-        if (e)
-            return terminal;
-    }
-    req.kind = LISTING_JOB;
-    req.id = job_id;
-    if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &listing)) {
-        terminal = listing->count == 1 && catalog_job_is_terminal(listing->entries[0].status);
-        listing_release(listing);
-    }
-    return terminal;
+    pthread_mutex_lock(&catalog->lock);
+    finished = id_set_has(&catalog->finished_jobs, job_id);
+    pthread_mutex_unlock(&catalog->lock);
+    return finished;
 }
 
 int catalog_items(struct catalog *catalog, const char *job_id, int status_index,
@@ -702,22 +739,7 @@ int catalog_items(struct catalog *catalog, const char *job_id, int status_index,
 static void catalog_remember_batch(struct catalog *catalog, const char *batch_id)
 {
     pthread_mutex_lock(&catalog->lock);
-    for (size_t i = 0; i < catalog->known_batch_count; i++)
-        if (!strcmp(catalog->known_batches[i], batch_id))
-            goto out;
-    if (catalog->known_batch_count == catalog->known_batch_cap) {
-        size_t cap = catalog->known_batch_cap ? catalog->known_batch_cap * 2 : 16;
-        char **ids = realloc(catalog->known_batches, cap * sizeof(*ids));
-
-        if (!ids)
-            goto out; /* only the fallback listing misses it */
-        catalog->known_batches = ids;
-        catalog->known_batch_cap = cap;
-    }
-    catalog->known_batches[catalog->known_batch_count] = strdup(batch_id);
-    if (catalog->known_batches[catalog->known_batch_count])
-        catalog->known_batch_count++;
-out:
+    id_set_add(&catalog->known_batches, batch_id);
     pthread_mutex_unlock(&catalog->lock);
 }
 
@@ -755,15 +777,15 @@ static int catalog_known_batches(struct catalog *catalog, struct listing **out)
     if (rc)
         return rc;
     pthread_mutex_lock(&catalog->lock);
-    for (size_t i = 0; i < catalog->known_batch_count; i++) {
+    for (size_t i = 0; i < catalog->known_batches.count; i++) {
         struct entry *e;
 
         if (b.listing->count == b.cap && (rc = builder_grow(&b)))
             break;
         e = &b.listing->entries[b.listing->count];
         memset(e, 0, sizeof(*e));
-        e->id = strdup(catalog->known_batches[i]);
-        e->name = strdup(catalog->known_batches[i]);
+        e->id = strdup(catalog->known_batches.ids[i]);
+        e->name = strdup(catalog->known_batches.ids[i]);
         e->api_index = i;
         if (!e->id || !e->name) {
             entry_clear(e);

@@ -289,7 +289,9 @@ static int node_view_fill(const struct node *node, struct node_view *view)
 
     view->ino = node->ino;
     view->kind = node->kind;
-    view->status_index = node->status_index;
+    /* An item is found through its folder's status. */
+    view->status_index =
+        node->kind == NODE_ITEM ? node->parent->status_index : node->status_index;
     view->owner_id[0] = '\0';
     view->terminal = false;
     if (strlen(node->name) >= sizeof(view->name))
@@ -316,7 +318,8 @@ static int node_view_child(const struct node *parent, const char *name, enum nod
         return rc;
     view->ino = 0;
     view->kind = kind;
-    view->status_index = status_index;
+    if (kind != NODE_ITEM)
+        view->status_index = status_index;
     if (strlen(name) >= sizeof(view->name))
         return -ENAMETOOLONG;
     strcpy(view->name, name);

@@ -77,9 +77,14 @@ static void test_base_url_from_environment(void **state)
 
 static void test_own_options_removed_fuse_options_kept(void **state)
 {
-    const char *argv[] = {"batchfs", "-o", "base_url=http://h:1,cache_ttl=5,allow_other",
-                          "-o", "project_id=p-1,organization_id=o-2,cache_size=64M",
-                          "-f", "/mnt", NULL};
+    const char *argv[] = {"batchfs",
+                          "-o",
+                          "base_url=http://h:1,cache_ttl=5,allow_other",
+                          "-o",
+                          "project_id=p-1,organization_id=o-2,cache_size=64M",
+                          "-f",
+                          "/mnt",
+                          NULL};
     struct fuse_args rest;
     struct options o;
     char err[256];

@@ -1,0 +1,336 @@
+"""The core filesystem, mounted against the API double, seen through real tools.
+
+Checks that every job, item, batch and result is there exactly once, in the
+right folder, with byte-exact content and exact attributes, under each
+pagination dialect; that a wrong key fails the mount; that junk names cost no
+request; that a second walk within the cache lifetime costs no request; and
+that every write fails with EROFS.
+"""
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import apidouble, run  # noqa: E402
+
+STATUSES = ["pending", "processing", "completed", "failed", "skipped", "cancelled"]
+MTIME_KEYS = ["completed_at", "updated_at", "started_at", "effective_at", "created_at"]
+
+
+def expected_mtime(obj):
+    import datetime
+    for key in MTIME_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str):
+            return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+class LayoutChecks:
+    """Checks shared by every dialect: the whole tree against the data set."""
+    SIZES = dict(seed=1, jobs=6, items=300, batches=4, results=50)
+
+    @classmethod
+    def dataset(cls):
+        if not hasattr(cls, "_dataset"):
+            cls._dataset = apidouble.make_dataset(**cls.SIZES)
+        return cls._dataset
+
+    def test_root(self):
+        self.assertEqual(sorted(os.listdir(self.root)), ["batches", "jobs"])
+
+    def test_jobs_listed_once(self):
+        ids = [job["id"] for job in self.dataset().jobs]
+        out = run("ls", "-1", self.path("jobs"), text=True).stdout.split()
+        self.assertEqual(sorted(out), sorted(ids))
+
+    def test_job_folders(self):
+        for job in self.dataset().jobs:
+            names = sorted(os.listdir(self.path("jobs", job["id"])))
+            self.assertEqual(names, sorted(STATUSES + ["job.json"]))
+
+    def test_job_json_exact(self):
+        for job in self.dataset().jobs:
+            with open(self.path("jobs", job["id"], "job.json"), "rb") as f:
+                self.assertEqual(f.read().decode(), apidouble.render(job))
+
+    def test_every_item_once_in_right_folder_exact(self):
+        data = self.dataset()
+        for job in data.jobs:
+            expected = {item["item_id"]: item for item in data.items[job["id"]]}
+            seen = set()
+            for status in STATUSES:
+                folder = self.path("jobs", job["id"], status)
+                for name in os.listdir(folder):
+                    self.assertTrue(name.endswith(".json"), name)
+                    self.assertLessEqual(len(name.encode()), 255)
+                    self.assertNotIn(name, (".", ".."))
+                    self.assertFalse(any(ord(c) < 32 or c == "\x7f" for c in name), repr(name))
+                    with open(os.path.join(folder, name), "rb") as f:
+                        content = f.read().decode()
+                    item = json.loads(content)
+                    self.assertEqual(item["status"], status)
+                    self.assertNotIn(item["item_id"], seen)
+                    seen.add(item["item_id"])
+                    self.assertEqual(content, apidouble.render(expected[item["item_id"]]))
+            self.assertEqual(seen, set(expected), job["id"])
+
+    def test_ordinary_names_recognisable(self):
+        data = self.dataset()
+        checked = 0
+        for job in data.jobs:
+            for item in data.items[job["id"]]:
+                name = item["item_name"]
+                if (isinstance(name, str) and name.isascii() and name.isprintable()
+                        and "/" not in name and name not in ("", ".", "..")
+                        and len(name) < 200):
+                    same = [i for i in data.items[job["id"]]
+                            if i["status"] == item["status"] and i["item_name"] == name]
+                    if len(same) == 1:
+                        path = self.path("jobs", job["id"], item["status"], name + ".json")
+                        self.assertTrue(os.path.isfile(path), path)
+                        checked += 1
+        self.assertGreater(checked, 100)
+
+    def test_stat_attributes(self):
+        data = self.dataset()
+        job = next(j for j in data.jobs if data.items[j["id"]])
+        st = os.stat(self.path("jobs", job["id"]))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o555)
+        self.assertTrue(stat.S_ISDIR(st.st_mode))
+        self.assertEqual(st.st_uid, os.getuid())
+        item = data.items[job["id"]][0]
+        folder = self.path("jobs", job["id"], item["status"])
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                obj = json.loads(f.read())
+            if obj["item_id"] != item["item_id"]:
+                continue
+            st = os.stat(path)
+            self.assertTrue(stat.S_ISREG(st.st_mode))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o444)
+            self.assertEqual(st.st_size, len(apidouble.render(item).encode()))
+            self.assertEqual(st.st_uid, os.getuid())
+            want = expected_mtime(item)
+            if want is not None:
+                self.assertAlmostEqual(st.st_mtime, want, delta=0.001)
+            # stat(1) agrees with os.stat
+            out = run("stat", "-c", "%s %a", path, text=True).stdout.split()
+            self.assertEqual(out, [str(st.st_size), "444"])
+            break
+        else:
+            self.fail("item file not found")
+
+    def test_grep_finds_failed_items(self):
+        data = self.dataset()
+        for job in data.jobs:
+            want = sorted(i["item_id"] for i in data.items[job["id"]]
+                          if i["status"] == "failed" and "Timeout" in (i.get("error_message") or ""))
+            folder = self.path("jobs", job["id"], "failed")
+            res = run("grep", "-rlZ", "Timeout", folder, check=False)
+            self.assertIn(res.returncode, (0, 1))
+            files = [p for p in res.stdout.split(b"\0") if p]
+            got = []
+            for p in files:
+                with open(p, "rb") as f:
+                    got.append(json.loads(f.read())["item_id"])
+            got.sort()
+            self.assertEqual(got, want)
+
+    def test_jq_reads_error_messages(self):
+        data = self.dataset()
+        job = max(data.jobs, key=lambda j: sum(i["status"] == "failed" for i in data.items[j["id"]]))
+        folder = self.path("jobs", job["id"], "failed")
+        files = sorted(os.path.join(folder, n) for n in os.listdir(folder))
+        self.assertTrue(files)
+        out = run("jq", "-c", "[.item_id, .error_message]", *files).stdout
+        got = sorted(json.loads(line)[0] for line in out.decode().splitlines())
+        want = sorted(i["item_id"] for i in data.items[job["id"]] if i["status"] == "failed")
+        self.assertEqual(got, want)
+
+    def test_find_counts_every_file(self):
+        data = self.dataset()
+        want = len(data.jobs) + sum(len(v) for v in data.items.values())
+        out = run("find", self.path("jobs"), "-type", "f", "-name", "*.json", "-print0").stdout
+        self.assertEqual(len([p for p in out.split(b"\0") if p]), want)
+
+    def test_tar_archives_a_job(self):
+        data = self.dataset()
+        job = max(data.jobs, key=lambda j: len(data.items[j["id"]]))
+        res = subprocess.run("tar -C %s -cf - %s | tar -tf -" % (
+            self.path("jobs"), job["id"]), shell=True, capture_output=True, check=True)
+        files = [l for l in res.stdout.split(b"\n") if l and not l.endswith(b"/")]
+        self.assertEqual(len(files), 1 + len(data.items[job["id"]]))
+        self.assertNotIn(b"file changed as we read it", res.stderr)
+
+    def test_batches(self):
+        data = self.dataset()
+        self.assertEqual(sorted(os.listdir(self.path("batches"))),
+                         sorted(b["id"] for b in data.batches))
+        for batch in data.batches:
+            base = self.path("batches", batch["id"])
+            self.assertEqual(sorted(os.listdir(base)), ["batch.json", "results"])
+            with open(os.path.join(base, "batch.json")) as f:
+                self.assertEqual(f.read(), apidouble.render(harness.expected_batch(data, batch)))
+            results = data.results[batch["id"]] or []
+            names = sorted(os.listdir(os.path.join(base, "results")))
+            self.assertEqual(names, sorted(r["source_directory_file_id"] + ".json" for r in results))
+            for r in results:
+                with open(os.path.join(base, "results", r["source_directory_file_id"] + ".json")) as f:
+                    self.assertEqual(f.read(), apidouble.render(r))
+
+
+class DialectBoth(LayoutChecks, harness.MountTestCase):
+    DOUBLE_ARGS = ("--dialect", "both")
+
+
+class DialectToken(LayoutChecks, harness.MountTestCase):
+    DOUBLE_ARGS = ("--dialect", "token")
+
+
+class DialectTotal(LayoutChecks, harness.MountTestCase):
+    DOUBLE_ARGS = ("--dialect", "total")
+
+
+class DialectCappedMultiPage(LayoutChecks, harness.MountTestCase):
+    """Pages capped well below the limit asked for: many short pages."""
+    SIZES = dict(seed=3, jobs=4, items=1500, batches=3, results=20)
+    DOUBLE_ARGS = ("--dialect", "capped", "--page-cap", "97", "--seed", "3", "--jobs", "4",
+                   "--items", "1500", "--batches", "3", "--results", "20")
+
+
+class Behaviour(harness.MountTestCase):
+    """Caching, junk names, read-only-ness."""
+    MOUNT_OPTIONS = ("cache_ttl=300",)
+
+    def test_junk_names_cost_no_request(self):
+        os.listdir(self.path("jobs"))
+        before = self.double.requests()
+        for name in (".git", "HEAD", "foo?x=1", "..%2f", "a b", "x" * 200, "node_modules",
+                     "bjb-../x"):
+            for top in ("jobs", "batches"):
+                with self.assertRaises(OSError) as cm:
+                    os.stat(self.path(top, name))
+                self.assertIn(cm.exception.errno, (errno.ENOENT, errno.ENAMETOOLONG))
+        self.assertEqual(self.double.requests(), before)
+
+    def test_second_walk_costs_no_request(self):
+        run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+")
+        before = self.double.requests()
+        first = run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+").stdout
+        run("ls", "-lR", self.root)
+        self.assertEqual(self.double.requests(), before)
+        self.assertTrue(first)
+
+    def test_unknown_job_is_enoent(self):
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.path("jobs", "bjb-00000000-0000-0000-0000-000000000000"))
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.path("batches", "bat-00000000-0000-0000-0000-000000000000"))
+
+    def test_writes_fail_with_erofs(self):
+        job = os.listdir(self.path("jobs"))[0]
+        target = self.path("jobs", job, "job.json")
+        attempts = [
+            lambda: open(target, "w"),
+            lambda: open(self.path("jobs", job, "new.json"), "w"),
+            lambda: os.mkdir(self.path("jobs", job, "d")),
+            lambda: os.unlink(target),
+            lambda: os.rmdir(self.path("jobs", job, "failed")),
+            lambda: os.rename(target, self.path("jobs", job, "x.json")),
+            lambda: os.chmod(target, 0o644),
+            lambda: os.truncate(target, 0),
+            lambda: os.symlink("x", self.path("jobs", job, "link")),
+        ]
+        for attempt in attempts:
+            with self.assertRaises(OSError) as cm:
+                attempt()
+            self.assertEqual(cm.exception.errno, errno.EROFS)
+
+    def test_directory_read_is_eisdir(self):
+        with self.assertRaises(IsADirectoryError):
+            open(self.path("jobs"), "rb").read()
+
+
+class NoBatchListEndpoint(harness.MountTestCase):
+    """An older server without GET /api/v2/batches: lookups by id still work."""
+    DOUBLE_ARGS = ("--no-batches-list",)
+
+    def test_lookup_by_id_then_listed(self):
+        data = apidouble.make_dataset()
+        self.assertEqual(os.listdir(self.path("batches")), [])
+        batch = data.batches[0]
+        with open(self.path("batches", batch["id"], "batch.json")) as f:
+            self.assertEqual(f.read(), apidouble.render(harness.expected_batch(data, batch)))
+        self.assertEqual(os.listdir(self.path("batches")), [batch["id"]])
+
+
+class MountFailures(unittest.TestCase):
+    def setUp(self):
+        self.double = harness.Double()
+
+    def tearDown(self):
+        self.double.stop()
+
+    def failed_mount(self, **kwargs):
+        m = harness.Mount(self.double, wait=False, **kwargs)
+        try:
+            status = m.wait_exit(30)
+            mounted = harness.is_mounted(m.path)
+        finally:
+            err = m.stop()
+        self.assertNotEqual(status, 0)
+        self.assertFalse(mounted)
+        harness.check_driver_output(err, 0)
+        return err
+
+    def test_wrong_key(self):
+        err = self.failed_mount(key="llx-wrong-key-987654")
+        self.assertIn("refused the key", err)
+        self.assertNotIn("llx-wrong-key-987654", err)
+
+    def test_missing_key(self):
+        err = self.failed_mount(key=None)
+        self.assertIn("LLAMA_CLOUD_API_KEY", err)
+
+    def test_unreachable_url(self):
+        m = harness.Mount(self.double, "base_url=http://127.0.0.1:9", "connect_timeout=2",
+                          "retries=0", wait=False)
+        try:
+            status = m.wait_exit(60)
+        finally:
+            err = m.stop()
+        self.assertNotEqual(status, 0)
+        self.assertIn("127.0.0.1:9", err)
+
+    def test_key_on_command_line_refused(self):
+        m = harness.Mount(self.double, "api_key=llx-secret-on-argv", wait=False)
+        try:
+            status = m.wait_exit(30)
+        finally:
+            err = m.stop()
+        self.assertNotEqual(status, 0)
+        self.assertNotIn("llx-secret-on-argv", err)
+
+    def test_bad_option(self):
+        err = self.failed_mount_with("cache_ttl=abc")
+        self.assertIn("cache_ttl", err)
+
+    def failed_mount_with(self, option):
+        m = harness.Mount(self.double, option, wait=False)
+        try:
+            status = m.wait_exit(30)
+        finally:
+            err = m.stop()
+        self.assertNotEqual(status, 0)
+        return err
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

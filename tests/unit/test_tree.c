@@ -1,0 +1,419 @@
+/*
+ * Unit tests of the filesystem model (fs/tree.c) over the real catalog,
+ * cache and API layer, with the API scripted by the fake transport.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "batchfs/api.h"
+#include "batchfs/catalog.h"
+#include "batchfs/log.h"
+#include "batchfs/tree.h"
+#include "fake_transport.h"
+
+#define JOB1 "bjb-0001"
+#define JOB2 "bjb-0002"
+
+static const char jobs_page[] =
+    "{\"items\": [{\"id\": \"" JOB1 "\", \"job_type\": \"parse\", \"project_id\": \"p\", "
+    "\"status\": \"running\", \"total_items\": 5, \"x_unknown\": [1, 2.50, null], "
+    "\"completed_at\": null, \"created_at\": \"2025-03-01T10:00:00.123Z\"}, "
+    "{\"id\": \"" JOB2 "\", \"job_type\": \"extract\", \"project_id\": \"p\", "
+    "\"status\": \"completed\", \"total_items\": 0, "
+    "\"completed_at\": \"2025-03-02T11:00:00Z\"}], \"total_size\": 2}";
+
+/* Five failed items with hostile names: a slash, a repeated name, an empty
+ * name, a newline. */
+static const char failed_page[] =
+    "{\"items\": ["
+    "{\"item_id\": \"itm-a\", \"item_name\": \"a/b.pdf\", \"status\": \"failed\", "
+    "\"error_message\": \"Timeout\", \"completed_at\": \"2025-03-01T12:00:00Z\"},"
+    "{\"item_id\": \"itm-b\", \"item_name\": \"same.pdf\", \"status\": \"failed\"},"
+    "{\"item_id\": \"itm-c\", \"item_name\": \"same.pdf\", \"status\": \"failed\"},"
+    "{\"item_id\": \"itm-d\", \"item_name\": \"\", \"status\": \"failed\"},"
+    "{\"item_id\": \"itm-e\", \"item_name\": \"line\\nbreak.pdf\", \"status\": \"failed\"}"
+    "], \"total_size\": 5}";
+
+static const char job1_body[] =
+    "{\"job\": {\"id\": \"" JOB1 "\", \"job_type\": \"parse\", \"project_id\": \"p\", "
+    "\"status\": \"running\", \"total_items\": 5, \"x_unknown\": [1, 2.50, null], "
+    "\"completed_at\": null, \"created_at\": \"2025-03-01T10:00:00.123Z\"}, "
+    "\"progress_percentage\": 20}";
+
+static const char empty_page[] = "{\"items\": [], \"total_size\": 0}";
+
+static const char batch_body[] =
+    "{\"id\": \"bat-1\", \"config\": {\"job\": {\"type\": \"parse_v2\"}}, "
+    "\"project_id\": \"p\", \"source_directory_id\": \"dir-1\", \"status\": \"RUNNING\", "
+    "\"updated_at\": \"2025-03-03T00:00:00Z\", \"results\": ["
+    "{\"source_directory_file_id\": \"dfl-1\", \"error_message\": null, "
+    "\"job_reference\": null},"
+    "{\"source_directory_file_id\": \"dfl-2\", \"error_message\": \"unmapped\", "
+    "\"job_reference\": {\"type\": \"parse\", \"id\": \"pjb-9\"}}]}";
+
+struct env {
+    struct fake_transport *fake;
+    struct api *api;
+    struct catalog *catalog;
+    struct tree *tree;
+    uint64_t invalidated[16];
+    size_t n_invalidated;
+};
+
+static void record_inval(void *arg, uint64_t ino)
+{
+    struct env *env = arg;
+
+    if (env->n_invalidated < 16)
+        env->invalidated[env->n_invalidated++] = ino;
+}
+
+static int env_setup_ttl(void **state, double ttl)
+{
+    struct env *env = calloc(1, sizeof(*env));
+    struct api_config ac = {.page_size = 1000, .max_parallel = 4, .max_items = 100000};
+    struct catalog_config cc = {.ttl_s = ttl, .terminal_ttl_s = ttl, .cache_bytes = 1 << 24};
+    struct tree_config tc = {.ttl_s = ttl, .terminal_ttl_s = ttl * 10, .uid = 1234,
+                             .gid = 5678};
+
+    assert_non_null(env);
+    env->fake = fake_transport_new();
+    ac.transport = fake_transport_transport(env->fake);
+    env->api = api_new(&ac);
+    cc.api = env->api;
+    env->catalog = catalog_new(&cc);
+    tc.catalog = env->catalog;
+    tc.inval = record_inval;
+    tc.inval_arg = env;
+    env->tree = tree_new(&tc);
+    assert_non_null(env->tree);
+    /* Pages past the first are empty, as past the end of a real listing. */
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
+                            jobs_page);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*", 200, empty_page);
+    fake_transport_add_body(env->fake,
+                            "/api/v1/beta/batch-processing/" JOB1 "/items?*offset=0*failed*",
+                            200, failed_page);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/*/items?*", 200,
+                            empty_page);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/" JOB1, 200, job1_body);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/bjb-404*", 404,
+                            "{\"detail\": \"Batch job not found\"}");
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/bjb-500*", 500,
+                            "{\"detail\": \"boom\"}");
+    fake_transport_add_body(env->fake, "/api/v2/batches/bat-1?*", 200, batch_body);
+    fake_transport_add_body(env->fake, "/api/v2/batches?*", 200,
+                            "{\"items\": [{\"id\": \"bat-1\", \"config\": {}, "
+                            "\"project_id\": \"p\", \"source_directory_id\": \"d\", "
+                            "\"status\": \"RUNNING\", \"results\": null}]}");
+    *state = env;
+    return 0;
+}
+
+static int env_setup(void **state)
+{
+    return env_setup_ttl(state, 300);
+}
+
+static int env_teardown(void **state)
+{
+    struct env *env = *state;
+
+    tree_free(env->tree);
+    catalog_free(env->catalog);
+    api_free(env->api);
+    fake_transport_free(env->fake);
+    free(env);
+    return 0;
+}
+
+static uint64_t lookup_ok(struct env *env, uint64_t parent, const char *name,
+                          struct tree_attr *attr)
+{
+    struct tree_attr local;
+
+    if (!attr)
+        attr = &local;
+    assert_int_equal(tree_lookup(env->tree, parent, name, attr), 0);
+    assert_true(attr->st.st_ino > TREE_ROOT_INO);
+    return attr->st.st_ino;
+}
+
+/* The names of a folder, NUL-separated in `out`, "." and ".." included. */
+static size_t list_names(struct env *env, uint64_t ino, bool link, char *out, size_t cap)
+{
+    struct tree_dir *dir;
+    bool unchanged;
+    size_t used = 0, count;
+
+    assert_int_equal(tree_opendir(env->tree, ino, &dir, &unchanged), 0);
+    count = tree_dir_count(dir);
+    for (size_t i = 0; i < count; i++) {
+        struct tree_attr attr;
+        const char *name;
+
+        assert_int_equal(tree_dir_entry(env->tree, dir, i, link, &name, &attr), 0);
+        assert_true(used + strlen(name) + 1 <= cap);
+        memcpy(out + used, name, strlen(name) + 1);
+        used += strlen(name) + 1;
+    }
+    tree_closedir(dir);
+    return count;
+}
+
+static bool has_name(const char *names, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++, names += strlen(names) + 1)
+        if (!strcmp(names, name))
+            return true;
+    return false;
+}
+
+static void test_root_and_fixed_folders(void **state)
+{
+    struct env *env = *state;
+    struct tree_attr attr;
+    char names[4096];
+
+    assert_int_equal(tree_getattr(env->tree, TREE_ROOT_INO, &attr), 0);
+    assert_true(S_ISDIR(attr.st.st_mode));
+    assert_int_equal(attr.st.st_mode & 07777, 0555);
+    assert_int_equal(attr.st.st_uid, 1234);
+    assert_int_equal(attr.st.st_gid, 5678);
+    assert_int_equal(list_names(env, TREE_ROOT_INO, false, names, sizeof(names)), 4);
+    assert_true(has_name(names, 4, "jobs"));
+    assert_true(has_name(names, 4, "batches"));
+    assert_true(has_name(names, 4, ".."));
+    assert_int_equal(tree_lookup(env->tree, TREE_ROOT_INO, "nothing", &attr), -ENOENT);
+    assert_int_equal(fake_transport_count(env->fake), 0);
+}
+
+static void test_junk_names_cost_no_request(void **state)
+{
+    struct env *env = *state;
+    const char *junk[] = {".git", "HEAD", "foo?x=1", "a b", "..", "-rf", "x/y", ""};
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t batches = lookup_ok(env, TREE_ROOT_INO, "batches", NULL);
+    struct tree_attr attr;
+
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        assert_int_equal(tree_lookup(env->tree, jobs, junk[i], &attr), -ENOENT);
+        assert_int_equal(tree_lookup(env->tree, batches, junk[i], &attr), -ENOENT);
+    }
+    assert_int_equal(fake_transport_count(env->fake), 0);
+}
+
+static void test_jobs_and_job_folder(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    struct tree_attr attr;
+    struct blob *content;
+    bool unchanged;
+    char names[4096];
+    uint64_t job, json;
+
+    assert_int_equal(list_names(env, jobs, true, names, sizeof(names)), 4);
+    assert_true(has_name(names, 4, JOB1));
+    assert_true(has_name(names, 4, JOB2));
+    job = lookup_ok(env, jobs, JOB1, &attr);
+    assert_true(S_ISDIR(attr.st.st_mode));
+    assert_int_equal(attr.st.st_nlink, 8);
+    assert_int_equal(attr.st.st_mtim.tv_sec, 1740823200); /* created_at */
+    assert_int_equal(attr.st.st_mtim.tv_nsec, 123000000);
+    assert_int_equal(list_names(env, job, false, names, sizeof(names)), 9);
+    assert_true(has_name(names, 9, "job.json"));
+    assert_true(has_name(names, 9, "cancelled"));
+    json = lookup_ok(env, job, "job.json", &attr);
+    assert_true(S_ISREG(attr.st.st_mode));
+    assert_int_equal(attr.st.st_mode & 07777, 0444);
+    /* The lookup already told the kernel of this version. */
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    assert_true(unchanged);
+    assert_int_equal((size_t)attr.st.st_size, content->len);
+    assert_non_null(strstr(content->data, "{\n  \"id\": \"" JOB1 "\",\n"));
+    assert_non_null(strstr(content->data, "\"x_unknown\": [\n    1,\n    2.50,\n    null\n  ]"));
+    assert_int_equal(content->data[content->len - 1], '\n');
+    blob_unref(content);
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    assert_true(unchanged);
+    blob_unref(content);
+    assert_int_equal(tree_read(env->tree, job, &content, &unchanged), -EISDIR);
+    /* The job list (its one page and the empty page that confirms the end);
+     * the job came from it. */
+    assert_int_equal(fake_transport_count(env->fake), 2);
+}
+
+static void test_items_hostile_names(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+    uint64_t failed = lookup_ok(env, job, "failed", NULL);
+    struct tree_attr attr;
+    struct tree_dir *dir;
+    bool unchanged;
+    char names[8192];
+    const char *p = names;
+    size_t count;
+
+    count = list_names(env, failed, true, names, sizeof(names));
+    assert_int_equal(count, 7);
+    for (size_t i = 0; i < count; i++, p += strlen(p) + 1) {
+        assert_null(strchr(p, '/'));
+        assert_null(strchr(p, '\n'));
+    }
+    assert_true(has_name(names, count, "a_b.pdf.json"));
+    assert_true(has_name(names, count, "line_break.pdf.json"));
+    assert_false(has_name(names, count, "same.pdf.json"));
+    assert_true(has_name(names, count, "same.pdf~itm-b.json"));
+    assert_true(has_name(names, count, "same.pdf~itm-c.json"));
+    assert_true(has_name(names, count, "itm-d.json"));
+
+    lookup_ok(env, failed, "a_b.pdf.json", &attr);
+    assert_int_equal(attr.st.st_mtim.tv_sec, 1740830400);
+    assert_int_equal(tree_lookup(env->tree, failed, "missing.json", &attr), -ENOENT);
+
+    /* Within the time to live a second open costs nothing and is unchanged. */
+    count = fake_transport_count(env->fake);
+    assert_int_equal(tree_opendir(env->tree, failed, &dir, &unchanged), 0);
+    assert_true(unchanged);
+    tree_closedir(dir);
+    assert_int_equal(fake_transport_count(env->fake), count);
+}
+
+static void test_forget_frees_nodes(void **state)
+{
+    struct env *env = *state;
+    struct tree_stats before, after;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+    uint64_t failed = lookup_ok(env, job, "failed", NULL);
+    char names[8192];
+    struct tree_attr attr;
+
+    tree_get_stats(env->tree, &before);
+    list_names(env, failed, true, names, sizeof(names)); /* links 5 items */
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 5);
+    assert_int_equal(tree_lookup(env->tree, failed, "itm-d.json", &attr), 0);
+    tree_forget(env->tree, attr.st.st_ino, 1);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 5); /* one lookup left */
+    tree_forget(env->tree, attr.st.st_ino, 1);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 4);
+    assert_int_equal(tree_getattr(env->tree, attr.st.st_ino, &attr), -ESTALE);
+    /* A folder outlives its forget while children hold it. */
+    tree_forget(env->tree, failed, 1);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 4);
+}
+
+static void test_errors_map_to_errno(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    struct tree_attr attr;
+
+    assert_int_equal(tree_lookup(env->tree, jobs, "bjb-404", &attr), -ENOENT);
+    assert_int_equal(tree_lookup(env->tree, jobs, "bjb-500", &attr), -EIO);
+    assert_int_equal(tree_getattr(env->tree, 999999, &attr), -ESTALE);
+}
+
+static void test_batches(void **state)
+{
+    struct env *env = *state;
+    uint64_t batches = lookup_ok(env, TREE_ROOT_INO, "batches", NULL);
+    uint64_t batch, results, json;
+    struct tree_attr attr;
+    struct blob *content;
+    bool unchanged;
+    char names[4096];
+
+    assert_int_equal(list_names(env, batches, true, names, sizeof(names)), 3);
+    assert_true(has_name(names, 3, "bat-1"));
+    batch = lookup_ok(env, batches, "bat-1", &attr);
+    assert_int_equal(attr.st.st_nlink, 3);
+    json = lookup_ok(env, batch, "batch.json", &attr);
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    assert_non_null(strstr(content->data, "\"results\": [\n"));
+    assert_int_equal((size_t)attr.st.st_size, content->len);
+    blob_unref(content);
+    results = lookup_ok(env, batch, "results", NULL);
+    assert_int_equal(list_names(env, results, true, names, sizeof(names)), 4);
+    assert_true(has_name(names, 4, "dfl-1.json"));
+    assert_true(has_name(names, 4, "dfl-2.json"));
+    lookup_ok(env, results, "dfl-2.json", &attr);
+    assert_int_equal(attr.st.st_mtim.tv_sec, 1740960000); /* the batch's updated_at */
+}
+
+static void test_changed_content_invalidates(void **state)
+{
+    struct env *env;
+    uint64_t jobs, job, json;
+    struct blob *content;
+    struct tree_attr attr;
+    bool unchanged;
+
+    env_setup_ttl(state, 0.01);
+    env = *state;
+    jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    job = lookup_ok(env, jobs, JOB1, NULL);
+    json = lookup_ok(env, job, "job.json", NULL);
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    blob_unref(content);
+    /* The job list changes: the file's kernel copy must go. */
+    fake_transport_reset(env->fake);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
+                            "{\"items\": [{\"id\": \"" JOB1 "\", \"job_type\": \"parse\", "
+                            "\"project_id\": \"p\", \"status\": \"completed\", "
+                            "\"total_items\": 5}], \"total_size\": 1}");
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*", 200, empty_page);
+    {
+        struct tree_dir *dir;
+
+        usleep(30000);
+        assert_int_equal(tree_opendir(env->tree, jobs, &dir, &unchanged), 0);
+        assert_false(unchanged);
+        tree_closedir(dir);
+    }
+    assert_int_equal(tree_getattr(env->tree, json, &attr), 0);
+    assert_int_equal(env->n_invalidated, 1);
+    assert_int_equal(env->invalidated[0], json);
+    /* getattr told the kernel of the new version and queued the
+     * invalidation, so what it caches from now on is current. */
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    assert_true(unchanged);
+    assert_non_null(strstr(content->data, "\"completed\""));
+    blob_unref(content);
+    env_teardown(state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_root_and_fixed_folders, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_junk_names_cost_no_request, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_jobs_and_job_folder, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_items_hostile_names, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_forget_frees_nodes, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_errors_map_to_errno, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_batches, env_setup, env_teardown),
+        cmocka_unit_test(test_changed_content_invalidates),
+    };
+
+    log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
