@@ -50,6 +50,10 @@ struct cache_flight {
 };
 
 /* All fields are protected by cache->lock. */
+/* How long a stale copy is served after a failed refresh before the next
+ * refresh is tried: keeps a struggling API from being asked once per read. */
+#define CACHE_STALE_RETRY_S 10.0
+
 struct cache_entry {
     char *key;
     size_t hash;
@@ -60,6 +64,8 @@ struct cache_entry {
     bool negative;                   /* -ENOENT remembered; value is NULL */
     size_t bytes;                    /* charged against the budget */
     double fetched_at, expires_at;   /* CLOCK_MONOTONIC seconds */
+    double retry_at;                 /* after a failed refresh: serve the stale
+                                        value without fetching until then */
     struct cache_flight *flight;     /* non-NULL while a fetch runs */
 };
 
@@ -345,6 +351,7 @@ static void cache_store(struct cache *cache, struct cache_entry *entry, void *va
     /* A ttl of zero or less (or NaN) means expired at once: the callers of
      * this fetch still get the value, later ones fetch again. */
     entry->expires_at = ttl_s > 0 ? now + ttl_s : now;
+    entry->retry_at = 0;
 }
 
 /* Remembers that `entry`'s key does not exist, dropping any old value. */
@@ -392,6 +399,18 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     if (entry && entry->flight) {
         cache->misses++;
         rc = cache_wait(cache, entry->flight, value);
+        goto out;
+    }
+    /* A refresh failed a moment ago: every caller in between gets the copy
+     * already being served, rather than one more doomed fetch each. */
+    if (entry && entry->value && !(flags & CACHE_GET_REFRESH) && !cache_is_fresh(entry, now) &&
+        now < entry->retry_at) {
+        cache->hits++;
+        cache->stale_served++;
+        cache_lru_touch(cache, entry);
+        cache->ops.ref(entry->value);
+        *value = entry->value;
+        rc = 0;
         goto out;
     }
     if (entry && !(flags & CACHE_GET_REFRESH) && cache_is_fresh(entry, now)) {
@@ -469,6 +488,7 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
     } else if (cache_may_serve_stale(cache, entry, rc, now)) {
         served = entry->value;
         stale = true;
+        entry->retry_at = now + CACHE_STALE_RETRY_S;
         stale_age = now - entry->fetched_at;
         cache->stale_served += flight->users;
     } else if (rc == -ENOENT) {
@@ -518,9 +538,11 @@ void cache_expire_all(struct cache *cache)
 
     pthread_mutex_lock(&cache->lock);
     now = cache_now();
-    for (struct cache_entry *entry = cache->lru_head; entry; entry = entry->lru_next)
+    for (struct cache_entry *entry = cache->lru_head; entry; entry = entry->lru_next) {
         if (entry->expires_at > now)
             entry->expires_at = now;
+        entry->retry_at = 0; /* asked for fresh data: try again at once */
+    }
     pthread_mutex_unlock(&cache->lock);
 }
 

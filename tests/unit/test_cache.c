@@ -469,8 +469,19 @@ static void test_stale_served_and_logged(void **state)
     assert_non_null(strstr(log, strerror(EIO)));
     assert_int_equal(stats_of(cache).stale_served, 1);
 
-    /* Each failure logs once more; the old value stays. */
+    /* Right after a failed refresh the stale copy is served without
+     * another fetch and without another log line. */
     s.rc = -ETIMEDOUT;
+    capture_start();
+    assert_int_equal(get_id(cache, "jobs/1", 0, &s), 1);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(count_occurrences(log, "serving cached copy of jobs/1"), 0);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(stats_of(cache).stale_served, 2);
+
+    /* Asked for fresh data, it tries again: each failure logs once more and
+     * the old value stays. */
+    cache_expire_all(cache);
     capture_start();
     assert_int_equal(get_id(cache, "jobs/1", 0, &s), 1);
     capture_stop(log, sizeof(log));
