@@ -388,6 +388,7 @@ struct api_page {
     struct api_candidate *candidates;
     size_t n_candidates;
     size_t count;     /* elements of "items" */
+    size_t repeats_within; /* elements repeating an id given earlier on the page */
     size_t malformed; /* elements dropped for want of an identity */
     size_t wrong_status;
     const char *token; /* borrowed from root; NULL when absent */
@@ -532,8 +533,17 @@ static long api_page_take_ids(struct api_page *page, struct api_ids *ids)
         }
         c->repeated = rc == 0;
         repeated += c->repeated;
+        for (size_t j = 0; c->repeated && j < i; j++) {
+            if (page->candidates[j].id_len == c->id_len &&
+                !memcmp(page->candidates[j].id, c->id, c->id_len)) {
+                page->repeats_within++;
+                break;
+            }
+        }
     }
-    return (long)(page->count - repeated);
+    /* Malformed elements are not new items: a server that pads every page
+     * with junk must not keep a listing going forever. */
+    return (long)(page->n_candidates - repeated);
 }
 
 static void api_page_give_back_ids(struct api_page *page, struct api_ids *ids)
@@ -543,6 +553,7 @@ static void api_page_give_back_ids(struct api_page *page, struct api_ids *ids)
             api_ids_remove(ids, page->candidates[i].id, page->candidates[i].id_len);
         page->candidates[i].repeated = false;
     }
+    page->repeats_within = 0;
 }
 
 /* Hands the page's kept objects to the callback, then frees the page. */
@@ -619,7 +630,10 @@ static int api_page_process(struct api_page *page, struct paginate *pager,
     }
     report = (struct paginate_page){
         .offset = page->offset,
-        .count = page->count,
+        /* An id twice on one page may not stand for two places in the
+         * server's order: advancing by one less risks only an overlap,
+         * which repeats are dropped from, never a skipped item. */
+        .count = page->count - page->repeats_within,
         .new_items = (size_t)fresh,
         .next_page_token = page->token,
         .total_size = page->total,

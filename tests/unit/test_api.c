@@ -551,6 +551,45 @@ static void test_big_integers_kept(void **state)
     collected_free(&c);
 }
 
+/* Pages past the end that hold nothing but junk end the listing (they once
+ * kept it going page after page). */
+static void test_junk_only_pages_end_the_listing(void **state)
+{
+    struct env *env = *state;
+    struct collected c = {0};
+
+    fake_transport_add_body(env->fake, "*offset=0*", 200,
+                            "{\"items\": [{\"item_id\": \"it-000000\", \"item_name\": \"a\", "
+                            "\"status\": \"completed\"}, 7, {\"item_id\": \"it-000001\", "
+                            "\"item_name\": \"b\", \"status\": \"completed\"}], "
+                            "\"total_size\": 2}");
+    fake_transport_add_body(env->fake, "*", 200, "{\"items\": [1, \"x\", null, []]}");
+    assert_int_equal(list_items(env, &c), 0);
+    assert_items_complete(&c, 2);
+    assert_true(fake_transport_count(env->fake) <= 3);
+    collected_free(&c);
+}
+
+/* A page that gives one item twice does not make the next page start one
+ * place too far (which would skip an item). */
+static void test_repeat_within_a_page_skips_nothing(void **state)
+{
+    struct env *env = *state;
+    struct collected c = {0};
+
+    fake_transport_add_body(env->fake, "*offset=0&*", 200,
+                            "{\"items\": [{\"item_id\": \"it-000000\", \"status\": \"completed\"}, "
+                            "{\"item_id\": \"it-000000\", \"status\": \"completed\"}, "
+                            "{\"item_id\": \"it-000001\", \"status\": \"completed\"}], "
+                            "\"next_page_token\": \"t2\"}");
+    fake_transport_add_body(env->fake, "*offset=2&*", 200,
+                            "{\"items\": [{\"item_id\": \"it-000002\", \"status\": \"completed\"}]}");
+    fake_transport_add_body(env->fake, "*", 200, "{\"items\": []}");
+    assert_int_equal(list_items(env, &c), 0);
+    assert_items_complete(&c, 3);
+    collected_free(&c);
+}
+
 static void test_malformed_elements(void **state)
 {
     struct collected c = {0};
@@ -940,6 +979,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_raw_nul_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_integers_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_junk_only_pages_end_the_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeat_within_a_page_skips_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_malformed_elements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_field_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_in_strings, setup, teardown),
