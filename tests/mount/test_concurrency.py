@@ -1,0 +1,97 @@
+"""Many readers over a running job while its cache expires and faults fire.
+
+Sixteen `cat` processes (xargs -P16) read every item file of a job whose
+items the double keeps moving between statuses, with a one-second cache
+lifetime and intermittent 503s, truncated bodies and resets. For a fixed
+number of rounds, every file that is read must be complete, valid JSON of the
+folder's status, or fail with a clear errno; the driver must not crash, hang
+or report a sanitizer error.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import apidouble  # noqa: E402
+
+ROUNDS = int(os.environ.get("BATCHFS_CONCURRENCY_ROUNDS", "5"))
+STATUSES = ["pending", "processing", "completed", "failed", "skipped", "cancelled"]
+
+
+class ConcurrentReaders(harness.MountTestCase):
+    DOUBLE_ARGS = ("--jobs", "6", "--items", "600", "--dialect", "capped", "--page-cap", "50")
+    MOUNT_OPTIONS = ("cache_ttl=1", "terminal_ttl=1", "retries=3", "timeout=5",
+                     "max_connections=4")
+
+    def running_job(self):
+        data = apidouble.make_dataset(jobs=6, items=600)
+        for job in data.jobs:
+            items = data.items[job["id"]]
+            if any(i["status"] in ("pending", "processing") for i in items):
+                return job["id"]
+        self.skipTest("no running job in the data set")
+
+    def test_readers_during_refresh_and_faults(self):
+        job = self.running_job()
+        base = self.path("jobs", job)
+        self.double.faults([
+            {"kind": "status", "status": 503, "probability": 0.15},
+            {"kind": "truncate", "probability": 0.05},
+            {"kind": "reset", "probability": 0.05},
+        ])
+        checked = 0
+        for round_no in range(ROUNDS):
+            self.double.control("advance", {"job_id": job, "count": 25})
+            script = (
+                "find %s -name '*.json' -print0 2>/dev/null | "
+                "xargs -0 -r -P16 -n8 sh -c 'for f; do "
+                "if cat \"$f\" > \"$0/$(basename \"$(dirname \"$f\")\")~$(basename \"$f\")\" "
+                "2>/dev/null; then :; else rm -f \"$0/$(basename \"$(dirname \"$f\")\")~$(basename \"$f\")\"; fi; "
+                "done' %s" % (base, self.outdir))
+            start = time.monotonic()
+            res = subprocess.run(["sh", "-c", script], capture_output=True, timeout=300)
+            self.assertLess(time.monotonic() - start, 240, "round %d took too long" % round_no)
+            for name in os.listdir(self.outdir):
+                path = os.path.join(self.outdir, name)
+                status, _, _ = name.partition("~")
+                with open(path, "rb") as f:
+                    data = f.read()
+                os.unlink(path)
+                if status == job:  # job.json
+                    obj = json.loads(data)
+                    self.assertEqual(obj["id"], job)
+                    continue
+                self.assertTrue(data.endswith(b"}\n"), "incomplete file %s" % name)
+                obj = json.loads(data)
+                self.assertIn(status, STATUSES)
+                # A file read from a folder always holds an item of that status:
+                # the content and the folder come from one listing.
+                self.assertEqual(obj["status"], status, name)
+                checked += 1
+            time.sleep(1.1)  # let the listings expire before the next round
+            self.assertIsNone(self.mount.proc.poll(), "batchfs died: " + self.mount.stderr())
+            del res
+        self.assertGreater(checked, ROUNDS * 100)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import tempfile
+        cls.outdir = tempfile.mkdtemp(prefix="batchfs-readers-")
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+        try:
+            cls.double.faults([])
+        finally:
+            shutil.rmtree(cls.outdir, ignore_errors=True)
+            super().tearDownClass()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

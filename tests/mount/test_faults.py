@@ -1,0 +1,408 @@
+"""Every fault the API double can inject, seen through the mounted filesystem.
+
+Each test mounts batchfs afresh (so no cache hides the fault), arms one fault
+in the double, touches the tree with real tools and checks that the answer is
+the right content or the right errno, within a bounded time, and that the
+driver neither crashes nor reports a sanitizer error.
+"""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import apidouble, run  # noqa: E402
+
+DATA = apidouble.make_dataset()
+# A job with items in every status folder the tests use.
+JOB = max(DATA.jobs, key=lambda j: len(DATA.items[j["id"]]))
+JOB_ID = JOB["id"]
+ITEMS = DATA.items[JOB_ID]
+ITEMS_PATH = r"^/api/v1/beta/batch-processing/%s/items$" % JOB_ID
+QUICK = ("retries=2", "timeout=2", "connect_timeout=2", "cache_ttl=60")
+
+
+def items_of(status):
+    return [i for i in ITEMS if i["status"] == status]
+
+
+class FaultTest(unittest.TestCase):
+    DOUBLE_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.double = harness.Double(*cls.DOUBLE_ARGS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.double.stop()
+
+    def setUp(self):
+        self.double.faults([])
+        self.double.control("config", {"dialect": "both", "page_cap": 250})
+        self.mount = None
+
+    def tearDown(self):
+        self.double.faults([])
+        if self.mount:
+            err = self.mount.stop()
+            harness.check_driver_output(err, self.mount.status)
+
+    def mounted(self, *options):
+        self.mount = harness.Mount(self.double, *(QUICK + options))
+        self.double.reset()  # count only what the test itself causes
+        return self.mount.path
+
+    def folder(self, status):
+        return os.path.join(self.mount.path, "jobs", JOB_ID, status)
+
+    def arm(self, **fault):
+        fault.setdefault("path", ITEMS_PATH)
+        self.double.faults([fault])
+
+    def listing_fails(self, status, allowed, within):
+        start = time.monotonic()
+        with self.assertRaises(OSError) as cm:
+            os.listdir(self.folder(status))
+        elapsed = time.monotonic() - start
+        self.assertIn(cm.exception.errno, allowed, os.strerror(cm.exception.errno))
+        self.assertNotEqual(cm.exception.errno, errno.ENOENT)
+        self.assertLess(elapsed, within)
+        return cm.exception.errno
+
+    def assert_folder_exact(self, status, expect=None):
+        """Every item of `status` once, byte-exact, and nothing else."""
+        expect = items_of(status) if expect is None else expect
+        folder = self.folder(status)
+        seen = {}
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name), "rb") as f:
+                text = f.read().decode()
+            obj = json.loads(text)
+            self.assertNotIn(obj["item_id"], seen)
+            seen[obj["item_id"]] = text
+        self.assertEqual(sorted(seen), sorted(i["item_id"] for i in expect))
+        for item in expect:
+            self.assertEqual(seen[item["item_id"]], apidouble.render(item))
+
+    # ---- statuses and retries ---------------------------------------------
+
+    def test_429_with_retry_after_then_success(self):
+        self.mounted()
+        self.arm(kind="status", status=429, headers={"Retry-After": "1"}, times=2)
+        start = time.monotonic()
+        self.assert_folder_exact("completed")
+        self.assertGreaterEqual(time.monotonic() - start, 1.5)  # waited twice
+        self.assertEqual(self.double.stats()["by_status"].get("429"), 2)
+
+    def test_429_forever_is_eagain_not_enoent(self):
+        self.mounted()
+        self.arm(kind="status", status=429, headers={"retry-after-ms": "100"})
+        self.listing_fails("completed", (errno.EAGAIN, errno.EIO), 20)
+
+    def test_503_forever_is_eio(self):
+        self.mounted()
+        self.arm(kind="status", status=503)
+        self.listing_fails("completed", (errno.EIO,), 20)
+        # retries=2: three attempts, no more
+        self.assertEqual(self.double.stats()["by_status"].get("503"), 3)
+
+    def test_500_once_is_retried(self):
+        self.mounted()
+        self.arm(kind="status", status=500, times=1)
+        self.assert_folder_exact("failed")
+
+    def test_x_should_retry_false_is_not_retried(self):
+        self.mounted()
+        self.arm(kind="status", status=503, headers={"x-should-retry": "false"})
+        self.listing_fails("completed", (errno.EIO,), 10)
+        self.assertEqual(self.double.stats()["by_status"].get("503"), 1)
+
+    def test_408_and_409_are_retried(self):
+        self.mounted()
+        self.double.faults([
+            {"kind": "status", "status": 408, "times": 1, "path": ITEMS_PATH},
+            {"kind": "status", "status": 409, "times": 1, "path": ITEMS_PATH},
+        ])
+        self.assert_folder_exact("completed")
+
+    def test_huge_retry_after_is_clamped(self):
+        self.mounted()
+        self.arm(kind="status", status=429, headers={"Retry-After": "86400"}, times=1)
+        start = time.monotonic()
+        self.assert_folder_exact("completed")
+        self.assertLess(time.monotonic() - start, 30)
+
+    def test_past_retry_after_date_does_not_spin(self):
+        self.mounted()
+        self.arm(kind="status", status=503,
+                 headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        self.listing_fails("completed", (errno.EIO,), 20)
+        self.assertEqual(self.double.stats()["by_status"].get("503"), 3)
+
+    def test_401_after_mount_is_eacces(self):
+        self.mounted()
+        self.arm(kind="status", status=401, path=r"^/api/")
+        self.listing_fails("completed", (errno.EACCES,), 10)
+
+    def test_403_is_eacces(self):
+        self.mounted()
+        self.arm(kind="status", status=403)
+        self.listing_fails("failed", (errno.EACCES,), 10)
+
+    def test_404_for_a_listed_job_is_enoent(self):
+        self.mounted()
+        self.assertIn(JOB_ID, os.listdir(os.path.join(self.mount.path, "jobs")))
+        self.arm(kind="status", status=404)
+        with self.assertRaises(FileNotFoundError):
+            os.listdir(self.folder("completed"))
+
+    # ---- slow, stalled and broken connections -------------------------------
+
+    def test_delay(self):
+        self.mounted()
+        self.arm(kind="delay", ms=300)
+        self.assert_folder_exact("completed")
+
+    def test_stall_once_then_success(self):
+        self.mounted()
+        self.arm(kind="stall", ms=30000, times=1)
+        start = time.monotonic()
+        self.assert_folder_exact("completed")
+        self.assertLess(time.monotonic() - start, 15)
+
+    def test_stall_forever_times_out(self):
+        self.mounted()
+        self.arm(kind="stall", ms=30000)
+        code = self.listing_fails("completed", (errno.ETIMEDOUT, errno.EIO), 30)
+        self.assertIn(code, (errno.ETIMEDOUT, errno.EIO))
+
+    def test_truncated_body_is_redone(self):
+        self.mounted()
+        self.arm(kind="truncate", times=2)
+        self.assert_folder_exact("completed")
+
+    def test_truncated_body_forever_is_an_error_not_a_short_listing(self):
+        self.mounted()
+        self.arm(kind="truncate")
+        self.listing_fails("completed", (errno.EIO, errno.EPROTO), 20)
+        self.double.faults([])
+        # Nothing partial was cached: the next listing is complete.
+        self.assert_folder_exact("completed")
+
+    def test_connection_reset(self):
+        self.mounted()
+        self.arm(kind="reset", times=2)
+        self.assert_folder_exact("failed")
+
+    def test_slow_body(self):
+        self.mounted()
+        self.arm(kind="slow_body", chunk=4096, ms=20)
+        self.assert_folder_exact("failed")
+
+    def test_redirects_are_refused(self):
+        self.mounted()
+        for location in ("http://127.0.0.2:1/x", "file:///etc/passwd",
+                         "http://127.0.0.1:%d/api/v1/beta/batch-processing" % self.double.port):
+            self.arm(kind="redirect", status=302, location=location)
+            self.listing_fails("completed", (errno.EIO, errno.EPROTO), 10)
+
+    # ---- hostile bodies -------------------------------------------------------
+
+    def test_malformed_bodies_are_eio(self):
+        self.mounted()
+        for kind, status in (("malformed", "completed"), ("not_object", "failed"),
+                             ("items_not_array", "skipped")):
+            self.arm(kind=kind)
+            self.listing_fails(status, (errno.EIO,), 20)
+        self.double.faults([])
+        self.assert_folder_exact("completed")
+
+    def test_non_object_items_are_dropped(self):
+        self.mounted()
+        self.arm(kind="items_non_objects")
+        self.assert_folder_exact("completed")
+
+    def test_missing_required_fields(self):
+        self.mounted()
+        self.arm(kind="missing_required")
+        folder = self.folder("completed")
+        names = os.listdir(folder)
+        ids = set()
+        for name in names:
+            with open(os.path.join(folder, name)) as f:
+                obj = json.load(f)
+            # Whatever survives has an identity and belongs here.
+            self.assertIsInstance(obj["item_id"], str)
+            self.assertEqual(obj["status"], "completed")
+            ids.add(obj["item_id"])
+        self.assertTrue(ids <= {i["item_id"] for i in items_of("completed")})
+        self.assertGreater(len(ids), 0)
+
+    def test_nul_in_strings(self):
+        self.mounted()
+        self.arm(kind="nul_in_string")
+        folder = self.folder("completed")
+        found = False
+        for name in os.listdir(folder):
+            self.assertNotIn("\0", name)
+            with open(os.path.join(folder, name), "rb") as f:
+                raw = f.read()
+            obj = json.loads(raw)
+            if "\0" in (obj.get("item_name") or "") + (obj.get("error_message") or ""):
+                found = True
+                self.assertIn(b"\\u0000", raw)
+        self.assertTrue(found)
+
+    def test_huge_field(self):
+        self.mounted()
+        self.arm(kind="huge_field", size=10 * 1024 * 1024)
+        folder = self.folder("failed")
+        sizes = {}
+        for name in os.listdir(folder):
+            sizes[name] = os.stat(os.path.join(folder, name)).st_size
+        big = max(sizes, key=sizes.get)
+        self.assertGreater(sizes[big], 10 * 1024 * 1024)
+        out = run("jq", "-r", ".error_message | length", os.path.join(folder, big)).stdout
+        self.assertGreaterEqual(int(out), 10 * 1024 * 1024)
+
+    def test_huge_body_over_max_response_is_efbig(self):
+        self.mounted("max_response=1M")
+        self.arm(kind="huge_field", size=4 * 1024 * 1024)
+        self.listing_fails("failed", (errno.EFBIG, errno.EIO), 20)
+
+    def test_deep_nesting(self):
+        """Nesting the parser accepts is kept whole; deeper is a clear EIO."""
+        self.mounted()
+        self.arm(kind="deep_nesting", depth=1500)
+        folder = self.folder("completed")
+        names = os.listdir(folder)
+        self.assertEqual(len(names), len(items_of("completed")))
+        deepest = 0
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                data = f.read()
+            self.assertTrue(data.startswith(b"{\n") and data.endswith(b"}\n"))
+            deepest = max(deepest, data.count(b"["))
+        self.assertGreaterEqual(deepest, 1500)
+        # jq stops at 256 levels; Python's parser goes deeper when allowed.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(20000)
+        try:
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as f:
+                    self.assertIsInstance(json.loads(f.read())["item_id"], str)
+        finally:
+            sys.setrecursionlimit(limit)
+        self.arm(kind="deep_nesting", depth=100000)
+        self.listing_fails("failed", (errno.EIO,), 20)
+        self.assertIn("body is not JSON", self.mount.stderr())
+
+    def test_duplicate_ids(self):
+        self.mounted()
+        self.double.control("config", {"dialect": "capped", "page_cap": 40})
+        self.arm(kind="duplicate_ids")
+        self.assert_folder_exact("completed")
+
+    def test_duplicate_keys_last_wins(self):
+        self.mounted()
+        self.arm(kind="duplicate_keys")
+        folder = self.folder("completed")
+        names = os.listdir(folder)
+        self.assertEqual(len(names), len(items_of("completed")))
+        out = run("jq", "-r", ".status", *[os.path.join(folder, n) for n in names]).stdout
+        self.assertEqual(set(out.decode().split()), {"completed"})
+
+    # ---- pagination that lies or loops -----------------------------------------
+
+    def test_repeat_token_ends(self):
+        self.mounted()
+        self.double.control("config", {"dialect": "token", "page_cap": 40})
+        self.arm(kind="repeat_token")
+        start = time.monotonic()
+        names = os.listdir(self.folder("completed"))
+        self.assertLess(time.monotonic() - start, 20)
+        self.assertEqual(len(names), len(set(names)))
+        self.assertLess(self.double.requests(), 20)
+
+    def test_repeat_page_ends(self):
+        self.mounted()
+        self.double.control("config", {"dialect": "both", "page_cap": 40})
+        self.arm(kind="repeat_page")
+        start = time.monotonic()
+        names = os.listdir(self.folder("completed"))
+        self.assertLess(time.monotonic() - start, 20)
+        self.assertGreater(len(names), 0)
+        self.assertLess(self.double.requests(), 30)
+
+    def test_total_lies_low_and_high(self):
+        for factor in (0.5, 3.0):
+            with self.subTest(factor=factor):
+                self.mounted()
+                self.double.control("config", {"dialect": "total", "page_cap": 40})
+                self.arm(kind="total_lies", factor=factor)
+                self.assert_folder_exact("completed")
+                self.tearDown()
+                self.setUp()
+
+    # ---- compressed bodies ----------------------------------------------------
+
+    def test_bad_gzip_and_gzip_bomb(self):
+        self.double.control("config", {"gzip": True})
+        try:
+            self.mounted()
+            self.arm(kind="bad_gzip")
+            self.listing_fails("completed", (errno.EIO, errno.EPROTO), 20)
+            self.arm(kind="gzip_bomb")
+            self.listing_fails("failed", (errno.EFBIG, errno.EIO), 30)
+            with open("/proc/%d/status" % self.mount.proc.pid) as f:
+                rss = [l for l in f if l.startswith("VmHWM")][0].split()[1]
+            self.assertLess(int(rss), 1024 * 1024)  # KiB: the 1 GiB never landed
+            self.double.faults([])
+            self.assert_folder_exact("completed")
+        finally:
+            self.double.control("config", {"gzip": False})
+
+    # ---- staleness, shutdown ----------------------------------------------------
+
+    def test_stale_if_error_serves_the_last_copy(self):
+        self.mounted("cache_ttl=1", "terminal_ttl=1")
+        self.assert_folder_exact("completed")
+        self.arm(kind="status", status=503)
+        time.sleep(1.5)
+        self.assert_folder_exact("completed")
+        self.assertIn("serving cached copy", self.mount.stderr())
+
+    def test_stale_if_error_off_fails(self):
+        self.mounted("cache_ttl=1", "terminal_ttl=1", "stale_if_error=0")
+        self.assert_folder_exact("completed")
+        self.arm(kind="status", status=503)
+        time.sleep(1.5)
+        self.listing_fails("completed", (errno.EIO,), 20)
+
+    def test_sigterm_with_a_request_in_flight(self):
+        self.mounted("timeout=30")
+        self.arm(kind="stall", ms=60000)
+        reader = subprocess.Popen(["ls", self.folder("completed")], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1)
+            start = time.monotonic()
+            self.mount.proc.send_signal(signal.SIGTERM)
+            self.mount.wait_exit(15)
+            self.assertLess(time.monotonic() - start, 10)
+            self.assertFalse(harness.is_mounted(self.mount.path))
+            reader.wait(15)
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+                reader.wait()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
