@@ -18,6 +18,7 @@
 #include "batchfs/api.h"
 #include "batchfs/buf.h"
 #include "batchfs/cache.h"
+#include "batchfs/derive.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
@@ -852,4 +853,163 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->evictions = cs.evictions;
     out->entries = cs.entries;
     out->bytes = cs.bytes;
+}
+
+/* ---- aggregate files ------------------------------------------------- */
+
+struct file_request {
+    struct catalog *catalog;
+    bool batch;
+    const char *id;
+    enum catalog_file kind;
+};
+
+/* A whole-number field of an object, 0 when absent or not a count. */
+static size_t catalog_count_field(const json_t *object, const char *key)
+{
+    const json_t *v = json_object_get(object, key);
+    double d = json_is_number(v) ? json_number_value(v) : 0;
+
+    return d >= 1 && d < 9007199254740992.0 ? (size_t)d : 0;
+}
+
+static int catalog_job_progress(struct catalog *catalog, const char *job_id, struct buf *out,
+                                struct entry *self)
+{
+    struct listing *owner;
+    const struct entry *job;
+    json_error_t error;
+    json_t *obj;
+    int rc;
+
+    rc = catalog_job(catalog, job_id, &owner, &job);
+    if (rc)
+        return rc;
+    self->mtime = job->mtime;
+    obj = json_loadb(job->content->data, job->content->len,
+                     JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+    if (!obj) {
+        rc = -EIO;
+    } else {
+        rc = derive_progress(job->status, catalog_count_field(obj, "total_items"),
+                             catalog_count_field(obj, "processed_items"),
+                             catalog_count_field(obj, "failed_items"),
+                             catalog_count_field(obj, "skipped_items"), out);
+        json_decref(obj);
+    }
+    if (!rc && catalog_job_is_terminal(job->status))
+        rc = 1;
+    listing_release(owner);
+    return rc;
+}
+
+/* Builds a job's items.ndjson or errors.tsv from its status listings. */
+static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
+                                 enum catalog_file kind, struct buf *out, struct entry *self)
+{
+    struct listing *lists[CATALOG_ITEM_STATUS_COUNT] = {0};
+    struct listing *owner;
+    const struct entry *job;
+    size_t n = 0;
+    int rc;
+
+    rc = catalog_job(catalog, job_id, &owner, &job);
+    if (rc)
+        return rc;
+    self->mtime = job->mtime;
+    for (int i = 0; i < CATALOG_ITEM_STATUS_COUNT && !rc; i++) {
+        /* Only failed items carry the errors worth a line. */
+        if (kind == CATALOG_FILE_ERRORS && i != catalog_item_status_index("failed"))
+            continue;
+        rc = catalog_items(catalog, job_id, i, &lists[n]);
+        if (!rc)
+            n++;
+    }
+    if (!rc)
+        rc = kind == CATALOG_FILE_NDJSON
+                 ? derive_ndjson((const struct listing *const *)lists, n, out)
+                 : derive_errors_tsv((const struct listing *const *)lists, n, out);
+    if (!rc && catalog_job_is_terminal(job->status))
+        rc = 1;
+    for (size_t i = 0; i < n; i++)
+        listing_release(lists[i]);
+    listing_release(owner);
+    return rc;
+}
+
+static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id,
+                                   enum catalog_file kind, struct buf *out, struct entry *self)
+{
+    const struct listing *lists[1];
+    struct listing *batch;
+    int rc;
+
+    if (kind == CATALOG_FILE_PROGRESS)
+        return -ENOENT;
+    rc = catalog_batch(catalog, batch_id, &batch);
+    if (rc)
+        return rc;
+    self->mtime = batch->self.mtime;
+    lists[0] = batch;
+    rc = kind == CATALOG_FILE_NDJSON ? derive_ndjson(lists, 1, out)
+                                     : derive_errors_tsv(lists, 1, out);
+    if (!rc && catalog_job_is_terminal(batch->self.status))
+        rc = 1;
+    listing_release(batch);
+    return rc;
+}
+
+static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *bytes,
+                              double *ttl_s)
+{
+    struct file_request *req = arg;
+    struct catalog *catalog = req->catalog;
+    struct buf out = BUF_INIT;
+    struct listing *l;
+    int rc;
+
+    (void)key;
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->refs = 1;
+    l->generation = __atomic_add_fetch(&catalog_next_generation, 1, __ATOMIC_RELAXED);
+    l->kind = req->batch ? LISTING_BATCH : LISTING_JOB;
+    if (req->batch)
+        rc = catalog_batch_aggregate(catalog, req->id, req->kind, &out, &l->self);
+    else if (req->kind == CATALOG_FILE_PROGRESS)
+        rc = catalog_job_progress(catalog, req->id, &out, &l->self);
+    else
+        rc = catalog_job_aggregate(catalog, req->id, req->kind, &out, &l->self);
+    if (rc < 0)
+        goto fail;
+    *ttl_s = rc == 1 ? catalog->terminal_ttl_s : catalog->ttl_s;
+    l->self.content = blob_new(out.data ? out.data : "", out.len);
+    if (!l->self.content) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    l->bytes = sizeof(*l) + entry_bytes(&l->self);
+    buf_free(&out);
+    *value = l;
+    *bytes = l->bytes;
+    return 0;
+fail:
+    buf_free(&out);
+    listing_release(l);
+    return rc;
+}
+
+int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catalog_file kind,
+                 struct listing **out)
+{
+    struct file_request req = {.catalog = catalog, .batch = batch, .id = id, .kind = kind};
+    char key[512];
+    void *value = NULL;
+    int rc;
+
+    snprintf(key, sizeof(key), "file/%s/%s/%d", batch ? "batch" : "job", id, (int)kind);
+    rc = cache_get(catalog->cache, key, CACHE_GET_DEFAULT, catalog_fetch_file, &req, &value);
+    *out = rc ? NULL : value;
+    return rc;
 }

@@ -8,6 +8,7 @@
  */
 #include "batchfs/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,13 +82,32 @@ static const char *log_level_name(enum log_level level)
     }
 }
 
+/* The last warning or error, for .batchfs/stats; protected by its lock. */
+static pthread_mutex_t log_last_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_last_line[LOG_LINE_MAX];
+static time_t log_last_time;
+
+bool log_last_problem(char *out, size_t len, time_t *when)
+{
+    bool found;
+
+    pthread_mutex_lock(&log_last_lock);
+    found = log_last_time != 0;
+    if (found) {
+        snprintf(out, len, "%s", log_last_line);
+        *when = log_last_time;
+    }
+    pthread_mutex_unlock(&log_last_lock);
+    return found;
+}
+
 void log_message(enum log_level level, const char *fmt, ...)
 {
     static const int syslog_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
     char line[LOG_LINE_MAX];
     va_list ap;
 
-    if (!log_enabled(level))
+    if (!log_enabled(level) && level > LOG_LEVEL_WARNING)
         return;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
@@ -97,6 +117,14 @@ void log_message(enum log_level level, const char *fmt, ...)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
     log_redact(line);
+    if (level <= LOG_LEVEL_WARNING) {
+        pthread_mutex_lock(&log_last_lock);
+        memcpy(log_last_line, line, sizeof(line));
+        log_last_time = time(NULL);
+        pthread_mutex_unlock(&log_last_lock);
+    }
+    if (!log_enabled(level))
+        return;
     if (log_to_syslog) {
         syslog(syslog_priority[level], "%s", line);
     } else {

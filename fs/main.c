@@ -20,7 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "batchfs/api.h"
+#include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/http.h"
 #include "batchfs/inval.h"
@@ -121,6 +124,85 @@ static void *main_watch(void *arg)
     return NULL;
 }
 
+/* What .batchfs/stats and .batchfs/config describe. */
+struct meta {
+    const struct options *opts;
+    struct http_client *http;
+    struct catalog *catalog;
+    struct tree *tree;
+    bool key_from_file;
+};
+
+static json_t *main_stats_json(const struct meta *m)
+{
+    struct http_stats hs;
+    struct catalog_stats cs;
+    struct tree_stats ts;
+    char problem[1024];
+    time_t when;
+    json_t *root;
+
+    http_client_stats(m->http, &hs);
+    catalog_get_stats(m->catalog, &cs);
+    tree_get_stats(m->tree, &ts);
+    root = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I}}",
+                     "requests", "sent", (json_int_t)hs.requests, "retries",
+                     (json_int_t)hs.retries, "throttled", (json_int_t)hs.throttled, "bytes",
+                     (json_int_t)hs.bytes, "cache", "hits", (json_int_t)cs.hits, "misses",
+                     (json_int_t)cs.misses, "stale_served", (json_int_t)cs.stale_served,
+                     "evictions", (json_int_t)cs.evictions, "entries", (json_int_t)cs.entries,
+                     "bytes", (json_int_t)cs.bytes, "inodes", "known", (json_int_t)ts.nodes);
+    if (root && log_last_problem(problem, sizeof(problem), &when)) {
+        char stamp[32];
+        struct tm tm;
+
+        gmtime_r(&when, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_object_set_new(root, "last_error",
+                            json_pack("{s:s,s:s}", "time", stamp, "message", problem));
+    } else if (root) {
+        json_object_set_new(root, "last_error", json_null());
+    }
+    return root;
+}
+
+static json_t *main_config_json(const struct meta *m)
+{
+    const struct options *o = m->opts;
+
+    return json_pack("{s:s,s:s,s:s?,s:s?,s:f,s:f,s:b,s:f,s:I,s:I,s:I,s:I,s:I,s:I}",
+                     "base_url", o->base_url, "api_key",
+                     m->key_from_file ? "set (from api_key_file)" : "set (from the environment)",
+                     "project_id", o->project_id, "organization_id", o->organization_id,
+                     "cache_ttl", o->cache_ttl, "terminal_ttl", o->terminal_ttl,
+                     "stale_if_error", (int)o->stale_if_error, "max_stale", o->max_stale,
+                     "retries", (json_int_t)o->retries, "timeout", (json_int_t)o->timeout,
+                     "connect_timeout", (json_int_t)o->connect_timeout, "max_connections",
+                     (json_int_t)o->max_connections, "max_response",
+                     (json_int_t)o->max_response, "cache_size", (json_int_t)o->cache_size);
+}
+
+/* tree_meta_fn: the text of .batchfs/stats and .batchfs/config. */
+static int main_meta(void *arg, int which, struct buf *out)
+{
+    const struct meta *m = arg;
+    json_t *root = which == TREE_META_STATS ? main_stats_json(m) : main_config_json(m);
+    char *text;
+    int rc;
+
+    if (!root)
+        return -ENOMEM;
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text)
+        return -ENOMEM;
+    rc = buf_append_str(out, text);
+    if (!rc)
+        rc = buf_append_char(out, '\n');
+    free(text);
+    return rc;
+}
+
 static void main_usage(const char *program)
 {
     printf("usage: %s [options] MOUNTPOINT\n\n"
@@ -129,6 +211,37 @@ static void main_usage(const char *program)
            "LLAMA_CLOUD_API_KEY (else LLAMA_PARSE_API_KEY) or -o api_key_file.\n\n"
            "%s\n",
            program, options_help);
+}
+
+/*
+ * mount(8) and fstab run "batchfs SOURCE MOUNTPOINT -o OPTIONS" (through
+ * mount.fuse3). The source names nothing to batchfs (the API is given by
+ * base_url), so with two plain arguments the first is dropped.
+ */
+static int main_drop_mount_source(struct fuse_args *args)
+{
+    int plain[3], n = 0;
+
+    for (int i = 1; i < args->argc; i++) {
+        const char *a = args->argv[i];
+
+        if (!strcmp(a, "-o")) {
+            i++; /* its value */
+            continue;
+        }
+        if (a[0] == '-')
+            continue;
+        if (n < 3)
+            plain[n] = i;
+        n++;
+    }
+    if (n != 2)
+        return 0;
+    free(args->argv[plain[0]]);
+    memmove(&args->argv[plain[0]], &args->argv[plain[0] + 1],
+            (size_t)(args->argc - plain[0]) * sizeof(*args->argv));
+    args->argc--;
+    return 0;
 }
 
 /* Adds the mount options batchfs always wants to FUSE's arguments. */
@@ -174,6 +287,7 @@ int main(int argc, char *argv[])
     struct fuse_loop_config *loop = NULL;
     struct ops_context ctx = {.allow_no_open = true};
     struct watcher watcher = {0};
+    struct meta meta = {0};
     bool mounted = false, watching = false, curl_ready = false;
     char err[512], *key = NULL;
     int rc, status = 1;
@@ -187,6 +301,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "batchfs: %s\n", rc == -ENOMEM ? strerror(ENOMEM) : err);
         goto out;
     }
+    main_drop_mount_source(&args);
     if (fuse_parse_cmdline(&args, &cmd))
         goto out;
     if (cmd.show_help) {
@@ -311,9 +426,14 @@ int main(int argc, char *argv[])
             .gid = getgid(),
             .inval = inval_queue_push,
             .inval_arg = inval,
+            .meta = main_meta,
+            .meta_arg = &meta,
         };
 
+        meta = (struct meta){.opts = &opts, .http = http, .catalog = catalog,
+                             .key_from_file = opts.api_key_file != NULL};
         tree = tree_new(&tc);
+        meta.tree = tree;
         if (!tree) {
             log_error("%s", strerror(ENOMEM));
             goto out;

@@ -16,10 +16,14 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
 #include "batchfs/tree.h"
+
+/* d_ino of an entry that has no inode yet (as libfuse's high-level API). */
+#define OPS_UNKNOWN_INO 0xffffffffu
 
 static struct ops_context *ops_context(fuse_req_t req)
 {
@@ -224,20 +228,25 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
             need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
             if (used + need > size)
                 break;
-            if (index >= 2) {
+            if (index >= 2 && !attr.unlinked) {
                 rc = tree_dir_entry(tree, dir, index, true, &name, &attr);
                 if (rc)
                     break;
                 ops_fill_entry(&e, &attr);
             } else {
+                /* No inode: the kernel looks the name up when it needs it. */
                 memset(&e, 0, sizeof(e));
                 e.attr = attr.st;
+                if (!e.attr.st_ino)
+                    e.attr.st_ino = OPS_UNKNOWN_INO;
             }
             fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)index + 1);
         } else {
             need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
             if (used + need > size)
                 break;
+            if (!attr.st.st_ino)
+                attr.st.st_ino = OPS_UNKNOWN_INO;
             fuse_add_direntry(req, buf + used, size - used, name, &attr.st, (off_t)index + 1);
         }
         used += need;
@@ -283,6 +292,36 @@ static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
     st.f_namemax = NAMES_MAX_LEN;
     st.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
     fuse_reply_statfs(req, &st);
+}
+
+static void ops_reply_xattr(fuse_req_t req, size_t size, int rc, const struct buf *value)
+{
+    if (rc)
+        fuse_reply_err(req, ops_errno(rc));
+    else if (size == 0)
+        fuse_reply_xattr(req, value->len);
+    else if (value->len > size)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, value->data, value->len);
+}
+
+static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    struct buf value = BUF_INIT;
+    int rc = tree_getxattr(ops_context(req)->tree, ino, name, &value);
+
+    ops_reply_xattr(req, size, rc, &value);
+    buf_free(&value);
+}
+
+static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    struct buf names = BUF_INIT;
+    int rc = tree_listxattr(ops_context(req)->tree, ino, &names);
+
+    ops_reply_xattr(req, size, rc, &names);
+    buf_free(&names);
 }
 
 /* ---- everything that would change the tree --------------------------- */
@@ -381,6 +420,8 @@ const struct fuse_lowlevel_ops ops_table = {
     .readdirplus = ops_readdirplus,
     .releasedir = ops_releasedir,
     .statfs = ops_statfs,
+    .getxattr = ops_getxattr,
+    .listxattr = ops_listxattr,
     .setattr = ops_setattr,
     .mknod = ops_mknod,
     .mkdir = ops_mkdir,

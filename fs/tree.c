@@ -17,6 +17,7 @@
 #include "batchfs/tree.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #include "batchfs/catalog.h"
 #include "batchfs/log.h"
+#include "batchfs/buf.h"
 #include "batchfs/names.h"
 
 enum node_kind {
@@ -38,12 +40,17 @@ enum node_kind {
     NODE_BATCH_JSON, /* batches/<id>/batch.json */
     NODE_RESULTS,    /* batches/<id>/results/ */
     NODE_RESULT,     /* batches/<id>/results/<file id>.json */
+    NODE_JOB_FILE,   /* jobs/<id>/{items.ndjson,errors.tsv,progress} */
+    NODE_BATCH_FILE, /* batches/<id>/{results.ndjson,errors.tsv} */
+    NODE_META,       /* .batchfs/ */
+    NODE_META_FILE,  /* .batchfs/{stats,config} */
 };
 
 static bool node_kind_is_dir(enum node_kind kind)
 {
     return kind != NODE_JOB_JSON && kind != NODE_ITEM && kind != NODE_BATCH_JSON &&
-           kind != NODE_RESULT;
+           kind != NODE_RESULT && kind != NODE_JOB_FILE && kind != NODE_BATCH_FILE &&
+           kind != NODE_META_FILE;
 }
 
 struct node {
@@ -51,12 +58,13 @@ struct node {
     enum node_kind kind;
     struct node *parent;   /* NULL for the root */
     char *name;
-    int status_index;      /* NODE_STATUS */
+    int status_index;      /* NODE_STATUS: the status; NODE_*_FILE: which file */
     uint64_t nlookup;      /* lookups the kernel has not forgotten */
     size_t children;       /* nodes whose parent this is */
     uint64_t served;       /* files: digest of the content the kernel was given;
                               folders: generation of the listing; 0 = nothing yet */
     bool terminal;         /* NODE_JOB, NODE_BATCH: known to be finished */
+    struct blob *snapshot; /* NODE_META_FILE: the bytes last described to the kernel */
     struct node *next_by_ino, *next_by_name;
 };
 
@@ -73,6 +81,8 @@ struct tree {
     gid_t gid;
     tree_inval_fn inval;
     void *inval_arg;
+    tree_meta_fn meta;
+    void *meta_arg;
     struct timespec mount_time;
 
     pthread_mutex_t lock; /* protects everything below and every node */
@@ -90,6 +100,7 @@ struct fixed_entry {
 };
 
 static const struct fixed_entry root_entries[] = {
+    {".batchfs", NODE_META, -1},
     {"batches", NODE_BATCHES, -1},
     {"jobs", NODE_JOBS, -1},
 };
@@ -99,11 +110,21 @@ static const struct fixed_entry job_entries[] = {
     {"processing", NODE_STATUS, 1},   {"completed", NODE_STATUS, 2},
     {"failed", NODE_STATUS, 3},       {"skipped", NODE_STATUS, 4},
     {"cancelled", NODE_STATUS, 5},
+    {"items.ndjson", NODE_JOB_FILE, CATALOG_FILE_NDJSON},
+    {"errors.tsv", NODE_JOB_FILE, CATALOG_FILE_ERRORS},
+    {"progress", NODE_JOB_FILE, CATALOG_FILE_PROGRESS},
 };
 
 static const struct fixed_entry batch_entries[] = {
     {"batch.json", NODE_BATCH_JSON, -1},
     {"results", NODE_RESULTS, -1},
+    {"results.ndjson", NODE_BATCH_FILE, CATALOG_FILE_NDJSON},
+    {"errors.tsv", NODE_BATCH_FILE, CATALOG_FILE_ERRORS},
+};
+
+static const struct fixed_entry meta_entries[] = {
+    {"config", NODE_META_FILE, TREE_META_CONFIG},
+    {"stats", NODE_META_FILE, TREE_META_STATS},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -264,6 +285,7 @@ static void tree_release_unused(struct tree *tree, struct node *node)
         table_remove(&tree->by_name, node, false);
         tree->count--;
         parent->children--;
+        blob_unref(node->snapshot);
         free(node->name);
         free(node);
         node = parent;
@@ -446,6 +468,42 @@ static int resolve_batch(struct tree *tree, const struct node_view *view, bool w
     return rc;
 }
 
+/* An aggregate file: built by the catalog from the cached listings. */
+static int resolve_file(struct tree *tree, const struct node_view *view, struct resolved *r)
+{
+    struct listing *file;
+    int rc;
+
+    rc = catalog_file(tree->catalog, view->kind == NODE_BATCH_FILE, view->owner_id,
+                      (enum catalog_file)view->status_index, &file);
+    if (rc)
+        return rc;
+    r->nlink = 1;
+    r->mtime = file->self.mtime;
+    r->content = blob_ref(file->self.content);
+    listing_release(file);
+    return 0;
+}
+
+/* .batchfs/stats and config: made now, by the program's callback. */
+static int resolve_meta(struct tree *tree, const struct node_view *view, struct resolved *r)
+{
+    struct buf text = BUF_INIT;
+    int rc;
+
+    if (!tree->meta)
+        return -ENOENT;
+    rc = tree->meta(tree->meta_arg, view->status_index, &text);
+    if (!rc) {
+        r->content = blob_new(text.data ? text.data : "", text.len);
+        rc = r->content ? 0 : -ENOMEM;
+    }
+    buf_free(&text);
+    r->nlink = 1;
+    clock_gettime(CLOCK_REALTIME, &r->mtime);
+    return rc;
+}
+
 /* Asks the catalog about `view`; with want_listing, folders also get their
  * listing (fetched if needed). */
 static int resolve(struct tree *tree, const struct node_view *view, bool want_listing,
@@ -456,8 +514,19 @@ static int resolve(struct tree *tree, const struct node_view *view, bool want_li
     memset(r, 0, sizeof(*r));
     switch (view->kind) {
     case NODE_ROOT:
-        r->nlink = 2 + COUNT_OF(root_entries);
+        r->nlink = 2 + COUNT_OF(root_entries); /* every entry is a folder */
         r->mtime = tree->mount_time;
+        break;
+    case NODE_META:
+        r->nlink = 2;
+        r->mtime = tree->mount_time;
+        break;
+    case NODE_META_FILE:
+        rc = resolve_meta(tree, view, r);
+        break;
+    case NODE_JOB_FILE:
+    case NODE_BATCH_FILE:
+        rc = resolve_file(tree, view, r);
         break;
     case NODE_JOBS:
     case NODE_BATCHES:
@@ -513,6 +582,24 @@ static void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino
         st->st_blocks = (st->st_size + 511) / 512;
     }
     out->timeout_s = terminal ? tree->terminal_ttl_s : tree->ttl_s;
+    if (kind == NODE_META_FILE)
+        out->timeout_s = 0; /* live counters: ask every time */
+}
+
+/* Files whose content is made on demand: readdirplus does not describe
+ * them (that would build them for a mere listing). */
+static bool node_kind_is_made(enum node_kind kind)
+{
+    return kind == NODE_JOB_FILE || kind == NODE_BATCH_FILE || kind == NODE_META_FILE;
+}
+
+/* Keeps the bytes whose size the kernel was just told (tree->lock held). */
+static void node_keep_snapshot(struct node *node, struct blob *content)
+{
+    if (node->kind != NODE_META_FILE || !content)
+        return;
+    blob_unref(node->snapshot);
+    node->snapshot = blob_ref(content);
 }
 
 /* Records what the kernel is being told about a file (tree->lock held) and
@@ -549,6 +636,8 @@ struct tree *tree_new(const struct tree_config *config)
     tree->gid = config->gid;
     tree->inval = config->inval;
     tree->inval_arg = config->inval_arg;
+    tree->meta = config->meta;
+    tree->meta_arg = config->meta_arg;
     clock_gettime(CLOCK_REALTIME, &tree->mount_time);
     pthread_mutex_init(&tree->lock, NULL);
     tree->next_ino = TREE_ROOT_INO + 1;
@@ -582,6 +671,7 @@ void tree_free(struct tree *tree)
             while (node) {
                 struct node *next = node->next_by_ino;
 
+                blob_unref(node->snapshot);
                 free(node->name);
                 free(node);
                 node = next;
@@ -614,6 +704,9 @@ static int child_kind(enum node_kind parent, const char *name, enum node_kind *k
         break;
     case NODE_BATCH:
         fixed = fixed_find(batch_entries, COUNT_OF(batch_entries), name);
+        break;
+    case NODE_META:
+        fixed = fixed_find(meta_entries, COUNT_OF(meta_entries), name);
         break;
     case NODE_JOBS:
     case NODE_BATCHES:
@@ -681,6 +774,7 @@ unlock:
             view.terminal = r.terminal;
         }
         inval = node_note_content(node, r.content);
+        node_keep_snapshot(node, r.content);
         ino = node->ino;
         attr_fill(tree, kind, ino, &r, view.terminal, out);
     }
@@ -732,6 +826,7 @@ static bool tree_record(struct tree *tree, struct node_view *view, const struct 
             view->terminal = r->terminal;
         }
         inval = node_note_content(node, r->content);
+        node_keep_snapshot(node, r->content);
     }
     pthread_mutex_unlock(&tree->lock);
     return inval;
@@ -770,6 +865,17 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
         return rc;
     if (node_kind_is_dir(view.kind))
         return -EISDIR;
+    if (view.kind == NODE_META_FILE) {
+        /* The bytes of the size last given, so a read matches its stat. */
+        pthread_mutex_lock(&tree->lock);
+        node = tree_find_ino(tree, ino);
+        *content = node && node->snapshot ? blob_ref(node->snapshot) : NULL;
+        pthread_mutex_unlock(&tree->lock);
+        if (*content) {
+            *unchanged = true;
+            return 0;
+        }
+    }
     rc = resolve(tree, &view, false, &r);
     if (rc)
         return rc;
@@ -844,6 +950,10 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
     case NODE_BATCH:
         dir->fixed = batch_entries;
         dir->fixed_count = COUNT_OF(batch_entries);
+        break;
+    case NODE_META:
+        dir->fixed = meta_entries;
+        dir->fixed_count = COUNT_OF(meta_entries);
         break;
     default:
         break;
@@ -986,6 +1096,8 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
         kind = listing_child_kind(dir->view.kind);
     }
 
+    if (node_kind_is_made(kind))
+        link = false;
     pthread_mutex_lock(&tree->lock);
     folder = tree_find_ino(tree, dir->view.ino);
     if (!folder) {
@@ -1003,11 +1115,125 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
         if (link)
             inval = node_note_content(node, r.content);
     }
-    if (!rc)
+    if (!rc) {
         attr_fill(tree, kind, node ? node->ino : 0, &r, terminal, out);
+        out->unlinked = node_kind_is_made(kind);
+    }
     pthread_mutex_unlock(&tree->lock);
     if (inval)
         tree_notify(tree, out->st.st_ino);
+    return rc;
+}
+
+/* ---- extended attributes --------------------------------------------- */
+
+#define XATTR_PREFIX "user.llamacloud."
+
+static const char *const xattr_names[] = {"id", "status", "error_message", "job_id"};
+
+/* The string a node's object gives for attribute `which` (borrowed from
+ * `obj`), or NULL. */
+static const char *xattr_value(enum node_kind kind, const json_t *obj, size_t which,
+                               size_t *len)
+{
+    const json_t *v = NULL;
+
+    switch (which) {
+    case 0:
+        v = json_object_get(obj, kind == NODE_ITEM     ? "item_id"
+                                 : kind == NODE_RESULT ? "source_directory_file_id"
+                                                       : "id");
+        break;
+    case 1:
+        v = json_object_get(obj, "status");
+        break;
+    case 2:
+        v = json_object_get(obj, "error_message");
+        break;
+    case 3:
+        /* An item's own job; a result's, through its job_reference. */
+        v = kind == NODE_RESULT ? json_object_get(json_object_get(obj, "job_reference"), "id")
+                                : json_object_get(obj, "job_id");
+        break;
+    }
+    if (!json_is_string(v))
+        return NULL;
+    *len = json_string_length(v);
+    return json_string_value(v);
+}
+
+/* The parsed object behind node `ino`, or -ENODATA for nodes without one. */
+static int xattr_object(struct tree *tree, uint64_t ino, enum node_kind *kind, json_t **obj)
+{
+    struct node_view view;
+    struct resolved r;
+    json_error_t error;
+    int rc;
+
+    *obj = NULL;
+    rc = tree_view_of(tree, ino, &view);
+    if (rc)
+        return rc;
+    *kind = view.kind;
+    if (view.kind == NODE_JOB)
+        view.kind = NODE_JOB_JSON;
+    else if (view.kind == NODE_BATCH)
+        view.kind = NODE_BATCH_JSON;
+    else if (view.kind != NODE_ITEM && view.kind != NODE_RESULT)
+        return -ENODATA;
+    rc = resolve(tree, &view, false, &r);
+    if (rc)
+        return rc;
+    *obj = json_loadb(r.content->data, r.content->len,
+                      JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+    resolved_release(&r);
+    return *obj ? 0 : -ENODATA;
+}
+
+int tree_listxattr(struct tree *tree, uint64_t ino, struct buf *out)
+{
+    enum node_kind kind;
+    json_t *obj;
+    int rc = xattr_object(tree, ino, &kind, &obj);
+
+    if (rc == -ENODATA)
+        return 0; /* no attributes: an empty list */
+    for (size_t i = 0; !rc && i < COUNT_OF(xattr_names); i++) {
+        size_t len;
+
+        if (!xattr_value(kind, obj, i, &len))
+            continue;
+        rc = buf_append_str(out, XATTR_PREFIX);
+        if (!rc)
+            rc = buf_append_str(out, xattr_names[i]);
+        if (!rc)
+            rc = buf_append_char(out, '\0');
+    }
+    json_decref(obj);
+    return rc;
+}
+
+int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf *out)
+{
+    enum node_kind kind;
+    const char *value;
+    size_t which, len;
+    json_t *obj;
+    int rc;
+
+    if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
+        return -ENODATA;
+    for (which = 0; which < COUNT_OF(xattr_names); which++)
+        if (!strcmp(name + strlen(XATTR_PREFIX), xattr_names[which]))
+            break;
+    if (which == COUNT_OF(xattr_names))
+        return -ENODATA;
+    rc = xattr_object(tree, ino, &kind, &obj);
+    if (rc)
+        return rc;
+    value = xattr_value(kind, obj, which, &len);
+    rc = value ? buf_append(out, value, len) : -ENODATA;
+    json_decref(obj);
     return rc;
 }
 

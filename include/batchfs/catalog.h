@@ -107,6 +107,21 @@ int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing 
 int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,
                 const struct entry **entry);
 
+/* Aggregate files of a job or a batch (see derive.h). */
+enum catalog_file {
+    CATALOG_FILE_NDJSON,   /* items.ndjson / results.ndjson */
+    CATALOG_FILE_ERRORS,   /* errors.tsv */
+    CATALOG_FILE_PROGRESS, /* progress (jobs only) */
+};
+
+/*
+ * The aggregate file `kind` of job `id` (or of batch `id` when `batch`):
+ * a listing whose self.content holds the bytes and self.mtime the time.
+ * Built from the cached listings and cached in turn. Thread-safe.
+ */
+int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catalog_file kind,
+                 struct listing **out);
+
 /* Whether a job status is final (completed, failed, cancelled). */
 bool catalog_job_is_terminal(const char *status);
 

@@ -11,6 +11,8 @@
 #define BATCHFS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
 
 enum log_level {
     LOG_LEVEL_ERROR = 0,
@@ -28,6 +30,10 @@ bool log_enabled(enum log_level level);
 /* Registers a string never to be written (copied; at most 4 secrets). Call
  * before threads start. Strings shorter than 4 bytes are ignored. */
 void log_add_secret(const char *secret);
+
+/* The last warning or error logged (even below the threshold), redacted,
+ * and when. False when there was none. Thread-safe. */
+bool log_last_problem(char *out, size_t len, time_t *when);
 
 void log_message(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

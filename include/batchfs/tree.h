@@ -7,6 +7,9 @@
  *     /jobs/<job id>/{pending,processing,completed,failed,skipped,cancelled}/<item>.json
  *     /batches/<batch id>/batch.json
  *     /batches/<batch id>/results/<source_directory_file_id>.json
+ *     /jobs/<job id>/{items.ndjson,errors.tsv,progress}
+ *     /batches/<batch id>/{results.ndjson,errors.tsv}
+ *     /.batchfs/{stats,config}
  *
  * and keeps the kernel's view of it: which inode numbers have been handed
  * out (with their lookup counts, so FORGET can free them), and which
@@ -37,6 +40,17 @@ struct blob;
  */
 typedef void (*tree_inval_fn)(void *arg, uint64_t ino);
 
+struct buf;
+
+/* The files of .batchfs/. */
+enum tree_meta {
+    TREE_META_STATS,  /* counters, as JSON */
+    TREE_META_CONFIG, /* the effective options, as JSON */
+};
+
+/* Writes the current text of .batchfs/ file `which` into `out`: 0 or -errno. */
+typedef int (*tree_meta_fn)(void *arg, int which, struct buf *out);
+
 struct tree_config {
     struct catalog *catalog;  /* borrowed */
     double ttl_s;             /* kernel cache time for unfinished things */
@@ -45,12 +59,16 @@ struct tree_config {
     gid_t gid;
     tree_inval_fn inval;      /* optional */
     void *inval_arg;
+    tree_meta_fn meta;        /* optional: without it .batchfs/ files are ENOENT */
+    void *meta_arg;
 };
 
 /* Attributes of a node, and how long the kernel may keep them. */
 struct tree_attr {
     struct stat st;
     double timeout_s;
+    bool unlinked; /* tree_dir_entry: not looked up (its size costs a build);
+                      the kernel must look it up by name */
 };
 
 struct tree;
@@ -100,6 +118,16 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
  * -EISDIR for a folder.
  */
 int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged);
+
+/*
+ * Extended attributes of jobs, items, batches and results, from their
+ * objects: user.llamacloud.id, .status, and where present .error_message and
+ * .job_id. tree_listxattr appends the names, each NUL-terminated;
+ * tree_getxattr appends the value (-ENODATA when absent). Other nodes have
+ * none.
+ */
+int tree_listxattr(struct tree *tree, uint64_t ino, struct buf *out);
+int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf *out);
 
 /* Forgets every version handed to the kernel and asks it to drop its caches of
  * every known inode (after the catalog dropped its own). */

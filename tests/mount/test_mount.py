@@ -42,7 +42,8 @@ class LayoutChecks:
         return cls._dataset
 
     def test_root(self):
-        self.assertEqual(sorted(os.listdir(self.root)), ["batches", "jobs"])
+        self.assertEqual(sorted(os.listdir(self.root)), [".batchfs", "batches", "jobs"])
+        self.assertEqual(run("ls", self.root, text=True).stdout.split(), ["batches", "jobs"])
 
     def test_jobs_listed_once(self):
         ids = [job["id"] for job in self.dataset().jobs]
@@ -52,7 +53,8 @@ class LayoutChecks:
     def test_job_folders(self):
         for job in self.dataset().jobs:
             names = sorted(os.listdir(self.path("jobs", job["id"])))
-            self.assertEqual(names, sorted(STATUSES + ["job.json"]))
+            self.assertEqual(names, sorted(STATUSES + ["job.json", "items.ndjson", "errors.tsv",
+                                                       "progress"]))
 
     def test_job_json_exact(self):
         for job in self.dataset().jobs:
@@ -166,7 +168,8 @@ class LayoutChecks:
         res = subprocess.run("tar -C %s -cf - %s | tar -tf -" % (
             self.path("jobs"), job["id"]), shell=True, capture_output=True, check=True)
         files = [l for l in res.stdout.split(b"\n") if l and not l.endswith(b"/")]
-        self.assertEqual(len(files), 1 + len(data.items[job["id"]]))
+        # job.json, items.ndjson, errors.tsv, progress and the items
+        self.assertEqual(len(files), 4 + len(data.items[job["id"]]))
         self.assertNotIn(b"file changed as we read it", res.stderr)
 
     def test_batches(self):
@@ -175,7 +178,8 @@ class LayoutChecks:
                          sorted(b["id"] for b in data.batches))
         for batch in data.batches:
             base = self.path("batches", batch["id"])
-            self.assertEqual(sorted(os.listdir(base)), ["batch.json", "results"])
+            self.assertEqual(sorted(os.listdir(base)),
+                             ["batch.json", "errors.tsv", "results", "results.ndjson"])
             with open(os.path.join(base, "batch.json")) as f:
                 self.assertEqual(f.read(), apidouble.render(harness.expected_batch(data, batch)))
             results = data.results[batch["id"]] or []

@@ -1,0 +1,42 @@
+/*
+ * derive — the aggregate files made from a job's or a batch's listings.
+ *
+ *   items.ndjson    every object, one compact JSON line each, in API order
+ *   errors.tsv      one line per failed item (or result with an error):
+ *                   name, id, error message; tab, newline, carriage return
+ *                   and backslash escaped as \t \n \r \\ so that every record
+ *                   is one line
+ *   progress        one line: status, done/total, failed, skipped, percent
+ *                   and a bar, e.g. "running 93/100 failed 2 skipped 1 93% [#########.]"
+ *
+ * Pure: listings in, bytes out; no I/O, no caching (the catalog caches what
+ * this makes). Errors: -ENOMEM, or -EINVAL for content that is not JSON.
+ */
+#ifndef BATCHFS_DERIVE_H
+#define BATCHFS_DERIVE_H
+
+#include <stddef.h>
+
+#include "batchfs/buf.h"
+
+struct listing;
+struct entry;
+
+/* Appends every entry of lists[0..n) (in list order, each list in API order)
+ * as one compact JSON line. */
+int derive_ndjson(const struct listing *const *lists, size_t n, struct buf *out);
+
+/* Appends "name\tid\terror_message\n" for each entry of lists[0..n) whose
+ * object has a non-empty string "error_message", in API order. */
+int derive_errors_tsv(const struct listing *const *lists, size_t n, struct buf *out);
+
+/* Appends the progress line of a job from its own counters (so that it
+ * costs no item listing): total_items, processed_items (done), failed_items,
+ * skipped_items. `status` may be NULL; it is escaped like a TSV field. */
+int derive_progress(const char *status, size_t total, size_t done, size_t failed,
+                    size_t skipped, struct buf *out);
+
+/* Escapes `text` (len bytes) for one TSV field. */
+int derive_tsv_field(const char *text, size_t len, struct buf *out);
+
+#endif
