@@ -54,6 +54,8 @@ static void ops_init(void *userdata, struct fuse_conn_info *conn)
     if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
         conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+        conn->want |= FUSE_CAP_CACHE_SYMLINKS;
     ctx->no_open = ctx->allow_no_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
     if (ctx->no_open)
         conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
@@ -294,6 +296,18 @@ static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &st);
 }
 
+static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct buf target = BUF_INIT;
+    int rc = tree_readlink(ops_context(req)->tree, ino, &target);
+
+    if (rc)
+        fuse_reply_err(req, ops_errno(rc));
+    else
+        fuse_reply_readlink(req, target.data);
+    buf_free(&target);
+}
+
 static void ops_reply_xattr(fuse_req_t req, size_t size, int rc, const struct buf *value)
 {
     if (rc)
@@ -412,6 +426,7 @@ const struct fuse_lowlevel_ops ops_table = {
     .forget = ops_forget,
     .forget_multi = ops_forget_multi,
     .getattr = ops_getattr,
+    .readlink = ops_readlink,
     .open = ops_open,
     .read = ops_read,
     .release = ops_release,

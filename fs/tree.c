@@ -44,13 +44,22 @@ enum node_kind {
     NODE_BATCH_FILE, /* batches/<id>/{results.ndjson,errors.tsv} */
     NODE_META,       /* .batchfs/ */
     NODE_META_FILE,  /* .batchfs/{stats,config} */
+    NODE_BY,         /* by-status/, by-type/ (status_index 0 and 1) */
+    NODE_BY_GROUP,   /* by-status/<status>/, by-type/<type>/ */
+    NODE_LINK,       /* by-…/<group>/<job id> -> ../../jobs/<job id> */
 };
+
+/* Where a grouped view's links point, before the job id. */
+#define LINK_TARGET_PREFIX "../../jobs/"
+/* status_index of NODE_BY: what jobs are grouped by. */
+#define BY_STATUS 0
+#define BY_TYPE 1
 
 static bool node_kind_is_dir(enum node_kind kind)
 {
     return kind != NODE_JOB_JSON && kind != NODE_ITEM && kind != NODE_BATCH_JSON &&
            kind != NODE_RESULT && kind != NODE_JOB_FILE && kind != NODE_BATCH_FILE &&
-           kind != NODE_META_FILE;
+           kind != NODE_META_FILE && kind != NODE_LINK;
 }
 
 struct node {
@@ -102,6 +111,8 @@ struct fixed_entry {
 static const struct fixed_entry root_entries[] = {
     {".batchfs", NODE_META, -1},
     {"batches", NODE_BATCHES, -1},
+    {"by-status", NODE_BY, BY_STATUS},
+    {"by-type", NODE_BY, BY_TYPE},
     {"jobs", NODE_JOBS, -1},
 };
 
@@ -301,6 +312,7 @@ struct node_view {
     bool terminal;                          /* of the job or batch above */
     char owner_id[NAMES_MAX_ID_LEN + 1];    /* the job or batch id above */
     char name[NAMES_MAX_LEN + 1];
+    char group[NAMES_MAX_LEN + 1];          /* NODE_BY_GROUP, NODE_LINK: the group */
 };
 
 /* Fills `view` from `node` (tree->lock held). -ENAMETOOLONG cannot happen
@@ -315,10 +327,15 @@ static int node_view_fill(const struct node *node, struct node_view *view)
     view->status_index =
         node->kind == NODE_ITEM ? node->parent->status_index : node->status_index;
     view->owner_id[0] = '\0';
+    view->group[0] = '\0';
     view->terminal = false;
     if (strlen(node->name) >= sizeof(view->name))
         return -ENAMETOOLONG;
     strcpy(view->name, node->name);
+    if (node->kind == NODE_BY_GROUP)
+        strcpy(view->group, node->name);
+    else if (node->kind == NODE_LINK && strlen(node->parent->name) < sizeof(view->group))
+        strcpy(view->group, node->parent->name);
     while (owner && owner->kind != NODE_JOB && owner->kind != NODE_BATCH)
         owner = owner->parent;
     if (owner) {
@@ -340,11 +357,16 @@ static int node_view_child(const struct node *parent, const char *name, enum nod
         return rc;
     view->ino = 0;
     view->kind = kind;
-    if (kind != NODE_ITEM)
+    /* Items, groups and links go by their folder's status_index. */
+    if (kind != NODE_ITEM && kind != NODE_BY_GROUP && kind != NODE_LINK)
         view->status_index = status_index;
     if (strlen(name) >= sizeof(view->name))
         return -ENAMETOOLONG;
     strcpy(view->name, name);
+    if (kind == NODE_BY_GROUP)
+        strcpy(view->group, name);
+    else if (kind == NODE_LINK)
+        strcpy(view->group, parent->name);
     if (kind == NODE_JOB || kind == NODE_BATCH) {
         if (strlen(name) >= sizeof(view->owner_id))
             return -ENOENT; /* not an id */
@@ -361,6 +383,7 @@ struct resolved {
     bool terminal;             /* NODE_JOB, NODE_BATCH */
     struct listing *listing;   /* folders, when asked for: referenced */
     const struct entry *self;  /* NODE_JOB: the job's entry in `listing` */
+    size_t link_len;           /* NODE_LINK: length of the target */
 };
 
 static void resolved_release(struct resolved *r)
@@ -468,6 +491,79 @@ static int resolve_batch(struct tree *tree, const struct node_view *view, bool w
     return rc;
 }
 
+/* Whether an API value can name a folder of a grouped view. */
+static bool group_name_ok(const char *v)
+{
+    size_t len = strlen(v);
+
+    if (!len || len > NAMES_MAX_LEN || !strcmp(v, ".") || !strcmp(v, ".."))
+        return false;
+    for (; *v; v++)
+        if (*v == '/' || (unsigned char)*v < 0x20 || *v == 0x7f)
+            return false;
+    return true;
+}
+
+/* The value job `job` is grouped under (its status or its job_type), copied
+ * into out; false when it has none that can name a folder. */
+static bool job_group_value(const struct entry *job, int by, char *out, size_t len)
+{
+    const char *v = NULL;
+    json_t *obj = NULL;
+    bool ok;
+
+    if (by == BY_STATUS) {
+        v = job->status;
+    } else if (job->content) {
+        json_error_t error;
+
+        obj = json_loadb(job->content->data, job->content->len,
+                         JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+        v = json_string_value(json_object_get(obj, "job_type"));
+    }
+    ok = v && group_name_ok(v) && strlen(v) < len;
+    if (ok)
+        strcpy(out, v);
+    json_decref(obj);
+    return ok;
+}
+
+/* by-…/<group>/ and its links: checked against the job list. */
+static int resolve_group(struct tree *tree, const struct node_view *view, bool want_listing,
+                         struct resolved *r)
+{
+    struct listing *jobs;
+    char value[NAMES_MAX_LEN + 1];
+    int rc;
+
+    rc = catalog_jobs(tree->catalog, &jobs);
+    if (rc)
+        return rc;
+    rc = -ENOENT;
+    if (view->kind == NODE_LINK) {
+        const struct entry *job = listing_find(jobs, view->name);
+
+        if (job && job_group_value(job, view->status_index, value, sizeof(value)) &&
+            !strcmp(value, view->group)) {
+            r->nlink = 1;
+            r->mtime = job->mtime;
+            r->link_len = strlen(LINK_TARGET_PREFIX) + strlen(view->name);
+            rc = 0;
+        }
+    } else {
+        for (size_t i = 0; i < jobs->count && rc; i++)
+            if (job_group_value(&jobs->entries[i], view->status_index, value, sizeof(value)) &&
+                !strcmp(value, view->group))
+                rc = 0;
+        r->nlink = 2;
+        r->mtime = tree->mount_time;
+    }
+    if (!rc && want_listing)
+        r->listing = listing_ref(jobs);
+    listing_release(jobs);
+    return rc;
+}
+
 /* An aggregate file: built by the catalog from the cached listings. */
 static int resolve_file(struct tree *tree, const struct node_view *view, struct resolved *r)
 {
@@ -528,6 +624,16 @@ static int resolve(struct tree *tree, const struct node_view *view, bool want_li
     case NODE_BATCH_FILE:
         rc = resolve_file(tree, view, r);
         break;
+    case NODE_BY:
+        r->nlink = 1;
+        r->mtime = tree->mount_time;
+        if (want_listing)
+            rc = catalog_jobs(tree->catalog, &r->listing);
+        break;
+    case NODE_BY_GROUP:
+    case NODE_LINK:
+        rc = resolve_group(tree, view, want_listing, r);
+        break;
     case NODE_JOBS:
     case NODE_BATCHES:
         /* The count of subfolders is not known without a listing; 1 tells
@@ -574,7 +680,10 @@ static void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino
     st->st_ctim = r->mtime;
     st->st_atim = r->mtime;
     st->st_blksize = 4096;
-    if (node_kind_is_dir(kind)) {
+    if (kind == NODE_LINK) {
+        st->st_mode = S_IFLNK | 0777;
+        st->st_size = (off_t)r->link_len;
+    } else if (node_kind_is_dir(kind)) {
         st->st_mode = S_IFDIR | 0555;
     } else {
         st->st_mode = S_IFREG | 0444;
@@ -718,6 +827,12 @@ static int child_kind(enum node_kind parent, const char *name, enum node_kind *k
     case NODE_STATUS:
         *kind = NODE_ITEM;
         return 0;
+    case NODE_BY:
+        *kind = NODE_BY_GROUP;
+        return group_name_ok(name) ? 0 : -ENOENT;
+    case NODE_BY_GROUP:
+        *kind = NODE_LINK;
+        return names_is_id(name) ? 0 : -ENOENT;
     case NODE_RESULTS:
         *kind = NODE_RESULT;
         return 0;
@@ -765,7 +880,7 @@ unlock:
         return rc;
 
     pthread_mutex_lock(&tree->lock);
-    node = tree_link_child(tree, parent, name, kind, status_index);
+    node = tree_link_child(tree, parent, name, kind, view.status_index);
     if (!node) {
         rc = -ENOMEM;
     } else {
@@ -865,6 +980,8 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
         return rc;
     if (node_kind_is_dir(view.kind))
         return -EISDIR;
+    if (view.kind == NODE_LINK)
+        return -EINVAL;
     if (view.kind == NODE_META_FILE) {
         /* The bytes of the size last given, so a read matches its stat. */
         pthread_mutex_lock(&tree->lock);
@@ -901,7 +1018,47 @@ struct tree_dir {
     size_t fixed_count;
     struct listing *listing;          /* the folder's listing (JOB, BATCH: the owner's) */
     const struct entry *self;         /* JOB: the job's entry */
+    char **names;                     /* BY: the groups; BY_GROUP: the job ids (owned) */
+    size_t name_count;
 };
+
+/* Adds a copy of `name` to the snapshot unless it is there already. */
+static int dir_add_name(struct tree_dir *dir, const char *name)
+{
+    char **names, *copy;
+
+    for (size_t i = 0; i < dir->name_count; i++)
+        if (!strcmp(dir->names[i], name))
+            return 0;
+    names = realloc(dir->names, (dir->name_count + 1) * sizeof(*names));
+    if (!names)
+        return -ENOMEM;
+    dir->names = names;
+    copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    dir->names[dir->name_count++] = copy;
+    return 0;
+}
+
+/* The entries of a grouped view folder, from the job list. */
+static int dir_fill_groups(struct tree_dir *dir)
+{
+    char value[NAMES_MAX_LEN + 1];
+    int rc = 0;
+
+    for (size_t i = 0; i < dir->listing->count && !rc; i++) {
+        const struct entry *job = &dir->listing->entries[i];
+
+        if (!job_group_value(job, dir->view.status_index, value, sizeof(value)))
+            continue;
+        if (dir->view.kind == NODE_BY)
+            rc = dir_add_name(dir, value);
+        else if (!strcmp(value, dir->view.group))
+            rc = dir_add_name(dir, job->name);
+    }
+    return rc;
+}
 
 int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *unchanged)
 {
@@ -955,6 +1112,14 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
         dir->fixed = meta_entries;
         dir->fixed_count = COUNT_OF(meta_entries);
         break;
+    case NODE_BY:
+    case NODE_BY_GROUP:
+        rc = dir_fill_groups(dir);
+        if (rc) {
+            tree_closedir(dir);
+            return rc;
+        }
+        break;
     default:
         break;
     }
@@ -985,6 +1150,9 @@ void tree_closedir(struct tree_dir *dir)
         return;
     if (dir->listing)
         listing_release(dir->listing);
+    for (size_t i = 0; i < dir->name_count; i++)
+        free(dir->names[i]);
+    free(dir->names);
     free(dir);
 }
 
@@ -992,6 +1160,8 @@ size_t tree_dir_count(const struct tree_dir *dir)
 {
     if (dir->fixed)
         return 2 + dir->fixed_count;
+    if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP)
+        return 2 + dir->name_count;
     return 2 + dir->listing->count;
 }
 
@@ -1019,6 +1189,18 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
     *fixed = NULL;
     *entry = NULL;
     *terminal = dir->view.terminal;
+    if (dir->view.kind == NODE_BY) {
+        r->nlink = 2;
+        return;
+    }
+    if (dir->view.kind == NODE_BY_GROUP) {
+        const struct entry *job = listing_find(dir->listing, dir->names[index]);
+
+        r->nlink = 1;
+        r->mtime = job ? job->mtime : (struct timespec){0, 0};
+        r->link_len = strlen(LINK_TARGET_PREFIX) + strlen(dir->names[index]);
+        return;
+    }
     if (dir->fixed) {
         const struct entry *owner = NULL;
 
@@ -1091,9 +1273,13 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
         *name = fixed->name;
         kind = fixed->kind;
         status_index = fixed->status_index;
-    } else {
+    } else if (entry) {
         *name = entry->name;
         kind = listing_child_kind(dir->view.kind);
+    } else {
+        *name = dir->names[index - 2];
+        kind = dir->view.kind == NODE_BY ? NODE_BY_GROUP : NODE_LINK;
+        status_index = dir->view.status_index;
     }
 
     if (node_kind_is_made(kind))
@@ -1122,6 +1308,27 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     pthread_mutex_unlock(&tree->lock);
     if (inval)
         tree_notify(tree, out->st.st_ino);
+    return rc;
+}
+
+int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out)
+{
+    struct node_view view;
+    struct resolved r;
+    int rc;
+
+    rc = tree_view_of(tree, ino, &view);
+    if (rc)
+        return rc;
+    if (view.kind != NODE_LINK)
+        return -EINVAL;
+    rc = resolve(tree, &view, false, &r);
+    if (rc)
+        return rc;
+    resolved_release(&r);
+    rc = buf_append_str(out, LINK_TARGET_PREFIX);
+    if (!rc)
+        rc = buf_append_str(out, view.name);
     return rc;
 }
 

@@ -10,6 +10,7 @@
  *     /jobs/<job id>/{items.ndjson,errors.tsv,progress}
  *     /batches/<batch id>/{results.ndjson,errors.tsv}
  *     /.batchfs/{stats,config}
+ *     /by-status/<status>/<job id>, /by-type/<job_type>/<job id>: links into jobs/
  *
  * and keeps the kernel's view of it: which inode numbers have been handed
  * out (with their lookup counts, so FORGET can free them), and which
@@ -118,6 +119,10 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
  * -EISDIR for a folder.
  */
 int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged);
+
+/* The target of a grouped view's link ("../../jobs/<id>"), appended to
+ * out. -EINVAL for anything but a link. */
+int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out);
 
 /*
  * Extended attributes of jobs, items, batches and results, from their

@@ -42,8 +42,10 @@ class LayoutChecks:
         return cls._dataset
 
     def test_root(self):
-        self.assertEqual(sorted(os.listdir(self.root)), [".batchfs", "batches", "jobs"])
-        self.assertEqual(run("ls", self.root, text=True).stdout.split(), ["batches", "jobs"])
+        self.assertEqual(sorted(os.listdir(self.root)),
+                         [".batchfs", "batches", "by-status", "by-type", "jobs"])
+        self.assertEqual(run("ls", self.root, text=True).stdout.split(),
+                         ["batches", "by-status", "by-type", "jobs"])
 
     def test_jobs_listed_once(self):
         ids = [job["id"] for job in self.dataset().jobs]

@@ -95,6 +95,29 @@ class Toolbox(harness.MountTestCase):
                 errors = f.read().splitlines()
             self.assertEqual(len(errors), sum(1 for r in results if r.get("error_message")))
 
+    def test_grouped_views(self):
+        for view, key in (("by-status", "status"), ("by-type", "job_type")):
+            groups = sorted({j[key] for j in DATA.jobs})
+            self.assertEqual(sorted(os.listdir(self.path(view))), groups)
+            for group in groups:
+                folder = self.path(view, group)
+                ids = sorted(j["id"] for j in DATA.jobs if j[key] == group)
+                self.assertEqual(sorted(os.listdir(folder)), ids)
+                for job_id in ids:
+                    link = os.path.join(folder, job_id)
+                    self.assertTrue(os.path.islink(link))
+                    self.assertEqual(os.readlink(link), "../../jobs/" + job_id)
+                    self.assertEqual(os.path.realpath(link),
+                                     os.path.realpath(self.path("jobs", job_id)))
+        failed = [j for j in DATA.jobs if j["status"] == "failed"]
+        out = run("ls", self.path("by-status", "failed"), text=True).stdout.split()
+        self.assertEqual(sorted(out), sorted(j["id"] for j in failed))
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.path("by-status", "no-such-status"))
+        # grep -r does not follow the links: each job is searched once.
+        res = run("grep", "-rlc", "item_id", self.root, check=False, text=True)
+        self.assertFalse(any("/by-" in line for line in res.stdout.splitlines()))
+
     def test_xattrs(self):
         job = busiest_job()
         out = run("getfattr", "-d", "--absolute-names", self.path("jobs", job["id"]),
@@ -219,7 +242,9 @@ class MountCommand(unittest.TestCase):
             env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(res.returncode, 0, res.stderr)
         self.assertTrue(harness.is_mounted(self.mnt))
-        self.assertEqual(sorted(os.listdir(self.mnt)), [".batchfs", "batches", "jobs"])
+        self.assertIn("jobs", os.listdir(self.mnt))
+        self.assertEqual(sorted(os.listdir(os.path.join(self.mnt, "jobs"))),
+                         sorted(j["id"] for j in DATA.jobs))
         with open("/proc/self/mountinfo") as f:
             line = [l for l in f if l.split()[4] == os.path.realpath(self.mnt)][0]
         self.assertIn("fuse.batchfs", line)

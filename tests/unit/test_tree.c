@@ -190,11 +190,13 @@ static void test_root_and_fixed_folders(void **state)
     assert_int_equal(attr.st.st_mode & 07777, 0555);
     assert_int_equal(attr.st.st_uid, 1234);
     assert_int_equal(attr.st.st_gid, 5678);
-    assert_int_equal(list_names(env, TREE_ROOT_INO, false, names, sizeof(names)), 5);
-    assert_true(has_name(names, 5, "jobs"));
-    assert_true(has_name(names, 5, "batches"));
-    assert_true(has_name(names, 5, ".batchfs"));
-    assert_true(has_name(names, 5, ".."));
+    assert_int_equal(list_names(env, TREE_ROOT_INO, false, names, sizeof(names)), 7);
+    assert_true(has_name(names, 7, "jobs"));
+    assert_true(has_name(names, 7, "batches"));
+    assert_true(has_name(names, 7, ".batchfs"));
+    assert_true(has_name(names, 7, "by-status"));
+    assert_true(has_name(names, 7, "by-type"));
+    assert_true(has_name(names, 7, ".."));
     assert_int_equal(tree_lookup(env->tree, TREE_ROOT_INO, "nothing", &attr), -ENOENT);
     assert_int_equal(fake_transport_count(env->fake), 0);
 }
