@@ -188,6 +188,27 @@ class Toolbox(harness.MountTestCase):
         self.assertIsNone(self.mount.proc.poll())
 
 
+class DebugLog(unittest.TestCase):
+    """-d: one line per API request, never the key."""
+
+    def test_request_lines_without_secrets(self):
+        double = harness.Double()
+        try:
+            mount = harness.Mount(double, "log_level=debug")
+            try:
+                os.listdir(os.path.join(mount.path, "jobs"))
+            finally:
+                err = mount.stop()
+        finally:
+            double.stop()
+        harness.check_driver_output(err, mount.status)
+        lines = [l for l in err.splitlines() if re.search(r"GET /api/v1/beta/batch-processing\?", l)]
+        self.assertTrue(lines, err[-2000:])
+        self.assertRegex(lines[0], r"GET \S+ 200 [0-9.]+ ms [0-9]+ bytes")
+        self.assertNotIn(harness.TEST_KEY, err)
+        self.assertNotIn("Bearer", err)
+
+
 class ManPage(unittest.TestCase):
     def test_every_help_option_is_in_the_man_page(self):
         help_text = run(harness.BATCHFS_BIN, "--help", text=True).stdout
