@@ -286,6 +286,26 @@ static bool api_count_value(const json_t *value, size_t *out)
     return true;
 }
 
+/*
+ * Whether jansson failed for want of memory rather than because of the body.
+ * It says "out of memory" only sometimes: a failed string allocation reads
+ * like a syntax error. So a failure on text that our own validator accepts,
+ * for no reason jansson has and the validator does not (nesting depth,
+ * numeric overflow, NUL in a key), is taken as a memory failure.
+ */
+static bool api_parse_failed_for_memory(const struct http_response *resp,
+                                        const json_error_t *error)
+{
+    enum json_error_code code = json_error_code(error);
+
+    if (code == json_error_out_of_memory || !error->text[0])
+        return true;
+    if (code == json_error_stack_overflow || code == json_error_numeric_overflow ||
+        code == json_error_null_byte_in_key)
+        return false;
+    return resp->body.len > 0 && jsontext_validate(resp->body.data, resp->body.len) == 0;
+}
+
 /* A body parsed as a JSON object; anything else is the wrong shape. */
 static int api_parse_object(const struct http_response *resp, json_t **root, char *reason,
                             size_t reason_size)
@@ -297,6 +317,8 @@ static int api_parse_object(const struct http_response *resp, json_t **root, cha
      * parsed view is only read for a few known fields. */
     *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len,
                        JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+    if (!*root && api_parse_failed_for_memory(resp, &error))
+        return -ENOMEM;
     if (!*root) {
         /* jansson's message is cut to fit: the byte offset matters more. */
         snprintf(reason, reason_size, "body is not JSON (at byte %d: %.80s)", error.position,

@@ -590,6 +590,45 @@ static void test_repeat_within_a_page_skips_nothing(void **state)
     collected_free(&c);
 }
 
+/* jansson's allocator, failing the n-th allocation from now. */
+static long jansson_allocations_left = -1;
+
+static void *failing_json_malloc(size_t size)
+{
+    if (jansson_allocations_left == 0)
+        return NULL;
+    if (jansson_allocations_left > 0)
+        jansson_allocations_left--;
+    return malloc(size);
+}
+
+/* Every allocation jansson makes for a listing fails in turn: the listing
+ * ends with -ENOMEM (never a wrong errno, never a crash), nothing leaks. */
+static void test_jansson_out_of_memory(void **state)
+{
+    struct env *env = *state;
+    bool completed = false;
+
+    fake_transport_add_fixture(env->fake, "*offset=0&*", 200, "items_mixed.json");
+    fake_transport_add_body(env->fake, "*", 200, "{\"items\": []}");
+    json_set_alloc_funcs(failing_json_malloc, free);
+    for (long n = 0; n < 10000 && !completed; n++) {
+        struct collected c = {0};
+        int rc;
+
+        jansson_allocations_left = n;
+        rc = list_items(env, &c);
+        jansson_allocations_left = -1;
+        if (rc == 0)
+            completed = true;
+        else
+            assert_int_equal(rc, -ENOMEM);
+        collected_free(&c);
+    }
+    json_set_alloc_funcs(malloc, free);
+    assert_true(completed);
+}
+
 static void test_malformed_elements(void **state)
 {
     struct collected c = {0};
@@ -979,6 +1018,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_and_raw_nul_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_integers_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jansson_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_junk_only_pages_end_the_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeat_within_a_page_skips_nothing, setup,
                                         teardown),
