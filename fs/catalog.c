@@ -498,7 +498,8 @@ static int builder_finish(struct builder *b, struct listing **out)
     }
     if (b->skipped)
         log_warning("%s: left out %zu entries that were not usable", b->what, b->skipped);
-    qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
+    if (l->count > 1) /* qsort must not see the NULL of an empty listing */
+        qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
     for (size_t i = 0; i < l->count; i++)
         l->bytes += entry_bytes(&l->entries[i]);
     l->bytes += entry_bytes(&l->self);

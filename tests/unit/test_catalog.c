@@ -163,6 +163,21 @@ static void test_finished_jobs_cached_longer(void **state)
     assert_int_equal(catalog_items(env->catalog, "bjb-run1", 6, &items), -EINVAL);
 }
 
+/* An empty folder is a listing of no entries (once a sanitizer error: the
+ * empty entry array was handed to qsort). */
+static void test_empty_listing(void **state)
+{
+    struct env *env = *state;
+    struct listing *items;
+
+    fake_transport_reset(env->fake);
+    fake_transport_add_body(env->fake, "*", 200, "{\"items\": [], \"total_size\": 0}");
+    assert_int_equal(catalog_items(env->catalog, "bjb-run1", 0, &items), 0);
+    assert_int_equal(items->count, 0);
+    assert_null(listing_find(items, "x.json"));
+    listing_release(items);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -173,6 +188,7 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_finished_jobs_cached_longer, env_setup,
                                         env_teardown),
+        cmocka_unit_test_setup_teardown(test_empty_listing, env_setup, env_teardown),
     };
 
     log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
