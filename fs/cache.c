@@ -508,10 +508,11 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
 
     if (!entry->value && !entry->negative) {
         cache_remove(cache, entry, &dead);
-    } else if (cache->config.max_bytes && entry->bytes > cache->config.max_bytes) {
-        /* Too big to keep: its callers have it, the table lets go. */
-        cache_remove(cache, entry, &dead);
     } else {
+        /* A value bigger than the whole budget is kept alone rather than
+         * dropped: dropping it would fetch it again for every reader (one
+         * folder larger than the cache, read file by file). It goes first
+         * when anything else needs the room. */
         cache_lru_touch(cache, entry);
         cache_evict(cache, entry, &dead);
     }
