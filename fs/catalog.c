@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,10 @@ struct catalog {
 };
 
 /* ---- blobs and listings ---------------------------------------------- */
+
+/* Listings above this size return the memory their fetch used (see
+ * catalog_fetch). */
+#define CATALOG_TRIM_BYTES (4u << 20)
 
 /* Source of listing generations; atomic, shared by every catalog. */
 static uint64_t catalog_next_generation;
@@ -602,6 +607,10 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         *ttl_s = catalog->terminal_ttl_s;
     *value = listing;
     *bytes = listing->bytes;
+    /* A big listing leaves its pages and parse trees freed behind it;
+     * give that memory back rather than keep it resident. */
+    if (listing->bytes > CATALOG_TRIM_BYTES)
+        malloc_trim(0);
     return 0;
 }
 
