@@ -323,7 +323,8 @@ static void ops_reply_xattr(fuse_req_t req, size_t size, int rc, const struct bu
 static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     struct buf value = BUF_INIT;
-    int rc = tree_getxattr(ops_context(req)->tree, ino, name, &value);
+    int rc = ops_context(req)->xattr ? tree_getxattr(ops_context(req)->tree, ino, name, &value)
+                                     : -ENOSYS;
 
     ops_reply_xattr(req, size, rc, &value);
     buf_free(&value);
@@ -332,7 +333,8 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
     struct buf names = BUF_INIT;
-    int rc = tree_listxattr(ops_context(req)->tree, ino, &names);
+    int rc = ops_context(req)->xattr ? tree_listxattr(ops_context(req)->tree, ino, &names)
+                                     : -ENOSYS;
 
     ops_reply_xattr(req, size, rc, &names);
     buf_free(&names);

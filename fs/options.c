@@ -36,6 +36,8 @@ const char options_help[] =
     "    -o cache_ttl=SECONDS   how long listings stay fresh (default 30)\n"
     "    -o terminal_ttl=SECONDS  the same for finished jobs and batches (default 600)\n"
     "    -o stale_if_error=0|1  serve the last good copy when a refresh fails (default 1)\n"
+    "    -o xattr=0|1           user.llamacloud.* extended attributes (default 1; 0 spares\n"
+    "                           ls -l two kernel round trips per file)\n"
     "    -o max_stale=SECONDS   ...if it expired at most this long ago (default 3600)\n"
     "    -o retries=N           retries of a failed request (default 4)\n"
     "    -o timeout=SECONDS     an attempt fails after this long without progress\n"
@@ -50,7 +52,7 @@ const char options_help[] =
 /* The raw strings fuse_opt_parse() fills in; converted by options_convert(). */
 struct options_raw {
     char *base_url, *api_key_file, *project_id, *organization_id;
-    char *cache_ttl, *terminal_ttl, *max_stale, *stale_if_error;
+    char *cache_ttl, *terminal_ttl, *max_stale, *stale_if_error, *xattr;
     char *retries, *timeout, *connect_timeout, *max_connections;
     char *max_response, *cache_size, *log_level, *api_key;
 };
@@ -62,6 +64,7 @@ static const struct fuse_opt options_spec[] = {
     OPTIONS_STR(project_id),      OPTIONS_STR(organization_id),
     OPTIONS_STR(cache_ttl),       OPTIONS_STR(terminal_ttl),
     OPTIONS_STR(max_stale),       OPTIONS_STR(stale_if_error),
+    OPTIONS_STR(xattr),
     OPTIONS_STR(retries),         OPTIONS_STR(timeout),
     OPTIONS_STR(connect_timeout), OPTIONS_STR(max_connections),
     OPTIONS_STR(max_response),    OPTIONS_STR(cache_size),
@@ -74,7 +77,7 @@ static void options_raw_free(struct options_raw *raw)
     char **fields[] = {
         &raw->base_url,     &raw->api_key_file,    &raw->project_id,
         &raw->organization_id, &raw->cache_ttl,    &raw->terminal_ttl,
-        &raw->max_stale,    &raw->stale_if_error,  &raw->retries,
+        &raw->max_stale,    &raw->stale_if_error,  &raw->retries, &raw->xattr,
         &raw->timeout,      &raw->connect_timeout, &raw->max_connections,
         &raw->max_response, &raw->cache_size,      &raw->log_level,
         &raw->api_key,
@@ -291,6 +294,8 @@ static int options_convert(const struct options_raw *raw, struct options *out, c
         rc = options_bool("stale_if_error", raw->stale_if_error, &out->stale_if_error, err,
                           errlen);
     if (!rc)
+        rc = options_bool("xattr", raw->xattr, &out->xattr, err, errlen);
+    if (!rc)
         rc = options_unsigned("retries", raw->retries, 0, 20, &out->retries, err, errlen);
     if (!rc)
         rc = options_unsigned("timeout", raw->timeout, 1, 3600, &out->timeout, err, errlen);
@@ -324,6 +329,7 @@ int options_parse(struct fuse_args *args, struct options *out, char *err, size_t
     out->terminal_ttl = 600;
     out->max_stale = 3600;
     out->stale_if_error = true;
+    out->xattr = true;
     out->retries = 4;
     out->timeout = 30;
     out->connect_timeout = 10;

@@ -18,6 +18,8 @@ struct tree;
 struct ops_context {
     struct tree *tree;     /* borrowed */
     bool allow_no_open;    /* answer open with ENOSYS when the kernel supports it */
+    bool xattr;            /* serve extended attributes; else ENOSYS, which the kernel
+                              remembers, so no tool pays a round trip for them */
     bool no_open;          /* set at init: the kernel skips open/release */
 };
 

@@ -25,6 +25,7 @@ struct options {
     double terminal_ttl;   /* seconds for listings of finished jobs and batches */
     double max_stale;      /* seconds past expiry a copy may be served on error */
     bool stale_if_error;
+    bool xattr;            /* serve the user.llamacloud.* attributes */
     unsigned retries;
     unsigned timeout;          /* seconds without progress before an attempt fails */
     unsigned connect_timeout;  /* seconds */

@@ -209,6 +209,21 @@ class DebugLog(unittest.TestCase):
         self.assertNotIn("Bearer", err)
 
 
+class NoXattr(harness.MountTestCase):
+    """-o xattr=0: the kernel is told once that there are none."""
+    MOUNT_OPTIONS = ("xattr=0",)
+
+    def test_xattrs_off(self):
+        job = DATA.jobs[0]["id"]
+        res = run("getfattr", "-d", self.path("jobs", job), check=False, text=True)
+        self.assertIn("Operation not supported", res.stderr)
+        with self.assertRaises(OSError) as cm:
+            os.getxattr(self.path("jobs", job), "user.llamacloud.id")
+        self.assertEqual(cm.exception.errno, 95)  # EOPNOTSUPP
+        with open(self.path(".batchfs", "config")) as f:
+            self.assertIs(json.load(f)["xattr"], False)
+
+
 class ManPage(unittest.TestCase):
     def test_every_help_option_is_in_the_man_page(self):
         help_text = run(harness.BATCHFS_BIN, "--help", text=True).stdout

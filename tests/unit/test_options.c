@@ -131,6 +131,7 @@ static void test_bad_values_refused(void **state)
     expect_refused("max_connections=0", "max_connections");
     expect_refused("cache_size=12Q", "cache_size");
     expect_refused("stale_if_error=maybe", "stale_if_error");
+    expect_refused("xattr=yes please", "xattr");
     expect_refused("log_level=loud", "log_level");
     expect_refused("base_url=ftp://example.com", "base_url");
 }
