@@ -1,0 +1,848 @@
+#!/usr/bin/env python3
+"""bench - how fast batchfs walks one big job, next to what the network and
+the kernel allow.
+
+Starts the API double (scripts/apidouble.py) once with one job of N items
+(--big-job: 90% completed, 5% failed, 3% skipped, 1% cancelled, 0.5%
+processing, 0.5% pending) and a simulated round trip per request, and
+measures in one run:
+
+  batchfs   cold `ls -f` and `ls -l` of completed/, cold `grep -rl` over
+            failed/, warm `grep -r` over the whole job, `find | wc -l` cold
+            and warm, the driver's peak RSS (VmHWM) and the API requests of
+            every step (the double's counter, reset before each step);
+  network   the pages of completed/ fetched with curl: in parallel over as
+            many connections as batchfs may use (curl --parallel
+            --parallel-max M, HTTP/1.1 keep-alive), and in series over one
+            connection, as a script paging with an SDK does;
+  kernel    the same files copied to tmpfs (cp -a from the warm mount) and
+            the same commands run there;
+  capped    a mount with cache_size about a third of the item bytes: peak
+            RSS, requests, and per-file checksums of a full walk compared
+            with the tmpfs copy (stopped after --capped-timeout seconds).
+
+Request targets count the item-list requests (list_items); the lookup of
+the job folder itself (get_job) is shown next to them. The memory target
+divides by the sum of the sizes of the item files as the mount shows them
+(pretty-printed), taken from the tmpfs copy.
+
+"Cold" is a fresh mount for every repetition, so neither the kernel nor the
+driver holds anything. Each figure is the median (and min) of --reps runs.
+Every command's output is checked (entry counts, or the output compared with
+the same command on the tmpfs copy), so a broken mount cannot pass for a
+fast one. Output goes to a file on tmpfs, never to the terminal.
+
+Usage: scripts/bench.py [-n ITEMS] [--latency-ms MS] [--reps R]
+                        [--max-connections M] [--json PATH]
+                        [--capped-timeout S] [--binary PATH] [-q]
+At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three
+minutes on two cores, 90 s of which is the limit of the capped walk.
+Needs root or the right to mount FUSE, fusermount3, curl, and build/batchfs.
+Exit status: 0 when every target and check passed, 1 otherwise, 2 when the
+run could not be completed.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOUBLE = os.path.join(ROOT, "scripts", "apidouble.py")
+KEY = "llx-bench-key-0123456789"
+STATUSES = ("pending", "processing", "completed", "failed", "skipped", "cancelled")
+PAGE = 1000  # items per page: the API's maximum, which batchfs asks for
+GREP_TEXT = "Timeout"  # occurs in the error_message of some failed items
+ITEMS_PATH = "/api/v1/beta/batch-processing/%s/items"
+
+
+class Abort(Exception):
+    """The run cannot go on (the double or the mount is broken)."""
+
+
+def die_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+def run_timed(args, cwd=None, stdout=None, timeout=600, shell=False):
+    """Runs a command in its own process group with stdout to a file;
+    returns (seconds, exit status, stderr text). On a timeout or an
+    interruption the whole group is killed."""
+    out = open(stdout or os.devnull, "wb")
+    err = tempfile.TemporaryFile()
+    argv = ["sh", "-c", args[0], "sh"] + list(args[1:]) if shell else list(args)
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            status = proc.wait(timeout)
+        except BaseException:
+            kill_group(proc)
+            raise
+        seconds = time.perf_counter() - start
+        err.seek(0)
+        return seconds, status, err.read().decode("utf-8", "replace")
+    finally:
+        out.close()
+        err.close()
+
+
+def kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
+class Double:
+    """The API double on a free loopback port, for the whole run."""
+
+    def __init__(self, items, latency_ms, workdir):
+        port_file = os.path.join(workdir, "double.port")
+        self.log = open(os.path.join(workdir, "double.log"), "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, DOUBLE, "--port", "0", "--port-file", port_file,
+             "--api-key", KEY, "--jobs", "0", "--batches", "0", "--big-job", str(items),
+             "--latency-ms", str(latency_ms), "--quiet"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            self.port = self.wait_port(port_file)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def wait_port(self, port_file):
+        deadline = time.monotonic() + 600  # building a big data set takes a while
+        while True:
+            if self.proc.poll() is not None:
+                raise Abort("the API double exited:\n" + self.output())
+            try:
+                with open(port_file) as f:
+                    return int(f.read().strip())
+            except (FileNotFoundError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise Abort("the API double did not start")
+            time.sleep(0.05)
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def call(self, path, data=None, auth=False):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Bearer " + KEY
+        req = urllib.request.Request(self.url + path, data=data, headers=headers,
+                                     method="GET" if data is None else "POST")
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def stats(self):
+        return self.call("/__double/stats")
+
+    def reset(self):
+        self.call("/__double/reset", b"{}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+        self.log.close()
+
+
+def is_mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+class Mount:
+    """batchfs in the foreground on `path`; stop() unmounts and reaps it."""
+
+    def __init__(self, binary, double, path, options, errlog):
+        self.path = path
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LLAMA_PARSE_API_KEY", "LLAMA_CLOUD_BASE_URL")}
+        env["LLAMA_CLOUD_API_KEY"] = KEY
+        opts = ["base_url=" + double.url] + options
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.errlog = errlog
+        self.proc = subprocess.Popen([binary, "-f", "-o", ",".join(opts), path], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=self.err,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.wait_mounted()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_mounted(self):
+        deadline = time.monotonic() + 60
+        while not is_mounted(self.path):
+            if self.proc.poll() is not None:
+                self.err.seek(0)
+                raise Abort("batchfs exited with %d: %s" % (self.proc.returncode,
+                                                            self.err.read()))
+            if time.monotonic() > deadline:
+                raise Abort("batchfs did not mount within 60 s")
+            time.sleep(0.01)
+
+    def memory(self):
+        """VmHWM and VmRSS of the driver, in bytes."""
+        out = {}
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    out[key] = int(value.split()[0]) * 1024
+        return out
+
+    def cpu(self):
+        """User plus system CPU seconds the driver has used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        if not is_mounted(self.path) and self.proc.poll() is None:
+            self.proc.terminate()  # it never mounted: nothing to unmount
+        for args in (["fusermount3", "-u", self.path], ["fusermount3", "-uz", self.path]):
+            if not is_mounted(self.path):
+                break
+            subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while is_mounted(self.path) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        try:
+            status = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            status = "killed"
+        if is_mounted(self.path):
+            subprocess.run(["umount", "-l", self.path], stderr=subprocess.DEVNULL)
+        self.err.seek(0)
+        text = self.err.read()
+        self.err.close()
+        if status != 0:
+            self.errlog.append("batchfs exited with status %s" % status)
+        for line in text.splitlines():
+            if line.strip():
+                self.errlog.append(line.strip())
+        return status
+
+
+# ---------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------
+
+class Figure:
+    """Repetitions of one measurement: seconds, requests, in-flight maximum."""
+
+    def __init__(self, key, label, group):
+        self.key, self.label, self.group = key, label, group
+        self.seconds, self.requests, self.in_flight = [], [], []
+        self.endpoints, self.cpu = [], []
+        self.note = ""
+
+    def add(self, seconds, stats=None, cpu=None):
+        self.seconds.append(seconds)
+        if stats is not None:
+            self.requests.append(stats["requests"])
+            self.in_flight.append(stats["in_flight_max"])
+            self.endpoints.append({k: v for k, v in stats["by_endpoint"].items() if v})
+        if cpu is not None:
+            self.cpu.append(cpu)
+
+    @property
+    def median(self):
+        return statistics.median(self.seconds) if self.seconds else None
+
+    @property
+    def min(self):
+        return min(self.seconds) if self.seconds else None
+
+    def as_dict(self):
+        return {"label": self.label, "group": self.group, "seconds": self.seconds,
+                "median_s": self.median, "min_s": self.min, "requests": self.requests,
+                "in_flight_max": self.in_flight, "by_endpoint": self.endpoints,
+                "driver_cpu_s": self.cpu, "note": self.note}
+
+
+def fmt_s(value):
+    return "-" if value is None else "%.3f" % value
+
+
+def fmt_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
+        n /= 1024.0
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def count_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def sorted_lines(path, skip_first=False):
+    with open(path, "rb") as f:
+        lines = f.read().splitlines()
+    return sorted(lines[1:] if skip_first else lines)
+
+
+class Bench:
+    def __init__(self, opts):
+        self.opts = opts
+        self.figures = {}
+        self.checks = []      # (name, value text, target text, passed)
+        self.problems = []    # output or exit status checks that failed
+        self.driver_log = []  # stderr lines of every batchfs process
+        self.info = {}
+        self.work = tempfile.mkdtemp(prefix="batchfs-bench-")
+        self.shm = tempfile.mkdtemp(prefix="batchfs-bench-", dir="/dev/shm")
+        self.mnt = os.path.join(self.work, "mnt")
+        os.mkdir(self.mnt)
+        self.out = os.path.join(self.shm, "out")  # command output, on tmpfs
+        self.copy = os.path.join(self.shm, "copy")  # the tmpfs copy: copy/jobs/<id>
+        os.makedirs(os.path.join(self.copy, "jobs"))
+        self.double = None
+        self.mount = None
+        self.timed_out = None  # (stats, driver cpu) of a command that timed out
+
+    # ---- plumbing ----
+    def figure(self, key, label, group):
+        fig = self.figures.get(key)
+        if fig is None:
+            fig = self.figures[key] = Figure(key, label, group)
+        return fig
+
+    def log(self, text):
+        if not self.opts.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def mount_options(self, extra=()):
+        return ["cache_ttl=3600", "terminal_ttl=3600",
+                "max_connections=%d" % self.opts.max_connections] + list(extra)
+
+    def do_mount(self, extra=()):
+        self.mount = Mount(self.opts.binary, self.double, self.mnt, self.mount_options(extra),
+                           self.driver_log)
+        return self.mount
+
+    def do_unmount(self):
+        if self.mount is not None:
+            mount, self.mount = self.mount, None
+            mount.stop()
+
+    def problem(self, text):
+        self.problems.append(text)
+        self.log("  problem: " + text)
+
+    def measure(self, fig, command, cwd, shell=False, reset=True, timeout=None):
+        """One repetition: resets the double's counter, times the command
+        with its output to self.out, records seconds, requests and the
+        driver's CPU time. A timeout is recorded (requests so far) and
+        re-raised."""
+        if reset:
+            self.double.reset()
+        cpu = self.mount.cpu() if self.mount else None
+        try:
+            seconds, status, err = run_timed(command, cwd=cwd, stdout=self.out,
+                                             timeout=timeout or self.opts.timeout,
+                                             shell=shell)
+        except subprocess.TimeoutExpired:
+            self.timed_out = (self.double.stats() if reset else None,
+                              self.mount.cpu() - cpu if self.mount else None)
+            raise
+        stats = self.double.stats() if reset else None
+        fig.add(seconds, stats, self.mount.cpu() - cpu if self.mount else None)
+        if status != 0:
+            self.problem("%s: exit status %s (%s)" % (fig.label, status, err.strip()[:300]))
+        elif err.strip():
+            self.problem("%s: stderr: %s" % (fig.label, err.strip()[:300]))
+        return seconds
+
+    # ---- the data set ----
+    def discover(self):
+        jobs = self.double.call("/api/v1/beta/batch-processing?limit=10", auth=True)["items"]
+        big = [j for j in jobs if j["id"].startswith("bjb-big-")]
+        if len(big) != 1:
+            raise Abort("the double does not serve the big job")
+        self.job = big[0]["id"]
+        self.path = "jobs/" + self.job  # relative to the mount and to the copy
+        self.counts = {}
+        for status in STATUSES:
+            page = self.double.call(ITEMS_PATH % self.job + "?status=%s&limit=1" % status,
+                                    auth=True)
+            self.counts[status] = page["total_size"]
+        if sum(self.counts.values()) != self.opts.items:
+            raise Abort("the double serves %d items, not %d" % (sum(self.counts.values()),
+                                                                self.opts.items))
+
+    def pages(self, status):
+        """Requests a cold listing of one folder may cost: its pages (an
+        empty folder still costs one) plus at most one."""
+        return max(1, math.ceil(self.counts[status] / PAGE)) + 1
+
+    # ---- the steps ----
+    def network_floor(self):
+        reps, conns = self.opts.reps, self.opts.max_connections
+        n = math.ceil(self.counts["completed"] / PAGE)
+        urls = ["%s%s?status=completed&limit=%d&offset=%d" % (self.double.url,
+                                                              ITEMS_PATH % self.job, PAGE, k)
+                for k in range(0, n * PAGE, PAGE)]
+        common = ["curl", "-s", "--no-progress-meter", "-H", "Authorization: Bearer " + KEY,
+                  "-w", "%{http_code} %{size_download}\\n"]
+        for url in urls:
+            common += ["-o", "/dev/null", url]
+        variants = (
+            ("curl_parallel", "curl --parallel, %d connections" % conns,
+             common[:1] + ["--parallel", "--parallel-immediate", "--parallel-max",
+                           str(conns)] + common[1:]),
+            ("curl_serial", "curl in series, 1 connection", common),
+        )
+        for key, label, argv in variants:
+            fig = self.figure(key, label + " (%d pages)" % n, "network floor")
+            for _ in range(reps):
+                self.measure(fig, argv, cwd=self.work)
+                codes = [line.split() for line in read_bytes(self.out).decode().splitlines()]
+                ok = len(codes) == n and all(c[0] == "200" for c in codes)
+                if not ok:
+                    self.problem("%s: expected %d answers 200, got %r" % (label, n, codes[:5]))
+                sizes = [int(c[1]) for c in codes if len(c) == 2]
+                self.info["completed_page_bytes"] = sum(sizes)
+                self.info["largest_page_bytes"] = max(sizes, default=0)
+            self.log("  %-40s %s s" % (fig.label, fmt_s(fig.median)))
+
+    def warm_phase(self):
+        """One mount: a cold full walk (cp -a to tmpfs), then warm grep -r
+        and find, then the driver's memory."""
+        self.do_mount()
+        try:
+            fig = self.figure("bfs_cold_copy", "batchfs cold full walk: cp -a job to tmpfs",
+                              "batchfs")
+            self.measure(fig, ["cp", "-a", "--", self.path, os.path.join(self.copy, "jobs")],
+                         cwd=self.mnt)
+            self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                    fig.requests))
+            fig = self.figure("bfs_warm_grep_r", "batchfs warm grep -r %s <job>" % GREP_TEXT,
+                              "batchfs")
+            for _ in range(self.opts.reps):
+                self.measure(fig, ["grep", "-r", "--", GREP_TEXT, self.path], cwd=self.mnt)
+                self.warm_grep_lines = sorted_lines(self.out)
+            self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                    fig.requests))
+            self.info["memory_after_warm_grep"] = self.mount.memory()
+            fig = self.figure("bfs_warm_find", "batchfs warm find <job> -name '*.json' | wc -l",
+                              "batchfs")
+            for _ in range(self.opts.reps):
+                self.measure(fig, ["find \"$1\" -name '*.json' | wc -l", self.path],
+                             cwd=self.mnt, shell=True)
+                self.check_count(fig.label, self.out, self.opts.items + 1, wc=True)
+            self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                    fig.requests))
+        finally:
+            self.do_unmount()
+        self.item_bytes, self.item_files = 0, 0
+        for dirpath, _, files in os.walk(os.path.join(self.copy, self.path)):
+            if os.path.basename(dirpath) in STATUSES:
+                for name in files:
+                    self.item_bytes += os.lstat(os.path.join(dirpath, name)).st_size
+                    self.item_files += 1
+        if self.item_files != self.opts.items:
+            self.problem("the tmpfs copy holds %d item files, not %d" % (self.item_files,
+                                                                         self.opts.items))
+
+    def check_count(self, what, path, expected, wc=False):
+        """Compares the entries a command printed (or the number wc -l
+        printed) with what the data set holds."""
+        got = int(read_bytes(path).strip() or b"0") if wc else count_lines(path)
+        if got != expected:
+            self.problem("%s: %d entries, expected %d" % (what, got, expected))
+
+    def commands(self):
+        """The measured commands: key, label, argv (or shell text and
+        arguments), expected output check. Run from the root of the mount
+        or of the tmpfs copy, so outputs compare byte for byte."""
+        job, done = self.path, self.counts["completed"]
+        return (
+            ("ls_f", "ls -f completed/", ["ls", "-f", "--", job + "/completed"],
+             False, ("count", done + 2)),
+            ("ls_l", "ls -l completed/", ["ls", "-l", "--", job + "/completed"],
+             False, ("same-but-total", None)),
+            ("grep_rl", "grep -rl %s failed/" % GREP_TEXT,
+             ["grep", "-rl", "--", GREP_TEXT, job + "/failed"], False, ("same", None)),
+            ("find", "find <job> -name '*.json' | wc -l",
+             ["find \"$1\" -name '*.json' | wc -l", job], True,
+             ("wc", self.opts.items + 1)),
+        )
+
+    def kernel_floor(self):
+        self.tmpfs_out = {}
+        extra = (("grep_r", "grep -r %s <job>" % GREP_TEXT,
+                  ["grep", "-r", "--", GREP_TEXT, self.path], False, ("same", None)),)
+        for key, label, argv, shell, _ in self.commands() + extra:
+            fig = self.figure("tmpfs_" + key, "tmpfs " + label, "kernel floor")
+            for _ in range(self.opts.reps):
+                self.measure(fig, argv, cwd=self.copy, shell=shell, reset=False)
+            self.tmpfs_out[key] = read_bytes(self.out)
+            self.log("  %-40s %s s" % (fig.label, fmt_s(fig.median)))
+        if sorted(self.tmpfs_out["grep_r"].splitlines()) != self.warm_grep_lines:
+            self.problem("warm grep -r on batchfs differs from grep -r on the tmpfs copy")
+        if not self.tmpfs_out["grep_rl"].strip():
+            self.problem("grep -rl %s found nothing in failed/" % GREP_TEXT)
+        self.check_count("tmpfs find | wc -l", self.out_of("find"), self.opts.items + 1,
+                         wc=True)
+
+    def out_of(self, key):
+        path = os.path.join(self.shm, "tmpfs-" + key)
+        with open(path, "wb") as f:
+            f.write(self.tmpfs_out[key])
+        return path
+
+    def cold_phase(self):
+        for key, label, argv, shell, (kind, expected) in self.commands():
+            fig = self.figure("bfs_cold_" + key, "batchfs cold " + label, "batchfs")
+            for _ in range(self.opts.reps):
+                self.do_mount()
+                try:
+                    self.measure(fig, argv, cwd=self.mnt, shell=shell)
+                finally:
+                    self.do_unmount()
+                if kind == "count":
+                    self.check_count(fig.label, self.out, expected)
+                elif kind == "wc":
+                    self.check_count(fig.label, self.out, expected, wc=True)
+                else:
+                    mine = sorted_lines(self.out, kind == "same-but-total")
+                    theirs = sorted(self.tmpfs_out[key].splitlines()[
+                        1 if kind == "same-but-total" else 0:])
+                    if mine != theirs:
+                        self.problem("%s: output differs from the tmpfs copy (%d lines vs %d)"
+                                     % (fig.label, len(mine), len(theirs)))
+            self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                    fig.requests))
+        # ls -l asks two extended attributes per file; with xattr=0 the
+        # kernel stops asking. Measured apart so both figures are seen.
+        key, label, argv, shell, _ = self.commands()[1]
+        fig = self.figure("bfs_cold_ls_l_noxattr", "batchfs cold " + label + " (xattr=0)",
+                          "batchfs")
+        for _ in range(self.opts.reps):
+            self.do_mount(extra=["xattr=0"])
+            try:
+                self.measure(fig, argv, cwd=self.mnt, shell=shell)
+            finally:
+                self.do_unmount()
+            mine = sorted_lines(self.out, True)
+            if mine != sorted(self.tmpfs_out[key].splitlines()[1:]):
+                self.problem("%s: output differs from the tmpfs copy" % fig.label)
+        self.log("  %-40s %s s" % (fig.label, fmt_s(fig.median)))
+
+    def capped_phase(self):
+        """A fresh mount whose cache holds about a third of the items: a
+        full walk must still read every file right; evicted listings are
+        fetched again. Bounded by --capped-timeout."""
+        cap = max(1 << 20, self.item_bytes // 3)
+        self.info["cap_bytes"] = cap
+        walk = ["find \"$1\" -type f -exec sha256sum -- {} +", self.path]
+        run_timed(walk, cwd=self.copy, stdout=self.out, shell=True,
+                  timeout=self.opts.timeout)
+        expected = sorted_lines(self.out)
+        self.capped_same = None
+        self.do_mount(["cache_size=%d" % cap])
+        try:
+            self.info["capped_idle_memory"] = self.mount.memory()
+            fig = self.figure("bfs_capped_walk",
+                              "batchfs capped walk: find -exec sha256sum (cache %s)"
+                              % fmt_bytes(cap), "capped")
+            limit = self.opts.capped_timeout
+            try:
+                self.measure(fig, walk, cwd=self.mnt, shell=True,
+                             timeout=limit)
+            except subprocess.TimeoutExpired:
+                stats, cpu = self.timed_out
+                fig.add(float(limit), stats, cpu)
+                done = count_lines(self.out)
+                fig.note = "stopped after %d s, ~%d of %d files" % (limit, done,
+                                                                    len(expected))
+                self.problem("capped walk did not finish within %d s (~%d of %d files, %d "
+                             "requests)" % (limit, done, len(expected), stats["requests"]))
+            else:
+                got = sorted_lines(self.out)
+                self.capped_same = got == expected
+                self.info["capped_files"] = len(got)
+            self.info["capped_memory"] = self.mount.memory()
+            self.log("  %-40s %s s, %s requests %s" % (fig.label, fmt_s(fig.median),
+                                                       fig.requests, fig.note))
+        finally:
+            self.do_unmount()
+
+    # ---- targets ----
+    def target(self, name, value, target, passed):
+        self.checks.append((name, value, target, passed))
+
+    def evaluate(self):
+        f, c, info = self.figures, self.counts, self.info
+        med = {k: v.median for k, v in f.items()}
+
+        def requests(key):
+            """The item-list requests of the worst repetition, and a text
+            with all its requests by endpoint."""
+            fig = f[key]
+            worst = max(range(len(fig.requests)), key=lambda i: fig.requests[i])
+            parts = ", ".join("%s %d" % kv for kv in sorted(fig.endpoints[worst].items()))
+            return (fig.endpoints[worst].get("list_items", 0),
+                    "%d (%s)" % (fig.requests[worst], parts or "none"))
+
+        cold_ls = med["bfs_cold_ls_f"]
+        ratio = cold_ls / med["curl_parallel"]
+        self.target("cold ls -f completed/ / curl parallel", "%.2fx" % ratio, "<= 1.3x",
+                    ratio <= 1.3)
+        speedup = med["curl_serial"] / cold_ls
+        self.target("cold ls -f completed/ vs curl in series", "%.2fx faster" % speedup,
+                    ">= 3x faster", speedup >= 3)
+        ratio = med["bfs_cold_ls_l"] / cold_ls
+        self.target("cold ls -l / cold ls -f (completed/)", "%.2fx" % ratio, "<= 1.5x",
+                    ratio <= 1.5)
+        ratio = med["bfs_cold_ls_l_noxattr"] / cold_ls
+        self.target("cold ls -l (xattr=0) / cold ls -f", "%.2fx" % ratio, "<= 1.5x",
+                    ratio <= 1.5)
+        ratio = med["bfs_warm_grep_r"] / med["tmpfs_grep_r"]
+        self.target("warm grep -r job / tmpfs grep -r", "%.2fx" % ratio, "<= 2x", ratio <= 2)
+        for key, status in (("ls_f", "completed"), ("ls_l", "completed"),
+                            ("grep_rl", "failed")):
+            got, text = requests("bfs_cold_" + key)
+            limit = self.pages(status)
+            self.target("requests: cold " + f["bfs_cold_" + key].label[13:], text,
+                        "list_items <= %d (%d pages + 1)" % (limit, limit - 1), got <= limit)
+        pages = sum(self.pages(s) - 1 for s in STATUSES)
+        limit = pages + len(STATUSES)
+        for key in ("bfs_cold_find", "bfs_cold_copy"):
+            got, text = requests(key)
+            self.target("requests: " + f[key].label[8:], text,
+                        "list_items <= %d (%d pages + 6)" % (limit, pages), got <= limit)
+        got = max(f["bfs_warm_grep_r"].requests + f["bfs_warm_find"].requests)
+        self.target("requests: repeat warm walks (grep -r, find)", str(got), "= 0", got == 0)
+        hwm = info["memory_after_warm_grep"]["VmHWM"]
+        ratio = hwm / self.item_bytes
+        self.target("driver VmHWM after warm grep / item bytes",
+                    "%s = %.2fx" % (fmt_bytes(hwm), ratio), "<= 3x", ratio <= 3)
+        cap = info["cap_bytes"]
+        idle = info["capped_idle_memory"]["VmRSS"]
+        allowance = self.opts.max_connections * 2 * info["largest_page_bytes"]
+        limit = cap + idle + allowance
+        info["capped_limit_bytes"] = limit
+        hwm = info["capped_memory"]["VmHWM"]
+        self.target("capped: driver VmHWM", fmt_bytes(hwm),
+                    "<= %s (cap+idle+2 pages/conn)" % fmt_bytes(limit), hwm <= limit)
+        self.target("capped: per-file sha256 of a full walk",
+                    {True: "same", False: "DIFFERENT", None: "not finished"}[self.capped_same],
+                    "same as tmpfs", bool(self.capped_same))
+        self.target("capped: requests of the full walk", "%s (uncapped %d)" % (
+            requests("bfs_capped_walk")[1], max(f["bfs_cold_copy"].requests)), "-", None)
+
+    # ---- report ----
+    def report(self):
+        o, c, info = self.opts, self.counts, self.info
+        lines = []
+        lines.append("batchfs benchmark: %d items, %g ms per request, %d reps, "
+                     "max_connections=%d, cache_ttl=terminal_ttl=3600"
+                     % (o.items, o.latency_ms, o.reps, o.max_connections))
+        lines.append("job %s: %s" % (self.job, ", ".join("%s %d" % (s, c[s])
+                                                            for s in STATUSES)))
+        lines.append("item bytes: %s (%d, the sum of the sizes of the %d item files in the "
+                     "tmpfs copy)" % (fmt_bytes(self.item_bytes), self.item_bytes,
+                                     self.item_files))
+        lines.append("")
+        row = "%-56s %8s %8s %9s %6s %8s"
+        head = row % ("measurement", "median s", "min s", "requests", "in fl.", "drv cpu")
+        lines += [head, "-" * len(head)]
+        group = None
+        for fig in self.figures.values():
+            if fig.group != group:
+                group = fig.group
+                lines.append("[%s]" % group)
+            req = "-" if not fig.requests else (
+                str(fig.requests[0]) if len(set(fig.requests)) == 1
+                else "/".join(map(str, fig.requests)))
+            inflight = "-" if not fig.in_flight else str(max(fig.in_flight))
+            cpu = fmt_s(statistics.median(fig.cpu)) if fig.cpu else "-"
+            lines.append(row % (fig.label, fmt_s(fig.median), fmt_s(fig.min), req, inflight,
+                                cpu) + ("  " + fig.note if fig.note else ""))
+        lines.append("(requests: per repetition; in fl.: most requests in flight at the "
+                     "double; drv cpu: driver user+sys s)")
+        lines.append("")
+        row = "%-50s %9s %9s %9s"
+        head = row % ("ratio batchfs / reference (medians)", "tmpfs", "curl par", "curl ser")
+        lines += [head, "-" * len(head)]
+        for key in ("ls_f", "ls_l", "grep_rl", "find"):
+            fig = self.figures["bfs_cold_" + key]
+            curl = (self.ratio(fig, "curl_parallel"), self.ratio(fig, "curl_serial")) \
+                if key in ("ls_f", "ls_l") else ("", "")
+            lines.append(row % (fig.label, self.ratio(fig, "tmpfs_" + key), *curl))
+        for key, tmpfs_key in (("bfs_warm_grep_r", "tmpfs_grep_r"),
+                               ("bfs_warm_find", "tmpfs_find")):
+            fig = self.figures[key]
+            lines.append(row % (fig.label, self.ratio(fig, tmpfs_key), "", ""))
+        lines.append("")
+        row = "%-48s %-34s %-36s %s"
+        head = row % ("target", "measured", "target", "result")
+        lines += [head, "-" * len(head)]
+        for name, value, target, passed in self.checks:
+            lines.append(row % (name, value, target, "info" if passed is None
+                                else "PASS" if passed else "FAIL"))
+        mem = info["memory_after_warm_grep"]
+        lines.append("")
+        lines.append("driver memory: after warm grep VmHWM %s, VmRSS %s; capped run: "
+                     "cache_size %s, idle VmRSS %s, VmHWM %s"
+                     % (fmt_bytes(mem["VmHWM"]), fmt_bytes(mem["VmRSS"]),
+                        fmt_bytes(info["cap_bytes"]),
+                        fmt_bytes(info["capped_idle_memory"]["VmRSS"]),
+                        fmt_bytes(info["capped_memory"]["VmHWM"])))
+        lines.append("network floor: curl %s over HTTP/1.1 keep-alive (--parallel "
+                     "--parallel-immediate --parallel-max %d; in series: one curl, one "
+                     "connection); completed/ pages %s"
+                     % ("".join(info.get("curl_version", ())), o.max_connections,
+                        fmt_bytes(info["completed_page_bytes"])))
+        lines.append("kernel floor: the job copied with cp -a from the warm mount to tmpfs "
+                     "(/dev/shm), same commands, same working folder")
+        if self.problems:
+            lines.append("")
+            lines.append("problems (%d):" % len(self.problems))
+            lines += ["  " + p for p in self.problems[:20]]
+        if self.driver_log:
+            lines.append("")
+            lines.append("batchfs stderr (%d lines, first 10):" % len(self.driver_log))
+            lines += ["  " + p[:200] for p in self.driver_log[:10]]
+        print("\n".join(lines), flush=True)
+
+    def ratio(self, fig, key):
+        other = self.figures.get(key)
+        if not other or not other.median or fig.median is None:
+            return "-"
+        return "%.2fx" % (fig.median / other.median)
+
+    def write_json(self, path):
+        doc = {"items": self.opts.items, "latency_ms": self.opts.latency_ms,
+               "reps": self.opts.reps, "max_connections": self.opts.max_connections,
+               "job": self.job, "counts": self.counts, "item_bytes": self.item_bytes,
+               "item_bytes_source": "sum of the sizes of the item files in the tmpfs copy",
+               "figures": {k: v.as_dict() for k, v in self.figures.items()},
+               "targets": [{"name": n, "measured": v, "target": t, "passed": p}
+                           for n, v, t, p in self.checks],
+               "info": self.info, "problems": self.problems,
+               "driver_stderr": self.driver_log[:100]}
+        with open(path, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+
+    # ---- the whole run ----
+    def run(self):
+        o = self.opts
+        version = subprocess.run(["curl", "--version"], capture_output=True, text=True)
+        self.info["curl_version"] = version.stdout.split()[1:2]
+        self.log("starting the API double with %d items ..." % o.items)
+        self.double = Double(o.items, o.latency_ms, self.work)
+        self.discover()
+        self.log("network floor")
+        self.network_floor()
+        self.log("warm mount")
+        self.warm_phase()
+        self.log("kernel floor (tmpfs)")
+        self.kernel_floor()
+        self.log("cold mounts")
+        self.cold_phase()
+        self.log("capped mount")
+        self.capped_phase()
+        self.evaluate()
+        self.report()
+        if o.json:
+            self.write_json(o.json)
+        return 0 if not self.problems and all(p is not False for *_, p in self.checks) else 1
+
+    def cleanup(self):
+        try:
+            self.do_unmount()
+        finally:
+            try:
+                if self.double:
+                    self.double.stop()
+            finally:
+                shutil.rmtree(self.shm, ignore_errors=True)
+                shutil.rmtree(self.work, ignore_errors=True)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Benchmark batchfs on one big job against "
+                                "the network floor (curl) and the kernel floor (tmpfs).")
+    p.add_argument("-n", "--items", type=int, default=100000,
+                   help="items of the job (default 100000)")
+    p.add_argument("--latency-ms", type=float, default=20,
+                   help="simulated round trip per request (default 20)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    p.add_argument("--max-connections", type=int, default=8,
+                   help="passed to batchfs, and the curl floor's parallelism (default 8)")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--binary", default=os.path.join(ROOT, "build", "batchfs"),
+                   help="the batchfs binary (default build/batchfs)")
+    p.add_argument("--timeout", type=int, default=600,
+                   help="seconds one command may take (default 600)")
+    p.add_argument("--capped-timeout", type=int, default=90,
+                   help="seconds the walk of the capped mount may take (default 90)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    opts = p.parse_args(argv)
+    if opts.items < 1000 or opts.reps < 1 or opts.max_connections < 1:
+        p.error("needs -n >= 1000, --reps >= 1 and --max-connections >= 1")
+    if not os.access(opts.binary, os.X_OK):
+        p.error("%s is not built (meson setup build && meson compile -C build)"
+                % opts.binary)
+    return opts
+
+
+def main(argv=None):
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, die_on_signal)
+    bench = Bench(opts)
+    try:
+        return bench.run()
+    except Abort as err:
+        print("bench: %s" % err, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        # A second signal must not cut the cleanup short.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        bench.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
