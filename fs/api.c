@@ -40,7 +40,61 @@ struct api {
     size_t max_items;
     /* Set once the missing v2 list has been logged, from any thread. */
     atomic_bool batches_missing_logged;
+    /* Requests by endpoint and outcome; updated atomically by any thread. */
+    unsigned long long counts[API_ENDPOINT_COUNT][API_OUTCOME_COUNT];
 };
+
+const char *const api_endpoint_names[API_ENDPOINT_COUNT] = {
+    "list_jobs", "get_job", "list_items", "list_batches", "get_batch", "other",
+};
+
+const char *const api_outcome_names[API_OUTCOME_COUNT] = {
+    "2xx", "401", "403", "404", "429", "4xx", "5xx", "no_response",
+};
+
+static enum api_endpoint api_endpoint_of(const char *path_query)
+{
+    static const char v1[] = "/api/v1/beta/batch-processing";
+    static const char v2[] = "/api/v2/batches";
+
+    if (!strncmp(path_query, v2, sizeof(v2) - 1))
+        return path_query[sizeof(v2) - 1] == '/' ? API_GET_BATCH : API_LIST_BATCHES;
+    if (strncmp(path_query, v1, sizeof(v1) - 1))
+        return API_OTHER_ENDPOINT;
+    path_query += sizeof(v1) - 1;
+    if (*path_query != '/')
+        return API_LIST_JOBS;
+    if (!strncmp(path_query, "/items/", 7))
+        return API_OTHER_ENDPOINT;
+    return strstr(path_query, "/items") ? API_LIST_ITEMS : API_GET_JOB;
+}
+
+static enum api_outcome api_outcome_of(int transport_rc, long status)
+{
+    if (transport_rc < 0)
+        return API_NO_RESPONSE;
+    if (status >= 200 && status < 300)
+        return API_2XX;
+    switch (status) {
+    case 401:
+        return API_401;
+    case 403:
+        return API_403;
+    case 404:
+        return API_404;
+    case 429:
+        return API_429;
+    default:
+        return status >= 500 ? API_5XX : API_OTHER_4XX;
+    }
+}
+
+void api_get_stats(struct api *api, struct api_stats *out)
+{
+    for (int e = 0; e < API_ENDPOINT_COUNT; e++)
+        for (int o = 0; o < API_OUTCOME_COUNT; o++)
+            out->counts[e][o] = __atomic_load_n(&api->counts[e][o], __ATOMIC_RELAXED);
+}
 
 /* ---- identity sets ---------------------------------------------------- */
 
@@ -259,6 +313,10 @@ static int api_fetch(struct api *api, const char *path_query, struct http_respon
 
     *status = 0;
     rc = api->transport->get(api->transport->ctx, path_query, resp);
+    if (rc != -ECANCELED)
+        __atomic_add_fetch(&api->counts[api_endpoint_of(path_query)]
+                                       [api_outcome_of(rc, rc < 0 ? 0 : resp->status)],
+                           1, __ATOMIC_RELAXED);
     if (rc < 0) {
         http_response_free(resp);
         return rc;

@@ -129,6 +129,7 @@ static void *main_watch(void *arg)
 struct meta {
     const struct options *opts;
     struct http_client *http;
+    struct api *api;
     struct catalog *catalog;
     struct tree *tree;
     bool key_from_file;
@@ -153,6 +154,22 @@ static json_t *main_stats_json(const struct meta *m)
                      (json_int_t)cs.misses, "stale_served", (json_int_t)cs.stale_served,
                      "evictions", (json_int_t)cs.evictions, "entries", (json_int_t)cs.entries,
                      "bytes", (json_int_t)cs.bytes, "inodes", "known", (json_int_t)ts.nodes);
+    if (root) {
+        struct api_stats as;
+        json_t *by = json_object();
+
+        api_get_stats(m->api, &as);
+        for (int e = 0; by && e < API_ENDPOINT_COUNT; e++) {
+            json_t *outcomes = json_object();
+
+            for (int o = 0; outcomes && o < API_OUTCOME_COUNT; o++)
+                if (as.counts[e][o])
+                    json_object_set_new(outcomes, api_outcome_names[o],
+                                        json_integer((json_int_t)as.counts[e][o]));
+            json_object_set_new(by, api_endpoint_names[e], outcomes);
+        }
+        json_object_set_new(json_object_get(root, "requests"), "by_endpoint", by);
+    }
     if (root && log_last_problem(problem, sizeof(problem), &when)) {
         char stamp[32];
         struct tm tm;
@@ -443,7 +460,7 @@ int main(int argc, char *argv[])
             .meta_arg = &meta,
         };
 
-        meta = (struct meta){.opts = &opts, .http = http, .catalog = catalog,
+        meta = (struct meta){.opts = &opts, .http = http, .api = api, .catalog = catalog,
                              .key_from_file = opts.api_key_file != NULL};
         tree = tree_new(&tc);
         meta.tree = tree;

@@ -64,6 +64,40 @@ typedef int (*api_batch_fn)(void *arg, const struct api_object *batch,
 
 struct api;
 
+/* What the requests of an api were, for .batchfs/stats. */
+enum api_endpoint {
+    API_LIST_JOBS,
+    API_GET_JOB,
+    API_LIST_ITEMS,
+    API_LIST_BATCHES,
+    API_GET_BATCH,
+    API_OTHER_ENDPOINT,
+    API_ENDPOINT_COUNT,
+};
+
+enum api_outcome {
+    API_2XX,
+    API_401,
+    API_403,
+    API_404,
+    API_429,
+    API_OTHER_4XX,
+    API_5XX,
+    API_NO_RESPONSE, /* a network error or timeout, once retries were spent */
+    API_OUTCOME_COUNT,
+};
+
+extern const char *const api_endpoint_names[API_ENDPOINT_COUNT];
+extern const char *const api_outcome_names[API_OUTCOME_COUNT];
+
+/* Requests by endpoint and final outcome (after the transport's retries). */
+struct api_stats {
+    unsigned long long counts[API_ENDPOINT_COUNT][API_OUTCOME_COUNT];
+};
+
+/* A snapshot of the counters. Thread-safe. */
+void api_get_stats(struct api *api, struct api_stats *out);
+
 /* NULL when out of memory or config is invalid. */
 struct api *api_new(const struct api_config *config);
 void api_free(struct api *api);

@@ -158,6 +158,15 @@ class Toolbox(harness.MountTestCase):
         for key in ("requests", "cache", "last_error"):
             self.assertIn(key, stats)
         self.assertGreater(stats["requests"]["sent"], 0)
+        by = stats["requests"]["by_endpoint"]
+        self.assertGreaterEqual(by["list_jobs"].get("2xx", 0), 1)  # the mount's own check
+        os.listdir(self.path("jobs", DATA.jobs[0]["id"], "skipped"))
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.path("jobs", "bjb-00000000-0000-0000-0000-00000000dead"))
+        by = json.loads(run("cat", self.path(".batchfs", "stats")).stdout)["requests"][
+            "by_endpoint"]
+        self.assertGreaterEqual(by["list_items"].get("2xx", 0), 1)
+        self.assertEqual(by["get_job"].get("404"), 1)
         config = json.loads(run("jq", ".", self.path(".batchfs", "config")).stdout)
         self.assertEqual(config["base_url"], self.double.url)
         self.assertTrue(config["api_key"].startswith("set"))
