@@ -385,23 +385,37 @@ class FaultTest(unittest.TestCase):
         time.sleep(1.5)
         self.listing_fails("completed", (errno.EIO,), 20)
 
-    def test_sigterm_with_a_request_in_flight(self):
-        self.mounted("timeout=30")
+    def stop_with_a_request_in_flight(self, stop, *options):
+        self.mounted(*(options or ("timeout=30",)))
         self.arm(kind="stall", ms=60000)
         reader = subprocess.Popen(["ls", self.folder("completed")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         try:
             time.sleep(1)
             start = time.monotonic()
-            self.mount.proc.send_signal(signal.SIGTERM)
+            stop()
             self.mount.wait_exit(15)
             self.assertLess(time.monotonic() - start, 10)
+            self.assertEqual(self.mount.status, 0)
             self.assertFalse(harness.is_mounted(self.mount.path))
             reader.wait(15)
         finally:
             if reader.poll() is None:
                 reader.kill()
                 reader.wait()
+
+    def test_sigterm_with_a_request_in_flight(self):
+        self.stop_with_a_request_in_flight(lambda: self.mount.proc.send_signal(signal.SIGTERM))
+
+    def test_sigint_with_a_request_in_flight(self):
+        self.stop_with_a_request_in_flight(lambda: self.mount.proc.send_signal(signal.SIGINT))
+
+    def test_unmount_with_a_request_in_flight(self):
+        # A lazy unmount leaves the mount to its last user: the reader's
+        # request ends at the stall timeout, and the driver exits with it.
+        self.stop_with_a_request_in_flight(
+            lambda: subprocess.run(["fusermount3", "-uz", self.mount.path], check=True),
+            "timeout=3", "retries=0")
 
 
 if __name__ == "__main__":
