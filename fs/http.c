@@ -724,13 +724,23 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
     client->share = curl_share_init();
     if (!client->share)
         goto out;
-    if (curl_share_setopt(client->share, CURLSHOPT_LOCKFUNC, http_share_lock) ||
-        curl_share_setopt(client->share, CURLSHOPT_UNLOCKFUNC, http_share_unlock) ||
-        curl_share_setopt(client->share, CURLSHOPT_USERDATA, client) ||
-        curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
-        curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)) {
-        rc = -EIO;
-        goto out;
+    {
+        CURLSHcode sc = curl_share_setopt(client->share, CURLSHOPT_LOCKFUNC, http_share_lock);
+
+        if (!sc)
+            sc = curl_share_setopt(client->share, CURLSHOPT_UNLOCKFUNC, http_share_unlock);
+        if (!sc)
+            sc = curl_share_setopt(client->share, CURLSHOPT_USERDATA, client);
+        if (!sc)
+            sc = curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+        if (!sc)
+            sc = curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        if (sc) {
+            /* The TLS session cache is allocated here: no memory is an answer
+             * of its own, not a broken libcurl. */
+            rc = sc == CURLSHE_NOMEM ? -ENOMEM : -EIO;
+            goto out;
+        }
     }
     client->transport.get = http_get;
     client->transport.ctx = client;
