@@ -26,37 +26,7 @@
 
 #include <cmocka.h>
 
-/* Allocation failure injection. Tests run on one thread; when armed, the
- * countdown reaches zero at the allocation that must fail. */
-static long alloc_countdown = -1;
-static long alloc_calls;
-
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t size);
-
-static int alloc_should_fail(void)
-{
-    alloc_calls++;
-    if (alloc_countdown < 0)
-        return 0;
-    return alloc_countdown-- == 0;
-}
-
-void *__wrap_malloc(size_t size)
-{
-    return alloc_should_fail() ? NULL : __real_malloc(size);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-    return alloc_should_fail() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t size)
-{
-    return alloc_should_fail() ? NULL : __real_realloc(p, size);
-}
+#include "failing_alloc.h"
 
 static const char *data_dir(void)
 {
