@@ -219,21 +219,20 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
         const char *name;
         size_t need;
 
-        /* Ask for the name first: a node must not be counted as looked up
-         * unless its entry really goes out. */
-        rc = tree_dir_entry(tree, dir, index, false, &name, &attr);
+        /* Size the entry by its name first: a node must not be counted as
+         * looked up unless its entry really goes out. */
+        name = tree_dir_name(dir, index);
+        need = plus ? fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0)
+                    : fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+        if (used + need > size)
+            break;
+        rc = tree_dir_entry(tree, dir, index, plus && index >= 2, &name, &attr);
         if (rc)
             break;
         if (plus) {
             struct fuse_entry_param e;
 
-            need = fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0);
-            if (used + need > size)
-                break;
             if (index >= 2 && !attr.unlinked) {
-                rc = tree_dir_entry(tree, dir, index, true, &name, &attr);
-                if (rc)
-                    break;
                 ops_fill_entry(&e, &attr);
             } else {
                 /* No inode: the kernel looks the name up when it needs it. */
@@ -244,9 +243,6 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
             }
             fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)index + 1);
         } else {
-            need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
-            if (used + need > size)
-                break;
             if (!attr.st.st_ino)
                 attr.st.st_ino = OPS_UNKNOWN_INO;
             fuse_add_direntry(req, buf + used, size - used, name, &attr.st, (off_t)index + 1);

@@ -1246,6 +1246,20 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
     }
 }
 
+const char *tree_dir_name(const struct tree_dir *dir, size_t index)
+{
+    if (index >= tree_dir_count(dir))
+        return NULL;
+    if (index < 2)
+        return index ? ".." : ".";
+    index -= 2;
+    if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP)
+        return dir->names[index];
+    if (dir->fixed)
+        return dir->fixed[index].name;
+    return dir->listing->entries[index].name;
+}
+
 int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
                    const char **name, struct tree_attr *out)
 {

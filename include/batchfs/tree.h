@@ -104,11 +104,16 @@ void tree_closedir(struct tree_dir *dir);
 /* Entries in the snapshot, "." and ".." included (they come first). */
 size_t tree_dir_count(const struct tree_dir *dir);
 
+/* The name of entry `index` of the snapshot (borrowed from it), or NULL past
+ * the end. Cheap: no lock, no lookup. */
+const char *tree_dir_name(const struct tree_dir *dir, size_t index);
+
 /*
  * Entry `index` of the snapshot: its name and, in *out, its attributes. With
  * `link` the entry's node is created if needed and one kernel lookup of it is
  * counted (readdirplus); without, st_ino is the node's number if it exists,
- * else 0. "." and ".." are never linked.
+ * else 0. "." and "..", and files made on demand (out->unlinked), are never
+ * linked.
  */
 int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
                    const char **name, struct tree_attr *out);
