@@ -290,7 +290,8 @@ int catalog_item_status_index(const char *name)
 
 /* The raw bytes of an item's id and name, kept until names are assigned. */
 struct builder_name {
-    char *id, *name;
+    const char *id; /* borrowed from the entry (ids with NUL never get here) */
+    char *name;
     size_t id_len, name_len;
 };
 
@@ -335,7 +336,6 @@ static void builder_discard(struct builder *b)
 {
     if (b->names) {
         for (size_t i = 0; i < b->listing->count; i++) {
-            free(b->names[i].id);
             free(b->names[i].name);
         }
         free(b->names);
@@ -413,7 +413,6 @@ static int builder_add_objects(void *arg, const struct api_object *objects, size
     for (size_t i = 0; i < count; i++) {
         struct listing *l = b->listing;
         struct entry *entry;
-        const json_t *id;
 
         if (l->count == b->cap && (rc = builder_grow(b)))
             goto out;
@@ -434,21 +433,24 @@ static int builder_add_objects(void *arg, const struct api_object *objects, size
             const json_t *name = json_object_get(objects[i].json, "item_name");
             struct builder_name *n = &b->names[l->count];
 
-            id = json_object_get(objects[i].json, b->id_key);
             memset(n, 0, sizeof(*n));
-            n->id_len = json_string_length(id);
-            n->id = catalog_memdup(json_string_value(id), n->id_len);
+            if (!entry->id) {
+                /* The API layer hands on objects with an id only. */
+                entry_clear(entry);
+                b->skipped++;
+                continue;
+            }
+            n->id = entry->id;
+            n->id_len = strlen(entry->id);
             if (b->listing->kind == LISTING_BATCH)
-                name = id; /* results are named by their file id */
+                name = json_object_get(objects[i].json, b->id_key); /* named by file id */
             if (json_is_string(name)) {
                 n->name_len = json_string_length(name);
                 n->name = catalog_memdup(json_string_value(name), n->name_len);
-            }
-            if (!n->id || (json_is_string(name) && !n->name)) {
-                free(n->id);
-                free(n->name);
-                rc = -ENOMEM;
-                goto fail_entry;
+                if (!n->name) {
+                    rc = -ENOMEM;
+                    goto fail_entry;
+                }
             }
         } else {
             if (!entry->id || !names_is_id(entry->id)) {
@@ -513,7 +515,6 @@ static int builder_finish(struct builder *b, struct listing **out)
 out:
     if (b->names) {
         for (size_t i = 0; i < (l ? l->count : 0); i++) {
-            free(b->names[i].id);
             free(b->names[i].name);
         }
         free(b->names);
