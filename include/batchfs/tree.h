@@ -133,8 +133,8 @@ int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out);
  * Extended attributes of jobs, items, batches and results, from their
  * objects: user.llamacloud.id, .status, and where present .error_message and
  * .job_id. tree_listxattr appends the names, each NUL-terminated;
- * tree_getxattr appends the value (-ENODATA when absent). Other nodes have
- * none.
+ * tree_getxattr appends the value (-ENODATA when absent, -EOPNOTSUPP for a
+ * name outside the user namespace). Other nodes have none.
  */
 int tree_listxattr(struct tree *tree, uint64_t ino, struct buf *out);
 int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf *out);

@@ -143,6 +143,10 @@ class Toolbox(harness.MountTestCase):
         with self.assertRaises(OSError) as cm:
             os.getxattr(path, "user.other")
         self.assertEqual(cm.exception.errno, 61)  # ENODATA
+        for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+            with self.assertRaises(OSError) as cm:
+                os.getxattr(path, name)
+            self.assertEqual(cm.exception.errno, 95, name)  # EOPNOTSUPP
         res = run("setfattr", "-n", "user.x", "-v", "1", path, check=False, text=True)
         self.assertNotEqual(res.returncode, 0)
         with self.assertRaises(OSError) as cm:
@@ -150,6 +154,20 @@ class Toolbox(harness.MountTestCase):
         self.assertIn(cm.exception.errno, (30, 95))  # EROFS, ENOTSUP
         with self.assertRaises(OSError):
             os.removexattr(path, "user.llamacloud.id")
+
+    def test_ls_long_asks_for_security_attributes_once(self):
+        # ls -l asks each file for its SELinux label and ACL unless told the
+        # file system has none; told once, it stops asking for that device.
+        job = busiest_job()
+        folder = self.path("jobs", job["id"], "completed")
+        files = os.listdir(folder)
+        self.assertGreater(len(files), 5)
+        with tempfile.NamedTemporaryFile("r", prefix="batchfs-strace-") as trace:
+            run("strace", "-o", trace.name, "-e", "trace=getxattr,lgetxattr,fgetxattr",
+                "ls", "-l", folder)
+            calls = [line for line in trace if "getxattr(" in line]
+        self.assertLessEqual(len(calls), 3, calls)
+        self.assertTrue(all("EOPNOTSUPP" in line for line in calls), calls)
 
     def test_batchfs_folder(self):
         self.assertNotIn(".batchfs", run("ls", self.root, text=True).stdout.split())
