@@ -134,6 +134,24 @@ static size_t jt_utf8_len(const unsigned char *s, size_t avail)
 }
 
 /*
+ * Whether any of the 8 bytes at p ends a plain run of a string: a control
+ * character, a quote, a backslash, or a byte of a multi-byte sequence.
+ * Byte-parallel tests on one word (each term sets a byte's top bit when
+ * the byte is of its kind; borrows cannot cause false negatives).
+ */
+static bool jt_word_needs_look(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t w, quote, backslash;
+
+    memcpy(&w, p, sizeof(w));
+    quote = w ^ (ones * '"');
+    backslash = w ^ (ones * '\\');
+    return ((w - ones * 0x20) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+            w) & highs;
+}
+
+/*
  * Scans the string whose opening quote is at t[pos]; on success *end is just
  * past the closing quote.
  */
@@ -143,7 +161,10 @@ static int jt_scan_string(const char *t, size_t len, size_t pos, size_t *end)
 
     pos++;
     for (;;) {
-        /* Plain printable ASCII is the bulk of any document: run over it. */
+        /* Plain printable ASCII is the bulk of any document: run over it,
+         * eight bytes at a time while none of them needs a look. */
+        while (len - pos >= 8 && !jt_word_needs_look(t + pos))
+            pos += 8;
         while (pos < len && s[pos] >= 0x20 && s[pos] < 0x80 && s[pos] != '"' &&
                s[pos] != '\\')
             pos++;
@@ -517,89 +538,125 @@ int jsontext_validate(const char *text, size_t len)
 }
 
 /*
- * Compares the already-validated string token t[start, end) (quotes
- * included), escapes decoded, with the NUL-terminated `key`.
+ * Decodes the escape of a validated string whose backslash is at t[p - 1]
+ * (so t[p] is the letter after it): writes its UTF-8 bytes to out and
+ * returns how many (1 to 4); *next is the index just past the escape.
  */
-static bool jt_key_equals(const char *t, size_t start, size_t end, const char *key)
+static size_t jt_decode_escape(const char *t, size_t stop, size_t p, unsigned char out[4],
+                               size_t *next)
+{
+    unsigned long cp;
+
+    *next = p + 1;
+    switch (t[p]) {
+    case 'b':
+        out[0] = '\b';
+        return 1;
+    case 'f':
+        out[0] = '\f';
+        return 1;
+    case 'n':
+        out[0] = '\n';
+        return 1;
+    case 'r':
+        out[0] = '\r';
+        return 1;
+    case 't':
+        out[0] = '\t';
+        return 1;
+    case 'u':
+        break;
+    default: /* '"', '\\', '/' stand for themselves */
+        out[0] = (unsigned char)t[p];
+        return 1;
+    }
+    cp = (unsigned long)jt_hex4(t, stop, p + 1);
+    *next = p + 5;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        unsigned long lo = (unsigned long)jt_hex4(t, stop, p + 7);
+
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        *next = p + 11;
+    }
+    if (cp < 0x80) {
+        out[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (unsigned char)(0xC0 | (cp >> 6));
+        out[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | (cp >> 12));
+        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xF0 | (cp >> 18));
+    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/*
+ * Compares the already-validated string token t[start, end) (quotes
+ * included), escapes decoded, with `key` of `key_len` bytes (no NUL).
+ */
+static bool jt_key_equals(const char *t, size_t start, size_t end, const char *key,
+                          size_t key_len)
 {
     const unsigned char *k = (const unsigned char *)key;
+    const unsigned char *k_end = k + key_len;
     size_t p = start + 1, stop = end - 1;
 
+    /* Names without escapes are the rule: compare them in one go. */
+    if (stop - p == key_len && !memchr(t + p, '\\', key_len))
+        return memcmp(t + p, key, key_len) == 0;
     while (p < stop) {
         unsigned char bytes[4];
-        size_t n = 1;
+        size_t n;
 
         if (t[p] != '\\') {
             /* Compare the run up to the next escape in one go. */
             const char *bs = memchr(t + p, '\\', stop - p);
             size_t run = bs ? (size_t)(bs - (t + p)) : stop - p;
 
-            /* t holds no raw NUL, so equality also means k is long enough. */
-            if (strncmp((const char *)k, t + p, run) != 0)
+            if (run > (size_t)(k_end - k) || memcmp(k, t + p, run) != 0)
                 return false;
             k += run;
             p += run;
             continue;
         }
-        p++;
-        switch (t[p]) {
-        case 'b':
-            bytes[0] = '\b';
-            break;
-        case 'f':
-            bytes[0] = '\f';
-            break;
-        case 'n':
-            bytes[0] = '\n';
-            break;
-        case 'r':
-            bytes[0] = '\r';
-            break;
-        case 't':
-            bytes[0] = '\t';
-            break;
-        case 'u': {
-            unsigned long cp = (unsigned long)jt_hex4(t, stop, p + 1);
-
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned long lo = (unsigned long)jt_hex4(t, stop, p + 3);
-
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            }
-            if (cp < 0x80) {
-                bytes[0] = (unsigned char)cp;
-            } else if (cp < 0x800) {
-                bytes[0] = (unsigned char)(0xC0 | (cp >> 6));
-                bytes[1] = (unsigned char)(0x80 | (cp & 0x3F));
-                n = 2;
-            } else if (cp < 0x10000) {
-                bytes[0] = (unsigned char)(0xE0 | (cp >> 12));
-                bytes[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-                bytes[2] = (unsigned char)(0x80 | (cp & 0x3F));
-                n = 3;
-            } else {
-                bytes[0] = (unsigned char)(0xF0 | (cp >> 18));
-                bytes[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-                bytes[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-                bytes[3] = (unsigned char)(0x80 | (cp & 0x3F));
-                n = 4;
-            }
-            break;
-        }
-        default: /* '"', '\\', '/' stand for themselves */
-            bytes[0] = (unsigned char)t[p];
-            break;
-        }
-        p++;
-        /* A decoded NUL can never equal a byte of a C string key. */
-        for (size_t i = 0; i < n; i++)
-            if (bytes[i] == '\0' || k[i] != bytes[i])
-                return false;
+        n = jt_decode_escape(t, stop, p + 1, bytes, &p);
+        if (n > (size_t)(k_end - k) || memcmp(k, bytes, n) != 0)
+            return false;
         k += n;
     }
-    return *k == '\0';
+    return k == k_end;
+}
+
+int jsontext_string(const char *text, size_t len, char *out, size_t *out_len)
+{
+    size_t end, p = 1, stop = len - 1, n = 0;
+
+    if (!text || len < 2 || text[0] != '"' || jt_scan_string(text, len, 0, &end) ||
+        end != len)
+        return -EINVAL;
+    while (p < stop) {
+        const char *bs = memchr(text + p, '\\', stop - p);
+        size_t run = bs ? (size_t)(bs - (text + p)) : stop - p;
+
+        memcpy(out + n, text + p, run);
+        n += run;
+        p += run;
+        if (p < stop)
+            n += jt_decode_escape(text, stop, p + 1, (unsigned char *)out + n, &p);
+    }
+    out[n] = '\0';
+    *out_len = n;
+    return 0;
 }
 
 /*
@@ -670,9 +727,10 @@ static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, v
 }
 
 struct jt_member_ctx {
-    const char *key;
-    struct json_span found;
-    bool matched;
+    const char *const *keys;
+    size_t count;
+    size_t key_lens[JSONTEXT_MAX_KEYS];
+    struct json_span *found; /* [count] */
 };
 
 static int jt_member_visit(void *ctx, const char *text, struct json_span name,
@@ -680,26 +738,42 @@ static int jt_member_visit(void *ctx, const char *text, struct json_span name,
 {
     struct jt_member_ctx *m = ctx;
 
-    if (jt_key_equals(text, name.start, name.start + name.len, m->key)) {
-        m->found = value;
-        m->matched = true;
+    for (size_t i = 0; i < m->count; i++) {
+        if (jt_key_equals(text, name.start, name.start + name.len, m->keys[i],
+                          m->key_lens[i])) {
+            m->found[i] = value;
+            break;
+        }
     }
     return 0;
 }
 
+int jsontext_members(const char *text, size_t len, const char *const *keys, size_t count,
+                     struct json_span *out)
+{
+    struct jt_member_ctx m = {keys, count, {0}, out};
+
+    if (!keys || !out || count > JSONTEXT_MAX_KEYS)
+        return -EINVAL;
+    for (size_t i = 0; i < count; i++) {
+        if (!keys[i])
+            return -EINVAL;
+        m.key_lens[i] = strlen(keys[i]);
+        out[i] = (struct json_span){0, 0};
+    }
+    return jt_each(text, len, '{', jt_member_visit, &m);
+}
+
 int jsontext_member(const char *text, size_t len, const char *key, struct json_span *out)
 {
-    struct jt_member_ctx m = {key, {0, 0}, false};
-    int rc;
+    struct json_span found;
+    int rc = jsontext_members(text, len, &key, 1, &found);
 
-    if (!key)
-        return -EINVAL;
-    rc = jt_each(text, len, '{', jt_member_visit, &m);
     if (rc)
         return rc;
-    if (!m.matched)
+    if (!found.len)
         return -ENOENT;
-    *out = m.found;
+    *out = found;
     return 0;
 }
 

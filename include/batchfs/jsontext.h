@@ -56,6 +56,30 @@ int jsontext_compact(const char *text, size_t len, struct buf *out);
  */
 int jsontext_member(const char *text, size_t len, const char *key, struct json_span *out);
 
+/* Most keys jsontext_members looks for in one pass. */
+#define JSONTEXT_MAX_KEYS 16
+
+/*
+ * Finds the values of several members of the object `text` in one pass:
+ * out[i] is the span of member keys[i] (compared as jsontext_member does;
+ * the last occurrence wins), or {0, 0} when absent (no value is empty). A
+ * value's first byte tells its type: '"' string, '{' object, '[' array,
+ * 'n' null, 't' or 'f' boolean, anything else a number. Returns 0, or
+ * -EINVAL when `text` is not a valid JSON object or count exceeds
+ * JSONTEXT_MAX_KEYS.
+ */
+int jsontext_members(const char *text, size_t len, const char *const *keys, size_t count,
+                     struct json_span *out);
+
+/*
+ * Decodes the JSON string token `text` (quotes included, nothing around
+ * it) into `out`, which must have room for `len` bytes: the decoded bytes
+ * (escapes resolved, \u0000 giving a NUL byte) and a terminating NUL.
+ * *out_len excludes the terminator. Returns 0 or -EINVAL when `text` is not
+ * exactly one valid string.
+ */
+int jsontext_string(const char *text, size_t len, char *out, size_t *out_len);
+
 /*
  * Lists the spans of the elements of the array `text`, in order. *spans is
  * malloc'd (NULL when *count is 0) and owned by the caller. Returns 0,

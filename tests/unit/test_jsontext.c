@@ -401,6 +401,73 @@ static void test_member(void **state)
     assert_int_equal(jsontext_member("{\"a\": 1}", 8, NULL, &span), -EINVAL);
 }
 
+/* Several members in one pass: absent ones come back empty. */
+static void test_members(void **state)
+{
+    const char *obj = "{\"id\": \"a\", \"status\": null, \"n\": {\"id\": 1},"
+                      " \"\\u0069d\": \"b\"}";
+    const char *keys[] = {"id", "status", "missing", "n"};
+    const char *too_many[JSONTEXT_MAX_KEYS + 1];
+    struct json_span out[JSONTEXT_MAX_KEYS + 1];
+
+    (void)state;
+    assert_int_equal(jsontext_members(obj, strlen(obj), keys, 4, out), 0);
+    assert_int_equal(out[0].len, 3); /* the last "id", spelt with an escape */
+    assert_memory_equal(obj + out[0].start, "\"b\"", 3);
+    assert_int_equal(out[1].len, 4);
+    assert_memory_equal(obj + out[1].start, "null", 4);
+    assert_int_equal(out[2].len, 0);
+    assert_memory_equal(obj + out[3].start, "{\"id\": 1}", out[3].len);
+    assert_int_equal(jsontext_members("{}", 2, keys, 4, out), 0);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(out[i].len, 0);
+    assert_int_equal(jsontext_members("[]", 2, keys, 4, out), -EINVAL);
+    assert_int_equal(jsontext_members("{\"id\": }", 9, keys, 1, out), -EINVAL);
+    for (size_t i = 0; i <= JSONTEXT_MAX_KEYS; i++)
+        too_many[i] = "k";
+    assert_int_equal(jsontext_members("{}", 2, too_many, JSONTEXT_MAX_KEYS + 1, out), -EINVAL);
+    assert_int_equal(jsontext_members("{}", 2, too_many, JSONTEXT_MAX_KEYS, out), 0);
+}
+
+static void assert_string_decodes(const char *token, const char *want, size_t want_len)
+{
+    char out[64];
+    size_t len = 99;
+
+    assert_true(strlen(token) <= sizeof(out));
+    assert_int_equal(jsontext_string(token, strlen(token), out, &len), 0);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(out, want, want_len);
+    assert_int_equal(out[len], '\0');
+}
+
+static void test_string(void **state)
+{
+    char out[32];
+    size_t len;
+
+    (void)state;
+    assert_string_decodes("\"\"", "", 0);
+    assert_string_decodes("\"plain\"", "plain", 5);
+    assert_string_decodes("\"a\\/b\\\"c\\\\\"", "a/b\"c\\", 6);
+    assert_string_decodes("\"\\b\\f\\n\\r\\t\"", "\b\f\n\r\t", 5);
+    assert_string_decodes("\"x\\u0000y\"", "x\0y", 3);
+    assert_string_decodes("\"\\u00e9\\u20AC\"", "\xc3\xa9\xe2\x82\xac", 5);
+    assert_string_decodes("\"\\ud83d\\ude00!\"", "\xf0\x9f\x98\x80!", 5);
+    assert_string_decodes("\"caf\xc3\xa9\"", "caf\xc3\xa9", 5);
+    /* Not exactly one valid string. */
+    assert_int_equal(jsontext_string("\"a", 2, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("\"a\" ", 4, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("\"a\"\"", 4, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("12", 2, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("\"\\x\"", 4, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("\"\\ude00\"", 8, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("\"\xff\"", 3, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("\"", 1, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string("", 0, out, &len), -EINVAL);
+    assert_int_equal(jsontext_string(NULL, 2, out, &len), -EINVAL);
+}
+
 static void test_array_elements(void **state)
 {
     const char *text = " [1, \"two\" , {\"a\": [3]},[] ,null,-2.5e3 ] ";
@@ -614,6 +681,8 @@ int main(void)
         cmocka_unit_test(test_indent_limit),
         cmocka_unit_test(test_appends_to_existing),
         cmocka_unit_test(test_member),
+        cmocka_unit_test(test_members),
+        cmocka_unit_test(test_string),
         cmocka_unit_test(test_array_elements),
         cmocka_unit_test(test_many_elements),
         cmocka_unit_test(test_page_speed),
