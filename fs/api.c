@@ -328,16 +328,44 @@ static int api_fetch(struct api *api, const char *path_query, struct http_respon
     return rc;
 }
 
-/* A count (total_size): a whole number from 0 to 2^53, where a double is
- * still exact. Numbers are parsed as reals (see api_parse_object). */
-static bool api_count_value(const json_t *value, size_t *out)
-{
-    double d;
+/* ---- reading bodies --------------------------------------------------- */
 
-    if (!json_is_number(value))
+/* Why a body jsontext refused as an object was refused, for the log line. */
+static void api_body_refused(const struct http_response *resp, char *reason,
+                             size_t reason_size)
+{
+    snprintf(reason, reason_size, "%s",
+             jsontext_validate(resp->body.data, resp->body.len) ? "body is not JSON"
+                                                                 : "body is not a JSON object");
+}
+
+/* Finds the members `keys` of the body, which must be a JSON object. */
+static int api_body_members(const struct http_response *resp, const char *const *keys,
+                            size_t count, struct json_span *out, char *reason,
+                            size_t reason_size)
+{
+    if (jsontext_members(resp->body.data, resp->body.len, keys, count, out) < 0) {
+        api_body_refused(resp, reason, reason_size);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* A count (total_size): a JSON number whose value is a whole number from 0
+ * to 2^53, where a double is still exact ("120", "1.2e2"). */
+static bool api_count_value(const char *text, struct json_span span, size_t *out)
+{
+    char digits[40];
+    char *end;
+    double d;
+    char c = span.len ? text[span.start] : '\0';
+
+    if (!(c == '-' || (c >= '0' && c <= '9')) || span.len >= sizeof(digits))
         return false;
-    d = json_number_value(value);
-    if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d ||
+    memcpy(digits, text + span.start, span.len);
+    digits[span.len] = '\0';
+    d = strtod(digits, &end); /* the C locale: batchfs never sets another */
+    if (*end || !(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d ||
         (uint64_t)d > SIZE_MAX)
         return false;
     *out = (size_t)d;
@@ -345,88 +373,74 @@ static bool api_count_value(const json_t *value, size_t *out)
 }
 
 /*
- * Whether jansson failed for want of memory rather than because of the body.
- * It says "out of memory" only sometimes: a failed string allocation reads
- * like a syntax error. So a failure on text that our own validator accepts,
- * for no reason jansson has and the validator does not (nesting depth,
- * numeric overflow, NUL in a key), is taken as a memory failure.
+ * Decodes the string at `span` of `text` into dst (room for span.len bytes)
+ * when it is usable as an id or token: a string, not empty, without NUL
+ * (those become C strings, URL segments and file names). Returns its
+ * length, or 0 when it is not.
  */
-static bool api_parse_failed_for_memory(const struct http_response *resp,
-                                        const json_error_t *error)
+static size_t api_decode_clean(const char *text, struct json_span span, char *dst)
 {
-    enum json_error_code code = json_error_code(error);
+    size_t len;
 
-    if (code == json_error_out_of_memory || !error->text[0])
-        return true;
-    if (code == json_error_stack_overflow || code == json_error_numeric_overflow ||
-        code == json_error_null_byte_in_key)
+    if (!span.len || text[span.start] != '"' ||
+        jsontext_string(text + span.start, span.len, dst, &len) < 0 || !len ||
+        memchr(dst, '\0', len))
+        return 0;
+    return len;
+}
+
+/* Whether the value at `span` of `text` is the string `want`. */
+static bool api_string_equals(const char *text, struct json_span span, const char *want)
+{
+    /* Even fully escaped (6 bytes a character), a status fits. */
+    char decoded[160];
+    size_t len;
+
+    if (!span.len || span.len > sizeof(decoded) || text[span.start] != '"' ||
+        jsontext_string(text + span.start, span.len, decoded, &len) < 0)
         return false;
-    return resp->body.len > 0 && jsontext_validate(resp->body.data, resp->body.len) == 0;
+    return len == strlen(want) && memcmp(decoded, want, len) == 0;
 }
 
-/* A body parsed as a JSON object; anything else is the wrong shape. */
-static int api_parse_object(const struct http_response *resp, json_t **root, char *reason,
-                            size_t reason_size)
+/*
+ * Fills `object` from the element at text[span): its identity, the member
+ * `id_key`, is decoded into dst (room for span.len bytes). With `status`,
+ * *status_ok says whether its "status" is that string. Returns false when
+ * the element is not an object with an identity.
+ */
+static bool api_read_object(const char *text, struct json_span span, const char *id_key,
+                            const char *status, bool *status_ok, char *dst,
+                            struct api_object *object)
 {
-    json_error_t error;
+    const char *keys[2] = {id_key, "status"};
+    const char *element = text + span.start;
+    struct json_span fields[2];
 
-    /* Integers as reals: an unknown field may hold an integer beyond 64
-     * bits, which is still valid JSON. The file keeps the raw bytes; the
-     * parsed view is only read for a few known fields. */
-    *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len,
-                       JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
-    if (!*root && api_parse_failed_for_memory(resp, &error))
-        return -ENOMEM;
-    if (!*root) {
-        /* jansson's message is cut to fit: the byte offset matters more. */
-        snprintf(reason, reason_size, "body is not JSON (at byte %d: %.80s)", error.position,
-                 error.text);
-        return -EIO;
-    }
-    if (!json_is_object(*root)) {
-        snprintf(reason, reason_size, "body is not a JSON object");
-        json_decref(*root);
-        *root = NULL;
-        return -EIO;
-    }
-    return 0;
+    if (!span.len || element[0] != '{' ||
+        jsontext_members(element, span.len, keys, status ? 2 : 1, fields) < 0)
+        return false;
+    object->id_len = api_decode_clean(element, fields[0], dst);
+    if (!object->id_len)
+        return false;
+    object->id = dst;
+    object->raw = element;
+    object->raw_len = span.len;
+    if (status)
+        *status_ok = api_string_equals(element, fields[1], status);
+    return true;
 }
 
-/* A string with no embedded NUL: the only kind usable as an id or token,
- * since those become C strings, URL segments and file names. */
-static const char *api_clean_string(const json_t *value)
-{
-    const char *s;
-
-    if (!json_is_string(value))
-        return NULL;
-    s = json_string_value(value);
-    return strlen(s) == json_string_length(value) ? s : NULL;
-}
-
-/* An identity: a clean, non-empty string. */
-static const char *api_identity(const json_t *value)
-{
-    const char *s = api_clean_string(value);
-
-    return s && *s ? s : NULL;
-}
-
-/* The elements of the array member `key` of the object `text`, as spans
- * relative to `text`. */
-static int api_locate_elements(const char *text, size_t len, const char *key,
+/* The elements of the array at `array` (a span of text), as spans relative
+ * to `text`. */
+static int api_locate_elements(const char *text, struct json_span array,
                                struct json_span **spans, size_t *count)
 {
-    struct json_span member;
-    int rc = jsontext_member(text, len, key, &member);
+    int rc = jsontext_array_elements(text + array.start, array.len, spans, count);
 
-    if (rc < 0)
-        return rc == -ENOMEM ? rc : -EIO;
-    rc = jsontext_array_elements(text + member.start, member.len, spans, count);
     if (rc < 0)
         return rc == -ENOMEM ? rc : -EIO;
     for (size_t i = 0; i < *count; i++)
-        (*spans)[i].start += member.start;
+        (*spans)[i].start += array.start;
     return 0;
 }
 
@@ -446,8 +460,6 @@ struct api_list {
 /* An object of a page that has its identity. */
 struct api_candidate {
     struct api_object object;
-    const char *id;
-    size_t id_len;
     bool wrong_status; /* kept out, but its id still counts as seen */
     bool repeated;     /* its id was seen before (decided when reported) */
 };
@@ -464,99 +476,102 @@ struct api_page {
     long status;
     char reason[160];
     struct http_response resp;
-    json_t *root;
     struct api_candidate *candidates;
+    char *ids;        /* the candidates' decoded ids, one block */
     size_t n_candidates;
     size_t count;     /* elements of "items" */
     size_t repeats_within; /* elements repeating an id given earlier on the page */
     size_t malformed; /* elements dropped for want of an identity */
     size_t wrong_status;
-    const char *token; /* borrowed from root; NULL when absent */
-    size_t total;      /* 0 when absent */
+    char *token;      /* next_page_token; NULL when absent or unusable */
+    size_t total;     /* 0 when absent */
 };
 
 static void api_page_release(struct api_page *page)
 {
     free(page->path_query);
     free(page->candidates);
-    json_decref(page->root);
+    free(page->ids);
+    free(page->token);
     http_response_free(&page->resp);
     memset(page, 0, sizeof(*page));
+}
+
+/* Keeps the page's next_page_token when it is a usable string. */
+static int api_page_token(struct api_page *page, struct json_span span)
+{
+    const char *body = page->resp.body.data;
+    char first = span.len ? body[span.start] : 'n';
+
+    if (first == 'n' || (first == '"' && span.len == 2))
+        return 0; /* null, absent or "": the last page */
+    page->token = malloc(span.len);
+    if (!page->token)
+        return -ENOMEM;
+    if (!api_decode_clean(body, span, page->token)) {
+        free(page->token);
+        page->token = NULL;
+        log_debug("GET %s: next_page_token ignored: not a usable string", page->path_query);
+    }
+    return 0;
 }
 
 /* Reads `{"items": [...], "next_page_token": …, "total_size": …}`. */
 static int api_page_parse(struct api_page *page)
 {
+    static const char *const keys[] = {"items", "next_page_token", "total_size"};
     const struct api_list *list = page->list;
     const char *body = page->resp.body.data;
-    struct json_span *spans = NULL;
-    size_t n_spans = 0;
-    json_t *items, *value;
+    struct json_span members[3], *spans = NULL;
+    size_t n_spans = 0, used = 0;
     int rc;
 
-    rc = api_parse_object(&page->resp, &page->root, page->reason, sizeof(page->reason));
+    rc = api_body_members(&page->resp, keys, 3, members, page->reason, sizeof(page->reason));
     if (rc < 0)
         goto out;
-    items = json_object_get(page->root, "items");
-    if (!items || !json_is_array(items)) {
+    if (!members[0].len || body[members[0].start] != '[') {
         snprintf(page->reason, sizeof(page->reason), "items %s",
-                 items ? "is not an array" : "missing");
+                 members[0].len ? "is not an array" : "missing");
         rc = -EIO;
         goto out;
     }
-
-    value = json_object_get(page->root, "next_page_token");
-    page->token = api_clean_string(value);
-    if (page->token && !*page->token)
-        page->token = NULL;
-    if (!page->token && value && !json_is_null(value) &&
-        !(json_is_string(value) && json_string_length(value) == 0))
-        log_debug("GET %s: next_page_token ignored: not a usable string",
-                  page->path_query);
-    value = json_object_get(page->root, "total_size");
-    if (api_count_value(value, &page->total))
-        ;
-    else if (value && !json_is_null(value))
+    rc = api_page_token(page, members[1]);
+    if (rc < 0)
+        goto out;
+    if (!api_count_value(body, members[2], &page->total) && members[2].len &&
+        body[members[2].start] != 'n')
         log_debug("GET %s: total_size ignored: not an integer >= 0", page->path_query);
 
-    rc = api_locate_elements(body, page->resp.body.len, "items", &spans, &n_spans);
-    if (rc == 0 && n_spans != json_array_size(items))
-        rc = -EIO;
+    rc = api_locate_elements(body, members[0], &spans, &n_spans);
     if (rc < 0) {
         if (rc == -EIO)
             snprintf(page->reason, sizeof(page->reason),
                      "items could not be located in the body");
         goto out;
     }
-
     page->count = n_spans;
     if (n_spans > 0) {
+        /* Each decoded id and its NUL fit in its element's bytes. */
         page->candidates = calloc(n_spans, sizeof(*page->candidates));
-        if (!page->candidates) {
+        page->ids = malloc(members[0].len);
+        if (!page->candidates || !page->ids) {
             rc = -ENOMEM;
             goto out;
         }
     }
     for (size_t i = 0; i < n_spans; i++) {
-        json_t *element = json_array_get(items, i);
         struct api_candidate *c = &page->candidates[page->n_candidates];
-        const char *status;
+        bool status_ok = true;
 
-        if (!json_is_object(element) ||
-            !(c->id = api_identity(json_object_get(element, list->id_key)))) {
+        if (!api_read_object(body, spans[i], list->id_key, list->status, &status_ok,
+                             page->ids + used, &c->object)) {
             page->malformed++;
             continue;
         }
-        c->id_len = strlen(c->id);
-        c->object.json = element;
-        c->object.raw = body + spans[i].start;
-        c->object.raw_len = spans[i].len;
-        if (list->status) {
-            status = api_clean_string(json_object_get(element, "status"));
-            if (!status || strcmp(status, list->status) != 0) {
-                c->wrong_status = true;
-                page->wrong_status++;
-            }
+        used += c->object.id_len + 1;
+        if (!status_ok) {
+            c->wrong_status = true;
+            page->wrong_status++;
         }
         page->n_candidates++;
     }
@@ -602,20 +617,20 @@ static long api_page_take_ids(struct api_page *page, struct api_ids *ids)
 
     for (size_t i = 0; i < page->n_candidates; i++) {
         struct api_candidate *c = &page->candidates[i];
-        int rc = api_ids_add(ids, c->id, c->id_len);
+        int rc = api_ids_add(ids, c->object.id, c->object.id_len);
 
         if (rc < 0) {
             for (size_t j = 0; j < i; j++)
                 if (!page->candidates[j].repeated)
-                    api_ids_remove(ids, page->candidates[j].id,
-                                   page->candidates[j].id_len);
+                    api_ids_remove(ids, page->candidates[j].object.id,
+                                   page->candidates[j].object.id_len);
             return rc;
         }
         c->repeated = rc == 0;
         repeated += c->repeated;
         for (size_t j = 0; c->repeated && j < i; j++) {
-            if (page->candidates[j].id_len == c->id_len &&
-                !memcmp(page->candidates[j].id, c->id, c->id_len)) {
+            if (page->candidates[j].object.id_len == c->object.id_len &&
+                !memcmp(page->candidates[j].object.id, c->object.id, c->object.id_len)) {
                 page->repeats_within++;
                 break;
             }
@@ -630,7 +645,7 @@ static void api_page_give_back_ids(struct api_page *page, struct api_ids *ids)
 {
     for (size_t i = 0; i < page->n_candidates; i++) {
         if (!page->candidates[i].repeated)
-            api_ids_remove(ids, page->candidates[i].id, page->candidates[i].id_len);
+            api_ids_remove(ids, page->candidates[i].object.id, page->candidates[i].object.id_len);
         page->candidates[i].repeated = false;
     }
     page->repeats_within = 0;
@@ -684,11 +699,34 @@ out:
     return rc;
 }
 
+/*
+ * Pages reported and waiting to be handed to the callback, in order. They
+ * are handed on once the next wave of requests is on its way, so that the
+ * callback's work (rendering, for the catalog) overlaps the network.
+ */
+struct api_ready {
+    struct api_page *pages; /* [2 * max_parallel]: a wave and the held pages */
+    size_t count;
+};
+
+/* Hands every ready page to the callback, in order, and releases them. */
+static int api_deliver_ready(struct api_ready *ready, api_objects_fn fn, void *arg, int rc)
+{
+    for (size_t i = 0; i < ready->count; i++) {
+        if (rc < 0)
+            api_page_release(&ready->pages[i]);
+        else
+            rc = api_page_deliver(&ready->pages[i], fn, arg);
+    }
+    ready->count = 0;
+    return rc;
+}
+
 /* Reports a fetched page to the paginator and acts on its verdict.
- * Returns 0 (delivered or dropped), 1 (held: the page is kept as it is), or
- * a negative errno that ends the listing. */
+ * Returns 0 (moved to `ready`, or dropped), 1 (held: the page is kept as it
+ * is), or a negative errno that ends the listing. */
 static int api_page_process(struct api_page *page, struct paginate *pager,
-                            api_objects_fn fn, void *arg)
+                            struct api_ready *ready)
 {
     struct paginate_page report;
     enum paginate_verdict verdict;
@@ -719,8 +757,11 @@ static int api_page_process(struct api_page *page, struct paginate *pager,
         .total_size = page->total,
     };
     verdict = paginate_report(pager, &report);
-    if (verdict == PAGINATE_DELIVER)
-        return api_page_deliver(page, fn, arg);
+    if (verdict == PAGINATE_DELIVER) {
+        ready->pages[ready->count++] = *page;
+        memset(page, 0, sizeof(*page));
+        return 0;
+    }
     api_page_give_back_ids(page, &page->list->ids);
     if (verdict == PAGINATE_HOLD)
         return 1;
@@ -754,8 +795,8 @@ static char *api_v1_page_url(const struct api_list *list,
  * moved to held[] (which must be empty then). Returns 0 or a negative errno;
  * every page not held is released. */
 static int api_process_run(struct api_page *pages, size_t n, struct api_page *held,
-                           size_t *n_held, struct paginate *pager, api_objects_fn fn,
-                           void *arg, int rc)
+                           size_t *n_held, struct paginate *pager, struct api_ready *ready,
+                           int rc)
 {
     size_t kept = 0;
 
@@ -772,7 +813,7 @@ static int api_process_run(struct api_page *pages, size_t n, struct api_page *he
             memset(&pages[i], 0, sizeof(pages[i]));
             continue;
         }
-        prc = api_page_process(&pages[i], pager, fn, arg);
+        prc = api_page_process(&pages[i], pager, ready);
         if (prc < 0) {
             rc = prc;
         } else if (prc == 1) {
@@ -802,11 +843,12 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
     struct api_page *held = calloc(api->max_parallel, sizeof(*held));
     struct api_page *rest = calloc(api->max_parallel, sizeof(*rest));
     struct paginate *pager = paginate_new(&config);
+    struct api_ready ready = {calloc(2 * (size_t)api->max_parallel, sizeof(*ready.pages)), 0};
     size_t n_held = 0, n;
     enum paginate_end end;
     int rc = 0;
 
-    if (!reqs || !wave || !held || !rest || !pager) {
+    if (!reqs || !wave || !held || !rest || !pager || !ready.pages) {
         rc = -ENOMEM;
         goto out;
     }
@@ -814,7 +856,7 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
         size_t started = 0, n_rest = 0;
 
         rc = paginate_next(pager, reqs, api->max_parallel, &n);
-        if (rc < 0 || n == 0)
+        if (rc < 0)
             break;
         for (; started < n; started++) {
             wave[started].list = list;
@@ -826,14 +868,19 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
             }
             api_page_start(&wave[started], n > 1);
         }
+        /* The wave is on its way (or, for a single page, done): hand on
+         * what the last one brought meanwhile. */
+        rc = api_deliver_ready(&ready, fn, arg, rc);
+        if (n == 0)
+            break;
         if (n_held > 0) {
             /* A gap fill: it comes before every held page. */
-            rc = api_process_run(wave, started, rest, &n_rest, pager, fn, arg, rc);
+            rc = api_process_run(wave, started, rest, &n_rest, pager, &ready, rc);
             if (rc == 0 && n_rest == 0) {
                 memcpy(rest, held, n_held * sizeof(*held));
                 n_rest = n_held;
                 n_held = 0;
-                rc = api_process_run(rest, n_rest, held, &n_held, pager, fn, arg, rc);
+                rc = api_process_run(rest, n_rest, held, &n_held, pager, &ready, rc);
             } else {
                 /* A fill is never held (it starts where delivery ended). */
                 for (size_t i = 0; i < n_rest; i++)
@@ -842,7 +889,7 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
                     rc = -EIO;
             }
         } else {
-            rc = api_process_run(wave, started, held, &n_held, pager, fn, arg, rc);
+            rc = api_process_run(wave, started, held, &n_held, pager, &ready, rc);
         }
         if (rc < 0)
             break;
@@ -861,6 +908,8 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
                   list->delivered, paginate_requests(pager), paginate_end_name(end));
     }
 out:
+    api_deliver_ready(&ready, fn, arg, rc < 0 ? rc : -ECANCELED); /* releases only */
+    free(ready.pages);
     for (size_t i = 0; i < n_held; i++)
         api_page_release(&held[i]);
     paginate_free(pager);
@@ -896,9 +945,6 @@ struct api *api_new(const struct api_config *config)
     if (config->organization_id && *config->organization_id &&
         !(api->organization_id = strdup(config->organization_id)))
         goto fail;
-    /* jansson seeds its hash function lazily; doing it here, before pages
-     * are parsed on several threads, keeps that out of any race. */
-    json_object_seed(0);
     return api;
 fail:
     api_free(api);
@@ -987,9 +1033,9 @@ static bool api_is_json_space(char c)
 }
 
 /* The whole body as one object, without the white space around it. */
-static struct api_object api_whole_body(const json_t *json, const struct buf *body)
+static struct api_object api_whole_body(const struct buf *body)
 {
-    struct api_object object = {json, body->data, body->len};
+    struct api_object object = {body->data, body->len, NULL, 0};
 
     while (object.raw_len > 0 && api_is_json_space(object.raw[0])) {
         object.raw++;
@@ -1002,12 +1048,12 @@ static struct api_object api_whole_body(const json_t *json, const struct buf *bo
 
 int api_get_job(struct api *api, const char *job_id, api_objects_fn fn, void *arg)
 {
+    static const char *const keys[] = {"job"};
     struct http_response resp = HTTP_RESPONSE_INIT;
     struct api_object object;
     char reason[160] = "";
-    json_t *root = NULL, *job = NULL;
-    struct json_span span = {0, 0};
-    char *url = NULL;
+    struct json_span job = {0, 0};
+    char *url = NULL, *id = NULL;
     long status = 0;
     int rc;
 
@@ -1020,30 +1066,25 @@ int api_get_job(struct api *api, const char *job_id, api_objects_fn fn, void *ar
     }
     rc = api_fetch(api, url, &resp, &status);
     if (rc == 0)
-        rc = api_parse_object(&resp, &root, reason, sizeof(reason));
-    if (rc == 0) {
-        job = json_object_get(root, "job");
-        if (!json_is_object(job) || !api_identity(json_object_get(job, "id"))) {
-            snprintf(reason, sizeof(reason), "job %s",
-                     json_is_object(job) ? "has no string id"
-                                         : "missing or not an object");
-            rc = -EIO;
-        } else if (jsontext_member(resp.body.data, resp.body.len, "job", &span) < 0) {
-            snprintf(reason, sizeof(reason), "job could not be located in the body");
-            rc = -EIO;
-        }
+        rc = api_body_members(&resp, keys, 1, &job, reason, sizeof(reason));
+    if (rc == 0 && (!job.len || resp.body.data[job.start] != '{')) {
+        snprintf(reason, sizeof(reason), "job missing or not an object");
+        rc = -EIO;
+    }
+    if (rc == 0 && !(id = malloc(job.len)))
+        rc = -ENOMEM;
+    if (rc == 0 && !api_read_object(resp.body.data, job, "id", NULL, NULL, id, &object)) {
+        snprintf(reason, sizeof(reason), "job has no string id");
+        rc = -EIO;
     }
     if (rc < 0) {
         if (rc != -ENOMEM)
             api_log_failure(url, rc, status, reason);
         goto out;
     }
-    object.json = job;
-    object.raw = resp.body.data + span.start;
-    object.raw_len = span.len;
     rc = fn(arg, &object, 1);
 out:
-    json_decref(root);
+    free(id);
     http_response_free(&resp);
     free(url);
     return rc;
@@ -1140,30 +1181,30 @@ int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
     return rc;
 }
 
-/* Reads the "results" of a batch: NULL with *count 0 for null or absent. */
-static int api_batch_results(const struct http_response *resp, const json_t *root,
+/* Reads the "results" of a batch at `span` of the body: NULL with *count 0
+ * for null or absent. The results' ids are decoded into *ids. */
+static int api_batch_results(const struct http_response *resp, struct json_span span,
                              const char *url, struct api_object **out, size_t *count,
-                             bool *results_null, char *reason, size_t reason_size)
+                             char **ids, bool *results_null, char *reason,
+                             size_t reason_size)
 {
-    json_t *results = json_object_get(root, "results");
+    const char *body = resp->body.data;
     struct json_span *spans = NULL;
-    struct api_ids ids = {0};
-    size_t n_spans = 0, malformed = 0, repeated = 0;
+    struct api_ids seen = {0};
+    size_t n_spans = 0, malformed = 0, repeated = 0, used = 0;
     int rc = 0;
 
     *out = NULL;
+    *ids = NULL;
     *count = 0;
-    *results_null = !results || json_is_null(results);
+    *results_null = !span.len || body[span.start] == 'n';
     if (*results_null)
         return 0;
-    if (!json_is_array(results)) {
+    if (body[span.start] != '[') {
         snprintf(reason, reason_size, "results is not an array");
         return -EIO;
     }
-    rc =
-        api_locate_elements(resp->body.data, resp->body.len, "results", &spans, &n_spans);
-    if (rc == 0 && n_spans != json_array_size(results))
-        rc = -EIO;
+    rc = api_locate_elements(body, span, &spans, &n_spans);
     if (rc < 0) {
         if (rc == -EIO)
             snprintf(reason, reason_size, "results could not be located in the body");
@@ -1171,30 +1212,28 @@ static int api_batch_results(const struct http_response *resp, const json_t *roo
     }
     if (n_spans > 0) {
         *out = calloc(n_spans, sizeof(**out));
-        if (!*out) {
+        *ids = malloc(span.len);
+        if (!*out || !*ids) {
             rc = -ENOMEM;
             goto out;
         }
     }
     for (size_t i = 0; i < n_spans; i++) {
-        json_t *element = json_array_get(results, i);
-        const char *key;
+        struct api_object *object = &(*out)[*count];
 
-        if (!json_is_object(element) ||
-            !(key = api_identity(json_object_get(element, "source_directory_file_id")))) {
+        if (!api_read_object(body, spans[i], "source_directory_file_id", NULL, NULL,
+                             *ids + used, object)) {
             malformed++;
             continue;
         }
-        rc = api_ids_add(&ids, key, strlen(key));
+        rc = api_ids_add(&seen, object->id, object->id_len);
         if (rc < 0)
             goto out;
         if (rc == 0) {
             repeated++;
             continue;
         }
-        (*out)[*count].json = element;
-        (*out)[*count].raw = resp->body.data + spans[i].start;
-        (*out)[*count].raw_len = spans[i].len;
+        used += object->id_len + 1;
         (*count)++;
     }
     rc = 0;
@@ -1206,23 +1245,26 @@ static int api_batch_results(const struct http_response *resp, const json_t *roo
 out:
     if (rc < 0) {
         free(*out);
+        free(*ids);
         *out = NULL;
+        *ids = NULL;
         *count = 0;
     }
-    api_ids_free(&ids);
+    api_ids_free(&seen);
     free(spans);
     return rc;
 }
 
 int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *arg)
 {
+    static const char *const keys[] = {"id", "results"};
     struct http_response resp = HTTP_RESPONSE_INIT;
     struct api_object batch, *results = NULL;
+    struct json_span members[2];
     char reason[160] = "";
-    json_t *root = NULL;
     size_t count = 0;
     bool results_null = true;
-    char *url = NULL;
+    char *url = NULL, *id = NULL, *result_ids = NULL;
     long status = 0;
     int rc;
 
@@ -1235,20 +1277,26 @@ int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *
     }
     rc = api_fetch(api, url, &resp, &status);
     if (rc == 0)
-        rc = api_parse_object(&resp, &root, reason, sizeof(reason));
-    if (rc == 0 && !api_identity(json_object_get(root, "id"))) {
-        snprintf(reason, sizeof(reason), "batch has no string id");
-        rc = -EIO;
+        rc = api_body_members(&resp, keys, 2, members, reason, sizeof(reason));
+    if (rc == 0) {
+        batch = api_whole_body(&resp.body);
+        id = malloc(members[0].len + 1);
+        if (!id)
+            rc = -ENOMEM;
+        else if (!(batch.id_len = api_decode_clean(resp.body.data, members[0], id)))
+            rc = -EIO;
+        batch.id = id;
+        if (rc == -EIO)
+            snprintf(reason, sizeof(reason), "batch has no string id");
     }
     if (rc == 0)
-        rc = api_batch_results(&resp, root, url, &results, &count, &results_null, reason,
-                               sizeof(reason));
+        rc = api_batch_results(&resp, members[1], url, &results, &count, &result_ids,
+                               &results_null, reason, sizeof(reason));
     if (rc < 0) {
         if (rc != -ENOMEM)
             api_log_failure(url, rc, status, reason);
         goto out;
     }
-    batch = api_whole_body(root, &resp.body);
     if (count > api->max_items) {
         log_warning("%s has more than %zu results: not listed", url, api->max_items);
         rc = -EFBIG;
@@ -1257,7 +1305,8 @@ int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *
     rc = fn(arg, &batch, results, count, results_null);
 out:
     free(results);
-    json_decref(root);
+    free(result_ids);
+    free(id);
     http_response_free(&resp);
     free(url);
     return rc;

@@ -132,11 +132,38 @@ void blob_unref(struct blob *blob)
 
 static void entry_clear(struct entry *entry)
 {
-    free(entry->name);
-    free(entry->id);
-    free(entry->status);
+    free(entry->name); /* id and status live in the same block */
     blob_unref(entry->content);
     memset(entry, 0, sizeof(*entry));
+}
+
+/*
+ * Gives `entry` its name, id and status (status may be NULL), copied into
+ * one block that entry->name owns. NULs inside the status become '_'.
+ */
+static int entry_set_strings(struct entry *entry, const char *name, size_t name_len,
+                             const char *id, size_t id_len, const char *status,
+                             size_t status_len)
+{
+    size_t size = name_len + 1 + id_len + 1 + (status ? status_len + 1 : 0);
+    char *block = malloc(size);
+
+    if (!block)
+        return -ENOMEM;
+    entry->name = block;
+    memcpy(block, name, name_len);
+    block[name_len] = '\0';
+    entry->id = block + name_len + 1;
+    memcpy(entry->id, id, id_len);
+    entry->id[id_len] = '\0';
+    entry->status = NULL;
+    if (status) {
+        entry->status = entry->id + id_len + 1;
+        for (size_t i = 0; i < status_len; i++)
+            entry->status[i] = status[i] ? status[i] : '_';
+        entry->status[status_len] = '\0';
+    }
+    return 0;
 }
 
 struct listing *listing_ref(struct listing *listing)
@@ -232,45 +259,6 @@ int catalog_parse_time(const char *text, struct timespec *out)
     return 0;
 }
 
-/* The file time of an object: the first timestamp present, most final first. */
-static struct timespec catalog_object_mtime(const json_t *object)
-{
-    static const char *const keys[] = {"completed_at", "updated_at", "started_at",
-                                       "effective_at", "created_at"};
-    struct timespec ts = {0, 0};
-
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        const json_t *v = json_object_get(object, keys[i]);
-
-        if (json_is_string(v) && !catalog_parse_time(json_string_value(v), &ts))
-            return ts;
-    }
-    return ts;
-}
-
-/* A copy of a string member with NULs replaced, or NULL when absent. */
-static int catalog_string_field(const json_t *object, const char *key, char **out)
-{
-    const json_t *v = json_object_get(object, key);
-    size_t len;
-    char *copy;
-
-    *out = NULL;
-    if (!json_is_string(v))
-        return 0;
-    len = json_string_length(v);
-    copy = malloc(len + 1);
-    if (!copy)
-        return -ENOMEM;
-    memcpy(copy, json_string_value(v), len);
-    for (size_t i = 0; i < len; i++)
-        if (copy[i] == '\0')
-            copy[i] = '_';
-    copy[len] = '\0';
-    *out = copy;
-    return 0;
-}
-
 bool catalog_job_is_terminal(const char *status)
 {
     return status && (!strcmp(status, "completed") || !strcmp(status, "failed") ||
@@ -288,20 +276,42 @@ int catalog_item_status_index(const char *name)
 
 /* ---- building a listing from pages ----------------------------------- */
 
-/* The raw bytes of an item's id and name, kept until names are assigned. */
-struct builder_name {
-    const char *id; /* borrowed from the entry (ids with NUL never get here) */
-    char *name;
-    size_t id_len, name_len;
+/* The fields of an object that the catalog reads, in the order of
+ * catalog_field_keys. */
+enum catalog_field {
+    FIELD_STATUS,
+    FIELD_ITEM_NAME,
+    FIELD_TIMES, /* the timestamps, most final first: the first one present
+                    that parses is the file's time */
+    FIELD_COUNT = FIELD_TIMES + 5,
+};
+
+static const char *const catalog_field_keys[FIELD_COUNT] = {
+    "status",     "item_name",    "completed_at", "updated_at",
+    "started_at", "effective_at", "created_at",
+};
+
+/* No such string: the value of builder_strings lengths. */
+#define BUILDER_ABSENT SIZE_MAX
+
+/* An entry's decoded strings, as offsets into the builder's arena until the
+ * listing is finished (the arena moves as it grows). */
+struct builder_strings {
+    size_t id, id_len;
+    size_t status, status_len; /* BUILDER_ABSENT when none */
+    size_t name, name_len;     /* the item name; BUILDER_ABSENT when none */
 };
 
 struct builder {
     struct listing *listing;
     size_t cap;
-    const char *id_key;          /* "id", "item_id" or "source_directory_file_id" */
-    bool assign_names;           /* items and results: names.c picks names */
-    struct builder_name *names;  /* parallel to listing->entries when assign_names */
-    const char *what;            /* for log lines */
+    bool assign_names;               /* items and results: names.c picks names */
+    bool named_by_id;                /* results: the file id is the item name */
+    struct builder_strings *strings; /* parallel to listing->entries */
+    struct builder_strings self_strings;
+    struct buf arena;                /* every decoded string, NUL-terminated */
+    struct buf scratch;              /* one object's rendering */
+    const char *what;                /* for log lines */
     size_t skipped;
 };
 
@@ -316,70 +326,108 @@ static int builder_init(struct builder *b, enum listing_kind kind, const char *w
     b->listing->kind = kind;
     b->listing->bytes = sizeof(*b->listing);
     b->what = what;
-    switch (kind) {
-    case LISTING_ITEMS:
-        b->id_key = "item_id";
-        b->assign_names = true;
-        break;
-    case LISTING_BATCH:
-        b->id_key = "source_directory_file_id";
-        b->assign_names = true;
-        break;
-    default:
-        b->id_key = "id";
-        break;
-    }
+    b->assign_names = kind == LISTING_ITEMS || kind == LISTING_BATCH;
+    b->named_by_id = kind == LISTING_BATCH;
     return 0;
 }
 
 static void builder_discard(struct builder *b)
 {
-    if (b->names) {
-        for (size_t i = 0; i < b->listing->count; i++) {
-            free(b->names[i].name);
-        }
-        free(b->names);
-    }
+    free(b->strings);
+    buf_free(&b->arena);
+    buf_free(&b->scratch);
     listing_release(b->listing);
-    b->listing = NULL;
-    b->names = NULL;
+    memset(b, 0, sizeof(*b));
 }
 
-static char *catalog_memdup(const char *data, size_t len)
+/* Keeps bytes in the arena; *at is where they went. */
+static int builder_keep(struct builder *b, const char *data, size_t len, size_t *at)
 {
-    char *copy = malloc(len + 1);
-
-    if (copy) {
-        memcpy(copy, data, len);
-        copy[len] = '\0';
-    }
-    return copy;
+    *at = b->arena.len;
+    return buf_append(&b->arena, data, len + 1) ; /* with their NUL */
 }
 
-/* Fills `entry` from one API object: rendered file, id, status, time. */
-static int catalog_entry_from_object(struct entry *entry, const struct api_object *object,
-                                     const char *id_key, struct buf *scratch)
+/* Keeps the string at `span` of `text`, decoded, in the arena; *len is
+ * BUILDER_ABSENT when the value is not a string. */
+static int builder_keep_string(struct builder *b, const char *text, struct json_span span,
+                               size_t *at, size_t *len)
 {
     int rc;
 
-    buf_reset(scratch);
-    rc = jsontext_pretty(object->raw, object->raw_len, scratch);
+    *at = 0;
+    *len = BUILDER_ABSENT;
+    if (!span.len || text[span.start] != '"')
+        return 0;
+    rc = buf_reserve(&b->arena, span.len);
     if (rc)
         return rc;
-    entry->content = blob_new(scratch->data, scratch->len);
+    if (jsontext_string(text + span.start, span.len, b->arena.data + b->arena.len, len) < 0) {
+        *len = BUILDER_ABSENT; /* the API layer hands on valid JSON only */
+        return 0;
+    }
+    *at = b->arena.len;
+    b->arena.len += *len + 1;
+    return 0;
+}
+
+/* The file time of an object: the first of its timestamps that parses. */
+static struct timespec catalog_object_mtime(const char *text, const struct json_span *times)
+{
+    struct timespec ts = {0, 0};
+
+    for (size_t i = 0; i < FIELD_COUNT - FIELD_TIMES; i++) {
+        char stamp[64];
+        size_t len;
+
+        if (times[i].len && times[i].len <= sizeof(stamp) && text[times[i].start] == '"' &&
+            !jsontext_string(text + times[i].start, times[i].len, stamp, &len) &&
+            !memchr(stamp, '\0', len) && !catalog_parse_time(stamp, &ts))
+            return ts;
+    }
+    return ts;
+}
+
+/* Fills `entry` (rendered file, time) and `strings` from one API object. */
+static int builder_read_object(struct builder *b, const struct api_object *object,
+                               struct entry *entry, struct builder_strings *strings)
+{
+    struct json_span fields[FIELD_COUNT];
+    int rc;
+
+    memset(strings, 0, sizeof(*strings));
+    rc = jsontext_members(object->raw, object->raw_len, catalog_field_keys, FIELD_COUNT,
+                          fields);
+    if (rc)
+        return rc;
+    buf_reset(&b->scratch);
+    rc = jsontext_pretty(object->raw, object->raw_len, &b->scratch);
+    if (rc)
+        return rc;
+    entry->content = blob_new(b->scratch.data, b->scratch.len);
     if (!entry->content)
         return -ENOMEM;
-    rc = catalog_string_field(object->json, id_key, &entry->id);
+    entry->mtime = catalog_object_mtime(object->raw, fields + FIELD_TIMES);
+    strings->id_len = object->id_len;
+    rc = builder_keep(b, object->id, object->id_len, &strings->id);
     if (!rc)
-        rc = catalog_string_field(object->json, "status", &entry->status);
-    entry->mtime = catalog_object_mtime(object->json);
+        rc = builder_keep_string(b, object->raw, fields[FIELD_STATUS], &strings->status,
+                                 &strings->status_len);
+    if (!rc && b->named_by_id) {
+        strings->name = strings->id;
+        strings->name_len = strings->id_len;
+    } else if (!rc) {
+        rc = builder_keep_string(b, object->raw, fields[FIELD_ITEM_NAME], &strings->name,
+                                 &strings->name_len);
+    }
     return rc;
 }
 
 static size_t entry_bytes(const struct entry *e)
 {
-    return sizeof(*e) + (e->name ? strlen(e->name) + 1 : 0) + (e->id ? strlen(e->id) + 1 : 0) +
-           (e->status ? strlen(e->status) + 1 : 0) +
+    return sizeof(*e) +
+           (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
+                          (e->status ? strlen(e->status) + 1 : 0)
+                    : 0) +
            (e->content ? sizeof(struct blob) + e->content->len + 1 : 0);
 }
 
@@ -387,18 +435,16 @@ static int builder_grow(struct builder *b)
 {
     size_t cap = b->cap ? b->cap * 2 : 64;
     struct entry *entries;
+    struct builder_strings *strings;
 
     entries = realloc(b->listing->entries, cap * sizeof(*entries));
     if (!entries)
         return -ENOMEM;
     b->listing->entries = entries;
-    if (b->assign_names) {
-        struct builder_name *names = realloc(b->names, cap * sizeof(*names));
-
-        if (!names)
-            return -ENOMEM;
-        b->names = names;
-    }
+    strings = realloc(b->strings, cap * sizeof(*strings));
+    if (!strings)
+        return -ENOMEM;
+    b->strings = strings;
     b->cap = cap;
     return 0;
 }
@@ -407,18 +453,22 @@ static int builder_grow(struct builder *b)
 static int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
 {
     struct builder *b = arg;
-    struct buf scratch = BUF_INIT;
     int rc = 0;
 
     for (size_t i = 0; i < count; i++) {
         struct listing *l = b->listing;
         struct entry *entry;
 
+        /* A name that is not an id could not be looked up again. */
+        if (!b->assign_names && !names_is_id(objects[i].id)) {
+            b->skipped++;
+            continue;
+        }
         if (l->count == b->cap && (rc = builder_grow(b)))
-            goto out;
+            return rc;
         entry = &l->entries[l->count];
         memset(entry, 0, sizeof(*entry));
-        rc = catalog_entry_from_object(entry, &objects[i], b->id_key, &scratch);
+        rc = builder_read_object(b, &objects[i], entry, &b->strings[l->count]);
         if (rc == -EINVAL) {
             /* The API layer hands on valid JSON only; be safe anyway. */
             entry_clear(entry);
@@ -426,83 +476,72 @@ static int builder_add_objects(void *arg, const struct api_object *objects, size
             rc = 0;
             continue;
         }
-        if (rc)
-            goto fail_entry;
-        entry->api_index = l->count;
-        if (b->assign_names) {
-            const json_t *name = json_object_get(objects[i].json, "item_name");
-            struct builder_name *n = &b->names[l->count];
-
-            memset(n, 0, sizeof(*n));
-            if (!entry->id) {
-                /* The API layer hands on objects with an id only. */
-                entry_clear(entry);
-                b->skipped++;
-                continue;
-            }
-            n->id = entry->id;
-            n->id_len = strlen(entry->id);
-            if (b->listing->kind == LISTING_BATCH)
-                name = json_object_get(objects[i].json, b->id_key); /* named by file id */
-            if (json_is_string(name)) {
-                n->name_len = json_string_length(name);
-                n->name = catalog_memdup(json_string_value(name), n->name_len);
-                if (!n->name) {
-                    rc = -ENOMEM;
-                    goto fail_entry;
-                }
-            }
-        } else {
-            if (!entry->id || !names_is_id(entry->id)) {
-                /* A name that is not an id could not be looked up again. */
-                b->skipped++;
-                entry_clear(entry);
-                continue;
-            }
-            entry->name = strdup(entry->id);
-            if (!entry->name) {
-                rc = -ENOMEM;
-                goto fail_entry;
-            }
+        if (rc) {
+            entry_clear(entry);
+            return rc;
         }
+        entry->api_index = l->count;
         l->count++;
-        continue;
-fail_entry:
-        entry_clear(entry);
-        goto out;
     }
-out:
-    buf_free(&scratch);
-    return rc;
+    return 0;
 }
 
-/* Names the entries (items, results), sorts them, and hands the listing over. */
-static int builder_finish(struct builder *b, struct listing **out)
+/* Gives an entry its strings from the arena; `name` overrides the id as
+ * the entry's name when not NULL. */
+static int builder_set_strings(const struct builder *b, struct entry *entry,
+                               const struct builder_strings *s, const char *name)
+{
+    const char *arena = b->arena.data;
+    const char *id = arena + s->id;
+
+    return entry_set_strings(entry, name ? name : id, name ? strlen(name) : s->id_len, id,
+                             s->id_len,
+                             s->status_len == BUILDER_ABSENT ? NULL : arena + s->status,
+                             s->status_len);
+}
+
+/* Names the entries (items and results by names.c, the rest by id). */
+static int builder_name_entries(struct builder *b)
 {
     struct listing *l = b->listing;
+    struct names_entry *ne = NULL;
     int rc = 0;
 
     if (b->assign_names && l->count) {
-        struct names_entry *ne = calloc(l->count, sizeof(*ne));
-
-        if (!ne) {
-            rc = -ENOMEM;
-            goto out;
-        }
+        ne = calloc(l->count, sizeof(*ne));
+        if (!ne)
+            return -ENOMEM;
         for (size_t i = 0; i < l->count; i++) {
-            ne[i].item_id = b->names[i].id;
-            ne[i].item_id_len = b->names[i].id_len;
-            ne[i].item_name = b->names[i].name;
-            ne[i].item_name_len = b->names[i].name_len;
+            const struct builder_strings *s = &b->strings[i];
+
+            ne[i].item_id = b->arena.data + s->id;
+            ne[i].item_id_len = s->id_len;
+            if (s->name_len != BUILDER_ABSENT) {
+                ne[i].item_name = b->arena.data + s->name;
+                ne[i].item_name_len = s->name_len;
+            }
         }
         rc = names_assign(ne, l->count, ".json");
-        if (!rc)
-            for (size_t i = 0; i < l->count; i++)
-                l->entries[i].name = ne[i].file_name;
-        free(ne);
-        if (rc)
-            goto out;
     }
+    for (size_t i = 0; !rc && i < l->count; i++)
+        rc = builder_set_strings(b, &l->entries[i], &b->strings[i],
+                                 ne ? ne[i].file_name : NULL);
+    if (!rc && l->self.content)
+        rc = builder_set_strings(b, &l->self, &b->self_strings, NULL);
+    for (size_t i = 0; ne && i < l->count; i++)
+        free(ne[i].file_name);
+    free(ne);
+    return rc;
+}
+
+/* Names the entries, sorts them, and hands the listing over. */
+static int builder_finish(struct builder *b, struct listing **out)
+{
+    struct listing *l = b->listing;
+    int rc = builder_name_entries(b);
+
+    if (rc)
+        goto out;
     if (b->skipped)
         log_warning("%s: left out %zu entries that were not usable", b->what, b->skipped);
     if (l->count > 1) /* qsort must not see the NULL of an empty listing */
@@ -513,16 +552,7 @@ static int builder_finish(struct builder *b, struct listing **out)
     *out = l;
     b->listing = NULL;
 out:
-    if (b->names) {
-        for (size_t i = 0; i < (l ? l->count : 0); i++) {
-            free(b->names[i].name);
-        }
-        free(b->names);
-        b->names = NULL;
-    }
-    if (b->listing)
-        listing_release(b->listing);
-    b->listing = NULL;
+    builder_discard(b);
     return rc;
 }
 
@@ -541,11 +571,9 @@ static int batch_received(void *arg, const struct api_object *batch,
                           const struct api_object *results, size_t count, bool results_null)
 {
     struct builder *b = arg;
-    struct buf scratch = BUF_INIT;
     int rc;
 
-    rc = catalog_entry_from_object(&b->listing->self, batch, "id", &scratch);
-    buf_free(&scratch);
+    rc = builder_read_object(b, batch, &b->listing->self, &b->self_strings);
     if (rc)
         return rc;
     b->listing->results_null = results_null;
@@ -796,14 +824,13 @@ static int catalog_known_batches(struct catalog *catalog, struct listing **out)
             break;
         e = &b.listing->entries[b.listing->count];
         memset(e, 0, sizeof(*e));
-        e->id = strdup(catalog->known_batches.ids[i]);
-        e->name = strdup(catalog->known_batches.ids[i]);
         e->api_index = i;
-        if (!e->id || !e->name) {
-            entry_clear(e);
-            rc = -ENOMEM;
+        rc = builder_keep(&b, catalog->known_batches.ids[i],
+                          strlen(catalog->known_batches.ids[i]), &b.strings[i].id);
+        if (rc)
             break;
-        }
+        b.strings[i].id_len = strlen(catalog->known_batches.ids[i]);
+        b.strings[i].status_len = BUILDER_ABSENT;
         b.listing->count++;
     }
     pthread_mutex_unlock(&catalog->lock);

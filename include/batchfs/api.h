@@ -6,7 +6,9 @@
  * (fetching pages in parallel once total_size is known, bounded by
  * max_parallel), parses each page, drops objects that miss their identity
  * or repeat one already seen, and hands the objects on page by page: the
- * exact bytes received plus a jansson view for reading fields. HTTP statuses
+ * exact bytes received plus the object's identity, decoded. Bodies are read
+ * with jsontext (validated and located in place, never built into a tree):
+ * pages of a thousand items are the hot path of a cold listing. HTTP statuses
  * become negative errnos here, and only here, with one log line.
  * Knows nothing of FUSE, inodes, caching or file names.
  *
@@ -22,7 +24,6 @@
 #ifndef BATCHFS_API_H
 #define BATCHFS_API_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,9 +41,12 @@ struct api_config {
 /* One object of a response. Everything is borrowed and valid only during
  * the callback that receives it. */
 struct api_object {
-    const json_t *json; /* always a JSON object */
-    const char *raw;    /* the object's exact bytes as received */
+    const char *raw; /* the object's exact bytes as received: valid JSON,
+                        an object ('{' first) */
     size_t raw_len;
+    const char *id;  /* its identity (id, item_id or source_directory_file_id)
+                        decoded: non-empty, no NUL inside, NUL-terminated */
+    size_t id_len;
 };
 
 /*
