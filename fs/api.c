@@ -425,6 +425,7 @@ static bool api_read_object(const char *text, struct json_span span, const char 
     object->id = dst;
     object->raw = element;
     object->raw_len = span.len;
+    object->prepared = NULL;
     if (status)
         *status_ok = api_string_equals(element, fields[1], status);
     return true;
@@ -452,6 +453,7 @@ struct api_list {
     const char *job_id; /* items of this job; NULL for the job list */
     const char *status; /* the status filter, or NULL */
     const char *id_key; /* "id" or "item_id" */
+    const struct api_preparer *preparer; /* or NULL */
     char path[512];     /* the listing's path, for log lines */
     struct api_ids ids; /* ids delivered (or tentatively taken) so far */
     size_t delivered;   /* objects handed to the callback */
@@ -485,10 +487,15 @@ struct api_page {
     size_t wrong_status;
     char *token;      /* next_page_token; NULL when absent or unusable */
     size_t total;     /* 0 when absent */
+    void *prepared;   /* the preparer's page state */
 };
 
 static void api_page_release(struct api_page *page)
 {
+    const struct api_preparer *preparer = page->list ? page->list->preparer : NULL;
+
+    if (page->prepared && preparer && preparer->release)
+        preparer->release(preparer->arg, page->prepared);
     free(page->path_query);
     free(page->candidates);
     free(page->ids);
@@ -585,9 +592,28 @@ static void *api_page_fetch(void *arg)
 {
     struct api_page *page = arg;
 
+    const struct api_preparer *preparer = page->list->preparer;
+
     page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
     if (page->rc == 0)
         page->rc = api_page_parse(page);
+    if (page->rc == 0 && preparer && page->n_candidates > 0) {
+        /* The candidates' objects, gathered for the preparer; it writes
+         * `prepared` into them, which is copied back. */
+        struct api_object *objects = malloc(page->n_candidates * sizeof(*objects));
+
+        if (!objects) {
+            page->rc = -ENOMEM;
+            return NULL;
+        }
+        for (size_t i = 0; i < page->n_candidates; i++)
+            objects[i] = page->candidates[i].object;
+        page->rc = preparer->prepare(preparer->arg, objects, page->n_candidates,
+                                     &page->prepared);
+        for (size_t i = 0; page->rc == 0 && i < page->n_candidates; i++)
+            page->candidates[i].object.prepared = objects[i].prepared;
+        free(objects);
+    }
     return NULL;
 }
 
@@ -702,7 +728,7 @@ out:
 /*
  * Pages reported and waiting to be handed to the callback, in order. They
  * are handed on once the next wave of requests is on its way, so that the
- * callback's work (rendering, for the catalog) overlaps the network.
+ * callback's work overlaps the network.
  */
 struct api_ready {
     struct api_page *pages; /* [2 * max_parallel]: a wave and the held pages */
@@ -995,8 +1021,18 @@ int api_list_jobs(struct api *api, api_objects_fn fn, void *arg)
 int api_list_items(struct api *api, const char *job_id, const char *status,
                    api_objects_fn fn, void *arg)
 {
-    struct api_list list = {
-        .api = api, .job_id = job_id, .status = status, .id_key = "item_id"};
+    return api_list_items_prepared(api, job_id, status, NULL, fn, arg);
+}
+
+int api_list_items_prepared(struct api *api, const char *job_id, const char *status,
+                            const struct api_preparer *preparer, api_objects_fn fn,
+                            void *arg)
+{
+    struct api_list list = {.api = api,
+                            .job_id = job_id,
+                            .status = status,
+                            .id_key = "item_id",
+                            .preparer = preparer};
     int rc;
 
     if (!job_id)
@@ -1035,7 +1071,7 @@ static bool api_is_json_space(char c)
 /* The whole body as one object, without the white space around it. */
 static struct api_object api_whole_body(const struct buf *body)
 {
-    struct api_object object = {body->data, body->len, NULL, 0};
+    struct api_object object = {body->data, body->len, NULL, 0, NULL};
 
     while (object.raw_len > 0 && api_is_json_space(object.raw[0])) {
         object.raw++;

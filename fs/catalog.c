@@ -92,15 +92,34 @@ struct catalog {
 /* Source of listing generations; atomic, shared by every catalog. */
 static uint64_t catalog_next_generation;
 
+/* Mixes the bits of h so that each one depends on all (MurmurHash3's
+ * finaliser). */
+static uint64_t catalog_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* A 64-bit digest of the bytes, eight at a time: every item's file gets
+ * one, so byte-at-a-time hashing showed in the cost of a listing. Only
+ * compared for equality (has a file changed?), never stored. */
 static uint64_t catalog_digest(const char *data, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len, w;
+    size_t i = 0;
 
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)data[i];
-        h *= 0x100000001b3ULL;
+    for (; len - i >= 8; i += 8) {
+        memcpy(&w, data + i, sizeof(w));
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
     }
-    return h;
+    w = 0;
+    memcpy(&w, data + i, len - i);
+    return catalog_mix(h ^ catalog_mix(w ^ (len - i)));
 }
 
 struct blob *blob_new(const char *data, size_t len)
@@ -340,34 +359,42 @@ static void builder_discard(struct builder *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* Keeps bytes in the arena; *at is where they went. */
+/* Keeps bytes in the arena, with a NUL after them; *at is where they went. */
 static int builder_keep(struct builder *b, const char *data, size_t len, size_t *at)
 {
-    *at = b->arena.len;
-    return buf_append(&b->arena, data, len + 1) ; /* with their NUL */
-}
+    int rc = buf_reserve(&b->arena, len + 1);
 
-/* Keeps the string at `span` of `text`, decoded, in the arena; *len is
- * BUILDER_ABSENT when the value is not a string. */
-static int builder_keep_string(struct builder *b, const char *text, struct json_span span,
-                               size_t *at, size_t *len)
-{
-    int rc;
-
-    *at = 0;
-    *len = BUILDER_ABSENT;
-    if (!span.len || text[span.start] != '"')
-        return 0;
-    rc = buf_reserve(&b->arena, span.len);
     if (rc)
         return rc;
-    if (jsontext_string(text + span.start, span.len, b->arena.data + b->arena.len, len) < 0) {
-        *len = BUILDER_ABSENT; /* the API layer hands on valid JSON only */
-        return 0;
-    }
     *at = b->arena.len;
-    b->arena.len += *len + 1;
+    memcpy(b->arena.data + b->arena.len, data, len);
+    b->arena.data[b->arena.len + len] = '\0';
+    b->arena.len += len + 1;
     return 0;
+}
+
+/* What one object renders to before it joins a listing; made on any thread. */
+struct rendered {
+    struct blob *content;
+    struct timespec mtime;
+    const char *status, *name; /* decoded; lengths BUILDER_ABSENT when none */
+    size_t status_len, name_len;
+};
+
+/* Decodes the string at `span` of `text` into *at (advanced past it and
+ * its NUL); *len is BUILDER_ABSENT when the value is not a string. */
+static void catalog_decode(const char *text, struct json_span span, char **at,
+                           const char **out, size_t *len)
+{
+    *out = NULL;
+    *len = BUILDER_ABSENT;
+    if (!span.len || text[span.start] != '"' ||
+        jsontext_string(text + span.start, span.len, *at, len) < 0) {
+        *len = BUILDER_ABSENT; /* the API layer hands on valid JSON only */
+        return;
+    }
+    *out = *at;
+    *at += *len + 1;
 }
 
 /* The file time of an object: the first of its timestamps that parses. */
@@ -387,38 +414,135 @@ static struct timespec catalog_object_mtime(const char *text, const struct json_
     return ts;
 }
 
-/* Fills `entry` (rendered file, time) and `strings` from one API object. */
-static int builder_read_object(struct builder *b, const struct api_object *object,
-                               struct entry *entry, struct builder_strings *strings)
+/*
+ * Renders one API object: its file (pretty-printed through `scratch`), its
+ * time, and its status and item name decoded into `strings`, which needs
+ * room for object->raw_len bytes (decoded strings never outgrow their
+ * quoted text). Pure apart from allocating the blob; any thread.
+ */
+static int catalog_render(const struct api_object *object, struct buf *scratch,
+                          char *strings, struct rendered *out)
 {
     struct json_span fields[FIELD_COUNT];
     int rc;
 
-    memset(strings, 0, sizeof(*strings));
+    memset(out, 0, sizeof(*out));
     rc = jsontext_members(object->raw, object->raw_len, catalog_field_keys, FIELD_COUNT,
                           fields);
     if (rc)
         return rc;
-    buf_reset(&b->scratch);
-    rc = jsontext_pretty(object->raw, object->raw_len, &b->scratch);
+    buf_reset(scratch);
+    rc = jsontext_pretty(object->raw, object->raw_len, scratch);
     if (rc)
         return rc;
-    entry->content = blob_new(b->scratch.data, b->scratch.len);
-    if (!entry->content)
+    out->content = blob_new(scratch->data, scratch->len);
+    if (!out->content)
         return -ENOMEM;
-    entry->mtime = catalog_object_mtime(object->raw, fields + FIELD_TIMES);
+    out->mtime = catalog_object_mtime(object->raw, fields + FIELD_TIMES);
+    catalog_decode(object->raw, fields[FIELD_STATUS], &strings, &out->status,
+                   &out->status_len);
+    catalog_decode(object->raw, fields[FIELD_ITEM_NAME], &strings, &out->name,
+                   &out->name_len);
+    return 0;
+}
+
+/* A page of objects rendered on the thread that fetched it. */
+struct rendered_page {
+    size_t count;
+    struct rendered *items; /* [count], in the same block */
+    char *strings;          /* the decoded strings, in the same block */
+};
+
+/* api_preparer.release: the page's blobs (entries hold their own
+ * references) and the block. */
+static void catalog_release_page(void *arg, void *state)
+{
+    struct rendered_page *page = state;
+
+    (void)arg;
+    for (size_t i = 0; i < page->count; i++)
+        blob_unref(page->items[i].content);
+    free(page);
+}
+
+/* api_preparer.prepare: renders a page's objects. */
+static int catalog_prepare_page(void *arg, struct api_object *objects, size_t count,
+                                void **state)
+{
+    struct rendered_page *page;
+    struct buf scratch = BUF_INIT;
+    size_t raw = 0, offset = 0;
+    int rc = 0;
+
+    (void)arg;
+    for (size_t i = 0; i < count; i++)
+        raw += objects[i].raw_len;
+    page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
+    if (!page)
+        return -ENOMEM;
+    page->count = 0;
+    page->items = (struct rendered *)(page + 1);
+    page->strings = (char *)(page->items + count);
+    for (size_t i = 0; i < count && !rc; i++) {
+        rc = catalog_render(&objects[i], &scratch, page->strings + offset, &page->items[i]);
+        if (!rc) {
+            page->count++;
+            objects[i].prepared = &page->items[i];
+            offset += objects[i].raw_len;
+        } else if (rc == -EINVAL) {
+            /* Left for the builder to count as unusable. */
+            objects[i].prepared = NULL;
+            memset(&page->items[i], 0, sizeof(page->items[i]));
+            page->count++;
+            rc = 0;
+        }
+    }
+    buf_free(&scratch);
+    if (rc) {
+        catalog_release_page(NULL, page);
+        return rc;
+    }
+    *state = page;
+    return 0;
+}
+
+/* Fills `entry` (file, time) and `strings` from one API object, rendered
+ * already by catalog_prepare_page or rendered here. */
+static int builder_read_object(struct builder *b, const struct api_object *object,
+                               struct entry *entry, struct builder_strings *strings)
+{
+    struct rendered r;
+    char *decoded = NULL;
+    int rc = 0;
+
+    memset(strings, 0, sizeof(*strings));
+    if (object->prepared) {
+        r = *(const struct rendered *)object->prepared;
+        entry->content = blob_ref(r.content);
+    } else {
+        decoded = malloc(object->raw_len);
+        if (!decoded)
+            return -ENOMEM;
+        rc = catalog_render(object, &b->scratch, decoded, &r);
+        entry->content = r.content;
+        if (rc)
+            goto out;
+    }
+    entry->mtime = r.mtime;
     strings->id_len = object->id_len;
+    strings->status_len = r.status_len;
+    strings->name_len = r.name_len;
     rc = builder_keep(b, object->id, object->id_len, &strings->id);
-    if (!rc)
-        rc = builder_keep_string(b, object->raw, fields[FIELD_STATUS], &strings->status,
-                                 &strings->status_len);
+    if (!rc && r.status)
+        rc = builder_keep(b, r.status, r.status_len, &strings->status);
     if (!rc && b->named_by_id) {
         strings->name = strings->id;
         strings->name_len = strings->id_len;
-    } else if (!rc) {
-        rc = builder_keep_string(b, object->raw, fields[FIELD_ITEM_NAME], &strings->name,
-                                 &strings->name_len);
+    } else if (!rc && r.name) {
+        rc = builder_keep(b, r.name, r.name_len, &strings->name);
     }
+out:
+    free(decoded);
     return rc;
 }
 
@@ -585,6 +709,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
 {
     struct fetch_request *req = arg;
     struct catalog *catalog = req->catalog;
+    const struct api_preparer preparer = {catalog_prepare_page, catalog_release_page, NULL};
     struct listing *listing = NULL;
     struct builder b;
     int rc;
@@ -600,8 +725,9 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         rc = api_get_job(catalog->api, req->id, builder_add_objects, &b);
         break;
     case LISTING_ITEMS:
-        rc = api_list_items(catalog->api, req->id, catalog_item_statuses[req->status_index],
-                            builder_add_objects, &b);
+        rc = api_list_items_prepared(catalog->api, req->id,
+                                     catalog_item_statuses[req->status_index], &preparer,
+                                     builder_add_objects, &b);
         break;
     case LISTING_BATCHES:
         rc = api_list_batches(catalog->api, builder_add_objects, &b);

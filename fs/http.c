@@ -62,6 +62,7 @@ struct http_client {
 /* What one attempt collected; reset before each attempt. */
 struct http_transfer {
     struct http_client *client;
+    CURL *easy;      /* the attempt's handle, for its Content-Length */
     struct buf body;
     size_t received; /* decoded bytes seen, including any beyond the cap */
     bool too_big;
@@ -171,6 +172,20 @@ static size_t http_on_body(char *data, size_t size, size_t nmemb, void *userdata
     if (n > t->client->max_response - t->body.len) {
         t->too_big = true;
         return 0;
+    }
+    if (!t->body.cap) {
+        /* A body of known length gets its room at once: pages are
+         * hundreds of kilobytes, and growing by doubling copies each one
+         * several times into fresh memory. A gzip length is only a floor. */
+        curl_off_t length = -1;
+
+        if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) ==
+                CURLE_OK &&
+            length > 0 && (uint64_t)length <= t->client->max_response &&
+            buf_reserve(&t->body, (size_t)length)) {
+            t->no_memory = true;
+            return 0;
+        }
     }
     if (buf_append(&t->body, data, n)) {
         t->no_memory = true;
@@ -423,6 +438,7 @@ static int http_attempt(CURL *easy, const char *url, struct http_transfer *t,
 
     *final = false;
     t->error[0] = '\0';
+    t->easy = easy;
     if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, t) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_HEADERDATA, t) != CURLE_OK ||

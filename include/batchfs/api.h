@@ -47,6 +47,23 @@ struct api_object {
     const char *id;  /* its identity (id, item_id or source_directory_file_id)
                         decoded: non-empty, no NUL inside, NUL-terminated */
     size_t id_len;
+    const void *prepared; /* what an api_preparer made of it, or NULL */
+};
+
+/*
+ * Optional work on each page's objects on the thread that fetched it, so
+ * that it runs in parallel with the other pages and with the network
+ * (rendering, for the catalog). prepare() receives every object of a page
+ * that has its identity, before repeats and wrong statuses are weeded out,
+ * may set their `prepared`, and returns in *page_state what release()
+ * frees once the page has been delivered or dropped. prepare() runs on
+ * several threads at once and must be thread-safe; a negative errno from
+ * it ends the listing.
+ */
+struct api_preparer {
+    int (*prepare)(void *arg, struct api_object *objects, size_t count, void **page_state);
+    void (*release)(void *arg, void *page_state);
+    void *arg;
 };
 
 /*
@@ -119,6 +136,12 @@ int api_list_jobs(struct api *api, api_objects_fn fn, void *arg);
  * are dropped (with a warning). */
 int api_list_items(struct api *api, const char *job_id, const char *status,
                    api_objects_fn fn, void *arg);
+
+/* The same, with each page's objects prepared by `preparer` (may be NULL)
+ * before they reach fn. */
+int api_list_items_prepared(struct api *api, const char *job_id, const char *status,
+                            const struct api_preparer *preparer, api_objects_fn fn,
+                            void *arg);
 
 /* GET /api/v1/beta/batch-processing/{job_id}; delivers the "job" member as
  * one object. */

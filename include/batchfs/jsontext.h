@@ -5,8 +5,8 @@
  * keys in the same order, same number spellings, same string escapes, fields
  * unknown to us kept. A parse-and-dump round trip through a JSON library
  * cannot promise that (floats, huge integers, duplicate keys), so the bytes
- * are located and re-indented here instead, while jansson is used only to
- * read the fields batchfs itself needs.
+ * are located, read and re-indented here instead, without building a tree:
+ * the fields batchfs needs from a page are found and decoded in place.
  *
  * Pure functions over borrowed text: no global state, safe from any thread.
  * Inputs are untrusted; every function checks bounds and returns -EINVAL on
