@@ -34,7 +34,8 @@ struct blob *blob_ref(struct blob *blob);
 void blob_unref(struct blob *blob);
 
 /* One named thing in a listing: a job or batch (a directory), an item or a
- * result (a file). Strings are NUL-terminated copies. */
+ * result (a file). Strings are NUL-terminated copies in one block, owned
+ * through `name`: freeing name frees id and status too. */
 struct entry {
     char *name;            /* name in its directory */
     char *id;              /* job id, batch id, item_id or source_directory_file_id */

@@ -26,10 +26,15 @@ static struct listing *make_listing(const char *const *objects, const char *cons
     l->entries = calloc(n, sizeof(*l->entries));
     l->count = n;
     for (size_t i = 0; i < n; i++) {
-        l->entries[i].name = malloc(strlen(ids[i]) + 6);
+        /* One block: "<id>.json", NUL, then the id (see struct entry). */
+        size_t len = strlen(ids[i]);
+
+        l->entries[i].name = malloc(2 * len + 7);
+        assert_non_null(l->entries[i].name);
         strcpy(l->entries[i].name, ids[i]);
         strcat(l->entries[i].name, ".json");
-        l->entries[i].id = strdup(ids[i]);
+        l->entries[i].id = l->entries[i].name + len + 6;
+        strcpy(l->entries[i].id, ids[i]);
         l->entries[i].content = blob_new(objects[i], strlen(objects[i]));
         l->entries[i].api_index = api_index[i];
     }
