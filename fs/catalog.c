@@ -387,10 +387,9 @@ static void catalog_decode(const char *text, struct json_span span, char **at,
                            const char **out, size_t *len)
 {
     *out = NULL;
-    *len = BUILDER_ABSENT;
     if (!span.len || text[span.start] != '"' ||
         jsontext_string(text + span.start, span.len, *at, len) < 0) {
-        *len = BUILDER_ABSENT; /* the API layer hands on valid JSON only */
+        *len = BUILDER_ABSENT; /* not a string (the text itself is valid) */
         return;
     }
     *out = *at;
