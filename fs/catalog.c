@@ -92,63 +92,6 @@ struct catalog {
 /* Source of listing generations; atomic, shared by every catalog. */
 static uint64_t catalog_next_generation;
 
-/* Mixes the bits of h so that each one depends on all (MurmurHash3's
- * finaliser). */
-static uint64_t catalog_mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
-/* A 64-bit digest of the bytes, eight at a time: every item's file gets
- * one, so byte-at-a-time hashing showed in the cost of a listing. Only
- * compared for equality (has a file changed?), never stored. */
-static uint64_t catalog_digest(const char *data, size_t len)
-{
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len, w;
-    size_t i = 0;
-
-    for (; len - i >= 8; i += 8) {
-        memcpy(&w, data + i, sizeof(w));
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
-    }
-    w = 0;
-    memcpy(&w, data + i, len - i);
-    return catalog_mix(h ^ catalog_mix(w ^ (len - i)));
-}
-
-struct blob *blob_new(const char *data, size_t len)
-{
-    struct blob *blob = malloc(sizeof(*blob) + len + 1);
-
-    if (!blob)
-        return NULL;
-    blob->refs = 1;
-    blob->len = len;
-    blob->digest = catalog_digest(data, len);
-    memcpy(blob->data, data, len);
-    blob->data[len] = '\0';
-    return blob;
-}
-
-struct blob *blob_ref(struct blob *blob)
-{
-    if (blob)
-        __atomic_add_fetch(&blob->refs, 1, __ATOMIC_RELAXED);
-    return blob;
-}
-
-void blob_unref(struct blob *blob)
-{
-    if (blob && __atomic_sub_fetch(&blob->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(blob);
-}
-
 static void entry_clear(struct entry *entry)
 {
     free(entry->name); /* id and status live in the same block */
@@ -551,7 +494,8 @@ static size_t entry_bytes(const struct entry *e)
            (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
                           (e->status ? strlen(e->status) + 1 : 0)
                     : 0) +
-           (e->content ? sizeof(struct blob) + e->content->len + 1 : 0);
+           (e->content ? sizeof(struct blob) + (blob_bytes(e->content) ? e->content->len + 1 : 0)
+                       : 0);
 }
 
 static int builder_grow(struct builder *b)
@@ -1036,11 +980,12 @@ static size_t catalog_count_field(const json_t *object, const char *key)
     return d >= 1 && d < 9007199254740992.0 ? (size_t)d : 0;
 }
 
-static int catalog_job_progress(struct catalog *catalog, const char *job_id, struct buf *out,
+static int catalog_job_progress(struct catalog *catalog, const char *job_id,
                                 struct entry *self)
 {
     struct listing *owner;
     const struct entry *job;
+    struct buf out = BUF_INIT;
     json_error_t error;
     json_t *obj;
     int rc;
@@ -1049,7 +994,7 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id, str
     if (rc)
         return rc;
     self->mtime = job->mtime;
-    obj = json_loadb(job->content->data, job->content->len,
+    obj = json_loadb(job->content->data, job->content->len, /* a job.json holds its bytes */
                      JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
     if (!obj) {
         rc = -EIO;
@@ -1057,18 +1002,44 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id, str
         rc = derive_progress(job->status, catalog_count_field(obj, "total_items"),
                              catalog_count_field(obj, "processed_items"),
                              catalog_count_field(obj, "failed_items"),
-                             catalog_count_field(obj, "skipped_items"), out);
+                             catalog_count_field(obj, "skipped_items"), &out);
         json_decref(obj);
     }
+    if (!rc) {
+        self->content = blob_new(out.data ? out.data : "", out.len);
+        rc = self->content ? 0 : -ENOMEM;
+    }
+    buf_free(&out);
     if (!rc && catalog_job_is_terminal(job->status))
         rc = 1;
     listing_release(owner);
     return rc;
 }
 
-/* Builds a job's items.ndjson or errors.tsv from its status listings. */
+/* Makes items.ndjson or errors.tsv from lists[0..n): the former as a made
+ * blob (derive_ndjson), the latter as bytes. */
+static int catalog_aggregate(struct listing *const *lists, size_t n, enum catalog_file kind,
+                             struct entry *self, size_t *bytes)
+{
+    struct buf out = BUF_INIT;
+    int rc;
+
+    if (kind == CATALOG_FILE_NDJSON)
+        return derive_ndjson(lists, n, &self->content, bytes);
+    rc = derive_errors_tsv((const struct listing *const *)lists, n, &out);
+    if (!rc) {
+        self->content = blob_new(out.data ? out.data : "", out.len);
+        rc = self->content ? 0 : -ENOMEM;
+        *bytes = out.len;
+    }
+    buf_free(&out);
+    return rc;
+}
+
+/* Builds a job's items.ndjson or errors.tsv from its status listings.
+ * Returns 1 when the job is finished, 0, or a negative errno. */
 static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
-                                 enum catalog_file kind, struct buf *out, struct entry *self)
+                                 enum catalog_file kind, struct entry *self, size_t *bytes)
 {
     struct listing *lists[CATALOG_ITEM_STATUS_COUNT] = {0};
     struct listing *owner;
@@ -1089,9 +1060,7 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
             n++;
     }
     if (!rc)
-        rc = kind == CATALOG_FILE_NDJSON
-                 ? derive_ndjson((const struct listing *const *)lists, n, out)
-                 : derive_errors_tsv((const struct listing *const *)lists, n, out);
+        rc = catalog_aggregate(lists, n, kind, self, bytes);
     if (!rc && catalog_job_is_terminal(job->status))
         rc = 1;
     for (size_t i = 0; i < n; i++)
@@ -1101,9 +1070,8 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
 }
 
 static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id,
-                                   enum catalog_file kind, struct buf *out, struct entry *self)
+                                   enum catalog_file kind, struct entry *self, size_t *bytes)
 {
-    const struct listing *lists[1];
     struct listing *batch;
     int rc;
 
@@ -1113,9 +1081,7 @@ static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id
     if (rc)
         return rc;
     self->mtime = batch->self.mtime;
-    lists[0] = batch;
-    rc = kind == CATALOG_FILE_NDJSON ? derive_ndjson(lists, 1, out)
-                                     : derive_errors_tsv(lists, 1, out);
+    rc = catalog_aggregate(&batch, 1, kind, self, bytes);
     if (!rc && catalog_job_is_terminal(batch->self.status))
         rc = 1;
     listing_release(batch);
@@ -1127,7 +1093,7 @@ static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *
 {
     struct file_request *req = arg;
     struct catalog *catalog = req->catalog;
-    struct buf out = BUF_INIT;
+    size_t made_bytes = 0; /* held by a made blob beyond the listings it references */
     struct listing *l;
     int rc;
 
@@ -1139,28 +1105,24 @@ static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *
     l->generation = __atomic_add_fetch(&catalog_next_generation, 1, __ATOMIC_RELAXED);
     l->kind = req->batch ? LISTING_BATCH : LISTING_JOB;
     if (req->batch)
-        rc = catalog_batch_aggregate(catalog, req->id, req->kind, &out, &l->self);
+        rc = catalog_batch_aggregate(catalog, req->id, req->kind, &l->self, &made_bytes);
     else if (req->kind == CATALOG_FILE_PROGRESS)
-        rc = catalog_job_progress(catalog, req->id, &out, &l->self);
+        rc = catalog_job_progress(catalog, req->id, &l->self);
     else
-        rc = catalog_job_aggregate(catalog, req->id, req->kind, &out, &l->self);
-    if (rc < 0)
-        goto fail;
-    *ttl_s = rc == 1 ? catalog->terminal_ttl_s : catalog->ttl_s;
-    l->self.content = blob_new(out.data ? out.data : "", out.len);
-    if (!l->self.content) {
-        rc = -ENOMEM;
-        goto fail;
+        rc = catalog_job_aggregate(catalog, req->id, req->kind, &l->self, &made_bytes);
+    if (rc < 0) {
+        listing_release(l);
+        return rc;
     }
-    l->bytes = sizeof(*l) + entry_bytes(&l->self);
-    buf_free(&out);
+    *ttl_s = rc == 1 ? catalog->terminal_ttl_s : catalog->ttl_s;
+    /* A made items.ndjson is counted without the listings it keeps alive:
+     * the cache counts those under their own keys, and they outlive their
+     * eviction only as long as this file does. */
+    l->bytes = sizeof(*l) + entry_bytes(&l->self) +
+               (blob_bytes(l->self.content) ? 0 : made_bytes);
     *value = l;
     *bytes = l->bytes;
     return 0;
-fail:
-    buf_free(&out);
-    listing_release(l);
-    return rc;
 }
 
 int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catalog_file kind,

@@ -4,7 +4,6 @@
 #include "batchfs/derive.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,24 +39,128 @@ static int derive_api_order(const struct listing *l, const struct entry ***out)
     return 0;
 }
 
-int derive_ndjson(const struct listing *const *lists, size_t n, struct buf *out)
+/* items.ndjson as a made blob: the listings it was made from, and where
+ * each line ends. A line is made from its entry's file only when read,
+ * so the file costs 16 bytes per item, not a second copy of the items. */
+struct ndjson_line {
+    const struct entry *entry;
+    size_t end; /* offset just past the line's newline */
+};
+
+struct ndjson {
+    struct listing **lists; /* referenced: they own the entries */
+    size_t list_count;
+    struct ndjson_line *lines;
+    size_t line_count;
+};
+
+static void ndjson_free(void *state)
 {
+    struct ndjson *nd = state;
+
+    if (!nd)
+        return;
+    for (size_t i = 0; i < nd->list_count; i++)
+        listing_release(nd->lists[i]);
+    free(nd->lists);
+    free(nd->lines);
+    free(nd);
+}
+
+/* Appends the compact form of `e`'s file and a newline. */
+static int ndjson_append_line(const struct entry *e, struct buf *out)
+{
+    const char *bytes = blob_bytes(e->content);
+    int rc;
+
+    if (!bytes)
+        return -EIO; /* item files hold their bytes */
+    rc = jsontext_compact(bytes, e->content->len, out);
+    return rc ? rc : buf_append_char(out, '\n');
+}
+
+static int ndjson_make(const void *state, size_t off, size_t size, struct buf *out)
+{
+    const struct ndjson *nd = state;
+    size_t lo = 0, hi = nd->line_count, base = out->len;
     int rc = 0;
 
+    /* The first line that ends after off. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (nd->lines[mid].end <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < nd->line_count && out->len - base < size && !rc; i++) {
+        size_t start = i ? nd->lines[i - 1].end : 0, mark = out->len;
+
+        rc = ndjson_append_line(nd->lines[i].entry, out);
+        if (!rc && out->len - mark != nd->lines[i].end - start)
+            rc = -EIO; /* cannot happen: entries are immutable */
+        if (!rc && start < off) { /* the first line, entered part way */
+            size_t skip = off - start;
+
+            memmove(out->data + mark, out->data + mark + skip, out->len - mark - skip);
+            out->len -= skip;
+        }
+    }
+    if (!rc && out->len - base > size) {
+        out->len = base + size;
+        out->data[out->len] = '\0';
+    }
+    return rc;
+}
+
+static const struct blob_maker ndjson_maker = {ndjson_make, ndjson_free};
+
+int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, size_t *bytes)
+{
+    struct ndjson *nd = calloc(1, sizeof(*nd));
+    struct buf line = BUF_INIT;
+    uint64_t digest = 0;
+    size_t total = 0, lines = 0;
+    int rc = 0;
+
+    *out = NULL;
+    if (!nd)
+        return -ENOMEM;
+    for (size_t k = 0; k < n; k++)
+        lines += lists[k]->count;
+    nd->lists = calloc(n ? n : 1, sizeof(*nd->lists));
+    nd->lines = calloc(lines ? lines : 1, sizeof(*nd->lines));
+    if (!nd->lists || !nd->lines) {
+        ndjson_free(nd);
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < n; k++)
+        nd->lists[nd->list_count++] = listing_ref(lists[k]);
     for (size_t k = 0; k < n && !rc; k++) {
         const struct entry **order;
 
         rc = derive_api_order(lists[k], &order);
         for (size_t i = 0; !rc && i < lists[k]->count; i++) {
-            const struct blob *b = order[i]->content;
-
-            rc = jsontext_compact(b->data, b->len, out);
-            if (!rc)
-                rc = buf_append_char(out, '\n');
+            buf_reset(&line);
+            rc = ndjson_append_line(order[i], &line);
+            if (rc)
+                break;
+            total += line.len;
+            nd->lines[nd->line_count].entry = order[i];
+            nd->lines[nd->line_count++].end = total;
+            digest = blob_digest_fold(digest, order[i]->content->digest);
         }
         free(order);
     }
-    return rc;
+    buf_free(&line);
+    if (rc) {
+        ndjson_free(nd);
+        return rc;
+    }
+    *bytes = sizeof(*nd) + n * sizeof(*nd->lists) + lines * sizeof(*nd->lines);
+    *out = blob_new_made(&ndjson_maker, nd, total, blob_digest_fold(digest, total));
+    return *out ? 0 : -ENOMEM;
 }
 
 int derive_tsv_field(const char *text, size_t len, struct buf *out)
@@ -92,35 +195,39 @@ int derive_tsv_field(const char *text, size_t len, struct buf *out)
 /* One errors.tsv record for `e`, or nothing when it has no error. */
 static int derive_error_line(const struct entry *e, struct buf *out)
 {
-    json_error_t error;
-    json_t *obj, *msg;
-    int rc = 0;
+    const char *text = blob_bytes(e->content);
+    struct json_span span;
+    const char *name = e->name ? e->name : "";
+    size_t name_len = strlen(name), msg_len;
+    char *msg;
+    int rc;
 
-    obj = json_loadb(e->content->data, e->content->len,
-                     JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
-    if (!obj)
-        return 0; /* beyond what jansson parses: no field to report */
-    msg = json_object_get(obj, "error_message");
-    if (json_is_string(msg) && json_string_length(msg) > 0) {
-        const char *name = e->name ? e->name : "";
-        size_t name_len = strlen(name);
-
-        /* The file name without ".json", so it reads as the document. */
-        if (name_len > 5 && !strcmp(name + name_len - 5, ".json"))
-            name_len -= 5;
-        rc = derive_tsv_field(name, name_len, out);
-        if (!rc)
-            rc = buf_append_char(out, '\t');
-        if (!rc)
-            rc = derive_tsv_field(e->id ? e->id : "", e->id ? strlen(e->id) : 0, out);
-        if (!rc)
-            rc = buf_append_char(out, '\t');
-        if (!rc)
-            rc = derive_tsv_field(json_string_value(msg), json_string_length(msg), out);
-        if (!rc)
-            rc = buf_append_char(out, '\n');
+    if (!text || jsontext_member(text, e->content->len, "error_message", &span) != 0 ||
+        text[span.start] != '"' || span.len <= 2)
+        return 0; /* no message, null, not a string, or empty: no line */
+    msg = malloc(span.len);
+    if (!msg)
+        return -ENOMEM;
+    rc = jsontext_string(text + span.start, span.len, msg, &msg_len);
+    if (rc) {
+        free(msg);
+        return 0;
     }
-    json_decref(obj);
+    /* The file name without ".json", so it reads as the document. */
+    if (name_len > 5 && !strcmp(name + name_len - 5, ".json"))
+        name_len -= 5;
+    rc = derive_tsv_field(name, name_len, out);
+    if (!rc)
+        rc = buf_append_char(out, '\t');
+    if (!rc)
+        rc = derive_tsv_field(e->id ? e->id : "", e->id ? strlen(e->id) : 0, out);
+    if (!rc)
+        rc = buf_append_char(out, '\t');
+    if (!rc)
+        rc = derive_tsv_field(msg, msg_len, out);
+    if (!rc)
+        rc = buf_append_char(out, '\n');
+    free(msg);
     return rc;
 }
 

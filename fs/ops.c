@@ -153,7 +153,10 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
     struct blob *content = (struct blob *)(uintptr_t)fi->fh;
+    struct buf scratch = BUF_INIT; /* the bytes of a made file (items.ndjson) */
+    const char *bytes;
     bool owned = false, unchanged;
+    long n;
     int rc;
 
     if (!content) {
@@ -164,11 +167,12 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         owned = true;
     }
-    if (off < 0 || (size_t)off >= content->len)
-        fuse_reply_buf(req, NULL, 0);
+    n = off < 0 ? 0 : blob_read(content, (size_t)off, size, &scratch, &bytes);
+    if (n < 0)
+        fuse_reply_err(req, ops_errno((int)n));
     else
-        fuse_reply_buf(req, content->data + off,
-                       size < content->len - (size_t)off ? size : content->len - (size_t)off);
+        fuse_reply_buf(req, bytes, (size_t)n);
+    buf_free(&scratch);
     if (owned)
         blob_unref(content);
 }

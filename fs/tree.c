@@ -514,10 +514,10 @@ static bool job_group_value(const struct entry *job, int by, char *out, size_t l
 
     if (by == BY_STATUS) {
         v = job->status;
-    } else if (job->content) {
+    } else if (job->content && blob_bytes(job->content)) {
         json_error_t error;
 
-        obj = json_loadb(job->content->data, job->content->len,
+        obj = json_loadb(blob_bytes(job->content), job->content->len,
                          JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
         v = json_string_value(json_object_get(obj, "job_type"));
     }
@@ -1405,8 +1405,10 @@ static int xattr_object(struct tree *tree, uint64_t ino, enum node_kind *kind, j
     rc = resolve(tree, &view, false, &r);
     if (rc)
         return rc;
-    *obj = json_loadb(r.content->data, r.content->len,
-                      JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+    /* Objects' files hold their bytes; a made file has no fields to show. */
+    *obj = blob_bytes(r.content) ? json_loadb(blob_bytes(r.content), r.content->len,
+                                              JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error)
+                                 : NULL;
     resolved_release(&r);
     return *obj ? 0 : -ENODATA;
 }

@@ -18,20 +18,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "batchfs/blob.h"
+
 struct api;
-
-/* The bytes of one file, rendered once. Immutable; reference counted. */
-struct blob {
-    unsigned refs;    /* atomic */
-    uint64_t digest;  /* FNV-1a of the bytes: equal digests = same content */
-    size_t len;
-    char data[];      /* len bytes and a NUL */
-};
-
-/* Returns a blob holding a copy of data, with one reference; NULL on ENOMEM. */
-struct blob *blob_new(const char *data, size_t len);
-struct blob *blob_ref(struct blob *blob);
-void blob_unref(struct blob *blob);
 
 /* One named thing in a listing: a job or batch (a directory), an item or a
  * result (a file). Strings are NUL-terminated copies in one block, owned

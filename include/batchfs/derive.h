@@ -17,14 +17,19 @@
 
 #include <stddef.h>
 
+#include "batchfs/blob.h"
 #include "batchfs/buf.h"
 
 struct listing;
 struct entry;
 
-/* Appends every entry of lists[0..n) (in list order, each list in API order)
- * as one compact JSON line. */
-int derive_ndjson(const struct listing *const *lists, size_t n, struct buf *out);
+/*
+ * items.ndjson: every entry of lists[0..n) (in list order, each list in API
+ * order) as one compact JSON line. Sets *out to a made blob (see blob.h)
+ * that references the listings and makes its lines when they are read, and
+ * *bytes to the memory it holds beyond them.
+ */
+int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, size_t *bytes);
 
 /* Appends "name\tid\terror_message\n" for each entry of lists[0..n) whose
  * object has a non-empty string "error_message", in API order. */

@@ -51,6 +51,25 @@ class Toolbox(harness.MountTestCase):
         wc = run("wc", "-l", self.path("jobs", job["id"], "items.ndjson"), text=True).stdout
         self.assertEqual(int(wc.split()[0]), len(DATA.items[job["id"]]))
 
+    def test_items_ndjson_read_in_pieces(self):
+        # items.ndjson is made from the item files as it is read: reads of
+        # any size, starting mid-line, must give the bytes of a whole read.
+        job = busiest_job()
+        path = self.path("jobs", job["id"], "items.ndjson")
+        with open(path, "rb") as f:
+            whole = f.read()
+        self.assertGreater(len(whole), 1000)
+        pieces = run("dd", "if=" + path, "bs=777", "status=none").stdout
+        self.assertEqual(pieces, whole)
+        tail = run("tail", "-c", "1001", path).stdout
+        self.assertEqual(tail, whole[-1001:])
+        with open(path, "rb", buffering=0) as f:
+            for off in (1, 333, len(whole) // 2, len(whole) - 5):
+                f.seek(off)
+                self.assertEqual(f.read(97), whole[off:off + 97], off)
+            f.seek(len(whole) + 10)
+            self.assertEqual(f.read(10), b"")
+
     def test_errors_tsv(self):
         job = busiest_job()
         path = self.path("jobs", job["id"], "errors.tsv")

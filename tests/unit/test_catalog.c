@@ -56,23 +56,6 @@ static void test_statuses(void **state)
     assert_false(catalog_job_is_terminal(NULL));
 }
 
-static void test_blob(void **state)
-{
-    struct blob *a = blob_new("abc", 3), *b = blob_new("abc", 3), *c = blob_new("abd", 3);
-
-    (void)state;
-    assert_non_null(a);
-    assert_int_equal(a->len, 3);
-    assert_int_equal(a->data[3], '\0');
-    assert_true(a->digest == b->digest);
-    assert_true(a->digest != c->digest);
-    assert_ptr_equal(blob_ref(a), a);
-    blob_unref(a);
-    blob_unref(a);
-    blob_unref(b);
-    blob_unref(c);
-}
-
 struct env {
     struct fake_transport *fake;
     struct api *api;
@@ -183,7 +166,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_time),
         cmocka_unit_test(test_statuses),
-        cmocka_unit_test(test_blob),
         cmocka_unit_test_setup_teardown(test_jobs_listing_drops_non_ids, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_finished_jobs_cached_longer, env_setup,

@@ -41,25 +41,94 @@ static struct listing *make_listing(const char *const *objects, const char *cons
     return l;
 }
 
+/* The whole content of a blob, read in pieces of `step` bytes. */
+static void read_all(const struct blob *blob, size_t step, struct buf *out)
+{
+    struct buf scratch = BUF_INIT;
+    const char *bytes;
+    long n;
+
+    buf_reset(out);
+    for (size_t off = 0;; off += (size_t)n) {
+        n = blob_read(blob, off, step, &scratch, &bytes);
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        assert_true((size_t)n <= step);
+        assert_int_equal(buf_append(out, bytes, (size_t)n), 0);
+    }
+    buf_free(&scratch);
+}
+
 static void test_ndjson_in_api_order(void **state)
 {
     const char *objects[] = {"{\n  \"item_id\": \"a\",\n  \"n\": 1.50\n}\n",
                              "{\n  \"item_id\": \"b\",\n  \"x\": [\n    null\n  ]\n}\n"};
     const char *ids[] = {"a", "b"};
     const size_t order[] = {1, 0}; /* the API gave b first */
+    const char *want = "{\"item_id\":\"b\",\"x\":[null]}\n{\"item_id\":\"a\",\"n\":1.50}\n";
     struct listing *l = make_listing(objects, ids, order, 2);
-    const struct listing *lists[] = {l};
+    struct blob *blob;
     struct buf out = BUF_INIT;
+    size_t bytes;
 
     (void)state;
-    assert_int_equal(derive_ndjson(lists, 1, &out), 0);
-    assert_int_equal(out.len, strlen("{\"item_id\":\"b\",\"x\":[null]}\n"
-                                     "{\"item_id\":\"a\",\"n\":1.50}\n"));
-    assert_memory_equal(out.data,
-                        "{\"item_id\":\"b\",\"x\":[null]}\n{\"item_id\":\"a\",\"n\":1.50}\n",
-                        out.len);
-    buf_free(&out);
+    assert_int_equal(derive_ndjson(&l, 1, &blob, &bytes), 0);
+    /* The file keeps the listing it reads from. */
     listing_release(l);
+    assert_null(blob_bytes(blob));
+    assert_int_equal(blob->len, strlen(want));
+    assert_true(bytes > 0 && bytes < 200);
+    /* Every way of cutting it into reads gives the same bytes. */
+    for (size_t step = 1; step <= blob->len + 1; step++) {
+        read_all(blob, step, &out);
+        assert_int_equal(out.len, strlen(want));
+        assert_memory_equal(out.data, want, out.len);
+    }
+    buf_free(&out);
+    blob_unref(blob);
+}
+
+static void test_ndjson_across_listings(void **state)
+{
+    const char *first[] = {"{\"item_id\": \"p1\"}", "{\"item_id\": \"p2\", \"s\": \"a b\"}"};
+    const char *first_ids[] = {"p1", "p2"};
+    const char *second[] = {"{ \"item_id\" : \"c1\" }"};
+    const char *second_ids[] = {"c1"};
+    const size_t order[] = {0, 1};
+    const char *want = "{\"item_id\":\"p1\"}\n{\"item_id\":\"p2\",\"s\":\"a b\"}\n"
+                       "{\"item_id\":\"c1\"}\n";
+    struct listing *lists[3];
+    struct blob *blob, *again, *other;
+    struct buf out = BUF_INIT, scratch = BUF_INIT;
+    const char *bytes;
+    size_t held;
+
+    (void)state;
+    lists[0] = make_listing(first, first_ids, order, 2);
+    lists[1] = make_listing(NULL, NULL, NULL, 0); /* an empty status */
+    lists[2] = make_listing(second, second_ids, order, 1);
+    assert_int_equal(derive_ndjson(lists, 3, &blob, &held), 0);
+    read_all(blob, 7, &out);
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+    /* A read from the middle of a line, across two listings. */
+    assert_int_equal(blob_read(blob, 40, 20, &scratch, &bytes), 20);
+    assert_memory_equal(bytes, want + 40, 20);
+    /* The same listings give the same digest; others another. */
+    assert_int_equal(derive_ndjson(lists, 3, &again, &held), 0);
+    assert_true(again->digest == blob->digest);
+    assert_int_equal(derive_ndjson(lists, 2, &other, &held), 0);
+    assert_true(other->digest != blob->digest);
+    for (int i = 0; i < 3; i++)
+        listing_release(lists[i]);
+    read_all(other, 1000, &out);
+    assert_int_equal(out.len, strlen(want) - strlen("{\"item_id\":\"c1\"}\n"));
+    blob_unref(blob);
+    blob_unref(again);
+    blob_unref(other);
+    buf_free(&out);
+    buf_free(&scratch);
 }
 
 static void test_errors_tsv_escapes(void **state)
@@ -110,6 +179,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ndjson_in_api_order),
+        cmocka_unit_test(test_ndjson_across_listings),
         cmocka_unit_test(test_errors_tsv_escapes),
         cmocka_unit_test(test_progress_line),
     };
