@@ -136,13 +136,21 @@ struct listing *listing_ref(struct listing *listing)
 
 void listing_release(struct listing *listing)
 {
+    bool big;
+
     if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    big = listing->bytes > CATALOG_TRIM_BYTES;
     for (size_t i = 0; i < listing->count; i++)
         entry_clear(&listing->entries[i]);
     entry_clear(&listing->self);
     free(listing->entries);
     free(listing);
+    /* The freed files lie among other allocations, in the arenas of the
+     * threads that rendered them; hand the pages back, or an evicted folder
+     * stays resident and its next fetch piles on top (under cache_size). */
+    if (big)
+        malloc_trim(0);
 }
 
 static int entry_compare_names(const void *a, const void *b)
