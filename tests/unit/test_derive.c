@@ -138,14 +138,18 @@ static void test_errors_tsv_escapes(void **state)
         "{\"item_id\": \"i2\", \"error_message\": null}",
         "{\"item_id\": \"i3\", \"error_message\": \"\"}",
         "{\"item_id\": \"i4\", \"error_message\": \"bad\\u0000byte\"}",
+        "{\"item_id\": \"i5\", \"error_message\": 42}",
+        "{\"item_id\": \"i6\", \"error_message\": \"first\", \"error_message\": null}",
+        "{\"item_id\": \"i7\", \"error_message\": null, \"error_message\": \"last\"}",
     };
-    const char *ids[] = {"i1", "i2", "i3", "i4"};
-    const size_t order[] = {0, 1, 2, 3};
-    struct listing *l = make_listing(objects, ids, order, 4);
+    const char *ids[] = {"i1", "i2", "i3", "i4", "i5", "i6", "i7"};
+    const size_t order[] = {0, 1, 2, 3, 4, 5, 6};
+    struct listing *l = make_listing(objects, ids, order, 7);
     const struct listing *lists[] = {l};
     struct buf out = BUF_INIT;
     const char *want = "i1\ti1\tTimeout\\tat page 3\\nretry \\\\ later\n"
-                       "i4\ti4\tbad\\0byte\n";
+                       "i4\ti4\tbad\\0byte\n"
+                       "i7\ti7\tlast\n"; /* a number is no message; the last key counts */
 
     (void)state;
     assert_int_equal(derive_errors_tsv(lists, 1, &out), 0);
