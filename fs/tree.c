@@ -27,6 +27,7 @@
 #include "batchfs/log.h"
 #include "batchfs/buf.h"
 #include "batchfs/names.h"
+#include "batchfs/xattr.h"
 
 enum node_kind {
     NODE_ROOT,
@@ -1346,56 +1347,23 @@ int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out)
     return rc;
 }
 
-/* ---- extended attributes --------------------------------------------- */
+/* ---- extended attributes (the fields themselves: xattr.c) ------------ */
 
-#define XATTR_PREFIX "user.llamacloud."
-
-static const char *const xattr_names[] = {"id", "status", "error_message", "job_id"};
-
-/* The string a node's object gives for attribute `which` (borrowed from
- * `obj`), or NULL. */
-static const char *xattr_value(enum node_kind kind, const json_t *obj, size_t which,
-                               size_t *len)
-{
-    const json_t *v = NULL;
-
-    switch (which) {
-    case 0:
-        v = json_object_get(obj, kind == NODE_ITEM     ? "item_id"
-                                 : kind == NODE_RESULT ? "source_directory_file_id"
-                                                       : "id");
-        break;
-    case 1:
-        v = json_object_get(obj, "status");
-        break;
-    case 2:
-        v = json_object_get(obj, "error_message");
-        break;
-    case 3:
-        /* An item's own job; a result's, through its job_reference. */
-        v = kind == NODE_RESULT ? json_object_get(json_object_get(obj, "job_reference"), "id")
-                                : json_object_get(obj, "job_id");
-        break;
-    }
-    if (!json_is_string(v))
-        return NULL;
-    *len = json_string_length(v);
-    return json_string_value(v);
-}
-
-/* The parsed object behind node `ino`, or -ENODATA for nodes without one. */
-static int xattr_object(struct tree *tree, uint64_t ino, enum node_kind *kind, json_t **obj)
+/* The file of the object behind node `ino`, and which kind of object it is;
+ * -ENODATA for nodes without one. */
+static int xattr_content(struct tree *tree, uint64_t ino, enum xattr_object *kind,
+                         struct blob **content)
 {
     struct node_view view;
     struct resolved r;
-    json_error_t error;
     int rc;
 
-    *obj = NULL;
+    *content = NULL;
     rc = tree_view_of(tree, ino, &view);
     if (rc)
         return rc;
-    *kind = view.kind;
+    *kind = view.kind == NODE_ITEM ? XATTR_ITEM : view.kind == NODE_RESULT ? XATTR_RESULT
+                                                                            : XATTR_OTHER;
     if (view.kind == NODE_JOB)
         view.kind = NODE_JOB_JSON;
     else if (view.kind == NODE_BATCH)
@@ -1406,63 +1374,40 @@ static int xattr_object(struct tree *tree, uint64_t ino, enum node_kind *kind, j
     if (rc)
         return rc;
     /* Objects' files hold their bytes; a made file has no fields to show. */
-    *obj = blob_bytes(r.content) ? json_loadb(blob_bytes(r.content), r.content->len,
-                                              JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error)
-                                 : NULL;
+    if (blob_bytes(r.content))
+        *content = blob_ref(r.content);
     resolved_release(&r);
-    return *obj ? 0 : -ENODATA;
+    return *content ? 0 : -ENODATA;
 }
 
 int tree_listxattr(struct tree *tree, uint64_t ino, struct buf *out)
 {
-    enum node_kind kind;
-    json_t *obj;
-    int rc = xattr_object(tree, ino, &kind, &obj);
+    enum xattr_object kind;
+    struct blob *content;
+    int rc = xattr_content(tree, ino, &kind, &content);
 
     if (rc == -ENODATA)
         return 0; /* no attributes: an empty list */
-    for (size_t i = 0; !rc && i < COUNT_OF(xattr_names); i++) {
-        size_t len;
-
-        if (!xattr_value(kind, obj, i, &len))
-            continue;
-        rc = buf_append_str(out, XATTR_PREFIX);
-        if (!rc)
-            rc = buf_append_str(out, xattr_names[i]);
-        if (!rc)
-            rc = buf_append_char(out, '\0');
-    }
-    json_decref(obj);
+    if (rc)
+        return rc;
+    rc = xattr_list(kind, blob_bytes(content), content->len, out);
+    blob_unref(content);
     return rc;
 }
 
 int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf *out)
 {
-    enum node_kind kind;
-    const char *value;
-    size_t which, len;
-    json_t *obj;
-    int rc;
+    enum xattr_object kind;
+    struct blob *content;
+    int rc = xattr_check_name(name); /* before any lookup: see xattr.h */
 
-    /* Only the user namespace exists here. Saying so (rather than "no such
-     * attribute") for security.selinux and system.posix_acl_* lets ls and
-     * other tools remember it per device, sparing ls -l two kernel round
-     * trips per file. */
-    if (strncmp(name, "user.", strlen("user.")))
-        return -EOPNOTSUPP;
-    if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)))
-        return -ENODATA;
-    for (which = 0; which < COUNT_OF(xattr_names); which++)
-        if (!strcmp(name + strlen(XATTR_PREFIX), xattr_names[which]))
-            break;
-    if (which == COUNT_OF(xattr_names))
-        return -ENODATA;
-    rc = xattr_object(tree, ino, &kind, &obj);
     if (rc)
         return rc;
-    value = xattr_value(kind, obj, which, &len);
-    rc = value ? buf_append(out, value, len) : -ENODATA;
-    json_decref(obj);
+    rc = xattr_content(tree, ino, &kind, &content);
+    if (rc)
+        return rc;
+    rc = xattr_get(kind, blob_bytes(content), content->len, name, out);
+    blob_unref(content);
     return rc;
 }
 
