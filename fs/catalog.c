@@ -1002,8 +1002,9 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     if (rc)
         return rc;
     self->mtime = job->mtime;
-    obj = json_loadb(job->content->data, job->content->len, /* a job.json holds its bytes */
-                     JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+    obj = blob_bytes(job->content) ? json_loadb(blob_bytes(job->content), job->content->len,
+                                                JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error)
+                                   : NULL;
     if (!obj) {
         rc = -EIO;
     } else {
@@ -1025,7 +1026,7 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
 }
 
 /* Makes items.ndjson or errors.tsv from lists[0..n): the former as a made
- * blob (derive_ndjson), the latter as bytes. */
+ * blob (derive_ndjson, which sets *bytes), the latter as bytes. */
 static int catalog_aggregate(struct listing *const *lists, size_t n, enum catalog_file kind,
                              struct entry *self, size_t *bytes)
 {
@@ -1038,7 +1039,6 @@ static int catalog_aggregate(struct listing *const *lists, size_t n, enum catalo
     if (!rc) {
         self->content = blob_new(out.data ? out.data : "", out.len);
         rc = self->content ? 0 : -ENOMEM;
-        *bytes = out.len;
     }
     buf_free(&out);
     return rc;
@@ -1126,8 +1126,7 @@ static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *
     /* A made items.ndjson is counted without the listings it keeps alive:
      * the cache counts those under their own keys, and they outlive their
      * eviction only as long as this file does. */
-    l->bytes = sizeof(*l) + entry_bytes(&l->self) +
-               (blob_bytes(l->self.content) ? 0 : made_bytes);
+    l->bytes = sizeof(*l) + entry_bytes(&l->self) + made_bytes;
     *value = l;
     *bytes = l->bytes;
     return 0;
