@@ -41,6 +41,7 @@ enum jt_layout {
     JT_VALIDATE, /* write nothing */
     JT_PRETTY,
     JT_COMPACT,
+    JT_MEASURE,  /* write nothing; count what JT_PRETTY would write */
 };
 
 struct jt_stack {
@@ -53,6 +54,7 @@ struct jt_stack {
 struct jt_writer {
     enum jt_layout layout;
     struct buf *out;
+    size_t counted; /* JT_MEASURE: bytes JT_PRETTY would have written */
 };
 
 static bool jt_is_space(unsigned char c)
@@ -338,6 +340,10 @@ static int jt_put(struct jt_writer *w, const char *s, size_t n, bool newline,
 
     if (w->layout == JT_VALIDATE)
         return 0;
+    if (w->layout == JT_MEASURE) {
+        w->counted += n + (newline ? 1 + indent : 0);
+        return 0;
+    }
     rc = buf_reserve(out, n + 1 + indent);
     if (rc)
         return rc;
@@ -355,7 +361,8 @@ static int jt_put(struct jt_writer *w, const char *s, size_t n, bool newline,
 /* Whether a container opened at `level` (0 = top) is laid out over lines. */
 static bool jt_indented(const struct jt_writer *w, size_t level)
 {
-    return w->layout == JT_PRETTY && level < JSONTEXT_MAX_INDENT_DEPTH;
+    return (w->layout == JT_PRETTY || w->layout == JT_MEASURE) &&
+           level < JSONTEXT_MAX_INDENT_DEPTH;
 }
 
 /*
@@ -505,7 +512,7 @@ static int jt_document(const char *text, size_t len, struct jt_writer *w)
 
 static int jt_render(const char *text, size_t len, struct buf *out, enum jt_layout layout)
 {
-    struct jt_writer w = {layout, out};
+    struct jt_writer w = {layout, out, 0};
     size_t saved = out->len;
     int rc;
 
@@ -532,9 +539,18 @@ int jsontext_compact(const char *text, size_t len, struct buf *out)
 
 int jsontext_validate(const char *text, size_t len)
 {
-    struct jt_writer w = {JT_VALIDATE, NULL};
+    struct jt_writer w = {JT_VALIDATE, NULL, 0};
 
     return jt_document(text, len, &w);
+}
+
+int jsontext_pretty_length(const char *text, size_t len, size_t *out)
+{
+    struct jt_writer w = {JT_MEASURE, NULL, 0};
+    int rc = jt_document(text, len, &w);
+
+    *out = rc ? 0 : w.counted + 1; /* the final newline */
+    return rc;
 }
 
 /*
@@ -669,7 +685,7 @@ typedef int (*jt_visit_fn)(void *ctx, const char *text, struct json_span name,
 
 static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, void *ctx)
 {
-    struct jt_writer w = {JT_VALIDATE, NULL};
+    struct jt_writer w = {JT_VALIDATE, NULL, 0};
     char close = open == '{' ? '}' : ']';
     size_t p;
     int rc;

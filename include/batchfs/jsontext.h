@@ -41,6 +41,13 @@ struct json_span {
 int jsontext_pretty(const char *text, size_t len, struct buf *out);
 
 /*
+ * The length of what jsontext_pretty would append for `text`, without
+ * writing it: a file's size is known before its bytes are made. Returns 0,
+ * or -EINVAL (*out is then 0).
+ */
+int jsontext_pretty_length(const char *text, size_t len, size_t *out);
+
+/*
  * Like jsontext_pretty but with no insignificant white space and no final
  * newline: one line per value, for NDJSON.
  */

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = malloc(size ? size : 1);
     struct buf pretty = BUF_INIT, compact = BUF_INIT, again = BUF_INIT;
     struct json_span *spans = NULL, span;
-    size_t count;
+    size_t count, measured;
     int valid, rc;
 
     if (!text)
@@ -61,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memmove(pretty.data, pretty.data + 1, pretty.len--);
         memmove(compact.data, compact.data + 1, compact.len--);
         if (pretty.data[pretty.len - 1] != '\n')
+            abort();
+        if (jsontext_pretty_length(text, size, &measured) != 0 || measured != pretty.len)
             abort();
         if (jsontext_validate(pretty.data, pretty.len) != 0)
             abort();

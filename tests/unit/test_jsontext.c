@@ -120,7 +120,7 @@ static void test_valid_fixtures(void **state)
     assert_true(n >= 20);
     for (size_t i = 0; i < n; i++) {
         char rel[512];
-        size_t len, exp_len, cmp_len;
+        size_t len, exp_len, cmp_len, measured = 0;
         char *text, *expected, *compact;
         struct buf out = BUF_INIT, again = BUF_INIT;
 
@@ -138,6 +138,9 @@ static void test_valid_fixtures(void **state)
         assert_int_equal(jsontext_pretty(text, len, &out), 0);
         assert_bytes(cases[i], out.data, out.len, expected, exp_len);
         assert_int_equal(out.data[out.len], '\0');
+        /* The measured length is the length written. */
+        assert_int_equal(jsontext_pretty_length(text, len, &measured), 0);
+        assert_int_equal(measured, exp_len);
         /* Pretty output is a fixed point of pretty-printing. */
         assert_int_equal(jsontext_pretty(out.data, out.len, &again), 0);
         assert_bytes(cases[i], again.data, again.len, expected, exp_len);
@@ -163,7 +166,7 @@ static void assert_refused(const char *what, const char *text, size_t len)
 {
     struct buf out = BUF_INIT;
     struct json_span span = {7, 7}, *spans = (struct json_span *)&span;
-    size_t count = 99;
+    size_t count = 99, measured = 99;
     int rc;
 
     assert_int_equal(buf_append_str(&out, "prefix"), 0);
@@ -173,6 +176,8 @@ static void assert_refused(const char *what, const char *text, size_t len)
     assert_int_equal(jsontext_pretty(text, len, &out), -EINVAL);
     assert_int_equal(out.len, 6);
     assert_string_equal(out.data, "prefix");
+    assert_int_equal(jsontext_pretty_length(text, len, &measured), -EINVAL);
+    assert_int_equal(measured, 0);
     assert_int_equal(jsontext_compact(text, len, &out), -EINVAL);
     assert_int_equal(out.len, 6);
     assert_string_equal(out.data, "prefix");
@@ -274,6 +279,7 @@ static void test_deep_nesting(void **state)
     size_t len;
     char *arrays = nested(DEPTH, "[", "", "]", &len);
     char *objects;
+    size_t measured = 0;
     struct buf out = BUF_INIT;
     struct json_span span;
 
@@ -285,6 +291,8 @@ static void test_deep_nesting(void **state)
     assert_int_equal(jsontext_pretty(arrays, len, &out), 0);
     /* Bounded indentation keeps the output linear in the input. */
     assert_true(out.len < len * 2);
+    assert_int_equal(jsontext_pretty_length(arrays, len, &measured), 0);
+    assert_int_equal(measured, out.len);
 
     /* Break the innermost pair, then the outermost. */
     arrays[DEPTH] = '}';
