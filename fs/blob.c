@@ -14,6 +14,13 @@ struct blob_made {
     void *state;
 };
 
+/* What a rendered blob keeps in its data[]. */
+struct blob_rendered {
+    struct blob *source; /* held; referenced */
+    size_t off, text_len;
+    blob_render_fn render;
+};
+
 /* Mixes the bits of h so that each one depends on all (MurmurHash3's
  * finaliser). */
 static uint64_t blob_mix(uint64_t h)
@@ -55,11 +62,28 @@ struct blob *blob_new(const char *data, size_t len)
     if (!blob)
         return NULL;
     blob->refs = 1;
-    blob->made = 0;
+    blob->kind = BLOB_HELD;
     blob->len = len;
     blob->digest = blob_digest(data, len);
     memcpy(blob->data, data, len);
     blob->data[len] = '\0';
+    return blob;
+}
+
+struct blob *blob_adopt(char *data, size_t len)
+{
+    struct blob *blob = malloc(sizeof(*blob) + sizeof(data));
+
+    if (!blob) {
+        free(data);
+        return NULL;
+    }
+    data[len] = '\0';
+    blob->refs = 1;
+    blob->kind = BLOB_ADOPTED;
+    blob->len = len;
+    blob->digest = blob_digest(data, len);
+    memcpy(blob->data, &data, sizeof(data));
     return blob;
 }
 
@@ -74,10 +98,30 @@ struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t l
         return NULL;
     }
     blob->refs = 1;
-    blob->made = 1;
+    blob->kind = BLOB_MADE;
     blob->len = len;
     blob->digest = digest;
     memcpy(blob->data, &made, sizeof(made));
+    return blob;
+}
+
+struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
+                               blob_render_fn render, size_t len, uint64_t digest)
+{
+    struct blob_rendered rendered = {source, off, text_len, render};
+    struct blob *blob;
+
+    if (!blob_bytes(source) || off > source->len || text_len > source->len - off)
+        return NULL;
+    blob = malloc(sizeof(*blob) + sizeof(rendered));
+    if (!blob)
+        return NULL;
+    blob->refs = 1;
+    blob->kind = BLOB_RENDERED;
+    blob->len = len;
+    blob->digest = digest;
+    blob_ref(source);
+    memcpy(blob->data, &rendered, sizeof(rendered));
     return blob;
 }
 
@@ -91,19 +135,87 @@ struct blob *blob_ref(struct blob *blob)
 void blob_unref(struct blob *blob)
 {
     struct blob_made made;
+    struct blob_rendered rendered;
 
     if (!blob || __atomic_sub_fetch(&blob->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    if (blob->made) {
+    if (blob->kind == BLOB_ADOPTED) {
+        free((char *)blob_bytes(blob));
+    } else if (blob->kind == BLOB_MADE) {
         memcpy(&made, blob->data, sizeof(made));
         made.maker->free(made.state);
+    } else if (blob->kind == BLOB_RENDERED) {
+        memcpy(&rendered, blob->data, sizeof(rendered));
+        blob_unref(rendered.source);
     }
     free(blob);
 }
 
 const char *blob_bytes(const struct blob *blob)
 {
-    return blob->made ? NULL : blob->data;
+    char *adopted;
+
+    if (blob->kind == BLOB_HELD)
+        return blob->data;
+    if (blob->kind != BLOB_ADOPTED)
+        return NULL;
+    memcpy(&adopted, blob->data, sizeof(adopted));
+    return adopted;
+}
+
+const char *blob_text(const struct blob *blob, size_t *len)
+{
+    struct blob_rendered rendered;
+
+    switch (blob->kind) {
+    case BLOB_HELD:
+    case BLOB_ADOPTED:
+        *len = blob->len;
+        return blob_bytes(blob);
+    case BLOB_RENDERED:
+        memcpy(&rendered, blob->data, sizeof(rendered));
+        *len = rendered.text_len;
+        return blob_bytes(rendered.source) + rendered.off;
+    default:
+        *len = 0;
+        return NULL;
+    }
+}
+
+size_t blob_footprint(const struct blob *blob)
+{
+    struct blob_rendered rendered;
+
+    switch (blob->kind) {
+    case BLOB_HELD:
+    case BLOB_ADOPTED:
+        return sizeof(*blob) + blob->len + 1;
+    case BLOB_RENDERED:
+        memcpy(&rendered, blob->data, sizeof(rendered));
+        return sizeof(*blob) + sizeof(rendered) + rendered.text_len;
+    default:
+        return sizeof(*blob) + sizeof(struct blob_made);
+    }
+}
+
+/* Renders the whole of a rendered blob into scratch and keeps the range
+ * asked for at its start. */
+static int blob_render_range(const struct blob *blob, size_t off, size_t size,
+                             struct buf *scratch)
+{
+    struct blob_rendered rendered;
+    int rc;
+
+    memcpy(&rendered, blob->data, sizeof(rendered));
+    rc = rendered.render(blob_bytes(rendered.source) + rendered.off, rendered.text_len,
+                         scratch);
+    if (rc)
+        return rc;
+    if (scratch->len != blob->len)
+        return -EIO;
+    memmove(scratch->data, scratch->data + off, size);
+    scratch->len = size;
+    return 0;
 }
 
 long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scratch,
@@ -119,13 +231,17 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
         size = blob->len - off;
     if (size > (size_t)LONG_MAX)
         size = (size_t)LONG_MAX;
-    if (!blob->made) {
-        *bytes = blob->data + off;
+    if (blob_bytes(blob)) {
+        *bytes = blob_bytes(blob) + off;
         return (long)size;
     }
-    memcpy(&made, blob->data, sizeof(made));
     buf_reset(scratch);
-    rc = made.maker->make(made.state, off, size, scratch);
+    if (blob->kind == BLOB_RENDERED) {
+        rc = blob_render_range(blob, off, size, scratch);
+    } else {
+        memcpy(&made, blob->data, sizeof(made));
+        rc = made.maker->make(made.state, off, size, scratch);
+    }
     if (rc)
         return rc;
     if (scratch->len != size)

@@ -70,12 +70,13 @@ static void ndjson_free(void *state)
 /* Appends the compact form of `e`'s file and a newline. */
 static int ndjson_append_line(const struct entry *e, struct buf *out)
 {
-    const char *bytes = blob_bytes(e->content);
+    size_t len;
+    const char *text = blob_text(e->content, &len);
     int rc;
 
-    if (!bytes)
-        return -EIO; /* item files hold their bytes */
-    rc = jsontext_compact(bytes, e->content->len, out);
+    if (!text)
+        return -EIO; /* item files are JSON text, never made */
+    rc = jsontext_compact(text, len, out);
     return rc ? rc : buf_append_char(out, '\n');
 }
 
@@ -195,14 +196,15 @@ int derive_tsv_field(const char *text, size_t len, struct buf *out)
 /* One errors.tsv record for `e`, or nothing when it has no error. */
 static int derive_error_line(const struct entry *e, struct buf *out)
 {
-    const char *text = blob_bytes(e->content);
+    size_t len;
+    const char *text = blob_text(e->content, &len);
     struct json_span span;
     const char *name = e->name ? e->name : "";
     size_t name_len = strlen(name), msg_len;
     char *msg;
     int rc;
 
-    if (!text || jsontext_member(text, e->content->len, "error_message", &span) != 0 ||
+    if (!text || jsontext_member(text, len, "error_message", &span) != 0 ||
         text[span.start] != '"' || span.len <= 2)
         return 0; /* no message, null, not a string, or empty: no line */
     msg = malloc(span.len);

@@ -509,17 +509,17 @@ static bool group_name_ok(const char *v)
  * into out; false when it has none that can name a folder. */
 static bool job_group_value(const struct entry *job, int by, char *out, size_t len)
 {
-    const char *v = NULL;
+    const char *v = NULL, *text;
     json_t *obj = NULL;
+    size_t text_len;
     bool ok;
 
     if (by == BY_STATUS) {
         v = job->status;
-    } else if (job->content && blob_bytes(job->content)) {
+    } else if (job->content && (text = blob_text(job->content, &text_len))) {
         json_error_t error;
 
-        obj = json_loadb(blob_bytes(job->content), job->content->len,
-                         JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+        obj = json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
         v = json_string_value(json_object_get(obj, "job_type"));
     }
     ok = v && group_name_ok(v) && strlen(v) < len;
@@ -1373,8 +1373,8 @@ static int xattr_content(struct tree *tree, uint64_t ino, enum xattr_object *kin
     rc = resolve(tree, &view, false, &r);
     if (rc)
         return rc;
-    /* Objects' files hold their bytes; a made file has no fields to show. */
-    if (blob_bytes(r.content))
+    /* Objects' files are JSON text; a made file has no fields to show. */
+    if (blob_text(r.content, &(size_t){0}))
         *content = blob_ref(r.content);
     resolved_release(&r);
     return *content ? 0 : -ENODATA;
@@ -1384,13 +1384,16 @@ int tree_listxattr(struct tree *tree, uint64_t ino, struct buf *out)
 {
     enum xattr_object kind;
     struct blob *content;
+    const char *text;
+    size_t len;
     int rc = xattr_content(tree, ino, &kind, &content);
 
     if (rc == -ENODATA)
         return 0; /* no attributes: an empty list */
     if (rc)
         return rc;
-    rc = xattr_list(kind, blob_bytes(content), content->len, out);
+    text = blob_text(content, &len);
+    rc = xattr_list(kind, text, len, out);
     blob_unref(content);
     return rc;
 }
@@ -1399,6 +1402,8 @@ int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf 
 {
     enum xattr_object kind;
     struct blob *content;
+    const char *text;
+    size_t len;
     int rc = xattr_check_name(name); /* before any lookup: see xattr.h */
 
     if (rc)
@@ -1406,7 +1411,8 @@ int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf 
     rc = xattr_content(tree, ino, &kind, &content);
     if (rc)
         return rc;
-    rc = xattr_get(kind, blob_bytes(content), content->len, name, out);
+    text = blob_text(content, &len);
+    rc = xattr_get(kind, text, len, name, out);
     blob_unref(content);
     return rc;
 }

@@ -1,12 +1,18 @@
 /*
  * blob — the bytes of one file, immutable and reference counted.
  *
- * Most blobs hold their bytes (an item's JSON, rendered once). A made blob
- * holds instead what its bytes are made from and makes any range of them on
- * demand (items.ndjson: the item listings, so that the file costs no second
- * copy of the items). Both kinds have a length and a digest fixed when they
- * are created; readers go through blob_read and need not know the kind.
- * Any thread may read a blob without a lock.
+ * Three kinds, one interface:
+ * - a held blob keeps its bytes (job.json, errors.tsv);
+ * - a rendered blob keeps a reference to a text held by another blob (an
+ *   item's JSON within its page) and a function that renders that text into
+ *   its bytes (pretty-printing), run on each read: a listing of 100,000 items
+ *   then costs their sizes, not 100,000 renderings nobody may read;
+ * - a made blob keeps what its bytes are made from and makes any range of
+ *   them on demand (items.ndjson: the item listings, so that the file costs
+ *   no second copy of the items).
+ * All have a length and a digest fixed when they are created; readers go
+ *   through blob_read and need not know the kind. Any thread may read a blob
+ * without a lock.
  */
 #ifndef BATCHFS_BLOB_H
 #define BATCHFS_BLOB_H
@@ -16,13 +22,23 @@
 
 #include "batchfs/buf.h"
 
+enum blob_kind {
+    BLOB_HELD,     /* the bytes are in data */
+    BLOB_ADOPTED,  /* held too, in a buffer of their own: data points to it */
+    BLOB_RENDERED, /* data: the source text and the renderer */
+    BLOB_MADE,     /* data: a blob_maker and its state */
+};
+
 struct blob {
     unsigned refs;    /* atomic */
-    unsigned made;    /* 0: the bytes are in data; 1: made by a blob_maker */
+    unsigned kind;    /* enum blob_kind */
     uint64_t digest;  /* of the bytes: equal digests = same content */
     size_t len;
-    char data[];      /* len bytes and a NUL; for a made blob, its maker */
+    char data[];      /* held: len bytes and a NUL; else what makes them */
 };
+
+/* Renders text into bytes, appending to out: 0 or a negative errno. */
+typedef int (*blob_render_fn)(const char *text, size_t len, struct buf *out);
 
 /* Makes the bytes of a made blob. */
 struct blob_maker {
@@ -35,26 +51,50 @@ struct blob_maker {
 /* A blob holding a copy of data, with one reference; NULL on ENOMEM. */
 struct blob *blob_new(const char *data, size_t len);
 
+/* A held blob that takes `data` instead of copying it: `data` was
+ * malloc'd with room for len + 1 bytes (a NUL is written after them). On
+ * failure (NULL, ENOMEM) data is freed. */
+struct blob *blob_adopt(char *data, size_t len);
+
 /* A made blob of `len` bytes whose digest is `digest` (the maker's to
  * compute: it must change whenever the bytes do). Takes `state`: on
  * failure (NULL, ENOMEM) it has already been freed with maker->free. */
 struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t len,
                            uint64_t digest);
 
+/* A rendered blob: its bytes are render(text) where text is bytes
+ * [off, off + text_len) of the held blob `source`, which it references
+ * (taking a reference of its own). `len` and `digest` are the caller's to
+ * give: the length render will produce, and a digest that changes whenever
+ * the bytes do. NULL on ENOMEM or when source is not held (or adopted). */
+struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
+                               blob_render_fn render, size_t len, uint64_t digest);
+
 struct blob *blob_ref(struct blob *blob);
 void blob_unref(struct blob *blob);
 
-/* The bytes, when the blob holds them; NULL for a made blob. */
+/* The bytes, when the blob holds them (held or adopted); NULL for the
+ * other kinds. */
 const char *blob_bytes(const struct blob *blob);
+
+/* The text the blob is rendered from (its own bytes for a held blob), with
+ * its length in *len; NULL for a made blob. For the JSON files, the same
+ * JSON value as the bytes, laid out differently: what parsers want. */
+const char *blob_text(const struct blob *blob, size_t *len);
 
 /*
  * Up to `size` bytes from offset `off`: sets *bytes to them and returns how
- * many (0 at or past the end). A held blob's bytes are its own; a made
- * blob's are made into `scratch`, which the caller frees. Negative errno on
- * failure.
+ * many (0 at or past the end). A held blob's bytes are its own; the others'
+ * are made into `scratch`, which the caller frees. A renderer or maker that
+ * produces a length other than the one promised gives -EIO, never short or
+ * long bytes. Negative errno on failure.
  */
 long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scratch,
                const char **bytes);
+
+/* The memory a blob stands for, for cache budgets: its own, and for a
+ * rendered blob its share of the source (the text it renders). */
+size_t blob_footprint(const struct blob *blob);
 
 /* A 64-bit digest of len bytes (for equality only, never stored). */
 uint64_t blob_digest(const char *data, size_t len);

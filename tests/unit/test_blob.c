@@ -1,5 +1,6 @@
 /*
- * Unit tests of blobs (fs/blob.c): held bytes, made bytes, reads by range.
+ * Unit tests of blobs (fs/blob.c): held bytes, rendered bytes, made bytes,
+ * reads by range.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -95,11 +96,83 @@ static void test_made_blob(void **state)
     assert_int_equal(alpha.freed, 1);
 }
 
+/* A renderer that upper-cases its text and adds a newline. */
+static int shout(const char *text, size_t len, struct buf *out)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        int rc = buf_append_char(out, c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c);
+
+        if (rc)
+            return rc;
+    }
+    return buf_append_char(out, '\n');
+}
+
+static int refuse(const char *text, size_t len, struct buf *out)
+{
+    (void)text;
+    (void)len;
+    (void)out;
+    return -EINVAL;
+}
+
+static void test_rendered_blob(void **state)
+{
+    struct blob *source = blob_new("one|two words|three", 19);
+    struct blob *two = blob_new_rendered(source, 4, 9, shout, 10, 7);
+    struct blob *liar = blob_new_rendered(source, 0, 3, shout, 3, 8);
+    struct blob *broken = blob_new_rendered(source, 0, 3, refuse, 4, 9);
+    struct buf scratch = BUF_INIT;
+    const char *bytes, *text;
+    size_t len;
+
+    (void)state;
+    assert_non_null(two);
+    assert_null(blob_bytes(two));
+    assert_int_equal(two->len, 10);
+    assert_true(two->digest == 7);
+    /* Its text is the range of the source, in place. */
+    text = blob_text(two, &len);
+    assert_ptr_equal(text, source->data + 4);
+    assert_int_equal(len, 9);
+    assert_ptr_equal(blob_text(source, &len), source->data);
+    assert_int_equal(len, 19);
+    /* Every range of the rendering, including the last byte. */
+    assert_int_equal(blob_read(two, 0, 100, &scratch, &bytes), 10);
+    assert_memory_equal(bytes, "TWO WORDS\n", 10);
+    assert_int_equal(blob_read(two, 4, 3, &scratch, &bytes), 3);
+    assert_memory_equal(bytes, "WOR", 3);
+    assert_int_equal(blob_read(two, 9, 8, &scratch, &bytes), 1);
+    assert_memory_equal(bytes, "\n", 1);
+    assert_int_equal(blob_read(two, 10, 8, &scratch, &bytes), 0);
+    /* A renderer that breaks the promised length, or fails, is an error. */
+    assert_int_equal(blob_read(liar, 0, 3, &scratch, &bytes), -EIO);
+    assert_int_equal(blob_read(broken, 0, 4, &scratch, &bytes), -EINVAL);
+    /* The memory it stands for: its own and its share of the source. */
+    assert_true(blob_footprint(two) >= sizeof(struct blob) + 9);
+    assert_true(blob_footprint(two) < sizeof(struct blob) + 64);
+    assert_int_equal(blob_footprint(source), sizeof(struct blob) + 20);
+    /* Ranges outside the source, and sources that are not held, are refused. */
+    assert_null(blob_new_rendered(source, 15, 5, shout, 6, 0));
+    assert_null(blob_new_rendered(source, 20, 0, shout, 1, 0));
+    assert_null(blob_new_rendered(two, 0, 1, shout, 2, 0));
+    /* The rendered blobs keep the source alive after its owner lets go. */
+    blob_unref(source);
+    assert_int_equal(blob_read(two, 0, 3, &scratch, &bytes), 3);
+    assert_memory_equal(bytes, "TWO", 3);
+    buf_free(&scratch);
+    blob_unref(liar);
+    blob_unref(broken);
+    blob_unref(two);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_held_blob),
         cmocka_unit_test(test_made_blob),
+        cmocka_unit_test(test_rendered_blob),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
