@@ -609,7 +609,7 @@ static void *api_page_fetch(void *arg)
         for (size_t i = 0; i < page->n_candidates; i++)
             objects[i] = page->candidates[i].object;
         page->rc = preparer->prepare(preparer->arg, objects, page->n_candidates,
-                                     &page->prepared);
+                                     &page->resp.body, &page->prepared);
         for (size_t i = 0; page->rc == 0 && i < page->n_candidates; i++)
             page->candidates[i].object.prepared = objects[i].prepared;
         free(objects);

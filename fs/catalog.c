@@ -364,14 +364,46 @@ static struct timespec catalog_object_mtime(const char *text, const struct json_
     return ts;
 }
 
+/* Objects up to this size are pretty-printed on each read of their file;
+ * bigger ones once, up front, so that reading a big file in 128 KiB pieces
+ * does not render it once per piece. */
+#define CATALOG_RENDER_ON_READ_MAX (64u << 10)
+
+/* Sets *content to the file of an object whose text is bytes
+ * [off, off + object->raw_len) of `source` (or NULL: no source): rendered on
+ * read when the object is small and has a source, else pretty-printed now
+ * through `scratch`. */
+static int catalog_content(const struct api_object *object, struct blob *source, size_t off,
+                           struct buf *scratch, struct blob **content)
+{
+    size_t len;
+    int rc;
+
+    *content = NULL;
+    if (source && object->raw_len <= CATALOG_RENDER_ON_READ_MAX) {
+        rc = jsontext_pretty_length(object->raw, object->raw_len, &len);
+        if (rc)
+            return rc;
+        *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
+                                     blob_digest(object->raw, object->raw_len));
+    } else {
+        buf_reset(scratch);
+        rc = jsontext_pretty(object->raw, object->raw_len, scratch);
+        if (rc)
+            return rc;
+        *content = blob_new(scratch->data, scratch->len);
+    }
+    return *content ? 0 : -ENOMEM;
+}
+
 /*
- * Renders one API object: its file (pretty-printed through `scratch`), its
- * time, and its status and item name decoded into `strings`, which needs
- * room for object->raw_len bytes (decoded strings never outgrow their
- * quoted text). Pure apart from allocating the blob; any thread.
+ * Renders one API object: its file (see catalog_content), its time, and its
+ * status and item name decoded into `strings`, which needs room for
+ * object->raw_len bytes (decoded strings never outgrow their quoted text).
+ * Pure apart from allocating the blob; any thread.
  */
-static int catalog_render(const struct api_object *object, struct buf *scratch,
-                          char *strings, struct rendered *out)
+static int catalog_render(const struct api_object *object, struct blob *source, size_t off,
+                          struct buf *scratch, char *strings, struct rendered *out)
 {
     struct json_span fields[FIELD_COUNT];
     int rc;
@@ -381,13 +413,9 @@ static int catalog_render(const struct api_object *object, struct buf *scratch,
                           fields);
     if (rc)
         return rc;
-    buf_reset(scratch);
-    rc = jsontext_pretty(object->raw, object->raw_len, scratch);
+    rc = catalog_content(object, source, off, scratch, &out->content);
     if (rc)
         return rc;
-    out->content = blob_new(scratch->data, scratch->len);
-    if (!out->content)
-        return -ENOMEM;
     out->mtime = catalog_object_mtime(object->raw, fields + FIELD_TIMES);
     catalog_decode(object->raw, fields[FIELD_STATUS], &strings, &out->status,
                    &out->status_len);
@@ -398,6 +426,7 @@ static int catalog_render(const struct api_object *object, struct buf *scratch,
 
 /* A page of objects rendered on the thread that fetched it. */
 struct rendered_page {
+    struct blob *source;    /* the page's body, which objects' raw point into */
     size_t count;
     struct rendered *items; /* [count], in the same block */
     char *strings;          /* the decoded strings, in the same block */
@@ -412,15 +441,29 @@ static void catalog_release_page(void *arg, void *state)
     (void)arg;
     for (size_t i = 0; i < page->count; i++)
         blob_unref(page->items[i].content);
+    blob_unref(page->source);
     free(page);
+}
+
+/* The page's body as a blob: the source its items' files are rendered
+ * from. Taken, not copied (copying every page into fresh memory cost more
+ * than rendering did), and not moved: the objects point into it. */
+static struct blob *catalog_page_source(struct buf *body)
+{
+    size_t len = body->len;
+
+    if (!body->data && buf_reserve(body, 1))
+        return NULL;
+    return blob_adopt(buf_steal(body), len);
 }
 
 /* api_preparer.prepare: renders a page's objects. */
 static int catalog_prepare_page(void *arg, struct api_object *objects, size_t count,
-                                void **state)
+                                struct buf *body, void **state)
 {
     struct rendered_page *page;
     struct buf scratch = BUF_INIT;
+    const char *text;
     size_t raw = 0, offset = 0;
     int rc = 0;
 
@@ -430,15 +473,22 @@ static int catalog_prepare_page(void *arg, struct api_object *objects, size_t co
     page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
     if (!page)
         return -ENOMEM;
+    page->source = catalog_page_source(body);
+    if (!page->source) {
+        free(page);
+        return -ENOMEM;
+    }
+    /* The objects' bytes did not move, only their owner changed. */
+    text = blob_bytes(page->source);
     page->count = 0;
     page->items = (struct rendered *)(page + 1);
     page->strings = (char *)(page->items + count);
     for (size_t i = 0; i < count && !rc; i++) {
-        rc = catalog_render(&objects[i], &scratch, page->strings + offset, &page->items[i]);
+        rc = catalog_render(&objects[i], page->source, (size_t)(objects[i].raw - text),
+                            &scratch, page->strings + offset, &page->items[i]);
         if (!rc) {
             page->count++;
             objects[i].prepared = &page->items[i];
-            offset += objects[i].raw_len;
         } else if (rc == -EINVAL) {
             /* Left for the builder to count as unusable. */
             objects[i].prepared = NULL;
@@ -446,6 +496,7 @@ static int catalog_prepare_page(void *arg, struct api_object *objects, size_t co
             page->count++;
             rc = 0;
         }
+        offset += objects[i].raw_len;
     }
     buf_free(&scratch);
     if (rc) {
@@ -473,7 +524,7 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         decoded = malloc(object->raw_len);
         if (!decoded)
             return -ENOMEM;
-        rc = catalog_render(object, &b->scratch, decoded, &r);
+        rc = catalog_render(object, NULL, 0, &b->scratch, decoded, &r);
         entry->content = r.content;
         if (rc)
             goto out;
@@ -502,8 +553,7 @@ static size_t entry_bytes(const struct entry *e)
            (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
                           (e->status ? strlen(e->status) + 1 : 0)
                     : 0) +
-           (e->content ? sizeof(struct blob) + (blob_bytes(e->content) ? e->content->len + 1 : 0)
-                       : 0);
+           (e->content ? blob_footprint(e->content) : 0);
 }
 
 static int builder_grow(struct builder *b)
@@ -995,6 +1045,8 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     const struct entry *job;
     struct buf out = BUF_INIT;
     json_error_t error;
+    const char *text;
+    size_t text_len;
     json_t *obj;
     int rc;
 
@@ -1002,9 +1054,9 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     if (rc)
         return rc;
     self->mtime = job->mtime;
-    obj = blob_bytes(job->content) ? json_loadb(blob_bytes(job->content), job->content->len,
-                                                JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error)
-                                   : NULL;
+    text = blob_text(job->content, &text_len);
+    obj = text ? json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error)
+               : NULL;
     if (!obj) {
         rc = -EIO;
     } else {

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "batchfs/buf.h"
 #include "batchfs/transport.h"
 
 struct api_config {
@@ -56,12 +57,16 @@ struct api_object {
  * (rendering, for the catalog). prepare() receives every object of a page
  * that has its identity, before repeats and wrong statuses are weeded out,
  * may set their `prepared`, and returns in *page_state what release()
- * frees once the page has been delivered or dropped. prepare() runs on
+ * frees once the page has been delivered or dropped. It also receives the
+ * page's body, which the objects' `raw` point into: it may take the body
+ * (buf_steal) to keep those bytes beyond the listing without copying them,
+ * and must then keep them valid until release(). prepare() runs on
  * several threads at once and must be thread-safe; a negative errno from
  * it ends the listing.
  */
 struct api_preparer {
-    int (*prepare)(void *arg, struct api_object *objects, size_t count, void **page_state);
+    int (*prepare)(void *arg, struct api_object *objects, size_t count, struct buf *body,
+                   void **page_state);
     void (*release)(void *arg, void *page_state);
     void *arg;
 };

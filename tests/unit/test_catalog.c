@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,7 +15,9 @@
 #include <cmocka.h>
 
 #include "batchfs/api.h"
+#include "batchfs/buf.h"
 #include "batchfs/catalog.h"
+#include "batchfs/jsontext.h"
 #include "batchfs/log.h"
 #include "fake_transport.h"
 
@@ -161,6 +164,87 @@ static void test_empty_listing(void **state)
     listing_release(items);
 }
 
+/* Reads a whole file the way the filesystem does, in pieces of `piece`. */
+static char *read_content(const struct blob *content, size_t piece)
+{
+    struct buf scratch = BUF_INIT;
+    char *all = malloc(content->len + 1);
+    size_t off = 0;
+
+    assert_non_null(all);
+    for (;;) {
+        const char *bytes;
+        long n = blob_read(content, off, piece, &scratch, &bytes);
+
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        memcpy(all + off, bytes, (size_t)n);
+        off += (size_t)n;
+    }
+    assert_int_equal(off, content->len);
+    all[off] = '\0';
+    buf_free(&scratch);
+    return all;
+}
+
+/* Item files are their objects pretty-printed: small ones rendered when
+ * read, from the page's text, big ones once when listed; the same bytes
+ * whichever way, and the text the fields are read from is the object's. */
+static void test_item_files(void **state)
+{
+    struct env *env = *state;
+    static const char small[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\","
+                                "\"status\":\"completed\",\"x\":[1, 2.50,{}]}";
+    size_t big_len = (70u << 10) + 100;
+    char *big = malloc(big_len + 1), *page = malloc(big_len + 200), *got;
+    struct listing *items;
+    struct buf expect = BUF_INIT;
+    const struct entry *e;
+    const char *text;
+    size_t len;
+
+    snprintf(big, big_len + 1, "{\"item_id\":\"i2\",\"item_name\":\"b.pdf\","
+                               "\"status\":\"completed\",\"pad\":\"");
+    memset(big + strlen(big), 'p', big_len - strlen(big) - 2);
+    memcpy(big + big_len - 2, "\"}", 3);
+    snprintf(page, big_len + 200, "{\"items\": [%s, %s], \"total_size\": 2}", small, big);
+    fake_transport_reset(env->fake);
+    fake_transport_add(env->fake, &(struct fake_rule){.pattern = "*", .body = page});
+    assert_int_equal(catalog_items(env->catalog, "bjb-run1", 2, &items), 0);
+    assert_int_equal(items->count, 2);
+
+    e = listing_find(items, "a.pdf.json");
+    assert_non_null(e);
+    assert_null(blob_bytes(e->content)); /* rendered on read */
+    text = blob_text(e->content, &len);
+    assert_int_equal(len, strlen(small));
+    assert_memory_equal(text, small, len);
+    assert_int_equal(jsontext_pretty(small, strlen(small), &expect), 0);
+    assert_int_equal(e->content->len, expect.len);
+    for (size_t piece = 1; piece <= expect.len; piece += 7) {
+        got = read_content(e->content, piece);
+        assert_memory_equal(got, expect.data, expect.len);
+        free(got);
+    }
+
+    e = listing_find(items, "b.pdf.json");
+    assert_non_null(e);
+    assert_non_null(blob_bytes(e->content)); /* rendered once */
+    buf_reset(&expect);
+    assert_int_equal(jsontext_pretty(big, big_len, &expect), 0);
+    assert_int_equal(e->content->len, expect.len);
+    assert_memory_equal(blob_bytes(e->content), expect.data, expect.len);
+    got = read_content(e->content, 4096);
+    assert_memory_equal(got, expect.data, expect.len);
+    free(got);
+
+    listing_release(items);
+    buf_free(&expect);
+    free(big);
+    free(page);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +255,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finished_jobs_cached_longer, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_empty_listing, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_item_files, env_setup, env_teardown),
     };
 
     log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
