@@ -7,10 +7,11 @@
  * one log line. Not for: retries and pacing (the transport), caching, FUSE,
  * file names or rendering.
  *
- * Pages of one listing may be fetched by several threads at once; each
- * thread only fetches and parses its own page. Everything that depends on
- * order — duplicate detection, the paginator, the callback — runs on the
- * calling thread, one page at a time, in offset order.
+ * Pages of one listing may be fetched by several threads at once (a crew
+ * per wave of pages); each thread only fetches and parses its own pages.
+ * Everything that depends on order — duplicate detection, the paginator,
+ * the callback — runs on the calling thread, one page at a time, in offset
+ * order.
  */
 #include "batchfs/api.h"
 
@@ -30,6 +31,7 @@
 #define API_V1_JOBS "/api/v1/beta/batch-processing"
 #define API_V2_BATCHES "/api/v2/batches"
 #define API_MAX_PARALLEL 64
+#define API_WAVE_FACTOR 4
 
 struct api {
     const struct transport *transport;
@@ -470,8 +472,7 @@ struct api_page {
     struct api_list *list;
     char *path_query;
     size_t offset;
-    pthread_t thread;
-    bool threaded;
+    bool pending; /* its crew has not finished with it: under the crew's lock */
 
     /* Filled in by the fetch; read after it completes. */
     int rc;
@@ -617,21 +618,105 @@ static void *api_page_fetch(void *arg)
     return NULL;
 }
 
-/* Starts the fetch on its own thread, or runs it right here when a thread
- * cannot be had (the listing is then slower, not wrong). */
-static void api_page_start(struct api_page *page, bool own_thread)
+/*
+ * The threads that fetch one wave of pages: at most max_parallel, each
+ * taking the next page in offset order when it is done with one, so that
+ * pages arrive in about the order they are delivered and the connections
+ * never wait for the slowest page of a batch. A page past an empty page of
+ * the wave is not requested: the listing ends at the empty page, and the
+ * paginator would drop the later ones unread (so a total_size that lies high
+ * costs at most the requests already under way, not the rest of the wave).
+ */
+struct api_crew {
+    pthread_mutex_t lock;
+    pthread_cond_t finished; /* a page is no longer pending */
+    struct api_page *pages;
+    size_t n, next;          /* pages[next..n) are not taken yet */
+    size_t stop_offset;      /* pages beyond it are not requested */
+    bool stopped;            /* the listing failed: request nothing more */
+    pthread_t threads[API_MAX_PARALLEL];
+    size_t n_threads;
+};
+
+static void *api_crew_work(void *arg)
 {
-    page->threaded =
-        own_thread && pthread_create(&page->thread, NULL, api_page_fetch, page) == 0;
-    if (!page->threaded)
-        api_page_fetch(page);
+    struct api_crew *crew = arg;
+
+    pthread_mutex_lock(&crew->lock);
+    while (crew->next < crew->n) {
+        struct api_page *page = &crew->pages[crew->next++];
+        bool skip = crew->stopped || page->offset > crew->stop_offset;
+
+        pthread_mutex_unlock(&crew->lock);
+        if (skip)
+            page->rc = -ECANCELED; /* never looked at: see api_crew */
+        else
+            api_page_fetch(page);
+        pthread_mutex_lock(&crew->lock);
+        if (!skip && page->rc == 0 && page->count == 0 && page->offset < crew->stop_offset)
+            crew->stop_offset = page->offset;
+        page->pending = false;
+        pthread_cond_broadcast(&crew->finished);
+    }
+    pthread_mutex_unlock(&crew->lock);
+    return NULL;
 }
 
-static void api_page_wait(struct api_page *page)
+/* Fetches pages[0..n) with up to `threads` threads; a single page, or a
+ * crew that cannot have a thread, is fetched right here (the listing is
+ * then slower, not wrong). */
+static int api_crew_start(struct api_crew *crew, struct api_page *pages, size_t n,
+                          size_t threads)
 {
-    if (page->threaded)
-        pthread_join(page->thread, NULL);
-    page->threaded = false;
+    if (pthread_mutex_init(&crew->lock, NULL))
+        return -ENOMEM;
+    if (pthread_cond_init(&crew->finished, NULL)) {
+        pthread_mutex_destroy(&crew->lock);
+        return -ENOMEM;
+    }
+    crew->pages = pages;
+    crew->n = n;
+    crew->next = 0;
+    crew->stop_offset = SIZE_MAX;
+    crew->stopped = false;
+    crew->n_threads = 0;
+    for (size_t i = 0; i < n; i++)
+        pages[i].pending = true;
+    if (threads > API_MAX_PARALLEL)
+        threads = API_MAX_PARALLEL;
+    while (n > 1 && crew->n_threads < threads && crew->n_threads < n &&
+           pthread_create(&crew->threads[crew->n_threads], NULL, api_crew_work, crew) == 0)
+        crew->n_threads++;
+    if (crew->n_threads == 0)
+        api_crew_work(crew);
+    return 0;
+}
+
+/* Waits until the crew is done with `page` (at once for pages it never had). */
+static void api_crew_wait(struct api_crew *crew, struct api_page *page)
+{
+    pthread_mutex_lock(&crew->lock);
+    while (page->pending)
+        pthread_cond_wait(&crew->finished, &crew->lock);
+    pthread_mutex_unlock(&crew->lock);
+}
+
+/* Pages not taken yet will not be requested. */
+static void api_crew_stop(struct api_crew *crew)
+{
+    pthread_mutex_lock(&crew->lock);
+    crew->stopped = true;
+    pthread_mutex_unlock(&crew->lock);
+}
+
+/* Joins the threads once every page has been waited for. */
+static void api_crew_finish(struct api_crew *crew)
+{
+    for (size_t i = 0; i < crew->n_threads; i++)
+        pthread_join(crew->threads[i], NULL);
+    crew->n_threads = 0;
+    pthread_cond_destroy(&crew->finished);
+    pthread_mutex_destroy(&crew->lock);
 }
 
 /* Marks the page's repeated objects and takes its new ids into the set.
@@ -726,12 +811,12 @@ out:
 }
 
 /*
- * Pages reported and waiting to be handed to the callback, in order. They
- * are handed on once the next wave of requests is on its way, so that the
- * callback's work overlaps the network.
+ * Pages reported and waiting to be handed to the callback, in order: each
+ * is handed on as soon as the paginator lets it, while the crew fetches the
+ * pages after it.
  */
 struct api_ready {
-    struct api_page *pages; /* [2 * max_parallel]: a wave and the held pages */
+    struct api_page *pages; /* [2 * wave size]: a wave and the held pages */
     size_t count;
 };
 
@@ -817,19 +902,23 @@ static char *api_v1_page_url(const struct api_list *list,
     return buf_steal(&b);
 }
 
-/* Processes pages[0..n) in order. Pages from the first held one on are
- * moved to held[] (which must be empty then). Returns 0 or a negative errno;
- * every page not held is released. */
+/* Processes pages[0..n) in order as `crew` finishes them, handing each
+ * page to the callback as soon as it may be, while later pages are still
+ * being fetched. Pages from the first held one on are moved to held[]
+ * (which must be empty then). Returns 0 or a negative errno; every page not
+ * held is released. */
 static int api_process_run(struct api_page *pages, size_t n, struct api_page *held,
                            size_t *n_held, struct paginate *pager, struct api_ready *ready,
-                           int rc)
+                           struct api_crew *crew, api_objects_fn fn, void *arg, int rc)
 {
     size_t kept = 0;
 
     for (size_t i = 0; i < n; i++) {
         int prc;
 
-        api_page_wait(&pages[i]);
+        if (rc < 0)
+            api_crew_stop(crew);
+        api_crew_wait(crew, &pages[i]);
         if (rc < 0) {
             api_page_release(&pages[i]);
             continue;
@@ -845,6 +934,8 @@ static int api_process_run(struct api_page *pages, size_t n, struct api_page *he
         } else if (prc == 1) {
             held[kept++] = pages[i];
             memset(&pages[i], 0, sizeof(pages[i]));
+        } else {
+            rc = api_deliver_ready(ready, fn, arg, rc);
         }
     }
     if (rc == 0)
@@ -854,22 +945,32 @@ static int api_process_run(struct api_page *pages, size_t n, struct api_page *he
     return rc;
 }
 
+/* Pages requested at once by a listing (WAVE_FACTOR x max_parallel): the
+ * HTTP layer runs max_parallel of them at a time and starts the next as
+ * each one ends, so the network stays busy while pages are parsed; a wave
+ * as small as max_parallel left it idle between waves. */
+static size_t api_wave_size(const struct api *api)
+{
+    return (size_t)api->max_parallel * API_WAVE_FACTOR;
+}
+
 static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
 {
     struct api *api = list->api;
     struct paginate_config config = {
         .limit = api->page_size,
-        .max_parallel = api->max_parallel,
+        .max_parallel = api_wave_size(api),
         /* Every page but the last holds an item: more pages than that
          * means the server is going round in circles. */
         .max_pages = api->max_items > SIZE_MAX - 2 ? SIZE_MAX : api->max_items + 2,
     };
-    struct paginate_request *reqs = calloc(api->max_parallel, sizeof(*reqs));
-    struct api_page *wave = calloc(api->max_parallel, sizeof(*wave));
-    struct api_page *held = calloc(api->max_parallel, sizeof(*held));
-    struct api_page *rest = calloc(api->max_parallel, sizeof(*rest));
+    size_t wave_size = api_wave_size(api);
+    struct paginate_request *reqs = calloc(wave_size, sizeof(*reqs));
+    struct api_page *wave = calloc(wave_size, sizeof(*wave));
+    struct api_page *held = calloc(wave_size, sizeof(*held));
+    struct api_page *rest = calloc(wave_size, sizeof(*rest));
     struct paginate *pager = paginate_new(&config);
-    struct api_ready ready = {calloc(2 * (size_t)api->max_parallel, sizeof(*ready.pages)), 0};
+    struct api_ready ready = {calloc(2 * wave_size, sizeof(*ready.pages)), 0};
     size_t n_held = 0, n;
     enum paginate_end end;
     int rc = 0;
@@ -880,8 +981,9 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
     }
     for (;;) {
         size_t started = 0, n_rest = 0;
+        struct api_crew crew;
 
-        rc = paginate_next(pager, reqs, api->max_parallel, &n);
+        rc = paginate_next(pager, reqs, wave_size, &n);
         if (rc < 0)
             break;
         for (; started < n; started++) {
@@ -892,21 +994,26 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
                 rc = -ENOMEM;
                 break;
             }
-            api_page_start(&wave[started], n > 1);
         }
-        /* The wave is on its way (or, for a single page, done): hand on
-         * what the last one brought meanwhile. */
-        rc = api_deliver_ready(&ready, fn, arg, rc);
         if (n == 0)
             break;
+        if (rc == 0)
+            rc = api_crew_start(&crew, wave, started, api->max_parallel);
+        if (rc < 0) {
+            for (size_t i = 0; i < started; i++)
+                api_page_release(&wave[i]);
+            break;
+        }
         if (n_held > 0) {
             /* A gap fill: it comes before every held page. */
-            rc = api_process_run(wave, started, rest, &n_rest, pager, &ready, rc);
+            rc = api_process_run(wave, started, rest, &n_rest, pager, &ready, &crew, fn, arg,
+                                 rc);
             if (rc == 0 && n_rest == 0) {
                 memcpy(rest, held, n_held * sizeof(*held));
                 n_rest = n_held;
                 n_held = 0;
-                rc = api_process_run(rest, n_rest, held, &n_held, pager, &ready, rc);
+                rc = api_process_run(rest, n_rest, held, &n_held, pager, &ready, &crew, fn,
+                                     arg, rc);
             } else {
                 /* A fill is never held (it starts where delivery ended). */
                 for (size_t i = 0; i < n_rest; i++)
@@ -915,8 +1022,10 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
                     rc = -EIO;
             }
         } else {
-            rc = api_process_run(wave, started, held, &n_held, pager, &ready, rc);
+            rc = api_process_run(wave, started, held, &n_held, pager, &ready, &crew, fn, arg,
+                                 rc);
         }
+        api_crew_finish(&crew);
         if (rc < 0)
             break;
     }
