@@ -56,6 +56,9 @@ enum node_kind {
 #define BY_STATUS 0
 #define BY_TYPE 1
 
+/* st_blksize of folders: the largest getdents buffer glibc will use. */
+#define TREE_DIR_BLKSIZE (1 << 20)
+
 static bool node_kind_is_dir(enum node_kind kind)
 {
     return kind != NODE_JOB_JSON && kind != NODE_ITEM && kind != NODE_BATCH_JSON &&
@@ -680,7 +683,10 @@ static void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino
     st->st_mtim = r->mtime;
     st->st_ctim = r->mtime;
     st->st_atim = r->mtime;
-    st->st_blksize = 4096;
+    /* glibc's opendir sizes its getdents buffer by the folder's st_blksize
+     * (32 KiB to 1 MiB), and the kernel asks for that much per readdir:
+     * big folders then cost a few dozen round trips instead of hundreds. */
+    st->st_blksize = node_kind_is_dir(kind) ? TREE_DIR_BLKSIZE : 4096;
     if (kind == NODE_LINK) {
         st->st_mode = S_IFLNK | 0777;
         st->st_size = (off_t)r->link_len;
