@@ -108,6 +108,8 @@ class LayoutChecks:
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o555)
         self.assertTrue(stat.S_ISDIR(st.st_mode))
         self.assertEqual(st.st_uid, os.getuid())
+        # Folders ask for 1 MiB getdents buffers (glibc sizes them by this).
+        self.assertEqual(st.st_blksize, 1 << 20)
         item = data.items[job["id"]][0]
         folder = self.path("jobs", job["id"], item["status"])
         for name in os.listdir(folder):
@@ -119,6 +121,7 @@ class LayoutChecks:
             st = os.stat(path)
             self.assertTrue(stat.S_ISREG(st.st_mode))
             self.assertEqual(stat.S_IMODE(st.st_mode), 0o444)
+            self.assertEqual(st.st_blksize, 4096)
             self.assertEqual(st.st_size, len(apidouble.render(item).encode()))
             self.assertEqual(st.st_uid, os.getuid())
             want = expected_mtime(item)
