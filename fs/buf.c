@@ -86,6 +86,19 @@ char *buf_steal(struct buf *b)
     return data;
 }
 
+void buf_trim(struct buf *b)
+{
+    char *data;
+
+    if (!b->data || b->cap == b->len + 1)
+        return;
+    data = realloc(b->data, b->len + 1);
+    if (data) {
+        b->data = data;
+        b->cap = b->len + 1;
+    }
+}
+
 void buf_reset(struct buf *b)
 {
     b->len = 0;

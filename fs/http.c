@@ -608,6 +608,9 @@ static int http_get(void *ctx, const char *path_query, struct http_response *out
             log_warning("GET %s: HTTP %ld after %u attempt%s", path_query, status,
                         attempt, attempt == 1 ? "" : "s");
         out->status = status;
+        /* A body may be kept as long as its listing (item files are
+         * rendered from it): keep none of the room it grew into. */
+        buf_trim(&t.body);
         out->body = t.body;
         t.body = (struct buf)BUF_INIT;
     } else if (!logged && rc == -EFBIG) {

@@ -40,6 +40,10 @@ int buf_reserve(struct buf *b, size_t extra);
  * only when that allocation fails. */
 char *buf_steal(struct buf *b);
 
+/* Gives back the room beyond the bytes and their NUL (the data may move).
+ * Kept as it is when the allocator cannot. */
+void buf_trim(struct buf *b);
+
 /* Empties the buffer, keeping its allocation. */
 void buf_reset(struct buf *b);
 

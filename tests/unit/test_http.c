@@ -381,6 +381,7 @@ static void test_ok_body_and_request_headers(void **state)
     assert_int_equal(resp.attempts, 1);
     assert_int_equal(resp.body.len, len);
     assert_memory_equal(resp.body.data, body, len);
+    assert_int_equal(resp.body.cap, resp.body.len + 1);
 
     req = server_request(s, 0);
     /* The trailing '/' of the base URL was dropped. */
@@ -659,6 +660,10 @@ static void test_gzip_decoded(void **state)
     assert_int_equal(resp.status, 200);
     assert_int_equal(resp.body.len, len);
     assert_memory_equal(resp.body.data, body, len);
+    /* The body grew past its compressed length; none of that room is kept
+     * (a listing keeps its pages' bodies). */
+    assert_int_equal(resp.body.cap, resp.body.len + 1);
+    assert_int_equal(resp.body.data[resp.body.len], '\0');
     http_response_free(&resp);
     http_client_free(client);
     server_free(s, true);
