@@ -3,8 +3,9 @@
  *
  * Every listing is fetched through the cache under one key, so concurrent
  * callers share one fetch and a walk within the time to live costs no
- * request. Objects are rendered to their file bytes as their page arrives,
- * and the page is freed at once: memory holds rendered files, never pages.
+ * request. As each page arrives, its objects' fields are read and their
+ * files measured; the page's body is kept and each item's file is rendered
+ * from it when read (objects over 64 KiB are rendered once, up front).
  */
 #include "batchfs/catalog.h"
 
@@ -147,7 +148,7 @@ void listing_release(struct listing *listing)
     free(listing->entries);
     free(listing);
     /* The freed files lie among other allocations, in the arenas of the
-     * threads that rendered them; hand the pages back, or an evicted folder
+     * threads that fetched them; hand the pages back, or an evicted folder
      * stays resident and its next fetch piles on top (under cache_size). */
     if (big)
         malloc_trim(0);

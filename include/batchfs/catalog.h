@@ -3,9 +3,9 @@
  *
  * Sits between the filesystem model (tree.c) and the API client (api.c):
  * it asks the API for jobs, items and batches through the cache (so one
- * fetch serves every caller within the time to live), renders each object
- * once into the bytes of its file, and names entries with names.c. It knows
- * nothing of FUSE, inodes or HTTP.
+ * fetch serves every caller within the time to live), gives each object the
+ * blob of its file (rendered from the page it came in, when read), and names
+ * entries with names.c. It knows nothing of FUSE, inodes or HTTP.
  *
  * Listings and blobs are reference counted and immutable once published, so
  * any thread may read them without a lock; a refresh builds a new listing.
