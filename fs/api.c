@@ -592,7 +592,6 @@ out:
 static void *api_page_fetch(void *arg)
 {
     struct api_page *page = arg;
-
     const struct api_preparer *preparer = page->list->preparer;
 
     page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
@@ -810,34 +809,12 @@ out:
     return rc;
 }
 
-/*
- * Pages reported and waiting to be handed to the callback, in order: each
- * is handed on as soon as the paginator lets it, while the crew fetches the
- * pages after it.
- */
-struct api_ready {
-    struct api_page *pages; /* [2 * wave size]: a wave and the held pages */
-    size_t count;
-};
-
-/* Hands every ready page to the callback, in order, and releases them. */
-static int api_deliver_ready(struct api_ready *ready, api_objects_fn fn, void *arg, int rc)
-{
-    for (size_t i = 0; i < ready->count; i++) {
-        if (rc < 0)
-            api_page_release(&ready->pages[i]);
-        else
-            rc = api_page_deliver(&ready->pages[i], fn, arg);
-    }
-    ready->count = 0;
-    return rc;
-}
-
-/* Reports a fetched page to the paginator and acts on its verdict.
- * Returns 0 (moved to `ready`, or dropped), 1 (held: the page is kept as it
- * is), or a negative errno that ends the listing. */
+/* Reports a fetched page to the paginator and acts on its verdict: the
+ * page is handed to the callback at once (while the crew fetches the pages
+ * after it), dropped, or held. Returns 0 (delivered or dropped), 1 (held:
+ * the page is kept as it is), or a negative errno that ends the listing. */
 static int api_page_process(struct api_page *page, struct paginate *pager,
-                            struct api_ready *ready)
+                            api_objects_fn fn, void *arg)
 {
     struct paginate_page report;
     enum paginate_verdict verdict;
@@ -868,11 +845,8 @@ static int api_page_process(struct api_page *page, struct paginate *pager,
         .total_size = page->total,
     };
     verdict = paginate_report(pager, &report);
-    if (verdict == PAGINATE_DELIVER) {
-        ready->pages[ready->count++] = *page;
-        memset(page, 0, sizeof(*page));
-        return 0;
-    }
+    if (verdict == PAGINATE_DELIVER)
+        return api_page_deliver(page, fn, arg);
     api_page_give_back_ids(page, &page->list->ids);
     if (verdict == PAGINATE_HOLD)
         return 1;
@@ -902,14 +876,12 @@ static char *api_v1_page_url(const struct api_list *list,
     return buf_steal(&b);
 }
 
-/* Processes pages[0..n) in order as `crew` finishes them, handing each
- * page to the callback as soon as it may be, while later pages are still
- * being fetched. Pages from the first held one on are moved to held[]
+/* Processes pages[0..n) in order as `crew` finishes them. Pages from the first held one on are moved to held[]
  * (which must be empty then). Returns 0 or a negative errno; every page not
  * held is released. */
 static int api_process_run(struct api_page *pages, size_t n, struct api_page *held,
-                           size_t *n_held, struct paginate *pager, struct api_ready *ready,
-                           struct api_crew *crew, api_objects_fn fn, void *arg, int rc)
+                           size_t *n_held, struct paginate *pager, struct api_crew *crew,
+                           api_objects_fn fn, void *arg, int rc)
 {
     size_t kept = 0;
 
@@ -928,14 +900,12 @@ static int api_process_run(struct api_page *pages, size_t n, struct api_page *he
             memset(&pages[i], 0, sizeof(pages[i]));
             continue;
         }
-        prc = api_page_process(&pages[i], pager, ready);
+        prc = api_page_process(&pages[i], pager, fn, arg);
         if (prc < 0) {
             rc = prc;
         } else if (prc == 1) {
             held[kept++] = pages[i];
             memset(&pages[i], 0, sizeof(pages[i]));
-        } else {
-            rc = api_deliver_ready(ready, fn, arg, rc);
         }
     }
     if (rc == 0)
@@ -945,10 +915,10 @@ static int api_process_run(struct api_page *pages, size_t n, struct api_page *he
     return rc;
 }
 
-/* Pages requested at once by a listing (WAVE_FACTOR x max_parallel): the
- * HTTP layer runs max_parallel of them at a time and starts the next as
- * each one ends, so the network stays busy while pages are parsed; a wave
- * as small as max_parallel left it idle between waves. */
+/* Pages planned at once by a listing (WAVE_FACTOR x max_parallel): its
+ * crew of max_parallel threads starts the next as each one ends, so the
+ * network stays busy while pages are parsed; a wave as small as
+ * max_parallel left it idle between waves. */
 static size_t api_wave_size(const struct api *api)
 {
     return (size_t)api->max_parallel * API_WAVE_FACTOR;
@@ -970,12 +940,11 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
     struct api_page *held = calloc(wave_size, sizeof(*held));
     struct api_page *rest = calloc(wave_size, sizeof(*rest));
     struct paginate *pager = paginate_new(&config);
-    struct api_ready ready = {calloc(2 * wave_size, sizeof(*ready.pages)), 0};
     size_t n_held = 0, n;
     enum paginate_end end;
     int rc = 0;
 
-    if (!reqs || !wave || !held || !rest || !pager || !ready.pages) {
+    if (!reqs || !wave || !held || !rest || !pager) {
         rc = -ENOMEM;
         goto out;
     }
@@ -1006,14 +975,13 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
         }
         if (n_held > 0) {
             /* A gap fill: it comes before every held page. */
-            rc = api_process_run(wave, started, rest, &n_rest, pager, &ready, &crew, fn, arg,
-                                 rc);
+            rc = api_process_run(wave, started, rest, &n_rest, pager, &crew, fn, arg, rc);
             if (rc == 0 && n_rest == 0) {
                 memcpy(rest, held, n_held * sizeof(*held));
                 n_rest = n_held;
                 n_held = 0;
-                rc = api_process_run(rest, n_rest, held, &n_held, pager, &ready, &crew, fn,
-                                     arg, rc);
+                rc = api_process_run(rest, n_rest, held, &n_held, pager, &crew, fn, arg,
+                                     rc);
             } else {
                 /* A fill is never held (it starts where delivery ended). */
                 for (size_t i = 0; i < n_rest; i++)
@@ -1022,8 +990,7 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
                     rc = -EIO;
             }
         } else {
-            rc = api_process_run(wave, started, held, &n_held, pager, &ready, &crew, fn, arg,
-                                 rc);
+            rc = api_process_run(wave, started, held, &n_held, pager, &crew, fn, arg, rc);
         }
         api_crew_finish(&crew);
         if (rc < 0)
@@ -1043,8 +1010,6 @@ static int api_list_v1(struct api_list *list, api_objects_fn fn, void *arg)
                   list->delivered, paginate_requests(pager), paginate_end_name(end));
     }
 out:
-    api_deliver_ready(&ready, fn, arg, rc < 0 ? rc : -ECANCELED); /* releases only */
-    free(ready.pages);
     for (size_t i = 0; i < n_held; i++)
         api_page_release(&held[i]);
     paginate_free(pager);
