@@ -16,7 +16,7 @@ struct blob_made {
 
 /* What a rendered blob keeps in its data[]. */
 struct blob_rendered {
-    struct blob *source; /* held; referenced */
+    struct blob *source; /* held or adopted; referenced */
     size_t off, text_len;
     blob_render_fn render;
 };

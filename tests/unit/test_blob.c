@@ -167,12 +167,49 @@ static void test_rendered_blob(void **state)
     blob_unref(two);
 }
 
+/* An adopted blob holds the very buffer it was given (ASan checks that it
+ * frees it, once). */
+static void test_adopted_blob(void **state)
+{
+    char *data = malloc(8);
+    struct blob *held = blob_new("one two", 7), *adopted, *two;
+    struct buf scratch = BUF_INIT;
+    const char *bytes, *text;
+    size_t len;
+
+    (void)state;
+    assert_non_null(data);
+    memcpy(data, "one twoX", 8);
+    adopted = blob_adopt(data, 7);
+    assert_non_null(adopted);
+    assert_ptr_equal(blob_bytes(adopted), data);
+    assert_int_equal(data[7], '\0');
+    assert_int_equal(adopted->len, 7);
+    assert_true(adopted->digest == held->digest); /* same bytes, same digest */
+    text = blob_text(adopted, &len);
+    assert_ptr_equal(text, data);
+    assert_int_equal(len, 7);
+    assert_int_equal(blob_read(adopted, 4, 10, &scratch, &bytes), 3);
+    assert_ptr_equal(bytes, data + 4);
+    assert_int_equal(blob_footprint(adopted), blob_footprint(held));
+    /* A source for rendered blobs, as a held blob is. */
+    two = blob_new_rendered(adopted, 4, 3, shout, 4, 1);
+    assert_non_null(two);
+    blob_unref(adopted);
+    assert_int_equal(blob_read(two, 0, 4, &scratch, &bytes), 4);
+    assert_memory_equal(bytes, "TWO\n", 4);
+    buf_free(&scratch);
+    blob_unref(two);
+    blob_unref(held);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_held_blob),
         cmocka_unit_test(test_made_blob),
         cmocka_unit_test(test_rendered_blob),
+        cmocka_unit_test(test_adopted_blob),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
