@@ -399,12 +399,13 @@ static int catalog_content(const struct api_object *object, struct blob *source,
 
 /*
  * Renders one API object: its file (see catalog_content), its time, and its
- * status and item name decoded into `strings`, which needs room for
- * object->raw_len bytes (decoded strings never outgrow their quoted text).
- * Pure apart from allocating the blob; any thread.
+ * status and item name decoded at *strings, which needs room for
+ * object->raw_len bytes (decoded strings never outgrow their quoted text)
+ * and is advanced past what they took. Pure apart from allocating the blob;
+ * any thread.
  */
 static int catalog_render(const struct api_object *object, struct blob *source, size_t off,
-                          struct buf *scratch, char *strings, struct rendered *out)
+                          struct buf *scratch, char **strings, struct rendered *out)
 {
     struct json_span fields[FIELD_COUNT];
     int rc;
@@ -418,9 +419,9 @@ static int catalog_render(const struct api_object *object, struct blob *source, 
     if (rc)
         return rc;
     out->mtime = catalog_object_mtime(object->raw, fields + FIELD_TIMES);
-    catalog_decode(object->raw, fields[FIELD_STATUS], &strings, &out->status,
+    catalog_decode(object->raw, fields[FIELD_STATUS], strings, &out->status,
                    &out->status_len);
-    catalog_decode(object->raw, fields[FIELD_ITEM_NAME], &strings, &out->name,
+    catalog_decode(object->raw, fields[FIELD_ITEM_NAME], strings, &out->name,
                    &out->name_len);
     return 0;
 }
@@ -465,7 +466,8 @@ static int catalog_prepare_page(void *arg, struct api_object *objects, size_t co
     struct rendered_page *page;
     struct buf scratch = BUF_INIT;
     const char *text;
-    size_t raw = 0, offset = 0;
+    char *strings;
+    size_t raw = 0;
     int rc = 0;
 
     (void)arg;
@@ -484,9 +486,12 @@ static int catalog_prepare_page(void *arg, struct api_object *objects, size_t co
     page->count = 0;
     page->items = (struct rendered *)(page + 1);
     page->strings = (char *)(page->items + count);
+    /* Packed one after another, so that only the bytes they take are
+     * touched: the room reserved is the page's size. */
+    strings = page->strings;
     for (size_t i = 0; i < count && !rc; i++) {
         rc = catalog_render(&objects[i], page->source, (size_t)(objects[i].raw - text),
-                            &scratch, page->strings + offset, &page->items[i]);
+                            &scratch, &strings, &page->items[i]);
         if (!rc) {
             page->count++;
             objects[i].prepared = &page->items[i];
@@ -497,7 +502,6 @@ static int catalog_prepare_page(void *arg, struct api_object *objects, size_t co
             page->count++;
             rc = 0;
         }
-        offset += objects[i].raw_len;
     }
     buf_free(&scratch);
     if (rc) {
@@ -514,7 +518,7 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
                                struct entry *entry, struct builder_strings *strings)
 {
     struct rendered r;
-    char *decoded = NULL;
+    char *decoded = NULL, *cursor;
     int rc = 0;
 
     memset(strings, 0, sizeof(*strings));
@@ -525,7 +529,8 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         decoded = malloc(object->raw_len);
         if (!decoded)
             return -ENOMEM;
-        rc = catalog_render(object, NULL, 0, &b->scratch, decoded, &r);
+        cursor = decoded;
+        rc = catalog_render(object, NULL, 0, &b->scratch, &cursor, &r);
         entry->content = r.content;
         if (rc)
             goto out;
