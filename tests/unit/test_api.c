@@ -388,7 +388,7 @@ static void test_dialect_total_high(void **state)
 {
     struct sim sim = {.n_items = 2500, .cap = 1000, .total = 1000000};
 
-    /* The plan asks for 1000 pages, a wave for 16 of them; once the empty
+    /* The plan asks for 1000 pages, a wave for 64 of them; once the empty
      * page at 3000 is back, pages after it are not requested. What may
      * still go out: the 4 connections' pages under way when it came back,
      * and as many taken by threads that finished before it did. */
