@@ -30,16 +30,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/buf.h"
+
 #define NAMES_MAX_SUFFIX 16
 #define NAMES_HASH_DIGITS 16
 #define NAMES_NONE SIZE_MAX
 #define NAMES_STAGE_FINAL 3
 
+/*
+ * Every string of a folder (raw ids, sanitised ids and names, candidate
+ * names) lives in one buffer, `text`, and is referred to by offset: the
+ * buffer moves as it grows. One buffer instead of a few allocations per
+ * entry is what keeps naming 100,000 entries cheap.
+ */
+
 /* One distinct candidate name and the entries holding it. Groups are never
  * removed (a name nobody holds keeps count 0), so their indices are stable
  * and the work lists can refer to them while the hash index grows. */
 struct names_group {
-    char *name; /* owned; handed to the entry holding it at the end */
+    size_t name; /* offset in text of the name, NUL-terminated */
     size_t len;
     size_t head;  /* first entry holding this name, or NAMES_NONE */
     size_t count; /* entries holding this name */
@@ -57,35 +66,34 @@ struct names_cell {
 /* Open addressing, linear probing, over indices into `groups`. */
 struct names_table {
     struct names_cell *index;
-    size_t cap; /* a power of two */
+    size_t cap; /* a power of two, 0 before the first name */
     struct names_group *groups;
     size_t used;
     size_t groups_cap;
 };
 
 struct names_item {
-    char *base; /* sanitised name, or sanitised id when that is empty */
-    size_t base_len;
-    char *sid; /* sanitised id */
-    size_t sid_len;
-    char hash[NAMES_HASH_DIGITS + 1];
-    char *name; /* current candidate, borrowed from its group */
-    size_t name_len;
+    size_t rid, rid_len; /* raw id, in text */
+    size_t sid;          /* sanitised id (rid_len bytes), in text; == rid when
+                            sanitising changed nothing */
+    size_t base, base_len; /* sanitised name, or sanitised id when that is empty */
+    uint64_t hash;         /* FNV-1a of the raw id */
     int stage;
-    size_t group;      /* group of `name` */
+    size_t group;      /* group of the current candidate name */
     size_t prev, next; /* other entries holding the same name */
 };
 
-struct names_state {
-    const struct names_entry *entries;
-    size_t count;
-    const char *suffix;
+struct names {
+    char suffix[NAMES_MAX_SUFFIX + 1];
     size_t suffix_len;
+    struct buf text;
     struct names_item *items;
+    size_t count, items_cap;
     struct names_table table;
+    bool finished;
     /* Groups to examine this round and next (2 * count + 1 room each),
      * entries moving this round, groups left to the final stage (count
-     * room each). */
+     * room each); made by names_finish. */
     size_t *work, *next_work, *movers, *stuck;
     size_t work_len, next_len, movers_len, stuck_len;
 };
@@ -99,6 +107,18 @@ static uint64_t names_fnv1a(const char *s, size_t len)
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+/* The hash as shown in names: 16 lowercase hex digits and a NUL. */
+static void names_hex(uint64_t hash, char out[NAMES_HASH_DIGITS + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (int i = NAMES_HASH_DIGITS - 1; i >= 0; i--) {
+        out[i] = digits[hash & 0xF];
+        hash >>= 4;
+    }
+    out[NAMES_HASH_DIGITS] = '\0';
 }
 
 /* Length of a well-formed UTF-8 character at s (avail bytes), 0 if none. */
@@ -131,32 +151,35 @@ static size_t names_utf8_len(const unsigned char *s, size_t avail)
 }
 
 /*
- * Copies `len` bytes to a new NUL-terminated string with '/', control
- * characters and each byte of an ill-formed UTF-8 sequence replaced by '_'.
- * The length never changes.
+ * Writes `len` bytes of `in` to `out` with '/', control characters and each
+ * byte of an ill-formed UTF-8 sequence replaced by '_' (the length never
+ * changes). True when nothing was replaced.
  */
-static char *names_sanitise(const char *in, size_t len)
+static bool names_sanitise(const char *in, size_t len, char *out)
 {
     const unsigned char *s = (const unsigned char *)in;
-    char *out = malloc(len + 1);
+    bool clean = true;
     size_t i = 0;
 
-    if (!out)
-        return NULL;
     while (i < len) {
-        size_t n = names_utf8_len(s + i, len - i);
+        size_t n;
 
-        if (n == 1 && (s[i] == '/' || s[i] < 0x20 || s[i] == 0x7F)) {
+        /* Printable ASCII, nearly every byte of real names, first. */
+        if (s[i] >= 0x20 && s[i] < 0x7F && s[i] != '/') {
+            out[i] = (char)s[i];
+            i++;
+            continue;
+        }
+        n = names_utf8_len(s + i, len - i);
+        if (n == 0 || (n == 1 && (s[i] == '/' || s[i] < 0x20 || s[i] == 0x7F))) {
             out[i++] = '_';
-        } else if (n == 0) {
-            out[i++] = '_';
+            clean = false;
         } else {
             memcpy(out + i, s + i, n);
             i += n;
         }
     }
-    out[len] = '\0';
-    return out;
+    return clean;
 }
 
 /* Largest k <= max such that base[0, k) ends on a character boundary. */
@@ -171,134 +194,85 @@ static size_t names_cut(const char *base, size_t base_len, size_t max)
     return k;
 }
 
-/* The id as shown in renamed forms: sanitised, or its hash if unfit. */
-static const char *names_id_tag(const struct names_item *it, size_t *len)
+/* True when renamed forms show the id's hash rather than the id. */
+static bool names_id_unfit(const struct names_item *it)
 {
-    if (it->sid_len == 0 || it->sid_len > NAMES_MAX_ID_LEN) {
-        *len = NAMES_HASH_DIGITS;
-        return it->hash;
-    }
-    *len = it->sid_len;
-    return it->sid;
+    return it->rid_len == 0 || it->rid_len > NAMES_MAX_ID_LEN;
 }
 
 /*
- * Builds base + "~" + tag + suffix, shortening the base so the whole fits
- * NAMES_MAX_LEN. `tag` is at most NAMES_MAX_ID_LEN + 22 bytes, so a
- * shortened base always keeps some bytes.
+ * Appends base + "~" + tag + suffix and a NUL to text, shortening the base
+ * so the whole fits NAMES_MAX_LEN; *at and *len locate it. `tag` is at most
+ * NAMES_MAX_ID_LEN + 22 bytes and not in text, so a shortened base always
+ * keeps some bytes.
  */
-static char *names_tagged(const struct names_state *s, const struct names_item *it,
-                          const char *tag, size_t tag_len, size_t *out_len)
+static int names_tagged(struct names *n, const struct names_item *it, const char *tag,
+                        size_t tag_len, size_t *at, size_t *len)
 {
-    size_t room = NAMES_MAX_LEN - 1 - tag_len - s->suffix_len;
-    size_t k = names_cut(it->base, it->base_len, room);
-    size_t len = k + 1 + tag_len + s->suffix_len;
-    char *name = malloc(len + 1);
+    size_t room = NAMES_MAX_LEN - 1 - tag_len - n->suffix_len, k;
+    char *out;
+    int rc = buf_reserve(&n->text, NAMES_MAX_LEN + 1);
 
-    if (!name)
-        return NULL;
-    memcpy(name, it->base, k);
-    name[k] = '~';
-    memcpy(name + k + 1, tag, tag_len);
-    memcpy(name + k + 1 + tag_len, s->suffix, s->suffix_len);
-    name[len] = '\0';
-    *out_len = len;
-    return name;
+    if (rc)
+        return rc;
+    k = names_cut(n->text.data + it->base, it->base_len, room);
+    *at = n->text.len;
+    *len = k + 1 + tag_len + n->suffix_len;
+    out = n->text.data + *at;
+    memcpy(out, n->text.data + it->base, k);
+    out[k] = '~';
+    memcpy(out + k + 1, tag, tag_len);
+    memcpy(out + k + 1 + tag_len, n->suffix, n->suffix_len);
+    out[*len] = '\0';
+    n->text.len += *len + 1;
+    return 0;
 }
 
-/* The candidate name of `it` at `stage` (not the final one). */
-static char *names_candidate(const struct names_state *s, const struct names_item *it,
-                             int stage, size_t *out_len)
+/* Appends the candidate name of `it` at `stage` (1 or 2) to text. */
+static int names_candidate(struct names *n, const struct names_item *it, int stage,
+                           size_t *at, size_t *len)
 {
-    const char *tag;
+    char tag[NAMES_MAX_ID_LEN + 1];
     size_t tag_len;
-    char *name;
 
-    if (stage == 0) {
-        size_t len = it->base_len + s->suffix_len;
-
-        name = malloc(len + 1);
-        if (!name)
-            return NULL;
-        memcpy(name, it->base, it->base_len);
-        memcpy(name + it->base_len, s->suffix, s->suffix_len + 1);
-        *out_len = len;
-        return name;
-    }
-    if (stage == 1) {
-        tag = names_id_tag(it, &tag_len);
+    if (stage == 1 && !names_id_unfit(it)) {
+        tag_len = it->rid_len;
+        memcpy(tag, n->text.data + it->sid, tag_len);
     } else {
-        tag = it->hash;
+        names_hex(it->hash, tag);
         tag_len = NAMES_HASH_DIGITS;
     }
-    return names_tagged(s, it, tag, tag_len, out_len);
+    return names_tagged(n, it, tag, tag_len, at, len);
 }
 
 /* The stage an entry moves to from `stage`, skipping stages whose name
  * would be the same as the one it leaves. */
 static int names_next_stage(const struct names_item *it, int stage)
 {
-    size_t tag_len;
-
     if (stage == 0)
-        return names_id_tag(it, &tag_len) == it->sid ? 1 : 2;
+        return names_id_unfit(it) ? 2 : 1;
     return stage + 1;
 }
 
-static int names_table_init(struct names_table *t, size_t expected)
+/* `items` (of `size` bytes each, room for *cap) with room for `want`,
+ * moved perhaps; NULL when out of memory, `items` then left as it was. */
+static void *names_grown(void *items, size_t *cap, size_t size, size_t want)
 {
-    size_t cap = 16;
+    void *grown;
 
-    while (cap < expected * 2)
-        cap *= 2;
-    t->index = malloc(cap * sizeof(*t->index));
-    t->groups = malloc(expected * sizeof(*t->groups));
-    if (!t->index || !t->groups)
-        return -ENOMEM;
-    for (size_t i = 0; i < cap; i++)
-        t->index[i].group = NAMES_NONE;
-    t->cap = cap;
-    t->used = 0;
-    t->groups_cap = expected;
-    return 0;
+    if (want <= *cap)
+        return items;
+    if (want > SIZE_MAX / 4 / size)
+        return NULL;
+    grown = realloc(items, want * size);
+    if (grown)
+        *cap = want;
+    return grown;
 }
 
-static void names_table_free(struct names_table *t)
+/* Rehashes the index into `cap` cells (a power of two, above t->used). */
+static int names_table_resize(struct names_table *t, size_t cap)
 {
-    if (t->groups)
-        for (size_t g = 0; g < t->used; g++)
-            free(t->groups[g].name);
-    free(t->groups);
-    free(t->index);
-}
-
-/* Cell of `name`: where its group is, or the free cell for it. */
-static size_t names_table_probe(const struct names_table *t, const char *name, size_t len,
-                                uint64_t hash)
-{
-    size_t mask = t->cap - 1, i = (size_t)hash & mask;
-
-    while (t->index[i].group != NAMES_NONE) {
-        if (t->index[i].hash == hash) {
-            const struct names_group *g = &t->groups[t->index[i].group];
-
-            if (g->len == len && memcmp(g->name, name, len) == 0)
-                return i;
-        }
-        i = (i + 1) & mask;
-    }
-    return i;
-}
-
-/* Group holding `name`, or NAMES_NONE. */
-static size_t names_table_find(const struct names_table *t, const char *name, size_t len)
-{
-    return t->index[names_table_probe(t, name, len, names_fnv1a(name, len))].group;
-}
-
-static int names_table_grow(struct names_table *t)
-{
-    size_t cap = t->cap * 2;
     struct names_cell *index;
 
     if (cap > SIZE_MAX / sizeof(*index))
@@ -324,287 +298,135 @@ static int names_table_grow(struct names_table *t)
     return 0;
 }
 
-/*
- * Finds or adds the group for `name`; *group receives its index. The table
- * takes `name`: a new group keeps it, otherwise (or on error) it is freed.
- */
-static int names_table_intern(struct names_table *t, char *name, size_t len,
-                              size_t *group)
+static int names_table_grow(struct names_table *t)
 {
-    uint64_t hash = names_fnv1a(name, len);
-    size_t i = names_table_probe(t, name, len, hash);
-    int rc = 0;
+    return names_table_resize(t, t->cap ? t->cap * 2 : 64);
+}
 
+/* Cell of the name at text[at, at + len): where its group is, or the free
+ * cell for it. The table has a free cell. */
+static size_t names_table_probe(const struct names *n, size_t at, size_t len, uint64_t hash)
+{
+    const struct names_table *t = &n->table;
+    size_t mask = t->cap - 1, i = (size_t)hash & mask;
+
+    while (t->index[i].group != NAMES_NONE) {
+        if (t->index[i].hash == hash) {
+            const struct names_group *g = &t->groups[t->index[i].group];
+
+            if (g->len == len && memcmp(n->text.data + g->name, n->text.data + at, len) == 0)
+                return i;
+        }
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+/*
+ * Finds or adds the group for the name at text[at, at + len); *group
+ * receives its index and *added whether it is new (a name already known
+ * keeps the text of its first holder).
+ */
+static int names_table_intern(struct names *n, size_t at, size_t len, size_t *group,
+                              bool *added)
+{
+    struct names_table *t = &n->table;
+    uint64_t hash = names_fnv1a(n->text.data + at, len);
+    size_t i;
+    int rc;
+
+    *added = false;
+    if (t->cap == 0 && (rc = names_table_grow(t)))
+        return rc;
+    i = names_table_probe(n, at, len, hash);
     if (t->index[i].group != NAMES_NONE) {
         *group = t->index[i].group;
-        goto out;
+        return 0;
     }
     if (t->used == t->groups_cap) {
-        size_t cap = t->groups_cap * 2;
-        struct names_group *groups;
+        struct names_group *groups = names_grown(t->groups, &t->groups_cap, sizeof(*groups),
+                                                 t->groups_cap ? t->groups_cap * 2 : 64);
 
-        if (cap > SIZE_MAX / sizeof(*groups)) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        groups = realloc(t->groups, cap * sizeof(*groups));
-        if (!groups) {
-            rc = -ENOMEM;
-            goto out;
-        }
+        if (!groups)
+            return -ENOMEM;
         t->groups = groups;
-        t->groups_cap = cap;
     }
     if ((t->used + 1) * 2 > t->cap) {
         rc = names_table_grow(t);
         if (rc)
-            goto out;
-        i = names_table_probe(t, name, len, hash);
+            return rc;
+        i = names_table_probe(n, at, len, hash);
     }
-    t->groups[t->used] = (struct names_group){name, len, NAMES_NONE, 0, false, false};
+    t->groups[t->used] = (struct names_group){at, len, NAMES_NONE, 0, false, false};
     t->index[i] = (struct names_cell){hash, t->used};
     *group = t->used++;
+    *added = true;
     return 0;
-out:
-    free(name);
-    return rc;
 }
 
-static void names_unlink(struct names_state *s, size_t e)
+/* Group holding the name at text[at, at + len), or NAMES_NONE. */
+static size_t names_table_find(const struct names *n, size_t at, size_t len)
 {
-    struct names_item *it = &s->items[e];
-    struct names_group *g = &s->table.groups[it->group];
+    if (n->table.cap == 0)
+        return NAMES_NONE;
+    return n->table.index[names_table_probe(n, at, len, names_fnv1a(n->text.data + at, len))]
+        .group;
+}
+
+static void names_unlink(struct names *n, size_t e)
+{
+    struct names_item *it = &n->items[e];
+    struct names_group *g = &n->table.groups[it->group];
 
     if (it->prev != NAMES_NONE)
-        s->items[it->prev].next = it->next;
+        n->items[it->prev].next = it->next;
     else
         g->head = it->next;
     if (it->next != NAMES_NONE)
-        s->items[it->next].prev = it->prev;
+        n->items[it->next].prev = it->prev;
     g->count--;
     it->prev = it->next = NAMES_NONE;
 }
 
-/* Queues group `g` for the next round (once) when it holds two or more. */
-static void names_queue(struct names_state *s, size_t g)
+/* Queues group `g` for the next round (once) when it holds two or more;
+ * only once names_finish has made the work lists. */
+static void names_queue(struct names *n, size_t g)
 {
-    struct names_group *gr = &s->table.groups[g];
+    struct names_group *gr = &n->table.groups[g];
 
-    if (gr->count >= 2 && !gr->queued) {
+    if (n->next_work && gr->count >= 2 && !gr->queued) {
         gr->queued = true;
-        s->next_work[s->next_len++] = g;
+        n->next_work[n->next_len++] = g;
     }
 }
 
-/* Gives entry e the name (taken over) and files it under that name's
- * group. */
-static int names_place(struct names_state *s, size_t e, char *name, size_t len)
+/*
+ * Gives entry e the candidate name at text[at, at + len), the last string
+ * appended to text, and files it under that name's group. A name already
+ * held by a group is dropped from text again when `drop` allows it.
+ */
+static int names_place(struct names *n, size_t e, size_t at, size_t len, bool drop)
 {
-    struct names_item *it = &s->items[e];
+    struct names_item *it = &n->items[e];
     struct names_group *gr;
     size_t g;
+    bool added;
     int rc;
 
-    rc = names_table_intern(&s->table, name, len, &g);
+    rc = names_table_intern(n, at, len, &g, &added);
     if (rc)
         return rc;
-    gr = &s->table.groups[g];
-    it->name = gr->name;
-    it->name_len = len;
+    if (!added && drop)
+        n->text.len = at;
+    gr = &n->table.groups[g];
     it->group = g;
     it->prev = NAMES_NONE;
     it->next = gr->head;
     if (gr->head != NAMES_NONE)
-        s->items[gr->head].prev = e;
+        n->items[gr->head].prev = e;
     gr->head = e;
     gr->count++;
-    names_queue(s, g);
-    return 0;
-}
-
-static int names_prepare(struct names_state *s)
-{
-    for (size_t e = 0; e < s->count; e++) {
-        const struct names_entry *en = &s->entries[e];
-        struct names_item *it = &s->items[e];
-        const char *name = en->item_name ? en->item_name : "";
-        size_t name_len = en->item_name ? en->item_name_len : 0;
-        size_t len;
-        char *cand;
-        int rc;
-
-        it->prev = it->next = NAMES_NONE;
-        it->sid = names_sanitise(en->item_id, en->item_id_len);
-        if (!it->sid)
-            return -ENOMEM;
-        it->sid_len = en->item_id_len;
-        snprintf(it->hash, sizeof(it->hash), "%016llx",
-                 (unsigned long long)names_fnv1a(en->item_id, en->item_id_len));
-        if (name_len == 0) {
-            it->base = names_sanitise(en->item_id, en->item_id_len);
-            it->base_len = it->sid_len;
-        } else {
-            it->base = names_sanitise(name, name_len);
-            it->base_len = name_len;
-        }
-        if (!it->base)
-            return -ENOMEM;
-        it->stage = 0;
-        if (it->base_len + s->suffix_len > NAMES_MAX_LEN)
-            it->stage = names_next_stage(it, 0);
-        cand = names_candidate(s, it, it->stage, &len);
-        if (!cand)
-            return -ENOMEM;
-        rc = names_place(s, e, cand, len);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* One round: choose the movers from every colliding group, then move them. */
-static int names_round(struct names_state *s)
-{
-    int rc;
-
-    s->movers_len = 0;
-    for (size_t w = 0; w < s->work_len; w++) {
-        struct names_group *gr = &s->table.groups[s->work[w]];
-        int low = NAMES_STAGE_FINAL;
-
-        gr->queued = false;
-        if (gr->count < 2)
-            continue;
-        for (size_t e = gr->head; e != NAMES_NONE; e = s->items[e].next)
-            if (s->items[e].stage < low)
-                low = s->items[e].stage;
-        if (low >= 2) {
-            if (!gr->stuck) {
-                gr->stuck = true;
-                s->stuck[s->stuck_len++] = s->work[w];
-            }
-            continue;
-        }
-        for (size_t e = gr->head; e != NAMES_NONE; e = s->items[e].next) {
-            if (s->items[e].stage == low)
-                s->movers[s->movers_len++] = e;
-        }
-    }
-    s->next_len = 0;
-    for (size_t m = 0; m < s->movers_len; m++) {
-        size_t e = s->movers[m], old = s->items[e].group, len;
-        struct names_item *it = &s->items[e];
-        char *cand;
-
-        it->stage = names_next_stage(it, it->stage);
-        cand = names_candidate(s, it, it->stage, &len);
-        if (!cand)
-            return -ENOMEM;
-        names_unlink(s, e);
-        /* Those left behind may still collide among themselves. */
-        names_queue(s, old);
-        rc = names_place(s, e, cand, len);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static int names_cmp_id(const struct names_state *s, size_t a, size_t b)
-{
-    const struct names_entry *x = &s->entries[a], *y = &s->entries[b];
-    size_t n = x->item_id_len < y->item_id_len ? x->item_id_len : y->item_id_len;
-    int c = n ? memcmp(x->item_id, y->item_id, n) : 0;
-
-    if (c)
-        return c;
-    return (x->item_id_len > y->item_id_len) - (x->item_id_len < y->item_id_len);
-}
-
-/*
- * Heap sort by raw id: qsort would need the state through a global, which
- * this module does not keep, to be safe from any thread.
- */
-static void names_sort_by_id(const struct names_state *s, size_t *v, size_t n)
-{
-    for (size_t start = n / 2; start-- > 0;) {
-        for (size_t root = start;;) {
-            size_t child = 2 * root + 1, tmp;
-
-            if (child >= n)
-                break;
-            if (child + 1 < n && names_cmp_id(s, v[child], v[child + 1]) < 0)
-                child++;
-            if (names_cmp_id(s, v[root], v[child]) >= 0)
-                break;
-            tmp = v[root];
-            v[root] = v[child];
-            v[child] = tmp;
-            root = child;
-        }
-    }
-    for (size_t end = n; end-- > 1;) {
-        size_t tmp = v[0];
-
-        v[0] = v[end];
-        v[end] = tmp;
-        for (size_t root = 0;;) {
-            size_t child = 2 * root + 1;
-
-            if (child >= end)
-                break;
-            if (child + 1 < end && names_cmp_id(s, v[child], v[child + 1]) < 0)
-                child++;
-            if (names_cmp_id(s, v[root], v[child]) >= 0)
-                break;
-            tmp = v[root];
-            v[root] = v[child];
-            v[child] = tmp;
-            root = child;
-        }
-    }
-}
-
-/* Settles groups that even the hash could not separate. */
-static int names_final(struct names_state *s)
-{
-    size_t n = 0;
-    int rc;
-
-    for (size_t i = 0; i < s->stuck_len; i++) {
-        struct names_group *gr = &s->table.groups[s->stuck[i]];
-
-        if (gr->count < 2)
-            continue;
-        for (size_t e = gr->head; e != NAMES_NONE; e = s->items[e].next)
-            s->movers[n++] = e;
-    }
-    names_sort_by_id(s, s->movers, n);
-    for (size_t m = 0; m < n; m++) {
-        size_t e = s->movers[m];
-        struct names_item *it = &s->items[e];
-
-        it->stage = NAMES_STAGE_FINAL;
-        names_unlink(s, e);
-        for (unsigned long long k = 1;; k++) {
-            char tag[NAMES_HASH_DIGITS + 24];
-            int tag_len = snprintf(tag, sizeof(tag), "%s-%llu", it->hash, k);
-            size_t len, g;
-            char *cand = names_tagged(s, it, tag, (size_t)tag_len, &len);
-
-            if (!cand)
-                return -ENOMEM;
-            g = names_table_find(&s->table, cand, len);
-            if (g != NAMES_NONE && s->table.groups[g].count > 0) {
-                free(cand);
-                continue;
-            }
-            rc = names_place(s, e, cand, len);
-            if (rc)
-                return rc;
-            break;
-        }
-    }
+    names_queue(n, g);
     return 0;
 }
 
@@ -635,29 +457,293 @@ static int names_check_suffix(const char *suffix, size_t *len)
     return 0;
 }
 
-/* -EINVAL when two entries share an id. */
-static int names_check_ids(const struct names_entry *entries, size_t count)
+struct names *names_new(const char *suffix, int *err)
+{
+    struct names *n;
+    size_t len;
+
+    *err = names_check_suffix(suffix, &len);
+    if (*err)
+        return NULL;
+    n = calloc(1, sizeof(*n));
+    if (!n) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    memcpy(n->suffix, suffix, len + 1);
+    n->suffix_len = len;
+    return n;
+}
+
+void names_free(struct names *n)
+{
+    if (!n)
+        return;
+    buf_free(&n->text);
+    free(n->items);
+    free(n->table.index);
+    free(n->table.groups);
+    free(n->work);
+    free(n->next_work);
+    free(n->movers);
+    free(n->stuck);
+    free(n);
+}
+
+/*
+ * Room in text for an entry's strings: the raw id, its sanitised copy, and
+ * the base with the suffix and a NUL (at stage 0 the base and its plain
+ * candidate name share their bytes).
+ */
+static int names_reserve(struct names *n, size_t id_len, size_t name_len)
+{
+    size_t base = name_len ? name_len : id_len;
+
+    if (id_len > (SIZE_MAX - 64) / 4 || name_len > (SIZE_MAX - 64) / 4)
+        return -ENOMEM;
+    if (n->count == n->items_cap) {
+        struct names_item *items = names_grown(n->items, &n->items_cap, sizeof(*items),
+                                               n->items_cap ? n->items_cap * 2 : 64);
+
+        if (!items)
+            return -ENOMEM;
+        n->items = items;
+    }
+    return buf_reserve(&n->text, 2 * id_len + base + n->suffix_len + 1);
+}
+
+int names_expect(struct names *n, size_t count)
+{
+    /* Text per entry as seen so far, or a guess before the first. */
+    size_t per = n->count ? n->text.len / n->count + 1 : 64, cells = 64;
+    struct names_item *items;
+    struct names_group *groups;
+    int rc;
+
+    if (n->finished || count <= n->count)
+        return 0;
+    if (count > SIZE_MAX / 4 / per)
+        return -ENOMEM;
+    while (cells < 2 * count)
+        cells *= 2;
+    items = names_grown(n->items, &n->items_cap, sizeof(*n->items), count);
+    if (!items)
+        return -ENOMEM;
+    n->items = items;
+    groups = names_grown(n->table.groups, &n->table.groups_cap, sizeof(*groups), count);
+    if (!groups)
+        return -ENOMEM;
+    n->table.groups = groups;
+    if (cells > n->table.cap && (rc = names_table_resize(&n->table, cells)))
+        return rc;
+    return buf_reserve(&n->text, (count - n->count) * per);
+}
+
+int names_add(struct names *n, const char *item_id, size_t item_id_len, const char *item_name,
+              size_t item_name_len)
+{
+    struct names_item *it;
+    size_t e = n->count, at, len;
+    char *text;
+    int rc;
+
+    if (n->finished || (!item_id && item_id_len) || (!item_name && item_name_len))
+        return -EINVAL;
+    rc = names_reserve(n, item_id_len, item_name_len);
+    if (rc)
+        return rc;
+    it = &n->items[e];
+    text = n->text.data;
+    it->rid = n->text.len;
+    it->rid_len = item_id_len;
+    if (item_id_len)
+        memcpy(text + it->rid, item_id, item_id_len);
+    it->hash = names_fnv1a(item_id, item_id_len);
+    it->sid = it->rid + item_id_len;
+    if (names_sanitise(item_id, item_id_len, text + it->sid))
+        it->sid = it->rid;
+    /* The base goes last, so that the plain name can extend it in place. */
+    it->base = it->sid == it->rid ? it->rid + item_id_len : it->sid + item_id_len;
+    if (item_name_len) {
+        names_sanitise(item_name, item_name_len, text + it->base);
+        it->base_len = item_name_len;
+    } else {
+        memcpy(text + it->base, text + it->sid, item_id_len);
+        it->base_len = item_id_len;
+    }
+    memcpy(text + it->base + it->base_len, n->suffix, n->suffix_len + 1);
+    n->text.len = it->base + it->base_len + n->suffix_len + 1;
+    n->count++;
+    it->prev = it->next = NAMES_NONE;
+    it->stage = 0;
+    if (it->base_len + n->suffix_len <= NAMES_MAX_LEN)
+        return names_place(n, e, it->base, it->base_len + n->suffix_len, false);
+    it->stage = names_next_stage(it, 0);
+    rc = names_candidate(n, it, it->stage, &at, &len);
+    if (!rc)
+        rc = names_place(n, e, at, len, true);
+    if (rc)
+        n->count--; /* not added; its strings stay in text, unused */
+    return rc;
+}
+/* One round: choose the movers from every colliding group, then move them. */
+static int names_round(struct names *n)
+{
+    int rc;
+
+    n->movers_len = 0;
+    for (size_t w = 0; w < n->work_len; w++) {
+        struct names_group *gr = &n->table.groups[n->work[w]];
+        int low = NAMES_STAGE_FINAL;
+
+        gr->queued = false;
+        if (gr->count < 2)
+            continue;
+        for (size_t e = gr->head; e != NAMES_NONE; e = n->items[e].next)
+            if (n->items[e].stage < low)
+                low = n->items[e].stage;
+        if (low >= 2) {
+            if (!gr->stuck) {
+                gr->stuck = true;
+                n->stuck[n->stuck_len++] = n->work[w];
+            }
+            continue;
+        }
+        for (size_t e = gr->head; e != NAMES_NONE; e = n->items[e].next) {
+            if (n->items[e].stage == low)
+                n->movers[n->movers_len++] = e;
+        }
+    }
+    n->next_len = 0;
+    for (size_t m = 0; m < n->movers_len; m++) {
+        size_t e = n->movers[m], old = n->items[e].group, at, len;
+        struct names_item *it = &n->items[e];
+
+        it->stage = names_next_stage(it, it->stage);
+        rc = names_candidate(n, it, it->stage, &at, &len);
+        if (rc)
+            return rc;
+        names_unlink(n, e);
+        /* Those left behind may still collide among themselves. */
+        names_queue(n, old);
+        rc = names_place(n, e, at, len, true);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int names_cmp_id(const struct names *n, size_t a, size_t b)
+{
+    const struct names_item *x = &n->items[a], *y = &n->items[b];
+    size_t len = x->rid_len < y->rid_len ? x->rid_len : y->rid_len;
+    int c = len ? memcmp(n->text.data + x->rid, n->text.data + y->rid, len) : 0;
+
+    if (c)
+        return c;
+    return (x->rid_len > y->rid_len) - (x->rid_len < y->rid_len);
+}
+
+/* Moves v[root] down the max-heap v[0, end). */
+static void names_sift(const struct names *n, size_t *v, size_t root, size_t end)
+{
+    for (;;) {
+        size_t child = 2 * root + 1, tmp;
+
+        if (child >= end)
+            return;
+        if (child + 1 < end && names_cmp_id(n, v[child], v[child + 1]) < 0)
+            child++;
+        if (names_cmp_id(n, v[root], v[child]) >= 0)
+            return;
+        tmp = v[root];
+        v[root] = v[child];
+        v[child] = tmp;
+        root = child;
+    }
+}
+
+/*
+ * Heap sort by raw id: qsort would need the state through a global, which
+ * this module does not keep, to be safe from any thread.
+ */
+static void names_sort_by_id(const struct names *n, size_t *v, size_t count)
+{
+    for (size_t start = count / 2; start-- > 0;)
+        names_sift(n, v, start, count);
+    for (size_t end = count; end-- > 1;) {
+        size_t tmp = v[0];
+
+        v[0] = v[end];
+        v[end] = tmp;
+        names_sift(n, v, 0, end);
+    }
+}
+
+/* Settles groups that even the hash could not separate. */
+static int names_final(struct names *n)
+{
+    size_t count = 0;
+    int rc;
+
+    for (size_t i = 0; i < n->stuck_len; i++) {
+        struct names_group *gr = &n->table.groups[n->stuck[i]];
+
+        if (gr->count < 2)
+            continue;
+        for (size_t e = gr->head; e != NAMES_NONE; e = n->items[e].next)
+            n->movers[count++] = e;
+    }
+    names_sort_by_id(n, n->movers, count);
+    for (size_t m = 0; m < count; m++) {
+        size_t e = n->movers[m];
+        struct names_item *it = &n->items[e];
+        char hash[NAMES_HASH_DIGITS + 1];
+
+        it->stage = NAMES_STAGE_FINAL;
+        names_unlink(n, e);
+        names_hex(it->hash, hash);
+        for (unsigned long long k = 1;; k++) {
+            char tag[NAMES_HASH_DIGITS + 24];
+            int tag_len = snprintf(tag, sizeof(tag), "%s-%llu", hash, k);
+            size_t at, len, g;
+
+            rc = names_tagged(n, it, tag, (size_t)tag_len, &at, &len);
+            if (rc)
+                return rc;
+            g = names_table_find(n, at, len);
+            if (g != NAMES_NONE && n->table.groups[g].count > 0) {
+                n->text.len = at;
+                continue;
+            }
+            rc = names_place(n, e, at, len, true);
+            if (rc)
+                return rc;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* -EINVAL when two entries share a raw id. */
+static int names_check_ids(const struct names *n)
 {
     size_t cap = 16, *slots;
     int rc = 0;
 
-    while (cap < count * 2)
+    while (cap < n->count * 2)
         cap *= 2;
     slots = malloc(cap * sizeof(*slots));
     if (!slots)
         return -ENOMEM;
     for (size_t i = 0; i < cap; i++)
         slots[i] = NAMES_NONE;
-    for (size_t e = 0; e < count; e++) {
-        const struct names_entry *en = &entries[e];
-        size_t i = (size_t)names_fnv1a(en->item_id, en->item_id_len) & (cap - 1);
+    for (size_t e = 0; e < n->count; e++) {
+        const struct names_item *it = &n->items[e];
+        size_t i = (size_t)it->hash & (cap - 1);
 
         while (slots[i] != NAMES_NONE) {
-            const struct names_entry *o = &entries[slots[i]];
-
-            if (o->item_id_len == en->item_id_len &&
-                (en->item_id_len == 0 ||
-                 memcmp(o->item_id, en->item_id, en->item_id_len) == 0)) {
+            if (names_cmp_id(n, slots[i], e) == 0) {
                 rc = -EINVAL;
                 goto out;
             }
@@ -670,87 +756,93 @@ out:
     return rc;
 }
 
-int names_assign(struct names_entry *entries, size_t count, const char *suffix)
+int names_finish(struct names *n)
 {
-    struct names_state s = {0};
-    size_t work_cap;
+    size_t work_cap = 2 * n->count + 1;
     int rc;
 
-    rc = names_check_suffix(suffix, &s.suffix_len);
-    if (rc)
-        return rc;
-    if (count && !entries)
+    if (n->finished)
         return -EINVAL;
-    for (size_t e = 0; e < count; e++) {
-        entries[e].file_name = NULL;
-        if (!entries[e].item_id && entries[e].item_id_len)
-            return -EINVAL;
-    }
-    if (count == 0)
-        return 0;
-    if (count > SIZE_MAX / 4 / sizeof(struct names_item))
-        return -ENOMEM;
-    work_cap = 2 * count + 1;
-    rc = names_check_ids(entries, count);
+    rc = names_check_ids(n);
     if (rc)
         return rc;
-
-    s.entries = entries;
-    s.count = count;
-    s.suffix = suffix;
-    s.items = calloc(count, sizeof(*s.items));
     /* Every move queues at most two groups, and an entry moves at most
      * twice before the final stage. */
-    s.work = malloc(work_cap * sizeof(size_t));
-    s.next_work = malloc(work_cap * sizeof(size_t));
-    s.movers = malloc(count * sizeof(size_t));
-    s.stuck = malloc(count * sizeof(size_t));
-    if (!s.items || !s.work || !s.next_work || !s.movers || !s.stuck) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    rc = names_table_init(&s.table, count);
-    if (rc)
-        goto out;
-    rc = names_prepare(&s);
-    if (rc)
-        goto out;
-    while (s.next_len) {
-        size_t *tmp = s.work;
+    n->work = malloc(work_cap * sizeof(size_t));
+    n->next_work = malloc(work_cap * sizeof(size_t));
+    n->movers = malloc((n->count + 1) * sizeof(size_t));
+    n->stuck = malloc((n->count + 1) * sizeof(size_t));
+    if (!n->work || !n->next_work || !n->movers || !n->stuck)
+        return -ENOMEM;
+    for (size_t g = 0; g < n->table.used; g++)
+        names_queue(n, g);
+    while (n->next_len) {
+        size_t *tmp = n->work;
 
-        s.work = s.next_work;
-        s.work_len = s.next_len;
-        s.next_work = tmp;
-        rc = names_round(&s);
+        n->work = n->next_work;
+        n->work_len = n->next_len;
+        n->next_work = tmp;
+        rc = names_round(n);
         if (rc)
-            goto out;
+            return rc;
     }
-    rc = names_final(&s);
+    rc = names_final(n);
     if (rc)
-        goto out;
-    /* Names are unique now: each group held hands its name to its entry. */
-    for (size_t e = 0; e < count; e++) {
-        struct names_group *gr = &s.table.groups[s.items[e].group];
-
-        entries[e].file_name = gr->name;
-        gr->name = NULL;
-    }
-out:
-    if (s.items) {
-        for (size_t e = 0; e < count; e++) {
-            free(s.items[e].base);
-            free(s.items[e].sid);
-        }
-    }
-    names_table_free(&s.table);
-    free(s.items);
-    free(s.work);
-    free(s.next_work);
-    free(s.movers);
-    free(s.stuck);
-    return rc;
+        return rc;
+    n->finished = true;
+    return 0;
 }
 
+const char *names_file_name(const struct names *n, size_t index, size_t *len)
+{
+    const struct names_group *g;
+
+    if (!n->finished || index >= n->count)
+        return NULL;
+    g = &n->table.groups[n->items[index].group];
+    if (len)
+        *len = g->len;
+    return n->text.data + g->name;
+}
+
+int names_assign(struct names_entry *entries, size_t count, const char *suffix)
+{
+    struct names *n;
+    size_t e = 0;
+    int rc;
+
+    if (count && !entries)
+        return -EINVAL;
+    for (size_t i = 0; i < count; i++)
+        entries[i].file_name = NULL;
+    n = names_new(suffix, &rc);
+    if (!n)
+        return rc;
+    for (e = 0; !rc && e < count; e++)
+        rc = names_add(n, entries[e].item_id, entries[e].item_id_len,
+                       entries[e].item_name ? entries[e].item_name : "",
+                       entries[e].item_name ? entries[e].item_name_len : 0);
+    if (!rc)
+        rc = names_finish(n);
+    for (e = 0; !rc && e < count; e++) {
+        size_t len;
+        const char *name = names_file_name(n, e, &len);
+
+        entries[e].file_name = malloc(len + 1);
+        if (!entries[e].file_name)
+            rc = -ENOMEM;
+        else
+            memcpy(entries[e].file_name, name, len + 1);
+    }
+    if (rc) {
+        for (size_t i = 0; i < count; i++) {
+            free(entries[i].file_name);
+            entries[i].file_name = NULL;
+        }
+    }
+    names_free(n);
+    return rc;
+}
 bool names_is_id(const char *name)
 {
     size_t n = 0;

@@ -29,7 +29,44 @@ struct names_entry {
 };
 
 /*
- * Assigns entries[i].file_name for every entry of one folder, each ending in
+ * The names of one folder, built entry by entry as its pages arrive, so
+ * that most of the work is done while later pages are still on their way:
+ * names_new, names_add for each entry, names_finish, then names_file_name.
+ * One object belongs to one thread at a time.
+ */
+struct names;
+
+/* A folder whose names end in `suffix` (e.g. ".json"; at most 16 bytes).
+ * NULL with *err set to -EINVAL (bad suffix) or -ENOMEM. */
+struct names *names_new(const char *suffix, int *err);
+
+/*
+ * Adds the next entry (index: the number of entries added before it). The
+ * bytes are copied. 0, -EINVAL (a NULL pointer with a length, or after
+ * names_finish) or -ENOMEM, and then the entry is not added.
+ */
+int names_add(struct names *n, const char *item_id, size_t item_id_len, const char *item_name,
+              size_t item_name_len);
+
+/* Makes room for `count` entries in all, when a listing says how many are
+ * coming, so that the room does not grow (and move) step by step. A hint:
+ * 0 or -ENOMEM, and then nothing is lost. */
+int names_expect(struct names *n, size_t count);
+
+/* Settles the collisions. 0, -EINVAL (two entries share an id, or called
+ * twice) or -ENOMEM; on error no name is given out. */
+int names_finish(struct names *n);
+
+/* After names_finish: the file name of entry `index` (NUL-terminated; its
+ * length in *len unless NULL), valid until names_free. NULL before, or when
+ * there is no such entry. */
+const char *names_file_name(const struct names *n, size_t index, size_t *len);
+
+/* Frees the folder and its names. Safe on NULL. */
+void names_free(struct names *n);
+
+/*
+ * All at once: assigns entries[i].file_name for every entry of one folder, each ending in
  * `suffix` (e.g. ".json"; at most 16 bytes). Item ids must be distinct within
  * the call (callers drop repeated ids first); names come out unique, free of
  * '/' and control characters, never "." or "..", at most NAMES_MAX_LEN bytes.

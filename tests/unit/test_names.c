@@ -424,6 +424,58 @@ static void test_order_independent(void **state)
     free(perm);
 }
 
+/*
+ * Built entry by entry, with room announced before the first entry, after
+ * some, or never, a folder gets the names names_assign gives it; and the
+ * object refuses what comes out of order.
+ */
+static void test_incremental(void **state)
+{
+    enum { N = 500 };
+    struct owned_entry *own = calloc(N, sizeof(*own));
+    struct names_entry *e = calloc(N, sizeof(*e));
+    static const size_t announce_after[] = {0, 10, N, SIZE_MAX};
+    int rc;
+
+    (void)state;
+    assert_true(own && e);
+    make_entries(own, e, N, 30);
+    assert_int_equal(names_assign(e, N, ".json"), 0);
+    for (size_t a = 0; a < sizeof(announce_after) / sizeof(announce_after[0]); a++) {
+        struct names *n = names_new(".json", &rc);
+
+        assert_non_null(n);
+        for (size_t i = 0; i < N; i++) {
+            if (i == announce_after[a])
+                assert_int_equal(names_expect(n, N), 0);
+            assert_int_equal(names_add(n, e[i].item_id, e[i].item_id_len, e[i].item_name,
+                                       e[i].item_name_len),
+                             0);
+        }
+        assert_null(names_file_name(n, 0, NULL));
+        assert_int_equal(names_finish(n), 0);
+        for (size_t i = 0; i < N; i++) {
+            size_t len;
+            const char *name = names_file_name(n, i, &len);
+
+            assert_non_null(name);
+            assert_string_equal(name, e[i].file_name);
+            assert_int_equal(len, strlen(e[i].file_name));
+        }
+        assert_null(names_file_name(n, N, NULL));
+        assert_int_equal(names_add(n, "late", 4, "x", 1), -EINVAL);
+        assert_int_equal(names_finish(n), -EINVAL);
+        assert_int_equal(names_expect(n, 2 * N), 0);
+        names_free(n);
+    }
+    assert_null(names_new("a/b", &rc));
+    assert_int_equal(rc, -EINVAL);
+    for (size_t i = 0; i < N; i++)
+        free(e[i].file_name);
+    free(own);
+    free(e);
+}
+
 /* A folder of 100,000 items with many shared names. Speed is measured by
  * scripts/bench.py, not here; a quadratic pass would still run into the
  * test's time limit. */
@@ -594,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_long_id_uses_hash),
         cmocka_unit_test(test_long_names_equal_prefix),
         cmocka_unit_test(test_order_independent),
+        cmocka_unit_test(test_incremental),
         cmocka_unit_test(test_many_entries),
         cmocka_unit_test(test_one_huge_group),
         cmocka_unit_test(test_errors),
