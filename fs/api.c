@@ -459,6 +459,7 @@ struct api_list {
     char path[512];     /* the listing's path, for log lines */
     struct api_ids ids; /* ids delivered (or tentatively taken) so far */
     size_t delivered;   /* objects handed to the callback */
+    bool hinted;        /* preparer->expect has been called */
 };
 
 /* An object of a page that has its identity. */
@@ -799,6 +800,12 @@ static int api_page_deliver(struct api_page *page, api_objects_fn fn, void *arg)
         goto out;
     }
     list->delivered += kept;
+    if (!list->hinted && page->total && list->preparer && list->preparer->expect) {
+        list->hinted = true;
+        list->preparer->expect(list->preparer->arg, page->total < list->api->max_items
+                                                        ? page->total
+                                                        : list->api->max_items);
+    }
     if (kept > 0)
         rc = fn(arg, objects, kept);
     if (rc < 0)

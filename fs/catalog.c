@@ -270,13 +270,13 @@ static const char *const catalog_field_keys[FIELD_COUNT] = {
 struct builder_strings {
     size_t id, id_len;
     size_t status, status_len; /* BUILDER_ABSENT when none */
-    size_t name, name_len;     /* the item name; BUILDER_ABSENT when none */
 };
 
 struct builder {
     struct listing *listing;
     size_t cap;
-    bool assign_names;               /* items and results: names.c picks names */
+    struct names *names;             /* items and results: names.c picks names */
+    size_t expected;                 /* entries the listing announced, not yet made room for */
     bool named_by_id;                /* results: the file id is the item name */
     struct builder_strings *strings; /* parallel to listing->entries */
     struct builder_strings self_strings;
@@ -285,6 +285,16 @@ struct builder {
     const char *what;                /* for log lines */
     size_t skipped;
 };
+
+static void builder_discard(struct builder *b)
+{
+    names_free(b->names);
+    free(b->strings);
+    buf_free(&b->arena);
+    buf_free(&b->scratch);
+    listing_release(b->listing);
+    memset(b, 0, sizeof(*b));
+}
 
 static int builder_init(struct builder *b, enum listing_kind kind, const char *what)
 {
@@ -297,18 +307,17 @@ static int builder_init(struct builder *b, enum listing_kind kind, const char *w
     b->listing->kind = kind;
     b->listing->bytes = sizeof(*b->listing);
     b->what = what;
-    b->assign_names = kind == LISTING_ITEMS || kind == LISTING_BATCH;
     b->named_by_id = kind == LISTING_BATCH;
-    return 0;
-}
+    if (kind == LISTING_ITEMS || kind == LISTING_BATCH) {
+        int rc;
 
-static void builder_discard(struct builder *b)
-{
-    free(b->strings);
-    buf_free(&b->arena);
-    buf_free(&b->scratch);
-    listing_release(b->listing);
-    memset(b, 0, sizeof(*b));
+        b->names = names_new(".json", &rc);
+        if (!b->names) {
+            builder_discard(b);
+            return rc;
+        }
+    }
+    return 0;
 }
 
 /* Keeps bytes in the arena, with a NUL after them; *at is where they went. */
@@ -513,9 +522,11 @@ static int catalog_prepare_page(void *arg, struct api_object *objects, size_t co
 }
 
 /* Fills `entry` (file, time) and `strings` from one API object, rendered
- * already by catalog_prepare_page or rendered here. */
+ * already by catalog_prepare_page or rendered here, and adds it to `names`
+ * unless that is NULL. */
 static int builder_read_object(struct builder *b, const struct api_object *object,
-                               struct entry *entry, struct builder_strings *strings)
+                               struct names *names, struct entry *entry,
+                               struct builder_strings *strings)
 {
     struct rendered r;
     char *decoded = NULL, *cursor;
@@ -538,16 +549,14 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
     entry->mtime = r.mtime;
     strings->id_len = object->id_len;
     strings->status_len = r.status_len;
-    strings->name_len = r.name_len;
     rc = builder_keep(b, object->id, object->id_len, &strings->id);
     if (!rc && r.status)
         rc = builder_keep(b, r.status, r.status_len, &strings->status);
-    if (!rc && b->named_by_id) {
-        strings->name = strings->id;
-        strings->name_len = strings->id_len;
-    } else if (!rc && r.name) {
-        rc = builder_keep(b, r.name, r.name_len, &strings->name);
-    }
+    if (!rc && names && b->named_by_id)
+        rc = names_add(names, object->id, object->id_len, object->id, object->id_len);
+    else if (!rc && names)
+        rc = names_add(names, object->id, object->id_len, r.name ? r.name : "",
+                       r.name ? r.name_len : 0);
 out:
     free(decoded);
     return rc;
@@ -562,9 +571,9 @@ static size_t entry_bytes(const struct entry *e)
            (e->content ? blob_footprint(e->content) : 0);
 }
 
-static int builder_grow(struct builder *b)
+/* Room for `cap` entries (more than now). */
+static int builder_grow_to(struct builder *b, size_t cap)
 {
-    size_t cap = b->cap ? b->cap * 2 : 64;
     struct entry *entries;
     struct builder_strings *strings;
 
@@ -580,6 +589,44 @@ static int builder_grow(struct builder *b)
     return 0;
 }
 
+static int builder_grow(struct builder *b)
+{
+    return builder_grow_to(b, b->cap ? b->cap * 2 : 64);
+}
+
+/* Most entries made room for on a listing's word: a total_size that lies
+ * high must not reserve gigabytes. Beyond it, room grows as needed. */
+#define BUILDER_EXPECT_MAX ((size_t)1 << 20)
+
+/* api_preparer.expect: how many objects the listing says are coming. */
+static void builder_expect(void *arg, size_t total)
+{
+    struct builder *b = arg;
+
+    b->expected = total < BUILDER_EXPECT_MAX ? total : BUILDER_EXPECT_MAX;
+}
+
+/*
+ * After the first page: room for the announced entries and, at that page's
+ * rate, for their strings, so that nothing grows (and moves, copying
+ * megabytes) step by step. Only a hint: failing to make room is not an
+ * error, the room then grows as it would have.
+ */
+static void builder_presize(struct builder *b)
+{
+    size_t want = b->expected, count = b->listing->count;
+
+    b->expected = 0;
+    if (want <= count || !count)
+        return;
+    if (want > b->cap && builder_grow_to(b, want))
+        return;
+    if (buf_reserve(&b->arena, (b->arena.len / count + 1) * (want - count)))
+        return;
+    if (b->names)
+        names_expect(b->names, want);
+}
+
 /* api_objects_fn: render and keep each object of a page. */
 static int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
 {
@@ -591,7 +638,7 @@ static int builder_add_objects(void *arg, const struct api_object *objects, size
         struct entry *entry;
 
         /* A name that is not an id could not be looked up again. */
-        if (!b->assign_names && !names_is_id(objects[i].id)) {
+        if (!b->names && !names_is_id(objects[i].id)) {
             b->skipped++;
             continue;
         }
@@ -599,7 +646,7 @@ static int builder_add_objects(void *arg, const struct api_object *objects, size
             return rc;
         entry = &l->entries[l->count];
         memset(entry, 0, sizeof(*entry));
-        rc = builder_read_object(b, &objects[i], entry, &b->strings[l->count]);
+        rc = builder_read_object(b, &objects[i], b->names, entry, &b->strings[l->count]);
         if (rc == -EINVAL) {
             /* The API layer hands on valid JSON only; be safe anyway. */
             entry_clear(entry);
@@ -614,6 +661,8 @@ static int builder_add_objects(void *arg, const struct api_object *objects, size
         entry->api_index = l->count;
         l->count++;
     }
+    if (b->expected)
+        builder_presize(b);
     return 0;
 }
 
@@ -635,33 +684,13 @@ static int builder_set_strings(const struct builder *b, struct entry *entry,
 static int builder_name_entries(struct builder *b)
 {
     struct listing *l = b->listing;
-    struct names_entry *ne = NULL;
-    int rc = 0;
+    int rc = b->names ? names_finish(b->names) : 0;
 
-    if (b->assign_names && l->count) {
-        ne = calloc(l->count, sizeof(*ne));
-        if (!ne)
-            return -ENOMEM;
-        for (size_t i = 0; i < l->count; i++) {
-            const struct builder_strings *s = &b->strings[i];
-
-            ne[i].item_id = b->arena.data + s->id;
-            ne[i].item_id_len = s->id_len;
-            if (s->name_len != BUILDER_ABSENT) {
-                ne[i].item_name = b->arena.data + s->name;
-                ne[i].item_name_len = s->name_len;
-            }
-        }
-        rc = names_assign(ne, l->count, ".json");
-    }
     for (size_t i = 0; !rc && i < l->count; i++)
         rc = builder_set_strings(b, &l->entries[i], &b->strings[i],
-                                 ne ? ne[i].file_name : NULL);
+                                 b->names ? names_file_name(b->names, i, NULL) : NULL);
     if (!rc && l->self.content)
         rc = builder_set_strings(b, &l->self, &b->self_strings, NULL);
-    for (size_t i = 0; ne && i < l->count; i++)
-        free(ne[i].file_name);
-    free(ne);
     return rc;
 }
 
@@ -704,7 +733,7 @@ static int batch_received(void *arg, const struct api_object *batch,
     struct builder *b = arg;
     int rc;
 
-    rc = builder_read_object(b, batch, &b->listing->self, &b->self_strings);
+    rc = builder_read_object(b, batch, NULL, &b->listing->self, &b->self_strings);
     if (rc)
         return rc;
     b->listing->results_null = results_null;
@@ -716,7 +745,8 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
 {
     struct fetch_request *req = arg;
     struct catalog *catalog = req->catalog;
-    const struct api_preparer preparer = {catalog_prepare_page, catalog_release_page, NULL};
+    struct api_preparer preparer = {catalog_prepare_page, catalog_release_page, builder_expect,
+                                    NULL};
     struct listing *listing = NULL;
     struct builder b;
     int rc;
@@ -724,6 +754,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     rc = builder_init(&b, req->kind, key);
     if (rc)
         return rc;
+    preparer.arg = &b;
     switch (req->kind) {
     case LISTING_JOBS:
         rc = api_list_jobs(catalog->api, builder_add_objects, &b);

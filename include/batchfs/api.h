@@ -62,12 +62,16 @@ struct api_object {
  * (buf_steal) to keep those bytes beyond the listing without copying them,
  * and must then keep them valid until release(). prepare() runs on
  * several threads at once and must be thread-safe; a negative errno from
- * it ends the listing.
+ * it ends the listing. expect(), when not NULL, is called once on the
+ * delivering thread before the first objects, with the total_size of the
+ * first page that gives one (at most max_items): a hint for sizing what
+ * the objects go into, which the server may get wrong either way.
  */
 struct api_preparer {
     int (*prepare)(void *arg, struct api_object *objects, size_t count, struct buf *body,
                    void **page_state);
     void (*release)(void *arg, void *page_state);
+    void (*expect)(void *arg, size_t total);
     void *arg;
 };
 

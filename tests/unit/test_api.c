@@ -485,6 +485,92 @@ static void test_callback_abort(void **state)
     collected_free(&c);
 }
 
+/* ---- the preparer's hooks --------------------------------------------- */
+
+struct hooks_seen {
+    struct collected c;
+    atomic_size_t prepared, released; /* objects prepared, pages released */
+    size_t expect_calls, expected, delivered_before;
+};
+
+static int hooks_prepare(void *arg, struct api_object *objects, size_t count, struct buf *body,
+                         void **page_state)
+{
+    struct hooks_seen *seen = arg;
+
+    (void)objects;
+    (void)body;
+    atomic_fetch_add(&seen->prepared, count);
+    *page_state = malloc(1);
+    return *page_state ? 0 : -ENOMEM;
+}
+
+static void hooks_release(void *arg, void *page_state)
+{
+    struct hooks_seen *seen = arg;
+
+    atomic_fetch_add(&seen->released, 1);
+    free(page_state);
+}
+
+static void hooks_expect(void *arg, size_t total)
+{
+    struct hooks_seen *seen = arg;
+
+    seen->expect_calls++;
+    seen->expected = total;
+    seen->delivered_before = seen->c.n;
+}
+
+/* Lists 2500 items in pages of 1000 with the given total_size (or, when
+ * there is none, next_page_tokens) and max_items; the hooks' findings in
+ * *seen. */
+static int list_with_hooks(struct env *env, size_t total, size_t max_items,
+                           struct hooks_seen *seen)
+{
+    struct api *api = make_api(env->fake, 1000, 4, max_items, NULL, NULL);
+    struct sim sim = {.n_items = 2500,
+                      .cap = 1000,
+                      .total = total,
+                      .tokens = total ? SIM_TOKENS_NONE : SIM_TOKENS_NEXT};
+    struct api_preparer preparer = {hooks_prepare, hooks_release, hooks_expect, seen};
+    int rc;
+
+    assert_non_null(api);
+    add_sim(env, &sim);
+    seen->c.id_key = "item_id";
+    rc = api_list_items_prepared(api, "bjb-1", "completed", &preparer, collect, &seen->c);
+    api_free(api);
+    return rc;
+}
+
+/* expect() comes once, before the first objects, with the total_size;
+ * not at all without one; and never above max_items. */
+static void test_preparer_expect(void **state)
+{
+    struct env *env = *state;
+    struct hooks_seen seen = {0}, none = {0}, capped = {0};
+
+    assert_int_equal(list_with_hooks(env, 2500, 100000, &seen), 0);
+    assert_items_complete(&seen.c, 2500);
+    assert_int_equal(seen.expect_calls, 1);
+    assert_int_equal(seen.expected, 2500);
+    assert_int_equal(seen.delivered_before, 0);
+    assert_true(atomic_load(&seen.prepared) >= 2500);
+    assert_true(atomic_load(&seen.released) >= 3);
+    collected_free(&seen.c);
+
+    assert_int_equal(list_with_hooks(env, 0, 100000, &none), 0);
+    assert_items_complete(&none.c, 2500);
+    assert_int_equal(none.expect_calls, 0);
+    collected_free(&none.c);
+
+    assert_int_equal(list_with_hooks(env, 1000000, 2600, &capped), 0);
+    assert_int_equal(capped.expect_calls, 1);
+    assert_int_equal(capped.expected, 2600);
+    collected_free(&capped.c);
+}
+
 static void test_max_items(void **state)
 {
     struct env *env = *state;
@@ -1020,6 +1106,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dialect_no_signal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialect_total_low, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialect_total_high, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preparer_expect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialect_short_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialect_repeated_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialect_offset_ignored, setup, teardown),
