@@ -70,7 +70,6 @@ struct node {
     uint64_t ino;
     enum node_kind kind;
     struct node *parent;   /* NULL for the root */
-    char *name;
     int status_index;      /* NODE_STATUS: the status; NODE_*_FILE: which file */
     uint64_t nlookup;      /* lookups the kernel has not forgotten */
     size_t children;       /* nodes whose parent this is */
@@ -79,6 +78,8 @@ struct node {
     bool terminal;         /* NODE_JOB, NODE_BATCH: known to be finished */
     struct blob *snapshot; /* NODE_META_FILE: the bytes last described to the kernel */
     struct node *next_by_ino, *next_by_name;
+    char name[];           /* in the node's own allocation: one per entry
+                              listed, so one malloc rather than two */
 };
 
 /* A chained hash table of nodes; the chain link is chosen by the user. */
@@ -256,6 +257,17 @@ static struct node *tree_find_child(struct tree *tree, const struct node *parent
 
 /* ---- node lifetime (tree->lock held) --------------------------------- */
 
+/* A zeroed node called `name`. */
+static struct node *node_new(const char *name)
+{
+    size_t len = strlen(name);
+    struct node *node = calloc(1, sizeof(*node) + len + 1);
+
+    if (node)
+        memcpy(node->name, name, len + 1);
+    return node;
+}
+
 /* The child `name` of `parent`, created if needed, with one more lookup. */
 static struct node *tree_link_child(struct tree *tree, struct node *parent, const char *name,
                                     enum node_kind kind, int status_index)
@@ -266,14 +278,9 @@ static struct node *tree_link_child(struct tree *tree, struct node *parent, cons
         node->nlookup++;
         return node;
     }
-    node = calloc(1, sizeof(*node));
+    node = node_new(name);
     if (!node)
         return NULL;
-    node->name = strdup(name);
-    if (!node->name) {
-        free(node);
-        return NULL;
-    }
     node->ino = tree->next_ino++;
     node->kind = kind;
     node->parent = parent;
@@ -301,7 +308,6 @@ static void tree_release_unused(struct tree *tree, struct node *node)
         tree->count--;
         parent->children--;
         blob_unref(node->snapshot);
-        free(node->name);
         free(node);
         node = parent;
     }
@@ -759,11 +765,8 @@ struct tree *tree_new(const struct tree_config *config)
     tree->next_ino = TREE_ROOT_INO + 1;
     if (table_init(&tree->by_ino) || table_init(&tree->by_name))
         goto fail;
-    tree->root = calloc(1, sizeof(*tree->root));
+    tree->root = node_new("/");
     if (!tree->root)
-        goto fail;
-    tree->root->name = strdup("/");
-    if (!tree->root->name)
         goto fail;
     tree->root->ino = TREE_ROOT_INO;
     tree->root->kind = NODE_ROOT;
@@ -788,13 +791,11 @@ void tree_free(struct tree *tree)
                 struct node *next = node->next_by_ino;
 
                 blob_unref(node->snapshot);
-                free(node->name);
                 free(node);
                 node = next;
             }
         }
-    } else if (tree->root) {
-        free(tree->root->name);
+    } else {
         free(tree->root);
     }
     free(tree->by_ino.buckets);
