@@ -292,6 +292,65 @@ static const char *main_access_error(int rc)
     }
 }
 
+/* The glibc tunable that backs malloc's heaps with transparent huge pages. */
+#define MAIN_HUGETLB_TUNABLE "glibc.malloc.hugetlb"
+
+/* True when the kernel would give transparent huge pages to a region that
+ * asks for them (mode "always" or "madvise"). */
+static bool main_thp_available(void)
+{
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+
+    if (!f)
+        return false;
+    if (!fgets(mode, sizeof(mode), f))
+        mode[0] = '\0';
+    fclose(f);
+    return strstr(mode, "[always]") || strstr(mode, "[madvise]");
+}
+
+/*
+ * Starts the driver again, once, with glibc.malloc.hugetlb=1 added to
+ * GLIBC_TUNABLES, unless that tunable is set already (by the user, or by
+ * the first start). A cold listing of a 90,000-item folder touches some
+ * 100 MB of fresh heap; in 4 KiB pages that is about 25,000 page faults,
+ * which on a virtual machine cost a quarter of the driver's CPU. With huge
+ * pages the same listing took 12-24 % less CPU and 8-14 % less time (two
+ * side-by-side runs on a 2-core virtual machine). glibc reads
+ * its tunables only when a program starts, hence the exec; it keeps the
+ * process id, argv and the rest of the environment. If the exec fails, the
+ * driver goes on as it is.
+ */
+static void main_restart_with_huge_pages(char *argv[])
+{
+#ifdef __GLIBC__
+    const char *old = getenv("GLIBC_TUNABLES");
+    char *saved = old ? strdup(old) : NULL, *value = NULL;
+
+    if ((old && (!saved || strstr(old, MAIN_HUGETLB_TUNABLE))) || !main_thp_available())
+        goto out;
+    if (asprintf(&value, "%s%s" MAIN_HUGETLB_TUNABLE "=1", old ? old : "", old ? ":" : "") <
+        0) {
+        value = NULL;
+        goto out;
+    }
+    if (setenv("GLIBC_TUNABLES", value, 1))
+        goto out;
+    execv("/proc/self/exe", argv);
+    /* Still here: put the environment back as it was. */
+    if (saved)
+        setenv("GLIBC_TUNABLES", saved, 1);
+    else
+        unsetenv("GLIBC_TUNABLES");
+out:
+    free(value);
+    free(saved);
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -311,6 +370,7 @@ int main(int argc, char *argv[])
     char err[512], *key = NULL;
     int rc, status = 1;
 
+    main_restart_with_huge_pages(argv);
     memset(&cmd, 0, sizeof(cmd));
     /* Many short-lived fetch threads would otherwise each get a malloc
      * arena of their own, and the freed pages of one arena are never

@@ -341,5 +341,55 @@ class MountFailures(unittest.TestCase):
         return err
 
 
+def thp_available():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            mode = f.read()
+    except OSError:
+        return False
+    return "[always]" in mode or "[madvise]" in mode
+
+
+class HugePages(unittest.TestCase):
+    """The driver restarts itself once to get huge pages for its heap, and
+    leaves GLIBC_TUNABLES alone when the user chose glibc.malloc.hugetlb."""
+
+    def setUp(self):
+        self.double = harness.Double()
+
+    def tearDown(self):
+        self.double.stop()
+
+    def environ_of_mount(self, tunables):
+        env = {} if tunables is None else {"GLIBC_TUNABLES": tunables}
+        m = harness.Mount(self.double, env=env)
+        try:
+            # Served after the restart: the restarted image is the one mounted.
+            self.assertIn("jobs", os.listdir(m.path))
+            with open("/proc/%d/environ" % m.proc.pid, "rb") as f:
+                # The dynamic loader may split the value at ':' in place.
+                return f.read().replace(b"\0", b"\n").decode(errors="replace")
+        finally:
+            err = m.stop()
+            harness.check_driver_output(err, m.status)
+
+    def test_asks_for_huge_pages(self):
+        environ = self.environ_of_mount(None)
+        if thp_available():
+            self.assertIn("glibc.malloc.hugetlb=1", environ)
+        else:
+            self.assertNotIn("glibc.malloc.hugetlb", environ)
+
+    def test_other_tunables_kept(self):
+        environ = self.environ_of_mount("glibc.malloc.tcache_count=7")
+        self.assertIn("GLIBC_TUNABLES=glibc.malloc.tcache_count=7", environ)
+        self.assertEqual("glibc.malloc.hugetlb=1" in environ, thp_available())
+
+    def test_users_choice_kept(self):
+        environ = self.environ_of_mount("glibc.malloc.hugetlb=0")
+        self.assertIn("GLIBC_TUNABLES=glibc.malloc.hugetlb=0", environ)
+        self.assertNotIn("glibc.malloc.hugetlb=1", environ)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
