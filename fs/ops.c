@@ -208,8 +208,9 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
 {
     struct tree *tree = ops_context(req)->tree;
     struct tree_dir *dir = (struct tree_dir *)(uintptr_t)fi->fh;
-    size_t count = tree_dir_count(dir), used = 0;
+    size_t count = tree_dir_count(dir), used = 0, start = off < 0 ? 0 : (size_t)off, index;
     char *buf;
+    bool ahead;
     int rc = 0;
 
     (void)ino;
@@ -218,7 +219,7 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    for (size_t index = off < 0 ? 0 : (size_t)off; index < count; index++) {
+    for (index = start; index < count; index++) {
         struct tree_attr attr;
         const char *name;
         size_t need;
@@ -253,12 +254,21 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
         }
         used += need;
     }
+    /* While the kernel takes these in, make the nodes of as many more; the
+     * folder may be released as soon as the reply is out. */
+    ahead = plus && !rc && index < count;
+    if (ahead)
+        tree_dir_hold(dir);
     /* Entries already written stand; an error is reported only if none was. */
     if (rc && !used)
         fuse_reply_err(req, ops_errno(rc));
     else
         fuse_reply_buf(req, buf, used);
     free(buf);
+    if (ahead) {
+        tree_dir_prepare(tree, dir, index, index - start);
+        tree_closedir(dir);
+    }
 }
 
 static void ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -268,14 +268,15 @@ static struct node *node_new(const char *name)
     return node;
 }
 
-/* The child `name` of `parent`, created if needed, with one more lookup. */
+/* The child `name` of `parent`, created if needed, with `lookups` (0 or 1)
+ * more kernel lookups counted. */
 static struct node *tree_link_child(struct tree *tree, struct node *parent, const char *name,
-                                    enum node_kind kind, int status_index)
+                                    enum node_kind kind, int status_index, uint64_t lookups)
 {
     struct node *node = tree_find_child(tree, parent, name);
 
     if (node) {
-        node->nlookup++;
+        node->nlookup += lookups;
         return node;
     }
     node = node_new(name);
@@ -285,7 +286,7 @@ static struct node *tree_link_child(struct tree *tree, struct node *parent, cons
     node->kind = kind;
     node->parent = parent;
     node->status_index = status_index;
-    node->nlookup = 1;
+    node->nlookup = lookups;
     parent->children++;
     if (tree->count >= tree->by_ino.size)
         table_grow(&tree->by_ino, true);
@@ -888,7 +889,7 @@ unlock:
         return rc;
 
     pthread_mutex_lock(&tree->lock);
-    node = tree_link_child(tree, parent, name, kind, view.status_index);
+    node = tree_link_child(tree, parent, name, kind, view.status_index, 1);
     if (!node) {
         rc = -ENOMEM;
     } else {
@@ -1028,6 +1029,10 @@ struct tree_dir {
     const struct entry *self;         /* JOB: the job's entry */
     char **names;                     /* BY: the groups; BY_GROUP: the job ids (owned) */
     size_t name_count;
+    struct tree *tree;
+    unsigned refs;                    /* atomic: the opener's and tree_dir_hold's */
+    pthread_mutex_t ahead_lock;       /* protects the range below */
+    size_t ahead_from, ahead_to;      /* entries whose nodes may have been made ahead */
 };
 
 /* Adds a copy of `name` to the snapshot unless it is there already. */
@@ -1080,6 +1085,12 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
     dir = calloc(1, sizeof(*dir));
     if (!dir)
         return -ENOMEM;
+    dir->tree = tree;
+    dir->refs = 1;
+    if (pthread_mutex_init(&dir->ahead_lock, NULL)) {
+        free(dir);
+        return -ENOMEM;
+    }
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, ino);
     if (!node)
@@ -1148,14 +1159,47 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
     *out = dir;
     return 0;
 fail:
+    pthread_mutex_destroy(&dir->ahead_lock);
     free(dir);
     return rc;
 }
 
+/* Drops the nodes made ahead that the kernel was never given
+ * (tree->lock held). */
+static void dir_drop_ahead(struct tree *tree, struct tree_dir *dir)
+{
+    struct node *folder = tree_find_ino(tree, dir->view.ino);
+
+    if (!folder)
+        return; /* gone, and its children with it */
+    /* Held while its children go, so that it cannot go with them. */
+    folder->nlookup++;
+    for (size_t i = dir->ahead_from; i < dir->ahead_to; i++) {
+        struct node *node = tree_find_child(tree, folder, dir->listing->entries[i - 2].name);
+
+        if (node && !node->nlookup && !node->children)
+            tree_release_unused(tree, node);
+    }
+    folder->nlookup--;
+    tree_release_unused(tree, folder);
+}
+
+struct tree_dir *tree_dir_hold(struct tree_dir *dir)
+{
+    __atomic_add_fetch(&dir->refs, 1, __ATOMIC_RELAXED);
+    return dir;
+}
+
 void tree_closedir(struct tree_dir *dir)
 {
-    if (!dir)
+    if (!dir || __atomic_sub_fetch(&dir->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    if (dir->ahead_to > dir->ahead_from) {
+        pthread_mutex_lock(&dir->tree->lock);
+        dir_drop_ahead(dir->tree, dir);
+        pthread_mutex_unlock(&dir->tree->lock);
+    }
+    pthread_mutex_destroy(&dir->ahead_lock);
     if (dir->listing)
         listing_release(dir->listing);
     for (size_t i = 0; i < dir->name_count; i++)
@@ -1311,7 +1355,7 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     if (!folder) {
         rc = -ESTALE;
     } else if (link) {
-        node = tree_link_child(tree, folder, *name, kind, status_index);
+        node = tree_link_child(tree, folder, *name, kind, status_index, 1);
         if (!node)
             rc = -ENOMEM;
     } else {
@@ -1331,6 +1375,47 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     if (inval)
         tree_notify(tree, out->st.st_ino);
     return rc;
+}
+
+/* Nodes made ahead under one hold of the tree's lock: readdirplus on other
+ * threads waits at most this long for it. */
+#define TREE_AHEAD_BATCH 64
+
+void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, size_t count)
+{
+    size_t end = tree_dir_count(dir);
+    enum node_kind kind;
+
+    if (!dir->listing || dir->fixed || dir->view.kind == NODE_BY ||
+        dir->view.kind == NODE_BY_GROUP || index < 2 || index >= end)
+        return;
+    kind = listing_child_kind(dir->view.kind);
+    if (node_kind_is_made(kind))
+        return;
+    if (count < end - index)
+        end = index + count;
+    pthread_mutex_lock(&dir->ahead_lock);
+    if (dir->ahead_to == dir->ahead_from) {
+        dir->ahead_from = index;
+        dir->ahead_to = end;
+    } else {
+        dir->ahead_from = index < dir->ahead_from ? index : dir->ahead_from;
+        dir->ahead_to = end > dir->ahead_to ? end : dir->ahead_to;
+    }
+    for (size_t i = index; i < end;) {
+        size_t stop = end - i > TREE_AHEAD_BATCH ? i + TREE_AHEAD_BATCH : end;
+        struct node *folder;
+
+        pthread_mutex_lock(&tree->lock);
+        folder = tree_find_ino(tree, dir->view.ino);
+        for (; folder && i < stop; i++)
+            if (!tree_link_child(tree, folder, dir->listing->entries[i - 2].name, kind, -1, 0))
+                folder = NULL; /* out of memory: readdirplus will say so */
+        pthread_mutex_unlock(&tree->lock);
+        if (!folder)
+            break;
+    }
+    pthread_mutex_unlock(&dir->ahead_lock);
 }
 
 int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out)

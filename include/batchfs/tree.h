@@ -99,6 +99,13 @@ struct tree_dir;
  * folder (so the kernel's cached copy of it may be kept).
  */
 int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *unchanged);
+
+/* Another reference to an open folder, for work that may outlive the
+ * request that started it (the kernel may release the folder as soon as
+ * it has a reply). */
+struct tree_dir *tree_dir_hold(struct tree_dir *dir);
+
+/* Drops a reference; the last one closes the folder. Safe on NULL. */
 void tree_closedir(struct tree_dir *dir);
 
 /* Entries in the snapshot, "." and ".." included (they come first). */
@@ -117,6 +124,17 @@ const char *tree_dir_name(const struct tree_dir *dir, size_t index);
  */
 int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
                    const char **name, struct tree_attr *out);
+
+/*
+ * Makes, without counting a lookup, the nodes of up to `count` entries from
+ * `index` of a listed folder, so that the readdirplus that returns them
+ * next finds them made. Meant for the request thread right after a reply,
+ * while the kernel takes in the entries just sent: the two then overlap
+ * instead of taking turns (hold the folder across the reply: see
+ * tree_dir_hold). Nodes the kernel is never given are dropped when the
+ * folder is closed. Does nothing for other folders.
+ */
+void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, size_t count);
 
 /*
  * The current content of file `ino` (a new reference: blob_unref it).

@@ -326,6 +326,69 @@ static void test_forget_frees_nodes(void **state)
     assert_int_equal(after.nodes, before.nodes + 4);
 }
 
+/* The name of entry `index` of folder `dir`, and its node's number if it
+ * has one (tree_dir_entry without linking). */
+static uint64_t entry_ino(struct env *env, struct tree_dir *dir, size_t index,
+                          const char **name)
+{
+    struct tree_attr attr;
+
+    assert_int_equal(tree_dir_entry(env->tree, dir, index, false, name, &attr), 0);
+    return attr.st.st_ino;
+}
+
+/* Nodes made ahead of readdirplus count no lookup, are the ones it then
+ * returns, and go at closedir unless the kernel was given them. */
+static void test_nodes_made_ahead(void **state)
+{
+    struct env *env = *state;
+    struct tree_stats before, after;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+    uint64_t failed = lookup_ok(env, job, "failed", NULL), made;
+    struct tree_attr attr;
+    struct tree_dir *dir;
+    const char *name;
+    bool unchanged;
+
+    tree_get_stats(env->tree, &before);
+    /* A folder of fixed entries has nothing to make. */
+    assert_int_equal(tree_opendir(env->tree, job, &dir, &unchanged), 0);
+    tree_dir_prepare(env->tree, dir, 2, 100);
+    tree_closedir(dir);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes);
+
+    assert_int_equal(tree_opendir(env->tree, failed, &dir, &unchanged), 0);
+    assert_int_equal(tree_dir_count(dir), 7);
+    assert_int_equal(tree_dir_entry(env->tree, dir, 2, true, &name, &attr), 0);
+    tree_dir_prepare(env->tree, dir, 3, 2);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 3);
+    assert_int_equal(entry_ino(env, dir, 5, &name), 0);
+    made = entry_ino(env, dir, 3, &name);
+    assert_true(made > TREE_ROOT_INO);
+    /* readdirplus returns the node made ahead, and counts one lookup. */
+    assert_int_equal(tree_dir_entry(env->tree, dir, 3, true, &name, &attr), 0);
+    assert_int_equal(attr.st.st_ino, made);
+    /* A lookup keeps entry 4's node; entries 5 and 6 are made past it. */
+    lookup_ok(env, failed, tree_dir_name(dir, 4), NULL);
+    /* Held, as across a reply, the folder outlives its release. */
+    tree_dir_hold(dir);
+    tree_closedir(dir);
+    tree_dir_prepare(env->tree, dir, 5, 100);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 5);
+    tree_closedir(dir);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 3);
+    /* One forget frees it: the lookup was counted once. */
+    tree_forget(env->tree, made, 1);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 2);
+    assert_int_equal(tree_getattr(env->tree, made, &attr), -ESTALE);
+}
+
 static void test_errors_map_to_errno(void **state)
 {
     struct env *env = *state;
@@ -416,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jobs_and_job_folder, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_items_hostile_names, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_forget_frees_nodes, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_made_ahead, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_to_errno, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_batches, env_setup, env_teardown),
         cmocka_unit_test(test_changed_content_invalidates),
