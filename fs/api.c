@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
 #include "batchfs/paginate.h"
@@ -96,121 +97,6 @@ void api_get_stats(struct api *api, struct api_stats *out)
     for (int e = 0; e < API_ENDPOINT_COUNT; e++)
         for (int o = 0; o < API_OUTCOME_COUNT; o++)
             out->counts[e][o] = __atomic_load_n(&api->counts[e][o], __ATOMIC_RELAXED);
-}
-
-/* ---- identity sets ---------------------------------------------------- */
-
-/* Ids (or tokens) seen in one listing. Chained, so that the ids a page added
- * tentatively can be taken out again when the page is held back. */
-struct api_id {
-    struct api_id *next;
-    size_t hash;
-    size_t len;
-    char key[];
-};
-
-struct api_ids {
-    struct api_id **buckets;
-    size_t n_buckets; /* a power of two, or 0 */
-    size_t count;
-};
-
-static size_t api_hash(const char *key, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-    return (size_t)h;
-}
-
-static struct api_id **api_ids_find(const struct api_ids *set, const char *key,
-                                    size_t len, size_t hash)
-{
-    struct api_id **link = &set->buckets[hash & (set->n_buckets - 1)];
-
-    while (*link && !((*link)->hash == hash && (*link)->len == len &&
-                      memcmp((*link)->key, key, len) == 0))
-        link = &(*link)->next;
-    return link;
-}
-
-static int api_ids_grow(struct api_ids *set)
-{
-    size_t n = set->n_buckets ? set->n_buckets * 2 : 64;
-    struct api_id **buckets = calloc(n, sizeof(*buckets));
-
-    if (!buckets)
-        return -ENOMEM;
-    for (size_t i = 0; i < set->n_buckets; i++) {
-        struct api_id *node = set->buckets[i], *next;
-
-        for (; node; node = next) {
-            next = node->next;
-            node->next = buckets[node->hash & (n - 1)];
-            buckets[node->hash & (n - 1)] = node;
-        }
-    }
-    free(set->buckets);
-    set->buckets = buckets;
-    set->n_buckets = n;
-    return 0;
-}
-
-/* 1 when added, 0 when already present, or -ENOMEM. */
-static int api_ids_add(struct api_ids *set, const char *key, size_t len)
-{
-    size_t hash = api_hash(key, len);
-    struct api_id **link, *node;
-    int rc;
-
-    if (set->count >= set->n_buckets) {
-        rc = api_ids_grow(set);
-        if (rc < 0)
-            return rc;
-    }
-    link = api_ids_find(set, key, len, hash);
-    if (*link)
-        return 0;
-    node = malloc(sizeof(*node) + len);
-    if (!node)
-        return -ENOMEM;
-    node->next = NULL;
-    node->hash = hash;
-    node->len = len;
-    memcpy(node->key, key, len);
-    *link = node;
-    set->count++;
-    return 1;
-}
-
-static void api_ids_remove(struct api_ids *set, const char *key, size_t len)
-{
-    struct api_id **link, *node;
-
-    if (!set->n_buckets)
-        return;
-    link = api_ids_find(set, key, len, api_hash(key, len));
-    node = *link;
-    if (node) {
-        *link = node->next;
-        free(node);
-        set->count--;
-    }
-}
-
-static void api_ids_free(struct api_ids *set)
-{
-    for (size_t i = 0; i < set->n_buckets; i++) {
-        struct api_id *node = set->buckets[i], *next;
-
-        for (; node; node = next) {
-            next = node->next;
-            free(node);
-        }
-    }
-    free(set->buckets);
-    memset(set, 0, sizeof(*set));
 }
 
 /* ---- URLs ------------------------------------------------------------- */
@@ -457,7 +343,7 @@ struct api_list {
     const char *id_key; /* "id" or "item_id" */
     const struct api_preparer *preparer; /* or NULL */
     char path[512];     /* the listing's path, for log lines */
-    struct api_ids ids; /* ids delivered (or tentatively taken) so far */
+    struct idset ids; /* ids delivered (or tentatively taken) so far */
     size_t delivered;   /* objects handed to the callback */
     bool hinted;        /* preparer->expect has been called */
 };
@@ -722,18 +608,18 @@ static void api_crew_finish(struct api_crew *crew)
 /* Marks the page's repeated objects and takes its new ids into the set.
  * Returns how many of the page's elements were not seen before (malformed
  * ones count as new: only a repeat is a sign of a loop), or -ENOMEM. */
-static long api_page_take_ids(struct api_page *page, struct api_ids *ids)
+static long api_page_take_ids(struct api_page *page, struct idset *ids)
 {
     size_t repeated = 0;
 
     for (size_t i = 0; i < page->n_candidates; i++) {
         struct api_candidate *c = &page->candidates[i];
-        int rc = api_ids_add(ids, c->object.id, c->object.id_len);
+        int rc = idset_add(ids, c->object.id, c->object.id_len);
 
         if (rc < 0) {
             for (size_t j = 0; j < i; j++)
                 if (!page->candidates[j].repeated)
-                    api_ids_remove(ids, page->candidates[j].object.id,
+                    idset_remove(ids, page->candidates[j].object.id,
                                    page->candidates[j].object.id_len);
             return rc;
         }
@@ -752,14 +638,33 @@ static long api_page_take_ids(struct api_page *page, struct api_ids *ids)
     return (long)(page->n_candidates - repeated);
 }
 
-static void api_page_give_back_ids(struct api_page *page, struct api_ids *ids)
+static void api_page_give_back_ids(struct api_page *page, struct idset *ids)
 {
     for (size_t i = 0; i < page->n_candidates; i++) {
         if (!page->candidates[i].repeated)
-            api_ids_remove(ids, page->candidates[i].object.id, page->candidates[i].object.id_len);
+            idset_remove(ids, page->candidates[i].object.id, page->candidates[i].object.id_len);
         page->candidates[i].repeated = false;
     }
     page->repeats_within = 0;
+}
+
+/* Most ids a listing makes room for on its total_size's word: one that
+ * lies high must not reserve gigabytes. Beyond it, the set grows. */
+#define API_EXPECT_MAX ((size_t)1 << 20)
+
+/* The listing's first total_size: room for its ids, at the rate of key
+ * bytes seen so far, and the preparer's hint. */
+static void api_list_expect(struct api_list *list, size_t total)
+{
+    size_t count = total < list->api->max_items ? total : list->api->max_items;
+    size_t seen = list->ids.count;
+
+    list->hinted = true;
+    /* Only a hint: without the room, the set grows as it would have. */
+    (void)idset_expect(&list->ids, count < API_EXPECT_MAX ? count : API_EXPECT_MAX,
+                       seen ? list->ids.keys.len / seen + 1 : 64);
+    if (list->preparer && list->preparer->expect)
+        list->preparer->expect(list->preparer->arg, count);
 }
 
 /* Hands the page's kept objects to the callback, then frees the page. */
@@ -800,12 +705,8 @@ static int api_page_deliver(struct api_page *page, api_objects_fn fn, void *arg)
         goto out;
     }
     list->delivered += kept;
-    if (!list->hinted && page->total && list->preparer && list->preparer->expect) {
-        list->hinted = true;
-        list->preparer->expect(list->preparer->arg, page->total < list->api->max_items
-                                                        ? page->total
-                                                        : list->api->max_items);
-    }
+    if (!list->hinted && page->total)
+        api_list_expect(list, page->total);
     if (kept > 0)
         rc = fn(arg, objects, kept);
     if (rc < 0)
@@ -1098,7 +999,7 @@ int api_list_jobs(struct api *api, api_objects_fn fn, void *arg)
 
     snprintf(list.path, sizeof(list.path), "%s", API_V1_JOBS);
     rc = api_list_v1(&list, fn, arg);
-    api_ids_free(&list.ids);
+    idset_free(&list.ids);
     return rc;
 }
 
@@ -1123,7 +1024,7 @@ int api_list_items_prepared(struct api *api, const char *job_id, const char *sta
         return -EINVAL;
     snprintf(list.path, sizeof(list.path), "%s/%s/items", API_V1_JOBS, job_id);
     rc = api_list_v1(&list, fn, arg);
-    api_ids_free(&list.ids);
+    idset_free(&list.ids);
     return rc;
 }
 
@@ -1213,7 +1114,7 @@ out:
 int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
 {
     struct api_list list = {.api = api, .id_key = "id"};
-    struct api_ids tokens = {0};
+    struct idset tokens = IDSET_INIT;
     size_t max_pages = api->max_items > SIZE_MAX - 2 ? SIZE_MAX : api->max_items + 2;
     char *token = NULL;
     size_t pages = 0;
@@ -1283,7 +1184,7 @@ int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
         rc = api_page_deliver(&page, fn, arg);
         if (rc < 0 || !token)
             break;
-        rc = api_ids_add(&tokens, token, strlen(token));
+        rc = idset_add(&tokens, token, strlen(token));
         if (rc < 0)
             break;
         if (rc == 0) {
@@ -1296,8 +1197,8 @@ int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
         rc = 0;
     }
     free(token);
-    api_ids_free(&tokens);
-    api_ids_free(&list.ids);
+    idset_free(&tokens);
+    idset_free(&list.ids);
     return rc;
 }
 
@@ -1310,7 +1211,7 @@ static int api_batch_results(const struct http_response *resp, struct json_span 
 {
     const char *body = resp->body.data;
     struct json_span *spans = NULL;
-    struct api_ids seen = {0};
+    struct idset seen = IDSET_INIT;
     size_t n_spans = 0, malformed = 0, repeated = 0, used = 0;
     int rc = 0;
 
@@ -1346,7 +1247,7 @@ static int api_batch_results(const struct http_response *resp, struct json_span 
             malformed++;
             continue;
         }
-        rc = api_ids_add(&seen, object->id, object->id_len);
+        rc = idset_add(&seen, object->id, object->id_len);
         if (rc < 0)
             goto out;
         if (rc == 0) {
@@ -1370,7 +1271,7 @@ out:
         *ids = NULL;
         *count = 0;
     }
-    api_ids_free(&seen);
+    idset_free(&seen);
     free(spans);
     return rc;
 }
