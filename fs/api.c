@@ -296,16 +296,38 @@ static bool api_string_equals(const char *text, struct json_span span, const cha
  * *status_ok says whether its "status" is that string. Returns false when
  * the element is not an object with an identity.
  */
-static bool api_read_object(const char *text, struct json_span span, const char *id_key,
-                            const char *status, bool *status_ok, char *dst,
-                            struct api_object *object)
+/*
+ * Reads one element: its identity into `dst` (room for span.len bytes), and
+ * with `status`, whether its status is that one. The values of `extra`
+ * (n_extra of them, at most API_PREPARER_MAX_KEYS) go to extra_out, found
+ * in the same pass (object->fields then points there). False when the
+ * element is not an object with a usable identity.
+ */
+static bool api_read_object_fields(const char *text, struct json_span span, const char *id_key,
+                                   const char *status, bool *status_ok, char *dst,
+                                   const char *const *extra, size_t n_extra,
+                                   struct json_span *extra_out, struct api_object *object)
 {
-    const char *keys[2] = {id_key, "status"};
+    const char *keys[2 + API_PREPARER_MAX_KEYS];
+    size_t where[API_PREPARER_MAX_KEYS], n = 0;
     const char *element = text + span.start;
-    struct json_span fields[2];
+    struct json_span fields[2 + API_PREPARER_MAX_KEYS];
 
-    if (!span.len || element[0] != '{' ||
-        jsontext_members(element, span.len, keys, status ? 2 : 1, fields) < 0)
+    if (n_extra > API_PREPARER_MAX_KEYS)
+        return false;
+    keys[n++] = id_key;
+    if (status)
+        keys[n++] = "status";
+    /* A key asked twice is looked up once: the last occurrence wins. */
+    for (size_t k = 0; k < n_extra; k++) {
+        where[k] = n;
+        for (size_t j = 0; j < n; j++)
+            if (!strcmp(keys[j], extra[k]))
+                where[k] = j;
+        if (where[k] == n)
+            keys[n++] = extra[k];
+    }
+    if (!span.len || element[0] != '{' || jsontext_members(element, span.len, keys, n, fields) < 0)
         return false;
     object->id_len = api_decode_clean(element, fields[0], dst);
     if (!object->id_len)
@@ -314,9 +336,23 @@ static bool api_read_object(const char *text, struct json_span span, const char 
     object->raw = element;
     object->raw_len = span.len;
     object->prepared = NULL;
+    object->fields = NULL;
     if (status)
         *status_ok = api_string_equals(element, fields[1], status);
+    if (n_extra) {
+        for (size_t k = 0; k < n_extra; k++)
+            extra_out[k] = fields[where[k]];
+        object->fields = extra_out;
+    }
     return true;
+}
+
+static bool api_read_object(const char *text, struct json_span span, const char *id_key,
+                            const char *status, bool *status_ok, char *dst,
+                            struct api_object *object)
+{
+    return api_read_object_fields(text, span, id_key, status, status_ok, dst, NULL, 0, NULL,
+                                  object);
 }
 
 /* The elements of the array at `array` (a span of text), as spans relative
@@ -368,6 +404,7 @@ struct api_page {
     struct http_response resp;
     struct api_candidate *candidates;
     char *ids;        /* the candidates' decoded ids, one block */
+    struct json_span *fields; /* the preparer's keys' values, per candidate */
     size_t n_candidates;
     size_t count;     /* elements of "items" */
     size_t repeats_within; /* elements repeating an id given earlier on the page */
@@ -386,6 +423,7 @@ static void api_page_release(struct api_page *page)
         preparer->release(preparer->arg, page->prepared);
     free(page->path_query);
     free(page->candidates);
+    free(page->fields);
     free(page->ids);
     free(page->token);
     http_response_free(&page->resp);
@@ -419,6 +457,7 @@ static int api_page_parse(struct api_page *page)
     const char *body = page->resp.body.data;
     struct json_span members[3], *spans = NULL;
     size_t n_spans = 0, used = 0;
+    size_t n_keys = list->preparer ? list->preparer->n_keys : 0;
     int rc;
 
     rc = api_body_members(&page->resp, keys, 3, members, page->reason, sizeof(page->reason));
@@ -449,7 +488,9 @@ static int api_page_parse(struct api_page *page)
         /* Each decoded id and its NUL fit in its element's bytes. */
         page->candidates = calloc(n_spans, sizeof(*page->candidates));
         page->ids = malloc(members[0].len);
-        if (!page->candidates || !page->ids) {
+        if (n_keys)
+            page->fields = malloc(n_spans * n_keys * sizeof(*page->fields));
+        if (!page->candidates || !page->ids || (n_keys && !page->fields)) {
             rc = -ENOMEM;
             goto out;
         }
@@ -458,8 +499,10 @@ static int api_page_parse(struct api_page *page)
         struct api_candidate *c = &page->candidates[page->n_candidates];
         bool status_ok = true;
 
-        if (!api_read_object(body, spans[i], list->id_key, list->status, &status_ok,
-                             page->ids + used, &c->object)) {
+        if (!api_read_object_fields(body, spans[i], list->id_key, list->status, &status_ok,
+                                    page->ids + used, n_keys ? list->preparer->keys : NULL,
+                                    n_keys, page->fields + page->n_candidates * n_keys,
+                                    &c->object)) {
             page->malformed++;
             continue;
         }
@@ -1056,7 +1099,7 @@ static bool api_is_json_space(char c)
 /* The whole body as one object, without the white space around it. */
 static struct api_object api_whole_body(const struct buf *body)
 {
-    struct api_object object = {body->data, body->len, NULL, 0, NULL};
+    struct api_object object = {body->data, body->len, NULL, 0, NULL, NULL};
 
     while (object.raw_len > 0 && api_is_json_space(object.raw[0])) {
         object.raw++;

@@ -416,14 +416,19 @@ static int catalog_content(const struct api_object *object, struct blob *source,
 static int catalog_render(const struct api_object *object, struct blob *source, size_t off,
                           struct buf *scratch, char **strings, struct rendered *out)
 {
-    struct json_span fields[FIELD_COUNT];
+    struct json_span found[FIELD_COUNT];
+    const struct json_span *fields = object->fields;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    rc = jsontext_members(object->raw, object->raw_len, catalog_field_keys, FIELD_COUNT,
-                          fields);
-    if (rc)
-        return rc;
+    /* A page's objects come with them, found while the API read the page. */
+    if (!fields) {
+        rc = jsontext_members(object->raw, object->raw_len, catalog_field_keys, FIELD_COUNT,
+                              found);
+        if (rc)
+            return rc;
+        fields = found;
+    }
     rc = catalog_content(object, source, off, scratch, &out->content);
     if (rc)
         return rc;
@@ -746,7 +751,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     struct fetch_request *req = arg;
     struct catalog *catalog = req->catalog;
     struct api_preparer preparer = {catalog_prepare_page, catalog_release_page, builder_expect,
-                                    NULL};
+                                    catalog_field_keys,   FIELD_COUNT,          NULL};
     struct listing *listing = NULL;
     struct builder b;
     int rc;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/jsontext.h"
 #include "batchfs/transport.h"
 
 struct api_config {
@@ -49,6 +50,10 @@ struct api_object {
                         decoded: non-empty, no NUL inside, NUL-terminated */
     size_t id_len;
     const void *prepared; /* what an api_preparer made of it, or NULL */
+    const struct json_span *fields; /* with a preparer that names keys: the
+                                       spans in `raw` of its keys' values
+                                       ({0, 0} when absent), until the
+                                       objects are delivered; else NULL */
 };
 
 /*
@@ -62,7 +67,9 @@ struct api_object {
  * (buf_steal) to keep those bytes beyond the listing without copying them,
  * and must then keep them valid until release(). prepare() runs on
  * several threads at once and must be thread-safe; a negative errno from
- * it ends the listing. expect(), when not NULL, is called once on the
+ * it ends the listing. The members named by `keys` (at most
+ * API_PREPARER_MAX_KEYS) are located in the same pass over each object as
+ * its identity, and given to prepare() in `fields`. expect(), when not NULL, is called once on the
  * delivering thread before the first objects, with the total_size of the
  * first page that gives one (at most max_items): a hint for sizing what
  * the objects go into, which the server may get wrong either way.
@@ -72,8 +79,12 @@ struct api_preparer {
                    void **page_state);
     void (*release)(void *arg, void *page_state);
     void (*expect)(void *arg, size_t total);
+    const char *const *keys;
+    size_t n_keys;
     void *arg;
 };
+
+#define API_PREPARER_MAX_KEYS 12
 
 /*
  * Receives a listing's objects page by page, in the API's order (pages

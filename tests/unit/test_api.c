@@ -487,9 +487,14 @@ static void test_callback_abort(void **state)
 
 /* ---- the preparer's hooks --------------------------------------------- */
 
+/* Keys the hooks' preparer asks for: two the API reads anyway (the status
+ * it filters on, the identity) and one no object has. */
+static const char *const hooks_keys[] = {"status", "item_id", "no_such_member"};
+
 struct hooks_seen {
     struct collected c;
     atomic_size_t prepared, released; /* objects prepared, pages released */
+    atomic_size_t fields_wrong;       /* objects whose fields differ from a lookup */
     size_t expect_calls, expected, delivered_before;
 };
 
@@ -498,8 +503,18 @@ static int hooks_prepare(void *arg, struct api_object *objects, size_t count, st
 {
     struct hooks_seen *seen = arg;
 
-    (void)objects;
     (void)body;
+    for (size_t i = 0; i < count; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            struct json_span want = {0, 0};
+            int rc = jsontext_member(objects[i].raw, objects[i].raw_len, hooks_keys[k], &want);
+
+            if ((rc && rc != -ENOENT) || !objects[i].fields ||
+                objects[i].fields[k].start != want.start ||
+                objects[i].fields[k].len != want.len)
+                atomic_fetch_add(&seen->fields_wrong, 1);
+        }
+    }
     atomic_fetch_add(&seen->prepared, count);
     *page_state = malloc(1);
     return *page_state ? 0 : -ENOMEM;
@@ -533,7 +548,8 @@ static int list_with_hooks(struct env *env, size_t total, size_t max_items,
                       .cap = 1000,
                       .total = total,
                       .tokens = total ? SIM_TOKENS_NONE : SIM_TOKENS_NEXT};
-    struct api_preparer preparer = {hooks_prepare, hooks_release, hooks_expect, seen};
+    struct api_preparer preparer = {hooks_prepare, hooks_release, hooks_expect,
+                                    hooks_keys,    3,             seen};
     int rc;
 
     assert_non_null(api);
@@ -545,7 +561,8 @@ static int list_with_hooks(struct env *env, size_t total, size_t max_items,
 }
 
 /* expect() comes once, before the first objects, with the total_size;
- * not at all without one; and never above max_items. */
+ * not at all without one; and never above max_items. The keys asked for
+ * come with every object, as a lookup of its own would find them. */
 static void test_preparer_expect(void **state)
 {
     struct env *env = *state;
@@ -557,6 +574,7 @@ static void test_preparer_expect(void **state)
     assert_int_equal(seen.expected, 2500);
     assert_int_equal(seen.delivered_before, 0);
     assert_true(atomic_load(&seen.prepared) >= 2500);
+    assert_int_equal(atomic_load(&seen.fields_wrong), 0);
     assert_true(atomic_load(&seen.released) >= 3);
     collected_free(&seen.c);
 
