@@ -193,9 +193,10 @@ static int table_init(struct node_table *t)
 }
 
 /* Doubles the table; on no memory it stays as it is (only slower). */
-static void table_grow(struct node_table *t, bool by_ino)
+/* Rehashes into `size` buckets (a power of two, larger than now); left as
+ * it is when out of memory (chains just get longer). */
+static void table_resize(struct node_table *t, bool by_ino, size_t size)
 {
-    size_t size = t->size * 2;
     struct node **buckets = calloc(size, sizeof(*buckets));
 
     if (!buckets)
@@ -215,6 +216,23 @@ static void table_grow(struct node_table *t, bool by_ino)
     free(t->buckets);
     t->buckets = buckets;
     t->size = size;
+}
+
+static void table_grow(struct node_table *t, bool by_ino)
+{
+    table_resize(t, by_ino, t->size * 2);
+}
+
+/* Room for `count` nodes in all (a hint), rehashing once rather than once
+ * per doubling as a big folder's nodes arrive. */
+static void table_reserve(struct node_table *t, bool by_ino, size_t count)
+{
+    size_t size = t->size;
+
+    while (size < count && size <= SIZE_MAX / 2 / sizeof(struct node *))
+        size *= 2;
+    if (size > t->size)
+        table_resize(t, by_ino, size);
 }
 
 static void table_insert(struct node_table *t, struct node *node, bool by_ino)
@@ -1396,6 +1414,13 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
         end = index + count;
     pthread_mutex_lock(&dir->ahead_lock);
     if (dir->ahead_to == dir->ahead_from) {
+        /* The first batch made ahead: the rest of the folder will follow. */
+        size_t rest = tree_dir_count(dir) - index;
+
+        pthread_mutex_lock(&tree->lock);
+        table_reserve(&tree->by_ino, true, tree->count + rest);
+        table_reserve(&tree->by_name, false, tree->count + rest);
+        pthread_mutex_unlock(&tree->lock);
         dir->ahead_from = index;
         dir->ahead_to = end;
     } else {
