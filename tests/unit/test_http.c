@@ -409,6 +409,36 @@ static void test_ok_body_and_request_headers(void **state)
     free(body);
 }
 
+/* A body of several receive buffers (3 MiB, the size of a few pages of a
+ * big listing) arrives whole and byte-exact. */
+static void test_big_body_intact(void **state)
+{
+    enum { LEN = 3 << 20 };
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    const struct transport *tr;
+    char *body = malloc(LEN + 1);
+
+    (void)state;
+    assert_non_null(body);
+    for (size_t i = 0; i < LEN; i++)
+        body[i] = (char)('a' + (i * 7 + i / 4099) % 26);
+    body[LEN] = '\0';
+    server_add_response(s, "200 OK", "Content-Type: application/json\r\n", body);
+    server_start(s);
+    client = client_for(s, 1, 1, 4 << 20);
+    tr = http_client_transport(client);
+    assert_int_equal(tr->get(tr->ctx, "/big", &resp), 0);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.body.len, LEN);
+    assert_memory_equal(resp.body.data, body, LEN);
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+    free(body);
+}
+
 static void test_404_is_a_status(void **state)
 {
     struct server *s = server_new();
@@ -886,6 +916,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redirect_refused_key_stays_home, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_body_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_body_intact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gzip_decoded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gzip_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gzip_bomb, setup, teardown),
