@@ -256,7 +256,7 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
     }
     /* While the kernel takes these in, make the nodes of as many more; the
      * folder may be released as soon as the reply is out. */
-    ahead = plus && !rc && index < count;
+    ahead = plus && !rc && index > start;
     if (ahead)
         tree_dir_hold(dir);
     /* Entries already written stand; an error is reported only if none was. */

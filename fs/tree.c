@@ -1401,33 +1401,40 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
 
 void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, size_t count)
 {
-    size_t end = tree_dir_count(dir);
+    size_t total = tree_dir_count(dir), served = count < index ? index - count : 0;
+    size_t first = index < 2 ? 2 : index, end = first;
     enum node_kind kind;
 
     if (!dir->listing || dir->fixed || dir->view.kind == NODE_BY ||
-        dir->view.kind == NODE_BY_GROUP || index < 2 || index >= end)
+        dir->view.kind == NODE_BY_GROUP)
         return;
     kind = listing_child_kind(dir->view.kind);
     if (node_kind_is_made(kind))
         return;
-    if (count < end - index)
-        end = index + count;
+    if (first < total)
+        end = count < total - first ? first + count : total;
     pthread_mutex_lock(&dir->ahead_lock);
-    if (dir->ahead_to == dir->ahead_from) {
-        /* The first batch made ahead: the rest of the folder will follow. */
-        size_t rest = tree_dir_count(dir) - index;
-
-        pthread_mutex_lock(&tree->lock);
-        table_reserve(&tree->by_ino, true, tree->count + rest);
-        table_reserve(&tree->by_name, false, tree->count + rest);
-        pthread_mutex_unlock(&tree->lock);
-        dir->ahead_from = index;
-        dir->ahead_to = end;
-    } else {
-        dir->ahead_from = index < dir->ahead_from ? index : dir->ahead_from;
-        dir->ahead_to = end > dir->ahead_to ? end : dir->ahead_to;
+    /* The reply returned [served, index): none of that needs dropping, so
+     * closing a folder read to its end looks at no node again. */
+    if (served <= dir->ahead_from && index > dir->ahead_from)
+        dir->ahead_from = index < dir->ahead_to ? index : dir->ahead_to;
+    if (first < end) {
+        if (!dir->ahead_to) {
+            /* The first batch made ahead: the rest of the folder follows. */
+            pthread_mutex_lock(&tree->lock);
+            table_reserve(&tree->by_ino, true, tree->count + total - first);
+            table_reserve(&tree->by_name, false, tree->count + total - first);
+            pthread_mutex_unlock(&tree->lock);
+        }
+        if (dir->ahead_to == dir->ahead_from) {
+            dir->ahead_from = first;
+            dir->ahead_to = end;
+        } else {
+            dir->ahead_from = first < dir->ahead_from ? first : dir->ahead_from;
+            dir->ahead_to = end > dir->ahead_to ? end : dir->ahead_to;
+        }
     }
-    for (size_t i = index; i < end;) {
+    for (size_t i = first; i < end;) {
         size_t stop = end - i > TREE_AHEAD_BATCH ? i + TREE_AHEAD_BATCH : end;
         struct node *folder;
 

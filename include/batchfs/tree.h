@@ -126,13 +126,15 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
                    const char **name, struct tree_attr *out);
 
 /*
- * Makes, without counting a lookup, the nodes of up to `count` entries from
- * `index` of a listed folder, so that the readdirplus that returns them
- * next finds them made. Meant for the request thread right after a reply,
- * while the kernel takes in the entries just sent: the two then overlap
- * instead of taking turns (hold the folder across the reply: see
- * tree_dir_hold). Nodes the kernel is never given are dropped when the
- * folder is closed. Does nothing for other folders.
+ * Called after each readdirplus reply of a listed folder, which returned
+ * entries [index - count, index): makes, without counting a lookup, the
+ * nodes of the next `count` entries, so that the next reply finds them
+ * made. Meant for the request thread right after the reply, while the
+ * kernel takes in the entries just sent: the two then overlap instead of
+ * taking turns (hold the folder across the reply: see tree_dir_hold).
+ * Nodes the kernel is never given are dropped when the folder is closed;
+ * what the replies returned is not looked at again. Does nothing for other
+ * folders.
  */
 void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, size_t count);
 

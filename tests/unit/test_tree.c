@@ -389,6 +389,58 @@ static void test_nodes_made_ahead(void **state)
     assert_int_equal(tree_getattr(env->tree, made, &attr), -ESTALE);
 }
 
+/* Serves entries [from, to) of `dir` as one readdirplus reply, then makes
+ * nodes ahead as the request thread does after it. */
+static void reply_plus(struct env *env, struct tree_dir *dir, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        struct tree_attr attr;
+        const char *name;
+
+        assert_int_equal(tree_dir_entry(env->tree, dir, i, i >= 2, &name, &attr), 0);
+    }
+    tree_dir_prepare(env->tree, dir, to, to - from);
+}
+
+/* Read in order, every node made ahead is returned and kept; after a seek
+ * past nodes made ahead, those are still dropped at close. */
+static void test_nodes_made_ahead_then_skipped(void **state)
+{
+    struct env *env = *state;
+    struct tree_stats before, after;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+    uint64_t failed = lookup_ok(env, job, "failed", NULL);
+    struct tree_dir *dir;
+    bool unchanged;
+
+    tree_get_stats(env->tree, &before);
+    assert_int_equal(tree_opendir(env->tree, failed, &dir, &unchanged), 0);
+    reply_plus(env, dir, 0, 3);
+    reply_plus(env, dir, 3, 5);
+    reply_plus(env, dir, 5, 7);
+    tree_closedir(dir);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 5);
+
+    /* A second handle: entries 3 and 4 are made ahead, then skipped. */
+    for (size_t i = 2; i < 7; i++) {
+        assert_int_equal(tree_opendir(env->tree, failed, &dir, &unchanged), 0);
+        tree_forget(env->tree, entry_ino(env, dir, i, &(const char *){NULL}), 1);
+        tree_closedir(dir);
+    }
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes);
+    assert_int_equal(tree_opendir(env->tree, failed, &dir, &unchanged), 0);
+    reply_plus(env, dir, 0, 3);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 4);
+    reply_plus(env, dir, 5, 7);
+    tree_closedir(dir);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + 3);
+}
+
 static void test_errors_map_to_errno(void **state)
 {
     struct env *env = *state;
@@ -480,6 +532,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_items_hostile_names, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_forget_frees_nodes, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_made_ahead, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_made_ahead_then_skipped, env_setup,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_to_errno, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_batches, env_setup, env_teardown),
         cmocka_unit_test(test_changed_content_invalidates),
