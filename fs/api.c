@@ -293,15 +293,10 @@ static bool api_string_equals(const char *text, struct json_span span, const cha
 /*
  * Fills `object` from the element at text[span): its identity, the member
  * `id_key`, is decoded into dst (room for span.len bytes). With `status`,
- * *status_ok says whether its "status" is that string. Returns false when
- * the element is not an object with an identity.
- */
-/*
- * Reads one element: its identity into `dst` (room for span.len bytes), and
- * with `status`, whether its status is that one. The values of `extra`
- * (n_extra of them, at most API_PREPARER_MAX_KEYS) go to extra_out, found
- * in the same pass (object->fields then points there). False when the
- * element is not an object with a usable identity.
+ * *status_ok says whether its "status" is that string. The values of
+ * `extra` (n_extra of them, at most API_PREPARER_MAX_KEYS) go to extra_out,
+ * found in the same pass (object->fields then points there). Returns false
+ * when the element is not an object with an identity.
  */
 static bool api_read_object_fields(const char *text, struct json_span span, const char *id_key,
                                    const char *status, bool *status_ok, char *dst,
@@ -318,7 +313,8 @@ static bool api_read_object_fields(const char *text, struct json_span span, cons
     keys[n++] = id_key;
     if (status)
         keys[n++] = "status";
-    /* A key asked twice is looked up once: the last occurrence wins. */
+    /* A key the API reads anyway (the identity, the status) is looked up
+     * once and handed to both. */
     for (size_t k = 0; k < n_extra; k++) {
         where[k] = n;
         for (size_t j = 0; j < n; j++)
@@ -663,7 +659,7 @@ static long api_page_take_ids(struct api_page *page, struct idset *ids)
             for (size_t j = 0; j < i; j++)
                 if (!page->candidates[j].repeated)
                     idset_remove(ids, page->candidates[j].object.id,
-                                   page->candidates[j].object.id_len);
+                                 page->candidates[j].object.id_len);
             return rc;
         }
         c->repeated = rc == 0;
@@ -827,9 +823,9 @@ static char *api_v1_page_url(const struct api_list *list,
     return buf_steal(&b);
 }
 
-/* Processes pages[0..n) in order as `crew` finishes them. Pages from the first held one on are moved to held[]
- * (which must be empty then). Returns 0 or a negative errno; every page not
- * held is released. */
+/* Processes pages[0..n) in order as `crew` finishes them. Pages from the
+ * first held one on are moved to held[] (which must be empty then). Returns
+ * 0 or a negative errno; every page not held is released. */
 static int api_process_run(struct api_page *pages, size_t n, struct api_page *held,
                            size_t *n_held, struct paginate *pager, struct api_crew *crew,
                            api_objects_fn fn, void *arg, int rc)
@@ -871,7 +867,7 @@ static int api_process_run(struct api_page *pages, size_t n, struct api_page *he
  * network stays busy while pages are parsed. Between two waves the
  * connections drain and refill, about one round trip each time, so a
  * wave is large: 128 pages with 8 connections, a job of 100,000 items in
- * one (4 x max_parallel cost a 100,000-item listing 3 % more time). A
+ * one (4 x max_parallel cost a 100,000-item listing 4 % more time). A
  * total_size that lies high costs no more for it (see api_crew). */
 static size_t api_wave_size(const struct api *api)
 {
