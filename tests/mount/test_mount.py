@@ -351,8 +351,9 @@ def thp_available():
 
 
 class HugePages(unittest.TestCase):
-    """The driver restarts itself once to get huge pages for its heap, and
-    leaves GLIBC_TUNABLES alone when the user chose glibc.malloc.hugetlb."""
+    """The driver restarts itself once to get huge pages for its heap (and
+    heaps that grow 64 MiB at a time), and leaves GLIBC_TUNABLES alone when
+    the user chose glibc.malloc.hugetlb; a top_pad of the user's is kept."""
 
     def setUp(self):
         self.double = harness.Double()
@@ -377,8 +378,10 @@ class HugePages(unittest.TestCase):
         environ = self.environ_of_mount(None)
         if thp_available():
             self.assertIn("glibc.malloc.hugetlb=1", environ)
+            self.assertIn("glibc.malloc.top_pad=67108864", environ)
         else:
             self.assertNotIn("glibc.malloc.hugetlb", environ)
+            self.assertNotIn("glibc.malloc.top_pad", environ)
 
     def test_other_tunables_kept(self):
         environ = self.environ_of_mount("glibc.malloc.tcache_count=7")
@@ -389,6 +392,13 @@ class HugePages(unittest.TestCase):
         environ = self.environ_of_mount("glibc.malloc.hugetlb=0")
         self.assertIn("GLIBC_TUNABLES=glibc.malloc.hugetlb=0", environ)
         self.assertNotIn("glibc.malloc.hugetlb=1", environ)
+        self.assertNotIn("glibc.malloc.top_pad", environ)
+
+    def test_users_top_pad_kept(self):
+        environ = self.environ_of_mount("glibc.malloc.top_pad=4096")
+        self.assertIn("GLIBC_TUNABLES=glibc.malloc.top_pad=4096", environ)
+        self.assertNotIn("glibc.malloc.top_pad=67108864", environ)
+        self.assertEqual("glibc.malloc.hugetlb=1" in environ, thp_available())
 
 
 if __name__ == "__main__":
