@@ -22,6 +22,7 @@
 #include "batchfs/cache.h"
 #include "batchfs/derive.h"
 #include "batchfs/jsontext.h"
+#include "batchfs/live.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
 
@@ -76,6 +77,7 @@ static void id_set_free(struct id_set *set)
 struct catalog {
     struct api *api;
     struct cache *cache;
+    struct live *live; /* listings in use, found again after eviction */
     double ttl_s, terminal_ttl_s;
 
     pthread_mutex_t lock;      /* protects the fields below */
@@ -141,6 +143,7 @@ void listing_release(struct listing *listing)
 
     if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    live_forget(listing);
     big = listing->bytes > CATALOG_TRIM_BYTES;
     for (size_t i = 0; i < listing->count; i++)
         entry_clear(&listing->entries[i]);
@@ -756,6 +759,12 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     struct builder b;
     int rc;
 
+    listing = live_take(catalog->live, key, ttl_s);
+    if (listing) {
+        *value = listing;
+        *bytes = listing->bytes;
+        return 0;
+    }
     rc = builder_init(&b, req->kind, key);
     if (rc)
         return rc;
@@ -803,6 +812,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         *ttl_s = catalog->terminal_ttl_s;
     else if (req->kind == LISTING_ITEMS && catalog_job_status_terminal(catalog, req->id))
         *ttl_s = catalog->terminal_ttl_s;
+    live_add(catalog->live, listing, key, *ttl_s);
     *value = listing;
     *bytes = listing->bytes;
     /* A big listing leaves its pages and parse trees freed behind it;
@@ -862,7 +872,8 @@ struct catalog *catalog_new(const struct catalog_config *config)
     catalog->terminal_ttl_s = config->terminal_ttl_s;
     pthread_mutex_init(&catalog->lock, NULL);
     catalog->cache = cache_new(&cc, &catalog_cache_ops);
-    if (!catalog->cache) {
+    catalog->live = live_new();
+    if (!catalog->cache || !catalog->live) {
         catalog_free(catalog);
         return NULL;
     }
@@ -875,6 +886,7 @@ void catalog_free(struct catalog *catalog)
         return;
     if (catalog->cache)
         cache_free(catalog->cache);
+    live_free(catalog->live);
     id_set_free(&catalog->known_batches);
     id_set_free(&catalog->finished_jobs);
     pthread_mutex_destroy(&catalog->lock);
@@ -1046,6 +1058,7 @@ int catalog_batches(struct catalog *catalog, struct listing **out)
 
 void catalog_expire_all(struct catalog *catalog)
 {
+    live_expire_all(catalog->live);
     cache_expire_all(catalog->cache);
 }
 
@@ -1058,6 +1071,7 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->misses = cs.misses;
     out->stale_served = cs.stale_served;
     out->evictions = cs.evictions;
+    out->reused = live_reused(catalog->live);
     out->entries = cs.entries;
     out->bytes = cs.bytes;
 }
@@ -1199,7 +1213,12 @@ static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *
     struct listing *l;
     int rc;
 
-    (void)key;
+    l = live_take(catalog->live, key, ttl_s);
+    if (l) {
+        *value = l;
+        *bytes = l->bytes;
+        return 0;
+    }
     l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
@@ -1221,6 +1240,7 @@ static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *
      * the cache counts those under their own keys, and they outlive their
      * eviction only as long as this file does. */
     l->bytes = sizeof(*l) + entry_bytes(&l->self) + made_bytes;
+    live_add(catalog->live, l, key, *ttl_s);
     *value = l;
     *bytes = l->bytes;
     return 0;

@@ -21,6 +21,7 @@
 #include "batchfs/blob.h"
 
 struct api;
+struct live;
 
 /* One named thing in a listing: a job or batch (a directory), an item or a
  * result (a file). Strings are NUL-terminated copies in one block, owned
@@ -51,6 +52,13 @@ struct listing {
     struct entry self;      /* LISTING_BATCH: the batch itself (name = id) */
     bool results_null;      /* LISTING_BATCH: the API gave "results": null */
     size_t bytes;           /* memory held, for the cache budget */
+    /* live.c's, so that a listing still in use is found again after the
+     * cache evicts it; zero in listings never registered. */
+    struct live *home;      /* the register holding it, or NULL */
+    struct listing *live_prev, *live_next;
+    char *key;              /* its cache key */
+    double fresh_until;     /* CLOCK_MONOTONIC seconds */
+    unsigned epoch;         /* live_expire_all calls before it was added */
 };
 
 struct catalog_config {
@@ -64,6 +72,7 @@ struct catalog_config {
 
 struct catalog_stats {
     unsigned long long hits, misses, stale_served, evictions;
+    unsigned long long reused; /* misses answered by a listing still in use */
     size_t entries, bytes;
 };
 

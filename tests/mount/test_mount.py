@@ -2,9 +2,10 @@
 
 Checks that every job, item, batch and result is there exactly once, in the
 right folder, with byte-exact content and exact attributes, under each
-pagination dialect; that a wrong key fails the mount; that junk names cost no
-request; that a second walk within the cache lifetime costs no request; and
-that every write fails with EROFS.
+pagination dialect and under a cache smaller than one folder (where a folder
+evicted while open is found again, not fetched again); that a wrong key fails
+the mount; that junk names cost no request; that a second walk within the
+cache lifetime costs no request; and that every write fails with EROFS.
 """
 import errno
 import json
@@ -265,6 +266,53 @@ class Behaviour(harness.MountTestCase):
     def test_directory_read_is_eisdir(self):
         with self.assertRaises(IsADirectoryError):
             open(self.path("jobs"), "rb").read()
+
+
+class SmallCache(LayoutChecks, harness.MountTestCase):
+    """A cache smaller than one folder: the tree stays exact while listings
+    are evicted and fetched again."""
+    SIZES = dict(seed=5, jobs=3, items=60, big_job=6000, batches=2, results=10)
+    DOUBLE_ARGS = ("--seed", "5", "--jobs", "3", "--items", "60", "--big-job", "6000",
+                   "--batches", "2", "--results", "10")
+    MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300")
+
+    def test_evictions_happened(self):
+        for job in self.dataset().jobs:
+            run("cat", self.path("jobs", job["id"], "items.ndjson"))
+        with open(self.path(".batchfs", "stats")) as f:
+            self.assertGreater(json.load(f)["cache"]["evictions"], 0)
+
+
+class SmallCacheFolderInUse(harness.MountTestCase):
+    """A folder evicted while open is found again, not fetched again."""
+    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "10", "--big-job", "6000",
+                   "--batches", "0")
+    MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300")
+
+    def reused(self):
+        with open(self.path(".batchfs", "stats")) as f:
+            return json.load(f)["cache"]["reused"]
+
+    def test_open_folder_not_fetched_again(self):
+        data = apidouble.make_dataset(seed=5, jobs=1, items=10, big_job=6000, batches=0)
+        job = data.jobs[-1]["id"]
+        completed = self.path("jobs", job, "completed")
+        fd = os.open(completed, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            names = sorted(os.listdir(fd))
+            self.assertGreater(len(names), 5000)
+            # Listing another folder evicts completed/ (bigger than the cap
+            # on its own); the open folder still holds it.
+            os.listdir(self.path("jobs", job, "failed"))
+            before, reused = self.double.stats()["by_endpoint"]["list_items"], self.reused()
+            with open(os.path.join(completed, names[-1]), "rb") as f:
+                item = json.loads(f.read())
+            self.assertEqual(self.double.stats()["by_endpoint"]["list_items"], before)
+            self.assertEqual(self.reused(), reused + 1)
+            self.assertIn(item["item_id"],
+                          {i["item_id"] for i in data.items[job] if i["status"] == "completed"})
+        finally:
+            os.close(fd)
 
 
 class NoBatchListEndpoint(harness.MountTestCase):

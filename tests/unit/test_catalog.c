@@ -3,6 +3,7 @@
  * (fs/catalog.c), with the API scripted by the fake transport.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -245,6 +246,122 @@ static void test_item_files(void **state)
     free(page);
 }
 
+/* A listing the cache evicted while someone still held it is handed back
+ * by the next fetch of its key, with no request and no second copy; once
+ * nobody holds it, or after everything was expired, it is fetched again. */
+static void test_listing_in_use_found_again(void **state)
+{
+    struct env *env = *state;
+    struct catalog_config cc = {.api = env->api, .ttl_s = 600, .terminal_ttl_s = 600,
+                                .cache_bytes = 1};
+    struct catalog *small = catalog_new(&cc);
+    struct listing *held, *other, *again;
+    struct catalog_stats st;
+    uint64_t generation;
+    size_t before;
+
+    assert_non_null(small);
+    assert_int_equal(catalog_items(small, "bjb-done1", 2, &held), 0);
+    generation = held->generation;
+    /* A budget of one byte keeps nothing once another listing arrives. */
+    assert_int_equal(catalog_items(small, "bjb-done1", 0, &other), 0);
+    listing_release(other);
+    catalog_get_stats(small, &st);
+    assert_true(st.evictions >= 1);
+
+    before = fake_transport_count(env->fake);
+    assert_int_equal(catalog_items(small, "bjb-done1", 2, &again), 0);
+    assert_ptr_equal(again, held);
+    assert_int_equal(fake_transport_count(env->fake), before);
+    catalog_get_stats(small, &st);
+    assert_int_equal(st.reused, 1);
+    listing_release(again);
+
+    /* Expired by the user: fetched again although still held. */
+    catalog_expire_all(small);
+    assert_int_equal(catalog_items(small, "bjb-done1", 0, &other), 0);
+    listing_release(other);
+    assert_int_equal(catalog_items(small, "bjb-done1", 2, &again), 0);
+    assert_ptr_not_equal(again, held);
+    assert_true(fake_transport_count(env->fake) > before);
+    listing_release(again);
+
+    /* Released by everyone: gone, and fetched again. */
+    listing_release(held);
+    assert_int_equal(catalog_items(small, "bjb-done1", 0, &other), 0);
+    listing_release(other);
+    before = fake_transport_count(env->fake);
+    assert_int_equal(catalog_items(small, "bjb-done1", 2, &again), 0);
+    assert_true(again->generation != generation);
+    assert_true(fake_transport_count(env->fake) > before);
+    catalog_get_stats(small, &st);
+    assert_int_equal(st.reused, 1);
+    /* Held past the catalog's end: still valid, released without it. */
+    catalog_free(small);
+    assert_int_equal(again->count, 1);
+    listing_release(again);
+}
+
+#define REVIVE_THREADS 4
+#define REVIVE_ROUNDS 300
+
+struct revive_run {
+    struct catalog *catalog;
+    size_t counts[2]; /* of the two folders, seen before the threads start */
+};
+
+static int revive_status(int round)
+{
+    return round % 2 ? 2 : 0;
+}
+
+/* Each thread takes and drops two folders of a catalog that keeps nothing:
+ * listings are revived while others let go of their last reference. */
+static void *revive_worker(void *arg)
+{
+    struct revive_run *run = arg;
+
+    for (int i = 0; i < REVIVE_ROUNDS; i++) {
+        struct listing *l;
+        bool same;
+
+        if (catalog_items(run->catalog, "bjb-done1", revive_status(i), &l) != 0)
+            return (void *)1;
+        same = l->count == run->counts[i % 2] &&
+               (!l->count || strcmp(l->entries[0].name, "x.pdf.json") == 0);
+        listing_release(l);
+        if (!same)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_listing_revived_under_threads(void **state)
+{
+    struct env *env = *state;
+    struct catalog_config cc = {.api = env->api, .ttl_s = 600, .terminal_ttl_s = 600,
+                                .cache_bytes = 1};
+    struct revive_run run = {.catalog = catalog_new(&cc)};
+    pthread_t threads[REVIVE_THREADS];
+    struct listing *l;
+    void *failed;
+
+    assert_non_null(run.catalog);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(catalog_items(run.catalog, "bjb-done1", revive_status(i), &l), 0);
+        run.counts[i] = l->count;
+        listing_release(l);
+    }
+    assert_int_equal(run.counts[1], 1);
+    for (int i = 0; i < REVIVE_THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, revive_worker, &run), 0);
+    for (int i = 0; i < REVIVE_THREADS; i++) {
+        assert_int_equal(pthread_join(threads[i], &failed), 0);
+        assert_null(failed);
+    }
+    catalog_free(run.catalog);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +373,10 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_empty_listing, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_item_files, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_listing_in_use_found_again, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_listing_revived_under_threads, env_setup,
+                                        env_teardown),
     };
 
     log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
