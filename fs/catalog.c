@@ -1,11 +1,16 @@
 /*
  * catalog — listings of jobs, items and batches (see include/batchfs/catalog.h).
  *
+ * For: what is fetched, under which key, and for how long it stays fresh.
  * Every listing is fetched through the cache under one key, so concurrent
  * callers share one fetch and a walk within the time to live costs no
- * request. As each page arrives, its objects' fields are read and their
- * files measured; the page's body is kept and each item's file is rendered
- * from it when read (objects over 64 KiB are rendered once, up front).
+ * request; a listing still in use is handed back by live.c rather than
+ * fetched twice. Also the lifetime of listings (references, freeing) and
+ * the aggregate files (items.ndjson, errors.tsv, progress), made from the
+ * cached listings.
+ * Not for: turning the API's pages into entries (reading objects' fields,
+ * rendering their files, naming them), which builder.c does as each page
+ * arrives.
  */
 #include "batchfs/catalog.h"
 
@@ -19,12 +24,10 @@
 
 #include "batchfs/api.h"
 #include "batchfs/buf.h"
+#include "batchfs/builder.h"
 #include "batchfs/cache.h"
 #include "batchfs/derive.h"
-#include "batchfs/jsontext.h"
 #include "batchfs/live.h"
-#include "batchfs/log.h"
-#include "batchfs/names.h"
 
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
     "pending", "processing", "completed", "failed", "skipped", "cancelled",
@@ -86,7 +89,7 @@ struct catalog {
     struct timespec batches_unsupported_until; /* the list endpoint is missing */
 };
 
-/* ---- blobs and listings ---------------------------------------------- */
+/* ---- listings and their entries -------------------------------------- */
 
 /* Listings above this size return the memory their fetch used (see
  * catalog_fetch). */
@@ -95,40 +98,33 @@ struct catalog {
 /* Source of listing generations; atomic, shared by every catalog. */
 static uint64_t catalog_next_generation;
 
-static void entry_clear(struct entry *entry)
+void entry_clear(struct entry *entry)
 {
     free(entry->name); /* id and status live in the same block */
     blob_unref(entry->content);
     memset(entry, 0, sizeof(*entry));
 }
 
-/*
- * Gives `entry` its name, id and status (status may be NULL), copied into
- * one block that entry->name owns. NULs inside the status become '_'.
- */
-static int entry_set_strings(struct entry *entry, const char *name, size_t name_len,
-                             const char *id, size_t id_len, const char *status,
-                             size_t status_len)
+size_t entry_bytes(const struct entry *e)
 {
-    size_t size = name_len + 1 + id_len + 1 + (status ? status_len + 1 : 0);
-    char *block = malloc(size);
+    return sizeof(*e) +
+           (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
+                          (e->status ? strlen(e->status) + 1 : 0)
+                    : 0) +
+           (e->content ? blob_footprint(e->content) : 0);
+}
 
-    if (!block)
-        return -ENOMEM;
-    entry->name = block;
-    memcpy(block, name, name_len);
-    block[name_len] = '\0';
-    entry->id = block + name_len + 1;
-    memcpy(entry->id, id, id_len);
-    entry->id[id_len] = '\0';
-    entry->status = NULL;
-    if (status) {
-        entry->status = entry->id + id_len + 1;
-        for (size_t i = 0; i < status_len; i++)
-            entry->status[i] = status[i] ? status[i] : '_';
-        entry->status[status_len] = '\0';
-    }
-    return 0;
+struct listing *listing_new(enum listing_kind kind)
+{
+    struct listing *listing = calloc(1, sizeof(*listing));
+
+    if (!listing)
+        return NULL;
+    listing->refs = 1;
+    listing->generation =
+        __atomic_add_fetch(&catalog_next_generation, 1, __ATOMIC_RELAXED);
+    listing->kind = kind;
+    return listing;
 }
 
 struct listing *listing_ref(struct listing *listing)
@@ -157,7 +153,7 @@ void listing_release(struct listing *listing)
         malloc_trim(0);
 }
 
-static int entry_compare_names(const void *a, const void *b)
+int entry_compare_names(const void *a, const void *b)
 {
     return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
@@ -248,482 +244,6 @@ int catalog_item_status_index(const char *name)
     return -1;
 }
 
-/* ---- building a listing from pages ----------------------------------- */
-
-/* The fields of an object that the catalog reads, in the order of
- * catalog_field_keys. */
-enum catalog_field {
-    FIELD_STATUS,
-    FIELD_ITEM_NAME,
-    FIELD_TIMES, /* the timestamps, most final first: the first one present
-                    that parses is the file's time */
-    FIELD_COUNT = FIELD_TIMES + 5,
-};
-
-static const char *const catalog_field_keys[FIELD_COUNT] = {
-    "status",     "item_name",    "completed_at", "updated_at",
-    "started_at", "effective_at", "created_at",
-};
-
-/* No such string: the value of builder_strings lengths. */
-#define BUILDER_ABSENT SIZE_MAX
-
-/* An entry's decoded strings, as offsets into the builder's arena until the
- * listing is finished (the arena moves as it grows). */
-struct builder_strings {
-    size_t id, id_len;
-    size_t status, status_len; /* BUILDER_ABSENT when none */
-};
-
-struct builder {
-    struct listing *listing;
-    size_t cap;
-    struct names *names;             /* items and results: names.c picks names */
-    size_t expected;                 /* entries the listing announced, not yet made room for */
-    bool named_by_id;                /* results: the file id is the item name */
-    struct builder_strings *strings; /* parallel to listing->entries */
-    struct builder_strings self_strings;
-    struct buf arena;                /* every decoded string, NUL-terminated */
-    struct buf scratch;              /* one object's rendering */
-    const char *what;                /* for log lines */
-    size_t skipped;
-};
-
-static void builder_discard(struct builder *b)
-{
-    names_free(b->names);
-    free(b->strings);
-    buf_free(&b->arena);
-    buf_free(&b->scratch);
-    listing_release(b->listing);
-    memset(b, 0, sizeof(*b));
-}
-
-static int builder_init(struct builder *b, enum listing_kind kind, const char *what)
-{
-    memset(b, 0, sizeof(*b));
-    b->listing = calloc(1, sizeof(*b->listing));
-    if (!b->listing)
-        return -ENOMEM;
-    b->listing->refs = 1;
-    b->listing->generation = __atomic_add_fetch(&catalog_next_generation, 1, __ATOMIC_RELAXED);
-    b->listing->kind = kind;
-    b->listing->bytes = sizeof(*b->listing);
-    b->what = what;
-    b->named_by_id = kind == LISTING_BATCH;
-    if (kind == LISTING_ITEMS || kind == LISTING_BATCH) {
-        int rc;
-
-        b->names = names_new(".json", &rc);
-        if (!b->names) {
-            builder_discard(b);
-            return rc;
-        }
-    }
-    return 0;
-}
-
-/* Keeps bytes in the arena, with a NUL after them; *at is where they went. */
-static int builder_keep(struct builder *b, const char *data, size_t len, size_t *at)
-{
-    int rc = buf_reserve(&b->arena, len + 1);
-
-    if (rc)
-        return rc;
-    *at = b->arena.len;
-    memcpy(b->arena.data + b->arena.len, data, len);
-    b->arena.data[b->arena.len + len] = '\0';
-    b->arena.len += len + 1;
-    return 0;
-}
-
-/* What one object renders to before it joins a listing; made on any thread. */
-struct rendered {
-    struct blob *content;
-    struct timespec mtime;
-    const char *status, *name; /* decoded; lengths BUILDER_ABSENT when none */
-    size_t status_len, name_len;
-};
-
-/* Decodes the string at `span` of `text` into *at (advanced past it and
- * its NUL); *len is BUILDER_ABSENT when the value is not a string. */
-static void catalog_decode(const char *text, struct json_span span, char **at,
-                           const char **out, size_t *len)
-{
-    *out = NULL;
-    if (!span.len || text[span.start] != '"' ||
-        jsontext_string(text + span.start, span.len, *at, len) < 0) {
-        *len = BUILDER_ABSENT; /* not a string (the text itself is valid) */
-        return;
-    }
-    *out = *at;
-    *at += *len + 1;
-}
-
-/* The file time of an object: the first of its timestamps that parses. */
-static struct timespec catalog_object_mtime(const char *text, const struct json_span *times)
-{
-    struct timespec ts = {0, 0};
-
-    for (size_t i = 0; i < FIELD_COUNT - FIELD_TIMES; i++) {
-        char stamp[64];
-        size_t len;
-
-        if (times[i].len && times[i].len <= sizeof(stamp) && text[times[i].start] == '"' &&
-            !jsontext_string(text + times[i].start, times[i].len, stamp, &len) &&
-            !memchr(stamp, '\0', len) && !catalog_parse_time(stamp, &ts))
-            return ts;
-    }
-    return ts;
-}
-
-/* Objects up to this size are pretty-printed on each read of their file;
- * bigger ones once, up front, so that reading a big file in 128 KiB pieces
- * does not render it once per piece. */
-#define CATALOG_RENDER_ON_READ_MAX (64u << 10)
-
-/* Sets *content to the file of an object whose text is bytes
- * [off, off + object->raw_len) of `source` (or NULL: no source): rendered on
- * read when the object is small and has a source, else pretty-printed now
- * through `scratch`. */
-static int catalog_content(const struct api_object *object, struct blob *source, size_t off,
-                           struct buf *scratch, struct blob **content)
-{
-    size_t len;
-    int rc;
-
-    *content = NULL;
-    if (source && object->raw_len <= CATALOG_RENDER_ON_READ_MAX) {
-        rc = jsontext_pretty_length(object->raw, object->raw_len, &len);
-        if (rc)
-            return rc;
-        *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
-                                     blob_digest(object->raw, object->raw_len));
-    } else {
-        buf_reset(scratch);
-        rc = jsontext_pretty(object->raw, object->raw_len, scratch);
-        if (rc)
-            return rc;
-        *content = blob_new(scratch->data, scratch->len);
-    }
-    return *content ? 0 : -ENOMEM;
-}
-
-/*
- * Renders one API object: its file (see catalog_content), its time, and its
- * status and item name decoded at *strings, which needs room for
- * object->raw_len bytes (decoded strings never outgrow their quoted text)
- * and is advanced past what they took. Pure apart from allocating the blob;
- * any thread.
- */
-static int catalog_render(const struct api_object *object, struct blob *source, size_t off,
-                          struct buf *scratch, char **strings, struct rendered *out)
-{
-    struct json_span found[FIELD_COUNT];
-    const struct json_span *fields = object->fields;
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    /* A page's objects come with them, found while the API read the page. */
-    if (!fields) {
-        rc = jsontext_members(object->raw, object->raw_len, catalog_field_keys, FIELD_COUNT,
-                              found);
-        if (rc)
-            return rc;
-        fields = found;
-    }
-    rc = catalog_content(object, source, off, scratch, &out->content);
-    if (rc)
-        return rc;
-    out->mtime = catalog_object_mtime(object->raw, fields + FIELD_TIMES);
-    catalog_decode(object->raw, fields[FIELD_STATUS], strings, &out->status,
-                   &out->status_len);
-    catalog_decode(object->raw, fields[FIELD_ITEM_NAME], strings, &out->name,
-                   &out->name_len);
-    return 0;
-}
-
-/* A page of objects rendered on the thread that fetched it. */
-struct rendered_page {
-    struct blob *source;    /* the page's body, which objects' raw point into */
-    size_t count;
-    struct rendered *items; /* [count], in the same block */
-    char *strings;          /* the decoded strings, in the same block */
-};
-
-/* api_preparer.release: the page's blobs (entries hold their own
- * references) and the block. */
-static void catalog_release_page(void *arg, void *state)
-{
-    struct rendered_page *page = state;
-
-    (void)arg;
-    for (size_t i = 0; i < page->count; i++)
-        blob_unref(page->items[i].content);
-    blob_unref(page->source);
-    free(page);
-}
-
-/* The page's body as a blob: the source its items' files are rendered
- * from. Taken, not copied (copying every page into fresh memory cost more
- * than rendering did), and not moved: the objects point into it. */
-static struct blob *catalog_page_source(struct buf *body)
-{
-    size_t len = body->len;
-
-    if (!body->data && buf_reserve(body, 1))
-        return NULL;
-    return blob_adopt(buf_steal(body), len);
-}
-
-/* api_preparer.prepare: renders a page's objects. */
-static int catalog_prepare_page(void *arg, struct api_object *objects, size_t count,
-                                struct buf *body, void **state)
-{
-    struct rendered_page *page;
-    struct buf scratch = BUF_INIT;
-    const char *text;
-    char *strings;
-    size_t raw = 0;
-    int rc = 0;
-
-    (void)arg;
-    for (size_t i = 0; i < count; i++)
-        raw += objects[i].raw_len;
-    page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
-    if (!page)
-        return -ENOMEM;
-    page->source = catalog_page_source(body);
-    if (!page->source) {
-        free(page);
-        return -ENOMEM;
-    }
-    /* The objects' bytes did not move, only their owner changed. */
-    text = blob_bytes(page->source);
-    page->count = 0;
-    page->items = (struct rendered *)(page + 1);
-    page->strings = (char *)(page->items + count);
-    /* Packed one after another, so that only the bytes they take are
-     * touched: the room reserved is the page's size. */
-    strings = page->strings;
-    for (size_t i = 0; i < count && !rc; i++) {
-        rc = catalog_render(&objects[i], page->source, (size_t)(objects[i].raw - text),
-                            &scratch, &strings, &page->items[i]);
-        if (!rc) {
-            page->count++;
-            objects[i].prepared = &page->items[i];
-        } else if (rc == -EINVAL) {
-            /* Left for the builder to count as unusable. */
-            objects[i].prepared = NULL;
-            memset(&page->items[i], 0, sizeof(page->items[i]));
-            page->count++;
-            rc = 0;
-        }
-    }
-    buf_free(&scratch);
-    if (rc) {
-        catalog_release_page(NULL, page);
-        return rc;
-    }
-    *state = page;
-    return 0;
-}
-
-/* Fills `entry` (file, time) and `strings` from one API object, rendered
- * already by catalog_prepare_page or rendered here, and adds it to `names`
- * unless that is NULL. */
-static int builder_read_object(struct builder *b, const struct api_object *object,
-                               struct names *names, struct entry *entry,
-                               struct builder_strings *strings)
-{
-    struct rendered r;
-    char *decoded = NULL, *cursor;
-    int rc = 0;
-
-    memset(strings, 0, sizeof(*strings));
-    if (object->prepared) {
-        r = *(const struct rendered *)object->prepared;
-        entry->content = blob_ref(r.content);
-    } else {
-        decoded = malloc(object->raw_len);
-        if (!decoded)
-            return -ENOMEM;
-        cursor = decoded;
-        rc = catalog_render(object, NULL, 0, &b->scratch, &cursor, &r);
-        entry->content = r.content;
-        if (rc)
-            goto out;
-    }
-    entry->mtime = r.mtime;
-    strings->id_len = object->id_len;
-    strings->status_len = r.status_len;
-    rc = builder_keep(b, object->id, object->id_len, &strings->id);
-    if (!rc && r.status)
-        rc = builder_keep(b, r.status, r.status_len, &strings->status);
-    if (!rc && names && b->named_by_id)
-        rc = names_add(names, object->id, object->id_len, object->id, object->id_len);
-    else if (!rc && names)
-        rc = names_add(names, object->id, object->id_len, r.name ? r.name : "",
-                       r.name ? r.name_len : 0);
-out:
-    free(decoded);
-    return rc;
-}
-
-static size_t entry_bytes(const struct entry *e)
-{
-    return sizeof(*e) +
-           (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
-                          (e->status ? strlen(e->status) + 1 : 0)
-                    : 0) +
-           (e->content ? blob_footprint(e->content) : 0);
-}
-
-/* Room for `cap` entries (more than now). */
-static int builder_grow_to(struct builder *b, size_t cap)
-{
-    struct entry *entries;
-    struct builder_strings *strings;
-
-    entries = realloc(b->listing->entries, cap * sizeof(*entries));
-    if (!entries)
-        return -ENOMEM;
-    b->listing->entries = entries;
-    strings = realloc(b->strings, cap * sizeof(*strings));
-    if (!strings)
-        return -ENOMEM;
-    b->strings = strings;
-    b->cap = cap;
-    return 0;
-}
-
-static int builder_grow(struct builder *b)
-{
-    return builder_grow_to(b, b->cap ? b->cap * 2 : 64);
-}
-
-/* Most entries made room for on a listing's word: a total_size that lies
- * high must not reserve gigabytes. Beyond it, room grows as needed. */
-#define BUILDER_EXPECT_MAX ((size_t)1 << 20)
-
-/* api_preparer.expect: how many objects the listing says are coming. */
-static void builder_expect(void *arg, size_t total)
-{
-    struct builder *b = arg;
-
-    b->expected = total < BUILDER_EXPECT_MAX ? total : BUILDER_EXPECT_MAX;
-}
-
-/*
- * After the first page: room for the announced entries and, at that page's
- * rate, for their strings, so that nothing grows (and moves, copying
- * megabytes) step by step. Only a hint: failing to make room is not an
- * error, the room then grows as it would have.
- */
-static void builder_presize(struct builder *b)
-{
-    size_t want = b->expected, count = b->listing->count;
-
-    b->expected = 0;
-    if (want <= count || !count)
-        return;
-    if (want > b->cap && builder_grow_to(b, want))
-        return;
-    if (buf_reserve(&b->arena, (b->arena.len / count + 1) * (want - count)))
-        return;
-    if (b->names)
-        names_expect(b->names, want);
-}
-
-/* api_objects_fn: render and keep each object of a page. */
-static int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
-{
-    struct builder *b = arg;
-    int rc = 0;
-
-    for (size_t i = 0; i < count; i++) {
-        struct listing *l = b->listing;
-        struct entry *entry;
-
-        /* A name that is not an id could not be looked up again. */
-        if (!b->names && !names_is_id(objects[i].id)) {
-            b->skipped++;
-            continue;
-        }
-        if (l->count == b->cap && (rc = builder_grow(b)))
-            return rc;
-        entry = &l->entries[l->count];
-        memset(entry, 0, sizeof(*entry));
-        rc = builder_read_object(b, &objects[i], b->names, entry, &b->strings[l->count]);
-        if (rc == -EINVAL) {
-            /* The API layer hands on valid JSON only; be safe anyway. */
-            entry_clear(entry);
-            b->skipped++;
-            rc = 0;
-            continue;
-        }
-        if (rc) {
-            entry_clear(entry);
-            return rc;
-        }
-        entry->api_index = l->count;
-        l->count++;
-    }
-    if (b->expected)
-        builder_presize(b);
-    return 0;
-}
-
-/* Gives an entry its strings from the arena; `name` overrides the id as
- * the entry's name when not NULL. */
-static int builder_set_strings(const struct builder *b, struct entry *entry,
-                               const struct builder_strings *s, const char *name)
-{
-    const char *arena = b->arena.data;
-    const char *id = arena + s->id;
-
-    return entry_set_strings(entry, name ? name : id, name ? strlen(name) : s->id_len, id,
-                             s->id_len,
-                             s->status_len == BUILDER_ABSENT ? NULL : arena + s->status,
-                             s->status_len);
-}
-
-/* Names the entries (items and results by names.c, the rest by id). */
-static int builder_name_entries(struct builder *b)
-{
-    struct listing *l = b->listing;
-    int rc = b->names ? names_finish(b->names) : 0;
-
-    for (size_t i = 0; !rc && i < l->count; i++)
-        rc = builder_set_strings(b, &l->entries[i], &b->strings[i],
-                                 b->names ? names_file_name(b->names, i, NULL) : NULL);
-    if (!rc && l->self.content)
-        rc = builder_set_strings(b, &l->self, &b->self_strings, NULL);
-    return rc;
-}
-
-/* Names the entries, sorts them, and hands the listing over. */
-static int builder_finish(struct builder *b, struct listing **out)
-{
-    struct listing *l = b->listing;
-    int rc = builder_name_entries(b);
-
-    if (rc)
-        goto out;
-    if (b->skipped)
-        log_warning("%s: left out %zu entries that were not usable", b->what, b->skipped);
-    if (l->count > 1) /* qsort must not see the NULL of an empty listing */
-        qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
-    for (size_t i = 0; i < l->count; i++)
-        l->bytes += entry_bytes(&l->entries[i]);
-    l->bytes += entry_bytes(&l->self);
-    *out = l;
-    b->listing = NULL;
-out:
-    builder_discard(b);
-    return rc;
-}
-
 /* ---- fetches --------------------------------------------------------- */
 
 struct fetch_request {
@@ -735,26 +255,12 @@ struct fetch_request {
 
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id);
 
-static int batch_received(void *arg, const struct api_object *batch,
-                          const struct api_object *results, size_t count, bool results_null)
-{
-    struct builder *b = arg;
-    int rc;
-
-    rc = builder_read_object(b, batch, NULL, &b->listing->self, &b->self_strings);
-    if (rc)
-        return rc;
-    b->listing->results_null = results_null;
-    return builder_add_objects(b, results, count);
-}
-
 static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes,
                          double *ttl_s)
 {
     struct fetch_request *req = arg;
     struct catalog *catalog = req->catalog;
-    struct api_preparer preparer = {catalog_prepare_page, catalog_release_page, builder_expect,
-                                    catalog_field_keys,   FIELD_COUNT,          NULL};
+    struct api_preparer preparer;
     struct listing *listing = NULL;
     struct builder b;
     int rc;
@@ -768,7 +274,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     rc = builder_init(&b, req->kind, key);
     if (rc)
         return rc;
-    preparer.arg = &b;
+    builder_preparer(&b, &preparer);
     switch (req->kind) {
     case LISTING_JOBS:
         rc = api_list_jobs(catalog->api, builder_add_objects, &b);
@@ -785,7 +291,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         rc = api_list_batches(catalog->api, builder_add_objects, &b);
         break;
     case LISTING_BATCH:
-        rc = api_get_batch(catalog->api, req->id, batch_received, &b);
+        rc = api_get_batch(catalog->api, req->id, builder_add_batch, &b);
         break;
     }
     if (!rc && req->kind == LISTING_JOB && b.listing->count != 1)
@@ -998,22 +504,8 @@ static int catalog_known_batches(struct catalog *catalog, struct listing **out)
     if (rc)
         return rc;
     pthread_mutex_lock(&catalog->lock);
-    for (size_t i = 0; i < catalog->known_batches.count; i++) {
-        struct entry *e;
-
-        if (b.listing->count == b.cap && (rc = builder_grow(&b)))
-            break;
-        e = &b.listing->entries[b.listing->count];
-        memset(e, 0, sizeof(*e));
-        e->api_index = i;
-        rc = builder_keep(&b, catalog->known_batches.ids[i],
-                          strlen(catalog->known_batches.ids[i]), &b.strings[i].id);
-        if (rc)
-            break;
-        b.strings[i].id_len = strlen(catalog->known_batches.ids[i]);
-        b.strings[i].status_len = BUILDER_ABSENT;
-        b.listing->count++;
-    }
+    for (size_t i = 0; i < catalog->known_batches.count && !rc; i++)
+        rc = builder_add_id(&b, catalog->known_batches.ids[i]);
     pthread_mutex_unlock(&catalog->lock);
     if (rc) {
         builder_discard(&b);
@@ -1219,12 +711,9 @@ static int catalog_fetch_file(void *arg, const char *key, void **value, size_t *
         *bytes = l->bytes;
         return 0;
     }
-    l = calloc(1, sizeof(*l));
+    l = listing_new(req->batch ? LISTING_BATCH : LISTING_JOB);
     if (!l)
         return -ENOMEM;
-    l->refs = 1;
-    l->generation = __atomic_add_fetch(&catalog_next_generation, 1, __ATOMIC_RELAXED);
-    l->kind = req->batch ? LISTING_BATCH : LISTING_JOB;
     if (req->batch)
         rc = catalog_batch_aggregate(catalog, req->id, req->kind, &l->self, &made_bytes);
     else if (req->kind == CATALOG_FILE_PROGRESS)

@@ -3,9 +3,10 @@
  *
  * Sits between the filesystem model (tree.c) and the API client (api.c):
  * it asks the API for jobs, items and batches through the cache (so one
- * fetch serves every caller within the time to live), gives each object the
- * blob of its file (rendered from the page it came in, when read), and names
- * entries with names.c. It knows nothing of FUSE, inodes or HTTP.
+ * fetch serves every caller within the time to live), and has builder.c
+ * turn the pages into entries: each object with the blob of its file
+ * (rendered from the page it came in, when read), named with names.c. It
+ * knows nothing of FUSE, inodes or HTTP.
  *
  * Listings and blobs are reference counted and immutable once published, so
  * any thread may read them without a lock; a refresh builds a new listing.
@@ -129,16 +130,38 @@ void catalog_expire_all(struct catalog *catalog);
 
 void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out);
 
-/* Takes one more reference. */
+/* A new listing of `kind`, empty, with one reference (the caller's) and a
+ * generation of its own; NULL on ENOMEM. Thread-safe. */
+struct listing *listing_new(enum listing_kind kind);
+
+/* Takes one more reference. Thread-safe. */
 struct listing *listing_ref(struct listing *listing);
+
+/* Drops one reference; the last one unregisters the listing (live.c) and
+ * frees it with its entries and their references to blobs. Thread-safe;
+ * safe on NULL. */
 void listing_release(struct listing *listing);
 
 /* The entry called `name`, or NULL. Borrowed from the listing. */
 const struct entry *listing_find(const struct listing *listing, const char *name);
 
+/* Frees an entry's strings and drops its reference to its content, leaving
+ * it zeroed; safe on a zeroed entry. For entries not yet published in a
+ * listing (listing_release clears the others). */
+void entry_clear(struct entry *entry);
+
+/* The memory an entry stands for (itself, its strings, its content's
+ * footprint), for the cache budget. Pure. */
+size_t entry_bytes(const struct entry *entry);
+
+/* The order of a listing's entries: strcmp of their names, as a qsort and
+ * bsearch comparison of two struct entry. Pure. */
+int entry_compare_names(const void *a, const void *b);
+
 /*
  * Parses an RFC 3339 timestamp ("2025-03-01T10:00:00.123Z", offsets
- * allowed). Returns 0 or -EINVAL. Pure; exposed for tests.
+ * allowed). Returns 0 or -EINVAL. Pure; for builder.c, and exposed for
+ * tests.
  */
 int catalog_parse_time(const char *text, struct timespec *out);
 

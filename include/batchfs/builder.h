@@ -1,0 +1,111 @@
+/*
+ * builder — a listing made from the API's pages: one named entry per
+ * object, each with the blob of its object's file.
+ *
+ * As each page arrives, its objects' fields (status, item name, times) are
+ * read from their text, their files measured and, for small objects, left
+ * to be rendered from the page when read (see blob.h); the entries are
+ * named at the end (items and results by names.c, the rest by id) and
+ * sorted. The catalog drives a builder from one fetch; the builder knows
+ * nothing of the cache, of freshness or of which request the pages answer.
+ *
+ * A builder belongs to one thread, the one running the fetch, except for
+ * the preparer's functions (builder_preparer), which the API calls on the
+ * threads that fetch the pages.
+ */
+#ifndef BATCHFS_BUILDER_H
+#define BATCHFS_BUILDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batchfs/api.h"
+#include "batchfs/buf.h"
+#include "batchfs/catalog.h"
+
+struct names;
+
+/* No such string: the value of builder_strings lengths. */
+#define BUILDER_ABSENT SIZE_MAX
+
+/* An entry's decoded strings, as offsets into the builder's arena until the
+ * listing is finished (the arena moves as it grows). */
+struct builder_strings {
+    size_t id, id_len;
+    size_t status, status_len; /* BUILDER_ABSENT when none */
+};
+
+/* A listing under construction. The fields are builder.c's, but for
+ * `listing`, whose entries a caller may complete (time, content) between
+ * the last builder_add_* and builder_finish. */
+struct builder {
+    struct listing *listing;
+    size_t cap;
+    struct names *names; /* items and results: names.c picks names */
+    size_t expected;     /* entries the listing announced, not yet made room for */
+    bool named_by_id;    /* results: the file id is the item name */
+    struct builder_strings *strings; /* parallel to listing->entries */
+    struct builder_strings self_strings;
+    struct buf arena;   /* every decoded string, NUL-terminated */
+    struct buf scratch; /* one object's rendering */
+    const char *what;   /* for log lines */
+    size_t skipped;
+};
+
+/*
+ * Starts an empty listing of `kind` in *b; `what` (borrowed, kept until
+ * builder_finish or builder_discard) names it in log lines. 0, or -ENOMEM
+ * (then *b holds nothing to discard).
+ */
+int builder_init(struct builder *b, enum listing_kind kind, const char *what);
+
+/* Drops the listing under construction and everything the builder holds;
+ * *b is left zeroed. Safe on a zeroed builder. */
+void builder_discard(struct builder *b);
+
+/*
+ * Sets *out to the preparer that renders a page's objects on the thread
+ * that fetched it (for api_list_items_prepared), with `b` as its arg. Its
+ * prepare and release run on any thread and touch nothing of `b`; its
+ * expect writes to `b`, on the thread that delivers the objects to
+ * builder_add_objects.
+ */
+void builder_preparer(struct builder *b, struct api_preparer *out);
+
+/*
+ * api_objects_fn, with a struct builder as arg: adds an entry per object
+ * of a page, rendered already by the preparer or rendered here. Objects
+ * that cannot be used (text that is not valid JSON; in a list of jobs or
+ * batches, an id names_is_id rejects, which could not be looked up again)
+ * are left out and counted for one warning at the end. 0, or a negative
+ * errno (-ENOMEM); the builder must then be discarded.
+ */
+int builder_add_objects(void *arg, const struct api_object *objects, size_t count);
+
+/*
+ * api_batch_fn, with a struct builder of kind LISTING_BATCH as arg: the
+ * batch becomes the listing's self, its results the entries. 0, or a
+ * negative errno; the builder must then be discarded.
+ */
+int builder_add_batch(void *arg, const struct api_object *batch,
+                      const struct api_object *results, size_t count, bool results_null);
+
+/*
+ * Adds an entry named by `id` (borrowed, copied) with no status, time or
+ * content, which the caller may set on b->listing before builder_finish.
+ * For a listing named by id (jobs, a job, batches) known without a fetch.
+ * 0, or -ENOMEM (the entry is then not added; the builder must be
+ * discarded).
+ */
+int builder_add_id(struct builder *b, const char *id);
+
+/*
+ * Names the entries, sorts them by name, counts the memory they hold, and
+ * hands over the listing: 0 and *out with the one reference (release with
+ * listing_release), or a negative errno (-ENOMEM, or -EINVAL when two items
+ * share an id). Either way the builder is discarded.
+ */
+int builder_finish(struct builder *b, struct listing **out);
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * Unit tests of the listing builder (fs/builder.c): API objects in, named
+ * and sorted entries out, with no API, cache or transport behind them.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "batchfs/api.h"
+#include "batchfs/blob.h"
+#include "batchfs/buf.h"
+#include "batchfs/builder.h"
+#include "batchfs/catalog.h"
+#include "batchfs/jsontext.h"
+#include "batchfs/log.h"
+
+/* 2025-01-01T00:00:00Z and 2025-03-01T10:00:00Z. */
+#define NEW_YEAR 1735689600
+#define MARCH_FIRST_TEN 1740823200
+
+static struct api_object object_of(const char *raw, size_t raw_len, const char *id)
+{
+    return (struct api_object){
+        .raw = raw, .raw_len = raw_len, .id = id, .id_len = strlen(id)};
+}
+
+/* Asserts that `content` reads, in one piece, as `raw` pretty-printed. */
+static void assert_pretty(const struct blob *content, const char *raw, size_t raw_len)
+{
+    struct buf expect = BUF_INIT, scratch = BUF_INIT;
+    const char *bytes;
+
+    assert_int_equal(jsontext_pretty(raw, raw_len, &expect), 0);
+    assert_int_equal(content->len, expect.len);
+    assert_int_equal(blob_read(content, 0, content->len, &scratch, &bytes),
+                     (long)expect.len);
+    assert_memory_equal(bytes, expect.data, expect.len);
+    buf_free(&expect);
+    buf_free(&scratch);
+}
+
+/* Builds a listing of `kind` from one page of `objects`: builder_finish's
+ * outcome, and the listing in *out. */
+static int build(enum listing_kind kind, const struct api_object *objects, size_t count,
+                 struct listing **out)
+{
+    struct builder b;
+    int rc;
+
+    assert_int_equal(builder_init(&b, kind, "test"), 0);
+    assert_int_equal(builder_add_objects(&b, objects, count), 0);
+    rc = builder_finish(&b, out);
+    assert_null(b.listing);
+    return rc;
+}
+
+/* Jobs are named by id, sorted by name, and keep their place in the API's
+ * order; their time is the most final timestamp that parses. Objects whose
+ * id could not be looked up again, or whose text is not JSON, are left out. */
+static void test_jobs_named_by_id(void **state)
+{
+    static const char j1[] = "{\"id\":\"bjb-1\",\"status\":\"completed\","
+                             "\"created_at\":\"2025-01-01T00:00:00Z\","
+                             "\"completed_at\":\"2025-03-01T10:00:00.5Z\"}";
+    static const char head[] = "{\"id\":\"HEAD\"}";
+    static const char broken[] = "{\"id\":\"bjb-9\",";
+    static const char j0[] =
+        "{\"id\":\"bjb-0\",\"status\":\"running\","
+        "\"updated_at\":\"soon\",\"created_at\":\"2025-01-01T00:00:00Z\"}";
+    struct api_object objects[] = {
+        object_of(j1, strlen(j1), "bjb-1"),
+        object_of(head, strlen(head), "HEAD"),
+        object_of(broken, strlen(broken), "bjb-9"),
+        object_of(j0, strlen(j0), "bjb-0"),
+    };
+    struct builder b;
+    struct listing *l = NULL;
+    const struct entry *e;
+
+    (void)state;
+    assert_int_equal(builder_init(&b, LISTING_JOBS, "jobs"), 0);
+    assert_int_equal(builder_add_objects(&b, objects, 2), 0);
+    assert_int_equal(builder_add_objects(&b, objects + 2, 2), 0);
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_null(b.listing);
+    assert_non_null(l);
+    assert_int_equal(l->kind, LISTING_JOBS);
+    assert_int_equal(l->refs, 1);
+    assert_int_equal(l->count, 2);
+
+    e = &l->entries[0];
+    assert_string_equal(e->name, "bjb-0");
+    assert_string_equal(e->id, "bjb-0");
+    assert_string_equal(e->status, "running");
+    assert_int_equal(e->api_index, 1);
+    assert_int_equal(e->mtime.tv_sec, NEW_YEAR);
+    assert_non_null(blob_bytes(e->content)); /* no page to render from: rendered now */
+    assert_pretty(e->content, j0, strlen(j0));
+
+    e = &l->entries[1];
+    assert_string_equal(e->name, "bjb-1");
+    assert_string_equal(e->status, "completed");
+    assert_int_equal(e->api_index, 0);
+    assert_int_equal(e->mtime.tv_sec, MARCH_FIRST_TEN);
+    assert_int_equal(e->mtime.tv_nsec, 500000000);
+    assert_pretty(e->content, j1, strlen(j1));
+
+    assert_ptr_equal(listing_find(l, "bjb-1"), e);
+    assert_null(listing_find(l, "HEAD"));
+    assert_null(l->self.content);
+    assert_true(l->bytes >=
+                sizeof(*l) + entry_bytes(&l->entries[0]) + entry_bytes(&l->entries[1]));
+    listing_release(l);
+}
+
+/* Items are named by names.c from their item names (a shared name gets
+ * each item's id); a NUL in a status becomes '_'; an item without
+ * timestamps has no time. */
+static void test_items_named_by_names(void **state)
+{
+    static const char i1[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\","
+                             "\"status\":\"fa\\u0000iled\"}";
+    static const char i2[] = "{\"item_id\":\"i2\",\"item_name\":\"a.pdf\"}";
+    static const char i3[] = "{\"item_id\":\"i3\",\"item_name\":\"x/../y\"}";
+    struct api_object objects[] = {
+        object_of(i3, strlen(i3), "i3"),
+        object_of(i2, strlen(i2), "i2"),
+        object_of(i1, strlen(i1), "i1"),
+    };
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_int_equal(build(LISTING_ITEMS, objects, 3, &l), 0);
+    assert_int_equal(l->count, 3);
+    assert_string_equal(l->entries[0].name, "a.pdf~i1.json");
+    assert_string_equal(l->entries[0].id, "i1");
+    assert_string_equal(l->entries[0].status, "fa_iled");
+    assert_int_equal(l->entries[0].api_index, 2);
+    assert_string_equal(l->entries[1].name, "a.pdf~i2.json");
+    assert_null(l->entries[1].status);
+    assert_int_equal(l->entries[1].mtime.tv_sec, 0);
+    assert_int_equal(l->entries[1].mtime.tv_nsec, 0);
+    assert_string_equal(l->entries[2].name, "x_.._y.json");
+    assert_int_equal(l->entries[2].api_index, 0);
+    listing_release(l);
+}
+
+/* Two items of one id cannot both have a file: the listing fails whole. */
+static void test_items_repeated_id(void **state)
+{
+    static const char i1[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\"}";
+    struct api_object objects[] = {
+        object_of(i1, strlen(i1), "i1"),
+        object_of(i1, strlen(i1), "i1"),
+    };
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_int_equal(build(LISTING_ITEMS, objects, 2, &l), -EINVAL);
+    assert_null(l);
+}
+
+/* Through the preparer, a page is rendered before it is delivered: the
+ * builder takes the page's body, small objects are rendered from it when
+ * read and big ones once; the room announced is made up front. */
+static void test_prepared_page(void **state)
+{
+    static const char small[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\","
+                                "\"status\":\"completed\",\"x\":[1, 2.50,{}]}";
+    struct buf body = BUF_INIT;
+    struct api_preparer preparer;
+    struct api_object objects[2];
+    size_t small_at, big_at, big_len;
+    void *page_state = NULL;
+    struct builder b;
+    struct listing *l = NULL;
+    const struct entry *e;
+
+    (void)state;
+    assert_int_equal(buf_append_str(&body, "{\"items\": ["), 0);
+    small_at = body.len;
+    assert_int_equal(buf_printf(&body, "%s, ", small), 0);
+    big_at = body.len;
+    assert_int_equal(buf_append_str(&body, "{\"item_id\":\"i2\",\"pad\":\""), 0);
+    for (size_t i = 0; i < (70u << 10); i++)
+        assert_int_equal(buf_append_char(&body, 'p'), 0);
+    assert_int_equal(buf_append_str(&body, "\"}"), 0);
+    big_len = body.len - big_at;
+    assert_int_equal(buf_append_str(&body, "], \"total_size\": 2}"), 0);
+    objects[0] = object_of(body.data + small_at, strlen(small), "i1");
+    objects[1] = object_of(body.data + big_at, big_len, "i2");
+
+    assert_int_equal(builder_init(&b, LISTING_ITEMS, "items"), 0);
+    builder_preparer(&b, &preparer);
+    assert_ptr_equal(preparer.arg, &b);
+    assert_true(preparer.n_keys <= API_PREPARER_MAX_KEYS);
+    preparer.expect(preparer.arg, 5000);
+    assert_int_equal(preparer.prepare(preparer.arg, objects, 2, &body, &page_state), 0);
+    assert_int_equal(body.len, 0); /* taken, not copied */
+    assert_non_null(objects[0].prepared);
+    assert_non_null(objects[1].prepared);
+    assert_int_equal(builder_add_objects(&b, objects, 2), 0);
+    assert_true(b.cap >= 5000);
+    preparer.release(preparer.arg, page_state);
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_int_equal(l->count, 2);
+
+    e = listing_find(l, "a.pdf.json");
+    assert_non_null(e);
+    assert_null(blob_bytes(e->content)); /* rendered on read */
+    assert_string_equal(e->status, "completed");
+    assert_pretty(e->content, small, strlen(small));
+    e = &l->entries[strcmp(l->entries[0].id, "i2") ? 1 : 0];
+    assert_string_equal(e->id, "i2");
+    assert_non_null(blob_bytes(e->content)); /* rendered once */
+    /* Its text is still there: the page lives on in i1's file. */
+    assert_pretty(e->content, objects[1].raw, big_len);
+    listing_release(l);
+    buf_free(&body);
+}
+
+/* A batch is the listing's self; its results are named by their ids. */
+static void test_batch(void **state)
+{
+    static const char batch[] = "{\"id\":\"bat-1\",\"status\":\"RUNNING\","
+                                "\"created_at\":\"2025-01-01T00:00:00Z\"}";
+    static const char result[] = "{\"source_directory_file_id\":\"f-1\","
+                                 "\"item_name\":\"other.pdf\",\"status\":\"done\"}";
+    struct api_object batch_object = object_of(batch, strlen(batch), "bat-1");
+    struct api_object result_object = object_of(result, strlen(result), "f-1");
+    struct builder b;
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_int_equal(builder_init(&b, LISTING_BATCH, "batch/bat-1"), 0);
+    assert_int_equal(builder_add_batch(&b, &batch_object, &result_object, 1, false), 0);
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_string_equal(l->self.name, "bat-1");
+    assert_string_equal(l->self.id, "bat-1");
+    assert_string_equal(l->self.status, "RUNNING");
+    assert_int_equal(l->self.mtime.tv_sec, NEW_YEAR);
+    assert_pretty(l->self.content, batch, strlen(batch));
+    assert_false(l->results_null);
+    assert_int_equal(l->count, 1);
+    assert_string_equal(l->entries[0].id, "f-1");
+    assert_string_equal(l->entries[0].status, "done");
+    assert_non_null(listing_find(l, "f-1.json"));
+    assert_null(listing_find(l, "other.pdf.json"));
+    listing_release(l);
+
+    assert_int_equal(builder_init(&b, LISTING_BATCH, "batch/bat-1"), 0);
+    assert_int_equal(builder_add_batch(&b, &batch_object, NULL, 0, true), 0);
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_true(l->results_null);
+    assert_int_equal(l->count, 0);
+    assert_string_equal(l->self.name, "bat-1");
+    listing_release(l);
+}
+
+/* Entries known only by id, completed by the caller before the finish. */
+static void test_entries_by_id(void **state)
+{
+    struct builder b;
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_int_equal(builder_init(&b, LISTING_BATCHES, "batches"), 0);
+    assert_int_equal(builder_add_id(&b, "bat-2"), 0);
+    assert_int_equal(builder_add_id(&b, "bat-1"), 0);
+    b.listing->entries[0].content = blob_new("{}\n", 3);
+    assert_non_null(b.listing->entries[0].content);
+    b.listing->entries[0].mtime.tv_sec = NEW_YEAR;
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_int_equal(l->count, 2);
+    assert_string_equal(l->entries[0].name, "bat-1");
+    assert_int_equal(l->entries[0].api_index, 1);
+    assert_null(l->entries[0].status);
+    assert_null(l->entries[0].content);
+    assert_string_equal(l->entries[1].name, "bat-2");
+    assert_string_equal(l->entries[1].id, "bat-2");
+    assert_int_equal(l->entries[1].api_index, 0);
+    assert_int_equal(l->entries[1].mtime.tv_sec, NEW_YEAR);
+    assert_int_equal(l->entries[1].content->len, 3);
+    assert_true(l->bytes >= sizeof(*l) + entry_bytes(&l->entries[1]));
+    listing_release(l);
+}
+
+/* A builder given up midway frees all it holds (the sanitizer build
+ * checks); discarding twice is harmless. */
+static void test_discard(void **state)
+{
+    static const char i1[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\"}";
+    struct api_object object = object_of(i1, strlen(i1), "i1");
+    struct builder b;
+
+    (void)state;
+    assert_int_equal(builder_init(&b, LISTING_ITEMS, "items"), 0);
+    assert_int_equal(builder_add_objects(&b, &object, 1), 0);
+    builder_discard(&b);
+    assert_null(b.listing);
+    builder_discard(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jobs_named_by_id),
+        cmocka_unit_test(test_items_named_by_names),
+        cmocka_unit_test(test_items_repeated_id),
+        cmocka_unit_test(test_prepared_page),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_entries_by_id),
+        cmocka_unit_test(test_discard),
+    };
+
+    log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
