@@ -8,7 +8,8 @@
  * ever handed back: anything cut short is retried and then reported as an
  * errno. A 3xx is never followed, so the key cannot travel to another host.
  *
- * Not for: building API URLs or reading JSON (api.c), caching (cache.c).
+ * Not for: building API URLs or reading JSON (api.c, listpages.c), caching
+ * (cache.c).
  */
 #include "batchfs/http.h"
 

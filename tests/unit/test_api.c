@@ -1,8 +1,10 @@
 /*
- * Unit tests for api: URLs and escaping, every pagination dialect end to
- * end, parallel pages delivered in order, malformed pages, the status to
- * errno mapping, callback aborts, and the v2 batch endpoints — all against
- * the scripted transport in fake_transport.c.
+ * Unit tests for api, and for listpages through api's list endpoints (the
+ * engine sends its requests through api, so the two are tested as one):
+ * URLs and escaping, every pagination dialect end to end, parallel pages
+ * delivered in order, malformed pages, the status to errno mapping,
+ * callback aborts, and the v2 batch endpoints — all against the scripted
+ * transport in fake_transport.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -2,8 +2,8 @@
  * Unit tests for paginate: every dialect of the v1 lists played by a
  * scripted server, checking that each item arrives exactly once and in order,
  * that the listing ends for the documented reason, and what it cost in
- * requests. The driver below mirrors how api.c uses the paginator, holds and
- * gap fills included.
+ * requests. The driver below mirrors how listpages.c uses the paginator,
+ * holds and gap fills included.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -82,8 +82,8 @@ static void server_answer(struct server *s, const struct paginate_request *req,
         snprintf(out->token, sizeof(out->token), "t%zu", start + count);
 }
 
-/* Reports one response the way api.c does: count the items not delivered
- * yet, and deliver them if told to. */
+/* Reports one response the way listpages.c does: count the items not
+ * delivered yet, and deliver them if told to. */
 static enum paginate_verdict report(struct paginate *p, struct listing *l,
                                     const struct response *r)
 {

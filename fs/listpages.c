@@ -1,0 +1,729 @@
+/*
+ * listpages — the pages of a list, read into objects and handed on in order
+ * (see include/batchfs/listpages.h).
+ *
+ * For: fetching the pages of a v1 list as paginate.c plans them, a wave at
+ * a time with a crew of threads; reading each body with jsontext; dropping
+ * malformed, repeated and wrong-status objects; running the preparer; and
+ * delivering page by page. Also the readers of a body and its objects that
+ * api.c uses for single objects. Not for: URLs, statuses and the requests
+ * themselves (api.c), the pagination rules (paginate.c), caching, FUSE.
+ *
+ * Pages of one listing may be fetched by several threads at once (a crew
+ * per wave of pages); each thread only fetches and parses its own pages.
+ * Everything that depends on order — duplicate detection, the paginator,
+ * the callback — runs on the calling thread, one page at a time, in offset
+ * order.
+ */
+#include "batchfs/listpages.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchfs/idset.h"
+#include "batchfs/jsontext.h"
+#include "batchfs/log.h"
+#include "batchfs/paginate.h"
+
+#define LISTPAGES_WAVE_FACTOR 16
+
+/* ---- reading bodies --------------------------------------------------- */
+
+/* Why a body jsontext refused as an object was refused, for the log line. */
+static void listpages_body_refused(const struct http_response *resp, char *reason,
+                                   size_t reason_size)
+{
+    snprintf(reason, reason_size, "%s",
+             jsontext_validate(resp->body.data, resp->body.len) ? "body is not JSON"
+                                                                 : "body is not a JSON object");
+}
+
+int listpages_body_members(const struct http_response *resp, const char *const *keys,
+                           size_t count, struct json_span *out, char *reason,
+                           size_t reason_size)
+{
+    if (jsontext_members(resp->body.data, resp->body.len, keys, count, out) < 0) {
+        listpages_body_refused(resp, reason, reason_size);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* A count (total_size): a JSON number whose value is a whole number from 0
+ * to 2^53, where a double is still exact ("120", "1.2e2"). */
+static bool listpages_count_value(const char *text, struct json_span span, size_t *out)
+{
+    char digits[40];
+    char *end;
+    double d;
+    char c = span.len ? text[span.start] : '\0';
+
+    if (!(c == '-' || (c >= '0' && c <= '9')) || span.len >= sizeof(digits))
+        return false;
+    memcpy(digits, text + span.start, span.len);
+    digits[span.len] = '\0';
+    d = strtod(digits, &end); /* the C locale: batchfs never sets another */
+    if (*end || !(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d ||
+        (uint64_t)d > SIZE_MAX)
+        return false;
+    *out = (size_t)d;
+    return true;
+}
+
+/* Ids and tokens become C strings, URL segments and file names: no NUL. */
+size_t listpages_decode_clean(const char *text, struct json_span span, char *dst)
+{
+    size_t len;
+
+    if (!span.len || text[span.start] != '"' ||
+        jsontext_string(text + span.start, span.len, dst, &len) < 0 || !len ||
+        memchr(dst, '\0', len))
+        return 0;
+    return len;
+}
+
+/* Whether the value at `span` of `text` is the string `want`. */
+static bool listpages_string_equals(const char *text, struct json_span span,
+                                    const char *want)
+{
+    /* Even fully escaped (6 bytes a character), a status fits. */
+    char decoded[160];
+    size_t len;
+
+    if (!span.len || span.len > sizeof(decoded) || text[span.start] != '"' ||
+        jsontext_string(text + span.start, span.len, decoded, &len) < 0)
+        return false;
+    return len == strlen(want) && memcmp(decoded, want, len) == 0;
+}
+
+/*
+ * Fills `object` from the element at text[span): its identity, the member
+ * `id_key`, is decoded into dst (room for span.len bytes). With `status`,
+ * *status_ok says whether its "status" is that string. The values of
+ * `extra` (n_extra of them, at most API_PREPARER_MAX_KEYS) go to extra_out,
+ * found in the same pass (object->fields then points there). Returns false
+ * when the element is not an object with an identity.
+ */
+static bool listpages_read_object_fields(const char *text, struct json_span span,
+                                         const char *id_key, const char *status,
+                                         bool *status_ok, char *dst,
+                                         const char *const *extra, size_t n_extra,
+                                         struct json_span *extra_out,
+                                         struct api_object *object)
+{
+    const char *keys[2 + API_PREPARER_MAX_KEYS];
+    size_t where[API_PREPARER_MAX_KEYS], n = 0;
+    const char *element = text + span.start;
+    struct json_span fields[2 + API_PREPARER_MAX_KEYS];
+
+    if (n_extra > API_PREPARER_MAX_KEYS)
+        return false;
+    keys[n++] = id_key;
+    if (status)
+        keys[n++] = "status";
+    /* A key the API reads anyway (the identity, the status) is looked up
+     * once and handed to both. */
+    for (size_t k = 0; k < n_extra; k++) {
+        where[k] = n;
+        for (size_t j = 0; j < n; j++)
+            if (!strcmp(keys[j], extra[k]))
+                where[k] = j;
+        if (where[k] == n)
+            keys[n++] = extra[k];
+    }
+    if (!span.len || element[0] != '{' || jsontext_members(element, span.len, keys, n, fields) < 0)
+        return false;
+    object->id_len = listpages_decode_clean(element, fields[0], dst);
+    if (!object->id_len)
+        return false;
+    object->id = dst;
+    object->raw = element;
+    object->raw_len = span.len;
+    object->prepared = NULL;
+    object->fields = NULL;
+    if (status)
+        *status_ok = listpages_string_equals(element, fields[1], status);
+    if (n_extra) {
+        for (size_t k = 0; k < n_extra; k++)
+            extra_out[k] = fields[where[k]];
+        object->fields = extra_out;
+    }
+    return true;
+}
+
+bool listpages_read_object(const char *text, struct json_span span, const char *id_key,
+                           const char *status, bool *status_ok, char *dst,
+                           struct api_object *object)
+{
+    return listpages_read_object_fields(text, span, id_key, status, status_ok, dst, NULL,
+                                        0, NULL, object);
+}
+
+int listpages_locate_elements(const char *text, struct json_span array,
+                              struct json_span **spans, size_t *count)
+{
+    int rc = jsontext_array_elements(text + array.start, array.len, spans, count);
+
+    if (rc < 0)
+        return rc == -ENOMEM ? rc : -EIO;
+    for (size_t i = 0; i < *count; i++)
+        (*spans)[i].start += array.start;
+    return 0;
+}
+
+/* ---- one page of a list ------------------------------------------------ */
+
+/* An object of a page that has its identity. */
+struct listpages_candidate {
+    struct api_object object;
+    bool wrong_status; /* kept out, but its id still counts as seen */
+    bool repeated;     /* its id was seen before (decided when reported) */
+};
+
+void listpages_page_release(struct listpages_page *page)
+{
+    const struct api_preparer *preparer = page->list ? page->list->preparer : NULL;
+
+    if (page->prepared && preparer && preparer->release)
+        preparer->release(preparer->arg, page->prepared);
+    free(page->path_query);
+    free(page->candidates);
+    free(page->fields);
+    free(page->ids);
+    free(page->token);
+    http_response_free(&page->resp);
+    memset(page, 0, sizeof(*page));
+}
+
+/* Keeps the page's next_page_token when it is a usable string. */
+static int listpages_page_token(struct listpages_page *page, struct json_span span)
+{
+    const char *body = page->resp.body.data;
+    char first = span.len ? body[span.start] : 'n';
+
+    if (first == 'n' || (first == '"' && span.len == 2))
+        return 0; /* null, absent or "": the last page */
+    page->token = malloc(span.len);
+    if (!page->token)
+        return -ENOMEM;
+    if (!listpages_decode_clean(body, span, page->token)) {
+        free(page->token);
+        page->token = NULL;
+        log_debug("GET %s: next_page_token ignored: not a usable string",
+                  page->path_query);
+    }
+    return 0;
+}
+
+/* Reads `{"items": [...], "next_page_token": …, "total_size": …}`. */
+static int listpages_page_parse(struct listpages_page *page)
+{
+    static const char *const keys[] = {"items", "next_page_token", "total_size"};
+    const struct listpages *list = page->list;
+    const char *body = page->resp.body.data;
+    struct json_span members[3], *spans = NULL;
+    size_t n_spans = 0, used = 0;
+    size_t n_keys = list->preparer ? list->preparer->n_keys : 0;
+    int rc;
+
+    rc = listpages_body_members(&page->resp, keys, 3, members, page->reason,
+                                sizeof(page->reason));
+    if (rc < 0)
+        goto out;
+    if (!members[0].len || body[members[0].start] != '[') {
+        snprintf(page->reason, sizeof(page->reason), "items %s",
+                 members[0].len ? "is not an array" : "missing");
+        rc = -EIO;
+        goto out;
+    }
+    rc = listpages_page_token(page, members[1]);
+    if (rc < 0)
+        goto out;
+    if (!listpages_count_value(body, members[2], &page->total) && members[2].len &&
+        body[members[2].start] != 'n')
+        log_debug("GET %s: total_size ignored: not an integer >= 0", page->path_query);
+
+    rc = listpages_locate_elements(body, members[0], &spans, &n_spans);
+    if (rc < 0) {
+        if (rc == -EIO)
+            snprintf(page->reason, sizeof(page->reason),
+                     "items could not be located in the body");
+        goto out;
+    }
+    page->count = n_spans;
+    if (n_spans > 0) {
+        /* Each decoded id and its NUL fit in its element's bytes. */
+        page->candidates = calloc(n_spans, sizeof(*page->candidates));
+        page->ids = malloc(members[0].len);
+        if (n_keys)
+            page->fields = malloc(n_spans * n_keys * sizeof(*page->fields));
+        if (!page->candidates || !page->ids || (n_keys && !page->fields)) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n_spans; i++) {
+        struct listpages_candidate *c = &page->candidates[page->n_candidates];
+        bool status_ok = true;
+
+        if (!listpages_read_object_fields(body, spans[i], list->id_key, list->status,
+                                          &status_ok, page->ids + used,
+                                          n_keys ? list->preparer->keys : NULL, n_keys,
+                                          page->fields + page->n_candidates * n_keys,
+                                          &c->object)) {
+            page->malformed++;
+            continue;
+        }
+        used += c->object.id_len + 1;
+        if (!status_ok) {
+            c->wrong_status = true;
+            page->wrong_status++;
+        }
+        page->n_candidates++;
+    }
+out:
+    free(spans);
+    return rc;
+}
+
+/* Fetches and parses one page; runs on a worker thread or inline. */
+void listpages_page_fetch(struct listpages_page *page)
+{
+    const struct api_preparer *preparer = page->list->preparer;
+
+    page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
+    if (page->rc == 0)
+        page->rc = listpages_page_parse(page);
+    if (page->rc == 0 && preparer && page->n_candidates > 0) {
+        /* The candidates' objects, gathered for the preparer; it writes
+         * `prepared` into them, which is copied back. */
+        struct api_object *objects = malloc(page->n_candidates * sizeof(*objects));
+
+        if (!objects) {
+            page->rc = -ENOMEM;
+            return;
+        }
+        for (size_t i = 0; i < page->n_candidates; i++)
+            objects[i] = page->candidates[i].object;
+        page->rc = preparer->prepare(preparer->arg, objects, page->n_candidates,
+                                     &page->resp.body, &page->prepared);
+        for (size_t i = 0; page->rc == 0 && i < page->n_candidates; i++)
+            page->candidates[i].object.prepared = objects[i].prepared;
+        free(objects);
+    }
+}
+
+/*
+ * The threads that fetch one wave of pages: at most max_parallel, each
+ * taking the next page in offset order when it is done with one, so that
+ * pages arrive in about the order they are delivered and the connections
+ * never wait for the slowest page of a batch. A page past an empty page of
+ * the wave is not requested: the listing ends at the empty page, and the
+ * paginator would drop the later ones unread (so a total_size that lies high
+ * costs at most the requests already under way, not the rest of the wave).
+ */
+struct listpages_crew {
+    pthread_mutex_t lock;
+    pthread_cond_t finished; /* a page is no longer pending */
+    struct listpages_page *pages;
+    size_t n, next;          /* pages[next..n) are not taken yet */
+    size_t stop_offset;      /* pages beyond it are not requested */
+    bool stopped;            /* the listing failed: request nothing more */
+    pthread_t threads[LISTPAGES_MAX_PARALLEL];
+    size_t n_threads;
+};
+
+static void *listpages_crew_work(void *arg)
+{
+    struct listpages_crew *crew = arg;
+
+    pthread_mutex_lock(&crew->lock);
+    while (crew->next < crew->n) {
+        struct listpages_page *page = &crew->pages[crew->next++];
+        bool skip = crew->stopped || page->offset > crew->stop_offset;
+
+        pthread_mutex_unlock(&crew->lock);
+        if (skip)
+            page->rc = -ECANCELED; /* never looked at: see listpages_crew */
+        else
+            listpages_page_fetch(page);
+        pthread_mutex_lock(&crew->lock);
+        if (!skip && page->rc == 0 && page->count == 0 && page->offset < crew->stop_offset)
+            crew->stop_offset = page->offset;
+        page->pending = false;
+        pthread_cond_broadcast(&crew->finished);
+    }
+    pthread_mutex_unlock(&crew->lock);
+    return NULL;
+}
+
+/* Fetches pages[0..n) with up to `threads` threads; a single page, or a
+ * crew that cannot have a thread, is fetched right here (the listing is
+ * then slower, not wrong). */
+static int listpages_crew_start(struct listpages_crew *crew, struct listpages_page *pages,
+                                size_t n, size_t threads)
+{
+    if (pthread_mutex_init(&crew->lock, NULL))
+        return -ENOMEM;
+    if (pthread_cond_init(&crew->finished, NULL)) {
+        pthread_mutex_destroy(&crew->lock);
+        return -ENOMEM;
+    }
+    crew->pages = pages;
+    crew->n = n;
+    crew->next = 0;
+    crew->stop_offset = SIZE_MAX;
+    crew->stopped = false;
+    crew->n_threads = 0;
+    for (size_t i = 0; i < n; i++)
+        pages[i].pending = true;
+    if (threads > LISTPAGES_MAX_PARALLEL)
+        threads = LISTPAGES_MAX_PARALLEL;
+    while (n > 1 && crew->n_threads < threads && crew->n_threads < n &&
+           pthread_create(&crew->threads[crew->n_threads], NULL, listpages_crew_work,
+                          crew) == 0)
+        crew->n_threads++;
+    if (crew->n_threads == 0)
+        listpages_crew_work(crew);
+    return 0;
+}
+
+/* Waits until the crew is done with `page` (at once for pages it never had). */
+static void listpages_crew_wait(struct listpages_crew *crew, struct listpages_page *page)
+{
+    pthread_mutex_lock(&crew->lock);
+    while (page->pending)
+        pthread_cond_wait(&crew->finished, &crew->lock);
+    pthread_mutex_unlock(&crew->lock);
+}
+
+/* Pages not taken yet will not be requested. */
+static void listpages_crew_stop(struct listpages_crew *crew)
+{
+    pthread_mutex_lock(&crew->lock);
+    crew->stopped = true;
+    pthread_mutex_unlock(&crew->lock);
+}
+
+/* Joins the threads once every page has been waited for. */
+static void listpages_crew_finish(struct listpages_crew *crew)
+{
+    for (size_t i = 0; i < crew->n_threads; i++)
+        pthread_join(crew->threads[i], NULL);
+    crew->n_threads = 0;
+    pthread_cond_destroy(&crew->finished);
+    pthread_mutex_destroy(&crew->lock);
+}
+
+/* Marks the page's repeated objects and takes its new ids into the set.
+ * Returns how many of the page's elements were not seen before (malformed
+ * ones count as new: only a repeat is a sign of a loop), or -ENOMEM. */
+long listpages_page_take_ids(struct listpages_page *page, struct idset *ids)
+{
+    size_t repeated = 0;
+
+    for (size_t i = 0; i < page->n_candidates; i++) {
+        struct listpages_candidate *c = &page->candidates[i];
+        int rc = idset_add(ids, c->object.id, c->object.id_len);
+
+        if (rc < 0) {
+            for (size_t j = 0; j < i; j++)
+                if (!page->candidates[j].repeated)
+                    idset_remove(ids, page->candidates[j].object.id,
+                                 page->candidates[j].object.id_len);
+            return rc;
+        }
+        c->repeated = rc == 0;
+        repeated += c->repeated;
+        for (size_t j = 0; c->repeated && j < i; j++) {
+            if (page->candidates[j].object.id_len == c->object.id_len &&
+                !memcmp(page->candidates[j].object.id, c->object.id, c->object.id_len)) {
+                page->repeats_within++;
+                break;
+            }
+        }
+    }
+    /* Malformed elements are not new items: a server that pads every page
+     * with junk must not keep a listing going forever. */
+    return (long)(page->n_candidates - repeated);
+}
+
+static void listpages_page_give_back_ids(struct listpages_page *page, struct idset *ids)
+{
+    for (size_t i = 0; i < page->n_candidates; i++) {
+        if (!page->candidates[i].repeated)
+            idset_remove(ids, page->candidates[i].object.id, page->candidates[i].object.id_len);
+        page->candidates[i].repeated = false;
+    }
+    page->repeats_within = 0;
+}
+
+/* Most ids a listing makes room for on its total_size's word: one that
+ * lies high must not reserve gigabytes. Beyond it, the set grows. */
+#define LISTPAGES_EXPECT_MAX ((size_t)1 << 20)
+
+/* The listing's first total_size: room for its ids, at the rate of key
+ * bytes seen so far, and the preparer's hint. */
+static void listpages_expect(struct listpages *list, size_t total)
+{
+    size_t count = total < list->limits.max_items ? total : list->limits.max_items;
+    size_t seen = list->ids.count;
+
+    list->hinted = true;
+    /* Only a hint: without the room, the set grows as it would have. */
+    (void)idset_expect(&list->ids,
+                       count < LISTPAGES_EXPECT_MAX ? count : LISTPAGES_EXPECT_MAX,
+                       seen ? list->ids.keys.len / seen + 1 : 64);
+    if (list->preparer && list->preparer->expect)
+        list->preparer->expect(list->preparer->arg, count);
+}
+
+/* Hands the page's kept objects to the callback, then frees the page. */
+int listpages_page_deliver(struct listpages_page *page, api_objects_fn fn, void *arg)
+{
+    struct listpages *list = page->list;
+    struct api_object *objects = NULL;
+    size_t kept = 0, repeated = 0;
+    int rc = 0;
+
+    if (page->malformed)
+        log_warning("dropped %zu malformed items from page at offset %zu of %s",
+                    page->malformed, page->offset, list->path);
+    if (page->wrong_status)
+        log_warning("dropped %zu items not of status %s from page at offset %zu of %s",
+                    page->wrong_status, list->status, page->offset, list->path);
+    if (page->n_candidates > 0) {
+        objects = malloc(page->n_candidates * sizeof(*objects));
+        if (!objects) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < page->n_candidates; i++) {
+        const struct listpages_candidate *c = &page->candidates[i];
+
+        repeated += c->repeated;
+        if (!c->repeated && !c->wrong_status)
+            objects[kept++] = c->object;
+    }
+    if (repeated)
+        log_debug("dropped %zu repeated items from page at offset %zu of %s", repeated,
+                  page->offset, list->path);
+    if (kept > list->limits.max_items - list->delivered) {
+        log_warning("%s has more than %zu objects: not listed", list->path,
+                    list->limits.max_items);
+        rc = -EFBIG;
+        goto out;
+    }
+    list->delivered += kept;
+    if (!list->hinted && page->total)
+        listpages_expect(list, page->total);
+    if (kept > 0)
+        rc = fn(arg, objects, kept);
+    if (rc < 0)
+        log_debug("listing %s aborted by its reader: %s", list->path, strerror(-rc));
+out:
+    free(objects);
+    listpages_page_release(page);
+    return rc;
+}
+
+/* Reports a fetched page to the paginator and acts on its verdict: the
+ * page is handed to the callback at once (while the crew fetches the pages
+ * after it), dropped, or held. Returns 0 (delivered or dropped), 1 (held:
+ * the page is kept as it is), or a negative errno that ends the listing. */
+static int listpages_page_process(struct listpages_page *page, struct paginate *pager,
+                                  api_objects_fn fn, void *arg)
+{
+    struct paginate_page report;
+    enum paginate_verdict verdict;
+    long fresh;
+    int rc = 0;
+
+    /* A page past the end is not looked at, even if its request failed. */
+    if (paginate_done(pager))
+        goto drop;
+    if (page->rc < 0) {
+        rc = page->rc;
+        api_log_failure(page->path_query, rc, page->status, page->reason);
+        goto drop;
+    }
+    fresh = listpages_page_take_ids(page, &page->list->ids);
+    if (fresh < 0) {
+        rc = (int)fresh;
+        goto drop;
+    }
+    report = (struct paginate_page){
+        .offset = page->offset,
+        /* An id twice on one page may not stand for two places in the
+         * server's order: advancing by one less risks only an overlap,
+         * which repeats are dropped from, never a skipped item. */
+        .count = page->count - page->repeats_within,
+        .new_items = (size_t)fresh,
+        .next_page_token = page->token,
+        .total_size = page->total,
+    };
+    verdict = paginate_report(pager, &report);
+    if (verdict == PAGINATE_DELIVER)
+        return listpages_page_deliver(page, fn, arg);
+    listpages_page_give_back_ids(page, &page->list->ids);
+    if (verdict == PAGINATE_HOLD)
+        return 1;
+drop:
+    listpages_page_release(page);
+    return rc;
+}
+
+/* Processes pages[0..n) in order as `crew` finishes them. Pages from the
+ * first held one on are moved to held[] (which must be empty then). Returns
+ * 0 or a negative errno; every page not held is released. */
+static int listpages_process_run(struct listpages_page *pages, size_t n,
+                                 struct listpages_page *held, size_t *n_held,
+                                 struct paginate *pager, struct listpages_crew *crew,
+                                 api_objects_fn fn, void *arg, int rc)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int prc;
+
+        if (rc < 0)
+            listpages_crew_stop(crew);
+        listpages_crew_wait(crew, &pages[i]);
+        if (rc < 0) {
+            listpages_page_release(&pages[i]);
+            continue;
+        }
+        if (kept > 0) {
+            held[kept++] = pages[i];
+            memset(&pages[i], 0, sizeof(pages[i]));
+            continue;
+        }
+        prc = listpages_page_process(&pages[i], pager, fn, arg);
+        if (prc < 0) {
+            rc = prc;
+        } else if (prc == 1) {
+            held[kept++] = pages[i];
+            memset(&pages[i], 0, sizeof(pages[i]));
+        }
+    }
+    if (rc == 0)
+        *n_held = kept;
+    for (size_t i = 0; rc < 0 && i < kept; i++)
+        listpages_page_release(&held[i]);
+    return rc;
+}
+
+/* Pages planned at once by a listing (WAVE_FACTOR x max_parallel): its
+ * crew of max_parallel threads starts the next as each one ends, so the
+ * network stays busy while pages are parsed. Between two waves the
+ * connections drain and refill, about one round trip each time, so a
+ * wave is large: 128 pages with 8 connections, a job of 100,000 items in
+ * one (4 x max_parallel cost a 100,000-item listing 4 % more time). A
+ * total_size that lies high costs no more for it (see listpages_crew). */
+static size_t listpages_wave_size(const struct listpages_limits *limits)
+{
+    return (size_t)limits->max_parallel * LISTPAGES_WAVE_FACTOR;
+}
+
+int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
+{
+    const struct listpages_limits *limits = &list->limits;
+    struct paginate_config config = {
+        .limit = limits->page_size,
+        .max_parallel = listpages_wave_size(limits),
+        /* Every page but the last holds an item: more pages than that
+         * means the server is going round in circles. */
+        .max_pages = limits->max_items > SIZE_MAX - 2 ? SIZE_MAX : limits->max_items + 2,
+    };
+    size_t wave_size = listpages_wave_size(limits);
+    struct paginate_request *reqs = calloc(wave_size, sizeof(*reqs));
+    struct listpages_page *wave = calloc(wave_size, sizeof(*wave));
+    struct listpages_page *held = calloc(wave_size, sizeof(*held));
+    struct listpages_page *rest = calloc(wave_size, sizeof(*rest));
+    struct paginate *pager = paginate_new(&config);
+    size_t n_held = 0, n;
+    enum paginate_end end;
+    int rc = 0;
+
+    if (!reqs || !wave || !held || !rest || !pager) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (;;) {
+        size_t started = 0, n_rest = 0;
+        struct listpages_crew crew;
+
+        rc = paginate_next(pager, reqs, wave_size, &n);
+        if (rc < 0)
+            break;
+        for (; started < n; started++) {
+            wave[started].list = list;
+            wave[started].offset = reqs[started].offset;
+            wave[started].path_query = api_v1_page_url(list, &reqs[started]);
+            if (!wave[started].path_query) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+        if (n == 0)
+            break;
+        if (rc == 0)
+            rc = listpages_crew_start(&crew, wave, started, limits->max_parallel);
+        if (rc < 0) {
+            for (size_t i = 0; i < started; i++)
+                listpages_page_release(&wave[i]);
+            break;
+        }
+        if (n_held > 0) {
+            /* A gap fill: it comes before every held page. */
+            rc = listpages_process_run(wave, started, rest, &n_rest, pager, &crew, fn,
+                                       arg, rc);
+            if (rc == 0 && n_rest == 0) {
+                memcpy(rest, held, n_held * sizeof(*held));
+                n_rest = n_held;
+                n_held = 0;
+                rc = listpages_process_run(rest, n_rest, held, &n_held, pager, &crew, fn,
+                                           arg, rc);
+            } else {
+                /* A fill is never held (it starts where delivery ended). */
+                for (size_t i = 0; i < n_rest; i++)
+                    listpages_page_release(&rest[i]);
+                if (rc == 0)
+                    rc = -EIO;
+            }
+        } else {
+            rc = listpages_process_run(wave, started, held, &n_held, pager, &crew, fn,
+                                       arg, rc);
+        }
+        listpages_crew_finish(&crew);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0)
+        goto out;
+    end = paginate_end_reason(pager);
+    if (end == PAGINATE_END_TOO_MANY_PAGES) {
+        log_warning("%s: more than %zu pages, not listed", list->path, config.max_pages);
+        rc = -EFBIG;
+    } else if (paginate_end_is_loop(end)) {
+        log_warning("%s: listing stopped after %zu objects: %s", list->path,
+                    list->delivered, paginate_end_name(end));
+    } else {
+        log_debug("%s: %zu objects in %zu requests, ended by %s", list->path,
+                  list->delivered, paginate_requests(pager), paginate_end_name(end));
+    }
+out:
+    for (size_t i = 0; i < n_held; i++)
+        listpages_page_release(&held[i]);
+    paginate_free(pager);
+    free(rest);
+    free(held);
+    free(wave);
+    free(reqs);
+    return rc;
+}

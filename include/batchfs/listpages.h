@@ -1,0 +1,190 @@
+/*
+ * listpages — the pages of one list, read into objects and handed on in
+ * order: the engine behind api.c's list endpoints.
+ *
+ * A v1 list is read whole by listpages_read_v1(): paginate.c says which
+ * pages to request, a crew of threads fetches them (in parallel once the
+ * first page gives a total_size, bounded by max_parallel), each body is
+ * read with jsontext in place, objects that miss their identity, have the
+ * wrong status or repeat an id already delivered are dropped, the preparer
+ * runs, and the rest reach the callback page by page, in offset order. The
+ * v2 batch list, a cursor, is walked by api.c itself with the page functions
+ * below. The readers of a body and of one object serve api.c's single
+ * objects (a job, a batch and its results) too.
+ *
+ * Not for: URLs, HTTP statuses and the requests themselves — the engine
+ * sends every request through api.c (declared at the end of this header),
+ * which maps statuses to errnos — nor the pagination rules (paginate.c),
+ * caching, FUSE or file names. Only api.c and listpages.c include this
+ * header; the rest of batchfs goes through api.h.
+ */
+#ifndef BATCHFS_LISTPAGES_H
+#define BATCHFS_LISTPAGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "batchfs/api.h"
+#include "batchfs/idset.h"
+#include "batchfs/jsontext.h"
+#include "batchfs/transport.h"
+
+struct paginate_request;
+
+/* Most threads that fetch the pages of one listing; api_new clamps
+ * max_parallel to it. */
+#define LISTPAGES_MAX_PARALLEL 64
+
+/* What bounds every listing of one api: set once by api_new. */
+struct listpages_limits {
+    unsigned page_size;    /* limit= (v1) or page_size= (v2), 1..1000 */
+    unsigned max_parallel; /* page requests in flight, 1..LISTPAGES_MAX_PARALLEL */
+    size_t max_items;      /* a listing stops (-EFBIG) beyond this many objects */
+};
+
+/*
+ * One listing being read: what it is, for building its URLs and checking its
+ * objects (set by the caller, the rest zero), and what it has delivered. It
+ * belongs to the thread reading the list; the caller frees `ids` with
+ * idset_free() once done, whatever the outcome.
+ */
+struct listpages {
+    struct api *api;                     /* sends the requests; borrowed */
+    struct listpages_limits limits;      /* the api's */
+    const char *job_id;                  /* items of this job; NULL for the job list */
+    const char *status;                  /* the status filter, or NULL */
+    const char *id_key;                  /* "id" or "item_id" */
+    const struct api_preparer *preparer; /* or NULL */
+    char path[512];                      /* the listing's path, for log lines */
+    struct idset ids;                    /* ids delivered (or tentatively taken) so far */
+    size_t delivered;                    /* objects handed to the callback */
+    bool hinted;                         /* preparer->expect has been called */
+};
+
+struct listpages_candidate;
+
+/*
+ * One page of a listing. The caller sets list, offset and path_query (a
+ * malloc'd string the page then owns), the rest zero; the page owns all it
+ * points to until listpages_page_release().
+ */
+struct listpages_page {
+    struct listpages *list;
+    char *path_query;
+    size_t offset;
+    bool pending; /* its crew has not finished with it: under the crew's lock */
+
+    /* Filled in by the fetch; read after it completes. */
+    int rc;
+    long status;
+    char reason[160];
+    struct http_response resp;
+    struct listpages_candidate *candidates;
+    char *ids;                /* the candidates' decoded ids, one block */
+    struct json_span *fields; /* the preparer's keys' values, per candidate */
+    size_t n_candidates;
+    size_t count;          /* elements of "items" */
+    size_t repeats_within; /* elements repeating an id given earlier on the page */
+    size_t malformed;      /* elements dropped for want of an identity */
+    size_t wrong_status;
+    char *token;    /* next_page_token; NULL when absent or unusable */
+    size_t total;   /* 0 when absent */
+    void *prepared; /* the preparer's page state */
+};
+
+/*
+ * Reads every page of the v1 list `list` names (the jobs, or one job's
+ * items) and hands its objects to fn, as api.h describes. 0 when the list
+ * ended, even early on a loop (logged); -EFBIG past max_items objects or
+ * max_items + 2 pages; else the first failure (logged once) or fn's error.
+ * fn runs on the calling thread; pages are fetched on up to max_parallel
+ * threads of the listing's own, all joined before it returns.
+ */
+int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg);
+
+/*
+ * Fetches page->path_query and reads the body into the page: rc (0 or a
+ * negative errno, with status and reason for the log line), the objects,
+ * count, token and total; then runs the list's preparer. Logs nothing but
+ * an unusable next_page_token or total_size (debug). Safe on any thread,
+ * for pages of its own.
+ */
+void listpages_page_fetch(struct listpages_page *page);
+
+/*
+ * Marks the page's repeated objects and takes its new ids into `ids`.
+ * Returns how many of the page's objects were not seen before, or -ENOMEM
+ * with `ids` as it was. Not thread-safe: the listing's thread.
+ */
+long listpages_page_take_ids(struct listpages_page *page, struct idset *ids);
+
+/*
+ * Hands the page's kept objects (its ids taken) to fn, logging what was
+ * dropped, and the first total_size to the preparer's expect(); then
+ * releases the page whatever the outcome. 0, -ENOMEM, -EFBIG past
+ * max_items objects in the listing, or fn's negative errno. The listing's
+ * thread.
+ */
+int listpages_page_deliver(struct listpages_page *page, api_objects_fn fn, void *arg);
+
+/* Frees all the page holds (its prepared state through the preparer) and
+ * zeroes it. A zeroed page is fine. */
+void listpages_page_release(struct listpages_page *page);
+
+/* ---- reading a body ---------------------------------------------------- */
+
+/*
+ * Finds the members `keys` (count of them) of the body, which must be a JSON
+ * object: their spans in out ({0, 0} when absent). 0, or -EIO with why in
+ * reason. Pure: the body is only read.
+ */
+int listpages_body_members(const struct http_response *resp, const char *const *keys,
+                           size_t count, struct json_span *out, char *reason,
+                           size_t reason_size);
+
+/*
+ * Decodes the string at `span` of `text` into dst (room for span.len bytes)
+ * when it is usable as an id or token: a string, not empty, without NUL.
+ * Returns its length (dst is then NUL-terminated), or 0 when it is not. Pure.
+ */
+size_t listpages_decode_clean(const char *text, struct json_span span, char *dst);
+
+/*
+ * Fills `object` from the element at text[span): its identity, the member
+ * `id_key`, is decoded into dst (room for span.len bytes); the object
+ * borrows text and dst. With `status`, *status_ok says whether its "status"
+ * is that string. False when the element is not an object with an
+ * identity. Pure.
+ */
+bool listpages_read_object(const char *text, struct json_span span, const char *id_key,
+                           const char *status, bool *status_ok, char *dst,
+                           struct api_object *object);
+
+/*
+ * The elements of the array at `array` (a span of text), as spans relative
+ * to `text`: *spans is malloc'd (the caller frees it) and holds *count.
+ * 0, -ENOMEM, or -EIO when the array is not one.
+ */
+int listpages_locate_elements(const char *text, struct json_span array,
+                              struct json_span **spans, size_t *count);
+
+/* ---- defined in api.c: the requests the engine sends ------------------- */
+
+/*
+ * GETs path_query and counts it in the api's stats. 0 with a 2xx response
+ * in *resp; otherwise a negative errno, *status the HTTP status (0 when
+ * none came) and *resp empty. Does not log: the caller knows whether the
+ * failure matters. Thread-safe.
+ */
+int api_fetch(struct api *api, const char *path_query, struct http_response *resp,
+              long *status);
+
+/* The one log line for a failed request (debug for a 404 or -ECANCELED,
+ * else a warning). */
+void api_log_failure(const char *path_query, int rc, long status, const char *reason);
+
+/* The path and query of the page `req` of the v1 list `list`: malloc'd, NULL
+ * when out of memory. */
+char *api_v1_page_url(const struct listpages *list, const struct paginate_request *req);
+
+#endif
