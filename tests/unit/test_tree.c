@@ -1,6 +1,7 @@
 /*
- * Unit tests of the filesystem model (fs/tree.c) over the real catalog,
- * cache and API layer, with the API scripted by the fake transport.
+ * Unit tests of the filesystem model (fs/tree.c, tree_nodes.c and
+ * tree_dir.c) over the real catalog, cache and API layer, with the API
+ * scripted by the fake transport.
  */
 #include <errno.h>
 #include <setjmp.h>

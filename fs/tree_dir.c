@@ -1,0 +1,426 @@
+/*
+ * tree_dir — open folders of the filesystem model (see fs/tree.c and
+ * include/batchfs/tree.h): the snapshot of a folder's entries taken at
+ * opendir, the entries readdir and readdirplus hand the kernel, and the
+ * nodes made ahead of a readdirplus reply.
+ *
+ * A snapshot holds a reference to the folder's listing (for the grouped
+ * views, its own copy of the names), so its entries stay put while the
+ * folder is open, whatever the catalog fetches meanwhile. What an entry is
+ * comes from the snapshot alone: listing a folder asks the catalog nothing
+ * per entry.
+ *
+ * Locking: nodes are read and made under tree->lock (see fs/tree.c), taken
+ * per entry or per TREE_AHEAD_BATCH entries, never across a catalog call.
+ * dir->ahead_lock, which guards the range of nodes made ahead, is taken
+ * before tree->lock, never after.
+ */
+#include "batchfs/tree.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batchfs/catalog.h"
+#include "batchfs/names.h"
+#include "tree_private.h"
+
+struct tree_dir {
+    struct node_view view;            /* the folder itself */
+    uint64_t parent_ino;
+    const struct fixed_entry *fixed;  /* ROOT, JOB, BATCH */
+    size_t fixed_count;
+    struct listing *listing;          /* the folder's listing (JOB, BATCH: the owner's) */
+    const struct entry *self;         /* JOB: the job's entry */
+    char **names;                     /* BY: the groups; BY_GROUP: the job ids (owned) */
+    size_t name_count;
+    struct tree *tree;
+    unsigned refs;                    /* atomic: the opener's and tree_dir_hold's */
+    pthread_mutex_t ahead_lock;       /* protects the range below */
+    size_t ahead_from, ahead_to;      /* entries whose nodes may have been made ahead */
+};
+
+/* Adds a copy of `name` to the snapshot unless it is there already. */
+static int dir_add_name(struct tree_dir *dir, const char *name)
+{
+    char **names, *copy;
+
+    for (size_t i = 0; i < dir->name_count; i++)
+        if (!strcmp(dir->names[i], name))
+            return 0;
+    names = realloc(dir->names, (dir->name_count + 1) * sizeof(*names));
+    if (!names)
+        return -ENOMEM;
+    dir->names = names;
+    copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    dir->names[dir->name_count++] = copy;
+    return 0;
+}
+
+/* The entries of a grouped view folder, from the job list. */
+static int dir_fill_groups(struct tree_dir *dir)
+{
+    char value[NAMES_MAX_LEN + 1];
+    int rc = 0;
+
+    for (size_t i = 0; i < dir->listing->count && !rc; i++) {
+        const struct entry *job = &dir->listing->entries[i];
+
+        if (!job_group_value(job, dir->view.status_index, value, sizeof(value)))
+            continue;
+        if (dir->view.kind == NODE_BY)
+            rc = dir_add_name(dir, value);
+        else if (!strcmp(value, dir->view.group))
+            rc = dir_add_name(dir, job->name);
+    }
+    return rc;
+}
+
+int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *unchanged)
+{
+    struct tree_dir *dir;
+    struct resolved r;
+    struct node *node;
+    int rc;
+
+    *out = NULL;
+    *unchanged = false;
+    dir = calloc(1, sizeof(*dir));
+    if (!dir)
+        return -ENOMEM;
+    dir->tree = tree;
+    dir->refs = 1;
+    if (pthread_mutex_init(&dir->ahead_lock, NULL)) {
+        free(dir);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&tree->lock);
+    node = tree_find_ino(tree, ino);
+    if (!node)
+        rc = -ESTALE;
+    else if (!node_kind_is_dir(node->kind))
+        rc = -ENOTDIR;
+    else
+        rc = node_view_fill(node, &dir->view);
+    if (!rc)
+        dir->parent_ino = node->parent ? node->parent->ino : node->ino;
+    pthread_mutex_unlock(&tree->lock);
+    if (rc)
+        goto fail;
+
+    rc = resolve_view(tree, &dir->view, true, &r);
+    if (rc)
+        goto fail;
+    dir->listing = r.listing;
+    dir->self = r.self;
+    r.listing = NULL;
+    if (dir->view.kind == NODE_JOB || dir->view.kind == NODE_BATCH)
+        dir->view.terminal = r.terminal;
+    resolved_release(&r);
+    dir->fixed = folder_fixed_entries(dir->view.kind, &dir->fixed_count);
+    if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP) {
+        rc = dir_fill_groups(dir);
+        if (rc) {
+            tree_closedir(dir);
+            return rc;
+        }
+    }
+
+    pthread_mutex_lock(&tree->lock);
+    node = tree_find_ino(tree, ino);
+    if (node) {
+        /* Folders with fixed entries never change; listings change when
+         * refetched. */
+        uint64_t version = dir->fixed ? 1 : dir->listing->generation;
+
+        if (node->kind == NODE_JOB || node->kind == NODE_BATCH)
+            node->terminal = dir->view.terminal;
+        *unchanged = node->served == version;
+        node->served = version;
+    }
+    pthread_mutex_unlock(&tree->lock);
+    *out = dir;
+    return 0;
+fail:
+    pthread_mutex_destroy(&dir->ahead_lock);
+    free(dir);
+    return rc;
+}
+
+/* Drops the nodes made ahead that the kernel was never given
+ * (tree->lock held). */
+static void dir_drop_ahead(struct tree *tree, struct tree_dir *dir)
+{
+    struct node *folder = tree_find_ino(tree, dir->view.ino);
+
+    if (!folder)
+        return; /* gone, and its children with it */
+    /* Held while its children go, so that it cannot go with them. */
+    folder->nlookup++;
+    for (size_t i = dir->ahead_from; i < dir->ahead_to; i++) {
+        struct node *node = tree_find_child(tree, folder, dir->listing->entries[i - 2].name);
+
+        if (node && !node->nlookup && !node->children)
+            tree_release_unused(tree, node);
+    }
+    folder->nlookup--;
+    tree_release_unused(tree, folder);
+}
+
+struct tree_dir *tree_dir_hold(struct tree_dir *dir)
+{
+    __atomic_add_fetch(&dir->refs, 1, __ATOMIC_RELAXED);
+    return dir;
+}
+
+void tree_closedir(struct tree_dir *dir)
+{
+    if (!dir || __atomic_sub_fetch(&dir->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (dir->ahead_to > dir->ahead_from) {
+        pthread_mutex_lock(&dir->tree->lock);
+        dir_drop_ahead(dir->tree, dir);
+        pthread_mutex_unlock(&dir->tree->lock);
+    }
+    pthread_mutex_destroy(&dir->ahead_lock);
+    if (dir->listing)
+        listing_release(dir->listing);
+    for (size_t i = 0; i < dir->name_count; i++)
+        free(dir->names[i]);
+    free(dir->names);
+    free(dir);
+}
+
+size_t tree_dir_count(const struct tree_dir *dir)
+{
+    if (dir->fixed)
+        return 2 + dir->fixed_count;
+    if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP)
+        return 2 + dir->name_count;
+    return 2 + dir->listing->count;
+}
+
+/* Kind of the nodes a listing folder holds. */
+static enum node_kind listing_child_kind(enum node_kind folder)
+{
+    switch (folder) {
+    case NODE_JOBS:
+        return NODE_JOB;
+    case NODE_BATCHES:
+        return NODE_BATCH;
+    case NODE_STATUS:
+        return NODE_ITEM;
+    default:
+        return NODE_RESULT;
+    }
+}
+
+/* Files whose content is made on demand: readdirplus does not describe
+ * them (that would build them for a mere listing). */
+static bool node_kind_is_made(enum node_kind kind)
+{
+    return kind == NODE_JOB_FILE || kind == NODE_BATCH_FILE || kind == NODE_META_FILE;
+}
+
+/* What an entry of the snapshot is, without asking the catalog again. */
+static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
+                              const struct fixed_entry **fixed, const struct entry **entry,
+                              struct resolved *r, bool *terminal)
+{
+    memset(r, 0, sizeof(*r));
+    *fixed = NULL;
+    *entry = NULL;
+    *terminal = dir->view.terminal;
+    if (dir->view.kind == NODE_BY) {
+        r->nlink = 2;
+        return;
+    }
+    if (dir->view.kind == NODE_BY_GROUP) {
+        const struct entry *job = listing_find(dir->listing, dir->names[index]);
+
+        r->nlink = 1;
+        r->mtime = job ? job->mtime : (struct timespec){0, 0};
+        r->link_len = strlen(LINK_TARGET_PREFIX) + strlen(dir->names[index]);
+        return;
+    }
+    if (dir->fixed) {
+        const struct entry *owner = NULL;
+
+        *fixed = &dir->fixed[index];
+        if (dir->view.kind == NODE_JOB)
+            owner = dir->self;
+        else if (dir->view.kind == NODE_BATCH)
+            owner = &dir->listing->self;
+        r->mtime = owner ? owner->mtime : (struct timespec){0, 0};
+        switch ((*fixed)->kind) {
+        case NODE_JOB_JSON:
+        case NODE_BATCH_JSON:
+            r->content = owner->content; /* borrowed */
+            r->nlink = 1;
+            break;
+        case NODE_STATUS:
+        case NODE_RESULTS:
+            r->nlink = 2;
+            break;
+        default: /* jobs/, batches/ */
+            r->nlink = 1;
+            break;
+        }
+        return;
+    }
+    *entry = &dir->listing->entries[index];
+    r->mtime = (*entry)->mtime;
+    switch (listing_child_kind(dir->view.kind)) {
+    case NODE_JOB:
+        r->nlink = 2 + CATALOG_ITEM_STATUS_COUNT;
+        *terminal = catalog_job_is_terminal((*entry)->status);
+        break;
+    case NODE_BATCH:
+        r->nlink = 3;
+        *terminal = catalog_job_is_terminal((*entry)->status);
+        break;
+    default:
+        r->nlink = 1;
+        r->content = (*entry)->content; /* borrowed */
+        if (!r->mtime.tv_sec && dir->view.kind == NODE_RESULTS)
+            r->mtime = dir->listing->self.mtime;
+        break;
+    }
+}
+
+const char *tree_dir_name(const struct tree_dir *dir, size_t index)
+{
+    if (index >= tree_dir_count(dir))
+        return NULL;
+    if (index < 2)
+        return index ? ".." : ".";
+    index -= 2;
+    if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP)
+        return dir->names[index];
+    if (dir->fixed)
+        return dir->fixed[index].name;
+    return dir->listing->entries[index].name;
+}
+
+int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
+                   const char **name, struct tree_attr *out)
+{
+    const struct fixed_entry *fixed;
+    const struct entry *entry;
+    struct resolved r;
+    struct node *folder, *node = NULL;
+    enum node_kind kind;
+    bool terminal, inval = false;
+    int status_index = -1, rc = 0;
+
+    if (index >= tree_dir_count(dir))
+        return -EINVAL;
+    if (index < 2) {
+        struct resolved dot = {.nlink = 1, .mtime = tree->mount_time};
+
+        *name = index ? ".." : ".";
+        attr_fill(tree, NODE_ROOT, index ? dir->parent_ino : dir->view.ino, &dot, false, out);
+        return 0;
+    }
+    dir_entry_resolve(dir, index - 2, &fixed, &entry, &r, &terminal);
+    if (!r.mtime.tv_sec && !r.mtime.tv_nsec)
+        r.mtime = tree->mount_time;
+    if (fixed) {
+        *name = fixed->name;
+        kind = fixed->kind;
+        status_index = fixed->status_index;
+    } else if (entry) {
+        *name = entry->name;
+        kind = listing_child_kind(dir->view.kind);
+    } else {
+        *name = dir->names[index - 2];
+        kind = dir->view.kind == NODE_BY ? NODE_BY_GROUP : NODE_LINK;
+        status_index = dir->view.status_index;
+    }
+
+    if (node_kind_is_made(kind))
+        link = false;
+    pthread_mutex_lock(&tree->lock);
+    folder = tree_find_ino(tree, dir->view.ino);
+    if (!folder) {
+        rc = -ESTALE;
+    } else if (link) {
+        node = tree_link_child(tree, folder, *name, kind, status_index, 1);
+        if (!node)
+            rc = -ENOMEM;
+    } else {
+        node = tree_find_child(tree, folder, *name);
+    }
+    if (node) {
+        if (kind == NODE_JOB || kind == NODE_BATCH)
+            node->terminal = terminal;
+        if (link)
+            inval = node_note_content(node, r.content);
+    }
+    if (!rc) {
+        attr_fill(tree, kind, node ? node->ino : 0, &r, terminal, out);
+        out->unlinked = node_kind_is_made(kind);
+    }
+    pthread_mutex_unlock(&tree->lock);
+    if (inval)
+        tree_notify(tree, out->st.st_ino);
+    return rc;
+}
+
+/* Nodes made ahead under one hold of the tree's lock: readdirplus on other
+ * threads waits at most this long for it. */
+#define TREE_AHEAD_BATCH 64
+
+void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, size_t count)
+{
+    size_t total = tree_dir_count(dir), served = count < index ? index - count : 0;
+    size_t first = index < 2 ? 2 : index, end = first;
+    enum node_kind kind;
+
+    if (!dir->listing || dir->fixed || dir->view.kind == NODE_BY ||
+        dir->view.kind == NODE_BY_GROUP)
+        return;
+    kind = listing_child_kind(dir->view.kind);
+    if (node_kind_is_made(kind))
+        return;
+    if (first < total)
+        end = count < total - first ? first + count : total;
+    pthread_mutex_lock(&dir->ahead_lock);
+    /* The reply returned [served, index): none of that needs dropping, so
+     * closing a folder read to its end looks at no node again. */
+    if (served <= dir->ahead_from && index > dir->ahead_from)
+        dir->ahead_from = index < dir->ahead_to ? index : dir->ahead_to;
+    if (first < end) {
+        if (!dir->ahead_to) {
+            /* The first batch made ahead: the rest of the folder follows. */
+            pthread_mutex_lock(&tree->lock);
+            tree_reserve_nodes(tree, tree->count + total - first);
+            pthread_mutex_unlock(&tree->lock);
+        }
+        if (dir->ahead_to == dir->ahead_from) {
+            dir->ahead_from = first;
+            dir->ahead_to = end;
+        } else {
+            dir->ahead_from = first < dir->ahead_from ? first : dir->ahead_from;
+            dir->ahead_to = end > dir->ahead_to ? end : dir->ahead_to;
+        }
+    }
+    for (size_t i = first; i < end;) {
+        size_t stop = end - i > TREE_AHEAD_BATCH ? i + TREE_AHEAD_BATCH : end;
+        struct node *folder;
+
+        pthread_mutex_lock(&tree->lock);
+        folder = tree_find_ino(tree, dir->view.ino);
+        for (; folder && i < stop; i++)
+            if (!tree_link_child(tree, folder, dir->listing->entries[i - 2].name, kind, -1, 0))
+                folder = NULL; /* out of memory: readdirplus will say so */
+        pthread_mutex_unlock(&tree->lock);
+        if (!folder)
+            break;
+    }
+    pthread_mutex_unlock(&dir->ahead_lock);
+}
+

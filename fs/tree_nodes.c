@@ -1,0 +1,273 @@
+/*
+ * tree_nodes — the inodes of the filesystem model (see fs/tree.c): the tree
+ * itself, its nodes and the two hash tables that find them, by inode number
+ * and by (parent, name).
+ *
+ * A node is made when the kernel is first given its inode (or ahead of a
+ * readdirplus reply: fs/tree_dir.c) and freed once the kernel has forgotten
+ * every lookup of it and it has no children left. What nodes mean, and how
+ * a request reads them, is fs/tree.c's business; this file only keeps them.
+ *
+ * Locking: everything here runs under tree->lock (see fs/tree.c), taken by
+ * the caller; only the public functions at the end take it themselves,
+ * where the tree is shared.
+ */
+#include "batchfs/tree.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batchfs/blob.h"
+#include "batchfs/log.h"
+#include "tree_private.h"
+
+/* ---- hash tables (tree->lock held) ------------------------------------ */
+
+static struct node **chain_next(struct node *node, bool by_ino)
+{
+    return by_ino ? &node->next_by_ino : &node->next_by_name;
+}
+
+static uint64_t node_hash(const struct node *node, bool by_ino)
+{
+    return by_ino ? hash_ino(node->ino) : hash_name(node->parent->ino, node->name);
+}
+
+static int table_init(struct node_table *t)
+{
+    t->size = 1024;
+    t->buckets = calloc(t->size, sizeof(*t->buckets));
+    return t->buckets ? 0 : -ENOMEM;
+}
+
+/* Rehashes into `size` buckets (a power of two, larger than now); left as
+ * it is when out of memory (chains just get longer). */
+static void table_resize(struct node_table *t, bool by_ino, size_t size)
+{
+    struct node **buckets = calloc(size, sizeof(*buckets));
+
+    if (!buckets)
+        return;
+    for (size_t i = 0; i < t->size; i++) {
+        struct node *node = t->buckets[i];
+
+        while (node) {
+            struct node *next = *chain_next(node, by_ino);
+            size_t b = node_hash(node, by_ino) & (size - 1);
+
+            *chain_next(node, by_ino) = buckets[b];
+            buckets[b] = node;
+            node = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = buckets;
+    t->size = size;
+}
+
+/* Doubles the table; on no memory it stays as it is (only slower). */
+static void table_grow(struct node_table *t, bool by_ino)
+{
+    table_resize(t, by_ino, t->size * 2);
+}
+
+/* Room for `count` nodes in all (a hint), rehashing once rather than once
+ * per doubling as a big folder's nodes arrive. */
+static void table_reserve(struct node_table *t, bool by_ino, size_t count)
+{
+    size_t size = t->size;
+
+    while (size < count && size <= SIZE_MAX / 2 / sizeof(struct node *))
+        size *= 2;
+    if (size > t->size)
+        table_resize(t, by_ino, size);
+}
+
+static void table_insert(struct node_table *t, struct node *node, bool by_ino)
+{
+    size_t b = node_hash(node, by_ino) & (t->size - 1);
+
+    *chain_next(node, by_ino) = t->buckets[b];
+    t->buckets[b] = node;
+}
+
+static void table_remove(struct node_table *t, struct node *node, bool by_ino)
+{
+    struct node **p = &t->buckets[node_hash(node, by_ino) & (t->size - 1)];
+
+    while (*p && *p != node)
+        p = chain_next(*p, by_ino);
+    if (*p)
+        *p = *chain_next(node, by_ino);
+}
+
+/* ---- node lifetime (tree->lock held) --------------------------------- */
+
+/* A zeroed node called `name`. */
+static struct node *node_new(const char *name)
+{
+    size_t len = strlen(name);
+    struct node *node = calloc(1, sizeof(*node) + len + 1);
+
+    if (node)
+        memcpy(node->name, name, len + 1);
+    return node;
+}
+
+/* The child `name` of `parent`, created if needed, with `lookups` (0 or 1)
+ * more kernel lookups counted. */
+struct node *tree_link_child(struct tree *tree, struct node *parent, const char *name,
+                             enum node_kind kind, int status_index, uint64_t lookups)
+{
+    struct node *node = tree_find_child(tree, parent, name);
+
+    if (node) {
+        node->nlookup += lookups;
+        return node;
+    }
+    node = node_new(name);
+    if (!node)
+        return NULL;
+    node->ino = tree->next_ino++;
+    node->kind = kind;
+    node->parent = parent;
+    node->status_index = status_index;
+    node->nlookup = lookups;
+    parent->children++;
+    if (tree->count >= tree->by_ino.size)
+        table_grow(&tree->by_ino, true);
+    if (tree->count >= tree->by_name.size)
+        table_grow(&tree->by_name, false);
+    table_insert(&tree->by_ino, node, true);
+    table_insert(&tree->by_name, node, false);
+    tree->count++;
+    return node;
+}
+
+/* Frees `node` and then any ancestor it kept alive, once nothing holds them. */
+void tree_release_unused(struct tree *tree, struct node *node)
+{
+    while (node && node != tree->root && !node->nlookup && !node->children) {
+        struct node *parent = node->parent;
+
+        table_remove(&tree->by_ino, node, true);
+        table_remove(&tree->by_name, node, false);
+        tree->count--;
+        parent->children--;
+        blob_unref(node->snapshot);
+        free(node);
+        node = parent;
+    }
+}
+
+void tree_reserve_nodes(struct tree *tree, size_t count)
+{
+    table_reserve(&tree->by_ino, true, count);
+    table_reserve(&tree->by_name, false, count);
+}
+
+/* ---- public ---------------------------------------------------------- */
+
+struct tree *tree_new(const struct tree_config *config)
+{
+    struct tree *tree = calloc(1, sizeof(*tree));
+
+    if (!tree)
+        return NULL;
+    tree->catalog = config->catalog;
+    tree->ttl_s = config->ttl_s;
+    tree->terminal_ttl_s = config->terminal_ttl_s;
+    tree->uid = config->uid;
+    tree->gid = config->gid;
+    tree->inval = config->inval;
+    tree->inval_arg = config->inval_arg;
+    tree->meta = config->meta;
+    tree->meta_arg = config->meta_arg;
+    clock_gettime(CLOCK_REALTIME, &tree->mount_time);
+    pthread_mutex_init(&tree->lock, NULL);
+    tree->next_ino = TREE_ROOT_INO + 1;
+    if (table_init(&tree->by_ino) || table_init(&tree->by_name))
+        goto fail;
+    tree->root = node_new("/");
+    if (!tree->root)
+        goto fail;
+    tree->root->ino = TREE_ROOT_INO;
+    tree->root->kind = NODE_ROOT;
+    tree->root->nlookup = 1;
+    table_insert(&tree->by_ino, tree->root, true);
+    tree->count = 1;
+    return tree;
+fail:
+    tree_free(tree);
+    return NULL;
+}
+
+void tree_free(struct tree *tree)
+{
+    if (!tree)
+        return;
+    if (tree->by_ino.buckets) {
+        for (size_t i = 0; i < tree->by_ino.size; i++) {
+            struct node *node = tree->by_ino.buckets[i];
+
+            while (node) {
+                struct node *next = node->next_by_ino;
+
+                blob_unref(node->snapshot);
+                free(node);
+                node = next;
+            }
+        }
+    } else {
+        free(tree->root);
+    }
+    free(tree->by_ino.buckets);
+    free(tree->by_name.buckets);
+    pthread_mutex_destroy(&tree->lock);
+    free(tree);
+}
+
+void tree_forget(struct tree *tree, uint64_t ino, uint64_t count)
+{
+    struct node *node;
+
+    pthread_mutex_lock(&tree->lock);
+    node = tree_find_ino(tree, ino);
+    if (node && node != tree->root) {
+        node->nlookup = count < node->nlookup ? node->nlookup - count : 0;
+        tree_release_unused(tree, node);
+    }
+    pthread_mutex_unlock(&tree->lock);
+}
+
+void tree_invalidate_all(struct tree *tree)
+{
+    uint64_t *inos = NULL;
+    size_t count = 0;
+
+    pthread_mutex_lock(&tree->lock);
+    inos = malloc(tree->count * sizeof(*inos));
+    for (size_t i = 0; i < tree->by_ino.size; i++) {
+        for (struct node *node = tree->by_ino.buckets[i]; node; node = node->next_by_ino) {
+            node->served = 0;
+            if (inos)
+                inos[count++] = node->ino;
+        }
+    }
+    pthread_mutex_unlock(&tree->lock);
+    if (!inos)
+        log_warning("no memory to drop the kernel's caches; they expire with their timeouts");
+    for (size_t i = 0; i < count; i++)
+        tree_notify(tree, inos[i]);
+    free(inos);
+}
+
+void tree_get_stats(struct tree *tree, struct tree_stats *out)
+{
+    pthread_mutex_lock(&tree->lock);
+    out->nodes = tree->count;
+    pthread_mutex_unlock(&tree->lock);
+}

@@ -1,0 +1,254 @@
+/*
+ * tree_private.h — what the files of the filesystem model share.
+ *
+ * Only the tree's own files include it: fs/tree.c (views, resolution,
+ * attributes, requests on one inode), fs/tree_nodes.c (the node tables and
+ * node lifetime) and fs/tree_dir.c (open folders). Everything else goes
+ * through include/batchfs/tree.h, and nothing here is a promise to anyone
+ * outside those three files.
+ *
+ * Locking is described at the top of fs/tree.c: tree->lock protects both
+ * hash tables and every node field, and is never held while the catalog
+ * runs. Each function below says whether it wants tree->lock held; none
+ * takes it itself unless it says so.
+ */
+#ifndef BATCHFS_TREE_PRIVATE_H
+#define BATCHFS_TREE_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "batchfs/blob.h"
+#include "batchfs/names.h"
+#include "batchfs/tree.h"
+
+struct entry;
+struct listing;
+
+enum node_kind {
+    NODE_ROOT,
+    NODE_JOBS,       /* jobs/ */
+    NODE_JOB,        /* jobs/<id>/ */
+    NODE_JOB_JSON,   /* jobs/<id>/job.json */
+    NODE_STATUS,     /* jobs/<id>/<status>/ */
+    NODE_ITEM,       /* jobs/<id>/<status>/<name>.json */
+    NODE_BATCHES,    /* batches/ */
+    NODE_BATCH,      /* batches/<id>/ */
+    NODE_BATCH_JSON, /* batches/<id>/batch.json */
+    NODE_RESULTS,    /* batches/<id>/results/ */
+    NODE_RESULT,     /* batches/<id>/results/<file id>.json */
+    NODE_JOB_FILE,   /* jobs/<id>/{items.ndjson,errors.tsv,progress} */
+    NODE_BATCH_FILE, /* batches/<id>/{results.ndjson,errors.tsv} */
+    NODE_META,       /* .batchfs/ */
+    NODE_META_FILE,  /* .batchfs/{stats,config} */
+    NODE_BY,         /* by-status/, by-type/ (status_index 0 and 1) */
+    NODE_BY_GROUP,   /* by-status/<status>/, by-type/<type>/ */
+    NODE_LINK,       /* by-…/<group>/<job id> -> ../../jobs/<job id> */
+};
+
+/* Where a grouped view's links point, before the job id. */
+#define LINK_TARGET_PREFIX "../../jobs/"
+/* status_index of NODE_BY: what jobs are grouped by. */
+#define BY_STATUS 0
+#define BY_TYPE 1
+
+static inline bool node_kind_is_dir(enum node_kind kind)
+{
+    return kind != NODE_JOB_JSON && kind != NODE_ITEM && kind != NODE_BATCH_JSON &&
+           kind != NODE_RESULT && kind != NODE_JOB_FILE && kind != NODE_BATCH_FILE &&
+           kind != NODE_META_FILE && kind != NODE_LINK;
+}
+
+struct node {
+    uint64_t ino;
+    enum node_kind kind;
+    struct node *parent;   /* NULL for the root */
+    int status_index;      /* NODE_STATUS: the status; NODE_*_FILE: which file */
+    uint64_t nlookup;      /* lookups the kernel has not forgotten */
+    size_t children;       /* nodes whose parent this is */
+    uint64_t served;       /* files: digest of the content the kernel was given;
+                              folders: generation of the listing; 0 = nothing yet */
+    bool terminal;         /* NODE_JOB, NODE_BATCH: known to be finished */
+    struct blob *snapshot; /* NODE_META_FILE: the bytes last described to the kernel */
+    struct node *next_by_ino, *next_by_name;
+    char name[];           /* in the node's own allocation: one per entry
+                              listed, so one malloc rather than two */
+};
+
+/* A chained hash table of nodes; the chain link is chosen by the user. */
+struct node_table {
+    struct node **buckets;
+    size_t size; /* a power of two */
+};
+
+struct tree {
+    struct catalog *catalog;
+    double ttl_s, terminal_ttl_s;
+    uid_t uid;
+    gid_t gid;
+    tree_inval_fn inval;
+    void *inval_arg;
+    tree_meta_fn meta;
+    void *meta_arg;
+    struct timespec mount_time;
+
+    pthread_mutex_t lock; /* protects everything below and every node */
+    struct node_table by_ino, by_name;
+    size_t count;
+    uint64_t next_ino;
+    struct node *root;
+};
+
+/* An entry of a folder whose contents never change. */
+struct fixed_entry {
+    const char *name;
+    enum node_kind kind;
+    int status_index;
+};
+
+/* The entries of a folder of kind `folder` (root, job, batch, .batchfs/),
+ * static, with their count in *count; NULL and 0 for a folder whose entries
+ * come from a listing. No lock needed. (tree.c) */
+const struct fixed_entry *folder_fixed_entries(enum node_kind folder, size_t *count);
+
+/* ---- node tables (tree_nodes.c) -------------------------------------- */
+
+/* The finds and their hashes are inline here because readdirplus pays them
+ * for every entry; the rest of the tables lives in tree_nodes.c. Every
+ * function of this section wants tree->lock held (the hashes alone need
+ * nothing). */
+
+static inline uint64_t hash_ino(uint64_t ino)
+{
+    ino ^= ino >> 33;
+    ino *= 0xff51afd7ed558ccdULL;
+    ino ^= ino >> 33;
+    return ino;
+}
+
+static inline uint64_t hash_name(uint64_t parent, const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ hash_ino(parent);
+
+    for (; *name; name++) {
+        h ^= (unsigned char)*name;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* The node numbered `ino` (borrowed), or NULL. */
+static inline struct node *tree_find_ino(struct tree *tree, uint64_t ino)
+{
+    struct node *node = tree->by_ino.buckets[hash_ino(ino) & (tree->by_ino.size - 1)];
+
+    while (node && node->ino != ino)
+        node = node->next_by_ino;
+    return node;
+}
+
+/* The child `name` of `parent` (borrowed), or NULL. */
+static inline struct node *tree_find_child(struct tree *tree, const struct node *parent,
+                                           const char *name)
+{
+    size_t b = hash_name(parent->ino, name) & (tree->by_name.size - 1);
+    struct node *node = tree->by_name.buckets[b];
+
+    while (node && (node->parent != parent || strcmp(node->name, name)))
+        node = node->next_by_name;
+    return node;
+}
+
+/* The child `name` of `parent`, created if needed (a new inode number, kind
+ * and status_index as given), with `lookups` (0 or 1) more kernel lookups
+ * counted. Borrowed: the tree owns its nodes. NULL when out of memory. */
+struct node *tree_link_child(struct tree *tree, struct node *parent, const char *name,
+                             enum node_kind kind, int status_index, uint64_t lookups);
+
+/* Frees `node` and then any ancestor it kept alive, once nothing holds them
+ * (no kernel lookup, no child). Never frees the root. */
+void tree_release_unused(struct tree *tree, struct node *node);
+
+/* Room in both tables for `count` nodes in all (a hint, nothing fails). */
+void tree_reserve_nodes(struct tree *tree, size_t count);
+
+/* ---- views and resolution (tree.c) ------------------------------------ */
+
+/* What a request needs to know about a node, copied so that the catalog can
+ * be asked without tree->lock. */
+struct node_view {
+    uint64_t ino;
+    enum node_kind kind;
+    int status_index;
+    bool terminal;                          /* of the job or batch above */
+    char owner_id[NAMES_MAX_ID_LEN + 1];    /* the job or batch id above */
+    char name[NAMES_MAX_LEN + 1];
+    char group[NAMES_MAX_LEN + 1];          /* NODE_BY_GROUP, NODE_LINK: the group */
+};
+
+/* Fills `view` from `node` (tree->lock held). -ENAMETOOLONG cannot happen
+ * for names this tree made, but is checked rather than assumed. */
+int node_view_fill(const struct node *node, struct node_view *view);
+
+/* What the catalog says about a view. */
+struct resolved {
+    struct blob *content;      /* files: referenced */
+    struct timespec mtime;
+    nlink_t nlink;
+    bool terminal;             /* NODE_JOB, NODE_BATCH */
+    struct listing *listing;   /* folders, when asked for: referenced */
+    const struct entry *self;  /* NODE_JOB: the job's entry in `listing` */
+    size_t link_len;           /* NODE_LINK: length of the target */
+};
+
+/* Drops the references `r` holds and zeroes it. Without tree->lock: the
+ * last release of a listing frees it, under locks of the catalog's. */
+void resolved_release(struct resolved *r);
+
+/* Asks the catalog about `view`; with want_listing, folders also get their
+ * listing (fetched if needed). Without tree->lock: it may wait on the
+ * network. On success the caller owns *r (resolved_release); on error
+ * (a negative errno) *r holds nothing. */
+int resolve_view(struct tree *tree, const struct node_view *view, bool want_listing,
+                 struct resolved *r);
+
+/* The value job `job` is grouped under (`by`: BY_STATUS, its status;
+ * BY_TYPE, its job_type), copied into out (`len` bytes); false when it has
+ * none that can name a folder. Touches no tree state: any lock or none. */
+bool job_group_value(const struct entry *job, int by, char *out, size_t len);
+
+/* ---- attributes and the kernel's copies (tree.c) ---------------------- */
+
+/* The attributes of a node of kind `kind` numbered `ino`, from `r`, with the
+ * timeout of a terminal or unfinished node. Reads only the tree's
+ * configuration: any lock or none. */
+void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino,
+               const struct resolved *r, bool terminal, struct tree_attr *out);
+
+/* Records what the kernel is being told about a file (tree->lock held) and
+ * says whether its cached copy must be dropped. */
+static inline bool node_note_content(struct node *node, const struct blob *content)
+{
+    bool changed;
+
+    if (!content)
+        return false;
+    changed = node->served && node->served != content->digest;
+    node->served = content->digest;
+    return changed;
+}
+
+/* Tells the program the kernel's copy of `ino` is outdated. Without
+ * tree->lock: tree.h promises the callback that no tree lock is held. */
+static inline void tree_notify(struct tree *tree, uint64_t ino)
+{
+    if (tree->inval)
+        tree->inval(tree->inval_arg, ino);
+}
+
+#endif
