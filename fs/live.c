@@ -2,9 +2,9 @@
  * live — the listings still in use, found again by their cache key (see
  * include/batchfs/live.h).
  *
- * A plain list: it holds only listings someone is using, a few per open
- * folder or file, and it is searched only on a cache miss, which costs a
- * request when it finds nothing. The newest listing is first.
+ * A hash table of chains, linked through the listings themselves: a mount
+ * of thousands of jobs holds thousands of listings, and every cache miss
+ * looks here first. Within a chain the newest listing comes first.
  *
  * Reviving a listing races with its last release: live_take takes a
  * reference only from a count that is not zero, under the lock, and a
@@ -19,10 +19,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "batchfs/blob.h"
+
+#define LIVE_INITIAL_BUCKETS 64
+
 struct live {
     pthread_mutex_t lock;
     /* Everything below is protected by lock. */
-    struct listing *head;
+    struct listing **buckets;
+    size_t bucket_count; /* a power of two */
+    size_t count;
     unsigned epoch;
     unsigned long long reused;
 };
@@ -35,12 +41,67 @@ static double live_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static uint64_t live_hash(const char *key)
+{
+    return blob_digest(key, strlen(key));
+}
+
+static struct listing **live_bucket(struct live *live, uint64_t hash)
+{
+    return &live->buckets[hash & (live->bucket_count - 1)];
+}
+
+/* Puts `listing` first in its chain (live->lock held). */
+static void live_link(struct live *live, struct listing *listing)
+{
+    struct listing **head = live_bucket(live, listing->key_hash);
+
+    listing->live_prev = NULL;
+    listing->live_next = *head;
+    if (*head)
+        (*head)->live_prev = listing;
+    *head = listing;
+}
+
+/* Doubles the table when it is full (live->lock held). Without memory the
+ * chains just grow longer. Walking each old chain from its tail keeps the
+ * newest listing of a key first. */
+static void live_grow(struct live *live)
+{
+    struct listing **old = live->buckets;
+    size_t old_count = live->bucket_count;
+    struct listing **grown = calloc(old_count * 2, sizeof(*grown));
+
+    if (!grown)
+        return;
+    live->buckets = grown;
+    live->bucket_count = old_count * 2;
+    for (size_t b = 0; b < old_count; b++) {
+        struct listing *tail = old[b], *prev;
+
+        while (tail && tail->live_next)
+            tail = tail->live_next;
+        for (; tail; tail = prev) {
+            prev = tail->live_prev;
+            live_link(live, tail);
+        }
+    }
+    free(old);
+}
+
 struct live *live_new(void)
 {
     struct live *live = calloc(1, sizeof(*live));
 
-    if (live)
-        pthread_mutex_init(&live->lock, NULL);
+    if (!live)
+        return NULL;
+    live->bucket_count = LIVE_INITIAL_BUCKETS;
+    live->buckets = calloc(live->bucket_count, sizeof(*live->buckets));
+    if (!live->buckets) {
+        free(live);
+        return NULL;
+    }
+    pthread_mutex_init(&live->lock, NULL);
     return live;
 }
 
@@ -50,12 +111,15 @@ void live_free(struct live *live)
 
     if (!live)
         return;
-    for (struct listing *l = live->head; l; l = next) {
-        next = l->live_next;
-        l->home = NULL;
-        l->live_prev = l->live_next = NULL;
+    for (size_t b = 0; b < live->bucket_count; b++) {
+        for (struct listing *l = live->buckets[b]; l; l = next) {
+            next = l->live_next;
+            l->home = NULL;
+            l->live_prev = l->live_next = NULL;
+        }
     }
     pthread_mutex_destroy(&live->lock);
+    free(live->buckets);
     free(live);
 }
 
@@ -68,15 +132,15 @@ void live_add(struct live *live, struct listing *listing, const char *key, doubl
         return;
     }
     listing->key = copy;
+    listing->key_hash = live_hash(key);
     listing->fresh_until = live_now() + ttl_s;
     pthread_mutex_lock(&live->lock);
+    if (live->count >= live->bucket_count)
+        live_grow(live);
     listing->epoch = live->epoch;
     listing->home = live;
-    listing->live_prev = NULL;
-    listing->live_next = live->head;
-    if (live->head)
-        live->head->live_prev = listing;
-    live->head = listing;
+    live_link(live, listing);
+    live->count++;
     pthread_mutex_unlock(&live->lock);
 }
 
@@ -94,11 +158,13 @@ static bool live_revive(struct listing *listing)
 struct listing *live_take(struct live *live, const char *key, double *ttl_left)
 {
     double now = live_now();
+    uint64_t hash = live_hash(key);
     struct listing *found = NULL;
 
     pthread_mutex_lock(&live->lock);
-    for (struct listing *l = live->head; l && !found; l = l->live_next) {
-        if (l->epoch != live->epoch || now >= l->fresh_until || strcmp(l->key, key) != 0)
+    for (struct listing *l = *live_bucket(live, hash); l && !found; l = l->live_next) {
+        if (l->key_hash != hash || l->epoch != live->epoch || now >= l->fresh_until ||
+            strcmp(l->key, key) != 0)
             continue;
         if (live_revive(l)) {
             found = l;
@@ -119,9 +185,10 @@ void live_forget(struct listing *listing)
         if (listing->live_prev)
             listing->live_prev->live_next = listing->live_next;
         else
-            live->head = listing->live_next;
+            *live_bucket(live, listing->key_hash) = listing->live_next;
         if (listing->live_next)
             listing->live_next->live_prev = listing->live_prev;
+        live->count--;
         pthread_mutex_unlock(&live->lock);
         listing->home = NULL;
     }

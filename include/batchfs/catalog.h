@@ -58,6 +58,7 @@ struct listing {
     struct live *home;      /* the register holding it, or NULL */
     struct listing *live_prev, *live_next;
     char *key;              /* its cache key */
+    uint64_t key_hash;
     double fresh_until;     /* CLOCK_MONOTONIC seconds */
     unsigned epoch;         /* live_expire_all calls before it was added */
 };
