@@ -17,6 +17,12 @@ measures in one run:
             connection, as a script paging with an SDK does;
   kernel    the same files copied to tmpfs (cp -a from the warm mount) and
             the same commands run there;
+  bounds    on a mount that has listed completed/ once: `ls -f` again
+            after the kernel's caches are dropped (drop_caches, as root),
+            which is the readdirplus that must follow the last page of a
+            cold listing, and `ls -f` and `ls -l` with everything cached,
+            whose difference is what ls -l costs in ls and in the kernel
+            alone; from them, which targets are within reach at all;
   capped    a mount with cache_size about a third of the item bytes: peak
             RSS, requests, and per-file checksums of a full walk compared
             with the tmpfs copy (stopped after --capped-timeout seconds).
@@ -563,6 +569,58 @@ class Bench:
                 self.problem("%s: output differs from the tmpfs copy" % fig.label)
         self.log("  %-40s %s s" % (fig.label, fmt_s(fig.median)))
 
+    def drop_kernel_caches(self):
+        """Makes the kernel forget its dentries and inodes (the mount's
+        among them), so the next listing is readdirplus again while the
+        driver still holds its listing. False when not allowed (not root)."""
+        try:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2\n")
+            return True
+        except OSError:
+            return False
+
+    def bounds_phase(self):
+        """What no cold listing can beat, on one mount that has fetched
+        completed/ once: `ls -f` with batchfs's listing cached but the
+        kernel's caches dropped (the readdirplus that follows the last page:
+        the names must be settled first, see doc/naming.md), and `ls -f`
+        and `ls -l` with everything cached (what ls -l costs in ls itself
+        and in the kernel, with no request reaching batchfs). Also the
+        memory completed/'s listing holds beside its pages."""
+        ls_f, ls_l = self.commands()[0][2], self.commands()[1][2]
+        done = self.counts["completed"] + 2
+        self.do_mount()
+        try:
+            run_timed(ls_f, cwd=self.mnt, stdout=self.out, timeout=self.opts.timeout)
+            self.check_count("bounds: ls -f completed/", self.out, done)
+            with open(os.path.join(self.mnt, ".batchfs", "stats")) as f:
+                self.info["completed_listing_bytes"] = json.load(f)["cache"]["bytes"]
+            if self.drop_kernel_caches():
+                fig = self.figure("bfs_readdirplus", "batchfs ls -f completed/, kernel caches "
+                                  "dropped, listing cached", "bounds")
+                for _ in range(self.opts.reps):
+                    self.drop_kernel_caches()
+                    self.measure(fig, ls_f, cwd=self.mnt)
+                    self.check_count(fig.label, self.out, done)
+                if any(fig.requests):
+                    self.problem("%s: %s requests, expected none (the listing was cached)"
+                                 % (fig.label, fig.requests))
+                self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                        fig.requests))
+            else:
+                self.log("  (not root: the readdirplus bound is not measured)")
+            for key, label, argv in (("bfs_warm_ls_f", "ls -f", ls_f),
+                                     ("bfs_warm_ls_l", "ls -l", ls_l)):
+                fig = self.figure(key, "batchfs warm %s completed/" % label, "bounds")
+                run_timed(argv, cwd=self.mnt, stdout=self.out, timeout=self.opts.timeout)
+                for _ in range(self.opts.reps):
+                    self.measure(fig, argv, cwd=self.mnt)
+                self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                        fig.requests))
+        finally:
+            self.do_unmount()
+
     def capped_phase(self):
         """A fresh mount whose cache holds about a third of the items: a
         full walk must still read every file right; evicted listings are
@@ -666,6 +724,34 @@ class Bench:
         self.target("capped: requests of the full walk", "%s (uncapped %d)" % (
             requests("bfs_capped_walk")[1], max(f["bfs_cold_copy"].requests)), "-", None)
 
+    def bounds(self):
+        """Lines that say which targets the measured bounds leave within
+        reach: (text, reachable or None)."""
+        f, info, out = self.figures, self.info, []
+        med = {k: v.median for k, v in f.items()}
+        if "bfs_readdirplus" in f:
+            least = med["curl_parallel"] + self.opts.latency_ms / 1000 + med["bfs_readdirplus"]
+            ratio = least / med["curl_parallel"]
+            out.append(("cold ls -f can be no faster than curl parallel %s s + the job's "
+                        "lookup %s s + readdirplus after the last page %s s = %s s = %.2fx "
+                        "curl parallel (target <= 1.3x)"
+                        % (fmt_s(med["curl_parallel"]), fmt_s(self.opts.latency_ms / 1000),
+                           fmt_s(med["bfs_readdirplus"]), fmt_s(least), ratio),
+                        ratio <= 1.3))
+        extra = med["bfs_warm_ls_l"] - med["bfs_warm_ls_f"]
+        need, allow = 2 * extra, med["curl_serial"] / 3
+        out.append(("ls -l costs %s s more than ls -f with nothing left to fetch, so "
+                    "ls -l <= 1.5x ls -f needs a cold ls -f of >= %s s; 3x faster than "
+                    "in series needs <= %s s" % (fmt_s(extra), fmt_s(need), fmt_s(allow)),
+                    need <= allow))
+        entries = info["completed_listing_bytes"] - info["completed_page_bytes"]
+        out.append(("the cache after listing completed/: %s, %s of it the folder's pages, so %s of "
+                    "entries, names and ids (cap %s)"
+                    % (fmt_bytes(info["completed_listing_bytes"]),
+                       fmt_bytes(info["completed_page_bytes"]), fmt_bytes(entries),
+                       fmt_bytes(info["cap_bytes"])), entries <= info["cap_bytes"]))
+        return out
+
     # ---- report ----
     def report(self):
         o, c, info = self.opts, self.counts, self.info
@@ -716,6 +802,10 @@ class Bench:
         for name, value, target, passed in self.checks:
             lines.append(row % (name, value, target, "info" if passed is None
                                 else "PASS" if passed else "FAIL"))
+        lines.append("")
+        lines.append("bounds (what the targets leave within reach)")
+        for text, reachable in self.bounds():
+            lines.append("  %s: %s" % ("within reach" if reachable else "out of reach", text))
         mem = info["memory_after_warm_grep"]
         lines.append("")
         lines.append("driver memory: after warm grep VmHWM %s, VmRSS %s; capped run: "
@@ -755,6 +845,7 @@ class Bench:
                "figures": {k: v.as_dict() for k, v in self.figures.items()},
                "targets": [{"name": n, "measured": v, "target": t, "passed": p}
                            for n, v, t, p in self.checks],
+               "bounds": [{"text": t, "within_reach": r} for t, r in self.bounds()],
                "info": self.info, "problems": self.problems,
                "driver_stderr": self.driver_log[:100]}
         with open(path, "w") as f:
@@ -777,6 +868,8 @@ class Bench:
         self.kernel_floor()
         self.log("cold mounts")
         self.cold_phase()
+        self.log("bounds")
+        self.bounds_phase()
         self.log("capped mount")
         self.capped_phase()
         self.evaluate()
