@@ -301,19 +301,20 @@ int api_list_jobs(struct api *api, api_objects_fn fn, void *arg)
 int api_list_items(struct api *api, const char *job_id, const char *status,
                    api_objects_fn fn, void *arg)
 {
-    return api_list_items_prepared(api, job_id, status, NULL, fn, arg);
+    return api_list_items_prepared(api, job_id, status, 0, NULL, fn, arg);
 }
 
 int api_list_items_prepared(struct api *api, const char *job_id, const char *status,
-                            const struct api_preparer *preparer, api_objects_fn fn,
-                            void *arg)
+                            size_t expected, const struct api_preparer *preparer,
+                            api_objects_fn fn, void *arg)
 {
     struct listpages list = {.api = api,
                              .limits = api->limits,
                              .job_id = job_id,
                              .status = status,
                              .id_key = "item_id",
-                             .preparer = preparer};
+                             .preparer = preparer,
+                             .expected = expected};
     int rc;
 
     if (!job_id)

@@ -27,6 +27,7 @@
 #include "batchfs/builder.h"
 #include "batchfs/cache.h"
 #include "batchfs/derive.h"
+#include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
@@ -35,38 +36,77 @@ const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
 
 /* ---- sets of ids ------------------------------------------------------ */
 
-/* A small set of ids; the caller holds catalog->lock. Linear: it holds jobs
- * or batches of one account, hundreds rather than millions. */
+/* How many items each status folder of a job holds, by its counters, in
+ * the order of catalog_item_statuses; 0 = none or unknown. */
+struct folder_sizes {
+    size_t of[CATALOG_ITEM_STATUS_COUNT];
+};
+
+/* A small set of ids, each with the folder sizes of a job (unused by some
+ * sets); the caller holds catalog->lock. Linear: it holds jobs or batches
+ * of one account, hundreds rather than millions. */
 struct id_set {
     char **ids;
+    struct folder_sizes *sizes;
     size_t count, cap;
 };
 
-static bool id_set_has(const struct id_set *set, const char *id)
+static bool id_set_find(const struct id_set *set, const char *id, size_t *index)
 {
     for (size_t i = 0; i < set->count; i++)
-        if (!strcmp(set->ids[i], id))
+        if (!strcmp(set->ids[i], id)) {
+            *index = i;
             return true;
+        }
     return false;
 }
 
-/* Adds `id`; on no memory the set just stays without it. */
-static void id_set_add(struct id_set *set, const char *id)
+static bool id_set_has(const struct id_set *set, const char *id)
 {
-    if (id_set_has(set, id))
+    size_t i;
+
+    return id_set_find(set, id, &i);
+}
+
+/* Adds `id` with `sizes`, or sets the sizes of the `id` already there; on
+ * no memory the set just stays without it. */
+static void id_set_put(struct id_set *set, const char *id,
+                       const struct folder_sizes *sizes)
+{
+    size_t i;
+
+    if (id_set_find(set, id, &i)) {
+        set->sizes[i] = *sizes;
         return;
+    }
     if (set->count == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 16;
         char **ids = realloc(set->ids, cap * sizeof(*ids));
+        struct folder_sizes *grown;
 
         if (!ids)
             return;
         set->ids = ids;
+        grown = realloc(set->sizes, cap * sizeof(*grown));
+        if (!grown)
+            return;
+        set->sizes = grown;
         set->cap = cap;
     }
     set->ids[set->count] = strdup(id);
-    if (set->ids[set->count])
+    if (set->ids[set->count]) {
+        set->sizes[set->count] = *sizes;
         set->count++;
+    }
+}
+
+/* Adds `id` unless it is there. */
+static void id_set_add(struct id_set *set, const char *id)
+{
+    static const struct folder_sizes none;
+
+    if (!id_set_has(set, id))
+        id_set_put(set, id, &none);
 }
 
 static void id_set_free(struct id_set *set)
@@ -74,6 +114,7 @@ static void id_set_free(struct id_set *set)
     for (size_t i = 0; i < set->count; i++)
         free(set->ids[i]);
     free(set->ids);
+    free(set->sizes);
     memset(set, 0, sizeof(*set));
 }
 
@@ -86,6 +127,7 @@ struct catalog {
     pthread_mutex_t lock;      /* protects the fields below */
     struct id_set known_batches; /* ids found by lookup, for servers without a list */
     struct id_set finished_jobs; /* jobs seen finished: that never changes back */
+    struct id_set job_sizes;     /* each job's folder sizes, from its latest object */
     struct timespec batches_unsupported_until; /* the list endpoint is missing */
 };
 
@@ -255,6 +297,54 @@ struct fetch_request {
 
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id);
 
+/*
+ * How many items the status folders of `job` hold, by the job's own
+ * counters: failed_items and skipped_items for theirs, processed_items
+ * (done: completed, failed or skipped) less those two for completed/. A
+ * counter that is missing or does not add up leaves its folder unknown (0),
+ * and so are pending/, processing/ and cancelled/: what is left of
+ * total_items bounds the three together, too loosely to send requests on.
+ * Only a hint (see api_list_items_prepared): a count too high by more than
+ * a page costs requests for pages that are not there, once per listing. Pure.
+ */
+static void catalog_folder_sizes(const struct entry *job, struct folder_sizes *out)
+{
+    static const char *const keys[] = {"total_items", "processed_items", "failed_items",
+                                       "skipped_items"};
+    struct json_span spans[4];
+    size_t n[4], len;
+    bool known[4];
+    const char *text = job->content ? blob_text(job->content, &len) : NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (!text || jsontext_members(text, len, keys, 4, spans) < 0)
+        return;
+    for (int i = 0; i < 4; i++)
+        known[i] = spans[i].len && jsontext_count(text, spans[i], &n[i]);
+    if (!known[0] || !known[1] || n[1] > n[0])
+        return;
+    if (known[2] && n[2] <= n[1])
+        out->of[catalog_item_status_index("failed")] = n[2];
+    if (known[3] && n[3] <= n[1])
+        out->of[catalog_item_status_index("skipped")] = n[3];
+    if (known[2] && known[3] && n[2] <= n[1] && n[3] <= n[1] - n[2])
+        out->of[catalog_item_status_index("completed")] = n[1] - n[2] - n[3];
+}
+
+/* How many items folder `status_index` of job `job_id` holds, by the job's
+ * counters, or 0 when unknown or the job has not been seen. */
+static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
+                                  int status_index)
+{
+    size_t i, size = 0;
+
+    pthread_mutex_lock(&catalog->lock);
+    if (id_set_find(&catalog->job_sizes, job_id, &i))
+        size = catalog->job_sizes.sizes[i].of[status_index];
+    pthread_mutex_unlock(&catalog->lock);
+    return size;
+}
+
 static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes,
                          double *ttl_s)
 {
@@ -283,9 +373,10 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         rc = api_get_job(catalog->api, req->id, builder_add_objects, &b);
         break;
     case LISTING_ITEMS:
-        rc = api_list_items_prepared(catalog->api, req->id,
-                                     catalog_item_statuses[req->status_index], &preparer,
-                                     builder_add_objects, &b);
+        rc = api_list_items_prepared(
+            catalog->api, req->id, catalog_item_statuses[req->status_index],
+            catalog_folder_size(catalog, req->id, req->status_index), &preparer,
+            builder_add_objects, &b);
         break;
     case LISTING_BATCHES:
         rc = api_list_batches(catalog->api, builder_add_objects, &b);
@@ -306,9 +397,15 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
 
     if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB) {
         pthread_mutex_lock(&catalog->lock);
-        for (size_t i = 0; i < listing->count; i++)
-            if (catalog_job_is_terminal(listing->entries[i].status))
-                id_set_add(&catalog->finished_jobs, listing->entries[i].id);
+        for (size_t i = 0; i < listing->count; i++) {
+            const struct entry *job = &listing->entries[i];
+            struct folder_sizes sizes;
+
+            if (catalog_job_is_terminal(job->status))
+                id_set_add(&catalog->finished_jobs, job->id);
+            catalog_folder_sizes(job, &sizes);
+            id_set_put(&catalog->job_sizes, job->id, &sizes);
+        }
         pthread_mutex_unlock(&catalog->lock);
     }
     *ttl_s = catalog->ttl_s;
@@ -395,6 +492,7 @@ void catalog_free(struct catalog *catalog)
     live_free(catalog->live);
     id_set_free(&catalog->known_batches);
     id_set_free(&catalog->finished_jobs);
+    id_set_free(&catalog->job_sizes);
     pthread_mutex_destroy(&catalog->lock);
     free(catalog);
 }

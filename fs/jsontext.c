@@ -839,3 +839,23 @@ int jsontext_array_elements(const char *text, size_t len, struct json_span **spa
     *count = e.count;
     return 0;
 }
+
+/* See jsontext.h. */
+bool jsontext_count(const char *text, struct json_span span, size_t *out)
+{
+    char digits[40];
+    char *end;
+    double d;
+    char c = span.len ? text[span.start] : '\0';
+
+    if (!(c == '-' || (c >= '0' && c <= '9')) || span.len >= sizeof(digits))
+        return false;
+    memcpy(digits, text + span.start, span.len);
+    digits[span.len] = '\0';
+    d = strtod(digits, &end); /* the C locale: batchfs never sets another */
+    if (*end || !(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d ||
+        (uint64_t)d > SIZE_MAX)
+        return false;
+    *out = (size_t)d;
+    return true;
+}

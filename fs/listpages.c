@@ -53,27 +53,6 @@ int listpages_body_members(const struct http_response *resp, const char *const *
     return 0;
 }
 
-/* A count (total_size): a JSON number whose value is a whole number from 0
- * to 2^53, where a double is still exact ("120", "1.2e2"). */
-static bool listpages_count_value(const char *text, struct json_span span, size_t *out)
-{
-    char digits[40];
-    char *end;
-    double d;
-    char c = span.len ? text[span.start] : '\0';
-
-    if (!(c == '-' || (c >= '0' && c <= '9')) || span.len >= sizeof(digits))
-        return false;
-    memcpy(digits, text + span.start, span.len);
-    digits[span.len] = '\0';
-    d = strtod(digits, &end); /* the C locale: batchfs never sets another */
-    if (*end || !(d >= 0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d ||
-        (uint64_t)d > SIZE_MAX)
-        return false;
-    *out = (size_t)d;
-    return true;
-}
-
 /* Ids and tokens become C strings, URL segments and file names: no NUL. */
 size_t listpages_decode_clean(const char *text, struct json_span span, char *dst)
 {
@@ -243,7 +222,7 @@ static int listpages_page_parse(struct listpages_page *page)
     rc = listpages_page_token(page, members[1]);
     if (rc < 0)
         goto out;
-    if (!listpages_count_value(body, members[2], &page->total) && members[2].len &&
+    if (!jsontext_count(body, members[2], &page->total) && members[2].len &&
         body[members[2].start] != 'n')
         log_debug("GET %s: total_size ignored: not an integer >= 0", page->path_query);
 
@@ -544,8 +523,9 @@ static int listpages_page_process(struct listpages_page *page, struct paginate *
     long fresh;
     int rc = 0;
 
-    /* A page past the end is not looked at, even if its request failed. */
-    if (paginate_done(pager))
+    /* A page past the end, or asked for ahead in vain, is not looked at,
+     * even if its request failed. */
+    if (paginate_discard_next(pager))
         goto drop;
     if (page->rc < 0) {
         rc = page->rc;
@@ -639,6 +619,13 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
         /* Every page but the last holds an item: more pages than that
          * means the server is going round in circles. */
         .max_pages = limits->max_items > SIZE_MAX - 2 ? SIZE_MAX : limits->max_items + 2,
+        /* Pages asked for ahead of the first: no more than the crew can
+         * fetch at once, so that a wrong hint costs at most max_parallel - 1
+         * requests (the crew stops at an empty page, but a grid the first
+         * page rules out holds no empty page to stop at). */
+        .expected = list->expected < (size_t)limits->max_parallel * limits->page_size
+                        ? list->expected
+                        : (size_t)limits->max_parallel * limits->page_size,
     };
     size_t wave_size = listpages_wave_size(limits);
     struct paginate_request *reqs = calloc(wave_size, sizeof(*reqs));

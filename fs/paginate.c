@@ -41,6 +41,7 @@ struct paginate {
     size_t total;      /* the latest non-zero total_size */
     const char *token; /* to send with the next sequential request, or NULL */
     size_t requests;   /* requests handed out */
+    size_t ahead_left; /* pages asked for with the first, still to be dropped unread */
     struct paginate_tokens tokens;
 };
 
@@ -164,6 +165,17 @@ int paginate_next(struct paginate *p, struct paginate_request *out, size_t cap,
     if (!p->first_issued) {
         p->first_issued = true;
         paginate_emit(p, out, count, 0, NULL);
+        /* Pages the hint says are there go out with the first, on the grid
+         * a full page would set, as many as one wave may hold. */
+        for (size_t next = p->config.limit;
+             next < p->config.expected && *count < cap &&
+             *count < p->config.max_parallel && *count < p->config.max_pages;
+             next += p->config.limit) {
+            paginate_emit(p, out, count, next, NULL);
+            p->ahead_left++;
+            if (next > SIZE_MAX - p->config.limit)
+                break;
+        }
         return 0;
     }
     if (!p->started)
@@ -203,6 +215,17 @@ int paginate_next(struct paginate *p, struct paginate_request *out, size_t cap,
     return 0;
 }
 
+bool paginate_discard_next(struct paginate *p)
+{
+    if (p->end != PAGINATE_NOT_DONE)
+        return true;
+    if (p->started && p->ahead_left) {
+        p->ahead_left--;
+        return true;
+    }
+    return false;
+}
+
 enum paginate_verdict paginate_report(struct paginate *p,
                                       const struct paginate_page *page)
 {
@@ -211,11 +234,10 @@ enum paginate_verdict paginate_report(struct paginate *p,
     size_t end_offset;
     int rc;
 
-    if (p->end != PAGINATE_NOT_DONE || p->abandoned)
+    if (p->abandoned || paginate_discard_next(p))
         return PAGINATE_DISCARD;
     if (token && !*token)
         token = NULL;
-
     if (!p->started) {
         p->started = true;
         /* With a total the pages can be fetched at once by offset; the
@@ -224,6 +246,13 @@ enum paginate_verdict paginate_report(struct paginate *p,
         p->token_driven = token != NULL && page->total_size == 0;
         p->grid = page->count;
         p->plan_next = page->count;
+        /* The pages asked for with this one assumed full pages, offset by
+         * offset. Right, they are planned pages like any other (the plan
+         * goes on from where they cover); wrong (a short page sets a
+         * smaller grid, a token-driven listing ignores offsets), they are
+         * dropped as they come. */
+        if (!p->token_driven && p->grid == p->config.limit)
+            p->ahead_left = 0;
     } else if (!p->token_driven && page->offset > p->covered && page->count > 0) {
         /* A short page left a hole before this one: fill it first, or the
          * items in it would be skipped or delivered out of order. */

@@ -158,10 +158,12 @@ int api_list_items(struct api *api, const char *job_id, const char *status,
                    api_objects_fn fn, void *arg);
 
 /* The same, with each page's objects prepared by `preparer` (may be NULL)
- * before they reach fn. */
+ * before they reach fn. `expected` is how many items the folder holds, as
+ * the job's counters say, or 0 when unknown: above one page, the pages it
+ * announces are asked for together with the first (see paginate.h). */
 int api_list_items_prepared(struct api *api, const char *job_id, const char *status,
-                            const struct api_preparer *preparer, api_objects_fn fn,
-                            void *arg);
+                            size_t expected, const struct api_preparer *preparer,
+                            api_objects_fn fn, void *arg);
 
 /* GET /api/v1/beta/batch-processing/{job_id}; delivers the "job" member as
  * one object. */

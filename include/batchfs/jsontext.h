@@ -16,6 +16,7 @@
 #ifndef BATCHFS_JSONTEXT_H
 #define BATCHFS_JSONTEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "batchfs/buf.h"
@@ -62,6 +63,14 @@ int jsontext_compact(const char *text, size_t len, struct buf *out);
  * JSON object.
  */
 int jsontext_member(const char *text, size_t len, const char *key, struct json_span *out);
+
+/*
+ * Reads the value at `span` of `text` as a count (total_size, total_items):
+ * a JSON number whose value is a whole number from 0 to 2^53, where a
+ * double is still exact ("120", "1.2e2"). True and *out set, or false for
+ * anything else (a string, a fraction, a negative number, null).
+ */
+bool jsontext_count(const char *text, struct json_span span, size_t *out);
 
 /* Most keys jsontext_members looks for in one pass. */
 #define JSONTEXT_MAX_KEYS 16

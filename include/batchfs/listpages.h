@@ -55,6 +55,7 @@ struct listpages {
     const char *status;                  /* the status filter, or NULL */
     const char *id_key;                  /* "id" or "item_id" */
     const struct api_preparer *preparer; /* or NULL */
+    size_t expected;                     /* items it may hold, 0 = unknown (paginate.h) */
     char path[512];                      /* the listing's path, for log lines */
     struct idset ids;                    /* ids delivered (or tentatively taken) so far */
     size_t delivered;                    /* objects handed to the callback */

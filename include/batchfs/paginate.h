@@ -36,6 +36,16 @@ struct paginate_config {
     size_t limit;        /* the limit= sent; 1..1000 */
     size_t max_parallel; /* most requests handed out by one paginate_next(); >= 1 */
     size_t max_pages;    /* most requests for the whole listing; >= 1 */
+    /* How many items the listing holds, as known from elsewhere (a job's
+     * counters); 0 = unknown. When it exceeds one page, the first
+     * paginate_next() also asks for the pages it announces (offsets limit,
+     * 2 x limit, ..., at most max_parallel requests in all), so that a long
+     * listing does not wait one round trip for its first page alone. They
+     * count only when the first page turns out full and the listing
+     * offset-driven; otherwise they are dropped unread. A right hint costs
+     * no request; one too high costs the pages past the end that were
+     * asked for (at most max_parallel - 1). */
+    size_t expected;
 };
 
 /* One page request. */
@@ -96,6 +106,14 @@ int paginate_next(struct paginate *p, struct paginate_request *out, size_t cap,
  */
 enum paginate_verdict paginate_report(struct paginate *p,
                                       const struct paginate_page *page);
+
+/*
+ * Whether the next response to report is dropped unread whatever it holds
+ * (or however its request failed): the listing has ended, or it is one of
+ * the pages asked for with the first that the first page ruled out. When
+ * true, it counts as reported: the caller drops it without reporting it.
+ */
+bool paginate_discard_next(struct paginate *p);
 
 /* True once no more requests are needed. */
 bool paginate_done(const struct paginate *p);

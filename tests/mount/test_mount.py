@@ -5,7 +5,9 @@ right folder, with byte-exact content and exact attributes, under each
 pagination dialect and under a cache smaller than one folder (where a folder
 evicted while open is found again, not fetched again); that a wrong key fails
 the mount; that junk names cost no request; that a second walk within the
-cache lifetime costs no request; and that every write fails with EROFS.
+cache lifetime costs no request; that a folder its job counts at more than a
+page has its first pages asked for together; and that every write fails
+with EROFS.
 """
 import errno
 import json
@@ -313,6 +315,39 @@ class SmallCacheFolderInUse(harness.MountTestCase):
                           {i["item_id"] for i in data.items[job] if i["status"] == "completed"})
         finally:
             os.close(fd)
+
+
+class CountedFolders(harness.MountTestCase):
+    """A folder its job counts at more than a page has its first pages asked
+    for together, and costs no more requests for it; a folder counted at one
+    page (or not counted) starts with one."""
+    DOUBLE_ARGS = ("--seed", "9", "--jobs", "1", "--items", "10", "--big-job", "1800",
+                   "--batches", "0", "--latency-ms", "200")
+
+    def test_first_pages_together(self):
+        data = apidouble.make_dataset(seed=9, jobs=1, items=10, big_job=1800, batches=0)
+        job = data.jobs[-1]["id"]
+        os.stat(self.path("jobs", job))  # the job's lookup brings its counters
+        for status in ("completed", "failed", "pending"):
+            want = sorted(i["item_id"] for i in data.items[job] if i["status"] == status)
+            self.double.reset()
+            names = os.listdir(self.path("jobs", job, status))
+            stats = self.double.stats()
+            self.assertEqual(len(names), len(want), status)
+            pages = max(1, -(-len(want) // 1000))
+            # Its pages, and for a single short page one more to confirm the end.
+            self.assertEqual(stats["by_endpoint"]["list_items"],
+                             pages if pages > 1 else 2, status)
+            # completed/ holds two pages: both in flight at once, not the
+            # second after the first (each takes 200 ms at the double).
+            self.assertEqual(stats["in_flight_max"], 2 if status == "completed" else 1,
+                             status)
+        ids = set()
+        for name in os.listdir(self.path("jobs", job, "completed")):
+            with open(self.path("jobs", job, "completed", name), "rb") as f:
+                ids.add(json.loads(f.read())["item_id"])
+        self.assertEqual(sorted(ids), sorted(i["item_id"] for i in data.items[job]
+                                             if i["status"] == "completed"))
 
 
 class NoBatchListEndpoint(harness.MountTestCase):

@@ -557,7 +557,8 @@ static int list_with_hooks(struct env *env, size_t total, size_t max_items,
     assert_non_null(api);
     add_sim(env, &sim);
     seen->c.id_key = "item_id";
-    rc = api_list_items_prepared(api, "bjb-1", "completed", &preparer, collect, &seen->c);
+    rc = api_list_items_prepared(api, "bjb-1", "completed", 0, &preparer, collect,
+                                 &seen->c);
     api_free(api);
     return rc;
 }
@@ -707,6 +708,30 @@ static void test_repeat_within_a_page_skips_nothing(void **state)
     fake_transport_add_body(env->fake, "*", 200, "{\"items\": []}");
     assert_int_equal(list_items(env, &c), 0);
     assert_items_complete(&c, 3);
+    collected_free(&c);
+}
+
+/* Pages asked for ahead of the first on a job's counters, when the first
+ * page rules them out (it is short), are dropped unread: one that failed,
+ * or that the crew never requested, does not fail the listing. */
+static void test_pages_ahead_dropped_even_failed(void **state)
+{
+    struct env *env = *state;
+    struct collected c = {.id_key = "item_id"};
+
+    fake_transport_add_body(env->fake, "*offset=0&*", 200,
+                            "{\"items\": [{\"item_id\": \"it-000000\", \"status\": "
+                            "\"completed\"}], \"total_size\": 1}");
+    fake_transport_add_body(env->fake, "*offset=1000&*", 500, "{\"detail\": \"x\"}");
+    fake_transport_add_body(env->fake, "*offset=2000&*", 404, "{\"detail\": \"x\"}");
+    fake_transport_add_body(env->fake, "*", 200, "{\"items\": []}");
+    assert_int_equal(
+        api_list_items_prepared(env->api, "bjb-1", "completed", 5000, NULL, collect, &c),
+        0);
+    assert_items_complete(&c, 1);
+    /* Asked for with the first: 1000, 2000 and 3000 (4 connections). */
+    assert_int_equal(fake_transport_count_matching(env->fake, "*offset=3000&*"), 1);
+    assert_int_equal(fake_transport_count_matching(env->fake, "*offset=4000&*"), 0);
     collected_free(&c);
 }
 
@@ -1116,6 +1141,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_url_escaping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pages_ahead_dropped_even_failed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_url_list_items_and_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_org_and_project, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_rejected, setup, teardown),
@@ -1140,7 +1167,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_and_raw_nul_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_integers_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_junk_only_pages_end_the_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_junk_only_pages_end_the_listing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_repeat_within_a_page_skips_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_malformed_elements, setup, teardown),

@@ -150,6 +150,54 @@ static void test_finished_jobs_cached_longer(void **state)
     assert_int_equal(catalog_items(env->catalog, "bjb-run1", 6, &items), -EINVAL);
 }
 
+/* A job's counters size its folders' first fetch: a folder that holds
+ * more than a page asks for its pages at once; one that does not, or has
+ * no count, asks for one, and so does a folder of a job never seen. */
+static void test_job_counters_size_first_fetch(void **state)
+{
+    struct env *env = *state;
+    struct listing *owner, *items;
+    const struct entry *job;
+
+    fake_transport_reset(env->fake);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/bjb-big1", 200,
+                            "{\"job\": {\"id\": \"bjb-big1\", \"status\": \"running\", "
+                            "\"job_type\": \"parse\", \"project_id\": \"p\", "
+                            "\"total_items\": 5000, \"processed_items\": 4500, "
+                            "\"failed_items\": 200, \"skipped_items\": 300}}");
+    /* A first page that is not empty, so that no request is skipped. */
+    for (int i = 0; i < CATALOG_ITEM_STATUS_COUNT; i++) {
+        char pattern[128], body[256];
+
+        snprintf(pattern, sizeof(pattern), "*/items?*offset=0&status=%s*",
+                 catalog_item_statuses[i]);
+        snprintf(body, sizeof(body),
+                 "{\"items\": [{\"item_id\": \"i1\", \"item_name\": \"x.pdf\", "
+                 "\"status\": \"%s\"}], \"total_size\": 1}",
+                 catalog_item_statuses[i]);
+        fake_transport_add_body(env->fake, pattern, 200, body);
+    }
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/*/items?*", 200,
+                            "{\"items\": [], \"total_size\": 0}");
+    assert_int_equal(catalog_job(env->catalog, "bjb-big1", &owner, &job), 0);
+    listing_release(owner);
+    /* completed/: 4500 - 200 - 300 = 4000 may be there. */
+    assert_int_equal(catalog_items(env->catalog, "bjb-big1", 2, &items), 0);
+    assert_int_equal(items->count, 1);
+    listing_release(items);
+    assert_int_equal(
+        fake_transport_count_matching(env->fake, "*offset=1000&status=completed*"), 1);
+    /* failed/ (200) fits in a page; pending/ has no count of its own. */
+    assert_int_equal(catalog_items(env->catalog, "bjb-big1", 3, &items), 0);
+    listing_release(items);
+    assert_int_equal(catalog_items(env->catalog, "bjb-big1", 0, &items), 0);
+    listing_release(items);
+    assert_int_equal(catalog_items(env->catalog, "bjb-unseen1", 2, &items), 0);
+    listing_release(items);
+    assert_int_equal(fake_transport_count_matching(env->fake, "*offset=1000*"), 1);
+    assert_int_equal(fake_transport_unmatched(env->fake), 0);
+}
+
 /* An empty folder is a listing of no entries (once a sanitizer error: the
  * empty entry array was handed to qsort). */
 static void test_empty_listing(void **state)
@@ -373,6 +421,8 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_empty_listing, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_item_files, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_job_counters_size_first_fetch, env_setup,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_listing_in_use_found_again, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_listing_revived_under_threads, env_setup,

@@ -660,6 +660,40 @@ static void test_elements_allocation_failure(void **state)
     buf_free(&text);
 }
 
+/* Counts: whole numbers a double holds exactly, in any JSON spelling. */
+static void test_count(void **state)
+{
+    static const struct {
+        const char *text;
+        bool ok;
+        size_t value;
+    } cases[] = {
+        {"0", true, 0},
+        {"120", true, 120},
+        {"1.2e2", true, 120},
+        {"5000.0", true, 5000},
+        {"9007199254740992", true, 9007199254740992ULL},
+        {"-1", false, 0},
+        {"1.5", false, 0},
+        {"\"12\"", false, 0},
+        {"null", false, 0},
+        {"9007199254740993e3", false, 0},
+        {"1e400", false, 0},
+        {"", false, 0},
+    };
+    size_t value;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct json_span span = {0, strlen(cases[i].text)};
+
+        value = 7;
+        assert_int_equal(jsontext_count(cases[i].text, span, &value), cases[i].ok);
+        if (cases[i].ok)
+            assert_int_equal(value, cases[i].value);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_pretty_allocation_failure),
         cmocka_unit_test(test_deep_allocation_failure),
         cmocka_unit_test(test_elements_allocation_failure),
+        cmocka_unit_test(test_count),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,6 +39,7 @@ struct server {
     size_t short_len;      /* ... to this many items (0: no short page) */
     size_t requests;
     size_t max_wave;
+    size_t first_wave; /* requests of the first paginate_next() */
 };
 
 struct response {
@@ -109,10 +110,11 @@ static enum paginate_verdict report(struct paginate *p, struct listing *l,
     return v;
 }
 
-static void run_listing(struct server *s, size_t limit, size_t max_parallel,
-                        size_t max_pages, struct listing *l)
+/* Drives a listing told that the server may hold `expected` items. */
+static void run_listing_expecting(struct server *s, size_t limit, size_t max_parallel,
+                                  size_t max_pages, size_t expected, struct listing *l)
 {
-    struct paginate_config config = {limit, max_parallel, max_pages};
+    struct paginate_config config = {limit, max_parallel, max_pages, expected};
     struct paginate_request reqs[64];
     struct response resps[64], held[64];
     size_t n_held = 0, n, n_new_held;
@@ -131,6 +133,8 @@ static void run_listing(struct server *s, size_t limit, size_t max_parallel,
         assert_true(n <= max_parallel);
         if (n > s->max_wave)
             s->max_wave = n;
+        if (s->first_wave == 0)
+            s->first_wave = n;
         for (size_t i = 1; i < n; i++)
             assert_true(reqs[i].offset > reqs[i - 1].offset);
         for (size_t i = 0; i < n; i++)
@@ -161,6 +165,12 @@ static void run_listing(struct server *s, size_t limit, size_t max_parallel,
     assert_int_equal(paginate_requests(p), s->requests);
     l->reason = paginate_end_reason(p);
     paginate_free(p);
+}
+
+static void run_listing(struct server *s, size_t limit, size_t max_parallel,
+                        size_t max_pages, struct listing *l)
+{
+    run_listing_expecting(s, limit, max_parallel, max_pages, 0, l);
 }
 
 static void listing_free(struct listing *l)
@@ -503,9 +513,132 @@ static void test_sizes(void **state)
     }
 }
 
+/* With a hint of more than a page, the pages it announces go out with the
+ * first (one wave at most); full pages make them all count: no request is
+ * wasted, and the plan goes on after them. */
+static void test_expected_first_wave(void **state)
+{
+    static const size_t sizes[] = {2500, 100000};
+
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        struct server s = {
+            .n_items = sizes[i], .cap = 1000, .tokens = TOKENS_NEXT, .total = sizes[i]};
+        struct server plain = s;
+        struct listing l;
+
+        run_listing_expecting(&s, 1000, 8, sizes[i] + 2, sizes[i], &l);
+        assert_complete(&l, sizes[i]);
+        assert_int_equal(s.first_wave, sizes[i] == 2500 ? 3 : 8);
+        listing_free(&l);
+        run_listing(&plain, 1000, 8, sizes[i] + 2, &l);
+        assert_int_equal(plain.first_wave, 1);
+        assert_int_equal(s.requests, plain.requests);
+        listing_free(&l);
+    }
+}
+
+/* A short first page sets a smaller grid: the pages asked for with it are
+ * dropped unread, and the rest is still planned in parallel (not filled
+ * gap by gap). */
+static void test_expected_short_first_page(void **state)
+{
+    struct server s = {.n_items = 2500, .cap = 300, .tokens = TOKENS_NONE, .total = 2500};
+    struct server plain = s;
+    struct listing l;
+
+    (void)state;
+    run_listing_expecting(&s, 1000, 8, 100, 2500, &l);
+    assert_complete(&l, 2500);
+    assert_int_equal(s.first_wave, 3);
+    assert_int_equal(s.max_wave, 8);
+    listing_free(&l);
+    run_listing(&plain, 1000, 8, 100, &l);
+    assert_int_equal(s.requests, plain.requests + 2);
+    listing_free(&l);
+}
+
+/* Servers that break the pages asked for with the first: one cuts one of
+ * them short (the gap is filled, in order, as for any planned page); one
+ * ignores offsets and answers them with the first page's items (the
+ * listing goes on by token). Either way every item arrives once. */
+static void test_expected_odd_servers(void **state)
+{
+    const struct server servers[] = {
+        {.n_items = 5000,
+         .cap = 1000,
+         .tokens = TOKENS_NONE,
+         .total = 5000,
+         .short_at = 1000,
+         .short_len = 400},
+        {.n_items = 2500,
+         .cap = 1000,
+         .tokens = TOKENS_NEXT,
+         .total = 2500,
+         .ignores_offset = true},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++) {
+        struct server s = servers[i];
+        struct listing l;
+
+        run_listing_expecting(&s, 1000, 8, 100, s.n_items, &l);
+        assert_complete(&l, s.n_items);
+        listing_free(&l);
+    }
+}
+
+/* In every dialect and size, a hint (right, a page too high, or far too
+ * high) keeps the listing complete and costs at most the pages asked ahead
+ * for nothing (max_parallel - 1); a hint of at most one page, or a right
+ * one where pages are full and counted, costs nothing. */
+static void test_expected_sizes(void **state)
+{
+    static const size_t sizes[] = {0, 1, 999, 1000, 1001, 2500, 100000};
+    static const struct {
+        enum server_tokens tokens;
+        bool total;
+        size_t cap;
+    } dialects[] = {
+        {TOKENS_NEXT, true, 1000},    {TOKENS_NEXT, false, 1000},
+        {TOKENS_ALWAYS, false, 1000}, {TOKENS_NONE, true, 1000},
+        {TOKENS_NONE, true, 300},     {TOKENS_NEXT, false, 300},
+    };
+
+    (void)state;
+    for (size_t d = 0; d < sizeof(dialects) / sizeof(dialects[0]); d++) {
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            size_t n = sizes[i];
+            const size_t hints[] = {n, n + 1000, 100000};
+
+            for (size_t h = 0; h < 3; h++) {
+                struct server s = {
+                    .n_items = n,
+                    .cap = dialects[d].cap,
+                    .tokens = dialects[d].tokens,
+                    .total = dialects[d].total ? n : 0,
+                };
+                struct server plain = s;
+                struct listing l;
+
+                run_listing_expecting(&s, 1000, 8, n + 2 + 8, hints[h], &l);
+                assert_complete(&l, n);
+                listing_free(&l);
+                run_listing(&plain, 1000, 8, n + 2 + 8, &l);
+                listing_free(&l);
+                assert_true(s.requests <= plain.requests + 7);
+                if (hints[h] <= 1000 ||
+                    (hints[h] == n && dialects[d].total && dialects[d].cap == 1000))
+                    assert_int_equal(s.requests, plain.requests);
+            }
+        }
+    }
+}
+
 static void test_config_and_contract(void **state)
 {
-    struct paginate_config bad = {1000, 0, 10}, good = {1000, 2, 10};
+    struct paginate_config bad = {1000, 0, 10, 0}, good = {1000, 2, 10, 0};
     struct paginate_request req;
     struct paginate_page page = {.offset = 0, .count = 0};
     struct paginate *p;
@@ -535,7 +668,7 @@ static void test_config_and_contract(void **state)
 
 static void test_token_and_offset_sent_together(void **state)
 {
-    struct paginate_config config = {1000, 4, 10};
+    struct paginate_config config = {1000, 4, 10, 0};
     struct paginate_request req;
     struct paginate_page page = {
         .offset = 0, .count = 700, .new_items = 700, .next_page_token = "abc"};
@@ -583,6 +716,10 @@ int main(void)
         cmocka_unit_test(test_max_pages),
         cmocka_unit_test(test_max_pages_bounds_wave),
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_expected_first_wave),
+        cmocka_unit_test(test_expected_short_first_page),
+        cmocka_unit_test(test_expected_odd_servers),
+        cmocka_unit_test(test_expected_sizes),
         cmocka_unit_test(test_config_and_contract),
         cmocka_unit_test(test_token_and_offset_sent_together),
     };
