@@ -100,13 +100,12 @@ static void id_set_put(struct id_set *set, const char *id,
     }
 }
 
-/* Adds `id` unless it is there. */
+/* Adds `id`, for the sets that keep no sizes. */
 static void id_set_add(struct id_set *set, const char *id)
 {
     static const struct folder_sizes none;
 
-    if (!id_set_has(set, id))
-        id_set_put(set, id, &none);
+    id_set_put(set, id, &none);
 }
 
 static void id_set_free(struct id_set *set)
@@ -300,7 +299,8 @@ static int catalog_job_status_terminal(struct catalog *catalog, const char *job_
 /*
  * How many items the status folders of `job` hold, by the job's own
  * counters: failed_items and skipped_items for theirs, processed_items
- * (done: completed, failed or skipped) less those two for completed/. A
+ * (read as done: completed, failed or skipped; the reference does not say)
+ * less those two for completed/. A
  * counter that is missing or does not add up leaves its folder unknown (0),
  * and so are pending/, processing/ and cancelled/: what is left of
  * total_items bounds the three together, too loosely to send requests on.
@@ -396,17 +396,17 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         return rc;
 
     if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB) {
-        pthread_mutex_lock(&catalog->lock);
         for (size_t i = 0; i < listing->count; i++) {
             const struct entry *job = &listing->entries[i];
             struct folder_sizes sizes;
 
+            catalog_folder_sizes(job, &sizes); /* reads JSON: not under the lock */
+            pthread_mutex_lock(&catalog->lock);
             if (catalog_job_is_terminal(job->status))
                 id_set_add(&catalog->finished_jobs, job->id);
-            catalog_folder_sizes(job, &sizes);
             id_set_put(&catalog->job_sizes, job->id, &sizes);
+            pthread_mutex_unlock(&catalog->lock);
         }
-        pthread_mutex_unlock(&catalog->lock);
     }
     *ttl_s = catalog->ttl_s;
     if (req->kind == LISTING_JOB && catalog_job_is_terminal(listing->entries[0].status))
