@@ -300,8 +300,8 @@ static int catalog_job_status_terminal(struct catalog *catalog, const char *job_
  * How many items the status folders of `job` hold, by the job's own
  * counters: failed_items and skipped_items for theirs, processed_items
  * (read as done: completed, failed or skipped; the reference does not say)
- * less those two for completed/. A
- * counter that is missing or does not add up leaves its folder unknown (0),
+ * less those two for completed/. A counter that is missing or does not add
+ * up leaves its folder unknown (0),
  * and so are pending/, processing/ and cancelled/: what is left of
  * total_items bounds the three together, too loosely to send requests on.
  * Only a hint (see api_list_items_prepared): a count too high by more than
