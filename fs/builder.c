@@ -9,7 +9,8 @@
  * rendered on the threads that fetched them; decoded strings go to one
  * arena, and room is made once from the size a listing announces, so that
  * a folder of 100,000 items is not copied step by step. At the end the
- * entries are named (names.c) and sorted.
+ * entries are named (names.c) and, but for items, sorted; items keep the
+ * API's order and get an index by name.
  * Not for: which request a listing answers, how long it stays fresh, or
  * where it is kept: catalog.c and the cache decide that.
  */
@@ -522,8 +523,13 @@ int builder_finish(struct builder *b, struct listing **out)
         goto out;
     if (b->skipped)
         log_warning("%s: left out %zu entries that were not usable", b->what, b->skipped);
-    if (l->count > 1) /* qsort must not see the NULL of an empty listing */
+    if (l->kind == LISTING_ITEMS)
+        rc = listing_index_names(l); /* items stay in page order */
+    else if (l->count > 1) /* qsort must not see the NULL of an empty listing */
         qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
+    if (rc)
+        goto out;
+    l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name);
     for (size_t i = 0; i < l->count; i++)
         l->bytes += entry_bytes(&l->entries[i]);
     l->bytes += entry_bytes(&l->self);

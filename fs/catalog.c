@@ -186,6 +186,7 @@ void listing_release(struct listing *listing)
         entry_clear(&listing->entries[i]);
     entry_clear(&listing->self);
     free(listing->entries);
+    free(listing->by_name);
     free(listing);
     /* The freed files lie among other allocations, in the arenas of the
      * threads that fetched them; hand the pages back, or an evicted folder
@@ -199,14 +200,41 @@ int entry_compare_names(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
 
+/* entry_compare_names for two elements of a listing's by_name. */
+static int entry_compare_name_refs(const void *a, const void *b)
+{
+    return entry_compare_names(*(struct entry *const *)a, *(struct entry *const *)b);
+}
+
 const struct entry *listing_find(const struct listing *listing, const char *name)
 {
-    struct entry key = {.name = (char *)name};
+    struct entry key = {.name = (char *)name}, *key_ref = &key, **found;
 
     if (!listing->count)
         return NULL;
-    return bsearch(&key, listing->entries, listing->count, sizeof(struct entry),
-                   entry_compare_names);
+    if (!listing->by_name)
+        return bsearch(&key, listing->entries, listing->count, sizeof(struct entry),
+                       entry_compare_names);
+    found = bsearch(&key_ref, listing->by_name, listing->count, sizeof(*listing->by_name),
+                    entry_compare_name_refs);
+    return found ? *found : NULL;
+}
+
+int listing_index_names(struct listing *listing)
+{
+    struct entry **by_name;
+
+    if (listing->count < 2)
+        return 0; /* in name order already */
+    by_name = malloc(listing->count * sizeof(*by_name));
+    if (!by_name)
+        return -ENOMEM;
+    for (size_t i = 0; i < listing->count; i++)
+        by_name[i] = &listing->entries[i];
+    qsort(by_name, listing->count, sizeof(*by_name), entry_compare_name_refs);
+    free(listing->by_name);
+    listing->by_name = by_name;
+    return 0;
 }
 
 static void cache_value_ref(void *value)

@@ -6,7 +6,8 @@
  * read from their text, their files measured and, for small objects, left
  * to be rendered from the page when read (see blob.h); the entries are
  * named at the end (items and results by names.c, the rest by id) and
- * sorted. The catalog drives a builder from one fetch; the builder knows
+ * sorted, but for items, which keep the API's order and are indexed by
+ * name. The catalog drives a builder from one fetch; the builder knows
  * nothing of the cache, of freshness or of which request the pages answer.
  *
  * A builder belongs to one thread, the one running the fetch, except for
@@ -101,7 +102,7 @@ int builder_add_batch(void *arg, const struct api_object *batch,
 int builder_add_id(struct builder *b, const char *id);
 
 /*
- * Names the entries, sorts them by name, counts the memory they hold, and
+ * Names the entries, sorts them by name (items: indexes them), counts the memory they hold, and
  * hands over the listing: 0 and *out with the one reference (release with
  * listing_release), or a negative errno (-ENOMEM, or -EINVAL when two items
  * share an id). Either way the builder is discarded.

@@ -48,8 +48,15 @@ struct listing {
     unsigned refs;          /* atomic */
     uint64_t generation;    /* unique to each fetch: equal = same listing */
     enum listing_kind kind;
-    struct entry *entries;  /* sorted by name (strcmp) */
+    /* Items: in the API's order, which is the order of their pages, so that
+     * a tool reading a folder from readdir takes its pages one after another
+     * (the cache may have to fetch an evicted page again: see pagecache.h).
+     * Other listings: sorted by name (strcmp). */
+    struct entry *entries;
     size_t count;
+    /* The entries sorted by name, for listing_find; NULL when `entries`
+     * are in name order themselves. */
+    struct entry **by_name;
     struct entry self;      /* LISTING_BATCH: the batch itself (name = id) */
     bool results_null;      /* LISTING_BATCH: the API gave "results": null */
     size_t bytes;           /* memory held, for the cache budget */
@@ -146,6 +153,10 @@ void listing_release(struct listing *listing);
 /* The entry called `name`, or NULL. Borrowed from the listing. */
 const struct entry *listing_find(const struct listing *listing, const char *name);
 
+/* Leaves the entries where they are and indexes them by name (by_name),
+ * so that listing_find works on entries in any order. 0 or -ENOMEM. */
+int listing_index_names(struct listing *listing);
+
 /* Frees an entry's strings and drops its reference to its content, leaving
  * it zeroed; safe on a zeroed entry. For entries not yet published in a
  * listing (listing_release clears the others). */
@@ -155,8 +166,8 @@ void entry_clear(struct entry *entry);
  * footprint), for the cache budget. Pure. */
 size_t entry_bytes(const struct entry *entry);
 
-/* The order of a listing's entries: strcmp of their names, as a qsort and
- * bsearch comparison of two struct entry. Pure. */
+/* Name order: strcmp of the names, as a qsort and bsearch comparison of
+ * two struct entry. Pure. */
 int entry_compare_names(const void *a, const void *b);
 
 /*

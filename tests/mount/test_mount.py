@@ -87,6 +87,24 @@ class LayoutChecks:
                     self.assertEqual(content, apidouble.render(expected[item["item_id"]]))
             self.assertEqual(seen, set(expected), job["id"])
 
+    def test_items_listed_in_api_order(self):
+        """readdir gives a folder's items in the API's order, the order of
+        their pages, so that a tool reading them one after another (grep
+        -r, tar, find -exec) takes the pages one after another too."""
+        data = self.dataset()
+        for job in data.jobs:
+            for status in STATUSES:
+                folder = self.path("jobs", job["id"], status)
+                listed = []
+                for name in os.listdir(folder):
+                    with open(os.path.join(folder, name), "rb") as f:
+                        listed.append(json.loads(f.read())["item_id"])
+                shown = set(listed)
+                api_order = [i["item_id"] for i in data.items[job["id"]]
+                             if i.get("status") == status and i.get("item_id") in shown]
+                self.assertEqual(listed, list(dict.fromkeys(api_order)),
+                                 (job["id"], status))
+
     def test_ordinary_names_recognisable(self):
         data = self.dataset()
         checked = 0

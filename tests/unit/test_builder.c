@@ -121,7 +121,8 @@ static void test_jobs_named_by_id(void **state)
 
 /* Items are named by names.c from their item names (a shared name gets
  * each item's id); a NUL in a status becomes '_'; an item without
- * timestamps has no time. */
+ * timestamps has no time. They stay in the API's order (the order of their
+ * pages, which readdir follows) and are found by name through an index. */
 static void test_items_named_by_names(void **state)
 {
     static const char i1[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\","
@@ -138,16 +139,24 @@ static void test_items_named_by_names(void **state)
     (void)state;
     assert_int_equal(build(LISTING_ITEMS, objects, 3, &l), 0);
     assert_int_equal(l->count, 3);
-    assert_string_equal(l->entries[0].name, "a.pdf~i1.json");
-    assert_string_equal(l->entries[0].id, "i1");
-    assert_string_equal(l->entries[0].status, "fa_iled");
-    assert_int_equal(l->entries[0].api_index, 2);
+    assert_string_equal(l->entries[0].name, "x_.._y.json");
+    assert_int_equal(l->entries[0].api_index, 0);
     assert_string_equal(l->entries[1].name, "a.pdf~i2.json");
     assert_null(l->entries[1].status);
     assert_int_equal(l->entries[1].mtime.tv_sec, 0);
     assert_int_equal(l->entries[1].mtime.tv_nsec, 0);
-    assert_string_equal(l->entries[2].name, "x_.._y.json");
-    assert_int_equal(l->entries[2].api_index, 0);
+    assert_string_equal(l->entries[2].name, "a.pdf~i1.json");
+    assert_string_equal(l->entries[2].id, "i1");
+    assert_string_equal(l->entries[2].status, "fa_iled");
+    assert_int_equal(l->entries[2].api_index, 2);
+    assert_non_null(l->by_name);
+    assert_ptr_equal(l->by_name[0], &l->entries[2]);
+    assert_ptr_equal(l->by_name[1], &l->entries[1]);
+    assert_ptr_equal(l->by_name[2], &l->entries[0]);
+    for (size_t i = 0; i < 3; i++)
+        assert_ptr_equal(listing_find(l, l->entries[i].name), &l->entries[i]);
+    assert_null(listing_find(l, "a.pdf.json"));
+    assert_null(listing_find(l, "zzz.json"));
     listing_release(l);
 }
 
