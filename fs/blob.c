@@ -14,9 +14,15 @@ struct blob_made {
     void *state;
 };
 
+/* What a paged blob keeps in its data[]. */
+struct blob_paged {
+    const struct blob_pager *pager;
+    void *state;
+};
+
 /* What a rendered blob keeps in its data[]. */
 struct blob_rendered {
-    struct blob *source; /* held or adopted; referenced */
+    struct blob *source; /* held, adopted or paged; referenced */
     size_t off, text_len;
     blob_render_fn render;
 };
@@ -105,13 +111,32 @@ struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t l
     return blob;
 }
 
+struct blob *blob_new_paged(const struct blob_pager *pager, void *state, size_t len,
+                            uint64_t digest)
+{
+    struct blob_paged paged = {pager, state};
+    struct blob *blob = malloc(sizeof(*blob) + sizeof(paged));
+
+    if (!blob) {
+        pager->free(state);
+        return NULL;
+    }
+    blob->refs = 1;
+    blob->kind = BLOB_PAGED;
+    blob->len = len;
+    blob->digest = digest;
+    memcpy(blob->data, &paged, sizeof(paged));
+    return blob;
+}
+
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest)
 {
     struct blob_rendered rendered = {source, off, text_len, render};
     struct blob *blob;
 
-    if (!blob_bytes(source) || off > source->len || text_len > source->len - off)
+    if ((!blob_bytes(source) && source->kind != BLOB_PAGED) || off > source->len ||
+        text_len > source->len - off)
         return NULL;
     blob = malloc(sizeof(*blob) + sizeof(rendered));
     if (!blob)
@@ -135,6 +160,7 @@ struct blob *blob_ref(struct blob *blob)
 void blob_unref(struct blob *blob)
 {
     struct blob_made made;
+    struct blob_paged paged;
     struct blob_rendered rendered;
 
     if (!blob || __atomic_sub_fetch(&blob->refs, 1, __ATOMIC_ACQ_REL) != 0)
@@ -144,6 +170,9 @@ void blob_unref(struct blob *blob)
     } else if (blob->kind == BLOB_MADE) {
         memcpy(&made, blob->data, sizeof(made));
         made.maker->free(made.state);
+    } else if (blob->kind == BLOB_PAGED) {
+        memcpy(&paged, blob->data, sizeof(paged));
+        paged.pager->free(paged.state);
     } else if (blob->kind == BLOB_RENDERED) {
         memcpy(&rendered, blob->data, sizeof(rendered));
         blob_unref(rendered.source);
@@ -163,28 +192,74 @@ const char *blob_bytes(const struct blob *blob)
     return adopted;
 }
 
-const char *blob_text(const struct blob *blob, size_t *len)
+int blob_pin(const struct blob *blob, const char **bytes)
+{
+    struct blob_paged paged;
+
+    *bytes = blob_bytes(blob);
+    if (*bytes)
+        return 0;
+    if (blob->kind != BLOB_PAGED)
+        return -EINVAL;
+    memcpy(&paged, blob->data, sizeof(paged));
+    return paged.pager->pin(paged.state, bytes);
+}
+
+void blob_unpin(const struct blob *blob)
+{
+    struct blob_paged paged;
+
+    if (blob->kind != BLOB_PAGED)
+        return;
+    memcpy(&paged, blob->data, sizeof(paged));
+    paged.pager->unpin(paged.state);
+}
+
+int blob_text_begin(const struct blob *blob, const char **text, size_t *len)
 {
     struct blob_rendered rendered;
+    const char *source;
+    int rc;
 
+    *text = NULL;
+    *len = 0;
     switch (blob->kind) {
     case BLOB_HELD:
     case BLOB_ADOPTED:
-        *len = blob->len;
-        return blob_bytes(blob);
+    case BLOB_PAGED:
+        rc = blob_pin(blob, text);
+        if (!rc)
+            *len = blob->len;
+        return rc;
     case BLOB_RENDERED:
         memcpy(&rendered, blob->data, sizeof(rendered));
+        rc = blob_pin(rendered.source, &source);
+        if (rc)
+            return rc;
+        *text = source + rendered.off;
         *len = rendered.text_len;
-        return blob_bytes(rendered.source) + rendered.off;
+        return 0;
     default:
-        *len = 0;
-        return NULL;
+        return 0;
+    }
+}
+
+void blob_text_end(const struct blob *blob)
+{
+    struct blob_rendered rendered;
+
+    if (blob->kind == BLOB_RENDERED) {
+        memcpy(&rendered, blob->data, sizeof(rendered));
+        blob_unpin(rendered.source);
+    } else {
+        blob_unpin(blob);
     }
 }
 
 size_t blob_footprint(const struct blob *blob)
 {
     struct blob_rendered rendered;
+    struct blob_paged paged;
 
     switch (blob->kind) {
     case BLOB_HELD:
@@ -192,7 +267,11 @@ size_t blob_footprint(const struct blob *blob)
         return sizeof(*blob) + blob->len + 1;
     case BLOB_RENDERED:
         memcpy(&rendered, blob->data, sizeof(rendered));
-        return sizeof(*blob) + sizeof(rendered) + rendered.text_len;
+        return sizeof(*blob) + sizeof(rendered) +
+               (rendered.source->kind == BLOB_PAGED ? 0 : rendered.text_len);
+    case BLOB_PAGED:
+        memcpy(&paged, blob->data, sizeof(paged));
+        return sizeof(*blob) + sizeof(paged) + paged.pager->footprint;
     default:
         return sizeof(*blob) + sizeof(struct blob_made);
     }
@@ -204,11 +283,16 @@ static int blob_render_range(const struct blob *blob, size_t off, size_t size,
                              struct buf *scratch)
 {
     struct blob_rendered rendered;
+    const char *text;
+    size_t len;
     int rc;
 
     memcpy(&rendered, blob->data, sizeof(rendered));
-    rc = rendered.render(blob_bytes(rendered.source) + rendered.off, rendered.text_len,
-                         scratch);
+    rc = blob_text_begin(blob, &text, &len);
+    if (rc)
+        return rc;
+    rc = rendered.render(text, len, scratch);
+    blob_text_end(blob);
     if (rc)
         return rc;
     if (scratch->len != blob->len)
@@ -216,6 +300,20 @@ static int blob_render_range(const struct blob *blob, size_t off, size_t size,
     memmove(scratch->data, scratch->data + off, size);
     scratch->len = size;
     return 0;
+}
+
+/* Copies a range of a paged blob's bytes into scratch. */
+static int blob_copy_range(const struct blob *blob, size_t off, size_t size,
+                           struct buf *scratch)
+{
+    const char *bytes;
+    int rc = blob_pin(blob, &bytes);
+
+    if (rc)
+        return rc;
+    rc = buf_append(scratch, bytes + off, size);
+    blob_unpin(blob);
+    return rc;
 }
 
 long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scratch,
@@ -238,6 +336,8 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
     buf_reset(scratch);
     if (blob->kind == BLOB_RENDERED) {
         rc = blob_render_range(blob, off, size, scratch);
+    } else if (blob->kind == BLOB_PAGED) {
+        rc = blob_copy_range(blob, off, size, scratch);
     } else {
         memcpy(&made, blob->data, sizeof(made));
         rc = made.maker->make(made.state, off, size, scratch);

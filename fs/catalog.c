@@ -342,13 +342,18 @@ static void catalog_folder_sizes(const struct entry *job, struct folder_sizes *o
     struct json_span spans[4];
     size_t n[4], len;
     bool known[4];
-    const char *text = job->content ? blob_text(job->content, &len) : NULL;
+    const char *text = NULL;
+    int rc;
 
     memset(out, 0, sizeof(*out));
-    if (!text || jsontext_members(text, len, keys, 4, spans) < 0)
+    if (!job->content || blob_text_begin(job->content, &text, &len))
         return;
-    for (int i = 0; i < 4; i++)
+    rc = text ? jsontext_members(text, len, keys, 4, spans) : -EINVAL;
+    for (int i = 0; i < 4 && rc >= 0; i++)
         known[i] = spans[i].len && jsontext_count(text, spans[i], &n[i]);
+    blob_text_end(job->content);
+    if (rc < 0)
+        return;
     if (!known[0] || !known[1] || n[1] > n[0])
         return;
     if (known[2] && n[2] <= n[1])
@@ -728,9 +733,12 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     if (rc)
         return rc;
     self->mtime = job->mtime;
-    text = blob_text(job->content, &text_len);
-    obj = text ? json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error)
-               : NULL;
+    obj = NULL;
+    if (!blob_text_begin(job->content, &text, &text_len)) {
+        if (text)
+            obj = json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+        blob_text_end(job->content);
+    }
     if (!obj) {
         rc = -EIO;
     } else {

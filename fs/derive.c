@@ -71,12 +71,13 @@ static void ndjson_free(void *state)
 static int ndjson_append_line(const struct entry *e, struct buf *out)
 {
     size_t len;
-    const char *text = blob_text(e->content, &len);
-    int rc;
+    const char *text;
+    int rc = blob_text_begin(e->content, &text, &len);
 
-    if (!text)
-        return -EIO; /* item files are JSON text, never made */
-    rc = jsontext_compact(text, len, out);
+    if (rc)
+        return rc; /* its page could not be fetched again */
+    rc = text ? jsontext_compact(text, len, out) : -EIO; /* item files are never made */
+    blob_text_end(e->content);
     return rc ? rc : buf_append_char(out, '\n');
 }
 
@@ -193,11 +194,11 @@ int derive_tsv_field(const char *text, size_t len, struct buf *out)
     return rc;
 }
 
-/* One errors.tsv record for `e`, or nothing when it has no error. */
-static int derive_error_line(const struct entry *e, struct buf *out)
+/* One errors.tsv record for `e`, whose file's text is text[0, len), or
+ * nothing when it has no error. */
+static int derive_error_record(const struct entry *e, const char *text, size_t len,
+                               struct buf *out)
 {
-    size_t len;
-    const char *text = blob_text(e->content, &len);
     struct json_span span;
     const char *name = e->name ? e->name : "";
     size_t name_len = strlen(name), msg_len;
@@ -230,6 +231,20 @@ static int derive_error_line(const struct entry *e, struct buf *out)
     if (!rc)
         rc = buf_append_char(out, '\n');
     free(msg);
+    return rc;
+}
+
+/* One errors.tsv record for `e`, or nothing when it has no error. */
+static int derive_error_line(const struct entry *e, struct buf *out)
+{
+    const char *text;
+    size_t len;
+    int rc = blob_text_begin(e->content, &text, &len);
+
+    if (rc)
+        return rc; /* its page could not be fetched again */
+    rc = derive_error_record(e, text, len, out);
+    blob_text_end(e->content);
     return rc;
 }
 

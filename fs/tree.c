@@ -294,10 +294,13 @@ bool job_group_value(const struct entry *job, int by, char *out, size_t len)
 
     if (by == BY_STATUS) {
         v = job->status;
-    } else if (job->content && (text = blob_text(job->content, &text_len))) {
+    } else if (job->content && !blob_text_begin(job->content, &text, &text_len)) {
         json_error_t error;
 
-        obj = json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
+        if (text)
+            obj = json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+                             &error);
+        blob_text_end(job->content);
         v = json_string_value(json_object_get(obj, "job_type"));
     }
     ok = v && group_name_ok(v) && strlen(v) < len;
@@ -734,7 +737,7 @@ static int xattr_content(struct tree *tree, uint64_t ino, enum xattr_object *kin
     if (rc)
         return rc;
     /* Objects' files are JSON text; a made file has no fields to show. */
-    if (blob_text(r.content, &(size_t){0}))
+    if (r.content->kind != BLOB_MADE)
         *content = blob_ref(r.content);
     resolved_release(&r);
     return *content ? 0 : -ENODATA;
@@ -752,8 +755,11 @@ int tree_listxattr(struct tree *tree, uint64_t ino, struct buf *out)
         return 0; /* no attributes: an empty list */
     if (rc)
         return rc;
-    text = blob_text(content, &len);
-    rc = xattr_list(kind, text, len, out);
+    rc = blob_text_begin(content, &text, &len);
+    if (!rc) {
+        rc = xattr_list(kind, text, len, out);
+        blob_text_end(content);
+    }
     blob_unref(content);
     return rc;
 }
@@ -771,8 +777,11 @@ int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf 
     rc = xattr_content(tree, ino, &kind, &content);
     if (rc)
         return rc;
-    text = blob_text(content, &len);
-    rc = xattr_get(kind, text, len, name, out);
+    rc = blob_text_begin(content, &text, &len);
+    if (!rc) {
+        rc = xattr_get(kind, text, len, name, out);
+        blob_text_end(content);
+    }
     blob_unref(content);
     return rc;
 }

@@ -1,12 +1,16 @@
 /*
  * blob — the bytes of one file, immutable and reference counted.
  *
- * Three kinds, one interface:
+ * Four kinds, one interface:
  * - a held blob keeps its bytes (job.json, errors.tsv);
- * - a rendered blob keeps a reference to a text held by another blob (an
- *   item's JSON within its page) and a function that renders that text into
- *   its bytes (pretty-printing), run on each read: a listing of 100,000 items
- *   then costs their sizes, not 100,000 renderings nobody may read;
+ * - a paged blob's bytes are kept by someone else, a pager, which may drop
+ *   them and fetch them again (a page of items within a cache budget, see
+ *   pagecache.h): they are pinned while read;
+ * - a rendered blob keeps a reference to a text held by another blob, held
+ *   or paged (an item's JSON within its page), and a function that renders
+ *   that text into its bytes (pretty-printing), run on each read: a listing
+ *   of 100,000 items then costs their sizes, not 100,000 renderings nobody
+ *   may read;
  * - a made blob keeps what its bytes are made from and makes any range of
  *   them on demand (items.ndjson: the item listings, so that the file costs
  *   no second copy of the items).
@@ -27,6 +31,7 @@ enum blob_kind {
     BLOB_ADOPTED,  /* held too, in a buffer of their own: data points to it */
     BLOB_RENDERED, /* data: the source text and the renderer */
     BLOB_MADE,     /* data: a blob_maker and its state */
+    BLOB_PAGED,    /* data: a blob_pager and its state */
 };
 
 struct blob {
@@ -46,6 +51,16 @@ struct blob_maker {
      * keeps off + size within the blob's length). 0 or a negative errno. */
     int (*make)(const void *state, size_t off, size_t size, struct buf *out);
     void (*free)(void *state); /* with the blob's last reference */
+};
+
+/* Keeps the bytes of paged blobs. */
+struct blob_pager {
+    /* Makes the bytes present (fetching them again if they were dropped)
+     * and keeps them until unpin: 0 and *bytes, or a negative errno. */
+    int (*pin)(void *state, const char **bytes);
+    void (*unpin)(void *state);
+    void (*free)(void *state); /* with the blob's last reference */
+    size_t footprint;          /* the memory of the blob and its state */
 };
 
 /* A blob holding a copy of data, with one reference; NULL on ENOMEM. */
@@ -70,6 +85,13 @@ struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t l
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest);
 
+/* A paged blob of `len` bytes whose digest is `digest` (what the bytes
+ * hash to with blob_digest: the pager's to check on every fetch). Takes
+ * `state`: on failure (NULL, ENOMEM) it has already been freed with
+ * pager->free. */
+struct blob *blob_new_paged(const struct blob_pager *pager, void *state, size_t len,
+                            uint64_t digest);
+
 struct blob *blob_ref(struct blob *blob);
 void blob_unref(struct blob *blob);
 
@@ -77,10 +99,24 @@ void blob_unref(struct blob *blob);
  * other kinds. */
 const char *blob_bytes(const struct blob *blob);
 
-/* The text the blob is rendered from (its own bytes for a held blob), with
- * its length in *len; NULL for a made blob. For the JSON files, the same
- * JSON value as the bytes, laid out differently: what parsers want. */
-const char *blob_text(const struct blob *blob, size_t *len);
+/*
+ * The bytes of a held or paged blob, kept present until blob_unpin: 0 and
+ * *bytes; a negative errno when a paged blob's bytes could not be had
+ * again (nothing to unpin then); -EINVAL for the other kinds.
+ */
+int blob_pin(const struct blob *blob, const char **bytes);
+void blob_unpin(const struct blob *blob);
+
+/*
+ * The text the blob is rendered from (its own bytes for a held or paged
+ * blob), with its length in *len, kept present until blob_text_end: for
+ * the JSON files, the same JSON value as the bytes, laid out differently,
+ * which is what parsers want. 0 with *text NULL for a made blob (it has no
+ * text); a negative errno when the text could not be had again (nothing to
+ * end then).
+ */
+int blob_text_begin(const struct blob *blob, const char **text, size_t *len);
+void blob_text_end(const struct blob *blob);
 
 /*
  * Up to `size` bytes from offset `off`: sets *bytes to them and returns how
@@ -93,7 +129,8 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
                const char **bytes);
 
 /* The memory a blob stands for, for cache budgets: its own, and for a
- * rendered blob its share of the source (the text it renders). */
+ * rendered blob of a held source its share of the source (the text it
+ * renders). A paged source is its pager's to count. */
 size_t blob_footprint(const struct blob *blob);
 
 /* A 64-bit digest of len bytes (for equality only, never stored). */

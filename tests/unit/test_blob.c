@@ -133,11 +133,14 @@ static void test_rendered_blob(void **state)
     assert_int_equal(two->len, 10);
     assert_true(two->digest == 7);
     /* Its text is the range of the source, in place. */
-    text = blob_text(two, &len);
+    assert_int_equal(blob_text_begin(two, &text, &len), 0);
     assert_ptr_equal(text, source->data + 4);
     assert_int_equal(len, 9);
-    assert_ptr_equal(blob_text(source, &len), source->data);
+    blob_text_end(two);
+    assert_int_equal(blob_text_begin(source, &text, &len), 0);
+    assert_ptr_equal(text, source->data);
     assert_int_equal(len, 19);
+    blob_text_end(source);
     /* Every range of the rendering, including the last byte. */
     assert_int_equal(blob_read(two, 0, 100, &scratch, &bytes), 10);
     assert_memory_equal(bytes, "TWO WORDS\n", 10);
@@ -167,6 +170,100 @@ static void test_rendered_blob(void **state)
     blob_unref(two);
 }
 
+/* A pager for the tests: its bytes can be dropped, and fetching them again
+ * can be made to fail. */
+struct test_pager {
+    const char *bytes; /* NULL while dropped */
+    const char *source;
+    int pins, fetches, frees;
+    int fail; /* the error of the next fetch, or 0 */
+};
+
+static int test_pin(void *state, const char **bytes)
+{
+    struct test_pager *p = state;
+
+    if (!p->bytes) {
+        if (p->fail)
+            return p->fail;
+        p->bytes = p->source;
+        p->fetches++;
+    }
+    p->pins++;
+    *bytes = p->bytes;
+    return 0;
+}
+
+static void test_unpin(void *state)
+{
+    struct test_pager *p = state;
+
+    assert_true(p->pins > 0);
+    p->pins--;
+}
+
+static void test_pager_free(void *state)
+{
+    ((struct test_pager *)state)->frees++;
+}
+
+static const struct blob_pager test_pager_ops = {test_pin, test_unpin, test_pager_free, 100};
+
+/* A paged blob's bytes are pinned while read, whether the blob is read
+ * itself or rendered from; a failed fetch is the reader's error; what its
+ * rendered blobs stand for leaves the page out (the pager counts it). */
+static void test_paged_blob(void **state)
+{
+    static const char text[] = "one|two words|three";
+    struct test_pager pager = {.source = text};
+    struct blob *page = blob_new_paged(&test_pager_ops, &pager, 19, blob_digest(text, 19));
+    struct blob *two;
+    struct buf scratch = BUF_INIT;
+    const char *bytes, *got;
+    size_t len;
+
+    (void)state;
+    assert_non_null(page);
+    assert_null(blob_bytes(page));
+    two = blob_new_rendered(page, 4, 9, shout, 10, 7);
+    assert_non_null(two);
+    /* Reading fetches the dropped bytes, and lets go of them after. */
+    assert_int_equal(blob_read(two, 0, 100, &scratch, &bytes), 10);
+    assert_memory_equal(bytes, "TWO WORDS\n", 10);
+    assert_int_equal(pager.fetches, 1);
+    assert_int_equal(pager.pins, 0);
+    assert_int_equal(blob_read(page, 14, 100, &scratch, &bytes), 5);
+    assert_memory_equal(bytes, "three", 5);
+    assert_int_equal(pager.pins, 0);
+    /* Text stays pinned between begin and end. */
+    assert_int_equal(blob_text_begin(two, &got, &len), 0);
+    assert_ptr_equal(got, text + 4);
+    assert_int_equal(len, 9);
+    assert_int_equal(pager.pins, 1);
+    blob_text_end(two);
+    assert_int_equal(pager.pins, 0);
+    assert_int_equal(blob_pin(page, &got), 0);
+    assert_ptr_equal(got, text);
+    blob_unpin(page);
+    assert_int_equal(blob_pin(two, &got), -EINVAL); /* not a kind with bytes */
+    /* Dropped, and the fetch fails: every reader gets the error. */
+    pager.bytes = NULL;
+    pager.fail = -ETIMEDOUT;
+    assert_int_equal(blob_read(two, 0, 10, &scratch, &bytes), -ETIMEDOUT);
+    assert_int_equal(blob_read(page, 0, 10, &scratch, &bytes), -ETIMEDOUT);
+    assert_int_equal(blob_text_begin(two, &got, &len), -ETIMEDOUT);
+    assert_int_equal(pager.pins, 0);
+    /* The page is its pager's to count. */
+    assert_true(blob_footprint(two) < sizeof(struct blob) + 9 + 32);
+    assert_int_equal(blob_footprint(page), sizeof(struct blob) + 16 + 100);
+    /* The pager's state goes with the page's last reference. */
+    blob_unref(page);
+    assert_int_equal(pager.frees, 0);
+    blob_unref(two);
+    assert_int_equal(pager.frees, 1);
+    buf_free(&scratch);
+}
+
 /* An adopted blob holds the very buffer it was given (ASan checks that it
  * frees it, once). */
 static void test_adopted_blob(void **state)
@@ -186,9 +283,10 @@ static void test_adopted_blob(void **state)
     assert_int_equal(data[7], '\0');
     assert_int_equal(adopted->len, 7);
     assert_true(adopted->digest == held->digest); /* same bytes, same digest */
-    text = blob_text(adopted, &len);
+    assert_int_equal(blob_text_begin(adopted, &text, &len), 0);
     assert_ptr_equal(text, data);
     assert_int_equal(len, 7);
+    blob_text_end(adopted);
     assert_int_equal(blob_read(adopted, 4, 10, &scratch, &bytes), 3);
     assert_ptr_equal(bytes, data + 4);
     assert_int_equal(blob_footprint(adopted), blob_footprint(held));
@@ -209,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_held_blob),
         cmocka_unit_test(test_made_blob),
         cmocka_unit_test(test_rendered_blob),
+        cmocka_unit_test(test_paged_blob),
         cmocka_unit_test(test_adopted_blob),
     };
 

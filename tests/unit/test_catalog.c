@@ -266,9 +266,10 @@ static void test_item_files(void **state)
     e = listing_find(items, "a.pdf.json");
     assert_non_null(e);
     assert_null(blob_bytes(e->content)); /* rendered on read */
-    text = blob_text(e->content, &len);
+    assert_int_equal(blob_text_begin(e->content, &text, &len), 0);
     assert_int_equal(len, strlen(small));
     assert_memory_equal(text, small, len);
+    blob_text_end(e->content);
     assert_int_equal(jsontext_pretty(small, strlen(small), &expect), 0);
     assert_int_equal(e->content->len, expect.len);
     for (size_t piece = 1; piece <= expect.len; piece += 7) {
