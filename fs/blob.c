@@ -93,21 +93,30 @@ struct blob *blob_adopt(char *data, size_t len)
     return blob;
 }
 
+/* A blob of `kind` whose data[] is a copy of `size` bytes at `data`. */
+static struct blob *blob_new_kind(unsigned kind, const void *data, size_t size, size_t len,
+                                  uint64_t digest)
+{
+    struct blob *blob = malloc(sizeof(*blob) + size);
+
+    if (!blob)
+        return NULL;
+    blob->refs = 1;
+    blob->kind = kind;
+    blob->len = len;
+    blob->digest = digest;
+    memcpy(blob->data, data, size);
+    return blob;
+}
+
 struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t len,
                            uint64_t digest)
 {
     struct blob_made made = {maker, state};
-    struct blob *blob = malloc(sizeof(*blob) + sizeof(made));
+    struct blob *blob = blob_new_kind(BLOB_MADE, &made, sizeof(made), len, digest);
 
-    if (!blob) {
+    if (!blob)
         maker->free(state);
-        return NULL;
-    }
-    blob->refs = 1;
-    blob->kind = BLOB_MADE;
-    blob->len = len;
-    blob->digest = digest;
-    memcpy(blob->data, &made, sizeof(made));
     return blob;
 }
 
@@ -115,17 +124,10 @@ struct blob *blob_new_paged(const struct blob_pager *pager, void *state, size_t 
                             uint64_t digest)
 {
     struct blob_paged paged = {pager, state};
-    struct blob *blob = malloc(sizeof(*blob) + sizeof(paged));
+    struct blob *blob = blob_new_kind(BLOB_PAGED, &paged, sizeof(paged), len, digest);
 
-    if (!blob) {
+    if (!blob)
         pager->free(state);
-        return NULL;
-    }
-    blob->refs = 1;
-    blob->kind = BLOB_PAGED;
-    blob->len = len;
-    blob->digest = digest;
-    memcpy(blob->data, &paged, sizeof(paged));
     return blob;
 }
 
@@ -138,15 +140,9 @@ struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
     if ((!blob_bytes(source) && source->kind != BLOB_PAGED) || off > source->len ||
         text_len > source->len - off)
         return NULL;
-    blob = malloc(sizeof(*blob) + sizeof(rendered));
-    if (!blob)
-        return NULL;
-    blob->refs = 1;
-    blob->kind = BLOB_RENDERED;
-    blob->len = len;
-    blob->digest = digest;
-    blob_ref(source);
-    memcpy(blob->data, &rendered, sizeof(rendered));
+    blob = blob_new_kind(BLOB_RENDERED, &rendered, sizeof(rendered), len, digest);
+    if (blob)
+        blob_ref(source);
     return blob;
 }
 
