@@ -227,6 +227,20 @@ int api_fetch(struct api *api, const char *path_query, struct http_response *res
 
 /* ---- public ----------------------------------------------------------- */
 
+int api_fetch_again(void *arg, const char *again, struct buf *body)
+{
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    long status;
+    int rc = api_fetch(arg, again, &resp, &status);
+
+    if (rc) {
+        api_log_failure(again, rc, status, NULL);
+        return rc;
+    }
+    *body = resp.body;
+    return 0;
+}
+
 struct api *api_new(const struct api_config *config)
 {
     struct api *api;

@@ -24,6 +24,7 @@
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
+#include "batchfs/pagecache.h"
 
 /* The fields of an object that the builder reads, in the order of
  * builder_field_keys. */
@@ -240,25 +241,32 @@ static void builder_release_page(void *arg, void *state)
     (void)arg;
     for (size_t i = 0; i < page->count; i++)
         blob_unref(page->items[i].content);
+    blob_unpin(page->source); /* pinned while its objects were read */
     blob_unref(page->source);
     free(page);
 }
 
 /* The page's body as a blob: the source its items' files are rendered
  * from. Taken, not copied (copying every page into fresh memory cost more
- * than rendering did), and not moved: the objects point into it. */
-static struct blob *builder_page_source(struct buf *body)
+ * than rendering did), and not moved: the objects point into it. Kept in
+ * the builder's pagecache (pinned until the page is released) when the
+ * page can be fetched again by `again`, else held by the listing. */
+static struct blob *builder_page_source(const struct builder *b, struct buf *body,
+                                        const char *again)
 {
     size_t len = body->len;
 
     if (!body->data && buf_reserve(body, 1))
         return NULL;
+    if (b->pages && again)
+        return pagecache_add(b->pages, buf_steal(body), len, b->fetch_again, b->fetch_arg,
+                             again);
     return blob_adopt(buf_steal(body), len);
 }
 
 /* api_preparer.prepare: renders a page's objects. */
 static int builder_prepare_page(void *arg, struct api_object *objects, size_t count,
-                                struct buf *body, void **state)
+                                struct buf *body, const char *again, void **state)
 {
     struct rendered_page *page;
     struct buf scratch = BUF_INIT;
@@ -267,22 +275,26 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     size_t raw = 0;
     int rc = 0;
 
-    (void)arg;
     for (size_t i = 0; i < count; i++)
         raw += objects[i].raw_len;
     page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
     if (!page)
         return -ENOMEM;
-    page->source = builder_page_source(body);
+    page->source = builder_page_source(arg, body, again);
     if (!page->source) {
         free(page);
         return -ENOMEM;
     }
-    /* The objects' bytes did not move, only their owner changed. */
-    text = blob_bytes(page->source);
     page->count = 0;
     page->items = (struct rendered *)(page + 1);
     page->strings = (char *)(page->items + count);
+    /* The objects' bytes did not move, only their owner changed (and it
+     * keeps them pinned until the page is released: this cannot fail). */
+    if (blob_pin(page->source, &text)) {
+        builder_release_page(NULL, page);
+        return -EIO;
+    }
+    blob_unpin(page->source);
     /* Packed one after another, so that only the bytes they take are
      * touched: the room reserved is the page's size. */
     strings = page->strings;
@@ -477,6 +489,14 @@ int builder_add_id(struct builder *b, const char *id)
     b->strings[l->count].status_len = BUILDER_ABSENT;
     l->count++;
     return 0;
+}
+
+void builder_keep_pages(struct builder *b, struct pagecache *pages,
+                        pagecache_fetch_fn fetch_again, void *fetch_arg)
+{
+    b->pages = pages;
+    b->fetch_again = fetch_again;
+    b->fetch_arg = fetch_arg;
 }
 
 void builder_preparer(struct builder *b, struct api_preparer *out)

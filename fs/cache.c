@@ -26,6 +26,7 @@
 #include "batchfs/cache.h"
 
 #include "batchfs/log.h"
+#include "batchfs/lru.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -58,8 +59,7 @@ struct cache_entry {
     char *key;
     size_t hash;
     struct cache_entry *bucket_next; /* also links entries awaiting release */
-    struct cache_entry *lru_prev;    /* towards the most recently used */
-    struct cache_entry *lru_next;    /* towards the least recently used */
+    struct lru_link lru;             /* in the cache's order of use */
     void *value;                     /* the cache's reference, or NULL */
     bool negative;                   /* -ENOENT remembered; value is NULL */
     size_t bytes;                    /* charged against the budget */
@@ -76,8 +76,7 @@ struct cache {
     /* Everything below is protected by lock. */
     struct cache_entry **buckets;
     size_t bucket_count;          /* a power of two */
-    struct cache_entry *lru_head; /* most recently used */
-    struct cache_entry *lru_tail; /* least recently used */
+    struct lru_list lru; /* the entries, most recently used first */
     size_t entries, bytes;
     unsigned long long hits, misses, stale_served, evictions;
 };
@@ -122,36 +121,10 @@ static struct cache_entry *cache_find(struct cache *cache, const char *key, size
     return NULL;
 }
 
-static void cache_lru_unlink(struct cache *cache, struct cache_entry *entry)
+/* The entry of a link of the cache's list, or NULL. */
+static struct cache_entry *cache_lru_entry(struct lru_link *link)
 {
-    if (entry->lru_prev)
-        entry->lru_prev->lru_next = entry->lru_next;
-    else
-        cache->lru_head = entry->lru_next;
-    if (entry->lru_next)
-        entry->lru_next->lru_prev = entry->lru_prev;
-    else
-        cache->lru_tail = entry->lru_prev;
-    entry->lru_prev = entry->lru_next = NULL;
-}
-
-static void cache_lru_push_head(struct cache *cache, struct cache_entry *entry)
-{
-    entry->lru_prev = NULL;
-    entry->lru_next = cache->lru_head;
-    if (cache->lru_head)
-        cache->lru_head->lru_prev = entry;
-    else
-        cache->lru_tail = entry;
-    cache->lru_head = entry;
-}
-
-static void cache_lru_touch(struct cache *cache, struct cache_entry *entry)
-{
-    if (cache->lru_head == entry)
-        return;
-    cache_lru_unlink(cache, entry);
-    cache_lru_push_head(cache, entry);
+    return link ? lru_entry(link, struct cache_entry, lru) : NULL;
 }
 
 /* Doubles the bucket array. Failing to grow only costs speed, so an
@@ -189,7 +162,7 @@ static void cache_insert(struct cache *cache, struct cache_entry *entry)
     slot = entry->hash & (cache->bucket_count - 1);
     entry->bucket_next = cache->buckets[slot];
     cache->buckets[slot] = entry;
-    cache_lru_push_head(cache, entry);
+    lru_push_newest(&cache->lru, &entry->lru);
     cache->entries++;
 }
 
@@ -203,7 +176,7 @@ static void cache_remove(struct cache *cache, struct cache_entry *entry,
     while (*link != entry)
         link = &(*link)->bucket_next;
     *link = entry->bucket_next;
-    cache_lru_unlink(cache, entry);
+    lru_unlink(&cache->lru, &entry->lru);
     cache->entries--;
     cache->bytes -= entry->bytes;
     entry->bucket_next = *dead;
@@ -229,12 +202,12 @@ static void cache_release(struct cache *cache, struct cache_entry *dead)
 static void cache_evict(struct cache *cache, const struct cache_entry *keep,
                         struct cache_entry **dead)
 {
-    struct cache_entry *victim = cache->lru_tail, *prev;
+    struct cache_entry *victim = cache_lru_entry(cache->lru.oldest), *prev;
 
     if (!cache->config.max_bytes)
         return;
     while (victim && cache->bytes > cache->config.max_bytes) {
-        prev = victim->lru_prev;
+        prev = cache_lru_entry(victim->lru.newer);
         if (victim != keep && !victim->flight) {
             cache_remove(cache, victim, dead);
             cache->evictions++;
@@ -385,7 +358,7 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     if (flags & CACHE_GET_PEEK) {
         if (entry && entry->value && cache_is_fresh(entry, now)) {
             cache->hits++;
-            cache_lru_touch(cache, entry);
+            lru_touch(&cache->lru, &entry->lru);
             cache->ops.ref(entry->value);
             *value = entry->value;
             rc = 0;
@@ -407,7 +380,7 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
         now < entry->retry_at) {
         cache->hits++;
         cache->stale_served++;
-        cache_lru_touch(cache, entry);
+        lru_touch(&cache->lru, &entry->lru);
         cache->ops.ref(entry->value);
         *value = entry->value;
         rc = 0;
@@ -415,7 +388,7 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     }
     if (entry && !(flags & CACHE_GET_REFRESH) && cache_is_fresh(entry, now)) {
         cache->hits++;
-        cache_lru_touch(cache, entry);
+        lru_touch(&cache->lru, &entry->lru);
         if (entry->negative) {
             rc = -ENOENT;
         } else {
@@ -513,7 +486,7 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
          * dropped: dropping it would fetch it again for every reader (one
          * folder larger than the cache, read file by file). It goes first
          * when anything else needs the room. */
-        cache_lru_touch(cache, entry);
+        lru_touch(&cache->lru, &entry->lru);
         cache_evict(cache, entry, &dead);
     }
     cache_flight_leave(flight);
@@ -539,7 +512,8 @@ void cache_expire_all(struct cache *cache)
 
     pthread_mutex_lock(&cache->lock);
     now = cache_now();
-    for (struct cache_entry *entry = cache->lru_head; entry; entry = entry->lru_next) {
+    for (struct cache_entry *entry = cache_lru_entry(cache->lru.newest); entry;
+         entry = cache_lru_entry(entry->lru.older)) {
         if (entry->expires_at > now)
             entry->expires_at = now;
         entry->retry_at = 0; /* asked for fresh data: try again at once */
@@ -552,8 +526,8 @@ void cache_clear(struct cache *cache)
     struct cache_entry *entry, *next, *dead = NULL;
 
     pthread_mutex_lock(&cache->lock);
-    for (entry = cache->lru_head; entry; entry = next) {
-        next = entry->lru_next;
+    for (entry = cache_lru_entry(cache->lru.newest); entry; entry = next) {
+        next = cache_lru_entry(entry->lru.older);
         if (!entry->flight)
             cache_remove(cache, entry, &dead);
     }
@@ -579,8 +553,8 @@ void cache_free(struct cache *cache)
 
     if (!cache)
         return;
-    for (entry = cache->lru_head; entry; entry = next) {
-        next = entry->lru_next;
+    for (entry = cache_lru_entry(cache->lru.newest); entry; entry = next) {
+        next = cache_lru_entry(entry->lru.older);
         if (entry->value)
             cache->ops.unref(entry->value);
         free(entry->key);

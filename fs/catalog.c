@@ -120,6 +120,8 @@ static void id_set_free(struct id_set *set)
 struct catalog {
     struct api *api;
     struct cache *cache;
+    struct pagecache *pages; /* pages of finished jobs' folders, within the
+                                cache's budget together with the listings */
     struct live *live; /* listings in use, found again after eviction */
     double ttl_s, terminal_ttl_s;
 
@@ -397,6 +399,11 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     rc = builder_init(&b, req->kind, key);
     if (rc)
         return rc;
+    /* A finished job's items no longer change: a page of its folders asked
+     * for again by offset is the same page, so it may be dropped and
+     * fetched again. Other folders hold their pages. */
+    if (req->kind == LISTING_ITEMS && catalog_job_status_terminal(catalog, req->id))
+        builder_keep_pages(&b, catalog->pages, api_fetch_again, catalog->api);
     builder_preparer(&b, &preparer);
     switch (req->kind) {
     case LISTING_JOBS:
@@ -491,6 +498,24 @@ static int catalog_get(struct catalog *catalog, struct fetch_request *req, unsig
 
 /* ---- public getters -------------------------------------------------- */
 
+/* pagecache_config.changed: a finished job's page came back other than it
+ * was listed, so the listings in hand may be out of date: list again, as
+ * after SIGHUP. */
+static void catalog_pages_changed(void *arg)
+{
+    catalog_expire_all(arg);
+}
+
+/* pagecache_config.other_bytes: what the cached listings hold. */
+static size_t catalog_listing_bytes(void *arg)
+{
+    struct catalog *catalog = arg;
+    struct cache_stats cs;
+
+    cache_get_stats(catalog->cache, &cs);
+    return cs.bytes;
+}
+
 struct catalog *catalog_new(const struct catalog_config *config)
 {
     struct cache_config cc = {
@@ -509,7 +534,13 @@ struct catalog *catalog_new(const struct catalog_config *config)
     pthread_mutex_init(&catalog->lock, NULL);
     catalog->cache = cache_new(&cc, &catalog_cache_ops);
     catalog->live = live_new();
-    if (!catalog->cache || !catalog->live) {
+    catalog->pages = pagecache_new(&(struct pagecache_config){
+        .max_bytes = config->cache_bytes,
+        .other_bytes = catalog_listing_bytes,
+        .changed = catalog_pages_changed,
+        .other_arg = catalog,
+    });
+    if (!catalog->cache || !catalog->live || !catalog->pages) {
         catalog_free(catalog);
         return NULL;
     }
@@ -520,6 +551,7 @@ void catalog_free(struct catalog *catalog)
 {
     if (!catalog)
         return;
+    pagecache_free(catalog->pages); /* first: it asks the cache for its bytes */
     if (catalog->cache)
         cache_free(catalog->cache);
     live_free(catalog->live);
@@ -697,6 +729,7 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->reused = live_reused(catalog->live);
     out->entries = cs.entries;
     out->bytes = cs.bytes;
+    pagecache_get_stats(catalog->pages, &out->pages);
 }
 
 /* ---- aggregate files ------------------------------------------------- */

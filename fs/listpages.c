@@ -289,7 +289,9 @@ void listpages_page_fetch(struct listpages_page *page)
         for (size_t i = 0; i < page->n_candidates; i++)
             objects[i] = page->candidates[i].object;
         page->rc = preparer->prepare(preparer->arg, objects, page->n_candidates,
-                                     &page->resp.body, &page->prepared);
+                                     &page->resp.body,
+                                     page->by_offset ? page->path_query : NULL,
+                                     &page->prepared);
         for (size_t i = 0; page->rc == 0 && i < page->n_candidates; i++)
             page->candidates[i].object.prepared = objects[i].prepared;
         free(objects);
@@ -651,6 +653,7 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
         for (; started < n; started++) {
             wave[started].list = list;
             wave[started].offset = reqs[started].offset;
+            wave[started].by_offset = !reqs[started].page_token;
             wave[started].path_query = api_v1_page_url(list, &reqs[started]);
             if (!wave[started].path_query) {
                 rc = -ENOMEM;

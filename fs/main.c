@@ -156,6 +156,15 @@ static json_t *main_stats_json(const struct meta *m)
                      "entries", (json_int_t)cs.entries,
                      "bytes", (json_int_t)cs.bytes, "inodes", "known", (json_int_t)ts.nodes);
     if (root) {
+        json_t *pages = json_pack(
+            "{s:I,s:I,s:I,s:I,s:I,s:I}", "alive", (json_int_t)cs.pages.pages, "kept",
+            (json_int_t)cs.pages.kept, "kept_bytes", (json_int_t)cs.pages.kept_bytes,
+            "dropped", (json_int_t)cs.pages.drops, "fetched_again",
+            (json_int_t)cs.pages.fetches, "changed", (json_int_t)cs.pages.mismatches);
+
+        json_object_set_new(json_object_get(root, "cache"), "pages", pages);
+    }
+    if (root) {
         struct api_stats as;
         json_t *by = json_object();
 

@@ -65,7 +65,10 @@ struct api_object {
  * frees once the page has been delivered or dropped. It also receives the
  * page's body, which the objects' `raw` point into: it may take the body
  * (buf_steal) to keep those bytes beyond the listing without copying them,
- * and must then keep them valid until release(). prepare() runs on
+ * and must then keep them valid until release(). `again` is the path and
+ * query that fetch the page again (api_fetch_again) when the page was asked
+ * for by offset, else NULL (a page reached by a token may not be had
+ * again); borrowed for the call. prepare() runs on
  * several threads at once and must be thread-safe; a negative errno from
  * it ends the listing. The members named by `keys` (at most
  * API_PREPARER_MAX_KEYS) are located in the same pass over each object as
@@ -76,7 +79,7 @@ struct api_object {
  */
 struct api_preparer {
     int (*prepare)(void *arg, struct api_object *objects, size_t count, struct buf *body,
-                   void **page_state);
+                   const char *again, void **page_state);
     void (*release)(void *arg, void *page_state);
     void (*expect)(void *arg, size_t total);
     const char *const *keys;
@@ -164,6 +167,13 @@ int api_list_items(struct api *api, const char *job_id, const char *status,
 int api_list_items_prepared(struct api *api, const char *job_id, const char *status,
                             size_t expected, const struct api_preparer *preparer,
                             api_objects_fn fn, void *arg);
+
+/*
+ * GETs a page of a v1 list again, by the `again` its preparer was given:
+ * 0 and the body in *body (the caller's to free), or a negative errno as
+ * above, logged once. `api` is a struct api (a pagecache_fetch_fn).
+ */
+int api_fetch_again(void *api, const char *again, struct buf *body);
 
 /* GET /api/v1/beta/batch-processing/{job_id}; delivers the "job" member as
  * one object. */

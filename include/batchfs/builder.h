@@ -24,6 +24,7 @@
 #include "batchfs/api.h"
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
+#include "batchfs/pagecache.h"
 
 struct names;
 
@@ -52,6 +53,12 @@ struct builder {
     struct buf scratch; /* one object's rendering */
     const char *what;   /* for log lines */
     size_t skipped;
+    /* Where pages that can be fetched again are kept (see
+     * builder_keep_pages); NULL: the listing holds its pages. Read by the
+     * preparer on the fetching threads, so set before the fetch starts. */
+    struct pagecache *pages;
+    pagecache_fetch_fn fetch_again;
+    void *fetch_arg;
 };
 
 /*
@@ -66,9 +73,19 @@ int builder_init(struct builder *b, enum listing_kind kind, const char *what);
 void builder_discard(struct builder *b);
 
 /*
+ * Has the pages of the listing that can be fetched again (asked for by
+ * offset) kept in `pages`, which may drop them and fetch them again with
+ * fetch_again(fetch_arg, …), instead of held by the listing. For folders
+ * whose items no longer change. Call before the fetch starts.
+ */
+void builder_keep_pages(struct builder *b, struct pagecache *pages,
+                        pagecache_fetch_fn fetch_again, void *fetch_arg);
+
+/*
  * Sets *out to the preparer that renders a page's objects on the thread
  * that fetched it (for api_list_items_prepared), with `b` as its arg. Its
- * prepare and release run on any thread and touch nothing of `b`; its
+ * prepare and release run on any thread and only read what
+ * builder_keep_pages set in `b`; its
  * expect writes to `b`, on the thread that delivers the objects to
  * builder_add_objects.
  */

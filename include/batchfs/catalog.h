@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "batchfs/blob.h"
+#include "batchfs/pagecache.h"
 
 struct api;
 struct live;
@@ -82,7 +83,8 @@ struct catalog_config {
 struct catalog_stats {
     unsigned long long hits, misses, stale_served, evictions;
     unsigned long long reused; /* misses answered by a listing still in use */
-    size_t entries, bytes;
+    size_t entries, bytes;     /* listings; bytes without the pages below */
+    struct pagecache_stats pages; /* the pages of finished jobs' folders */
 };
 
 struct catalog;

@@ -73,6 +73,7 @@ struct listpages_page {
     struct listpages *list;
     char *path_query;
     size_t offset;
+    bool by_offset; /* asked for by offset alone: path_query fetches it again */
     bool pending; /* its crew has not finished with it: under the crew's lock */
 
     /* Filled in by the fetch; read after it completes. */

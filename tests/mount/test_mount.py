@@ -3,7 +3,8 @@
 Checks that every job, item, batch and result is there exactly once, in the
 right folder, with byte-exact content and exact attributes, under each
 pagination dialect and under a cache smaller than one folder (where a folder
-evicted while open is found again, not fetched again); that a wrong key fails
+evicted while open is found again, not fetched again, and a finished job's
+pages are dropped and fetched again by offset); that a wrong key fails
 the mount; that junk names cost no request; that a second walk within the
 cache lifetime costs no request; that a folder its job counts at more than a
 page has its first pages asked for together; and that every write fails
@@ -327,12 +328,124 @@ class SmallCacheFolderInUse(harness.MountTestCase):
             before, reused = self.double.stats()["by_endpoint"]["list_items"], self.reused()
             with open(os.path.join(completed, names[-1]), "rb") as f:
                 item = json.loads(f.read())
-            self.assertEqual(self.double.stats()["by_endpoint"]["list_items"], before)
+            # The listing is not fetched again; the file's page may be (the
+            # job is finished, so its pages are kept within the cache too).
+            self.assertLessEqual(self.double.stats()["by_endpoint"]["list_items"], before + 1)
             self.assertEqual(self.reused(), reused + 1)
             self.assertIn(item["item_id"],
                           {i["item_id"] for i in data.items[job] if i["status"] == "completed"})
         finally:
             os.close(fd)
+
+
+class FinishedJobSmallCache(harness.MountTestCase):
+    """A finished job's folder under a cache far smaller than its pages: the
+    pages are dropped and fetched again, by the offset that first fetched
+    them, when their files are read; a walk in readdir order fetches each
+    page about once more, and every file stays byte for byte exact. A page
+    that comes back other than it was fails its files with ESTALE and has
+    the folder listed again; one that cannot be fetched fails them with the
+    request's error."""
+    BIG = 6000
+    DOUBLE_ARGS = ("--seed", "7", "--jobs", "1", "--items", "10", "--big-job", str(BIG),
+                   "--batches", "0")
+    MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300", "retries=0")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.data = apidouble.make_dataset(seed=7, jobs=1, items=10, big_job=cls.BIG,
+                                          batches=0)
+        cls.job = cls.data.jobs[-1]["id"]
+        cls.expected = {i["item_id"]: i for i in cls.data.items[cls.job]
+                        if i["status"] == "completed"}
+
+    def setUp(self):
+        self.double.faults([])
+        self.folder = self.path("jobs", self.job, "completed")
+
+    def pages_stats(self):
+        with open(self.path(".batchfs", "stats")) as f:
+            return json.load(f)["cache"]["pages"]
+
+    def list_items(self):
+        return self.double.stats()["by_endpoint"]["list_items"]
+
+    def test_3_walk_exact_each_page_fetched_again_once(self):
+        self.assertEqual(self.data.jobs[-1]["status"], "completed")
+        before, was = self.list_items(), self.pages_stats()
+        names = os.listdir(self.folder)
+        pages = -(-len(self.expected) // 1000)
+        self.assertGreater(pages, 3)
+        for name in names:
+            with open(os.path.join(self.folder, name), "rb") as f:
+                content = f.read().decode()
+            item = self.expected[json.loads(content)["item_id"]]
+            self.assertEqual(content, apidouble.render(item))
+        self.assertEqual(len(names), len(self.expected))
+        stats = self.pages_stats()
+        self.assertGreater(stats["dropped"], was["dropped"])
+        self.assertGreater(stats["fetched_again"], was["fetched_again"])
+        self.assertEqual(stats["changed"], was["changed"])
+        # The listing's pages, then each page at most once more.
+        self.assertLessEqual(self.list_items() - before, 2 * pages)
+        # A second walk (grep -r reads in readdir order too): each page at
+        # most once more, and the same matches as the data.
+        before = self.list_items()
+        out = run("grep", "-rlF", '"status": "completed"', self.folder, text=True).stdout
+        self.assertEqual(len(out.split("\n")) - 1, len(self.expected))
+        self.assertLessEqual(self.list_items() - before, pages)
+
+    # Files are read once each, first those of the faults (the kernel keeps
+    # what it has read: a file read before would not reach batchfs).
+    def test_1_changed_page_is_estale(self):
+        os.stat(self.path("jobs", self.job))  # the job is seen finished
+        names = os.listdir(self.folder)
+        # Read the last pages, so that the first one is dropped.
+        for name in names[-1500:]:
+            with open(os.path.join(self.folder, name), "rb") as f:
+                f.read()
+        # The page fetched again comes back changed, once.
+        self.double.faults([{"kind": "nul_in_string", "query": "(^|&)offset=0(&|$)",
+                             "path": "/items$", "times": 1}])
+        before = self.list_items()
+        try:
+            with open(os.path.join(self.folder, names[0]), "rb") as f:
+                content = f.read().decode()
+        except OSError as e:
+            # ESTALE, unless the kernel tried the read again, after the
+            # folder was listed again (then it is the server's file now).
+            self.assertEqual(e.errno, errno.ESTALE)
+        else:
+            item = self.expected[json.loads(content)["item_id"]]
+            self.assertEqual(content, apidouble.render(item))
+        self.assertEqual(self.pages_stats()["changed"], 1)
+        self.assertIn("the page differs from the one listed", self.mount.stderr())
+        # The folder is listed again for the next file, which is as the
+        # server has it now.
+        with open(os.path.join(self.folder, names[1]), "rb") as f:
+            content = f.read().decode()
+        item = self.expected[json.loads(content)["item_id"]]
+        self.assertEqual(content, apidouble.render(item))
+        self.assertGreater(self.list_items(), before + 1)
+        self.assertEqual(self.pages_stats()["changed"], 1)
+
+    def test_2_failed_fetch_is_the_requests_error(self):
+        names = os.listdir(self.folder)
+        for name in names[-1500:]:
+            with open(os.path.join(self.folder, name), "rb") as f:
+                f.read()
+        self.double.faults([{"kind": "status", "status": 500,
+                             "query": "(^|&)offset=1000(&|$)", "path": "/items$"}])
+        with self.assertRaises(OSError) as cm:
+            with open(os.path.join(self.folder, names[1000]), "rb") as f:
+                f.read()
+        self.assertEqual(cm.exception.errno, errno.EIO)
+        # Once the server answers again, so does the file.
+        self.double.faults([])
+        with open(os.path.join(self.folder, names[1000]), "rb") as f:
+            item = json.loads(f.read())
+        self.assertIn(item["item_id"], self.expected)
 
 
 class CountedFolders(harness.MountTestCase):

@@ -498,14 +498,28 @@ struct hooks_seen {
     atomic_size_t prepared, released; /* objects prepared, pages released */
     atomic_size_t fields_wrong;       /* objects whose fields differ from a lookup */
     size_t expect_calls, expected, delivered_before;
+    struct api *api;
+    atomic_size_t again_given;  /* pages that came with the means to fetch them again */
+    atomic_size_t again_same;   /* ...which fetched again gave the same body */
+    atomic_size_t again_tokens; /* ...whose means named a page token */
 };
 
 static int hooks_prepare(void *arg, struct api_object *objects, size_t count, struct buf *body,
-                         void **page_state)
+                         const char *again, void **page_state)
 {
     struct hooks_seen *seen = arg;
 
-    (void)body;
+    if (again) {
+        struct buf same = BUF_INIT;
+
+        atomic_fetch_add(&seen->again_given, 1);
+        if (strstr(again, "page_token="))
+            atomic_fetch_add(&seen->again_tokens, 1);
+        if (!api_fetch_again(seen->api, again, &same) && same.len == body->len &&
+            !memcmp(same.data, body->data, body->len))
+            atomic_fetch_add(&seen->again_same, 1);
+        buf_free(&same);
+    }
     for (size_t i = 0; i < count; i++) {
         for (size_t k = 0; k < 3; k++) {
             struct json_span want = {0, 0};
@@ -557,6 +571,7 @@ static int list_with_hooks(struct env *env, size_t total, size_t max_items,
     assert_non_null(api);
     add_sim(env, &sim);
     seen->c.id_key = "item_id";
+    seen->api = api;
     rc = api_list_items_prepared(api, "bjb-1", "completed", 0, &preparer, collect,
                                  &seen->c);
     api_free(api);
@@ -579,11 +594,19 @@ static void test_preparer_expect(void **state)
     assert_true(atomic_load(&seen.prepared) >= 2500);
     assert_int_equal(atomic_load(&seen.fields_wrong), 0);
     assert_true(atomic_load(&seen.released) >= 3);
+    /* Pages asked for by offset can be fetched again, and are the same. */
+    assert_int_equal(atomic_load(&seen.again_given), 3);
+    assert_int_equal(atomic_load(&seen.again_same), 3);
+    assert_int_equal(atomic_load(&seen.again_tokens), 0);
     collected_free(&seen.c);
 
     assert_int_equal(list_with_hooks(env, 0, 100000, &none), 0);
     assert_items_complete(&none.c, 2500);
     assert_int_equal(none.expect_calls, 0);
+    /* By tokens, only the first page (offset 0, no token) comes with them. */
+    assert_int_equal(atomic_load(&none.again_given), 1);
+    assert_int_equal(atomic_load(&none.again_same), 1);
+    assert_int_equal(atomic_load(&none.again_tokens), 0);
     collected_free(&none.c);
 
     assert_int_equal(list_with_hooks(env, 1000000, 2600, &capped), 0);

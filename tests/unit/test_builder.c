@@ -210,7 +210,7 @@ static void test_prepared_page(void **state)
     assert_ptr_equal(preparer.arg, &b);
     assert_true(preparer.n_keys <= API_PREPARER_MAX_KEYS);
     preparer.expect(preparer.arg, 5000);
-    assert_int_equal(preparer.prepare(preparer.arg, objects, 2, &body, &page_state), 0);
+    assert_int_equal(preparer.prepare(preparer.arg, objects, 2, &body, NULL, &page_state), 0);
     assert_int_equal(body.len, 0); /* taken, not copied */
     assert_non_null(objects[0].prepared);
     assert_non_null(objects[1].prepared);

@@ -1,0 +1,381 @@
+/*
+ * Unit tests of the page cache (fs/pagecache.c): the budget, least recently
+ * used first, pinned pages spared, pages fetched again (once for many
+ * readers), pages that changed, failed fetches, and its lifetime.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "batchfs/blob.h"
+#include "batchfs/buf.h"
+#include "batchfs/pagecache.h"
+
+#define PAGE_LEN 400
+
+/* The server of the tests: a page is its name repeated to PAGE_LEN bytes,
+ * unless told otherwise. */
+struct server {
+    pthread_mutex_t lock;
+    int fetches;        /* fetch calls */
+    int fail;           /* the error of every fetch, or 0 */
+    bool changed;       /* serve other bytes of the same length */
+    bool shorter;       /* serve fewer bytes */
+    useconds_t delay;   /* how long a fetch takes */
+    size_t other;       /* what other_bytes says */
+    int other_calls;
+};
+
+static void page_bytes(const char *where, bool changed, struct buf *out)
+{
+    size_t n = strlen(where);
+
+    for (size_t i = 0; i < PAGE_LEN; i++)
+        buf_append_char(out, where[i % n]);
+    if (changed)
+        out->data[PAGE_LEN / 2] ^= 1;
+}
+
+static int serve(void *arg, const char *where, struct buf *body)
+{
+    struct server *s = arg;
+    bool changed, shorter;
+    int fail;
+
+    pthread_mutex_lock(&s->lock);
+    s->fetches++;
+    fail = s->fail;
+    changed = s->changed;
+    shorter = s->shorter;
+    pthread_mutex_unlock(&s->lock);
+    if (s->delay)
+        usleep(s->delay);
+    if (fail)
+        return fail;
+    page_bytes(where, changed, body);
+    if (shorter)
+        body->len--;
+    return 0;
+}
+
+static size_t other_bytes(void *arg)
+{
+    struct server *s = arg;
+
+    s->other_calls++;
+    return s->other;
+}
+
+static int fetches(struct server *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->lock);
+    n = s->fetches;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* A page as a listing adds it: pinned once, with its bytes. */
+static struct blob *add(struct pagecache *pc, struct server *s, const char *where)
+{
+    struct buf b = BUF_INIT;
+    struct blob *page;
+
+    page_bytes(where, false, &b);
+    assert_int_equal(buf_reserve(&b, 1), 0);
+    page = pagecache_add(pc, buf_steal(&b), PAGE_LEN, serve, s, where);
+    assert_non_null(page);
+    return page;
+}
+
+/* Reads a page through a pin: 0 when its bytes are the page's. */
+static int read_page(struct blob *page, const char *where)
+{
+    struct buf want = BUF_INIT;
+    const char *bytes;
+    int rc = blob_pin(page, &bytes);
+
+    if (rc)
+        return rc;
+    page_bytes(where, false, &want);
+    assert_memory_equal(bytes, want.data, PAGE_LEN);
+    blob_unpin(page);
+    buf_free(&want);
+    return 0;
+}
+
+static struct pagecache *cache_of(size_t max, struct server *s)
+{
+    struct pagecache_config c = {.max_bytes = max, .other_bytes = other_bytes, .other_arg = s};
+    struct pagecache *pc = pagecache_new(&c);
+
+    assert_non_null(pc);
+    return pc;
+}
+
+static int server_setup(void **state)
+{
+    struct server *s = calloc(1, sizeof(*s));
+
+    pthread_mutex_init(&s->lock, NULL);
+    *state = s;
+    return 0;
+}
+
+static int server_teardown(void **state)
+{
+    struct server *s = *state;
+
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return 0;
+}
+
+/* Pages stay while they fit; past the budget the least recently used one
+ * goes once nobody pins it, and comes back, the same, when read. */
+static void test_budget_and_lru(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(2 * PAGE_LEN + 10, s);
+    struct pagecache_stats st;
+    struct blob *a = add(pc, s, "a"), *b = add(pc, s, "b"), *c;
+
+    blob_unpin(a);
+    blob_unpin(b);
+    assert_int_equal(read_page(a, "a"), 0); /* a is now the most recent */
+    c = add(pc, s, "c");
+    /* Three pinned... two unpinned: b goes, the least recently used. */
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.pages, 3);
+    assert_int_equal(st.kept, 2);
+    assert_int_equal(st.kept_bytes, 2 * PAGE_LEN);
+    assert_int_equal(st.drops, 1);
+    assert_int_equal(fetches(s), 0);
+    assert_int_equal(read_page(a, "a"), 0);
+    assert_int_equal(fetches(s), 0);
+    blob_unpin(c);
+    /* b is fetched again, and c, used longest ago (a was read after c
+     * came), goes for it. */
+    assert_int_equal(read_page(b, "b"), 0);
+    assert_int_equal(fetches(s), 1);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.fetches, 1);
+    assert_int_equal(st.kept, 2);
+    assert_int_equal(st.drops, 2);
+    assert_int_equal(read_page(a, "a"), 0);
+    assert_int_equal(fetches(s), 1);
+    assert_int_equal(read_page(c, "c"), 0);
+    assert_int_equal(fetches(s), 2);
+    assert_true(s->other_calls > 0);
+    blob_unref(a);
+    blob_unref(b);
+    blob_unref(c);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.pages, 0);
+    assert_int_equal(st.kept_bytes, 0);
+    pagecache_free(pc);
+}
+
+/* Pinned pages are never dropped, whatever the budget; they go when let
+ * go of, but for the two most recently used, which stay even when what the
+ * caller counts elsewhere takes the whole budget. */
+static void test_pinned_spared_and_floor(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(PAGE_LEN, s);
+    struct pagecache_stats st;
+    struct blob *a = add(pc, s, "a"), *b = add(pc, s, "b"), *c = add(pc, s, "c"),
+                *d = add(pc, s, "d");
+    const char *bytes;
+
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 4); /* all pinned */
+    assert_int_equal(st.drops, 0);
+    blob_unpin(a);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 3); /* a went; the others are pinned */
+    blob_unpin(b);
+    blob_unpin(c);
+    blob_unpin(d);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 2); /* c and d, the newest, stay */
+    assert_int_equal(st.drops, 2);
+    assert_int_equal(read_page(d, "d"), 0);
+    assert_int_equal(read_page(c, "c"), 0);
+    assert_int_equal(fetches(s), 0);
+    /* The listings take the whole budget: still two pages stay. */
+    s->other = 10 * PAGE_LEN;
+    assert_int_equal(blob_pin(a, &bytes), 0); /* fetched: d, used longest ago, goes */
+    assert_int_equal(fetches(s), 1);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 2);
+    blob_unpin(a);
+    assert_int_equal(read_page(c, "c"), 0);
+    assert_int_equal(fetches(s), 1);
+    assert_int_equal(read_page(d, "d"), 0);
+    assert_int_equal(fetches(s), 2);
+    s->other = 0;
+    blob_unref(a);
+    blob_unref(b);
+    blob_unref(c);
+    blob_unref(d);
+    pagecache_free(pc);
+}
+
+/* With no budget nothing is dropped. */
+static void test_unbounded(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(0, s);
+    struct pagecache_stats st;
+    struct blob *pages[8];
+
+    for (int i = 0; i < 8; i++) {
+        char where[8];
+
+        snprintf(where, sizeof(where), "p%d", i);
+        pages[i] = add(pc, s, where);
+        blob_unpin(pages[i]);
+    }
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 8);
+    assert_int_equal(st.drops, 0);
+    for (int i = 0; i < 8; i++)
+        blob_unref(pages[i]);
+    pagecache_free(pc);
+}
+
+/* A page that comes back other than it was (its folder changed) fails with
+ * ESTALE, and is not asked for again; a failed fetch is the reader's error
+ * and the next reader tries again. */
+static void test_changed_and_failed(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(1, s);
+    struct pagecache_stats st;
+    struct blob *a = add(pc, s, "a"), *b = add(pc, s, "b"), *c = add(pc, s, "c");
+    struct blob *d = add(pc, s, "d"), *e = add(pc, s, "e");
+    const char *bytes;
+
+    blob_unpin(a);
+    blob_unpin(b);
+    blob_unpin(c);
+    blob_unpin(d);
+    blob_unpin(e);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 2); /* a, b and c went */
+    s->changed = true;
+    assert_int_equal(blob_pin(a, &bytes), -ESTALE);
+    assert_int_equal(blob_pin(a, &bytes), -ESTALE);
+    assert_int_equal(fetches(s), 1); /* the second reader did not ask */
+    s->changed = false;
+    s->shorter = true;
+    assert_int_equal(blob_pin(b, &bytes), -ESTALE);
+    s->shorter = false;
+    s->fail = -ETIMEDOUT;
+    assert_int_equal(blob_pin(c, &bytes), -ETIMEDOUT);
+    s->fail = 0;
+    assert_int_equal(read_page(c, "c"), 0);
+    assert_int_equal(fetches(s), 4);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.mismatches, 2);
+    assert_int_equal(st.fetches, 4);
+    blob_unref(a);
+    blob_unref(b);
+    blob_unref(c);
+    blob_unref(d);
+    blob_unref(e);
+    pagecache_free(pc);
+}
+
+struct reader {
+    struct blob *page;
+    int rc;
+};
+
+static void *reader_run(void *arg)
+{
+    struct reader *r = arg;
+
+    r->rc = read_page(r->page, "shared");
+    return NULL;
+}
+
+/* Readers of a dropped page at once share one fetch. */
+static void test_one_fetch_for_many(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(1, s);
+    struct blob *page = add(pc, s, "shared"), *x = add(pc, s, "x"), *y = add(pc, s, "y");
+    struct reader readers[8];
+    pthread_t threads[8];
+
+    blob_unpin(page);
+    blob_unpin(x);
+    blob_unpin(y); /* page, the oldest, is dropped */
+    s->delay = 100000;
+    for (int i = 0; i < 8; i++) {
+        readers[i] = (struct reader){page, -1};
+        assert_int_equal(pthread_create(&threads[i], NULL, reader_run, &readers[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(readers[i].rc, 0);
+    }
+    assert_int_equal(fetches(s), 1);
+    s->delay = 0;
+    blob_unref(page);
+    blob_unref(x);
+    blob_unref(y);
+    pagecache_free(pc);
+}
+
+/* Pages outlive the cache's owner; other_bytes is not called after. */
+static void test_pages_outlive_owner(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(1, s);
+    struct blob *a = add(pc, s, "a"), *b = add(pc, s, "b"), *c = add(pc, s, "late");
+    int calls;
+
+    pagecache_free(pc);
+    calls = s->other_calls;
+    blob_unpin(a);
+    blob_unpin(b);
+    blob_unpin(c); /* a goes: over the budget, with nobody to ask */
+    assert_int_equal(read_page(a, "a"), 0);
+    assert_int_equal(fetches(s), 1);
+    assert_int_equal(s->other_calls, calls);
+    blob_unref(a);
+    blob_unref(b);
+    blob_unref(c); /* frees the rest (ASan: no leak, no use after free) */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_budget_and_lru, server_setup, server_teardown),
+        cmocka_unit_test_setup_teardown(test_pinned_spared_and_floor, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_unbounded, server_setup, server_teardown),
+        cmocka_unit_test_setup_teardown(test_changed_and_failed, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_one_fetch_for_many, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_pages_outlive_owner, server_setup,
+                                        server_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
