@@ -72,6 +72,8 @@ static int entry_set_strings(struct entry *entry, const char *name, size_t name_
 
 void builder_discard(struct builder *b)
 {
+    if (b->charge)
+        __atomic_sub_fetch(b->charge, b->charged, __ATOMIC_RELAXED);
     names_free(b->names);
     free(b->strings);
     buf_free(&b->arena);
@@ -418,10 +420,25 @@ static void builder_presize(struct builder *b)
         names_expect(b->names, want);
 }
 
+void builder_charge_to(struct builder *b, size_t *charge)
+{
+    b->charge = charge;
+}
+
+/* What an entry made from `s` will hold once named (entry_bytes, with the
+ * id standing in for the name, which is not known yet). */
+static size_t builder_entry_estimate(const struct entry *e, const struct builder_strings *s)
+{
+    return sizeof(*e) + sizeof(e) /* by_name */ + 2 * (s->id_len + 1) +
+           (s->status_len == BUILDER_ABSENT ? 0 : s->status_len + 1) +
+           (e->content ? blob_footprint(e->content) : 0);
+}
+
 /* api_objects_fn: render and keep each object of a page. */
 int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
 {
     struct builder *b = arg;
+    size_t first = b->listing->count, made = 0;
     int rc = 0;
 
     for (size_t i = 0; i < count; i++) {
@@ -451,6 +468,12 @@ int builder_add_objects(void *arg, const struct api_object *objects, size_t coun
         }
         entry->api_index = l->count;
         l->count++;
+    }
+    if (b->charge) {
+        for (size_t i = first; i < b->listing->count; i++)
+            made += builder_entry_estimate(&b->listing->entries[i], &b->strings[i]);
+        b->charged += made;
+        __atomic_add_fetch(b->charge, made, __ATOMIC_RELAXED);
     }
     if (b->expected)
         builder_presize(b);

@@ -122,6 +122,7 @@ struct catalog {
     struct cache *cache;
     struct pagecache *pages; /* pages of finished jobs' folders, within the
                                 cache's budget together with the listings */
+    size_t building; /* atomic: what the listings being built hold so far */
     struct live *live; /* listings in use, found again after eviction */
     double ttl_s, terminal_ttl_s;
 
@@ -404,6 +405,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
      * fetched again. Other folders hold their pages. */
     if (req->kind == LISTING_ITEMS && catalog_job_status_terminal(catalog, req->id))
         builder_keep_pages(&b, catalog->pages, api_fetch_again, catalog->api);
+    builder_charge_to(&b, &catalog->building);
     builder_preparer(&b, &preparer);
     switch (req->kind) {
     case LISTING_JOBS:
@@ -506,14 +508,16 @@ static void catalog_pages_changed(void *arg)
     catalog_expire_all(arg);
 }
 
-/* pagecache_config.other_bytes: what the cached listings hold. */
+/* pagecache_config.other_bytes: what the cached listings hold, and the
+ * listings being built (a folder's pages must make room for its entries
+ * while they are made, not once they are cached). */
 static size_t catalog_listing_bytes(void *arg)
 {
     struct catalog *catalog = arg;
     struct cache_stats cs;
 
     cache_get_stats(catalog->cache, &cs);
-    return cs.bytes;
+    return cs.bytes + __atomic_load_n(&catalog->building, __ATOMIC_RELAXED);
 }
 
 struct catalog *catalog_new(const struct catalog_config *config)

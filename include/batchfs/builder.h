@@ -59,6 +59,11 @@ struct builder {
     struct pagecache *pages;
     pagecache_fetch_fn fetch_again;
     void *fetch_arg;
+    /* What the entries made so far will hold, added as they are made to
+     * *charge (atomically) and taken back when the builder is done: see
+     * builder_charge_to. */
+    size_t *charge;
+    size_t charged;
 };
 
 /*
@@ -80,6 +85,14 @@ void builder_discard(struct builder *b);
  */
 void builder_keep_pages(struct builder *b, struct pagecache *pages,
                         pagecache_fetch_fn fetch_again, void *fetch_arg);
+
+/*
+ * Counts what the listing's entries will hold in *charge while it is built
+ * (an atomic counter that others read: the catalog's page budget counts a
+ * listing under construction like a cached one). The builder takes its
+ * share back when finished or discarded.
+ */
+void builder_charge_to(struct builder *b, size_t *charge);
 
 /*
  * Sets *out to the preparer that renders a page's objects on the thread

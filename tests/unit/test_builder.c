@@ -316,6 +316,42 @@ static void test_discard(void **state)
     builder_discard(&b);
 }
 
+/* A listing being built charges what its entries will hold to the counter
+ * it is given, about what the finished listing holds, and takes it back
+ * when finished or discarded. */
+static void test_charge(void **state)
+{
+    static const char i1[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\"}";
+    static const char i2[] = "{\"item_id\":\"i2\",\"item_name\":\"b.pdf\","
+                             "\"status\":\"completed\"}";
+    struct api_object objects[] = {object_of(i1, strlen(i1), "i1"),
+                                   object_of(i2, strlen(i2), "i2")};
+    struct listing *l = NULL;
+    struct builder b;
+    size_t charge = 1000, one;
+
+    (void)state;
+    assert_int_equal(builder_init(&b, LISTING_ITEMS, "items"), 0);
+    builder_charge_to(&b, &charge);
+    assert_int_equal(builder_add_objects(&b, objects, 1), 0);
+    one = charge - 1000;
+    assert_true(one > sizeof(struct entry));
+    assert_int_equal(builder_add_objects(&b, objects + 1, 1), 0);
+    assert_true(charge - 1000 > one);
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_int_equal(charge, 1000);
+    /* Within a quarter of what the listing holds. */
+    assert_true(l->bytes - sizeof(*l) <= 2 * one + 2 * one / 4 + 64);
+    listing_release(l);
+
+    assert_int_equal(builder_init(&b, LISTING_ITEMS, "items"), 0);
+    builder_charge_to(&b, &charge);
+    assert_int_equal(builder_add_objects(&b, objects, 2), 0);
+    assert_true(charge > 1000);
+    builder_discard(&b);
+    assert_int_equal(charge, 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_entries_by_id),
         cmocka_unit_test(test_discard),
+        cmocka_unit_test(test_charge),
     };
 
     log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
