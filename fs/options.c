@@ -45,7 +45,8 @@ const char options_help[] =
     "    -o connect_timeout=SECONDS  time to connect (default 10)\n"
     "    -o max_connections=N   API requests in flight at once (default 8)\n"
     "    -o max_response=SIZE   largest response body accepted (default 256M)\n"
-    "    -o cache_size=SIZE     memory for cached listings (default 1G)\n"
+    "    -o cache_size=SIZE     memory for cached listings and finished jobs' pages\n"
+    "                           (default 1G)\n"
     "    -o log_level=LEVEL     error, warning, info or debug (default warning;\n"
     "                           -d sets debug)\n";
 

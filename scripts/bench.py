@@ -23,9 +23,12 @@ measures in one run:
             cold listing, and `ls -f` and `ls -l` with everything cached,
             whose difference is what ls -l costs in ls and in the kernel
             alone; from them, which targets are within reach at all;
-  capped    a mount with cache_size about a third of the item bytes: peak
-            RSS, requests, and per-file checksums of a full walk compared
-            with the tmpfs copy (stopped after --capped-timeout seconds).
+  capped    mounts with cache_size a third and a half of the item bytes
+            (below and above completed/'s entries alone): the peaks of the
+            cache's own bytes (listings and pages, sampled from
+            .batchfs/stats) and of RSS, requests, and per-file checksums of
+            a full walk compared with the tmpfs copy (each walk stopped
+            after --capped-timeout seconds).
 
 Request targets count the item-list requests (list_items); the lookup of
 the job folder itself (get_job) is shown next to them. The memory target
@@ -42,7 +45,7 @@ Usage: scripts/bench.py [-n ITEMS] [--latency-ms MS] [--reps R]
                         [--max-connections M] [--json PATH]
                         [--capped-timeout S] [--binary PATH] [-q]
 At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three
-minutes on two cores, 90 s of which is the limit of the capped walk.
+minutes on two cores.
 Needs root or the right to mount FUSE, fusermount3, curl, and build/batchfs.
 Exit status: 0 when every target and check passed, 1 otherwise, 2 when the
 run could not be completed.
@@ -58,6 +61,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -595,7 +599,11 @@ class Bench:
             run_timed(ls_f, cwd=self.mnt, stdout=self.out, timeout=self.opts.timeout)
             self.check_count("bounds: ls -f completed/", self.out, done)
             with open(os.path.join(self.mnt, ".batchfs", "stats")) as f:
-                self.info["completed_listing_bytes"] = json.load(f)["cache"]["bytes"]
+                cache = json.load(f)["cache"]
+            # The listing's own bytes; its pages are counted apart when the
+            # page cache keeps them (a finished job), else among them.
+            self.info["completed_entries_bytes"] = cache["bytes"] - (
+                0 if cache["pages"]["alive"] else self.info["completed_page_bytes"])
             if self.drop_kernel_caches():
                 fig = self.figure("bfs_readdirplus", "batchfs ls -f completed/, kernel caches "
                                   "dropped, listing cached", "bounds")
@@ -621,42 +629,79 @@ class Bench:
         finally:
             self.do_unmount()
 
+    # The capped walks: cache_size as a share of the item bytes. A third is
+    # below completed/'s entries alone (a folder kept alone, exceeding the
+    # cap by itself); a half is above them, so the cap can hold.
+    CAPS = (("third", 3), ("half", 2))
+
     def capped_phase(self):
-        """A fresh mount whose cache holds about a third of the items: a
-        full walk must still read every file right; evicted listings are
-        fetched again. Bounded by --capped-timeout."""
-        cap = max(1 << 20, self.item_bytes // 3)
-        self.info["cap_bytes"] = cap
+        """Fresh mounts whose cache holds a third, then a half, of the item
+        bytes: a full walk must still read every file right (evicted
+        listings are fetched again, dropped pages of the finished job too),
+        while the cache's own bytes (listings and pages, from
+        .batchfs/stats) and the driver's resident memory are sampled.
+        Bounded by --capped-timeout."""
         walk = ["find \"$1\" -type f -exec sha256sum -- {} +", self.path]
         run_timed(walk, cwd=self.copy, stdout=self.out, shell=True,
                   timeout=self.opts.timeout)
         expected = sorted_lines(self.out)
-        self.capped_same = None
+        self.info["capped"] = {}
+        for name, share in self.CAPS:
+            self.capped_walk(name, max(1 << 20, self.item_bytes // share), walk, expected)
+
+    def sample_cache(self, peaks, stop):
+        """Until `stop` is set: the peaks of the cache's bytes (listings,
+        pages kept, both) and of VmRSS, every 0.1 s."""
+        stats_path = os.path.join(self.mnt, ".batchfs", "stats")
+        while not stop.wait(0.1):
+            try:
+                with open(stats_path) as f:
+                    cache = json.load(f)["cache"]
+                rss = self.mount.memory()["VmRSS"]
+            except (OSError, ValueError, KeyError):
+                continue
+            listings, pages = cache["bytes"], cache["pages"]["kept_bytes"]
+            for key, value in (("listings", listings), ("pages", pages),
+                               ("cache", listings + pages), ("rss", rss)):
+                peaks[key] = max(peaks.get(key, 0), value)
+
+    def capped_walk(self, name, cap, walk, expected):
+        info = {"cap_bytes": cap, "same": None}
+        self.info["capped"][name] = info
         self.do_mount(["cache_size=%d" % cap])
         try:
-            self.info["capped_idle_memory"] = self.mount.memory()
-            fig = self.figure("bfs_capped_walk",
+            info["idle_memory"] = self.mount.memory()
+            fig = self.figure("bfs_capped_" + name,
                               "batchfs capped walk: find -exec sha256sum (cache %s)"
                               % fmt_bytes(cap), "capped")
             limit = self.opts.capped_timeout
+            peaks, stop = {}, threading.Event()
+            sampler = threading.Thread(target=self.sample_cache, args=(peaks, stop))
+            sampler.start()
             try:
-                self.measure(fig, walk, cwd=self.mnt, shell=True,
-                             timeout=limit)
+                self.measure(fig, walk, cwd=self.mnt, shell=True, timeout=limit)
             except subprocess.TimeoutExpired:
                 stats, cpu = self.timed_out
                 fig.add(float(limit), stats, cpu)
                 done = count_lines(self.out)
                 fig.note = "stopped after %d s, ~%d of %d files" % (limit, done,
                                                                     len(expected))
-                self.problem("capped walk did not finish within %d s (~%d of %d files, %d "
-                             "requests)" % (limit, done, len(expected), stats["requests"]))
+                self.problem("capped walk (%s) did not finish within %d s (~%d of %d files, "
+                             "%d requests)" % (fmt_bytes(cap), limit, done, len(expected),
+                                               stats["requests"]))
             else:
                 got = sorted_lines(self.out)
-                self.capped_same = got == expected
-                self.info["capped_files"] = len(got)
-            self.info["capped_memory"] = self.mount.memory()
-            self.log("  %-40s %s s, %s requests %s" % (fig.label, fmt_s(fig.median),
-                                                       fig.requests, fig.note))
+                info["same"] = got == expected
+                info["files"] = len(got)
+            finally:
+                stop.set()
+                sampler.join()
+            info["peaks"] = peaks
+            info["memory"] = self.mount.memory()
+            self.log("  %-40s %s s, %s requests %s; peaks: cache %s, listings %s, pages %s"
+                     % (fig.label, fmt_s(fig.median), fig.requests, fig.note,
+                        fmt_bytes(peaks.get("cache", 0)), fmt_bytes(peaks.get("listings", 0)),
+                        fmt_bytes(peaks.get("pages", 0))))
         finally:
             self.do_unmount()
 
@@ -710,19 +755,35 @@ class Bench:
         ratio = hwm / self.item_bytes
         self.target("driver VmHWM after warm grep / item bytes",
                     "%s = %.2fx" % (fmt_bytes(hwm), ratio), "<= 3x", ratio <= 3)
-        cap = info["cap_bytes"]
-        idle = info["capped_idle_memory"]["VmRSS"]
-        allowance = self.opts.max_connections * 2 * info["largest_page_bytes"]
-        limit = cap + idle + allowance
-        info["capped_limit_bytes"] = limit
-        hwm = info["capped_memory"]["VmHWM"]
-        self.target("capped: driver VmHWM", fmt_bytes(hwm),
-                    "<= %s (cap+idle+2 pages/conn)" % fmt_bytes(limit), hwm <= limit)
-        self.target("capped: per-file sha256 of a full walk",
-                    {True: "same", False: "DIFFERENT", None: "not finished"}[self.capped_same],
-                    "same as tmpfs", bool(self.capped_same))
-        self.target("capped: requests of the full walk", "%s (uncapped %d)" % (
-            requests("bfs_capped_walk")[1], max(f["bfs_cold_copy"].requests)), "-", None)
+        page = info["largest_page_bytes"]
+        entries = info["completed_entries_bytes"]
+        for name, _ in self.CAPS:
+            capped = info["capped"][name]
+            cap = capped["cap_bytes"]
+            # The pages that may be pinned beyond the cap: two per
+            # connection being turned into entries, and the two most
+            # recently read, which always stay.
+            allowance = (self.opts.max_connections * 2 + 2) * page
+            bound = max(cap, entries) + allowance
+            capped["cache_limit_bytes"] = bound
+            peak = capped["peaks"].get("cache", 0)
+            alone = " (completed/'s entries alone %s: kept alone)" % fmt_bytes(entries) \
+                if entries > cap else ""
+            self.target("capped %s: cache peak (listings + pages)" % fmt_bytes(cap),
+                        fmt_bytes(peak), "<= %s (cap%s + pinned pages)"
+                        % (fmt_bytes(bound), alone and ", or entries" or ""), peak <= bound)
+            idle = capped["idle_memory"]["VmRSS"]
+            limit = cap + idle + self.opts.max_connections * 2 * page
+            capped["limit_bytes"] = limit
+            hwm = capped["memory"]["VmHWM"]
+            self.target("capped %s: driver VmHWM" % fmt_bytes(cap), fmt_bytes(hwm),
+                        "<= %s (cap+idle+2 pages/conn)" % fmt_bytes(limit), hwm <= limit)
+            self.target("capped %s: per-file sha256 of a full walk" % fmt_bytes(cap),
+                        {True: "same", False: "DIFFERENT", None: "not finished"}[
+                            capped["same"]], "same as tmpfs", bool(capped["same"]))
+            self.target("capped %s: requests of the full walk" % fmt_bytes(cap),
+                        "%s (uncapped %d)" % (requests("bfs_capped_" + name)[1],
+                                              max(f["bfs_cold_copy"].requests)), "-", None)
 
     def bounds(self):
         """Lines that say which targets the measured bounds leave within
@@ -744,12 +805,13 @@ class Bench:
                     "ls -l <= 1.5x ls -f needs a cold ls -f of >= %s s; 3x faster than "
                     "in series needs <= %s s" % (fmt_s(extra), fmt_s(need), fmt_s(allow)),
                     need <= allow))
-        entries = info["completed_listing_bytes"] - info["completed_page_bytes"]
-        out.append(("the cache after listing completed/: %s, %s of it the folder's pages, so %s of "
-                    "entries, names and ids (cap %s)"
-                    % (fmt_bytes(info["completed_listing_bytes"]),
-                       fmt_bytes(info["completed_page_bytes"]), fmt_bytes(entries),
-                       fmt_bytes(info["cap_bytes"])), entries <= info["cap_bytes"]))
+        entries = info["completed_entries_bytes"]
+        for name, _ in self.CAPS:
+            cap = info["capped"][name]["cap_bytes"]
+            out.append(("a cache that holds completed/'s entries, names and ids (%s, beside "
+                        "its %s of pages) within cache_size %s"
+                        % (fmt_bytes(entries), fmt_bytes(info["completed_page_bytes"]),
+                           fmt_bytes(cap)), entries <= cap))
         return out
 
     # ---- report ----
@@ -808,12 +870,19 @@ class Bench:
             lines.append("  %s: %s" % ("within reach" if reachable else "out of reach", text))
         mem = info["memory_after_warm_grep"]
         lines.append("")
-        lines.append("driver memory: after warm grep VmHWM %s, VmRSS %s; capped run: "
-                     "cache_size %s, idle VmRSS %s, VmHWM %s"
-                     % (fmt_bytes(mem["VmHWM"]), fmt_bytes(mem["VmRSS"]),
-                        fmt_bytes(info["cap_bytes"]),
-                        fmt_bytes(info["capped_idle_memory"]["VmRSS"]),
-                        fmt_bytes(info["capped_memory"]["VmHWM"])))
+        lines.append("driver memory: after warm grep VmHWM %s, VmRSS %s"
+                     % (fmt_bytes(mem["VmHWM"]), fmt_bytes(mem["VmRSS"])))
+        for name, _ in self.CAPS:
+            capped = info["capped"][name]
+            peaks = capped["peaks"]
+            lines.append("capped run, cache_size %s: idle VmRSS %s, VmHWM %s; peaks sampled "
+                         "every 0.1 s: cache %s (listings %s, pages kept %s), VmRSS %s"
+                         % (fmt_bytes(capped["cap_bytes"]),
+                            fmt_bytes(capped["idle_memory"]["VmRSS"]),
+                            fmt_bytes(capped["memory"]["VmHWM"]),
+                            fmt_bytes(peaks.get("cache", 0)),
+                            fmt_bytes(peaks.get("listings", 0)),
+                            fmt_bytes(peaks.get("pages", 0)), fmt_bytes(peaks.get("rss", 0))))
         lines.append("network floor: curl %s over HTTP/1.1 keep-alive (--parallel "
                      "--parallel-immediate --parallel-max %d; in series: one curl, one "
                      "connection); completed/ pages %s"
