@@ -193,9 +193,10 @@ static int builder_content(const struct api_object *object, struct blob *source,
 
 /*
  * Renders one API object: its file (see builder_content), its time, and its
- * status and item name decoded at *strings, which needs room for
- * object->raw_len bytes (decoded strings never outgrow their quoted text)
- * and is advanced past what they took. Pure apart from allocating the blob;
+ * status and item name decoded at *strings, which needs room for the text
+ * of those two values (object->fields says where it is; without fields,
+ * object->raw_len bytes): decoded strings never outgrow their quoted text.
+ * *strings is advanced past what they took. Pure apart from allocating the blob;
  * any thread.
  */
 static int builder_render(const struct api_object *object, struct blob *source,
@@ -277,8 +278,11 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     size_t raw = 0;
     int rc = 0;
 
+    /* Room for the decoded strings: never more than their quoted text. */
     for (size_t i = 0; i < count; i++)
-        raw += objects[i].raw_len;
+        raw += objects[i].fields ? objects[i].fields[FIELD_STATUS].len +
+                                       objects[i].fields[FIELD_ITEM_NAME].len
+                                 : objects[i].raw_len;
     page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
     if (!page)
         return -ENOMEM;
