@@ -120,6 +120,7 @@ static int builder_keep(struct builder *b, const char *data, size_t len, size_t 
 /* What one object renders to before it joins a listing; made on any thread. */
 struct rendered {
     struct blob *content;
+    size_t line_len; /* its compact JSON's length */
     struct timespec mtime;
     const char *status, *name; /* decoded; lengths BUILDER_ABSENT when none */
     size_t status_len, name_len;
@@ -167,18 +168,20 @@ static struct timespec builder_object_mtime(const char *text,
 /* Sets *content to the file of an object whose text is bytes
  * [off, off + object->raw_len) of `source` (or NULL: no source): rendered on
  * read when the object is small and has a source, else pretty-printed now
- * through `scratch`. */
+ * through `scratch`; and *line_len to the length of its compact form, so
+ * that items.ndjson is measured without reading the items again. */
 static int builder_content(const struct api_object *object, struct blob *source,
-                           size_t off, struct buf *scratch, struct blob **content)
+                           size_t off, struct buf *scratch, struct blob **content,
+                           size_t *line_len)
 {
     size_t len;
     int rc;
 
     *content = NULL;
+    rc = jsontext_measure(object->raw, object->raw_len, &len, line_len);
+    if (rc)
+        return rc;
     if (source && object->raw_len <= BUILDER_RENDER_ON_READ_MAX) {
-        rc = jsontext_pretty_length(object->raw, object->raw_len, &len);
-        if (rc)
-            return rc;
         *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
                                      blob_digest(object->raw, object->raw_len));
     } else {
@@ -216,7 +219,7 @@ static int builder_render(const struct api_object *object, struct blob *source,
             return rc;
         fields = found;
     }
-    rc = builder_content(object, source, off, scratch, &out->content);
+    rc = builder_content(object, source, off, scratch, &out->content, &out->line_len);
     if (rc)
         return rc;
     out->mtime = builder_object_mtime(object->raw, fields + FIELD_TIMES);
@@ -353,6 +356,7 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
             goto out;
     }
     entry->mtime = r.mtime;
+    entry->line_len = r.line_len;
     strings->id_len = object->id_len;
     strings->status_len = r.status_len;
     rc = builder_keep(b, object->id, object->id_len, &strings->id);

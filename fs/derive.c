@@ -144,11 +144,16 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
 
         rc = derive_api_order(lists[k], &order);
         for (size_t i = 0; !rc && i < lists[k]->count; i++) {
-            buf_reset(&line);
-            rc = ndjson_append_line(order[i], &line);
-            if (rc)
-                break;
-            total += line.len;
+            if (order[i]->line_len) {
+                /* Measured when listed: no need for its text (or page). */
+                total += order[i]->line_len + 1;
+            } else {
+                buf_reset(&line);
+                rc = ndjson_append_line(order[i], &line);
+                if (rc)
+                    break;
+                total += line.len;
+            }
             nd->lines[nd->line_count].entry = order[i];
             nd->lines[nd->line_count++].end = total;
             digest = blob_digest_fold(digest, order[i]->content->digest);

@@ -41,7 +41,7 @@ enum jt_layout {
     JT_VALIDATE, /* write nothing */
     JT_PRETTY,
     JT_COMPACT,
-    JT_MEASURE,  /* write nothing; count what JT_PRETTY would write */
+    JT_MEASURE,  /* write nothing; count what JT_PRETTY and JT_COMPACT would write */
 };
 
 struct jt_stack {
@@ -55,6 +55,7 @@ struct jt_writer {
     enum jt_layout layout;
     struct buf *out;
     size_t counted; /* JT_MEASURE: bytes JT_PRETTY would have written */
+    size_t compact; /* JT_MEASURE: bytes JT_COMPACT would have written */
 };
 
 static bool jt_is_space(unsigned char c)
@@ -342,6 +343,7 @@ static int jt_put(struct jt_writer *w, const char *s, size_t n, bool newline,
         return 0;
     if (w->layout == JT_MEASURE) {
         w->counted += n + (newline ? 1 + indent : 0);
+        w->compact += n;
         return 0;
     }
     rc = buf_reserve(out, n + 1 + indent);
@@ -408,6 +410,8 @@ static int jt_walk(const char *t, size_t len, size_t *pos, struct jt_writer *w)
             rc = jt_put(w, ": ", indented ? 2 : 1, false, 0);
             if (rc)
                 goto out;
+            if (indented && w->layout == JT_MEASURE)
+                w->compact--; /* compact keys take ":" */
             p++;
             want_key = false;
             continue;
@@ -512,7 +516,7 @@ static int jt_document(const char *text, size_t len, struct jt_writer *w)
 
 static int jt_render(const char *text, size_t len, struct buf *out, enum jt_layout layout)
 {
-    struct jt_writer w = {layout, out, 0};
+    struct jt_writer w = {layout, out, 0, 0};
     size_t saved = out->len;
     int rc;
 
@@ -539,18 +543,26 @@ int jsontext_compact(const char *text, size_t len, struct buf *out)
 
 int jsontext_validate(const char *text, size_t len)
 {
-    struct jt_writer w = {JT_VALIDATE, NULL, 0};
+    struct jt_writer w = {JT_VALIDATE, NULL, 0, 0};
 
     return jt_document(text, len, &w);
 }
 
-int jsontext_pretty_length(const char *text, size_t len, size_t *out)
+int jsontext_measure(const char *text, size_t len, size_t *pretty, size_t *compact)
 {
-    struct jt_writer w = {JT_MEASURE, NULL, 0};
+    struct jt_writer w = {JT_MEASURE, NULL, 0, 0};
     int rc = jt_document(text, len, &w);
 
-    *out = rc ? 0 : w.counted + 1; /* the final newline */
+    *pretty = rc ? 0 : w.counted + 1; /* the final newline */
+    *compact = rc ? 0 : w.compact;
     return rc;
+}
+
+int jsontext_pretty_length(const char *text, size_t len, size_t *out)
+{
+    size_t compact;
+
+    return jsontext_measure(text, len, out, &compact);
 }
 
 /*
@@ -685,7 +697,7 @@ typedef int (*jt_visit_fn)(void *ctx, const char *text, struct json_span name,
 
 static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, void *ctx)
 {
-    struct jt_writer w = {JT_VALIDATE, NULL, 0};
+    struct jt_writer w = {JT_VALIDATE, NULL, 0, 0};
     char close = open == '{' ? '}' : ']';
     size_t p;
     int rc;

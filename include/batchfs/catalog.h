@@ -35,6 +35,9 @@ struct entry {
     struct blob *content;  /* the object's file: job.json, batch object, item, result */
     struct timespec mtime; /* from the object's timestamps; 0 when it has none */
     size_t api_index;      /* position in the API's order */
+    size_t line_len;       /* its compact JSON's length (its items.ndjson line
+                              less the newline), measured when listed; 0 when
+                              not measured */
 };
 
 enum listing_kind {

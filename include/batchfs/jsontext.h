@@ -49,6 +49,13 @@ int jsontext_pretty(const char *text, size_t len, struct buf *out);
 int jsontext_pretty_length(const char *text, size_t len, size_t *out);
 
 /*
+ * The lengths of what jsontext_pretty and jsontext_compact would append for
+ * `text`, in one pass: an item's file and its items.ndjson line are measured
+ * while its page is at hand. Returns 0, or -EINVAL (both are then 0).
+ */
+int jsontext_measure(const char *text, size_t len, size_t *pretty, size_t *compact);
+
+/*
  * Like jsontext_pretty but with no insignificant white space and no final
  * newline: one line per value, for NDJSON.
  */

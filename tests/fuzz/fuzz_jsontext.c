@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = malloc(size ? size : 1);
     struct buf pretty = BUF_INIT, compact = BUF_INIT, again = BUF_INIT;
     struct json_span *spans = NULL, span;
-    size_t count, measured;
+    size_t count, measured, measured_compact;
     int valid, rc;
 
     if (!text)
@@ -63,6 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (pretty.data[pretty.len - 1] != '\n')
             abort();
         if (jsontext_pretty_length(text, size, &measured) != 0 || measured != pretty.len)
+            abort();
+        if (jsontext_measure(text, size, &measured, &measured_compact) != 0 ||
+            measured != pretty.len || measured_compact != compact.len)
             abort();
         if (jsontext_validate(pretty.data, pretty.len) != 0)
             abort();

@@ -157,6 +157,10 @@ static void test_items_named_by_names(void **state)
         assert_ptr_equal(listing_find(l, l->entries[i].name), &l->entries[i]);
     assert_null(listing_find(l, "a.pdf.json"));
     assert_null(listing_find(l, "zzz.json"));
+    /* Their items.ndjson lines are measured: the texts are compact already. */
+    assert_int_equal(l->entries[0].line_len, strlen(i3));
+    assert_int_equal(l->entries[1].line_len, strlen(i2));
+    assert_int_equal(l->entries[2].line_len, strlen(i1));
     listing_release(l);
 }
 

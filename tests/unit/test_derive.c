@@ -1,6 +1,7 @@
 /*
  * Unit tests of the aggregate files (fs/derive.c).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/derive.h"
+#include "batchfs/jsontext.h"
 
 /* A listing of `n` items given by pretty JSON text, named by id, with API
  * positions in the order given. */
@@ -131,6 +133,59 @@ static void test_ndjson_across_listings(void **state)
     buf_free(&scratch);
 }
 
+/* A pager whose bytes can never be had: reading through it fails. */
+static int unreachable_pin(void *state, const char **bytes)
+{
+    (void)state;
+    *bytes = NULL;
+    return -ETIMEDOUT;
+}
+
+static void unreachable_unpin(void *state)
+{
+    (void)state;
+}
+
+static void unreachable_free(void *state)
+{
+    (void)state;
+}
+
+static const struct blob_pager unreachable = {unreachable_pin, unreachable_unpin,
+                                              unreachable_free, 0};
+
+/* Lines measured when listed size items.ndjson without the items' text:
+ * its size needs no page, even one that cannot be fetched; its bytes do,
+ * and reading them gives the page's error. A line not measured is
+ * measured from the text. */
+static void test_ndjson_sized_from_measured_lines(void **state)
+{
+    const char *objects[] = {"{\"item_id\": \"a\"}", "{\"item_id\": \"b\", \"n\": [1, 2]}"};
+    const char *ids[] = {"a", "b"};
+    const size_t order[] = {0, 1};
+    struct listing *l = make_listing(objects, ids, order, 2);
+    struct blob *page = blob_new_paged(&unreachable, NULL, 100, 0), *blob;
+    struct buf scratch = BUF_INIT;
+    const char *bytes;
+    size_t held;
+
+    (void)state;
+    assert_non_null(page);
+    blob_unref(l->entries[0].content);
+    l->entries[0].content = blob_new_rendered(page, 0, 16, jsontext_compact, 16, 1);
+    l->entries[0].line_len = strlen("{\"item_id\":\"a\"}");
+    assert_int_equal(derive_ndjson(&l, 1, &blob, &held), 0);
+    assert_int_equal(blob->len, strlen("{\"item_id\":\"a\"}\n{\"item_id\":\"b\",\"n\":[1,2]}\n"));
+    assert_int_equal(blob_read(blob, 0, 10, &scratch, &bytes), -ETIMEDOUT);
+    /* The second line's text is at hand. */
+    assert_int_equal(blob_read(blob, 16, 100, &scratch, &bytes), 26);
+    assert_memory_equal(bytes, "{\"item_id\":\"b\",\"n\":[1,2]}\n", 26);
+    blob_unref(page);
+    listing_release(l);
+    blob_unref(blob);
+    buf_free(&scratch);
+}
+
 static void test_errors_tsv_escapes(void **state)
 {
     const char *objects[] = {
@@ -184,6 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ndjson_in_api_order),
         cmocka_unit_test(test_ndjson_across_listings),
+        cmocka_unit_test(test_ndjson_sized_from_measured_lines),
         cmocka_unit_test(test_errors_tsv_escapes),
         cmocka_unit_test(test_progress_line),
     };

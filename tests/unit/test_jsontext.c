@@ -120,7 +120,7 @@ static void test_valid_fixtures(void **state)
     assert_true(n >= 20);
     for (size_t i = 0; i < n; i++) {
         char rel[512];
-        size_t len, exp_len, cmp_len, measured = 0;
+        size_t len, exp_len, cmp_len, measured = 0, measured_compact = 0;
         char *text, *expected, *compact;
         struct buf out = BUF_INIT, again = BUF_INIT;
 
@@ -148,6 +148,10 @@ static void test_valid_fixtures(void **state)
         buf_reset(&out);
         assert_int_equal(jsontext_compact(text, len, &out), 0);
         assert_bytes(cases[i], out.data, out.len, compact, cmp_len);
+        /* Both lengths are measured in one pass. */
+        assert_int_equal(jsontext_measure(text, len, &measured, &measured_compact), 0);
+        assert_int_equal(measured, exp_len);
+        assert_int_equal(measured_compact, cmp_len);
         buf_reset(&again);
         assert_int_equal(jsontext_compact(expected, exp_len, &again), 0);
         assert_bytes(cases[i], again.data, again.len, compact, cmp_len);
@@ -279,7 +283,7 @@ static void test_deep_nesting(void **state)
     size_t len;
     char *arrays = nested(DEPTH, "[", "", "]", &len);
     char *objects;
-    size_t measured = 0;
+    size_t measured = 0, measured_compact = 0;
     struct buf out = BUF_INIT;
     struct json_span span;
 
@@ -293,6 +297,10 @@ static void test_deep_nesting(void **state)
     assert_true(out.len < len * 2);
     assert_int_equal(jsontext_pretty_length(arrays, len, &measured), 0);
     assert_int_equal(measured, out.len);
+    /* Levels past the indented ones are compact in both layouts. */
+    assert_int_equal(jsontext_measure(arrays, len, &measured, &measured_compact), 0);
+    assert_int_equal(measured, out.len);
+    assert_int_equal(measured_compact, len);
 
     /* Break the innermost pair, then the outermost. */
     arrays[DEPTH] = '}';
