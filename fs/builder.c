@@ -289,6 +289,9 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
     if (!page)
         return -ENOMEM;
+    /* The objects point into the body; the source takes it without moving
+     * it (and keeps it pinned until the page is released). */
+    text = body->data;
     page->source = builder_page_source(arg, body, again);
     if (!page->source) {
         free(page);
@@ -297,15 +300,8 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     page->count = 0;
     page->items = (struct rendered *)(page + 1);
     page->strings = (char *)(page->items + count);
-    /* The objects' bytes did not move, only their owner changed (and it
-     * keeps them pinned until the page is released: this cannot fail). */
-    if (blob_pin(page->source, &text)) {
-        builder_release_page(NULL, page);
-        return -EIO;
-    }
-    blob_unpin(page->source);
     /* Packed one after another, so that only the bytes they take are
-     * touched: the room reserved is the page's size. */
+     * touched. */
     strings = page->strings;
     for (size_t i = 0; i < count && !rc; i++) {
         rc = builder_render(&objects[i], page->source, (size_t)(objects[i].raw - text),

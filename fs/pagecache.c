@@ -46,9 +46,10 @@ struct pagecache {
     struct pagecache_stats stats;
 };
 
-static void pagecache_unref_locked(struct pagecache *pc, bool *gone)
+/* Drops one reference (pc->lock held): whether it was the last. */
+static bool pagecache_unref_locked(struct pagecache *pc)
 {
-    *gone = --pc->refs == 0;
+    return --pc->refs == 0;
 }
 
 static void pagecache_destroy(struct pagecache *pc)
@@ -87,7 +88,7 @@ void pagecache_free(struct pagecache *pc)
     pthread_mutex_lock(&pc->lock);
     pc->config.other_bytes = NULL; /* the owner's, who is going */
     pc->config.changed = NULL;
-    pagecache_unref_locked(pc, &gone);
+    gone = pagecache_unref_locked(pc);
     pthread_mutex_unlock(&pc->lock);
     if (gone)
         pagecache_destroy(pc);
@@ -228,15 +229,11 @@ static void page_free(void *state)
     bool gone;
 
     pthread_mutex_lock(&pc->lock);
-    if (p->bytes) {
-        lru_unlink(&pc->kept, &p->lru);
-        pc->stats.kept--;
-        pc->stats.kept_bytes -= p->len;
-    }
+    if (p->bytes)
+        page_drop(pc, p);
     pc->stats.pages--;
-    pagecache_unref_locked(pc, &gone);
+    gone = pagecache_unref_locked(pc);
     pthread_mutex_unlock(&pc->lock);
-    free(p->bytes);
     free(p);
     if (gone)
         pagecache_destroy(pc);
