@@ -460,7 +460,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     live_add(catalog->live, listing, key, *ttl_s);
     *value = listing;
     *bytes = listing->bytes;
-    /* A big listing leaves its pages and parse trees freed behind it;
+    /* A big listing leaves what was freed while it was built behind it;
      * give that memory back rather than keep it resident. */
     if (listing->bytes > CATALOG_TRIM_BYTES)
         malloc_trim(0);

@@ -10,7 +10,8 @@
 #include "batchfs/catalog.h"
 #include "batchfs/jsontext.h"
 
-/* The entries of a listing in API order (the listing itself is by name). */
+/* The entries of a listing in API order (items are in it already; the
+ * other listings are by name). */
 static int derive_api_order(const struct listing *l, const struct entry ***out)
 {
     const struct entry **order = NULL;

@@ -7,8 +7,9 @@
  * way out: their bytes are copied in runs, so "1.0", "1E400" and "\u00e9"
  * come out exactly as they went in.
  *
- * Not a JSON library: nothing here builds values, and nothing here is used
- * to read the fields batchfs needs (that is jansson's job). Strictness
+ * Not a JSON library: nothing here builds values. The fields batchfs needs
+ * from the API's pages are found and decoded here in place (jansson only
+ * reads a few fields of one object on demand). Strictness
  * follows RFC 8259 and jansson 2.14 (unpaired surrogate escapes, overlong or
  * surrogate UTF-8, control characters in strings are all errors), except that
  * integers of any size and \u0000 are accepted.

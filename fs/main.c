@@ -337,7 +337,7 @@ static bool main_thp_available(void)
  * glibc.malloc.top_pad=64 MiB (unless the user set it) makes each heap
  * grow by 64 MiB at once, the size of a thread's heap, and took the same
  * listing to about 2,500 faults and some 20 % less driver CPU (side by
- * side on a 2-core virtual machine; README, Performance). The price: a
+ * side on a 2-core virtual machine). The price: a
  * heap keeps up to 64 MiB it no longer uses instead of handing it back,
  * which raises the resident size after a peak, not the peak.
  *

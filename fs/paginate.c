@@ -6,7 +6,7 @@
  * from what each response said. Not for: I/O, JSON, or knowing which items
  * a page held (the caller counts new items).
  *
- * No single signal is trusted (REFERENCE.md): total_size only sizes the
+ * No single signal is trusted (doc/pagination.md): total_size only sizes the
  * parallel plan, tokens are sent together with the offset, and every end
  * condition that a misbehaving server could defeat has a loop guard behind
  * it, so that a listing always terminates within max_pages requests.

@@ -2,7 +2,7 @@
  * api — the LlamaCloud batch endpoints, paginated, as JSON objects.
  *
  * Builds URLs (ids are URL-escaped; project_id/organization_id added),
- * pages through the v1 lists by every rule of REFERENCE.md "Pagination"
+ * pages through the v1 lists by every rule of doc/pagination.md
  * (fetching pages in parallel once total_size is known, bounded by
  * max_parallel), parses each page, drops objects that miss their identity
  * or repeat one already seen, and hands the objects on page by page: the

@@ -78,10 +78,11 @@ struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t l
                            uint64_t digest);
 
 /* A rendered blob: its bytes are render(text) where text is bytes
- * [off, off + text_len) of the held blob `source`, which it references
- * (taking a reference of its own). `len` and `digest` are the caller's to
- * give: the length render will produce, and a digest that changes whenever
- * the bytes do. NULL on ENOMEM or when source is not held (or adopted). */
+ * [off, off + text_len) of the held or paged blob `source`, which it
+ * references (taking a reference of its own). `len` and `digest` are the
+ * caller's to give: the length render will produce, and a digest that
+ * changes whenever the bytes do. NULL on ENOMEM or when source is neither
+ * held (or adopted) nor paged. */
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest);
 

@@ -61,8 +61,9 @@ struct cache *cache_new(const struct cache_config *config,
 /*
  * Returns 0 and a referenced *value for `key`, fetching it if missing or
  * expired (with `fetch`, unless CACHE_GET_PEEK). When a refresh fails with a
- * transient error (anything but -ENOENT, -EACCES, -ENOMEM) and stale-if-error
- * allows, the expired value is returned instead and a warning is logged.
+ * transient error (anything but -ENOENT, -EACCES, -ENOMEM, -ECANCELED) and
+ * stale-if-error allows, the expired value is returned instead and a warning
+ * is logged.
  * -ENOENT outcomes are remembered for negative_ttl_s. Thread-safe.
  */
 int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_fn fetch,

@@ -3,14 +3,15 @@
  *
  *   items.ndjson    every object, one compact JSON line each, in API order
  *   errors.tsv      one line per failed item (or result with an error):
- *                   name, id, error message; tab, newline, carriage return
- *                   and backslash escaped as \t \n \r \\ so that every record
- *                   is one line
+ *                   name, id, error message; tab, newline, carriage return,
+ *                   NUL and backslash escaped as \t \n \r \0 \\ so that every
+ *                   record is one line
  *   progress        one line: status, done/total, failed, skipped, percent
  *                   and a bar, e.g. "running 93/100 failed 2 skipped 1 93% [#########.]"
  *
  * Pure: listings in, bytes out; no I/O, no caching (the catalog caches what
- * this makes). Errors: -ENOMEM, or -EINVAL for content that is not JSON.
+ * this makes). Errors: -ENOMEM, -EINVAL for content that is not JSON, or
+ * the error of fetching again a page that was dropped (see pagecache.h).
  */
 #ifndef BATCHFS_DERIVE_H
 #define BATCHFS_DERIVE_H

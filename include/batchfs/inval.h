@@ -4,7 +4,7 @@
  * The kernel must not be asked to invalidate from the thread that serves a
  * request on the same inode (it may wait for a page lock that request holds),
  * so invalidations are queued here and sent by a thread of their own.
- * Repeated requests for an inode still queued are merged.
+ * A request for an inode among the most recently queued is merged with it.
  */
 #ifndef BATCHFS_INVAL_H
 #define BATCHFS_INVAL_H

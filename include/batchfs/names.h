@@ -5,8 +5,8 @@
  * item names are hostile (slashes, control characters, "." and "..", empty,
  * over 255 bytes, repeated); this module maps them to names a Unix directory
  * can hold, deterministically, so that the same set of items always yields
- * the same names whatever order the API returned them in. The rules are in
- * README.md ("Item file names").
+ * the same names whatever order the API returned them in. The five rules are
+ * in doc/naming.md.
  */
 #ifndef BATCHFS_NAMES_H
 #define BATCHFS_NAMES_H

@@ -1,7 +1,7 @@
 /*
  * paginate — which page of a v1 list to request next, and when to stop.
  *
- * A pure state machine for the rules of REFERENCE.md "Pagination": no I/O,
+ * A pure state machine for the rules of doc/pagination.md: no I/O,
  * no JSON, no threads. The API layer asks for requests, sends them (the
  * requests of one call may run concurrently), reports every response in
  * ascending offset order, and asks again until the listing is done.
