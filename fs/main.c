@@ -237,50 +237,15 @@ static void main_usage(const char *program)
     printf("usage: %s [options] MOUNTPOINT\n\n"
            "Mounts the LlamaCloud batch API read-only: jobs/<id>/<status>/<item>.json\n"
            "and batches/<id>/results/<file id>.json. The API key comes from\n"
-           "LLAMA_CLOUD_API_KEY (else LLAMA_PARSE_API_KEY) or -o api_key_file.\n\n"
-           "%s\n",
-           program, options_help);
-}
-
-/*
- * mount(8) and fstab run "batchfs SOURCE MOUNTPOINT -o OPTIONS" (through
- * mount.fuse3). The source names nothing to batchfs (the API is given by
- * base_url), so with two plain arguments the first is dropped.
- */
-static int main_drop_mount_source(struct fuse_args *args)
-{
-    int plain[3], n = 0;
-
-    for (int i = 1; i < args->argc; i++) {
-        const char *a = args->argv[i];
-
-        if (!strcmp(a, "-o")) {
-            i++; /* its value */
-            continue;
-        }
-        if (a[0] == '-')
-            continue;
-        if (n < 3)
-            plain[n] = i;
-        n++;
-    }
-    if (n != 2)
-        return 0;
-    free(args->argv[plain[0]]);
-    memmove(&args->argv[plain[0]], &args->argv[plain[0] + 1],
-            (size_t)(args->argc - plain[0]) * sizeof(*args->argv));
-    args->argc--;
-    return 0;
+           "LLAMA_CLOUD_API_KEY (else LLAMA_PARSE_API_KEY) or -o api_key_file.\n\n",
+           program);
+    options_write_help(stdout);
+    printf("\n");
 }
 
 /* Adds the mount options batchfs always wants to FUSE's arguments. */
-static int main_mount_options(struct fuse_args *args)
+static int main_mount_options(struct fuse_args *args, bool allow_other)
 {
-    bool allow_other = false;
-
-    for (int i = 0; i < args->argc; i++)
-        if (strstr(args->argv[i], "allow_other"))
-            allow_other = true;
     if (fuse_opt_add_arg(args, "-oro,fsname=batchfs,subtype=batchfs"))
         return -ENOMEM;
     /* Shared with other users, the mount must apply the permissions it shows. */
@@ -414,7 +379,6 @@ int main(int argc, char *argv[])
         fprintf(stderr, "batchfs: %s\n", rc == -ENOMEM ? strerror(ENOMEM) : err);
         goto out;
     }
-    main_drop_mount_source(&args);
     if (fuse_parse_cmdline(&args, &cmd))
         goto out;
     if (cmd.show_help) {
@@ -509,7 +473,7 @@ int main(int argc, char *argv[])
     }
 
     ctx.xattr = opts.xattr;
-    if (main_mount_options(&args))
+    if (main_mount_options(&args, opts.allow_other))
         goto out;
     se = fuse_session_new(&args, &ops_table, sizeof(ops_table), &ctx);
     if (!se)

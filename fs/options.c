@@ -1,9 +1,12 @@
 /*
- * options — batchfs's own command-line options (see include/batchfs/options.h).
+ * options — the batchfs command line (see include/batchfs/options.h).
  *
- * fuse_opt_parse() pulls our "-o name=value" options out as strings; each is
- * then converted and range-checked here so that a typo fails the mount with
- * a message naming the option, before anything is mounted.
+ * options_table below is the only place an option is described: the
+ * parser's fuse_opt templates, its defaults and --help all come from it.
+ * fuse_opt_parse() hands each "-o name=value" of ours to options_take() as
+ * a string; every value is then converted and range-checked here, so that
+ * a typo fails the mount with a message naming the option, before anything
+ * is mounted.
  */
 #define FUSE_USE_VERSION 312
 #include "batchfs/options.h"
@@ -25,98 +28,163 @@
 
 #define OPTIONS_KEY_MAX 4096
 
-const char options_help[] =
-    "batchfs options:\n"
-    "    -o base_url=URL        API address (default: $LLAMA_CLOUD_BASE_URL, else\n"
-    "                           " OPTIONS_DEFAULT_BASE_URL ")\n"
-    "    -o api_key_file=PATH   read the API key from PATH, a file private to its owner\n"
-    "                           (default: $LLAMA_CLOUD_API_KEY, else $LLAMA_PARSE_API_KEY)\n"
-    "    -o project_id=ID       send project_id=ID with every request\n"
-    "    -o organization_id=ID  send organization_id=ID with every request\n"
-    "    -o cache_ttl=SECONDS   how long listings stay fresh (default 30)\n"
-    "    -o terminal_ttl=SECONDS  the same for finished jobs and batches (default 600)\n"
-    "    -o stale_if_error=0|1  serve the last good copy when a refresh fails (default 1)\n"
-    "    -o xattr=0|1           user.llamacloud.* extended attributes (default 1; 0 tells\n"
-    "                           the kernel there are none, and it stops asking)\n"
-    "    -o max_stale=SECONDS   ...if it expired at most this long ago (default 3600)\n"
-    "    -o retries=N           retries of a failed request (default 4)\n"
-    "    -o timeout=SECONDS     an attempt fails after this long without progress\n"
-    "                           (default 30)\n"
-    "    -o connect_timeout=SECONDS  time to connect (default 10)\n"
-    "    -o max_connections=N   API requests in flight at once (default 8)\n"
-    "    -o max_response=SIZE   largest response body accepted (default 256M)\n"
-    "    -o cache_size=SIZE     memory for cached listings and finished jobs' pages\n"
-    "                           (default 1G)\n"
-    "    -o log_level=LEVEL     error, warning, info or debug (default warning;\n"
-    "                           -d sets debug)\n";
+/*
+ * The name, fuse_opt template, kind and field of an option. The _Generic
+ * makes the build fail when the field's type is not the one its kind
+ * converts to (options_convert() writes through the offset).
+ */
+#define OPTIONS_FIELD(field, type, kind_)                                                \
+    .name = #field, .match = #field "=", .kind = kind_,                                  \
+    .offset = offsetof(struct options, field) +                                          \
+              0 * sizeof(_Generic(((struct options *)0)->field, type : 0))
 
-/* The raw strings fuse_opt_parse() fills in; converted by options_convert(). */
-struct options_raw {
-    char *base_url, *api_key_file, *project_id, *organization_id;
-    char *cache_ttl, *terminal_ttl, *max_stale, *stale_if_error, *xattr;
-    char *retries, *timeout, *connect_timeout, *max_connections;
-    char *max_response, *cache_size, *log_level, *api_key;
+#define OPTIONS_URL(field) OPTIONS_FIELD(field, char *, OPTIONS_KIND_URL)
+#define OPTIONS_PATH(field) OPTIONS_FIELD(field, char *, OPTIONS_KIND_PATH)
+#define OPTIONS_ID(field) OPTIONS_FIELD(field, char *, OPTIONS_KIND_ID)
+#define OPTIONS_SECONDS(field) OPTIONS_FIELD(field, double, OPTIONS_KIND_SECONDS)
+#define OPTIONS_COUNT(field) OPTIONS_FIELD(field, unsigned, OPTIONS_KIND_COUNT)
+#define OPTIONS_BOOL(field) OPTIONS_FIELD(field, bool, OPTIONS_KIND_BOOL)
+#define OPTIONS_SIZE(field) OPTIONS_FIELD(field, size_t, OPTIONS_KIND_SIZE)
+#define OPTIONS_LEVEL(field) OPTIONS_FIELD(field, int, OPTIONS_KIND_LEVEL)
+
+const struct options_row options_table[] = {
+    {OPTIONS_URL(base_url), .placeholder = "URL", .env = "LLAMA_CLOUD_BASE_URL",
+     .value = OPTIONS_DEFAULT_BASE_URL, .meaning = "API address (http or https only)"},
+    /* The key's own fallbacks are options_load_key()'s, not the parser's. */
+    {OPTIONS_PATH(api_key_file), .placeholder = "PATH",
+     .shown = "$LLAMA_CLOUD_API_KEY, else $LLAMA_PARSE_API_KEY",
+     .meaning = "read the key from a file no one but its owner may read or write"},
+    {OPTIONS_ID(project_id), .placeholder = "ID", .meaning = "sent with every request"},
+    {OPTIONS_ID(organization_id), .placeholder = "ID",
+     .meaning = "sent with every request"},
+    {OPTIONS_SECONDS(cache_ttl), .placeholder = "SECONDS", .max = 86400 * 7,
+     .value = "30", .meaning = "how long a listing stays fresh"},
+    {OPTIONS_SECONDS(terminal_ttl), .placeholder = "SECONDS", .max = 86400 * 7,
+     .value = "600",
+     .meaning = "the same for finished (completed, failed, cancelled) jobs and batches"},
+    {OPTIONS_BOOL(stale_if_error), .placeholder = "0|1", .value = "1",
+     .meaning = "serve the last good copy when a refresh fails"},
+    {OPTIONS_SECONDS(max_stale), .placeholder = "SECONDS", .max = 86400 * 30,
+     .value = "3600", .meaning = "...if it expired at most this long ago"},
+    {OPTIONS_BOOL(xattr), .placeholder = "0|1", .value = "1",
+     .meaning = "serve the user.llamacloud.* extended attributes; with 0 there are none "
+                "and the kernel stops asking for any"},
+    {OPTIONS_COUNT(retries), .placeholder = "N", .max = 20, .value = "4",
+     .meaning = "retries of a failed request"},
+    {OPTIONS_COUNT(timeout), .placeholder = "SECONDS", .min = 1, .max = 3600,
+     .value = "30", .meaning = "an attempt fails after this long without a byte"},
+    {OPTIONS_COUNT(connect_timeout), .placeholder = "SECONDS", .min = 1, .max = 600,
+     .value = "10", .meaning = "time to connect"},
+    {OPTIONS_COUNT(max_connections), .placeholder = "N", .min = 1, .max = 64,
+     .value = "8", .meaning = "API requests in flight at once, all folders together"},
+    {OPTIONS_SIZE(max_response), .placeholder = "SIZE", .min = 4096, .value = "256M",
+     .meaning = "largest response body accepted (decoded)"},
+    {OPTIONS_SIZE(cache_size), .placeholder = "SIZE", .min = 1 << 20, .value = "1G",
+     .meaning = "memory for cached listings and the pages of finished jobs (least "
+                "recently used go first)"},
+    {OPTIONS_LEVEL(log_level), .placeholder = "LEVEL", .value = "warning",
+     .meaning = "error, warning, info or debug; -d sets debug"},
 };
 
-#define OPTIONS_STR(name) {#name "=%s", offsetof(struct options_raw, name), 0}
+#define OPTIONS_ROWS (sizeof(options_table) / sizeof(options_table[0]))
 
-static const struct fuse_opt options_spec[] = {
-    OPTIONS_STR(base_url),        OPTIONS_STR(api_key_file),
-    OPTIONS_STR(project_id),      OPTIONS_STR(organization_id),
-    OPTIONS_STR(cache_ttl),       OPTIONS_STR(terminal_ttl),
-    OPTIONS_STR(max_stale),       OPTIONS_STR(stale_if_error),
-    OPTIONS_STR(xattr),
-    OPTIONS_STR(retries),         OPTIONS_STR(timeout),
-    OPTIONS_STR(connect_timeout), OPTIONS_STR(max_connections),
-    OPTIONS_STR(max_response),    OPTIONS_STR(cache_size),
-    OPTIONS_STR(log_level),       OPTIONS_STR(api_key),
-    FUSE_OPT_END,
-};
+const size_t options_table_length = OPTIONS_ROWS;
 
-static void options_raw_free(struct options_raw *raw)
+size_t options_default_text(const struct options_row *row, char *buf, size_t len)
 {
-    char **fields[] = {
-        &raw->base_url,     &raw->api_key_file,    &raw->project_id,
-        &raw->organization_id, &raw->cache_ttl,    &raw->terminal_ttl,
-        &raw->max_stale,    &raw->stale_if_error,  &raw->retries, &raw->xattr,
-        &raw->timeout,      &raw->connect_timeout, &raw->max_connections,
-        &raw->max_response, &raw->cache_size,      &raw->log_level,
-        &raw->api_key,
-    };
+    int n;
 
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        free(*fields[i]);
-        *fields[i] = NULL;
-    }
+    if (row->shown)
+        n = snprintf(buf, len, "%s", row->shown);
+    else if (row->env && row->value)
+        n = snprintf(buf, len, "$%s, else %s", row->env, row->value);
+    else if (row->env)
+        n = snprintf(buf, len, "$%s", row->env);
+    else
+        n = snprintf(buf, len, "%s", row->value ? row->value : "none");
+    return n < 0 ? 0 : (size_t)n;
 }
 
-static int options_seconds(const char *name, const char *text, double max, double *out,
-                           char *err, size_t errlen)
+/* --help's layout: meanings start in this column, lines end before the
+ * last; the writer shows this byte as a space it never breaks a line at. */
+#define OPTIONS_HELP_COLUMN 27
+#define OPTIONS_HELP_WIDTH 80
+#define OPTIONS_HELP_NO_BREAK '\1'
+
+/* Writes `text` from column `col` on, starting at OPTIONS_HELP_COLUMN (or
+ * two spaces on when `col` is past it) and breaking between words. */
+static void options_write_wrapped(FILE *out, size_t col, const char *text)
+{
+    size_t pad = col + 2 > OPTIONS_HELP_COLUMN ? 2 : OPTIONS_HELP_COLUMN - col;
+
+    fprintf(out, "%*s", (int)pad, "");
+    col += pad;
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, " ");
+
+        if (p != text && col + 1 + n >= OPTIONS_HELP_WIDTH) {
+            fprintf(out, "\n%*s", OPTIONS_HELP_COLUMN, "");
+            col = OPTIONS_HELP_COLUMN;
+        } else if (p != text) {
+            fputc(' ', out);
+            col++;
+        }
+        for (size_t i = 0; i < n; i++)
+            fputc(p[i] == OPTIONS_HELP_NO_BREAK ? ' ' : p[i], out);
+        col += n;
+        p += n;
+        p += strspn(p, " ");
+    }
+    fputc('\n', out);
+}
+
+int options_write_help(FILE *out)
+{
+    fputs("batchfs options:\n", out);
+    for (size_t i = 0; i < OPTIONS_ROWS; i++) {
+        const struct options_row *row = &options_table[i];
+        char shown[256], text[512];
+        int col = fprintf(out, "    -o %s=%s", row->name, row->placeholder);
+
+        /* "(default 3600)" stays on one line; a long default may break
+         * after a comma ("$LLAMA_CLOUD_BASE_URL, else ..."). */
+        options_default_text(row, shown, sizeof(shown));
+        for (char *p = shown + 1; *shown && *p; p++)
+            if (*p == ' ' && p[-1] != ',')
+                *p = OPTIONS_HELP_NO_BREAK;
+        if (row->value || row->env || row->shown)
+            snprintf(text, sizeof(text), "%s (default%c%s)", row->meaning,
+                     OPTIONS_HELP_NO_BREAK, shown);
+        else
+            snprintf(text, sizeof(text), "%s", row->meaning);
+        options_write_wrapped(out, col < 0 ? 0 : (size_t)col, text);
+    }
+    return ferror(out) ? -EIO : 0;
+}
+
+static int options_seconds(const char *name, const char *text, double min, double max,
+                           double *out, char *err, size_t errlen)
 {
     char *end;
     double v;
 
-    if (!text)
-        return 0;
     errno = 0;
     v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v) || v < 0 || v > max) {
-        snprintf(err, errlen, "%s: expected seconds from 0 to %.0f, got '%s'", name, max,
-                 text);
+    if (errno || end == text || *end || !isfinite(v) || v < min || v > max) {
+        snprintf(err, errlen, "%s: expected seconds from %.0f to %.0f, got '%s'", name,
+                 min, max, text);
         return -EINVAL;
     }
     *out = v;
     return 0;
 }
 
-static int options_unsigned(const char *name, const char *text, unsigned min, unsigned max,
-                            unsigned *out, char *err, size_t errlen)
+static int options_unsigned(const char *name, const char *text, unsigned min,
+                            unsigned max, unsigned *out, char *err, size_t errlen)
 {
     char *end;
     unsigned long v;
 
-    if (!text)
-        return 0;
     errno = 0;
     v = strtoul(text, &end, 10);
     if (errno || end == text || *end || !isdigit((unsigned char)text[0]) || v < min ||
@@ -144,13 +212,16 @@ int options_parse_size(const char *text, size_t *out)
     switch (*end) {
     case '\0':
         break;
-    case 'k': case 'K':
+    case 'k':
+    case 'K':
         shift = 10;
         break;
-    case 'm': case 'M':
+    case 'm':
+    case 'M':
         shift = 20;
         break;
-    case 'g': case 'G':
+    case 'g':
+    case 'G':
         shift = 30;
         break;
     default:
@@ -169,11 +240,10 @@ static int options_size(const char *name, const char *text, size_t min, size_t *
 {
     size_t v;
 
-    if (!text)
-        return 0;
     if (options_parse_size(text, &v) || v < min) {
-        snprintf(err, errlen, "%s: expected a size of at least %zu bytes such as 64M, got '%s'",
-                 name, min, text);
+        snprintf(err, errlen,
+                 "%s: expected a size of at least %zu bytes such as 64M, got '%s'", name,
+                 min, text);
         return -EINVAL;
     }
     *out = v;
@@ -183,8 +253,6 @@ static int options_size(const char *name, const char *text, size_t min, size_t *
 static int options_bool(const char *name, const char *text, bool *out, char *err,
                         size_t errlen)
 {
-    if (!text)
-        return 0;
     if (!strcmp(text, "1") || !strcmp(text, "yes") || !strcmp(text, "true")) {
         *out = true;
     } else if (!strcmp(text, "0") || !strcmp(text, "no") || !strcmp(text, "false")) {
@@ -196,34 +264,34 @@ static int options_bool(const char *name, const char *text, bool *out, char *err
     return 0;
 }
 
-static int options_level(const char *text, int *out, char *err, size_t errlen)
+static int options_level(const char *name, const char *text, int *out, char *err,
+                         size_t errlen)
 {
     static const char *const names[] = {"error", "warning", "info", "debug"};
 
-    if (!text)
-        return 0;
     for (int i = 0; i < 4; i++) {
         if (!strcmp(text, names[i])) {
             *out = i;
             return 0;
         }
     }
-    snprintf(err, errlen, "log_level: expected error, warning, info or debug, got '%s'",
+    snprintf(err, errlen, "%s: expected error, warning, info or debug, got '%s'", name,
              text);
     return -EINVAL;
 }
 
-static int options_url(const char *text, char **out, char *err, size_t errlen)
+static int options_url(const char *name, const char *text, char **out, char *err,
+                       size_t errlen)
 {
     size_t len;
 
     if (strncmp(text, "http://", 7) && strncmp(text, "https://", 8)) {
-        snprintf(err, errlen, "base_url: must start with http:// or https://");
+        snprintf(err, errlen, "%s: must start with http:// or https://", name);
         return -EINVAL;
     }
     for (const char *p = text; *p; p++) {
         if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#') {
-            snprintf(err, errlen, "base_url: must not contain spaces, '?' or '#'");
+            snprintf(err, errlen, "%s: must not contain spaces, '?' or '#'", name);
             return -EINVAL;
         }
     }
@@ -238,10 +306,9 @@ static int options_url(const char *text, char **out, char *err, size_t errlen)
 
 /* Ids go into query strings; they are escaped there, but an id with odd
  * characters is surely a mistake worth reporting at mount time. */
-static int options_id(const char *name, char *text, char **out, char *err, size_t errlen)
+static int options_id(const char *name, const char *text, char **out, char *err,
+                      size_t errlen)
 {
-    if (!text)
-        return 0;
     for (const char *p = text; *p; p++) {
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
             snprintf(err, errlen, "%s: expected letters, digits, '-' or '_'", name);
@@ -256,99 +323,171 @@ static int options_id(const char *name, char *text, char **out, char *err, size_
     return *out ? 0 : -ENOMEM;
 }
 
-static int options_convert(const struct options_raw *raw, struct options *out, char *err,
-                           size_t errlen)
+static bool options_kind_is_text(enum options_kind kind)
 {
-    const char *env_url = getenv("LLAMA_CLOUD_BASE_URL");
+    return kind == OPTIONS_KIND_URL || kind == OPTIONS_KIND_PATH ||
+           kind == OPTIONS_KIND_ID;
+}
+
+/* Converts `text` into the field of `row` in `out`. */
+static int options_convert(const struct options_row *row, const char *text,
+                           struct options *out, char *err, size_t errlen)
+{
+    void *field = (char *)out + row->offset;
+
+    switch (row->kind) {
+    case OPTIONS_KIND_URL:
+        return options_url(row->name, text, field, err, errlen);
+    case OPTIONS_KIND_PATH:
+        *(char **)field = strdup(text);
+        return *(char **)field ? 0 : -ENOMEM;
+    case OPTIONS_KIND_ID:
+        return options_id(row->name, text, field, err, errlen);
+    case OPTIONS_KIND_SECONDS:
+        return options_seconds(row->name, text, row->min, row->max, field, err, errlen);
+    case OPTIONS_KIND_COUNT:
+        return options_unsigned(row->name, text, (unsigned)row->min, (unsigned)row->max,
+                                field, err, errlen);
+    case OPTIONS_KIND_BOOL:
+        return options_bool(row->name, text, field, err, errlen);
+    case OPTIONS_KIND_SIZE:
+        return options_size(row->name, text, (size_t)row->min, field, err, errlen);
+    case OPTIONS_KIND_LEVEL:
+        return options_level(row->name, text, field, err, errlen);
+    }
+    snprintf(err, errlen, "%s: unknown kind of option", row->name);
+    return -EINVAL;
+}
+
+/* Sets the field of `row` from what the command line gave (`given`, or
+ * NULL), else its environment variable, else its default. */
+static int options_apply(const struct options_row *row, const char *given,
+                         struct options *out, char *err, size_t errlen)
+{
+    const char *env = row->env && !given ? getenv(row->env) : NULL;
     int rc;
 
-    if (raw->api_key) {
-        snprintf(err, errlen,
+    if (env && *env) {
+        rc = options_convert(row, env, out, err, errlen);
+        if (rc == -EINVAL) {
+            size_t len = strnlen(err, errlen);
+
+            snprintf(err + len, errlen - len, " (from $%s)", row->env);
+        }
+        return rc;
+    }
+    if (!given)
+        given = row->value;
+    return given ? options_convert(row, given, out, err, errlen) : 0;
+}
+
+/* fuse_opt keys beyond the table's rows (which are keyed by their index). */
+enum {
+    OPTIONS_KEY_API_KEY = 1000,
+    OPTIONS_KEY_ALLOW_OTHER,
+};
+
+/* What options_take() collects while fuse_opt_parse() runs. */
+struct options_context {
+    char *given[OPTIONS_ROWS]; /* owned; the last value given for each row */
+    char *plain[2];            /* owned; [SOURCE] MOUNTPOINT */
+    unsigned plain_count;
+    bool allow_other;
+    int rc; /* why options_take() stopped the parse */
+    char *err;
+    size_t errlen;
+};
+
+/* fuse_opt_proc_t: keeps our options and the plain arguments, refuses a key
+ * on the command line, and leaves everything else for libfuse (1). */
+static int options_take(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct options_context *ctx = data;
+    char *copy;
+
+    (void)outargs;
+    if (key == OPTIONS_KEY_ALLOW_OTHER) {
+        ctx->allow_other = true;
+        return 1;
+    }
+    if (key == OPTIONS_KEY_API_KEY) {
+        snprintf(ctx->err, ctx->errlen,
                  "the API key is never taken from the command line (it would show in ps);"
                  " use LLAMA_CLOUD_API_KEY or -o api_key_file=PATH");
-        return -EINVAL;
+        ctx->rc = -EINVAL;
+        return -1;
     }
-    rc = options_url(raw->base_url   ? raw->base_url
-                     : env_url && *env_url ? env_url
-                                           : OPTIONS_DEFAULT_BASE_URL,
-                     &out->base_url, err, errlen);
-    if (!rc && raw->api_key_file) {
-        out->api_key_file = strdup(raw->api_key_file);
-        if (!out->api_key_file)
-            rc = -ENOMEM;
+    if (key == FUSE_OPT_KEY_NONOPT && ctx->plain_count == 2) {
+        snprintf(
+            ctx->err, ctx->errlen,
+            "unexpected argument '%s' (usage: batchfs [options] [SOURCE] MOUNTPOINT)",
+            arg);
+        ctx->rc = -EINVAL;
+        return -1;
     }
-    if (!rc)
-        rc = options_id("project_id", raw->project_id, &out->project_id, err, errlen);
-    if (!rc)
-        rc = options_id("organization_id", raw->organization_id, &out->organization_id,
-                        err, errlen);
-    if (!rc)
-        rc = options_seconds("cache_ttl", raw->cache_ttl, 86400 * 7, &out->cache_ttl, err,
-                             errlen);
-    if (!rc)
-        rc = options_seconds("terminal_ttl", raw->terminal_ttl, 86400 * 7,
-                             &out->terminal_ttl, err, errlen);
-    if (!rc)
-        rc = options_seconds("max_stale", raw->max_stale, 86400 * 30, &out->max_stale, err,
-                             errlen);
-    if (!rc)
-        rc = options_bool("stale_if_error", raw->stale_if_error, &out->stale_if_error, err,
-                          errlen);
-    if (!rc)
-        rc = options_bool("xattr", raw->xattr, &out->xattr, err, errlen);
-    if (!rc)
-        rc = options_unsigned("retries", raw->retries, 0, 20, &out->retries, err, errlen);
-    if (!rc)
-        rc = options_unsigned("timeout", raw->timeout, 1, 3600, &out->timeout, err, errlen);
-    if (!rc)
-        rc = options_unsigned("connect_timeout", raw->connect_timeout, 1, 600,
-                              &out->connect_timeout, err, errlen);
-    if (!rc)
-        rc = options_unsigned("max_connections", raw->max_connections, 1, 64,
-                              &out->max_connections, err, errlen);
-    if (!rc)
-        rc = options_size("max_response", raw->max_response, 4096, &out->max_response, err,
-                          errlen);
-    if (!rc)
-        rc = options_size("cache_size", raw->cache_size, 1 << 20, &out->cache_size, err,
-                          errlen);
-    if (!rc)
-        rc = options_level(raw->log_level, &out->log_level, err, errlen);
-    if (rc == -ENOMEM)
-        snprintf(err, errlen, "out of memory");
-    return rc;
+    if (key != FUSE_OPT_KEY_NONOPT && (key < 0 || (size_t)key >= OPTIONS_ROWS))
+        return 1;
+    copy =
+        strdup(key == FUSE_OPT_KEY_NONOPT ? arg : arg + strlen(options_table[key].match));
+    if (!copy) {
+        ctx->rc = -ENOMEM;
+        return -1;
+    }
+    if (key == FUSE_OPT_KEY_NONOPT) {
+        ctx->plain[ctx->plain_count++] = copy;
+    } else {
+        /* The last one given wins, as with FUSE's own options. */
+        free(ctx->given[key]);
+        ctx->given[key] = copy;
+    }
+    return 0;
 }
 
 int options_parse(struct fuse_args *args, struct options *out, char *err, size_t errlen)
 {
-    struct options_raw raw;
-    int rc;
+    struct fuse_opt spec[OPTIONS_ROWS + 3];
+    struct options_context ctx = {.err = err, .errlen = errlen};
+    int rc = 0;
 
-    memset(&raw, 0, sizeof(raw));
     memset(out, 0, sizeof(*out));
-    out->cache_ttl = 30;
-    out->terminal_ttl = 600;
-    out->max_stale = 3600;
-    out->stale_if_error = true;
-    out->xattr = true;
-    out->retries = 4;
-    out->timeout = 30;
-    out->connect_timeout = 10;
-    out->max_connections = 8;
-    out->max_response = (size_t)256 << 20;
-    out->cache_size = (size_t)1 << 30;
-    out->log_level = LOG_LEVEL_WARNING;
     if (errlen)
         err[0] = '\0';
+    for (size_t i = 0; i < OPTIONS_ROWS; i++)
+        spec[i] = (struct fuse_opt)FUSE_OPT_KEY(options_table[i].match, (int)i);
+    spec[OPTIONS_ROWS] = (struct fuse_opt)FUSE_OPT_KEY("api_key=", OPTIONS_KEY_API_KEY);
+    spec[OPTIONS_ROWS + 1] =
+        (struct fuse_opt)FUSE_OPT_KEY("allow_other", OPTIONS_KEY_ALLOW_OTHER);
+    spec[OPTIONS_ROWS + 2] = (struct fuse_opt)FUSE_OPT_END;
 
-    if (fuse_opt_parse(args, &raw, options_spec, NULL) == -1) {
-        snprintf(err, errlen, "cannot parse the options");
-        rc = -EINVAL;
+    if (fuse_opt_parse(args, &ctx, spec, options_take) == -1) {
+        rc = ctx.rc ? ctx.rc : -EINVAL;
+        if (!ctx.rc)
+            snprintf(err, errlen, "cannot parse the options");
         goto out;
     }
-    rc = options_convert(&raw, out, err, errlen);
+    for (size_t i = 0; i < OPTIONS_ROWS && !rc; i++)
+        rc = options_apply(&options_table[i], ctx.given[i], out, err, errlen);
+    out->allow_other = ctx.allow_other;
+    /*
+     * mount(8) and fstab run "batchfs SOURCE MOUNTPOINT -o OPTIONS" (through
+     * mount.fuse3); the source names nothing to batchfs (base_url gives the
+     * API). The mount point goes back to libfuse, which resolves it (and
+     * knows /dev/fd/N); "--" keeps one that starts with '-' a mount point.
+     */
+    if (!rc && ctx.plain_count) {
+        const char *mountpoint = ctx.plain[ctx.plain_count - 1];
+
+        if ((mountpoint[0] == '-' && fuse_opt_add_arg(args, "--")) ||
+            fuse_opt_add_arg(args, mountpoint))
+            rc = -ENOMEM;
+    }
 out:
-    options_raw_free(&raw);
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; i < OPTIONS_ROWS; i++)
+        free(ctx.given[i]);
+    free(ctx.plain[0]);
+    free(ctx.plain[1]);
     return rc;
 }
 
@@ -457,9 +596,9 @@ int options_load_key(const struct options *opts, char **key, char *err, size_t e
 
 void options_free(struct options *opts)
 {
-    free(opts->base_url);
-    free(opts->api_key_file);
-    free(opts->project_id);
-    free(opts->organization_id);
+    for (size_t i = 0; i < OPTIONS_ROWS; i++) {
+        if (options_kind_is_text(options_table[i].kind))
+            free(*(char **)((char *)opts + options_table[i].offset));
+    }
     memset(opts, 0, sizeof(*opts));
 }
