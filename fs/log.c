@@ -8,6 +8,7 @@
  */
 #include "batchfs/log.h"
 
+#include <fuse_log.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,4 +139,32 @@ void log_message(enum log_level level, const char *fmt, ...)
         fprintf(stderr, "batchfs %s.%03ld %s: %s\n", stamp, now.tv_nsec / 1000000L,
                 log_level_name(level), line);
     }
+}
+
+static enum log_level log_level_of_libfuse(enum fuse_log_level level)
+{
+    if (level <= FUSE_LOG_ERR)
+        return LOG_LEVEL_ERROR;
+    if (level == FUSE_LOG_WARNING)
+        return LOG_LEVEL_WARNING;
+    return level <= FUSE_LOG_INFO ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+}
+
+/* fuse_log_func_t. libfuse ends each message with a newline, which
+ * log_message() would show as '?': the text is cut into its lines. */
+static void log_from_libfuse(enum fuse_log_level fuse_level, const char *fmt, va_list ap)
+{
+    enum log_level level = log_level_of_libfuse(fuse_level);
+    char text[LOG_LINE_MAX], *line, *rest;
+
+    if (!log_enabled(level) && level > LOG_LEVEL_WARNING)
+        return;
+    vsnprintf(text, sizeof(text), fmt, ap);
+    for (line = strtok_r(text, "\n", &rest); line; line = strtok_r(NULL, "\n", &rest))
+        log_message(level, "%s", line);
+}
+
+void log_take_libfuse_messages(void)
+{
+    fuse_set_log_func(log_from_libfuse);
 }

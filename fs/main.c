@@ -374,6 +374,7 @@ int main(int argc, char *argv[])
     if (sem_init(&main_wake, 0, 0))
         return 1;
     log_setup(LOG_LEVEL_INFO, false);
+    log_take_libfuse_messages();
     rc = options_parse(&args, &opts, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "batchfs: %s\n", rc == -ENOMEM ? strerror(ENOMEM) : err);

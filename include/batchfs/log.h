@@ -35,6 +35,15 @@ void log_add_secret(const char *secret);
  * and when. False when there was none. Thread-safe. */
 bool log_last_problem(char *out, size_t len, time_t *when);
 
+/*
+ * Sends libfuse's own messages (its option errors, -d's request trace)
+ * through log_message(), so that they are redacted, follow the threshold
+ * and go to syslog when daemonized: libfuse's error, critical, alert and
+ * emergency are errors, warning a warning, notice and info info, debug
+ * debug. Call once, before threads start.
+ */
+void log_take_libfuse_messages(void);
+
 void log_message(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
