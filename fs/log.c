@@ -150,18 +150,38 @@ static enum log_level log_level_of_libfuse(enum fuse_log_level level)
     return level <= FUSE_LOG_INFO ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
 }
 
-/* fuse_log_func_t. libfuse ends each message with a newline, which
- * log_message() would show as '?': the text is cut into its lines. */
+/* What libfuse has written of a line so far, per thread: it writes some
+ * lines in pieces (fuse_session_new()'s "unknown option(s)" takes three
+ * calls) and ends each line with a newline. */
+static _Thread_local char log_libfuse_line[LOG_LINE_MAX];
+static _Thread_local size_t log_libfuse_length;
+
+/* fuse_log_func_t: gathers libfuse's text into lines and logs each whole
+ * line once, at the level of the piece that ends it. */
 static void log_from_libfuse(enum fuse_log_level fuse_level, const char *fmt, va_list ap)
 {
     enum log_level level = log_level_of_libfuse(fuse_level);
-    char text[LOG_LINE_MAX], *line, *rest;
+    char text[LOG_LINE_MAX];
 
     if (!log_enabled(level) && level > LOG_LEVEL_WARNING)
         return;
     vsnprintf(text, sizeof(text), fmt, ap);
-    for (line = strtok_r(text, "\n", &rest); line; line = strtok_r(NULL, "\n", &rest))
-        log_message(level, "%s", line);
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        size_t room = sizeof(log_libfuse_line) - 1 - log_libfuse_length;
+        size_t take = n < room ? n : room;
+
+        memcpy(log_libfuse_line + log_libfuse_length, p, take);
+        log_libfuse_length += take;
+        log_libfuse_line[log_libfuse_length] = '\0';
+        p += n;
+        if (*p == '\n') {
+            if (log_libfuse_length)
+                log_message(level, "%s", log_libfuse_line);
+            log_libfuse_length = 0;
+            p++;
+        }
+    }
 }
 
 void log_take_libfuse_messages(void)

@@ -7,8 +7,8 @@ evicted while open is found again, not fetched again, and a finished job's
 pages are dropped and fetched again by offset); that a wrong key fails
 the mount; that junk names cost no request; that a second walk within the
 cache lifetime costs no request; that a folder its job counts at more than a
-page has its first pages asked for together; and that every write fails
-with EROFS.
+page has its first pages asked for together; that every write fails
+with EROFS; and that libfuse's own errors come out as batchfs's log lines.
 """
 import errno
 import json
@@ -546,6 +546,14 @@ class MountFailures(unittest.TestCase):
     def test_bad_option(self):
         err = self.failed_mount_with("cache_ttl=abc")
         self.assertIn("cache_ttl", err)
+
+    def test_libfuse_error_is_a_log_line(self):
+        # libfuse refuses an option it does not know; its message comes
+        # through batchfs's logger like any other.
+        err = self.failed_mount_with("no_such_fuse_option")
+        lines = [l for l in err.splitlines() if "no_such_fuse_option" in l]
+        self.assertEqual(len(lines), 1, err)
+        self.assertRegex(lines[0], r"^batchfs [0-9:.]+ error: fuse: unknown option")
 
     def failed_mount_with(self, option):
         m = harness.Mount(self.double, option, wait=False)

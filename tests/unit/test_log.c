@@ -15,29 +15,47 @@
 
 #include "batchfs/log.h"
 
-/* Runs fuse_log(level, text) with stderr sent to a file; returns what was
- * written (malloc'd). */
-static char *stderr_of_fuse_log(enum fuse_log_level level, const char *text)
+/* stderr sent to a file while a test logs. */
+struct capture {
+    FILE *file;
+    int saved; /* the real stderr */
+};
+
+static void capture_start(struct capture *c)
 {
-    FILE *capture = tmpfile();
-    int saved = dup(STDERR_FILENO);
+    c->file = tmpfile();
+    assert_non_null(c->file);
+    c->saved = dup(STDERR_FILENO);
+    assert_true(c->saved >= 0);
+    fflush(stderr);
+    assert_true(dup2(fileno(c->file), STDERR_FILENO) >= 0);
+}
+
+/* Puts stderr back; returns what was written to it (malloc'd). */
+static char *capture_end(struct capture *c)
+{
     char *out = calloc(1, 4096);
     size_t n;
 
-    assert_non_null(capture);
     assert_non_null(out);
-    assert_true(saved >= 0);
     fflush(stderr);
-    assert_true(dup2(fileno(capture), STDERR_FILENO) >= 0);
-    fuse_log(level, "%s", text);
-    fflush(stderr);
-    assert_true(dup2(saved, STDERR_FILENO) >= 0);
-    close(saved);
-    rewind(capture);
-    n = fread(out, 1, 4095, capture);
+    assert_true(dup2(c->saved, STDERR_FILENO) >= 0);
+    close(c->saved);
+    rewind(c->file);
+    n = fread(out, 1, 4095, c->file);
     out[n] = '\0';
-    fclose(capture);
+    fclose(c->file);
     return out;
+}
+
+/* What fuse_log(level, text) writes to stderr (malloc'd). */
+static char *stderr_of_fuse_log(enum fuse_log_level level, const char *text)
+{
+    struct capture c;
+
+    capture_start(&c);
+    fuse_log(level, "%s", text);
+    return capture_end(&c);
 }
 
 static void test_libfuse_errors_become_log_lines(void **state)
@@ -87,12 +105,30 @@ static void test_libfuse_levels_and_lines(void **state)
     free(out);
 }
 
+/* libfuse writes some lines in pieces; they make one log line. */
+static void test_libfuse_line_in_pieces(void **state)
+{
+    struct capture c;
+    char *out;
+
+    (void)state;
+    capture_start(&c);
+    fuse_log(FUSE_LOG_ERR, "fuse: unknown option(s): `");
+    fuse_log(FUSE_LOG_ERR, "%s ", "-o one");
+    fuse_log(FUSE_LOG_ERR, "%s'\n", "-o two");
+    out = capture_end(&c);
+    assert_non_null(strstr(out, " error: fuse: unknown option(s): `-o one -o two'\n"));
+    assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_libfuse_errors_become_log_lines),
         cmocka_unit_test(test_libfuse_messages_are_redacted),
         cmocka_unit_test(test_libfuse_levels_and_lines),
+        cmocka_unit_test(test_libfuse_line_in_pieces),
     };
 
     log_setup(LOG_LEVEL_INFO, false);
