@@ -8,7 +8,8 @@ pages are dropped and fetched again by offset); that a wrong key fails
 the mount; that junk names cost no request; that a second walk within the
 cache lifetime costs no request; that a folder its job counts at more than a
 page has its first pages asked for together; that every write fails
-with EROFS; and that libfuse's own errors come out as batchfs's log lines.
+with EROFS; that allow_other, and only it, brings default_permissions; and
+that libfuse's own errors come out as batchfs's log lines.
 """
 import errno
 import json
@@ -563,6 +564,39 @@ class MountFailures(unittest.TestCase):
             err = m.stop()
         self.assertNotEqual(status, 0)
         return err
+
+
+class MountOptionsPassedOn(unittest.TestCase):
+    """allow_other is found among the options (not in the text of another
+    option's value) and brings default_permissions with it."""
+
+    def setUp(self):
+        self.double = harness.Double()
+
+    def tearDown(self):
+        self.double.stop()
+
+    def mount_options(self, *options):
+        """The options the kernel holds for a mount with `options`."""
+        m = harness.Mount(self.double, *options)
+        try:
+            path = os.path.realpath(m.path)
+            with open("/proc/self/mountinfo") as f:
+                line = [l for l in f if l.split()[4] == path][0]
+        finally:
+            harness.check_driver_output(m.stop(), m.status)
+        return line.split()[-1].split(",")
+
+    @unittest.skipUnless(os.geteuid() == 0, "allow_other needs root or user_allow_other")
+    def test_allow_other_brings_default_permissions(self):
+        options = self.mount_options("allow_other")
+        self.assertIn("allow_other", options)
+        self.assertIn("default_permissions", options)
+
+    def test_a_value_naming_allow_other_is_not_it(self):
+        options = self.mount_options("fsname=allow_other")
+        self.assertNotIn("allow_other", options)
+        self.assertNotIn("default_permissions", options)
 
 
 def thp_available():
