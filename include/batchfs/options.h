@@ -39,7 +39,7 @@ struct options {
     unsigned connect_timeout; /* seconds */
     unsigned max_connections; /* requests in flight at once */
     size_t max_response;      /* bytes */
-    size_t cache_size;        /* bytes of cached listings */
+    size_t cache_size;        /* bytes of cached listings and finished jobs' pages */
     int log_level;            /* enum log_level */
     bool allow_other;         /* FUSE's allow_other was given (and left for libfuse) */
 };
@@ -72,7 +72,7 @@ struct options_row {
     const char *meaning; /* one line, for --help */
 };
 
-/* The options, in the order --help, the README and the man page list them. */
+/* The options, in the order --help lists them. */
 extern const struct options_row options_table[];
 extern const size_t options_table_length;
 
