@@ -8,6 +8,8 @@
  * Man page: .BI "\-o name=" VALUE, then a paragraph holding
  * "(default X)" or "(default: X)", X ending at ')' or ';'; no such text
  * means "none". Every difference is printed before the test fails.
+ * Both also name libfuse's -f, -d, -s, --help and --version (the README
+ * as `-f` anywhere in that section, the man page in .B or .BR lines).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -29,11 +31,25 @@ struct doc_option {
     char shown[256]; /* its default as written */
 };
 
+static void copy_plain(char *to, size_t size, const char *from, size_t len);
+
 struct doc {
     const char *what; /* "README.md", for messages */
     struct doc_option rows[DOCS_MAX_ROWS];
     size_t count;
+    char flags[1024]; /* the other options' entries, in plain text */
 };
+
+/* Appends the plain text of an entry for options other than -o. */
+static void doc_add_flags(struct doc *doc, const char *text, size_t len)
+{
+    size_t used = strlen(doc->flags);
+
+    if (used + len + 2 > sizeof(doc->flags))
+        fail_msg("%s: too many other options", doc->what);
+    doc->flags[used++] = ' ';
+    copy_plain(doc->flags + used, sizeof(doc->flags) - used, text, len);
+}
 
 /* The text of a file under BATCHFS_SOURCE_ROOT (malloc'd). */
 static char *read_source_file(const char *relative)
@@ -128,6 +144,13 @@ static void read_readme(struct doc *doc)
 
         if (!strncmp(line, "## ", 3))
             break;
+        /* Other options are `-f` and the like, in a row or in a sentence. */
+        for (const char *tick = memchr(line, '`', (size_t)(end - line)), *close;
+             tick && (close = memchr(tick + 1, '`', (size_t)(end - tick - 1)));
+             tick = memchr(close + 1, '`', (size_t)(end - close - 1))) {
+            if (tick[1] == '-' && strncmp(tick + 1, "-o ", 3))
+                doc_add_flags(doc, tick + 1, (size_t)(close - tick - 1));
+        }
         if (!strncmp(line, "| `-o ", 6)) {
             struct doc_option *row = doc_add(doc);
             const char *first = line + 1, *first_end = cell_end(first, end);
@@ -210,6 +233,8 @@ static void read_man_page(struct doc *doc)
             man_default(row->shown, sizeof(row->shown), paragraph);
             continue;
         }
+        if (!strncmp(line, ".B \\-", 5) || !strncmp(line, ".BR \\-", 6))
+            doc_add_flags(doc, line, (size_t)(end - line));
         line = *end ? end + 1 : end;
     }
     free(text);
@@ -258,6 +283,26 @@ static int compare_with_table(const struct doc *doc)
     return differences;
 }
 
+/* The options of libfuse's command line that batchfs documents. */
+static void expect_flags(const struct doc *doc)
+{
+    static const char *const flags[] = {"-f", "-d", "-s", "--help", "--version"};
+    char tokens[sizeof(doc->flags) + 2];
+
+    /* " -f, -d, -s " -> " -f -d -s ": each flag a word between spaces. */
+    snprintf(tokens, sizeof(tokens), "%s ", doc->flags);
+    for (char *p = tokens; *p; p++)
+        if (*p == ',' || *p == '"')
+            *p = ' ';
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        char word[32];
+
+        snprintf(word, sizeof(word), " %s ", flags[i]);
+        if (!strstr(tokens, word))
+            fail_msg("%s: %s is not listed (found:%s)", doc->what, flags[i], doc->flags);
+    }
+}
+
 static void test_readme_lists_the_tables_options(void **state)
 {
     static struct doc doc = {.what = "README.md"};
@@ -265,6 +310,7 @@ static void test_readme_lists_the_tables_options(void **state)
     (void)state;
     read_readme(&doc);
     assert_int_equal(compare_with_table(&doc), 0);
+    expect_flags(&doc);
 }
 
 static void test_man_page_lists_the_tables_options(void **state)
@@ -274,6 +320,7 @@ static void test_man_page_lists_the_tables_options(void **state)
     (void)state;
     read_man_page(&doc);
     assert_int_equal(compare_with_table(&doc), 0);
+    expect_flags(&doc);
 }
 
 int main(void)
