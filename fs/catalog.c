@@ -790,16 +790,18 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
 }
 
 /* Makes items.ndjson or errors.tsv from lists[0..n): the former as a made
- * blob (derive_ndjson, which sets *bytes), the latter as bytes. */
-static int catalog_aggregate(struct listing *const *lists, size_t n, enum catalog_file kind,
-                             struct entry *self, size_t *bytes)
+ * blob (derive_ndjson, which sets *bytes), the latter as bytes, with a line
+ * for every entry when `every` (see derive_errors_tsv). */
+static int catalog_aggregate(struct listing *const *lists, size_t n,
+                             enum catalog_file kind, bool every, struct entry *self,
+                             size_t *bytes)
 {
     struct buf out = BUF_INIT;
     int rc;
 
     if (kind == CATALOG_FILE_NDJSON)
         return derive_ndjson(lists, n, &self->content, bytes);
-    rc = derive_errors_tsv((const struct listing *const *)lists, n, &out);
+    rc = derive_errors_tsv((const struct listing *const *)lists, n, every, &out);
     if (!rc) {
         self->content = blob_new(out.data ? out.data : "", out.len);
         rc = self->content ? 0 : -ENOMEM;
@@ -832,7 +834,7 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
             n++;
     }
     if (!rc)
-        rc = catalog_aggregate(lists, n, kind, self, bytes);
+        rc = catalog_aggregate(lists, n, kind, true, self, bytes); /* failed items */
     if (!rc && catalog_job_is_terminal(job->status))
         rc = 1;
     for (size_t i = 0; i < n; i++)
@@ -853,7 +855,7 @@ static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id
     if (rc)
         return rc;
     self->mtime = batch->self.mtime;
-    rc = catalog_aggregate(&batch, 1, kind, self, bytes);
+    rc = catalog_aggregate(&batch, 1, kind, false, self, bytes);
     if (!rc && catalog_job_is_terminal(batch->self.status))
         rc = 1;
     listing_release(batch);
