@@ -15,7 +15,6 @@
 #include "batchfs/catalog.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -328,6 +327,32 @@ struct fetch_request {
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id);
 
 /*
+ * The job's own counters, total_items, processed_items, failed_items and
+ * skipped_items: n[i] where known[i], which is false for a counter that is
+ * absent or not a whole number from 0 to 2^53. 0, or -EIO when the job's
+ * text is not at hand or not an object.
+ */
+static int catalog_job_counters(const struct entry *job, size_t n[4], bool known[4])
+{
+    static const char *const keys[] = {"total_items", "processed_items", "failed_items",
+                                       "skipped_items"};
+    struct json_span spans[4];
+    const char *text = NULL;
+    size_t len;
+    int rc;
+
+    if (!job->content || blob_text_begin(job->content, &text, &len))
+        return -EIO;
+    rc = text ? jsontext_members(text, len, keys, 4, spans) : -EINVAL;
+    for (int i = 0; i < 4; i++) {
+        n[i] = 0;
+        known[i] = rc >= 0 && spans[i].len && jsontext_count(text, spans[i], &n[i]);
+    }
+    blob_text_end(job->content);
+    return rc < 0 ? -EIO : 0;
+}
+
+/*
  * How many items the status folders of `job` hold, by the job's own
  * counters: failed_items and skipped_items for theirs, processed_items
  * (read as done: completed, failed or skipped; the reference does not say)
@@ -340,22 +365,11 @@ static int catalog_job_status_terminal(struct catalog *catalog, const char *job_
  */
 static void catalog_folder_sizes(const struct entry *job, struct folder_sizes *out)
 {
-    static const char *const keys[] = {"total_items", "processed_items", "failed_items",
-                                       "skipped_items"};
-    struct json_span spans[4];
-    size_t n[4], len;
+    size_t n[4];
     bool known[4];
-    const char *text = NULL;
-    int rc;
 
     memset(out, 0, sizeof(*out));
-    if (!job->content || blob_text_begin(job->content, &text, &len))
-        return;
-    rc = text ? jsontext_members(text, len, keys, 4, spans) : -EINVAL;
-    for (int i = 0; i < 4 && rc >= 0; i++)
-        known[i] = spans[i].len && jsontext_count(text, spans[i], &n[i]);
-    blob_text_end(job->content);
-    if (rc < 0)
+    if (catalog_job_counters(job, n, known) < 0)
         return;
     if (!known[0] || !known[1] || n[1] > n[0])
         return;
@@ -745,46 +759,25 @@ struct file_request {
     enum catalog_file kind;
 };
 
-/* A whole-number field of an object, 0 when absent or not a count. */
-static size_t catalog_count_field(const json_t *object, const char *key)
-{
-    const json_t *v = json_object_get(object, key);
-    double d = json_is_number(v) ? json_number_value(v) : 0;
-
-    return d >= 1 && d < 9007199254740992.0 ? (size_t)d : 0;
-}
-
 static int catalog_job_progress(struct catalog *catalog, const char *job_id,
                                 struct entry *self)
 {
     struct listing *owner;
     const struct entry *job;
     struct buf out = BUF_INIT;
-    json_error_t error;
-    const char *text;
-    size_t text_len;
-    json_t *obj;
+    size_t n[4];
+    bool known[4];
     int rc;
 
     rc = catalog_job(catalog, job_id, &owner, &job);
     if (rc)
         return rc;
     self->mtime = job->mtime;
-    obj = NULL;
-    if (!blob_text_begin(job->content, &text, &text_len)) {
-        if (text)
-            obj = json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &error);
-        blob_text_end(job->content);
-    }
-    if (!obj) {
-        rc = -EIO;
-    } else {
-        rc = derive_progress(job->status, catalog_count_field(obj, "total_items"),
-                             catalog_count_field(obj, "processed_items"),
-                             catalog_count_field(obj, "failed_items"),
-                             catalog_count_field(obj, "skipped_items"), &out);
-        json_decref(obj);
-    }
+    /* Read as text, like the listings: a stray byte in another field must
+     * not cost the job its progress. A counter unknown counts 0. */
+    rc = catalog_job_counters(job, n, known);
+    if (!rc)
+        rc = derive_progress(job->status, n[0], n[1], n[2], n[3], &out);
     if (!rc) {
         self->content = blob_new(out.data ? out.data : "", out.len);
         rc = self->content ? 0 : -ENOMEM;
@@ -797,16 +790,18 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
 }
 
 /* Makes items.ndjson or errors.tsv from lists[0..n): the former as a made
- * blob (derive_ndjson, which sets *bytes), the latter as bytes. */
-static int catalog_aggregate(struct listing *const *lists, size_t n, enum catalog_file kind,
-                             struct entry *self, size_t *bytes)
+ * blob (derive_ndjson, which sets *bytes), the latter as bytes, with a line
+ * for every entry when `every` (see derive_errors_tsv). */
+static int catalog_aggregate(struct listing *const *lists, size_t n,
+                             enum catalog_file kind, bool every, struct entry *self,
+                             size_t *bytes)
 {
     struct buf out = BUF_INIT;
     int rc;
 
     if (kind == CATALOG_FILE_NDJSON)
         return derive_ndjson(lists, n, &self->content, bytes);
-    rc = derive_errors_tsv((const struct listing *const *)lists, n, &out);
+    rc = derive_errors_tsv((const struct listing *const *)lists, n, every, &out);
     if (!rc) {
         self->content = blob_new(out.data ? out.data : "", out.len);
         rc = self->content ? 0 : -ENOMEM;
@@ -839,7 +834,7 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
             n++;
     }
     if (!rc)
-        rc = catalog_aggregate(lists, n, kind, self, bytes);
+        rc = catalog_aggregate(lists, n, kind, true, self, bytes); /* failed items */
     if (!rc && catalog_job_is_terminal(job->status))
         rc = 1;
     for (size_t i = 0; i < n; i++)
@@ -860,7 +855,7 @@ static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id
     if (rc)
         return rc;
     self->mtime = batch->self.mtime;
-    rc = catalog_aggregate(&batch, 1, kind, self, bytes);
+    rc = catalog_aggregate(&batch, 1, kind, false, self, bytes);
     if (!rc && catalog_job_is_terminal(batch->self.status))
         rc = 1;
     listing_release(batch);

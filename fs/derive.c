@@ -9,6 +9,7 @@
 
 #include "batchfs/catalog.h"
 #include "batchfs/jsontext.h"
+#include "batchfs/utf8.h"
 
 /* The entries of a listing in API order (items are in it already; the
  * other listings are by name). */
@@ -173,9 +174,22 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
 
 int derive_tsv_field(const char *text, size_t len, struct buf *out)
 {
+    const unsigned char *s = (const unsigned char *)text;
     int rc = 0;
 
     for (size_t i = 0; i < len && !rc; i++) {
+        if (s[i] >= 0x80) {
+            size_t n = utf8_char_len(s + i, len - i);
+
+            /* A byte that is not UTF-8 is shown, not passed on: the line
+             * stays readable, and it can still be told from any other. */
+            if (n)
+                rc = buf_append(out, text + i, n);
+            else
+                rc = buf_printf(out, "\\x%02x", s[i]);
+            i += n ? n - 1 : 0;
+            continue;
+        }
         switch (text[i]) {
         case '\t':
             rc = buf_append_str(out, "\\t");
@@ -200,28 +214,53 @@ int derive_tsv_field(const char *text, size_t len, struct buf *out)
     return rc;
 }
 
-/* One errors.tsv record for `e`, whose file's text is text[0, len), or
- * nothing when it has no error. */
-static int derive_error_record(const struct entry *e, const char *text, size_t len,
-                               struct buf *out)
+/*
+ * Appends the message field of an errors.tsv record for `e`, whose file's
+ * text is text[0, len): a string's decoded bytes; nothing when
+ * error_message is absent, null or ""; the compact JSON text of any other
+ * value (a number, a boolean, an object), so that no failed item goes
+ * without a line and no value is shown other than it was sent. Sets *has
+ * to whether there was a message at all.
+ */
+static int derive_error_message(const char *text, size_t len, struct buf *field,
+                                bool *has)
 {
     struct json_span span;
-    const char *name = e->name ? e->name : "";
-    size_t name_len = strlen(name), msg_len;
-    char *msg;
+    size_t msg_len;
     int rc;
 
+    *has = false;
     if (!text || jsontext_member(text, len, "error_message", &span) != 0 ||
-        text[span.start] != '"' || span.len <= 2)
-        return 0; /* no message, null, not a string, or empty: no line */
-    msg = malloc(span.len);
-    if (!msg)
-        return -ENOMEM;
-    rc = jsontext_string(text + span.start, span.len, msg, &msg_len);
-    if (rc) {
-        free(msg);
+        text[span.start] == 'n' || (text[span.start] == '"' && span.len == 2))
         return 0;
-    }
+    *has = true;
+    if (text[span.start] != '"')
+        return jsontext_compact(text + span.start, span.len, field);
+    rc = buf_reserve(field, span.len);
+    if (rc)
+        return rc;
+    rc = jsontext_string(text + span.start, span.len, field->data + field->len, &msg_len);
+    if (!rc)
+        field->len += msg_len;
+    return rc;
+}
+
+/* One errors.tsv record for `e`, whose file's text is text[0, len): always
+ * when `every`, else only when it has a message. */
+static int derive_error_record(const struct entry *e, const char *text, size_t len,
+                               bool every, struct buf *out)
+{
+    struct buf msg = BUF_INIT;
+    const char *name = e->name ? e->name : "";
+    size_t name_len = strlen(name);
+    bool has;
+    int rc;
+
+    rc = derive_error_message(text, len, &msg, &has);
+    if (rc == -EINVAL)
+        rc = 0; /* cannot happen: the text was checked when listed */
+    if (rc || (!has && !every))
+        goto out;
     /* The file name without ".json", so it reads as the document. */
     if (name_len > 5 && !strcmp(name + name_len - 5, ".json"))
         name_len -= 5;
@@ -233,15 +272,16 @@ static int derive_error_record(const struct entry *e, const char *text, size_t l
     if (!rc)
         rc = buf_append_char(out, '\t');
     if (!rc)
-        rc = derive_tsv_field(msg, msg_len, out);
+        rc = derive_tsv_field(msg.data, msg.len, out);
     if (!rc)
         rc = buf_append_char(out, '\n');
-    free(msg);
+out:
+    buf_free(&msg);
     return rc;
 }
 
-/* One errors.tsv record for `e`, or nothing when it has no error. */
-static int derive_error_line(const struct entry *e, struct buf *out)
+/* One errors.tsv record for `e` (see derive_error_record). */
+static int derive_error_line(const struct entry *e, bool every, struct buf *out)
 {
     const char *text;
     size_t len;
@@ -249,12 +289,13 @@ static int derive_error_line(const struct entry *e, struct buf *out)
 
     if (rc)
         return rc; /* its page could not be fetched again */
-    rc = derive_error_record(e, text, len, out);
+    rc = derive_error_record(e, text, len, every, out);
     blob_text_end(e->content);
     return rc;
 }
 
-int derive_errors_tsv(const struct listing *const *lists, size_t n, struct buf *out)
+int derive_errors_tsv(const struct listing *const *lists, size_t n, bool every,
+                      struct buf *out)
 {
     int rc = 0;
 
@@ -263,7 +304,7 @@ int derive_errors_tsv(const struct listing *const *lists, size_t n, struct buf *
 
         rc = derive_api_order(lists[k], &order);
         for (size_t i = 0; !rc && i < lists[k]->count; i++)
-            rc = derive_error_line(order[i], out);
+            rc = derive_error_line(order[i], every, out);
         free(order);
     }
     return rc;

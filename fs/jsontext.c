@@ -8,11 +8,12 @@
  * come out exactly as they went in.
  *
  * Not a JSON library: nothing here builds values. The fields batchfs needs
- * from the API's pages are found and decoded here in place (jansson only
- * reads a few fields of one object on demand). Strictness
- * follows RFC 8259 and jansson 2.14 (unpaired surrogate escapes, overlong or
- * surrogate UTF-8, control characters in strings are all errors), except that
- * integers of any size and \u0000 are accepted.
+ * from the API's objects are found and decoded here in place. Strictness
+ * follows RFC 8259 (control characters in strings, bad escapes, stray
+ * commas are all errors), except that integers of any size and \u0000 are
+ * accepted, and that the contents of a string need not be Unicode: bytes
+ * that are not UTF-8 and unpaired surrogate escapes are kept (see
+ * jsontext.h for why and how they decode).
  *
  * The nesting stack is one bit per level (object or array), kept on the C
  * stack up to JT_STACK_WORDS * 64 levels and on the heap beyond, so depth
@@ -100,44 +101,6 @@ static long jt_hex4(const char *t, size_t len, size_t pos)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence starting at s[0] (at most `avail`
- * bytes), or 0 when it is not one: overlong forms, UTF-16 surrogates and
- * code points above U+10FFFF are refused, as jansson does.
- */
-static size_t jt_utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-/*
  * Whether any of the 8 bytes at p ends a plain run of a string: a control
  * character, a quote, a backslash, or a byte of a multi-byte sequence.
  * Byte-parallel tests on one word (each term sets a byte's top bit when
@@ -157,7 +120,9 @@ static bool jt_word_needs_look(const char *p)
 
 /*
  * Scans the string whose opening quote is at t[pos]; on success *end is just
- * past the closing quote.
+ * past the closing quote. Bytes above 0x7F are content whatever they are,
+ * and a \u escape may name any UTF-16 code unit, paired or not: both are
+ * the API's strings as sent, which a page must not be refused for.
  */
 static int jt_scan_string(const char *t, size_t len, size_t pos, size_t *end)
 {
@@ -181,11 +146,7 @@ static int jt_scan_string(const char *t, size_t len, size_t pos, size_t *end)
         if (s[pos] < 0x20)
             return -EINVAL;
         if (s[pos] >= 0x80) {
-            size_t n = jt_utf8_len(s + pos, len - pos);
-
-            if (!n)
-                return -EINVAL;
-            pos += n;
+            pos++;
             continue;
         }
         /* A backslash. */
@@ -202,24 +163,11 @@ static int jt_scan_string(const char *t, size_t len, size_t pos, size_t *end)
         case 't':
             pos++;
             break;
-        case 'u': {
-            long u = jt_hex4(t, len, pos + 1);
-
-            if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF))
+        case 'u':
+            if (jt_hex4(t, len, pos + 1) < 0)
                 return -EINVAL;
             pos += 5;
-            if (u >= 0xD800 && u <= 0xDBFF) {
-                long lo;
-
-                if (len - pos < 2 || s[pos] != '\\' || s[pos + 1] != 'u')
-                    return -EINVAL;
-                lo = jt_hex4(t, len, pos + 2);
-                if (lo < 0xDC00 || lo > 0xDFFF)
-                    return -EINVAL;
-                pos += 6;
-            }
             break;
-        }
         default:
             return -EINVAL;
         }
@@ -601,12 +549,17 @@ static size_t jt_decode_escape(const char *t, size_t stop, size_t p, unsigned ch
     }
     cp = (unsigned long)jt_hex4(t, stop, p + 1);
     *next = p + 5;
-    if (cp >= 0xD800 && cp <= 0xDBFF) {
-        unsigned long lo = (unsigned long)jt_hex4(t, stop, p + 7);
+    if (cp >= 0xD800 && cp <= 0xDBFF && stop - *next >= 6 && t[p + 5] == '\\' &&
+        t[p + 6] == 'u') {
+        long lo = jt_hex4(t, stop, p + 7);
 
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        *next = p + 11;
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + ((unsigned long)lo - 0xDC00);
+            *next = p + 11;
+        }
     }
+    /* An unpaired surrogate falls through to the three-byte form below:
+     * ED A0 80 to ED BF BF, which is not UTF-8 (see jsontext.h). */
     if (cp < 0x80) {
         out[0] = (unsigned char)cp;
         return 1;

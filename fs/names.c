@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/utf8.h"
 
 #define NAMES_MAX_SUFFIX 16
 #define NAMES_HASH_DIGITS 16
@@ -121,41 +122,8 @@ static void names_hex(uint64_t hash, char out[NAMES_HASH_DIGITS + 1])
     out[NAMES_HASH_DIGITS] = '\0';
 }
 
-/* Length of a well-formed UTF-8 character at s (avail bytes), 0 if none. */
-static size_t names_utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-/*
- * Writes `len` bytes of `in` to `out` with '/', control characters and each
- * byte of an ill-formed UTF-8 sequence replaced by '_' (the length never
- * changes). True when nothing was replaced.
- */
-static bool names_sanitise(const char *in, size_t len, char *out)
+/* See names.h. */
+bool names_sanitise(const char *in, size_t len, char *out)
 {
     const unsigned char *s = (const unsigned char *)in;
     bool clean = true;
@@ -170,7 +138,7 @@ static bool names_sanitise(const char *in, size_t len, char *out)
             i++;
             continue;
         }
-        n = names_utf8_len(s + i, len - i);
+        n = utf8_char_len(s + i, len - i);
         if (n == 0 || (n == 1 && (s[i] == '/' || s[i] < 0x20 || s[i] == 0x7F))) {
             out[i++] = '_';
             clean = false;
@@ -180,6 +148,17 @@ static bool names_sanitise(const char *in, size_t len, char *out)
         }
     }
     return clean;
+}
+
+/* See names.h. */
+bool names_group(const char *value, size_t len, char *out, size_t size)
+{
+    if (!value || !len || len > NAMES_MAX_LEN || len >= size)
+        return false;
+    names_sanitise(value, len, out);
+    out[len] = '\0';
+    /* Rule 2's fallback (the item id) has no counterpart for a group. */
+    return strcmp(out, ".") && strcmp(out, "..");
 }
 
 /* Largest k <= max such that base[0, k) ends on a character boundary. */
@@ -442,7 +421,7 @@ static int names_check_suffix(const char *suffix, size_t *len)
         return -EINVAL;
     while (i < n) {
         const unsigned char *c = (const unsigned char *)suffix + i;
-        size_t step = names_utf8_len(c, n - i);
+        size_t step = utf8_char_len(c, n - i);
 
         if (!step || *c == '/' || *c < 0x20 || *c == 0x7F)
             return -EINVAL;

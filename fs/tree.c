@@ -25,7 +25,6 @@
 #include "batchfs/tree.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 
 #include "batchfs/catalog.h"
 #include "batchfs/buf.h"
+#include "batchfs/jsontext.h"
 #include "batchfs/names.h"
 #include "batchfs/xattr.h"
 #include "tree_private.h"
@@ -270,44 +270,39 @@ static int resolve_batch(struct tree *tree, const struct node_view *view, bool w
     return rc;
 }
 
-/* Whether an API value can name a folder of a grouped view. */
-static bool group_name_ok(const char *v)
+/* Whether a looked-up name can be a folder of a grouped view: one that
+ * job_group_value could give. */
+static bool group_name_ok(const char *name)
 {
-    size_t len = strlen(v);
+    char group[NAMES_MAX_LEN + 1];
 
-    if (!len || len > NAMES_MAX_LEN || !strcmp(v, ".") || !strcmp(v, ".."))
-        return false;
-    for (; *v; v++)
-        if (*v == '/' || (unsigned char)*v < 0x20 || *v == 0x7f)
-            return false;
-    return true;
+    return names_group(name, strlen(name), group, sizeof(group)) && !strcmp(group, name);
 }
 
-/* The value job `job` is grouped under (its status or its job_type), copied
- * into out; false when it has none that can name a folder. */
+/* Longest job_type text that may still decode to a folder's name: six
+ * bytes (an escape) for each byte of the name, and the quotes. */
+#define GROUP_TEXT_MAX (6 * NAMES_MAX_LEN + 2)
+
+/* The value job `job` is grouped under (its status or its job_type), named
+ * by rule 1 of the item names, like them, into out; false when it has none
+ * that can name a folder. */
 bool job_group_value(const struct entry *job, int by, char *out, size_t len)
 {
-    const char *v = NULL, *text;
-    json_t *obj = NULL;
-    size_t text_len;
-    bool ok;
+    char decoded[GROUP_TEXT_MAX];
+    struct json_span span;
+    const char *text;
+    size_t text_len, n = 0;
+    bool found;
 
-    if (by == BY_STATUS) {
-        v = job->status;
-    } else if (job->content && !blob_text_begin(job->content, &text, &text_len)) {
-        json_error_t error;
-
-        if (text)
-            obj = json_loadb(text, text_len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
-                             &error);
-        blob_text_end(job->content);
-        v = json_string_value(json_object_get(obj, "job_type"));
-    }
-    ok = v && group_name_ok(v) && strlen(v) < len;
-    if (ok)
-        strcpy(out, v);
-    json_decref(obj);
-    return ok;
+    if (by == BY_STATUS) /* decoded when listed; a NUL already '_' */
+        return job->status && names_group(job->status, strlen(job->status), out, len);
+    if (!job->content || blob_text_begin(job->content, &text, &text_len))
+        return false;
+    found = text && !jsontext_member(text, text_len, "job_type", &span) &&
+            text[span.start] == '"' && span.len <= sizeof(decoded) &&
+            !jsontext_string(text + span.start, span.len, decoded, &n);
+    blob_text_end(job->content);
+    return found && names_group(decoded, n, out, len);
 }
 
 /* by-…/<group>/ and its links: checked against the job list. */

@@ -15,7 +15,10 @@ Conventions worth knowing when reading a test against it:
 - processed_items counts items that are done (completed, failed or skipped);
   progress_percentage counts those plus cancelled ones.
 - Bodies are json.dumps() output (default separators, ASCII only), so the
-  bytes a client receives for an object are exactly json.dumps(object).
+  bytes a client receives for an object are exactly json.dumps(object);
+  only the faults that plant strings json.dumps cannot write (raw bytes
+  that are not UTF-8, unpaired surrogate escapes) write other bytes, which
+  dumps_raw() gives.
 - The last page of GET /api/v2/batches carries "next_page_token": "".
 - Stats record a connection closed without an answer as status "0", and
   count a request as finished once its headers are sent.
@@ -160,6 +163,27 @@ def _ordered(obj, keys):
 def render(obj):
     """Pretty form used by the tests to show expected file contents."""
     return json.dumps(obj, indent=2) + "\n"
+
+
+def dumps_raw(obj, raw, **kwargs):
+    """json.dumps(obj, **kwargs) with the value of each key of `raw` written
+    as the JSON text raw[key]: strings json.dumps cannot write. In that text
+    U+DC80..U+DCFF stand for the raw bytes 0x80..0xFF (bodies are encoded
+    with surrogateescape)."""
+    marked = dict(obj)
+    marks = {}
+    for index, key in enumerate(raw):
+        marked[key] = "\x00apidouble-raw-%d" % index
+        marks[json.dumps(marked[key])] = raw[key]
+    text = json.dumps(marked, **kwargs)
+    for mark, value in marks.items():
+        text = text.replace(mark, value)
+    return text
+
+
+def render_raw(obj, raw):
+    """render() of what dumps_raw(obj, raw) serves."""
+    return dumps_raw(obj, raw, indent=2) + "\n"
 
 
 # --------------------------------------------------------------------------
@@ -730,7 +754,8 @@ class Response:
 
     def __init__(self, status, body, headers=None):
         self.status = status
-        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        # surrogateescape: U+DC80..U+DCFF in a body are raw bytes (dumps_raw).
+        self.body = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
         self.headers = dict(headers or {})
 
 
@@ -1004,6 +1029,81 @@ def fault_nul_in_string(page, fault):
     _rewrite(page, 0, new)
 
 
+# Strings that are not Unicode, as the text between a JSON string's quotes:
+# raw bytes that are not UTF-8 (a byte that never is, an overlong "/", an
+# encoded surrogate, a code point above U+10FFFF, a sequence cut short) and
+# unpaired surrogate escapes (high, low, high before a non-low, reversed).
+NOT_UTF8 = tuple(b.decode("utf-8", "surrogateescape") for b in
+                 (b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"))
+LONE_SURROGATES = ("\\ud800", "\\udc00", "\\ud800\\u0041", "\\udc00\\ud800")
+
+
+def planted_bad_string(obj, index, bad):
+    """What faults invalid_utf8 and lone_surrogate make of the object at
+    `index` of a page: `bad` inside its item_name (when it has one) and its
+    error_message. Returns the `raw` argument of dumps_raw."""
+    raw = {"error_message": '"failed at ' + bad + ' here"'}
+    if "item_name" in obj:
+        raw["item_name"] = '"bad-%d-' % index + bad + '.pdf"'
+    return raw
+
+
+def _plant_bad_strings(page, variants):
+    for index, obj in enumerate(page.objs[:len(variants)]):
+        if obj is not None:
+            page.strs[index] = dumps_raw(obj, planted_bad_string(obj, index, variants[index]))
+
+
+def fault_invalid_utf8(page, fault):
+    _plant_bad_strings(page, NOT_UTF8)
+
+
+def fault_lone_surrogate(page, fault):
+    _plant_bad_strings(page, LONE_SURROGATES)
+
+
+# error_message values that are not a non-empty string, as JSON text (None:
+# the key is left out).
+ERROR_MESSAGE_KINDS = (None, "null", '""', "0", "12.50", "-1E3", "true", "false",
+                       '{"code": 7, "detail": "tab\\there"}', '[1, "two", null]', "{}")
+
+
+def planted_error_kind(obj, index):
+    """What fault error_message_kinds makes of the object at `index` of a
+    page: (the object, the `raw` argument of dumps_raw). Scalars go as raw
+    text, so that "12.50" keeps its spelling; containers as values, so
+    that render() lays them out."""
+    obj = dict(obj)
+    kind = ERROR_MESSAGE_KINDS[index]
+    if kind is None:
+        obj.pop("error_message", None)
+        return obj, {}
+    if kind[0] in "{[":
+        obj["error_message"] = json.loads(kind)
+        return obj, {}
+    return obj, {"error_message": kind}
+
+
+def fault_error_message_kinds(page, fault):
+    for index, obj in enumerate(page.objs[:len(ERROR_MESSAGE_KINDS)]):
+        if obj is not None:
+            new, raw = planted_error_kind(obj, index)
+            page.objs[index] = new
+            page.strs[index] = dumps_raw(new, raw)
+
+
+# What fault hostile_groups gives the first jobs as job_type and status, as
+# JSON text: a NUL, a slash and a raw byte that is not UTF-8.
+HOSTILE_GROUPS = ('"nul\\u0000x"', '"a/b' + b"\xff".decode("utf-8", "surrogateescape") + '"')
+
+
+def fault_hostile_groups(page, fault):
+    for index, obj in enumerate(page.objs[:len(HOSTILE_GROUPS)]):
+        if obj is not None and "job_type" in obj:
+            value = HOSTILE_GROUPS[index]
+            page.strs[index] = dumps_raw(obj, {"job_type": value, "status": value})
+
+
 def fault_huge_field(page, fault):
     if not page.objs or page.objs[0] is None:
         return
@@ -1134,6 +1234,10 @@ PAGE_FAULTS = {
     "total_lies": fault_total_lies,
     "duplicate_ids": fault_duplicate_ids,
     "duplicate_keys": fault_duplicate_keys,
+    "invalid_utf8": fault_invalid_utf8,
+    "lone_surrogate": fault_lone_surrogate,
+    "error_message_kinds": fault_error_message_kinds,
+    "hostile_groups": fault_hostile_groups,
 }
 SEND_FAULTS = {
     "delay": fault_delay,

@@ -4,8 +4,9 @@
  *   items.ndjson    every object, one compact JSON line each, in API order
  *   errors.tsv      one line per failed item (or result with an error):
  *                   name, id, error message; tab, newline, carriage return,
- *                   NUL and backslash escaped as \t \n \r \0 \\ so that every
- *                   record is one line
+ *                   NUL and backslash escaped as \t \n \r \0 \\, and bytes
+ *                   that are not UTF-8 as \xHH, so that every record is one
+ *                   readable line
  *   progress        one line: status, done/total, failed, skipped, percent
  *                   and a bar, e.g. "running 93/100 failed 2 skipped 1 93% [#########.]"
  *
@@ -16,6 +17,7 @@
 #ifndef BATCHFS_DERIVE_H
 #define BATCHFS_DERIVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "batchfs/blob.h"
@@ -32,9 +34,16 @@ struct entry;
  */
 int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, size_t *bytes);
 
-/* Appends "name\tid\terror_message\n" for each entry of lists[0..n) whose
- * object has a non-empty string "error_message", in API order. */
-int derive_errors_tsv(const struct listing *const *lists, size_t n, struct buf *out);
+/*
+ * Appends "name\tid\terror_message\n" in API order for each entry of
+ * lists[0..n) when `every` (a job's failed items: each has a line), else
+ * for each whose error_message is there and neither null nor "" (a batch's
+ * results). The message is a string's decoded bytes, empty when absent,
+ * null or "", else the value's compact JSON text; every field escaped as
+ * derive_tsv_field does.
+ */
+int derive_errors_tsv(const struct listing *const *lists, size_t n, bool every,
+                      struct buf *out);
 
 /* Appends the progress line of a job from its own counters (so that it
  * costs no item listing): total_items, processed_items (done), failed_items,
@@ -42,7 +51,9 @@ int derive_errors_tsv(const struct listing *const *lists, size_t n, struct buf *
 int derive_progress(const char *status, size_t total, size_t done, size_t failed,
                     size_t skipped, struct buf *out);
 
-/* Escapes `text` (len bytes) for one TSV field. */
+/* Escapes `text` (len bytes) for one TSV field: tab, newline, carriage
+ * return, NUL and backslash as \t \n \r \0 \\, each byte that is not
+ * UTF-8 as \xHH (lowercase hex). */
 int derive_tsv_field(const char *text, size_t len, struct buf *out);
 
 #endif

@@ -12,6 +12,13 @@
  * Inputs are untrusted; every function checks bounds and returns -EINVAL on
  * text that is not valid JSON rather than reading past `len`. Nesting is
  * handled without recursion, so depth cannot exhaust the stack.
+ *
+ * What a string holds is not checked: bytes that are not UTF-8 (ff, c0 af,
+ * ed a0 80, a cut e2 82) and unpaired surrogate escapes ("\ud800", "\udc00",
+ * "\ud800\u0041") are accepted and copied as they are. They are user data
+ * (a file's name, an error message) that the API passes on; refusing them
+ * would cost the whole page for one item. Each consumer of decoded strings
+ * decides what to show for them (names.c, derive.c, xattr.c).
  */
 #ifndef BATCHFS_JSONTEXT_H
 #define BATCHFS_JSONTEXT_H
@@ -98,8 +105,11 @@ int jsontext_members(const char *text, size_t len, const char *const *keys, size
  * Decodes the JSON string token `text` (quotes included, nothing around
  * it) into `out`, which must have room for `len` bytes: the decoded bytes
  * (escapes resolved, \u0000 giving a NUL byte) and a terminating NUL.
- * *out_len excludes the terminator. Returns 0 or -EINVAL when `text` is not
- * exactly one valid string.
+ * *out_len excludes the terminator. Raw bytes are copied as they are, UTF-8
+ * or not; an unpaired surrogate escape decodes to the three bytes its code
+ * point would take in UTF-8 ("\ud800" to ED A0 80, as WTF-8 writes it),
+ * which are not UTF-8 either, so that consumers treat both alike. Returns 0
+ * or -EINVAL when `text` is not exactly one valid string.
  */
 int jsontext_string(const char *text, size_t len, char *out, size_t *out_len);
 
@@ -112,8 +122,9 @@ int jsontext_array_elements(const char *text, size_t len, struct json_span **spa
                             size_t *count);
 
 /*
- * Checks that `text` is exactly one valid JSON value (RFC 8259; UTF-8 is
- * checked, \u0000 allowed). Returns 0 or -EINVAL.
+ * Checks that `text` is exactly one valid JSON value (RFC 8259; \u0000
+ * allowed, the bytes inside strings not checked: see above). Returns 0 or
+ * -EINVAL.
  */
 int jsontext_validate(const char *text, size_t len);
 

@@ -76,6 +76,22 @@ void names_free(struct names *n);
 int names_assign(struct names_entry *entries, size_t count, const char *suffix);
 
 /*
+ * Naming rule 1 on `len` bytes of `in`, written to `out` (`len` bytes, no
+ * terminator added): every '/', control character (0x00-0x1F, 0x7F) and
+ * byte of an ill-formed UTF-8 sequence becomes '_'. True when nothing was
+ * replaced. `in` and `out` must not overlap.
+ */
+bool names_sanitise(const char *in, size_t len, char *out);
+
+/*
+ * The folder a value groups jobs under in by-status/ and by-type/: `value`
+ * (len bytes, any bytes, NULs included) after rule 1, NUL-terminated in
+ * `out` (`size` bytes). False when it can name no folder: empty, "." or
+ * "..", or longer than NAMES_MAX_LEN or than `out` allows.
+ */
+bool names_group(const char *value, size_t len, char *out, size_t size);
+
+/*
  * True when `name` (NUL-terminated) is shaped like an API id: 1 to
  * NAMES_MAX_ID_LEN bytes of [A-Za-z0-9_-], not starting with '-', with at
  * least one digit (ids carry a uuid). Names that

@@ -6,8 +6,12 @@
  *   user.llamacloud.error_message  error_message
  *   user.llamacloud.job_id         an item's job_id; a result's job_reference.id
  *
- * An attribute exists when its field is a string. Pure: JSON text in, bytes
- * out; the filesystem model finds the object and calls these.
+ * An attribute exists when its field is a string and its value can be read:
+ * not over 64 KiB, the most getxattr(2) returns (a value that could be
+ * listed but not read would make tar and cp warn). The value is the
+ * string's decoded bytes: bytes that are not UTF-8 as sent, an unpaired
+ * surrogate escape as jsontext_string decodes it. Pure: JSON text in,
+ * bytes out; the filesystem model finds the object and calls these.
  */
 #ifndef BATCHFS_XATTR_H
 #define BATCHFS_XATTR_H

@@ -7,9 +7,12 @@
  * otherwise names unique, free of '/' and control characters, never "." or
  * "..", at most NAMES_MAX_LEN bytes, ending in the suffix, and the same
  * whatever the order of the entries. It also checks that names_is_id() never
- * accepts what the rules exclude.
+ * accepts what the rules exclude, and that names_group() gives a folder name
+ * of the same length, well-formed, that names itself (a looked-up group name
+ * is accepted only when it does).
  */
 #include "batchfs/names.h"
+#include "batchfs/utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -53,6 +56,25 @@ static void fuzz_check_names(const struct names_entry *e, size_t n, const char *
     free(sorted);
 }
 
+static void fuzz_check_group(const char *value, size_t len)
+{
+    char out[NAMES_MAX_LEN + 1], again[NAMES_MAX_LEN + 1];
+
+    if (!names_group(value, len, out, sizeof(out)))
+        return;
+    if (strlen(out) != len || !strcmp(out, ".") || !strcmp(out, ".."))
+        abort();
+    for (size_t j = 0; j < len;) {
+        size_t step = utf8_char_len((const unsigned char *)out + j, len - j);
+
+        if (!step || out[j] == '/' || (unsigned char)out[j] < 0x20 || out[j] == 0x7F)
+            abort();
+        j += step;
+    }
+    if (!names_group(out, len, again, sizeof(again)) || strcmp(again, out))
+        abort();
+}
+
 static bool fuzz_same_id(const struct names_entry *a, const struct names_entry *b)
 {
     return a->item_id_len == b->item_id_len &&
@@ -94,6 +116,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         e[n].file_name = NULL;
         n++;
     }
+    for (size_t i = 0; i < n; i++)
+        fuzz_check_group(e[i].item_name, e[i].item_name_len);
     for (size_t i = 0; i < n && !repeated; i++)
         for (size_t j = 0; j < i && !repeated; j++)
             repeated = fuzz_same_id(&e[i], &e[j]);

@@ -31,6 +31,35 @@ def items_of(status):
     return [i for i in ITEMS if i["status"] == status]
 
 
+def load_file(data):
+    """An item file's object; bytes that are not UTF-8 become U+DC80..U+DCFF."""
+    return json.loads(data.decode("utf-8", "surrogateescape"))
+
+
+def decoded(bad):
+    """The bytes batchfs decodes the JSON string text `bad` to: raw bytes as
+    they are, an unpaired surrogate escape as its three UTF-8-like bytes."""
+    if bad in apidouble.NOT_UTF8:
+        return bad.encode("utf-8", "surrogateescape")
+    return json.loads('"%s"' % bad).encode("utf-8", "surrogatepass")
+
+
+def sanitised(data):
+    """Naming rule 1 on bytes: each byte that is not UTF-8 becomes "_"."""
+    text = data.decode("utf-8", "surrogateescape")
+    return "".join("_" if "\udc80" <= c <= "\udcff" else c for c in text)
+
+
+TSV_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\\": "\\\\"}
+
+
+def tsv_field(data):
+    """An errors.tsv field: escapes, and bytes that are not UTF-8 as \\xHH."""
+    text = data.decode("utf-8", "surrogateescape")
+    return "".join("\\x%02x" % (ord(c) - 0xDC00) if "\udc80" <= c <= "\udcff"
+                   else TSV_ESCAPES.get(c, c) for c in text).encode("utf-8")
+
+
 class FaultTest(unittest.TestCase):
     DOUBLE_ARGS = ()
 
@@ -326,6 +355,154 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(len(names), len(items_of("completed")))
         out = run("jq", "-r", ".status", *[os.path.join(folder, n) for n in names]).stdout
         self.assertEqual(set(out.decode().split()), {"completed"})
+
+    # ---- strings that are not Unicode, messages that are not strings ----------
+
+    def read_folder(self, status):
+        """{item_id: (file name, bytes)} of a status folder."""
+        folder = self.folder(status)
+        files = {}
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name), "rb") as f:
+                data = f.read()
+            files[load_file(data)["item_id"]] = (name, data)
+        return files
+
+    def job_file_lines(self, name):
+        with open(os.path.join(self.mount.path, "jobs", JOB_ID, name), "rb") as f:
+            data = f.read()
+        self.assertTrue(data.endswith(b"\n"))
+        return data[:-1].split(b"\n")
+
+    def test_strings_not_unicode_affect_only_their_item(self):
+        """Raw bytes that are not UTF-8 and unpaired surrogate escapes in an
+        item_name or error_message: the folder is listed once, and only that
+        item shows them: its file keeps the bytes as sent, its name has "_"
+        for each byte that is not UTF-8 (an unpaired surrogate escape decodes
+        to the three bytes ED A0 80 ... ED BF BF), errors.tsv writes them as
+        \\xHH, the xattr holds the decoded bytes."""
+        failed = items_of("failed")
+        for kind, variants in (("invalid_utf8", apidouble.NOT_UTF8),
+                               ("lone_surrogate", apidouble.LONE_SURROGATES)):
+            with self.subTest(kind=kind):
+                try:
+                    self.mounted()
+                    self.arm(kind=kind, query="status=failed")
+                    files = self.read_folder("failed")
+                    # Its page and the empty one past it, as for any folder.
+                    requests = self.double.stats()["by_endpoint"]["list_items"]
+                    self.assertLessEqual(requests, 2)
+                    self.assertEqual(sorted(files), sorted(i["item_id"] for i in failed))
+                    tsv = self.job_file_lines("errors.tsv")
+                    self.assertEqual(len(tsv), len(failed))
+                    planted = {}
+                    for index, item in enumerate(failed):
+                        name, data = files[item["item_id"]]
+                        if index >= len(variants):
+                            self.assertEqual(data, apidouble.render(item).encode())
+                            continue
+                        bad = variants[index]
+                        raw = apidouble.planted_bad_string(item, index, bad)
+                        self.assertEqual(data, apidouble.render_raw(item, raw).encode(
+                            "utf-8", "surrogateescape"))
+                        self.assertEqual(name, "bad-%d-%s.pdf.json" % (index, sanitised(decoded(bad))))
+                        message = b"failed at " + decoded(bad) + b" here"
+                        path = os.path.join(self.folder("failed"), name)
+                        self.assertEqual(os.getxattr(path, "user.llamacloud.error_message"), message)
+                        self.assertEqual(os.getxattr(path, "user.llamacloud.id"),
+                                         item["item_id"].encode())
+                        self.assertEqual(tsv[index], b"\t".join(
+                            (tsv_field(name[:-5].encode()), item["item_id"].encode(),
+                             tsv_field(message))))
+                        planted[item["item_id"]] = apidouble.dumps_raw(
+                            item, raw, separators=(",", ":")).encode("utf-8", "surrogateescape")
+                    # Accepted once, the page is not asked for again.
+                    self.assertEqual(len(os.listdir(self.folder("failed"))), len(failed))
+                    self.assertEqual(self.double.stats()["by_endpoint"]["list_items"], requests)
+                    lines = self.job_file_lines("items.ndjson")
+                    self.assertEqual(len(lines), len(ITEMS))
+                    for line in lines:
+                        item_id = load_file(line)["item_id"]
+                        if item_id in planted:
+                            self.assertEqual(line, planted.pop(item_id))
+                    self.assertEqual(planted, {})
+                finally:
+                    self.tearDown()
+                    self.setUp()
+
+    def test_errors_tsv_has_a_line_for_every_failed_item(self):
+        """error_message absent, null, "", a number, a boolean, an object or
+        an array: still one line; the message field is empty for the first
+        three, else the value's compact JSON text (TSV-escaped)."""
+        self.mounted()
+        self.arm(kind="error_message_kinds", query="status=failed")
+        failed = items_of("failed")
+        files = self.read_folder("failed")
+        tsv = self.job_file_lines("errors.tsv")
+        self.assertEqual(len(tsv), len(failed))
+        for index, item in enumerate(failed):
+            name, data = files[item["item_id"]]
+            fields = tsv[index].split(b"\t")
+            self.assertEqual(fields[:2], [tsv_field(name[:-5].encode()),
+                                          item["item_id"].encode()])
+            if index >= len(apidouble.ERROR_MESSAGE_KINDS):
+                self.assertEqual(fields[2], tsv_field(item["error_message"].encode()))
+                continue
+            obj, raw = apidouble.planted_error_kind(item, index)
+            self.assertEqual(data, apidouble.render_raw(obj, raw).encode())
+            kind = apidouble.ERROR_MESSAGE_KINDS[index]
+            if kind in (None, "null", '""'):
+                want = b""
+            elif kind[0] in "{[":
+                want = json.dumps(json.loads(kind), separators=(",", ":")).encode()
+            else:
+                want = kind.encode()
+            self.assertEqual(fields[2], tsv_field(want), kind)
+
+    def test_xattr_too_big_to_read_is_not_listed(self):
+        """An attribute value over 64 KiB (XATTR_SIZE_MAX) cannot be read:
+        it is not listed and answers ENODATA; up to 64 KiB it is whole."""
+        first = items_of("failed")[0]
+        for size, shown in ((100 * 1024, False), (65537, False), (65536, True)):
+            with self.subTest(size=size):
+                try:
+                    self.mounted()
+                    self.arm(kind="huge_field", size=size, query="status=failed")
+                    name, _ = self.read_folder("failed")[first["item_id"]]
+                    path = os.path.join(self.folder("failed"), name)
+                    attr = "user.llamacloud.error_message"
+                    listed = os.listxattr(path)
+                    self.assertIn("user.llamacloud.id", listed)
+                    self.assertEqual(attr in listed, shown)
+                    if shown:
+                        self.assertEqual(len(os.getxattr(path, attr)), size)
+                    else:
+                        with self.assertRaises(OSError) as cm:
+                            os.getxattr(path, attr)
+                        self.assertEqual(cm.exception.errno, errno.ENODATA)
+                    out = run("tar", "--xattrs", "--xattrs-include=user.*", "-cf", "/dev/null",
+                              "-C", self.folder("failed"), name)
+                    self.assertEqual(out.stderr, b"")
+                finally:
+                    self.tearDown()
+                    self.setUp()
+
+    def test_hostile_group_names_follow_naming_rule_1(self):
+        """job_type and status name their by-type/ and by-status/ folders by
+        the same rule as item names: NUL, "/" and bytes that are not UTF-8
+        become "_"."""
+        self.mounted()
+        self.arm(kind="hostile_groups", path=r"^/api/v1/beta/batch-processing$")
+        for view in ("by-type", "by-status"):
+            groups = os.listdir(os.path.join(self.mount.path, view))
+            for index, want in enumerate(("nul_x", "a_b_")):
+                self.assertIn(want, groups, view)
+                job_id = DATA.jobs[index]["id"]
+                folder = os.path.join(self.mount.path, view, want)
+                self.assertEqual(os.listdir(folder), [job_id])
+                self.assertEqual(os.readlink(os.path.join(folder, job_id)),
+                                 "../../jobs/" + job_id)
+            self.assertNotIn("nul", groups)
 
     # ---- pagination that lies or loops -----------------------------------------
 

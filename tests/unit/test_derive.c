@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -186,31 +187,66 @@ static void test_ndjson_sized_from_measured_lines(void **state)
     buf_free(&scratch);
 }
 
-static void test_errors_tsv_escapes(void **state)
+static void assert_errors_tsv(const struct listing *const *lists, bool every,
+                              const char *want)
+{
+    struct buf out = BUF_INIT;
+
+    assert_int_equal(derive_errors_tsv(lists, 1, every, &out), 0);
+    if (out.len != strlen(want) || memcmp(out.data, want, out.len))
+        fail_msg("got:\n%s\nexpected:\n%s", out.data ? out.data : "", want);
+    buf_free(&out);
+}
+
+/* The same objects as a job's failed items (a line each, whatever
+ * error_message holds) and as a batch's results (a line for those with a
+ * message, the last key counting). Fields are escaped, bytes that are not
+ * UTF-8 (raw, or an unpaired surrogate escape's) written \xHH. */
+static void test_errors_tsv(void **state)
 {
     const char *objects[] = {
         "{\"item_id\": \"i1\", \"error_message\": \"Timeout\\tat page 3\\nretry \\\\ later\"}",
         "{\"item_id\": \"i2\", \"error_message\": null}",
         "{\"item_id\": \"i3\", \"error_message\": \"\"}",
         "{\"item_id\": \"i4\", \"error_message\": \"bad\\u0000byte\"}",
-        "{\"item_id\": \"i5\", \"error_message\": 42}",
+        "{\"item_id\": \"i5\", \"error_message\": 12.50}",
         "{\"item_id\": \"i6\", \"error_message\": \"first\", \"error_message\": null}",
         "{\"item_id\": \"i7\", \"error_message\": null, \"error_message\": \"last\"}",
+        "{\"item_id\": \"i8\"}",
+        "{\"item_id\": \"i9\", \"error_message\": false}",
+        "{\"item_id\": \"i10\", \"error_message\": {\"code\": 7, \"at\": [1, \"a\\tb\"]}}",
+        "{\"item_id\": \"i11\", \"error_message\": \"raw \xff \xc0\xaf \xe2\x82 \xc3\xa9\"}",
+        "{\"item_id\": \"i12\", \"error_message\": \"\\ud800 and \\udc00\\ud800\\u0041\"}",
     };
-    const char *ids[] = {"i1", "i2", "i3", "i4", "i5", "i6", "i7"};
-    const size_t order[] = {0, 1, 2, 3, 4, 5, 6};
-    struct listing *l = make_listing(objects, ids, order, 7);
+    const char *ids[] = {"i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "i9", "i10", "i11",
+                         "i12"};
+    const size_t order[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    struct listing *l = make_listing(objects, ids, order, 12);
     const struct listing *lists[] = {l};
-    struct buf out = BUF_INIT;
-    const char *want = "i1\ti1\tTimeout\\tat page 3\\nretry \\\\ later\n"
-                       "i4\ti4\tbad\\0byte\n"
-                       "i7\ti7\tlast\n"; /* a number is no message; the last key counts */
+    const char *messages = "i1\ti1\tTimeout\\tat page 3\\nretry \\\\ later\n"
+                           "i4\ti4\tbad\\0byte\n"
+                           "i5\ti5\t12.50\n"
+                           "i7\ti7\tlast\n"
+                           "i9\ti9\tfalse\n"
+                           "i10\ti10\t{\"code\":7,\"at\":[1,\"a\\\\tb\"]}\n"
+                           "i11\ti11\traw \\xff \\xc0\\xaf \\xe2\\x82 \xc3\xa9\n"
+                           "i12\ti12\t\\xed\\xa0\\x80 and \\xed\\xb0\\x80\\xed\\xa0\\x80\x41\n";
+    const char *every = "i1\ti1\tTimeout\\tat page 3\\nretry \\\\ later\n"
+                        "i2\ti2\t\n"
+                        "i3\ti3\t\n"
+                        "i4\ti4\tbad\\0byte\n"
+                        "i5\ti5\t12.50\n"
+                        "i6\ti6\t\n"
+                        "i7\ti7\tlast\n"
+                        "i8\ti8\t\n"
+                        "i9\ti9\tfalse\n"
+                        "i10\ti10\t{\"code\":7,\"at\":[1,\"a\\\\tb\"]}\n"
+                        "i11\ti11\traw \\xff \\xc0\\xaf \\xe2\\x82 \xc3\xa9\n"
+                        "i12\ti12\t\\xed\\xa0\\x80 and \\xed\\xb0\\x80\\xed\\xa0\\x80\x41\n";
 
     (void)state;
-    assert_int_equal(derive_errors_tsv(lists, 1, &out), 0);
-    assert_int_equal(out.len, strlen(want));
-    assert_memory_equal(out.data, want, out.len);
-    buf_free(&out);
+    assert_errors_tsv(lists, false, messages);
+    assert_errors_tsv(lists, true, every);
     listing_release(l);
 }
 
@@ -240,7 +276,7 @@ int main(void)
         cmocka_unit_test(test_ndjson_in_api_order),
         cmocka_unit_test(test_ndjson_across_listings),
         cmocka_unit_test(test_ndjson_sized_from_measured_lines),
-        cmocka_unit_test(test_errors_tsv_escapes),
+        cmocka_unit_test(test_errors_tsv),
         cmocka_unit_test(test_progress_line),
     };
 

@@ -228,6 +228,51 @@ static char *repeat(const char *unit, size_t times)
     return s;
 }
 
+/* names_group, case by case from tests/data/names/groups.txt, and what no
+ * fixture line can hold: a value just short of and over NAME_MAX, and an
+ * output buffer too small. */
+static void test_group_cases(void **state)
+{
+    size_t len, cases = 0;
+    char *text = read_file("names/groups.txt", &len);
+    char out[NAMES_MAX_LEN + 1], *line = text, *long_value;
+
+    (void)state;
+    while (line < text + len) {
+        char *eol = memchr(line, '\n', (size_t)(text + len - line));
+        size_t line_len = eol ? (size_t)(eol - line) : (size_t)(text + len - line);
+        char *tab = memchr(line, '\t', line_len);
+
+        if (line_len && line[0] != '#') {
+            struct field value, want;
+            bool named;
+
+            assert_non_null(tab);
+            value = unescape(line, (size_t)(tab - line));
+            want = unescape(tab + 1, (size_t)(line + line_len - tab - 1));
+            named = names_group(value.bytes, value.len, out, sizeof(out));
+            if (named != (want.bytes != NULL) || (named && strcmp(out, want.bytes)))
+                fail_msg("group '%.*s': got %s, expected %s", (int)(tab - line), line,
+                         named ? out : "none", want.bytes ? want.bytes : "none");
+            free(value.bytes);
+            free(want.bytes);
+            cases++;
+        }
+        if (!eol)
+            break;
+        line = eol + 1;
+    }
+    assert_true(cases >= 15);
+    free(text);
+    long_value = repeat("x", NAMES_MAX_LEN + 1);
+    assert_true(names_group(long_value, NAMES_MAX_LEN, out, sizeof(out)));
+    assert_int_equal(strlen(out), NAMES_MAX_LEN);
+    assert_false(names_group(long_value, NAMES_MAX_LEN + 1, out, sizeof(out)));
+    assert_false(names_group(long_value, 8, out, 8)); /* no room for the NUL */
+    assert_false(names_group(NULL, 0, out, sizeof(out)));
+    free(long_value);
+}
+
 static void test_long_name_cut_at_character(void **state)
 {
     /* 300 bytes of 3-byte characters: 244 bytes of room would split one. */
@@ -653,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_other_suffix),
         cmocka_unit_test(test_allocation_failure),
         cmocka_unit_test(test_is_id),
+        cmocka_unit_test(test_group_cases),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

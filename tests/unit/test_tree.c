@@ -79,7 +79,8 @@ static void record_inval(void *arg, uint64_t ino)
         env->invalidated[env->n_invalidated++] = ino;
 }
 
-static int env_setup_ttl(void **state, double ttl)
+/* The environment, with `jobs` the first page of the job list. */
+static int env_setup_jobs(void **state, double ttl, const char *jobs)
 {
     struct env *env = calloc(1, sizeof(*env));
     struct api_config ac = {.page_size = 1000, .max_parallel = 4, .max_items = 100000};
@@ -100,7 +101,7 @@ static int env_setup_ttl(void **state, double ttl)
     assert_non_null(env->tree);
     /* Pages past the first are empty, as past the end of a real listing. */
     fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
-                            jobs_page);
+                            jobs);
     fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*", 200, empty_page);
     fake_transport_add_body(env->fake,
                             "/api/v1/beta/batch-processing/" JOB1 "/items?*offset=0*failed*",
@@ -119,6 +120,25 @@ static int env_setup_ttl(void **state, double ttl)
                             "\"status\": \"RUNNING\", \"results\": null}]}");
     *state = env;
     return 0;
+}
+
+static int env_setup_ttl(void **state, double ttl)
+{
+    return env_setup_jobs(state, ttl, jobs_page);
+}
+
+/* Jobs whose job_type and status are a NUL, a slash and a byte that is not
+ * UTF-8, or ".", which names no folder. */
+static const char hostile_groups_page[] =
+    "{\"items\": [{\"id\": \"" JOB1 "\", \"job_type\": \"nul\\u0000x\", "
+    "\"status\": \"nul\\u0000x\"}, "
+    "{\"id\": \"" JOB2 "\", \"job_type\": \"a/b\xff\", \"status\": \"a/b\xff\"}, "
+    "{\"id\": \"bjb-0003\", \"job_type\": \".\", \"status\": \"completed\"}], "
+    "\"total_size\": 3}";
+
+static int env_setup_hostile_groups(void **state)
+{
+    return env_setup_jobs(state, 300, hostile_groups_page);
 }
 
 static int env_setup(void **state)
@@ -523,6 +543,36 @@ static void test_changed_content_invalidates(void **state)
     env_teardown(state);
 }
 
+/* by-type/ and by-status/ name their folders by rule 1 of the item names:
+ * the same value gives the same folder in both. */
+static void test_group_names_sanitised(void **state)
+{
+    struct env *env = *state;
+    static const char *const views[] = {"by-type", "by-status"};
+    struct tree_attr attr;
+    char names[4096];
+
+    for (size_t v = 0; v < 2; v++) {
+        uint64_t view = lookup_ok(env, TREE_ROOT_INO, views[v], NULL), group;
+        size_t count = list_names(env, view, false, names, sizeof(names));
+
+        assert_int_equal(count, v == 0 ? 4 : 5); /* ".", "..", the groups */
+        assert_true(has_name(names, count, "nul_x"));
+        assert_true(has_name(names, count, "a_b_"));
+        assert_int_equal(has_name(names, count, "completed"), v == 1);
+        assert_false(has_name(names, count, "nul"));
+        group = lookup_ok(env, view, "nul_x", NULL);
+        assert_int_equal(list_names(env, group, false, names, sizeof(names)), 3);
+        assert_true(has_name(names, 3, JOB1));
+        group = lookup_ok(env, view, "a_b_", NULL);
+        assert_int_equal(list_names(env, group, false, names, sizeof(names)), 3);
+        assert_true(has_name(names, 3, JOB2));
+        assert_int_equal(tree_lookup(env->tree, view, "nul", &attr), -ENOENT);
+        assert_int_equal(tree_lookup(env->tree, view, "a/b", &attr), -ENOENT);
+        assert_int_equal(tree_lookup(env->tree, view, ".", &attr), -ENOENT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +587,8 @@ int main(void)
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_errors_map_to_errno, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_batches, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_group_names_sanitised,
+                                        env_setup_hostile_groups, env_teardown),
         cmocka_unit_test(test_changed_content_invalidates),
     };
 
