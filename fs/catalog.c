@@ -28,6 +28,7 @@
 #include "batchfs/derive.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
+#include "batchfs/log.h"
 
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
     "pending", "processing", "completed", "failed", "skipped", "cancelled",
@@ -395,12 +396,48 @@ static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
     return size;
 }
 
+/* One reading of the listing `req` asks for, into builder `b` made here: 0
+ * or a negative errno. Either way `b` is the caller's to finish or
+ * discard (a builder that could not be made discards as a no-op). */
+static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *req,
+                                 const char *key, struct builder *b)
+{
+    struct api_preparer preparer;
+    int rc;
+
+    rc = builder_init(b, req->kind, key);
+    if (rc)
+        return rc;
+    /* A finished job's items no longer change: a page of its folders asked
+     * for again by offset is the same page, so it may be dropped and
+     * fetched again. Other folders hold their pages. */
+    if (req->kind == LISTING_ITEMS && catalog_job_status_terminal(catalog, req->id))
+        builder_keep_pages(b, catalog->pages, api_fetch_again, catalog->api);
+    builder_charge_to(b, &catalog->building);
+    builder_preparer(b, &preparer);
+    switch (req->kind) {
+    case LISTING_JOBS:
+        return api_list_jobs(catalog->api, builder_add_objects, b);
+    case LISTING_JOB:
+        return api_get_job(catalog->api, req->id, builder_add_objects, b);
+    case LISTING_ITEMS:
+        return api_list_items_prepared(
+            catalog->api, req->id, catalog_item_statuses[req->status_index],
+            catalog_folder_size(catalog, req->id, req->status_index), &preparer,
+            builder_add_objects, b);
+    case LISTING_BATCHES:
+        return api_list_batches(catalog->api, builder_add_objects, b);
+    case LISTING_BATCH:
+        return api_get_batch(catalog->api, req->id, builder_add_batch, b);
+    }
+    return -EINVAL;
+}
+
 static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes,
                          double *ttl_s)
 {
     struct fetch_request *req = arg;
     struct catalog *catalog = req->catalog;
-    struct api_preparer preparer;
     struct listing *listing = NULL;
     struct builder b;
     int rc;
@@ -411,34 +448,23 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         *bytes = listing->bytes;
         return 0;
     }
-    rc = builder_init(&b, req->kind, key);
-    if (rc)
-        return rc;
-    /* A finished job's items no longer change: a page of its folders asked
-     * for again by offset is the same page, so it may be dropped and
-     * fetched again. Other folders hold their pages. */
-    if (req->kind == LISTING_ITEMS && catalog_job_status_terminal(catalog, req->id))
-        builder_keep_pages(&b, catalog->pages, api_fetch_again, catalog->api);
-    builder_charge_to(&b, &catalog->building);
-    builder_preparer(&b, &preparer);
-    switch (req->kind) {
-    case LISTING_JOBS:
-        rc = api_list_jobs(catalog->api, builder_add_objects, &b);
-        break;
-    case LISTING_JOB:
-        rc = api_get_job(catalog->api, req->id, builder_add_objects, &b);
-        break;
-    case LISTING_ITEMS:
-        rc = api_list_items_prepared(
-            catalog->api, req->id, catalog_item_statuses[req->status_index],
-            catalog_folder_size(catalog, req->id, req->status_index), &preparer,
-            builder_add_objects, &b);
-        break;
-    case LISTING_BATCHES:
-        rc = api_list_batches(catalog->api, builder_add_objects, &b);
-        break;
-    case LISTING_BATCH:
-        rc = api_get_batch(catalog->api, req->id, builder_add_batch, &b);
+    /* A v1 list whose total_size moves between its pages was read while
+     * objects were added or removed (-ESTALE): its offsets shifted, so it may
+     * miss some and hold deleted ones. It is read again once; if it moves
+     * again, what the second reading gave is kept, with a warning. */
+    for (int attempt = 0;; attempt++) {
+        rc = catalog_fetch_listing(catalog, req, key, &b);
+        if (rc != -ESTALE)
+            break;
+        if (attempt == 0) {
+            log_debug("%s changed while it was listed: listing it again", key);
+            builder_discard(&b);
+            continue;
+        }
+        log_warning("%s is still changing while it is listed (its total_size moved "
+                    "between pages): shown as listed, it may miss or hold changed items",
+                    key);
+        rc = 0;
         break;
     }
     if (!rc && req->kind == LISTING_JOB && b.listing->count != 1)

@@ -420,13 +420,6 @@ long listpages_page_take_ids(struct listpages_page *page, struct idset *ids)
         }
         c->repeated = rc == 0;
         repeated += c->repeated;
-        for (size_t j = 0; c->repeated && j < i; j++) {
-            if (page->candidates[j].object.id_len == c->object.id_len &&
-                !memcmp(page->candidates[j].object.id, c->object.id, c->object.id_len)) {
-                page->repeats_within++;
-                break;
-            }
-        }
     }
     /* Malformed elements are not new items: a server that pads every page
      * with junk must not keep a listing going forever. */
@@ -440,7 +433,6 @@ static void listpages_page_give_back_ids(struct listpages_page *page, struct ids
             idset_remove(ids, page->candidates[i].object.id, page->candidates[i].object.id_len);
         page->candidates[i].repeated = false;
     }
-    page->repeats_within = 0;
 }
 
 /* Most ids a listing makes room for on its total_size's word: one that
@@ -541,10 +533,11 @@ static int listpages_page_process(struct listpages_page *page, struct paginate *
     }
     report = (struct paginate_page){
         .offset = page->offset,
-        /* An id twice on one page may not stand for two places in the
-         * server's order: advancing by one less risks only an overlap,
-         * which repeats are dropped from, never a skipped item. */
-        .count = page->count - page->repeats_within,
+        /* The server's offsets count the objects a page held, repeats
+         * included: the next page starts after all of them, or it would
+         * begin inside this one (an extra request, and a page whose items
+         * were all seen, which ends the listing as a loop). */
+        .count = page->count,
         .new_items = (size_t)fresh,
         .next_page_token = page->token,
         .total_size = page->total,
@@ -697,7 +690,11 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
     if (rc < 0)
         goto out;
     end = paginate_end_reason(pager);
-    if (end == PAGINATE_END_TOO_MANY_PAGES) {
+    if (paginate_total_moved(pager) && end != PAGINATE_END_TOO_MANY_PAGES) {
+        log_debug("%s: total_size changed between pages: objects moved while listed",
+                  list->path);
+        rc = -ESTALE;
+    } else if (end == PAGINATE_END_TOO_MANY_PAGES) {
         log_warning("%s: more than %zu pages, not listed", list->path, config.max_pages);
         rc = -EFBIG;
     } else if (paginate_end_is_loop(end)) {

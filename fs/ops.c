@@ -128,7 +128,9 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
     if (ctx->no_open) {
         /* The kernel then opens every file without asking again, keeps
-         * its page cache, and reads by inode; tree_read finds the content. */
+         * its page cache, and reads by inode; tree_read finds the content:
+         * the version the inode stands for, so that no open is needed to
+         * hold a snapshot (one inode per version: see fs/tree.c). */
         fuse_reply_err(req, ENOSYS);
         return;
     }

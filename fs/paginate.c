@@ -34,6 +34,7 @@ struct paginate {
     bool first_token;  /* the first page carried a next_page_token */
     bool abandoned;    /* the rest of this wave is dropped: offsets were ignored */
     bool holding;      /* a page waits for the gap before it to be filled */
+    bool total_moved;  /* two delivered pages gave different total_sizes */
     enum paginate_end end;
     size_t grid;       /* the first page's item count: the planned page size */
     size_t covered;    /* the items [0, covered) were delivered */
@@ -282,6 +283,12 @@ enum paginate_verdict paginate_report(struct paginate *p,
     }
 
     p->covered = end_offset;
+    /* A total that changes between pages means objects were added or
+     * removed while the listing was read: offsets shifted under it, so it
+     * may miss objects and hold deleted ones. Only the caller can tell
+     * what to do about it (list again); the pages still go on. */
+    if (page->total_size > 0 && p->total > 0 && page->total_size != p->total)
+        p->total_moved = true;
     if (page->total_size > 0)
         p->total = page->total_size;
     p->token = NULL;
@@ -340,6 +347,11 @@ const char *paginate_end_name(enum paginate_end reason)
         return "too many pages";
     }
     return "unknown";
+}
+
+bool paginate_total_moved(const struct paginate *p)
+{
+    return p->total_moved;
 }
 
 size_t paginate_requests(const struct paginate *p)

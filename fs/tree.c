@@ -477,13 +477,98 @@ void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino,
         out->timeout_s = 0; /* live counters: ask every time */
 }
 
-/* Keeps the bytes whose size the kernel was just told (tree->lock held). */
-static void node_keep_snapshot(struct node *node, struct blob *content)
+/*
+ * One inode per version of a file that can change.
+ *
+ * The kernel reads a file by inode, in pieces, and checks each read against
+ * the size it was last told (it may skip open altogether: allow_no_open,
+ * and an open reply carries no size). If the bytes behind an inode could
+ * change between the getattr that gave the size and the reads, or between
+ * two reads, a reader would get a cut-off or NUL-padded file, or the start
+ * of one version and the end of another; and pages the kernel cached for
+ * an inode whose content changed at the same length would be served stale.
+ * So an inode stands for one version: its node keeps the bytes whose size
+ * the kernel was told (the snapshot) and every read of that inode gets
+ * them, whatever the catalog holds by then. When the catalog's content for
+ * the name differs, the node is detached and the name gets a new node, a
+ * new inode, at its next lookup or readdirplus; the kernel, seeing another
+ * inode for the name, drops its dentry, and the old inode (with its pages)
+ * serves only whoever still has it open, whole and unchanged. A getattr of
+ * an old version answers that version's size. This works with or without
+ * open, keeps the page cache and mmap, and tools that take the size from
+ * stat and then read (tar, wc -c, cp) see one version. FOPEN_DIRECT_IO
+ * would have done for the reads alone, but stat would still disagree with
+ * the bytes read, and no-open mode has no open to hang a snapshot on.
+ *
+ * Every file keeps its version, finished jobs' too: with terminal_ttl a
+ * finished job is fetched again, and what comes back is the truth. What a
+ * snapshot pins lasts as long as the kernel keeps the inode (until FORGET):
+ * for an item of a finished job, a page of the page cache, whose bytes may
+ * still be dropped (pagecache.h: references are not pins); for an item of
+ * a running job, the page body it was listed in.
+ */
+static bool node_keeps_version(enum node_kind kind)
 {
-    if (node->kind != NODE_META_FILE || !content)
-        return;
-    blob_unref(node->snapshot);
-    node->snapshot = blob_ref(content);
+    return !node_kind_is_dir(kind) && kind != NODE_LINK;
+}
+
+/* Whether `node` stands for a version other than `content` (tree->lock). */
+static bool node_outdated(const struct node *node, const struct blob *content)
+{
+    return node->snapshot && content &&
+           (node->snapshot->digest != content->digest || node->snapshot->len != content->len);
+}
+
+void node_keep_snapshot(struct node *node, struct blob *content, struct timespec mtime)
+{
+    struct blob *old = node->snapshot;
+
+    node->snapshot = NULL;
+    if (content && node_keeps_version(node->kind)) {
+        node->snapshot = blob_ref(content);
+        node->mtime = mtime;
+    }
+    blob_unref(old);
+}
+
+struct node *tree_link_version(struct tree *tree, struct node *parent, const char *name,
+                               enum node_kind kind, int status_index,
+                               const struct blob *content)
+{
+    struct node *node = tree_find_child(tree, parent, name);
+
+    if (node && node_outdated(node, content))
+        tree_detach(tree, node);
+    return tree_link_child(tree, parent, name, kind, status_index, 1);
+}
+
+/* When `node` stands for another version than r->content (tree->lock
+ * held): detaches it, makes *r that version (*newer takes r->content, to
+ * unref without the lock) and returns true. */
+static bool node_take_version(struct tree *tree, struct node *node, struct resolved *r,
+                              struct blob **newer)
+{
+    if (!node_outdated(node, r->content))
+        return false;
+    *newer = r->content;
+    r->content = blob_ref(node->snapshot);
+    r->mtime = node->mtime;
+    r->nlink = 1;
+    tree_detach(tree, node);
+    return true;
+}
+
+/* A view of an old version answers from its snapshot (tree->lock held):
+ * true and *r filled when `node` is one. */
+static bool node_resolve_frozen(const struct node *node, struct resolved *r)
+{
+    if (!node || !node->detached || !node->snapshot)
+        return false;
+    memset(r, 0, sizeof(*r));
+    r->content = blob_ref(node->snapshot);
+    r->mtime = node->mtime;
+    r->nlink = 1;
+    return true;
 }
 
 /* ---- public ---------------------------------------------------------- */
@@ -568,7 +653,7 @@ unlock:
         return rc;
 
     pthread_mutex_lock(&tree->lock);
-    node = tree_link_child(tree, parent, name, kind, view.status_index, 1);
+    node = tree_link_version(tree, parent, name, kind, view.status_index, r.content);
     if (!node) {
         rc = -ENOMEM;
     } else {
@@ -577,7 +662,7 @@ unlock:
             view.terminal = r.terminal;
         }
         inval = node_note_content(node, r.content);
-        node_keep_snapshot(node, r.content);
+        node_keep_snapshot(node, r.content, r.mtime);
         ino = node->ino;
         attr_fill(tree, kind, ino, &r, view.terminal, out);
     }
@@ -602,39 +687,57 @@ static int tree_view_of(struct tree *tree, uint64_t ino, struct node_view *view)
 }
 
 /* Records the outcome of resolving node `ino`; true when the kernel's copy
- * of it must go. */
-static bool tree_record(struct tree *tree, struct node_view *view, const struct resolved *r)
+ * of it must go. When the node stands for another version than the one
+ * resolved, it is detached and *r becomes that version's (see
+ * node_keeps_version). */
+static bool tree_record(struct tree *tree, struct node_view *view, struct resolved *r)
 {
+    struct blob *newer = NULL;
     struct node *node;
     bool inval = false;
 
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, view->ino);
-    if (node) {
+    if (node && !node_take_version(tree, node, r, &newer)) {
         if (node->kind == NODE_JOB || node->kind == NODE_BATCH) {
             node->terminal = r->terminal;
             view->terminal = r->terminal;
         }
         inval = node_note_content(node, r->content);
-        node_keep_snapshot(node, r->content);
+        node_keep_snapshot(node, r->content, r->mtime);
     }
     pthread_mutex_unlock(&tree->lock);
+    if (newer)
+        blob_unref(newer); /* outside the lock: it may hold the last listing */
     return inval;
+}
+
+/* Resolves the file or folder `view` names (see resolve_view): an old
+ * version (detached) answers from its snapshot, *frozen then true; anything
+ * else is asked of the catalog. */
+static int resolve_version(struct tree *tree, const struct node_view *view,
+                           struct resolved *r, bool *frozen)
+{
+    pthread_mutex_lock(&tree->lock);
+    *frozen = node_resolve_frozen(tree_find_ino(tree, view->ino), r);
+    pthread_mutex_unlock(&tree->lock);
+    return *frozen ? 0 : resolve_view(tree, view, false, r);
 }
 
 int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out)
 {
     struct node_view view;
     struct resolved r;
+    bool frozen;
     int rc;
 
     rc = tree_view_of(tree, ino, &view);
     if (rc)
         return rc;
-    rc = resolve_view(tree, &view, false, &r);
+    rc = resolve_version(tree, &view, &r, &frozen);
     if (rc)
         return rc;
-    if (tree_record(tree, &view, &r))
+    if (!frozen && tree_record(tree, &view, &r))
         tree_notify(tree, ino);
     attr_fill(tree, view.kind, ino, &r, view.terminal, out);
     resolved_release(&r);
@@ -643,9 +746,11 @@ int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out)
 
 int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged)
 {
+    struct blob *newer = NULL;
     struct node_view view;
     struct resolved r;
     struct node *node;
+    bool frozen;
     int rc;
 
     *content = NULL;
@@ -657,18 +762,9 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
         return -EISDIR;
     if (view.kind == NODE_LINK)
         return -EINVAL;
-    if (view.kind == NODE_META_FILE) {
-        /* The bytes of the size last given, so a read matches its stat. */
-        pthread_mutex_lock(&tree->lock);
-        node = tree_find_ino(tree, ino);
-        *content = node && node->snapshot ? blob_ref(node->snapshot) : NULL;
-        pthread_mutex_unlock(&tree->lock);
-        if (*content) {
-            *unchanged = true;
-            return 0;
-        }
-    }
-    rc = resolve_view(tree, &view, false, &r);
+    /* Asked of the catalog even when the node keeps a version: a page
+     * dropped from the cache comes back through the listing it is in now. */
+    rc = resolve_version(tree, &view, &r, &frozen);
     if (rc)
         return rc;
     pthread_mutex_lock(&tree->lock);
@@ -676,8 +772,15 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     if (node) {
         *unchanged = node->served == r.content->digest;
         node->served = r.content->digest;
+        /* The bytes of the version whose size the kernel was told. */
+        if (!frozen && node_take_version(tree, node, &r, &newer))
+            *unchanged = true;
+        else if (!frozen)
+            node_keep_snapshot(node, r.content, r.mtime);
     }
     pthread_mutex_unlock(&tree->lock);
+    if (newer)
+        blob_unref(newer); /* outside the lock: it may hold the last listing */
     *content = r.content;
     r.content = NULL;
     resolved_release(&r);

@@ -348,7 +348,7 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     if (!folder) {
         rc = -ESTALE;
     } else if (link) {
-        node = tree_link_child(tree, folder, *name, kind, status_index, 1);
+        node = tree_link_version(tree, folder, *name, kind, status_index, r.content);
         if (!node)
             rc = -ENOMEM;
     } else {
@@ -357,8 +357,10 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     if (node) {
         if (kind == NODE_JOB || kind == NODE_BATCH)
             node->terminal = terminal;
-        if (link)
+        if (link) {
             inval = node_note_content(node, r.content);
+            node_keep_snapshot(node, r.content, r.mtime);
+        }
     }
     if (!rc) {
         attr_fill(tree, kind, node ? node->ino : 0, &r, terminal, out);

@@ -147,20 +147,38 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
     return node;
 }
 
+/* Frees one node nothing holds; returns its parent. */
+static struct node *node_free_unused(struct tree *tree, struct node *node)
+{
+    struct node *parent = node->parent;
+
+    table_remove(&tree->by_ino, node, true);
+    if (!node->detached)
+        table_remove(&tree->by_name, node, false);
+    tree->count--;
+    parent->children--;
+    blob_unref(node->snapshot);
+    free(node);
+    return parent;
+}
+
 /* Frees `node` and then any ancestor it kept alive, once nothing holds them. */
 void tree_release_unused(struct tree *tree, struct node *node)
 {
-    while (node && node != tree->root && !node->nlookup && !node->children) {
-        struct node *parent = node->parent;
+    while (node && node != tree->root && !node->nlookup && !node->children)
+        node = node_free_unused(tree, node);
+}
 
-        table_remove(&tree->by_ino, node, true);
-        table_remove(&tree->by_name, node, false);
-        tree->count--;
-        parent->children--;
-        blob_unref(node->snapshot);
-        free(node);
-        node = parent;
-    }
+void tree_detach(struct tree *tree, struct node *node)
+{
+    if (node->detached || node == tree->root)
+        return;
+    table_remove(&tree->by_name, node, false);
+    node->detached = true;
+    /* Never given to the kernel (made ahead of a readdirplus): nobody can
+     * reach it any more. Its parent is held by the request that got here. */
+    if (!node->nlookup && !node->children)
+        node_free_unused(tree, node);
 }
 
 void tree_reserve_nodes(struct tree *tree, size_t count)

@@ -74,7 +74,11 @@ struct node {
     uint64_t served;       /* files: digest of the content the kernel was given;
                               folders: generation of the listing; 0 = nothing yet */
     bool terminal;         /* NODE_JOB, NODE_BATCH: known to be finished */
-    struct blob *snapshot; /* NODE_META_FILE: the bytes last described to the kernel */
+    bool detached;         /* out of by_name: a newer version of the file has
+                              another inode, this one keeps its snapshot */
+    struct blob *snapshot; /* files: the version whose size the kernel was
+                              told (see fs/tree.c, one inode per version) */
+    struct timespec mtime; /* ...and the mtime it was told with it */
     struct node *next_by_ino, *next_by_name;
     char name[];           /* in the node's own allocation: one per entry
                               listed, so one malloc rather than two */
@@ -174,6 +178,11 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
  * (no kernel lookup, no child). Never frees the root. */
 void tree_release_unused(struct tree *tree, struct node *node);
 
+/* Takes `node` out of the by-name table: the name now leads to a new node
+ * (a new inode) while this one stays for the kernel's lookups of it; freed
+ * at once when nothing holds it. */
+void tree_detach(struct tree *tree, struct node *node);
+
 /* Room in both tables for `count` nodes in all (a hint, nothing fails). */
 void tree_reserve_nodes(struct tree *tree, size_t count);
 
@@ -242,6 +251,19 @@ static inline bool node_note_content(struct node *node, const struct blob *conte
     node->served = content->digest;
     return changed;
 }
+
+/* Keeps the version of a file whose size the kernel is being told
+ * (tree->lock held): `content` itself (fs/tree.c: one inode per version),
+ * so that a refreshed listing's bytes replace the equal old ones. Folders
+ * and links keep nothing. */
+void node_keep_snapshot(struct node *node, struct blob *content, struct timespec mtime);
+
+/* The child `name` of `parent` given to the kernel for `content`, with one
+ * more lookup counted (tree->lock held): the node found when it stands for
+ * that version, else a new node (the old one is detached). NULL on ENOMEM. */
+struct node *tree_link_version(struct tree *tree, struct node *parent, const char *name,
+                               enum node_kind kind, int status_index,
+                               const struct blob *content);
 
 /* Tells the program the kernel's copy of `ino` is outdated. Without
  * tree->lock: tree.h promises the callback that no tree lock is held. */

@@ -1167,6 +1167,68 @@ def fault_duplicate_keys(page, fault):
         page.strs[index] = "{" + bogus + ", " + page.strs[index][1:]
 
 
+# Faults that keep a count of their own (how often they fired) take this lock
+# for it: page faults run on the request threads, without the state's lock.
+_FAULT_COUNT_LOCK = threading.Lock()
+
+
+def _fault_count(fault, name):
+    """How many times `name` was counted on this fault before, counting once."""
+    with _FAULT_COUNT_LOCK:
+        seen = getattr(fault, name, 0)
+        setattr(fault, name, seen + 1)
+        return seen
+
+
+def fault_job_grows_shrinks(page, fault):
+    """The job object changes length on every request: a padding field of a
+    varying length, and processed_items (hence progress) cycling through
+    values of different widths."""
+    if page.style != "job" or not page.objs or page.objs[0] is None:
+        return
+    turn = _fault_count(fault, "served")
+    job = dict(page.objs[0])
+    total = job.get("total_items") or 0
+    job["processed_items"] = (0, total // 20, total * 99 // 100, total)[turn % 4]
+    job["failed_items"] = job["skipped_items"] = 0
+    job["x_padding"] = "x" * (37 * (turn % 5))
+    page.objs[0] = job
+    page.strs[0] = json.dumps(job)
+
+
+def fault_item_revision(page, fault):
+    """The first item of a list page at offset 0 gets "x_revision": value
+    (a string): changing `value` for one of the same length changes the
+    item's content but not its length."""
+    if page.style != "v1" or page.offset != 0 or not page.objs or page.objs[0] is None:
+        return
+    _rewrite(page, 0, dict(page.objs[0], x_revision=str(fault.param("value", "A"))))
+
+
+def fault_shrink_mid_listing(page, fault):
+    """`count` items (100) are deleted from the front of the list right after
+    the first page at offset 0 is served: every later page is cut from the
+    shorter list, with its smaller total_size. With "every": true, every page
+    at offset 0 still shows the old list (the listing never settles)."""
+    if page.style != "v1":
+        return
+    if page.offset == 0 and (_fault_count(fault, "firsts") == 0 or fault.param("every", False)):
+        return
+    count = int(fault.param("count", 100))
+    page.all_objs, page.all_strs = page.all_objs[count:], page.all_strs[count:]
+    page.total = len(page.all_strs)
+    page.reslice(page.offset)
+
+
+def fault_repeat_within_page(page, fault):
+    """The third element of a list page repeats the first one's id: the page
+    still holds as many objects as asked for."""
+    if page.style != "v1" or len(page.objs) < 3 or page.objs[0] is None:
+        return
+    page.objs[2] = page.objs[0]
+    page.strs[2] = page.strs[0]
+
+
 def fault_delay(handler, fault, response):
     time.sleep(float(fault.param("ms", 1000)) / 1000.0)
     return handler.send(response)
@@ -1238,6 +1300,10 @@ PAGE_FAULTS = {
     "lone_surrogate": fault_lone_surrogate,
     "error_message_kinds": fault_error_message_kinds,
     "hostile_groups": fault_hostile_groups,
+    "job_grows_shrinks": fault_job_grows_shrinks,
+    "item_revision": fault_item_revision,
+    "shrink_mid_listing": fault_shrink_mid_listing,
+    "repeat_within_page": fault_repeat_within_page,
 }
 SEND_FAULTS = {
     "delay": fault_delay,

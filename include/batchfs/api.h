@@ -151,7 +151,9 @@ void api_free(struct api *api);
 int api_check_access(struct api *api);
 
 /* GET /api/v1/beta/batch-processing, every page. Objects lacking a string
- * "id" are dropped with a warning. */
+ * "id" are dropped with a warning. Like every v1 list here, -ESTALE when
+ * total_size changed between pages: every page was read, but the list
+ * moved while it was (see listpages_read_v1); read it again. */
 int api_list_jobs(struct api *api, api_objects_fn fn, void *arg);
 
 /* GET /api/v1/beta/batch-processing/{job_id}/items?status=…, every page.

@@ -86,7 +86,6 @@ struct listpages_page {
     struct json_span *fields; /* the preparer's keys' values, per candidate */
     size_t n_candidates;
     size_t count;          /* elements of "items" */
-    size_t repeats_within; /* elements repeating an id given earlier on the page */
     size_t malformed;      /* elements dropped for want of an identity */
     size_t wrong_status;
     char *token;    /* next_page_token; NULL when absent or unusable */
@@ -97,8 +96,11 @@ struct listpages_page {
 /*
  * Reads every page of the v1 list `list` names (the jobs, or one job's
  * items) and hands its objects to fn, as api.h describes. 0 when the list
- * ended, even early on a loop (logged); -EFBIG past max_items objects or
- * max_items + 2 pages; else the first failure (logged once) or fn's error.
+ * ended, even early on a loop (logged); -ESTALE when it was read to its end
+ * but its total_size changed between pages (objects moved while it was
+ * read: what fn was given may miss some and hold deleted ones; the caller
+ * may read it again); -EFBIG past max_items objects or max_items + 2
+ * pages; else the first failure (logged once) or fn's error.
  * fn runs on the calling thread; pages are fetched on up to max_parallel
  * threads of the listing's own, all joined before it returns.
  */

@@ -127,6 +127,14 @@ bool paginate_end_is_loop(enum paginate_end reason);
 /* A short English name for logs ("empty page", "repeated token", …). */
 const char *paginate_end_name(enum paginate_end reason);
 
+/*
+ * True once two delivered pages gave different non-zero total_sizes: the
+ * list changed while it was read, so offsets shifted between its pages and
+ * what was delivered may miss objects or hold deleted ones. The listing
+ * goes on regardless; reading it again is the caller's decision.
+ */
+bool paginate_total_moved(const struct paginate *p);
+
 /* Requests handed out so far. */
 size_t paginate_requests(const struct paginate *p);
 

@@ -88,6 +88,8 @@ int tree_lookup(struct tree *tree, uint64_t parent, const char *name, struct tre
 /* The kernel forgot `count` lookups of `ino`. */
 void tree_forget(struct tree *tree, uint64_t ino, uint64_t count);
 
+/* Attributes of `ino`; of a file, those of the version it stands for (see
+ * tree_read). */
 int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out);
 
 /* A snapshot of one folder's entries, stable while it is open. */
@@ -139,9 +141,13 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
 void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, size_t count);
 
 /*
- * The current content of file `ino` (a new reference: blob_unref it).
- * *unchanged says it is what the kernel was last given for this inode.
- * -EISDIR for a folder.
+ * The content of file `ino` (a new reference: blob_unref it): the version
+ * the inode stands for. An inode stands for one version of a file, the one
+ * whose size the kernel was told in lookup, getattr or readdirplus: once
+ * the catalog's content differs, the inode keeps answering (getattr, read)
+ * with that version, whole, and the name gets a new inode at its next
+ * lookup. *unchanged says it is what the kernel was last given for this
+ * inode. -EISDIR for a folder.
  */
 int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged);
 

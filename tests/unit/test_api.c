@@ -714,8 +714,9 @@ static void test_junk_only_pages_end_the_listing(void **state)
     collected_free(&c);
 }
 
-/* A page that gives one item twice does not make the next page start one
- * place too far (which would skip an item). */
+/* A page that gives one item twice still held that many objects: the next
+ * page starts after all of them (one place earlier would repeat the last
+ * one, cost a request and could end the listing as a loop). */
 static void test_repeat_within_a_page_skips_nothing(void **state)
 {
     struct env *env = *state;
@@ -726,7 +727,7 @@ static void test_repeat_within_a_page_skips_nothing(void **state)
                             "{\"item_id\": \"it-000000\", \"status\": \"completed\"}, "
                             "{\"item_id\": \"it-000001\", \"status\": \"completed\"}], "
                             "\"next_page_token\": \"t2\"}");
-    fake_transport_add_body(env->fake, "*offset=2&*", 200,
+    fake_transport_add_body(env->fake, "*offset=3&*", 200,
                             "{\"items\": [{\"item_id\": \"it-000002\", \"status\": \"completed\"}]}");
     fake_transport_add_body(env->fake, "*", 200, "{\"items\": []}");
     assert_int_equal(list_items(env, &c), 0);

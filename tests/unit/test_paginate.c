@@ -636,6 +636,56 @@ static void test_expected_sizes(void **state)
     }
 }
 
+/* A total_size that changes between pages is reported, the pages still
+ * delivered; one that stays is not. */
+static void test_total_moved(void **state)
+{
+    struct paginate_config config = {.limit = 10, .max_parallel = 4, .max_pages = 100};
+    struct paginate_request reqs[4];
+    struct paginate_page page = {.offset = 0, .count = 10, .new_items = 10, .total_size = 30};
+    struct paginate *p = paginate_new(&config);
+    size_t n;
+
+    (void)state;
+    assert_non_null(p);
+    assert_int_equal(paginate_next(p, reqs, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(paginate_report(p, &page), PAGINATE_DELIVER);
+    assert_false(paginate_total_moved(p));
+    assert_int_equal(paginate_next(p, reqs, 4, &n), 0);
+    assert_int_equal(n, 2);
+    page.offset = 10;
+    assert_int_equal(paginate_report(p, &page), PAGINATE_DELIVER);
+    assert_false(paginate_total_moved(p));
+    page.offset = 20;
+    page.total_size = 29;
+    assert_int_equal(paginate_report(p, &page), PAGINATE_DELIVER);
+    assert_true(paginate_total_moved(p));
+    paginate_free(p);
+}
+
+/* A page holding an id twice still covers as many offsets as it held
+ * objects: the next request starts right after it. */
+static void test_repeat_within_page_advances_by_count(void **state)
+{
+    struct paginate_config config = {.limit = 10, .max_parallel = 1, .max_pages = 100};
+    struct paginate_request req;
+    struct paginate_page page = {.offset = 0, .count = 10, .new_items = 9};
+    struct paginate *p = paginate_new(&config);
+    size_t n;
+
+    (void)state;
+    assert_non_null(p);
+    page.next_page_token = "t1";
+    assert_int_equal(paginate_next(p, &req, 1, &n), 0);
+    assert_int_equal(paginate_report(p, &page), PAGINATE_DELIVER);
+    assert_int_equal(paginate_next(p, &req, 1, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(req.offset, 10);
+    assert_false(paginate_total_moved(p));
+    paginate_free(p);
+}
+
 static void test_config_and_contract(void **state)
 {
     struct paginate_config bad = {1000, 0, 10, 0}, good = {1000, 2, 10, 0};
@@ -720,6 +770,8 @@ int main(void)
         cmocka_unit_test(test_expected_short_first_page),
         cmocka_unit_test(test_expected_odd_servers),
         cmocka_unit_test(test_expected_sizes),
+        cmocka_unit_test(test_total_moved),
+        cmocka_unit_test(test_repeat_within_page_advances_by_count),
         cmocka_unit_test(test_config_and_contract),
         cmocka_unit_test(test_token_and_offset_sent_together),
     };

@@ -501,22 +501,25 @@ static void test_batches(void **state)
     assert_int_equal(attr.st.st_mtim.tv_sec, 1740960000); /* the batch's updated_at */
 }
 
-static void test_changed_content_invalidates(void **state)
+/* A file whose content changed gets a new inode: the old one keeps serving
+ * the version whose size the kernel was told, whole, to whoever still reads
+ * it, and the name leads to the new version. */
+static void test_changed_content_gets_a_new_inode(void **state)
 {
     struct env *env;
-    uint64_t jobs, job, json;
-    struct blob *content;
-    struct tree_attr attr;
+    uint64_t jobs, job, json, json2;
+    struct blob *content, *old;
+    struct tree_attr attr, told;
     bool unchanged;
 
     env_setup_ttl(state, 0.01);
     env = *state;
     jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
     job = lookup_ok(env, jobs, JOB1, NULL);
-    json = lookup_ok(env, job, "job.json", NULL);
-    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
-    blob_unref(content);
-    /* The job list changes: the file's kernel copy must go. */
+    json = lookup_ok(env, job, "job.json", &told);
+    assert_int_equal(tree_read(env->tree, json, &old, &unchanged), 0);
+    assert_int_equal((off_t)old->len, told.st.st_size);
+    /* The job list changes. */
     fake_transport_reset(env->fake);
     fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
                             "{\"items\": [{\"id\": \"" JOB1 "\", \"job_type\": \"parse\", "
@@ -531,15 +534,28 @@ static void test_changed_content_invalidates(void **state)
         assert_false(unchanged);
         tree_closedir(dir);
     }
+    /* The old inode: the old size, and the old bytes, still. */
     assert_int_equal(tree_getattr(env->tree, json, &attr), 0);
-    assert_int_equal(env->n_invalidated, 1);
-    assert_int_equal(env->invalidated[0], json);
-    /* getattr told the kernel of the new version and queued the
-     * invalidation, so what it caches from now on is current. */
+    assert_int_equal(attr.st.st_size, told.st.st_size);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    assert_ptr_equal(content, old);
     assert_true(unchanged);
-    assert_non_null(strstr(content->data, "\"completed\""));
     blob_unref(content);
+    assert_int_equal(tree_getattr(env->tree, json, &attr), 0);
+    assert_int_equal(attr.st.st_size, told.st.st_size);
+    /* The name: a new inode, the new version. */
+    json2 = lookup_ok(env, job, "job.json", &attr);
+    assert_int_not_equal(json2, json);
+    assert_int_equal(tree_read(env->tree, json2, &content, &unchanged), 0);
+    assert_int_equal((off_t)content->len, attr.st.st_size);
+    assert_non_null(strstr(content->data, "\"completed\""));
+    assert_null(strstr(old->data, "\"completed\""));
+    blob_unref(content);
+    /* Forgetting the old inode frees it; the new one stays. */
+    tree_forget(env->tree, json, 1);
+    assert_int_equal(tree_getattr(env->tree, json, &attr), -ESTALE);
+    assert_int_equal(tree_getattr(env->tree, json2, &attr), 0);
+    blob_unref(old);
     env_teardown(state);
 }
 
@@ -589,7 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_group_names_sanitised,
                                         env_setup_hostile_groups, env_teardown),
-        cmocka_unit_test(test_changed_content_invalidates),
+        cmocka_unit_test(test_changed_content_gets_a_new_inode),
     };
 
     log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
