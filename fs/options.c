@@ -72,7 +72,9 @@ const struct options_row options_table[] = {
     {OPTIONS_COUNT(retries), .placeholder = "N", .max = 20, .value = "4",
      .meaning = "retries of a failed request"},
     {OPTIONS_COUNT(timeout), .placeholder = "SECONDS", .min = 1, .max = 3600,
-     .value = "30", .meaning = "an attempt fails after this long without a byte"},
+     .value = "30",
+     .meaning = "an attempt fails after this long without a byte received, counted once "
+                "connected; an answer that keeps coming, however slowly, is waited for"},
     {OPTIONS_COUNT(connect_timeout), .placeholder = "SECONDS", .min = 1, .max = 600,
      .value = "10", .meaning = "time to connect"},
     {OPTIONS_COUNT(max_connections), .placeholder = "N", .min = 1, .max = 64,

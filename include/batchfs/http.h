@@ -21,7 +21,12 @@ struct http_config {
     const char *base_url;   /* "https://host[:port][/prefix]", no trailing '/' */
     const char *api_key;    /* sent as "Authorization: Bearer"; never logged */
     unsigned connect_timeout_s; /* per attempt */
-    unsigned timeout_s;     /* per attempt: no byte for this long = stall */
+    /* Per attempt, once connected: no byte received for this long fails the
+     * attempt (0 = never); a slow body that keeps coming is waited for. */
+    unsigned timeout_s;
+    /* Per request, all attempts and waits together (0 = no bound); a retry
+     * that could not start within it is not made. */
+    unsigned total_timeout_s;
     unsigned retries;       /* extra attempts after the first */
     unsigned max_connections; /* requests in flight at once, all threads */
     size_t max_response;    /* bytes of decoded body, at most */

@@ -35,7 +35,7 @@ struct options {
     bool stale_if_error;
     bool xattr; /* serve the user.llamacloud.* attributes */
     unsigned retries;
-    unsigned timeout;         /* seconds without progress before an attempt fails */
+    unsigned timeout;         /* seconds without a byte before an attempt fails */
     unsigned connect_timeout; /* seconds */
     unsigned max_connections; /* requests in flight at once */
     size_t max_response;      /* bytes */
