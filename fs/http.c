@@ -10,8 +10,8 @@
  *
  * An attempt fails after timeout_s without a byte received (the clock starts
  * once connected): a slow body that keeps arriving is waited for, however
- * slowly it comes. Optionally a request has a budget for all its attempts and
- * waits together (total_timeout_s).
+ * slowly it comes. Requests can be given a budget for all their attempts and
+ * waits together (http_client_set_budget()).
  *
  * Not for: building API URLs or reading JSON (api.c, listpages.c), caching
  * (cache.c).
@@ -44,7 +44,8 @@ struct http_handle {
 
 struct http_client {
     struct transport transport;
-    /* Constant after http_client_new(). */
+    /* Constant after http_client_new(), but for the budget, which changes
+     * only while no request is in flight (http_client_set_budget()). */
     char *base_url;
     char *user_agent;
     struct curl_slist *headers; /* read-only; shared by all handles */
@@ -785,7 +786,6 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
         client->base_url[--len] = '\0';
     client->connect_timeout_s = config->connect_timeout_s;
     client->timeout_s = config->timeout_s;
-    client->total_timeout_s = config->total_timeout_s;
     client->retries = config->retries;
     client->max_connections = config->max_connections;
     client->max_response = config->max_response;
@@ -867,6 +867,13 @@ void http_client_cancel(struct http_client *client)
 {
     atomic_store(&client->cancelled, true);
     pacer_cancel(client->pacer);
+}
+
+void http_client_set_budget(struct http_client *client, unsigned total_timeout_s,
+                            unsigned retries)
+{
+    client->total_timeout_s = total_timeout_s;
+    client->retries = retries;
 }
 
 void http_client_stats(struct http_client *client, struct http_stats *out)

@@ -8,10 +8,13 @@ driver neither crashes nor reports a sanitizer error.
 import errno
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import types
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -623,6 +626,49 @@ class FaultTest(unittest.TestCase):
         self.stop_with_a_request_in_flight(
             lambda: subprocess.run(["fusermount3", "-uz", self.mount.path], check=True),
             "timeout=3", "retries=0")
+
+
+class MountCheck(unittest.TestCase):
+    """The one request sent before mounting has its own short budget: a
+    server that is silent or absent fails the mount promptly, saying so."""
+
+    def failed_mount(self, double, *options):
+        start = time.monotonic()
+        m = harness.Mount(double, *options, wait=False)
+        try:
+            status = m.wait_exit(120)
+            elapsed = time.monotonic() - start
+            mounted = harness.is_mounted(m.path)
+        finally:
+            err = m.stop()
+        self.assertEqual(status, 1, err)
+        self.assertFalse(mounted)
+        harness.check_driver_output(err, 0)
+        return err, elapsed
+
+    def test_silent_server_fails_the_mount_promptly(self):
+        # The defaults (timeout=30, retries=4) gave 157 s.
+        double = harness.Double("--faults", json.dumps(
+            [{"kind": "stall", "ms": 120000, "path": r"^/api/v1/beta/batch-processing$"}]))
+        try:
+            err, elapsed = self.failed_mount(double)
+        finally:
+            double.stop()
+        self.assertRegex(err, r"batchfs: %s: the server did not answer within 1[45] s"
+                         % re.escape(double.url))
+        self.assertLess(elapsed, 30)
+
+    def test_nothing_listening_fails_the_mount_at_once(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # Bound but never listening: every connection is refused.
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", port))
+            absent = types.SimpleNamespace(url="http://127.0.0.1:%d" % port)
+            err, elapsed = self.failed_mount(absent)
+        self.assertIn("batchfs: %s: connection refused" % absent.url, err)
+        self.assertLess(elapsed, 10)
 
 
 if __name__ == "__main__":
