@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "batchfs/api.h"
+#include "batchfs/apikey.h"
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/http.h"
@@ -441,7 +442,7 @@ int main(int argc, char *argv[])
     }
     log_setup(cmd.debug ? LOG_LEVEL_DEBUG : (enum log_level)opts.log_level, false);
 
-    rc = options_load_key(&opts, &key, err, sizeof(err));
+    rc = apikey_load(opts.api_key_file, &key, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "batchfs: %s\n", err);
         goto out;
