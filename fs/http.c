@@ -8,6 +8,11 @@
  * ever handed back: anything cut short is retried and then reported as an
  * errno. A 3xx is never followed, so the key cannot travel to another host.
  *
+ * An attempt fails after timeout_s without a byte received (the clock starts
+ * once connected): a slow body that keeps arriving is waited for, however
+ * slowly it comes. Requests can be given a budget for all their attempts and
+ * waits together (http_client_set_budget()).
+ *
  * Not for: building API URLs or reading JSON (api.c, listpages.c), caching
  * (cache.c).
  */
@@ -39,11 +44,12 @@ struct http_handle {
 
 struct http_client {
     struct transport transport;
-    /* Constant after http_client_new(). */
+    /* Constant after http_client_new(), but for the budget, which changes
+     * only while no request is in flight (http_client_set_budget()). */
     char *base_url;
     char *user_agent;
     struct curl_slist *headers; /* read-only; shared by all handles */
-    unsigned connect_timeout_s, timeout_s, retries, max_connections;
+    unsigned connect_timeout_s, timeout_s, total_timeout_s, retries, max_connections;
     size_t max_response;
     bool log_requests;
     struct retry_policy policy;
@@ -66,8 +72,11 @@ struct http_transfer {
     CURL *easy;      /* the attempt's handle, for its Content-Length */
     struct buf body;
     size_t received; /* decoded bytes seen, including any beyond the cap */
+    /* When a byte last arrived (monotonic ms); 0 while connecting. */
+    double last_byte_ms;
     bool too_big;
     bool no_memory;
+    bool stalled; /* aborted after timeout_s without a byte */
     bool has_retry_after, has_retry_after_ms, has_should_retry;
     char retry_after[HTTP_HEADER_VALUE_MAX];
     char retry_after_ms[HTTP_HEADER_VALUE_MAX];
@@ -165,6 +174,7 @@ static size_t http_on_body(char *data, size_t size, size_t nmemb, void *userdata
     struct http_transfer *t = userdata;
     size_t n = size * nmemb;
 
+    t->last_byte_ms = http_now_ms();
     if (atomic_load(&t->client->cancelled))
         return 0;
     t->received += n;
@@ -210,6 +220,7 @@ static size_t http_on_header(char *line, size_t size, size_t nitems, void *userd
     size_t n = size * nitems, name_len, value_len;
     const char *colon, *value, *end = line + n;
 
+    t->last_byte_ms = http_now_ms();
     /* Each status line starts a new response (e.g. after a 100 Continue):
      * only the final response's headers count. */
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
@@ -236,25 +247,54 @@ static size_t http_on_header(char *line, size_t size, size_t nitems, void *userd
     return n;
 }
 
-/* Also called while a transfer stalls, so cancellation is noticed within
- * about a second even when no byte arrives. */
+/*
+ * Also called about once a second while no byte arrives, so cancellation
+ * and a stall are noticed within about a second. The stall is timed here
+ * rather than with CURLOPT_LOW_SPEED_*, which fails a body that keeps
+ * coming at less than a byte a second on average (2 bytes every 4 s failed
+ * at timeout=5): what is promised is "timeout_s without a byte".
+ */
 static int http_on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
                             curl_off_t ultotal, curl_off_t ulnow)
 {
-    struct http_client *client = userdata;
+    struct http_transfer *t = userdata;
+    unsigned timeout_s = t->client->timeout_s;
 
     (void)dltotal;
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
-    return atomic_load(&client->cancelled) ? 1 : 0;
+    if (atomic_load(&t->client->cancelled))
+        return 1;
+    if (timeout_s > 0 && t->last_byte_ms > 0 &&
+        http_now_ms() - t->last_byte_ms >= 1000.0 * timeout_s) {
+        t->stalled = true;
+        return 1;
+    }
+    return 0;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Connected (or reusing a connection): the stall clock starts now, so the
+ * time to connect counts only against connect_timeout_s. */
+static int http_on_connected(void *userdata, char *primary_ip, char *local_ip,
+                             int primary_port, int local_port)
+{
+    struct http_transfer *t = userdata;
+
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    t->last_byte_ms = http_now_ms();
+    return CURL_PREREQFUNC_OK;
+}
+#endif
 
 /* Options that never change for a handle. 0, or -ENOMEM/-EIO. */
 static int http_handle_setup(struct http_client *client, CURL *easy)
 {
     CURLcode failed = CURLE_OK;
-    long overall = (long)client->connect_timeout_s + 4L * (long)client->timeout_s;
 
 #define HTTP_SET(option, value)                                                          \
     do {                                                                                 \
@@ -277,13 +317,6 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
     HTTP_SET(CURLOPT_SSL_VERIFYPEER, 1L);
     HTTP_SET(CURLOPT_SSL_VERIFYHOST, 2L);
     HTTP_SET(CURLOPT_CONNECTTIMEOUT, (long)client->connect_timeout_s);
-    if (client->timeout_s > 0) {
-        /* A stall is no byte for timeout_s; the overall bound catches a
-         * server that trickles one byte a second forever. */
-        HTTP_SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-        HTTP_SET(CURLOPT_LOW_SPEED_TIME, (long)client->timeout_s);
-        HTTP_SET(CURLOPT_TIMEOUT, overall);
-    }
     HTTP_SET(CURLOPT_ACCEPT_ENCODING, "gzip");
     /* A page of 1000 items is about 400 KB: read it in one or two
      * receives and callbacks rather than 25 of the default 16 KiB. */
@@ -297,7 +330,9 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
     HTTP_SET(CURLOPT_SHARE, client->share);
     HTTP_SET(CURLOPT_NOPROGRESS, 0L);
     HTTP_SET(CURLOPT_XFERINFOFUNCTION, http_on_progress);
-    HTTP_SET(CURLOPT_XFERINFODATA, client);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    HTTP_SET(CURLOPT_PREREQFUNCTION, http_on_connected);
+#endif
     HTTP_SET(CURLOPT_WRITEFUNCTION, http_on_body);
     HTTP_SET(CURLOPT_HEADERFUNCTION, http_on_header);
 #undef HTTP_SET
@@ -364,12 +399,19 @@ static void http_pool_put(struct http_client *client, CURL *easy)
 
 /*
  * The errno for a failed transfer, and whether it can never succeed on a
- * retry (*final). A partial body is never kept: every error that can cut
- * a body short maps to -EPROTO and is retried.
+ * retry (*final). This is where the errno of a failed transfer is chosen;
+ * the layers above pass it on. A partial body is never kept: every error
+ * that can cut a response short (a reset, a short Content-Length, a chunked
+ * body without its last chunk, no reply at all, a corrupt gzip stream) maps
+ * to -EIO and is retried.
  */
 static int http_map_curl_error(CURLcode code, const struct http_transfer *t, bool *final)
 {
     *final = false;
+    if (atomic_load(&t->client->cancelled)) {
+        *final = true;
+        return -ECANCELED;
+    }
     switch (code) {
     case CURLE_WRITE_ERROR:
         if (t->too_big) {
@@ -380,12 +422,10 @@ static int http_map_curl_error(CURLcode code, const struct http_transfer *t, boo
             *final = true;
             return -ENOMEM;
         }
-        if (atomic_load(&t->client->cancelled)) {
-            *final = true;
-            return -ECANCELED;
-        }
-        return -EPROTO;
+        return -EIO;
     case CURLE_ABORTED_BY_CALLBACK:
+        if (t->stalled)
+            return -ETIMEDOUT;
         *final = true;
         return -ECANCELED;
     case CURLE_OPERATION_TIMEDOUT:
@@ -403,6 +443,7 @@ static int http_map_curl_error(CURLcode code, const struct http_transfer *t, boo
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_WEIRD_SERVER_REPLY:
+        return -EIO;
     case CURLE_SSL_CONNECT_ERROR: /* also a reset during the handshake */
         return -EPROTO;
     case CURLE_OUT_OF_MEMORY:
@@ -434,9 +475,12 @@ static int http_map_curl_error(CURLcode code, const struct http_transfer *t, boo
     }
 }
 
-/* One attempt. 0 with *status, or a negative errno with *final set. */
-static int http_attempt(CURL *easy, const char *url, struct http_transfer *t,
-                        long *status, bool *final)
+/*
+ * One attempt, given at most limit_ms in all (0 = no limit). 0 with
+ * *status, or a negative errno with *final set.
+ */
+static int http_attempt(CURL *easy, const char *url, long limit_ms,
+                        struct http_transfer *t, long *status, bool *final)
 {
     CURLcode code;
 
@@ -446,15 +490,27 @@ static int http_attempt(CURL *easy, const char *url, struct http_transfer *t,
     if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_WRITEDATA, t) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_HEADERDATA, t) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t) != CURLE_OK ||
+#if LIBCURL_VERSION_NUM >= 0x075000
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, t) != CURLE_OK ||
+#endif
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, limit_ms) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error) != CURLE_OK) {
         *final = true;
         return -ENOMEM;
     }
+#if LIBCURL_VERSION_NUM < 0x075000
+    /* No callback says when the connection is up: time from the start. */
+    t->last_byte_ms = http_now_ms();
+#endif
     code = curl_easy_perform(easy);
     /* The buffer lives on the caller's stack: never leave it set. */
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
     if (code != CURLE_OK) {
-        if (!t->error[0])
+        if (t->stalled)
+            snprintf(t->error, sizeof(t->error), "no byte for %u s",
+                     t->client->timeout_s);
+        else if (!t->error[0])
             snprintf(t->error, sizeof(t->error), "%s", curl_easy_strerror(code));
         return http_map_curl_error(code, t, final);
     }
@@ -493,6 +549,8 @@ static const char *http_errno_text(int err)
         return "connection refused";
     case -EHOSTUNREACH:
         return "host not found";
+    case -EIO:
+        return "no complete response";
     case -EPROTO:
         return "protocol error";
     case -ENOMEM:
@@ -519,7 +577,8 @@ static void http_transfer_reset(struct http_transfer *t)
 {
     buf_reset(&t->body);
     t->received = 0;
-    t->too_big = t->no_memory = false;
+    t->last_byte_ms = 0;
+    t->too_big = t->no_memory = t->stalled = false;
     t->has_retry_after = t->has_retry_after_ms = t->has_should_retry = false;
 }
 
@@ -530,6 +589,7 @@ static int http_get(void *ctx, const char *path_query, struct http_response *out
     struct buf url = BUF_INIT;
     unsigned attempts = client->retries + 1, attempt = 0;
     bool retryable = false, logged = false;
+    double deadline = 0;
     long status = 0;
     int rc;
 
@@ -544,11 +604,13 @@ static int http_get(void *ctx, const char *path_query, struct http_response *out
     rc = buf_printf(&url, "%s%s", client->base_url, path_query);
     if (rc)
         goto out;
+    if (client->total_timeout_s > 0)
+        deadline = http_now_ms() + 1000.0 * client->total_timeout_s;
     while (attempt < attempts) {
         CURL *easy = NULL;
         bool final = false;
         double started;
-        long delay;
+        long delay, limit_ms = 0;
 
         rc = pacer_acquire(client->pacer);
         if (rc)
@@ -561,7 +623,9 @@ static int http_get(void *ctx, const char *path_query, struct http_response *out
         http_transfer_reset(&t);
         status = 0;
         started = http_now_ms();
-        rc = http_attempt(easy, url.data, &t, &status, &final);
+        if (deadline > 0)
+            limit_ms = deadline - started >= 1 ? (long)(deadline - started) : 1;
+        rc = http_attempt(easy, url.data, limit_ms, &t, &status, &final);
         attempt++;
         http_count_attempt(client, attempt > 1, t.received, status);
         if (client->log_requests) {
@@ -575,7 +639,7 @@ static int http_get(void *ctx, const char *path_query, struct http_response *out
         if (rc == 0 && status >= 300 && status <= 399) {
             http_log_redirect(easy, path_query, status);
             logged = true;
-            rc = -EPROTO;
+            rc = -EIO;
             retryable = false;
         } else if (rc == 0) {
             retryable =
@@ -592,6 +656,9 @@ static int http_get(void *ctx, const char *path_query, struct http_response *out
         delay = retry_delay_ms(
             &client->policy, attempt - 1, t.has_retry_after_ms ? t.retry_after_ms : NULL,
             t.has_retry_after ? t.retry_after : NULL, time(NULL), http_random01());
+        /* A retry that could not start within the budget is not made. */
+        if (deadline > 0 && http_now_ms() + (double)delay >= deadline)
+            break;
         if (rc == 0 && (status == 429 || status == 503)) {
             /* The server is throttling this client, not this request:
              * every thread holds off together. */
@@ -800,6 +867,13 @@ void http_client_cancel(struct http_client *client)
 {
     atomic_store(&client->cancelled, true);
     pacer_cancel(client->pacer);
+}
+
+void http_client_set_budget(struct http_client *client, unsigned total_timeout_s,
+                            unsigned retries)
+{
+    client->total_timeout_s = total_timeout_s;
+    client->retries = retries;
 }
 
 void http_client_stats(struct http_client *client, struct http_stats *out)

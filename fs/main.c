@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "batchfs/api.h"
+#include "batchfs/apikey.h"
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/http.h"
@@ -262,9 +263,48 @@ static const char *main_access_error(int rc)
                "-o api_key_file";
     case -ENOENT:
         return "the URL does not serve the batch API (HTTP 404); check -o base_url";
+    case -ECONNREFUSED:
+        return "connection refused: nothing listens at that address and port";
+    case -EHOSTUNREACH:
+        return "the host name does not resolve";
     default:
         return strerror(-rc);
     }
+}
+
+/* The mount-time check has this long in all, whatever timeout and retries
+ * say: with the budget of an ordinary request (5 attempts of 30 s at the
+ * defaults), a silent server held the mount for 157 s. */
+#define MAIN_CHECK_BUDGET_S 15
+
+/*
+ * Sends the one request that proves URL and key, before anything is
+ * mounted and before any other request: MAIN_CHECK_BUDGET_S in all
+ * (connect_timeout still bounds the connect) and at most one retry, then
+ * the client's own budget again. Returns 0, or prints why the mount cannot
+ * go on and returns the negative errno.
+ */
+static int main_check_access(struct http_client *http, struct api *api,
+                             const struct options *opts)
+{
+    struct timespec start, end;
+    long waited_ms;
+    int rc;
+
+    http_client_set_budget(http, MAIN_CHECK_BUDGET_S,
+                           opts->retries < 1 ? opts->retries : 1);
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    rc = api_check_access(api);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    http_client_set_budget(http, 0, opts->retries);
+    waited_ms = (long)(end.tv_sec - start.tv_sec) * 1000 +
+                (end.tv_nsec - start.tv_nsec) / 1000000;
+    if (rc == -ETIMEDOUT)
+        fprintf(stderr, "batchfs: %s: the server did not answer within %ld s\n",
+                opts->base_url, waited_ms < 1500 ? 1 : (waited_ms + 500) / 1000);
+    else if (rc)
+        fprintf(stderr, "batchfs: %s: %s\n", opts->base_url, main_access_error(rc));
+    return rc;
 }
 
 /* The glibc tunable that backs malloc's heaps with transparent huge pages. */
@@ -402,7 +442,7 @@ int main(int argc, char *argv[])
     }
     log_setup(cmd.debug ? LOG_LEVEL_DEBUG : (enum log_level)opts.log_level, false);
 
-    rc = options_load_key(&opts, &key, err, sizeof(err));
+    rc = apikey_load(opts.api_key_file, &key, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "batchfs: %s\n", err);
         goto out;
@@ -451,11 +491,8 @@ int main(int argc, char *argv[])
             goto out;
         }
     }
-    rc = api_check_access(api);
-    if (rc) {
-        fprintf(stderr, "batchfs: %s: %s\n", opts.base_url, main_access_error(rc));
+    if (main_check_access(http, api, &opts))
         goto out;
-    }
     {
         struct catalog_config cc = {
             .api = api,

@@ -26,8 +26,6 @@
 
 #include "batchfs/log.h"
 
-#define OPTIONS_KEY_MAX 4096
-
 /*
  * The name, fuse_opt template, kind and field of an option. The _Generic
  * makes the build fail when the field's type is not the one its kind
@@ -50,10 +48,11 @@
 const struct options_row options_table[] = {
     {OPTIONS_URL(base_url), .placeholder = "URL", .env = "LLAMA_CLOUD_BASE_URL",
      .value = OPTIONS_DEFAULT_BASE_URL, .meaning = "API address (http or https only)"},
-    /* The key's own fallbacks are options_load_key()'s, not the parser's. */
+    /* The key's own fallbacks are apikey_load()'s, not the parser's. */
     {OPTIONS_PATH(api_key_file), .placeholder = "PATH",
      .shown = "$LLAMA_CLOUD_API_KEY, else $LLAMA_PARSE_API_KEY",
-     .meaning = "read the key from a file no one but its owner may read or write"},
+     .meaning = "read the key from a file no one but its owner may read or write (a "
+                "symbolic link to such a file is followed)"},
     {OPTIONS_ID(project_id), .placeholder = "ID", .meaning = "sent with every request"},
     {OPTIONS_ID(organization_id), .placeholder = "ID",
      .meaning = "sent with every request"},
@@ -72,7 +71,9 @@ const struct options_row options_table[] = {
     {OPTIONS_COUNT(retries), .placeholder = "N", .max = 20, .value = "4",
      .meaning = "retries of a failed request"},
     {OPTIONS_COUNT(timeout), .placeholder = "SECONDS", .min = 1, .max = 3600,
-     .value = "30", .meaning = "an attempt fails after this long without a byte"},
+     .value = "30",
+     .meaning = "an attempt fails after this long without a byte received, counted once "
+                "connected; an answer that keeps coming, however slowly, is waited for"},
     {OPTIONS_COUNT(connect_timeout), .placeholder = "SECONDS", .min = 1, .max = 600,
      .value = "10", .meaning = "time to connect"},
     {OPTIONS_COUNT(max_connections), .placeholder = "N", .min = 1, .max = 64,
@@ -488,109 +489,6 @@ out:
         free(ctx.given[i]);
     free(ctx.plain[0]);
     free(ctx.plain[1]);
-    return rc;
-}
-
-static int options_trim_key(char *key, char **out, char *err, size_t errlen)
-{
-    char *start = key, *end;
-
-    while (*start && isspace((unsigned char)*start))
-        start++;
-    end = start + strlen(start);
-    while (end > start && isspace((unsigned char)end[-1]))
-        *--end = '\0';
-    if (!*start) {
-        snprintf(err, errlen, "the API key is empty");
-        return -EINVAL;
-    }
-    for (const char *p = start; *p; p++) {
-        /* A newline or other control byte in a key would break the header. */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            snprintf(err, errlen, "the API key contains a control character");
-            return -EINVAL;
-        }
-    }
-    *out = strdup(start);
-    return *out ? 0 : -ENOMEM;
-}
-
-static int options_read_key_file(const char *path, char **key, char *err, size_t errlen)
-{
-    char data[OPTIONS_KEY_MAX + 1];
-    struct stat st;
-    ssize_t n;
-    int fd, rc;
-
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "api_key_file %s: %s", path, strerror(errno));
-        return rc;
-    }
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "api_key_file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = -EINVAL;
-        snprintf(err, errlen, "api_key_file %s: not a regular file", path);
-        goto out;
-    }
-    if ((st.st_mode & 077) || st.st_uid != geteuid()) {
-        rc = -EACCES;
-        snprintf(err, errlen,
-                 "api_key_file %s: must be owned by you and private (chmod 600)", path);
-        goto out;
-    }
-    n = read(fd, data, OPTIONS_KEY_MAX + 1);
-    if (n < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "api_key_file %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (n > OPTIONS_KEY_MAX) {
-        rc = -EINVAL;
-        snprintf(err, errlen, "api_key_file %s: too large for a key", path);
-        goto out;
-    }
-    data[n] = '\0';
-    if (memchr(data, '\0', (size_t)n)) {
-        rc = -EINVAL;
-        snprintf(err, errlen, "api_key_file %s: contains a NUL byte", path);
-        goto out;
-    }
-    rc = options_trim_key(data, key, err, errlen);
-out:
-    explicit_bzero(data, sizeof(data));
-    close(fd);
-    return rc;
-}
-
-int options_load_key(const struct options *opts, char **key, char *err, size_t errlen)
-{
-    const char *env;
-    char *copy;
-    int rc;
-
-    *key = NULL;
-    if (opts->api_key_file)
-        return options_read_key_file(opts->api_key_file, key, err, errlen);
-    env = getenv("LLAMA_CLOUD_API_KEY");
-    if (!env || !*env)
-        env = getenv("LLAMA_PARSE_API_KEY");
-    if (!env || !*env) {
-        snprintf(err, errlen,
-                 "no API key: set LLAMA_CLOUD_API_KEY or use -o api_key_file=PATH");
-        return -ENOENT;
-    }
-    copy = strdup(env);
-    if (!copy)
-        return -ENOMEM;
-    rc = options_trim_key(copy, key, err, errlen);
-    explicit_bzero(copy, strlen(copy));
-    free(copy);
     return rc;
 }
 

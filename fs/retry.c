@@ -57,6 +57,7 @@ bool retry_is_retryable(long status, int transport_err, const char *x_should_ret
         case -ECONNRESET:
         case -ECONNABORTED:
         case -EPIPE:
+        case -EIO:
         case -EPROTO:
             return true;
         default:

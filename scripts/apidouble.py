@@ -443,7 +443,7 @@ class Fault:
         if not isinstance(self.probability, (int, float)) or not 0 <= self.probability <= 1:
             raise ValueError("probability must be a number within 0..1")
         # Checked here so that a bad parameter is a 400 now, not a crash later.
-        for name in ("status", "ms", "size", "depth", "chunk", "factor"):
+        for name in ("status", "ms", "size", "depth", "chunk", "factor", "after", "count"):
             value = spec.get(name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ValueError("%s must be a non-negative number" % name)
@@ -952,6 +952,14 @@ def fault_reset(handler, fault):
     return 0
 
 
+def fault_empty_reply(handler, fault):
+    # An orderly close with no answer at all: the client sees the end of
+    # the stream where a status line should be.
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_RDWR)
+    return 0
+
+
 def fault_redirect(handler, fault):
     location = fault.param("location", "http://127.0.0.2:1/x")
     return handler.send(json_response(302, {"detail": "Found"}, {"Location": location}))
@@ -1235,7 +1243,9 @@ def fault_delay(handler, fault, response):
 
 
 def fault_stall(handler, fault, response):
-    handler.wfile.write(handler.head(response, len(response.body)))
+    # The head, and the first `after` bytes of the body, then nothing.
+    after = int(fault.param("after", 0))
+    handler.wfile.write(handler.head(response, len(response.body)) + response.body[:after])
     handler.wfile.flush()
     handler.close_connection = True
     handler.server.stopping.wait(float(fault.param("ms", 60000)) / 1000.0)
@@ -1249,13 +1259,38 @@ def fault_truncate(handler, fault, response):
     return response.status
 
 
+def fault_reset_body(handler, fault, response):
+    # The head and half the body, then a TCP reset.
+    half = response.body[:len(response.body) // 2]
+    handler.wfile.write(handler.head(response, len(response.body)) + half)
+    handler.wfile.flush()
+    return fault_reset(handler, fault)
+
+
+def fault_chunked_cut(handler, fault, response):
+    # A chunked body that ends without its last (zero-length) chunk.
+    handler.close_connection = True
+    body = response.body
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
+                      for i in range(0, len(body), 4096))
+    handler.wfile.write(handler.head(response, None) + chunks)
+    return response.status
+
+
 def fault_slow_body(handler, fault, response):
+    # `count` chunks (default: the whole body) go out `chunk` bytes at a
+    # time after a pause of `ms` each; the rest follows at once.
     chunk = max(1, int(fault.param("chunk", 64)))
     pause = float(fault.param("ms", 50)) / 1000.0
+    count = fault.param("count", None)
+    slow = len(response.body) if count is None else min(len(response.body), int(count) * chunk)
     handler.wfile.write(handler.head(response, len(response.body)))
-    for start in range(0, len(response.body), chunk):
+    handler.wfile.flush()
+    for start in range(0, slow, chunk):
         time.sleep(pause)
-        handler.wfile.write(response.body[start:start + chunk])
+        handler.wfile.write(response.body[start:min(start + chunk, slow)])
+        handler.wfile.flush()
+    handler.wfile.write(response.body[slow:])
     return response.status
 
 
@@ -1280,6 +1315,7 @@ def fault_gzip_bomb(handler, fault, response):
 PRE_FAULTS = {
     "status": fault_status,
     "reset": fault_reset,
+    "empty_reply": fault_empty_reply,
     "redirect": fault_redirect,
     "malformed": fault_malformed,
     "not_object": fault_not_object,
@@ -1309,6 +1345,8 @@ SEND_FAULTS = {
     "delay": fault_delay,
     "stall": fault_stall,
     "truncate": fault_truncate,
+    "reset_body": fault_reset_body,
+    "chunked_cut": fault_chunked_cut,
     "slow_body": fault_slow_body,
     "bad_gzip": fault_bad_gzip,
     "gzip_bomb": fault_gzip_bomb,
@@ -1481,9 +1519,13 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write("apidouble: %s\n" % (format % args))
 
     def head(self, response, length):
+        """The status line and headers; a length of None sends the body
+        chunked."""
         self.end_api_request(response.status)
         lines = ["HTTP/1.1 %d %s" % (response.status, _reason(response.status)),
-                 "Content-Type: application/json", "Content-Length: %d" % length]
+                 "Content-Type: application/json",
+                 "Transfer-Encoding: chunked" if length is None
+                 else "Content-Length: %d" % length]
         for key, value in response.headers.items():
             lines.append("%s: %s" % (key, str(value).replace("\r", "").replace("\n", "")))
         if self.close_connection:

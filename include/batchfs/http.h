@@ -21,7 +21,9 @@ struct http_config {
     const char *base_url;   /* "https://host[:port][/prefix]", no trailing '/' */
     const char *api_key;    /* sent as "Authorization: Bearer"; never logged */
     unsigned connect_timeout_s; /* per attempt */
-    unsigned timeout_s;     /* per attempt: no byte for this long = stall */
+    /* Per attempt, once connected: no byte received for this long fails the
+     * attempt (0 = never); a slow body that keeps coming is waited for. */
+    unsigned timeout_s;
     unsigned retries;       /* extra attempts after the first */
     unsigned max_connections; /* requests in flight at once, all threads */
     size_t max_response;    /* bytes of decoded body, at most */
@@ -52,6 +54,17 @@ const struct transport *http_client_transport(struct http_client *client);
 /* Makes every waiting and future request return -ECANCELED promptly (for
  * unmount and signals). Thread-safe. */
 void http_client_cancel(struct http_client *client);
+
+/*
+ * Sets what each request may take from now on: total_timeout_s for all its
+ * attempts and the waits between them (0 = no bound; an attempt is cut at
+ * the bound, and a retry that could not start within it is not made), and
+ * at most `retries` retries. The client starts with no bound and the
+ * configured retries. Not thread-safe: call only while no request is in
+ * flight (e.g. around the one request sent before mounting).
+ */
+void http_client_set_budget(struct http_client *client, unsigned total_timeout_s,
+                            unsigned retries);
 
 /* Snapshot of the counters. Thread-safe. */
 void http_client_stats(struct http_client *client, struct http_stats *out);

@@ -9,9 +9,9 @@
  *
  * options_parse() takes batchfs's options, the mount source and the mount
  * point out of the argument list with fuse_opt_parse(), leaving FUSE's own
- * for libfuse, and converts and range-checks every value; options_load_key()
- * loads the API key. No global state; nothing here touches the network or
- * mounts anything.
+ * for libfuse, and converts and range-checks every value; the API key itself
+ * is loaded by apikey.h. No global state; nothing here touches the network
+ * or mounts anything.
  */
 #ifndef BATCHFS_OPTIONS_H
 #define BATCHFS_OPTIONS_H
@@ -35,7 +35,7 @@ struct options {
     bool stale_if_error;
     bool xattr; /* serve the user.llamacloud.* attributes */
     unsigned retries;
-    unsigned timeout;         /* seconds without progress before an attempt fails */
+    unsigned timeout;         /* seconds without a byte before an attempt fails */
     unsigned connect_timeout; /* seconds */
     unsigned max_connections; /* requests in flight at once */
     size_t max_response;      /* bytes */
@@ -100,17 +100,6 @@ int options_write_help(FILE *out);
  * options_free() in every case.
  */
 int options_parse(struct fuse_args *args, struct options *out, char *err, size_t errlen);
-
-/*
- * Loads the API key: from opts->api_key_file when set (the file must be a
- * regular file that no one but its owner can read or write), else from
- * LLAMA_CLOUD_API_KEY, else LLAMA_PARSE_API_KEY. Surrounding white space is
- * trimmed; a key that is empty or holds control characters is refused.
- * Returns 0 and a malloc'd *key, or -ENOENT (no key anywhere), -EACCES (file
- * not private), -EINVAL (bad key), or the error of reading the file; err
- * then says why, without ever quoting the key.
- */
-int options_load_key(const struct options *opts, char **key, char *err, size_t errlen);
 
 /* Parses "512", "64k", "10M", "2G" (powers of 1024). 0 or -EINVAL. */
 int options_parse_size(const char *text, size_t *out);

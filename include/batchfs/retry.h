@@ -33,9 +33,10 @@ struct retry_policy {
  * `x_should_retry` is the response header's value or NULL; "true" or
  * "false" (any case, surrounding blanks ignored) decides for any status,
  * other values are ignored. Retried transport errors: -ETIMEDOUT,
- * -ECONNREFUSED, -ECONNRESET, -ECONNABORTED, -EPIPE, -EPROTO (a truncated or
- * corrupt body). Not retried: -EHOSTUNREACH (a name that does not resolve
- * rarely starts to), -EFBIG, -ECANCELED, -ENOMEM and anything else.
+ * -ECONNREFUSED, -ECONNRESET, -ECONNABORTED, -EPIPE, -EIO (a response cut
+ * short or corrupt), -EPROTO (a TLS handshake that failed). Not retried:
+ * -EHOSTUNREACH (a name that does not resolve rarely starts to), -EFBIG,
+ * -ECANCELED, -ENOMEM and anything else.
  */
 bool retry_is_retryable(long status, int transport_err, const char *x_should_retry);
 

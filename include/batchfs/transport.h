@@ -30,7 +30,9 @@ struct transport {
      *   -ETIMEDOUT      connect or stall timeout, retries used up
      *   -ECONNREFUSED   nothing listens, retries used up
      *   -EHOSTUNREACH   name or route does not resolve
-     *   -EPROTO         truncated/corrupt body, bad TLS, redirect refused
+     *   -EIO            no complete response (a reset, a short body, no
+     *                   reply, corrupt gzip), retries used up; a redirect
+     *   -EPROTO         bad TLS
      *   -EFBIG          body larger than the configured maximum
      *   -ECANCELED      the client is shutting down
      *   -ENOMEM

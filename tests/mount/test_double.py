@@ -435,6 +435,43 @@ class FaultTest(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - started, 0.35)
         conn.close()
 
+    def test_stall_after_part_of_the_body(self):
+        full = self.first_job_items(limit=50)[2]
+        DOUBLE.faults({"kind": "stall", "ms": 400, "after": 100})
+        conn = DOUBLE.connection(timeout=5)
+        conn.request("GET", items_path(DATA.jobs[0]) + "?limit=50",
+                     headers={"Authorization": "Bearer " + KEY})
+        resp = conn.getresponse()
+        self.assertEqual(int(resp.getheader("Content-Length")), len(full))
+        with self.assertRaises(http.client.IncompleteRead) as caught:
+            resp.read()
+        self.assertEqual(caught.exception.partial, full[:100])
+        conn.close()
+
+    def test_reset_body(self):
+        DOUBLE.faults({"kind": "reset_body"})
+        with self.assertRaises((ConnectionError, http.client.IncompleteRead)):
+            self.first_job_items(limit=50)
+
+    def test_chunked_cut(self):
+        full = self.first_job_items(limit=50)[2]
+        DOUBLE.faults({"kind": "chunked_cut"})
+        conn = DOUBLE.connection(timeout=5)
+        conn.request("GET", items_path(DATA.jobs[0]) + "?limit=50",
+                     headers={"Authorization": "Bearer " + KEY})
+        resp = conn.getresponse()
+        self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
+        self.assertIsNone(resp.getheader("Content-Length"))
+        with self.assertRaises(http.client.IncompleteRead) as caught:
+            resp.read()
+        self.assertEqual(caught.exception.partial, full)
+        conn.close()
+
+    def test_empty_reply(self):
+        DOUBLE.faults({"kind": "empty_reply"})
+        with self.assertRaises(http.client.RemoteDisconnected):
+            self.first_job_items()
+
     def test_truncate(self):
         full = self.first_job_items(limit=50)[2]
         DOUBLE.faults({"kind": "truncate"})
@@ -563,6 +600,12 @@ class FaultTest(unittest.TestCase):
         started = time.monotonic()
         self.assertEqual(self.first_job_items(limit=3)[2], full)
         self.assertGreaterEqual(time.monotonic() - started, 0.02 * (len(full) // 500))
+        # Only the first `count` chunks go slowly.
+        DOUBLE.faults({"kind": "slow_body", "chunk": 2, "ms": 300, "count": 2})
+        started = time.monotonic()
+        self.assertEqual(self.first_job_items(limit=3)[2], full)
+        self.assertGreaterEqual(time.monotonic() - started, 0.6)
+        self.assertLess(time.monotonic() - started, 30)
 
 
 class StatsAndAdvanceTest(unittest.TestCase):

@@ -14,9 +14,11 @@ that libfuse's own errors come out as batchfs's log lines.
 import errno
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -504,8 +506,8 @@ class MountFailures(unittest.TestCase):
     def tearDown(self):
         self.double.stop()
 
-    def failed_mount(self, **kwargs):
-        m = harness.Mount(self.double, wait=False, **kwargs)
+    def failed_mount(self, options=(), **kwargs):
+        m = harness.Mount(self.double, *options, wait=False, **kwargs)
         try:
             status = m.wait_exit(30)
             mounted = harness.is_mounted(m.path)
@@ -524,6 +526,36 @@ class MountFailures(unittest.TestCase):
     def test_missing_key(self):
         err = self.failed_mount(key=None)
         self.assertIn("LLAMA_CLOUD_API_KEY", err)
+
+    def test_huge_key_refused_before_it_is_sent(self):
+        # Sent, the server answered 431 and the mount said "Input/output error".
+        key = harness.TEST_KEY + "x" * (100 * 1024)
+        err = self.failed_mount(key=key)
+        self.assertIn("LLAMA_CLOUD_API_KEY: the API key is %d bytes long; a key is at most "
+                      "4096" % len(key), err)
+        self.assertNotIn(harness.TEST_KEY, err)
+        self.assertEqual(self.double.requests(), 0)
+
+    def test_key_file_through_a_symbolic_link(self):
+        # Followed when it leads to a private regular file, as ssh does.
+        home = tempfile.mkdtemp(prefix="batchfs-key-")
+        try:
+            target = os.path.join(home, "key")
+            with open(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(harness.TEST_KEY + "\n")
+            os.symlink(target, os.path.join(home, "link"))
+            m = harness.Mount(self.double, "api_key_file=" + os.path.join(home, "link"),
+                              key=None)
+            try:
+                self.assertIn("jobs", os.listdir(m.path))
+            finally:
+                harness.check_driver_output(m.stop(), m.status)
+            os.chmod(target, 0o644)
+            err = self.failed_mount(key=None, options=("api_key_file=" +
+                                                       os.path.join(home, "link"),))
+            self.assertIn("a symbolic link to a file that is open to others (mode 0644)", err)
+        finally:
+            shutil.rmtree(home)
 
     def test_unreachable_url(self):
         m = harness.Mount(self.double, "base_url=http://127.0.0.1:9", "connect_timeout=2",

@@ -140,9 +140,20 @@ static char *make_response(const char *status_line, const char *headers, const v
 #define SERVER_MAX_REQUESTS 32
 #define SERVER_REQUEST_MAX 4096
 
+/* What the server does once a step's bytes are sent. */
+enum step_end {
+    STEP_CLOSE, /* an orderly close */
+    STEP_STALL, /* nothing more until the client goes away */
+    STEP_RESET, /* a TCP reset */
+};
+
 struct step {
-    char *data; /* owned; NULL = stall until the client goes away */
+    char *data; /* owned; NULL = send nothing */
     size_t len;
+    size_t at_once;    /* the first bytes (the head) go without a pause... */
+    size_t chunk;      /* ...the rest all at once (0) or this many at a time... */
+    unsigned pause_ms; /* ...with this pause before each */
+    enum step_end end;
 };
 
 struct server {
@@ -182,9 +193,29 @@ static struct server *server_new(void)
 static void server_add(struct server *s, char *data, size_t len)
 {
     assert_true(s->nsteps < SERVER_MAX_STEPS);
-    s->steps[s->nsteps].data = data;
-    s->steps[s->nsteps].len = len;
+    s->steps[s->nsteps] =
+        (struct step){.data = data, .len = len, .end = data ? STEP_CLOSE : STEP_STALL};
     s->nsteps++;
+}
+
+/* Sends head at once, then body `chunk` bytes at a time after `pause_ms`
+ * each, then ends as `end` says. */
+static void server_add_paced(struct server *s, const char *head, const char *body,
+                             size_t chunk, unsigned pause_ms, enum step_end end)
+{
+    size_t head_len = strlen(head), body_len = strlen(body);
+    char *data = malloc(head_len + body_len + 1);
+    struct step *step;
+
+    assert_non_null(data);
+    memcpy(data, head, head_len);
+    memcpy(data + head_len, body, body_len + 1);
+    server_add(s, data, head_len + body_len);
+    step = &s->steps[s->nsteps - 1];
+    step->at_once = head_len;
+    step->chunk = chunk;
+    step->pause_ms = pause_ms;
+    step->end = end;
 }
 
 static void server_add_response(struct server *s, const char *status_line,
@@ -239,6 +270,50 @@ static void server_stall(struct server *s, int c)
     }
 }
 
+/* Waits ms, or less if the server stops. */
+static void server_pause(struct server *s, unsigned ms)
+{
+    for (unsigned waited = 0; waited < ms && !atomic_load(&s->stop); waited += 10)
+        usleep(10 * 1000);
+}
+
+static void server_play(struct server *s, int c, const struct step *step)
+{
+    size_t off = 0;
+
+    while (off < step->len && !atomic_load(&s->stop)) {
+        size_t want = step->chunk ? step->chunk : step->len;
+        ssize_t n;
+
+        if (off < step->at_once) {
+            want = step->at_once - off;
+        } else {
+            if (want > step->len - off)
+                want = step->len - off;
+            server_pause(s, step->pause_ms);
+        }
+        n = send(c, step->data + off, want, MSG_NOSIGNAL);
+        if (n <= 0)
+            return;
+        off += (size_t)n;
+    }
+    switch (step->end) {
+    case STEP_CLOSE:
+        shutdown(c, SHUT_WR);
+        break;
+    case STEP_STALL:
+        server_stall(s, c);
+        break;
+    case STEP_RESET: {
+        /* Linger zero turns close() into a reset rather than a FIN. */
+        struct linger lg = {1, 0};
+
+        setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        break;
+    }
+    }
+}
+
 static void *server_run(void *arg)
 {
     struct server *s = arg;
@@ -264,20 +339,7 @@ static void *server_run(void *arg)
                 memcpy(s->requests[index], req, sizeof(req));
             pthread_mutex_unlock(&s->lock);
             step = &s->steps[index < s->nsteps ? index : s->nsteps - 1];
-            if (!step->data) {
-                server_stall(s, c);
-            } else {
-                size_t off = 0;
-
-                while (off < step->len) {
-                    ssize_t n = send(c, step->data + off, step->len - off, MSG_NOSIGNAL);
-
-                    if (n <= 0)
-                        break;
-                    off += (size_t)n;
-                }
-                shutdown(c, SHUT_WR);
-            }
+            server_play(s, c, step);
         }
         close(c);
     }
@@ -578,13 +640,13 @@ static void test_truncated_body_never_returned(void **state)
                    "{\"items\": [");
     server_start(s);
     client = client_for(s, 1, 1, 1 << 20);
-    assert_int_equal(http_client_transport(client)->get(client, "/t", &resp), -EPROTO);
+    assert_int_equal(http_client_transport(client)->get(client, "/t", &resp), -EIO);
     assert_int_equal(resp.attempts, 2);
     assert_int_equal(resp.status, 0);
     assert_null(resp.body.data);
     assert_int_equal(resp.body.len, 0);
     assert_int_equal(server_accepted(s), 2);
-    assert_true(log_contains("GET /t: protocol error after 2 attempts"));
+    assert_true(log_contains("GET /t: no complete response after 2 attempts"));
     http_response_free(&resp);
     http_client_free(client);
     server_free(s, true);
@@ -609,7 +671,126 @@ static void test_stall_times_out(void **state)
     assert_true(took < 7000);
     assert_int_equal(resp.attempts, 2);
     assert_null(resp.body.data);
-    assert_true(log_contains("GET /s: timed out after 2 attempts"));
+    assert_true(log_contains("GET /s: timed out after 2 attempts (no byte for 1 s)"));
+    http_client_free(client);
+    server_free(s, true);
+}
+
+/* A body that keeps coming, a byte every 1.4 s, is waited for with
+ * timeout_s 2: slower than a byte a second on average, but never 2 s
+ * without one. */
+static void test_slow_body_within_timeout(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    long long start;
+
+    (void)state;
+    server_add_paced(s,
+                     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+                     "[1]", 1, 1400, STEP_CLOSE);
+    server_start(s);
+    client = client_for(s, 2, 0, 1 << 20);
+    start = now_ms();
+    assert_int_equal(http_client_transport(client)->get(client, "/slow", &resp), 0);
+    assert_true(now_ms() - start >= 4000);
+    assert_true(now_ms() - start < 15000);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(resp.attempts, 1);
+    assert_string_equal(resp.body.data, "[1]");
+    http_response_free(&resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+/*
+ * Answers cut short, each played twice (an attempt and its retry) with
+ * timeout_s 1: never a body, and one errno once the retry is spent, -EIO
+ * for every way a response can end early (a short Content-Length is
+ * test_truncated_body_never_returned) and -ETIMEDOUT for one that stops
+ * coming. Each must end within a bound that proves nothing hung.
+ */
+static void test_cut_short_responses(void **state)
+{
+    static const char head_100[] =
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n";
+    static const char head_chunked[] =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    static const struct {
+        const char *name, *head, *body;
+        enum step_end end;
+        int rc;
+        const char *logged;
+    } cases[] = {
+        {"reset mid-body", head_100, "{\"items\": [", STEP_RESET, -EIO,
+         "GET /t: no complete response after 2 attempts"},
+        {"chunked without the last chunk", head_chunked, "b\r\n{\"items\": [\r\n",
+         STEP_CLOSE, -EIO, "GET /t: no complete response after 2 attempts"},
+        {"empty reply", "", "", STEP_CLOSE, -EIO,
+         "GET /t: no complete response after 2 attempts"},
+        {"stall mid-body", head_100, "{\"items\": [", STEP_STALL, -ETIMEDOUT,
+         "GET /t: timed out after 2 attempts (no byte for 1 s)"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct server *s = server_new();
+        struct http_response resp = HTTP_RESPONSE_INIT;
+        struct http_client *client;
+        long long start;
+
+        print_message("%s\n", cases[i].name);
+        log_clear();
+        server_add_paced(s, cases[i].head, cases[i].body, 0, 0, cases[i].end);
+        server_start(s);
+        client = client_for(s, 1, 1, 1 << 20);
+        start = now_ms();
+        assert_int_equal(http_client_transport(client)->get(client, "/t", &resp),
+                         cases[i].rc);
+        assert_true(now_ms() - start < 7000);
+        assert_int_equal(resp.attempts, 2);
+        assert_int_equal(resp.status, 0);
+        assert_null(resp.body.data);
+        assert_int_equal(server_accepted(s), 2);
+        assert_true(log_contains(cases[i].logged));
+        http_client_free(client);
+        server_free(s, true);
+    }
+}
+
+/* With a budget for the whole request, a stall ends at the budget, and no
+ * retry starts after it, whatever timeout_s and retries say. */
+static void test_total_timeout_bounds_the_request(void **state)
+{
+    struct server *s = server_new();
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    struct http_client *client;
+    char url[64];
+    struct http_config config = {
+        .base_url = url,
+        .api_key = TEST_KEY,
+        .connect_timeout_s = 1,
+        .timeout_s = 30,
+        .retries = 1,
+        .max_connections = 1,
+        .max_response = 1 << 20,
+    };
+    long long start, took;
+
+    (void)state;
+    server_add(s, NULL, 0);
+    server_start(s);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", s->port);
+    client = http_client_new(&config, NULL);
+    assert_non_null(client);
+    http_client_set_budget(client, 2, 4);
+    start = now_ms();
+    assert_int_equal(http_client_transport(client)->get(client, "/t", &resp), -ETIMEDOUT);
+    took = now_ms() - start;
+    assert_true(took >= 1900);
+    assert_true(took < 5000);
+    assert_int_equal(resp.attempts, 1);
     http_client_free(client);
     server_free(s, true);
 }
@@ -630,7 +811,7 @@ static void test_redirect_refused_key_stays_home(void **state)
     server_start(home);
     server_start(elsewhere);
     client = client_for(home, 1, 3, 1 << 20);
-    assert_int_equal(http_client_transport(client)->get(client, "/r", &resp), -EPROTO);
+    assert_int_equal(http_client_transport(client)->get(client, "/r", &resp), -EIO);
     assert_int_equal(resp.attempts, 1);
     assert_null(resp.body.data);
     /* The key went to the configured host, and nothing to the target. */
@@ -715,7 +896,7 @@ static void test_gzip_corrupt(void **state)
     server_add(s, resp_data, rlen);
     server_start(s);
     client = client_for(s, 1, 1, 1 << 20);
-    assert_int_equal(http_client_transport(client)->get(client, "/gz", &resp), -EPROTO);
+    assert_int_equal(http_client_transport(client)->get(client, "/gz", &resp), -EIO);
     assert_int_equal(resp.attempts, 2);
     assert_null(resp.body.data);
     http_client_free(client);
@@ -913,6 +1094,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_body_never_returned, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stall_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_body_within_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_short_responses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_total_timeout_bounds_the_request, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_redirect_refused_key_stays_home, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_body_cap, setup, teardown),

@@ -1,6 +1,6 @@
 /*
- * Unit tests of the options table, --help, command-line parsing and API key
- * loading (fs/options.c).
+ * Unit tests of the options table, --help and command-line parsing
+ * (fs/options.c).
  */
 #define FUSE_USE_VERSION 312
 #include <ctype.h>
@@ -475,75 +475,6 @@ static void test_parse_size(void **state)
     assert_int_equal(options_parse_size("99999999999999999999G", &v), -EINVAL);
 }
 
-static void test_key_from_environment(void **state)
-{
-    struct options o = {0};
-    char err[256], *key = NULL;
-
-    (void)state;
-    setenv("LLAMA_CLOUD_API_KEY", "  llx-env-key\n", 1);
-    setenv("LLAMA_PARSE_API_KEY", "llx-parse-key", 1);
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), 0);
-    assert_string_equal(key, "llx-env-key");
-    free(key);
-    unsetenv("LLAMA_CLOUD_API_KEY");
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), 0);
-    assert_string_equal(key, "llx-parse-key");
-    free(key);
-    unsetenv("LLAMA_PARSE_API_KEY");
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), -ENOENT);
-    assert_null(key);
-    assert_non_null(strstr(err, "LLAMA_CLOUD_API_KEY"));
-    setenv("LLAMA_CLOUD_API_KEY", "llx-bad\x01key", 1);
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), -EINVAL);
-    assert_null(strstr(err, "llx-bad"));
-    unsetenv("LLAMA_CLOUD_API_KEY");
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-}
-
-static void test_key_file(void **state)
-{
-    char dir[] = "/tmp/batchfs-key-XXXXXX", path[64], err[256], *key = NULL;
-    struct options o = {0};
-
-    (void)state;
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/key", dir);
-    o.api_key_file = path;
-    setenv("LLAMA_CLOUD_API_KEY", "llx-env-key", 1);
-
-    write_file(path, "llx-file-key\n", 0600);
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), 0);
-    assert_string_equal(key, "llx-file-key"); /* the file wins over the environment */
-    free(key);
-
-    write_file(path, "llx-file-key\n", 0644);
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), -EACCES);
-    assert_null(strstr(err, "llx-file-key"));
-
-    write_file(path, "\n  \n", 0600);
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), -EINVAL);
-
-    assert_int_equal(unlink(path), 0);
-    assert_int_equal(options_load_key(&o, &key, err, sizeof(err)), -ENOENT);
-    assert_non_null(strstr(err, path));
-
-    o.api_key_file = dir; /* a directory is not a key file */
-    assert_true(options_load_key(&o, &key, err, sizeof(err)) < 0);
-    assert_null(key);
-    rmdir(dir);
-    unsetenv("LLAMA_CLOUD_API_KEY");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -563,8 +494,6 @@ int main(void)
         cmocka_unit_test(test_allow_other_detected),
         cmocka_unit_test(test_last_value_wins),
         cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_key_from_environment),
-        cmocka_unit_test(test_key_file),
     };
 
     log_setup(LOG_LEVEL_ERROR, false);

@@ -46,6 +46,7 @@ static void test_transport_errors(void **state)
     assert_true(retry_is_retryable(0, -ECONNABORTED, NULL));
     assert_true(retry_is_retryable(0, -EPIPE, NULL));
     assert_true(retry_is_retryable(0, -EPROTO, NULL));
+    assert_true(retry_is_retryable(0, -EIO, NULL));
     assert_false(retry_is_retryable(0, -EHOSTUNREACH, NULL));
     assert_false(retry_is_retryable(0, -EFBIG, NULL));
     assert_false(retry_is_retryable(0, -ECANCELED, NULL));
