@@ -164,6 +164,10 @@ static json_t *main_stats_json(const struct meta *m)
 
         json_object_set_new(json_object_get(root, "cache"), "pages", pages);
     }
+    if (root)
+        json_object_set_new(root, "connections",
+                            json_pack("{s:I,s:s?}", "opened", (json_int_t)hs.connections,
+                                      "http_version", hs.http_version));
     if (root) {
         struct api_stats as;
         json_t *by = json_object();
@@ -425,6 +429,7 @@ int main(int argc, char *argv[])
             .max_response = opts.max_response,
             .log_requests = cmd.debug || opts.log_level >= LOG_LEVEL_DEBUG,
             .user_agent = "batchfs/" BATCHFS_VERSION,
+            .ca_file = opts.ca_file,
         };
         int herr = 0;
 
@@ -453,7 +458,11 @@ int main(int argc, char *argv[])
     }
     rc = api_check_access(api);
     if (rc) {
-        fprintf(stderr, "batchfs: %s: %s\n", opts.base_url, main_access_error(rc));
+        char tls[512];
+
+        fprintf(stderr, "batchfs: %s: %s\n", opts.base_url,
+                http_client_tls_problem(http, tls, sizeof(tls)) ? tls
+                                                                : main_access_error(rc));
         goto out;
     }
     {
