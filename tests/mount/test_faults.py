@@ -66,6 +66,8 @@ class FaultTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.double = harness.Double(*cls.DOUBLE_ARGS)
+        # What batchfs mounts: the double itself, or a proxy in front of it.
+        cls.server, cls.server_options = cls.double, ()
 
     @classmethod
     def tearDownClass(cls):
@@ -83,7 +85,7 @@ class FaultTest(unittest.TestCase):
             harness.check_driver_output(err, self.mount.status)
 
     def mounted(self, *options):
-        self.mount = harness.Mount(self.double, *(QUICK + options))
+        self.mount = harness.Mount(self.server, *(QUICK + self.server_options + options))
         self.double.reset()  # count only what the test itself causes
         return self.mount.path
 
@@ -604,6 +606,56 @@ class FaultTest(unittest.TestCase):
         self.stop_with_a_request_in_flight(
             lambda: subprocess.run(["fusermount3", "-uz", self.mount.path], check=True),
             "timeout=3", "retries=0")
+
+
+class FaultOverHttp2Test(FaultTest):
+    """The faults a TLS terminator passes on as they are (statuses, their
+    headers, latency, a body cut short), through nghttpx over HTTPS."""
+    HTTP2 = True
+    THROUGH_PROXY = (
+        "test_429_with_retry_after_then_success",
+        "test_503_forever_is_eio",
+        "test_x_should_retry_false_is_not_retried",
+        "test_delay",
+        "test_truncated_body_is_redone",
+        "test_truncated_body_forever_is_an_error_not_a_short_listing",
+    )
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.certs = cls.proxy = None
+        try:
+            cls.certs = harness.Certificates()
+            cls.proxy = harness.TlsProxy(cls.double, cls.certs, http2=cls.HTTP2)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+        cls.server, cls.server_options = cls.proxy, ("ca_file=" + cls.proxy.ca,)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.proxy:
+                cls.proxy.stop()
+            if cls.certs:
+                cls.certs.remove()
+        finally:
+            super().tearDownClass()
+
+
+class FaultOverHttp1Test(FaultOverHttp2Test):
+    """The same through a proxy that offers HTTP/1.1 alone."""
+    HTTP2 = False
+
+
+def load_tests(loader, tests, pattern):
+    """Every fault test, and those that make sense through a proxy again
+    through each kind of proxy."""
+    suite = unittest.TestSuite(loader.loadTestsFromTestCase(FaultTest))
+    for cls in (FaultOverHttp2Test, FaultOverHttp1Test):
+        suite.addTests(cls(name) for name in cls.THROUGH_PROXY)
+    return suite
 
 
 if __name__ == "__main__":
