@@ -492,9 +492,7 @@ class Bench:
         certs = tlsproxy.Certificates(os.path.join(self.work, "certs"))
         os.mkdir(certs.dir)
         certs.make()
-        argv_ls = self.commands()[0][2]
-        done = self.counts["completed"] + 2
-        self.info["tls"] = {}
+        self.info.setdefault("tls", {})
         for suffix, name, http2 in self.TLS_VARIANTS:
             proxy = tlsproxy.TlsProxy(self.double.port, certs.pair("good"), http2=http2,
                                       workdir=self.work)
@@ -514,23 +512,28 @@ class Bench:
                     self.tls_curl(fig, self.info["tls"].setdefault("mux", {}), n, argv)
                 fig = self.figure("bfs_tls_ls_f_" + suffix, "batchfs cold ls -f completed/ "
                                   "over TLS, %s" % name, "TLS")
-                for _ in range(self.opts.reps):
-                    self.mount = Mount(self.opts.binary, proxy, self.mnt,
-                                       self.mount_options(["ca_file=" + certs.ca]),
-                                       self.driver_log)
-                    try:
-                        self.measure(fig, argv_ls, cwd=self.mnt)
-                        with open(os.path.join(self.mnt, ".batchfs", "stats")) as f:
-                            connections = json.load(f)["connections"]
-                    finally:
-                        self.do_unmount()
-                    self.check_count(fig.label, self.out, done)
-                    info["bfs_connections"].append(connections["opened"])
-                    info["bfs_versions"] = [connections["http_version"]]
-                self.log("  %-40s %s s, connections %s" % (fig.label, fmt_s(fig.median),
-                                                           info["bfs_connections"]))
+                self.cold_listing(fig, info, proxy, ["ca_file=" + certs.ca])
             finally:
                 proxy.stop()
+
+    def cold_listing(self, fig, info, server, extra):
+        """Cold `ls -f` of completed/ on fresh mounts of `server`, with the
+        connections each opened and the protocol it spoke."""
+        info["bfs_connections"], info["bfs_versions"] = [], []
+        for _ in range(self.opts.reps):
+            self.mount = Mount(self.opts.binary, server, self.mnt, self.mount_options(extra),
+                               self.driver_log)
+            try:
+                self.measure(fig, self.commands()[0][2], cwd=self.mnt)
+                with open(os.path.join(self.mnt, ".batchfs", "stats")) as f:
+                    connections = json.load(f)["connections"]
+            finally:
+                self.do_unmount()
+            self.check_count(fig.label, self.out, self.counts["completed"] + 2)
+            info["bfs_connections"].append(connections["opened"])
+            info["bfs_versions"] = [connections["http_version"]]
+        self.log("  %-40s %s s, connections %s" % (fig.label, fmt_s(fig.median),
+                                                   info["bfs_connections"]))
 
     def tls_report(self):
         """The TLS phase's lines: figures, connections, ratios."""
@@ -540,18 +543,20 @@ class Bench:
                      % (self.opts.latency_ms, self.counts["completed"],
                         self.opts.max_connections))
         row = "%-38s %9s %9s %14s %9s"
-        head = row % ("over TLS", "median s", "min s", "connections", "protocol")
+        head = row % ("cold listing", "median s", "min s", "connections", "protocol")
         lines += [head, "-" * len(head)]
         for who, figure, suffix, side in (
+                ("curl --parallel, plain HTTP/1.1", "curl_parallel", None, None),
+                ("batchfs ls -f, plain HTTP/1.1", "bfs_cold_ls_f", "plain", "bfs"),
                 ("curl --parallel, HTTP/2 offered", "tls_curl_h2", "h2", "curl"),
                 ("curl --parallel, HTTP/2 multiplexed", "tls_curl_mux", "mux", "curl"),
                 ("batchfs ls -f, HTTP/2 offered", "bfs_tls_ls_f_h2", "h2", "bfs"),
                 ("curl --parallel, HTTP/1.1 only", "tls_curl_h1", "h1", "curl"),
                 ("batchfs ls -f, HTTP/1.1 only", "bfs_tls_ls_f_h1", "h1", "bfs")):
-            info, fig = self.info["tls"][suffix], f[figure]
+            info, fig = self.info["tls"].get(suffix, {}), f[figure]
             lines.append(row % (who, fmt_s(fig.median), fmt_s(fig.min),
-                                "/".join(map(str, info[side + "_connections"])),
-                                ",".join(info[side + "_versions"])))
+                                "/".join(map(str, info.get("%s_connections" % side, "-"))),
+                                ",".join(info.get("%s_versions" % side, "-"))))
         lines.append("")
         for suffix, name, _ in self.TLS_VARIANTS:
             lines.append("batchfs / curl --parallel, %s: %s"
@@ -562,10 +567,12 @@ class Bench:
                      % self.ratio(f["bfs_tls_ls_f_h2"], "tls_curl_mux"))
         lines.append("curl HTTP/2 / curl HTTP/1.1: %s" % self.ratio(f["tls_curl_h2"],
                                                                      "tls_curl_h1"))
-        if "bfs_cold_ls_f" in f:
-            lines.append("batchfs over TLS (HTTP/2, HTTP/1.1) / plain HTTP: %s, %s"
-                         % (self.ratio(f["bfs_tls_ls_f_h2"], "bfs_cold_ls_f"),
-                            self.ratio(f["bfs_tls_ls_f_h1"], "bfs_cold_ls_f")))
+        lines.append("batchfs over TLS (HTTP/2, HTTP/1.1) / plain HTTP: %s, %s"
+                     % (self.ratio(f["bfs_tls_ls_f_h2"], "bfs_cold_ls_f"),
+                        self.ratio(f["bfs_tls_ls_f_h1"], "bfs_cold_ls_f")))
+        lines.append("curl --parallel over TLS (HTTP/2, HTTP/1.1) / plain HTTP: %s, %s"
+                     % (self.ratio(f["tls_curl_h2"], "curl_parallel"),
+                        self.ratio(f["tls_curl_h1"], "curl_parallel")))
         return lines
 
     def warm_phase(self):
@@ -1056,6 +1063,13 @@ class Bench:
         self.double = Double(o.items, o.latency_ms, self.work)
         self.discover()
         if o.tls_only:
+            self.log("network floor")
+            self.network_floor()
+            self.log("cold ls -f over plain HTTP")
+            self.cold_listing(self.figure("bfs_cold_ls_f", "batchfs cold ls -f completed/",
+                                          "batchfs"),
+                              self.info.setdefault("tls", {}).setdefault("plain", {}),
+                              self.double, [])
             self.log("TLS")
             self.tls_phase()
             print("\n".join(["batchfs benchmark, TLS phase only: %d items, %d reps"
