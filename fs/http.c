@@ -34,6 +34,7 @@
 #include "batchfs/retry.h"
 
 #define HTTP_HEADER_VALUE_MAX 128
+#define HTTP_TLS_PROBLEM_MAX (CURL_ERROR_SIZE + 64)
 #define HTTP_DEFAULT_USER_AGENT "batchfs"
 
 /* One pooled easy handle; its connection stays open between requests. */
@@ -48,6 +49,7 @@ struct http_client {
      * only while no request is in flight (http_client_set_budget()). */
     char *base_url;
     char *user_agent;
+    char *ca_file;              /* NULL = libcurl's default trust only */
     struct curl_slist *headers; /* read-only; shared by all handles */
     unsigned connect_timeout_s, timeout_s, total_timeout_s, retries, max_connections;
     size_t max_response;
@@ -64,6 +66,7 @@ struct http_client {
 
     pthread_mutex_t stats_lock;
     struct http_stats stats; /* protected by stats_lock */
+    char tls_problem[HTTP_TLS_PROBLEM_MAX]; /* protected by stats_lock; "" = none */
 };
 
 /* What one attempt collected; reset before each attempt. */
@@ -316,6 +319,10 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
     HTTP_SET(CURLOPT_HTTPGET, 1L);
     HTTP_SET(CURLOPT_SSL_VERIFYPEER, 1L);
     HTTP_SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    /* Replaces libcurl's default CA bundle file only: its CA directory,
+     * where it has one (/etc/ssl/certs on Debian), stays trusted. */
+    if (client->ca_file)
+        HTTP_SET(CURLOPT_CAINFO, client->ca_file);
     HTTP_SET(CURLOPT_CONNECTTIMEOUT, (long)client->connect_timeout_s);
     HTTP_SET(CURLOPT_ACCEPT_ENCODING, "gzip");
     /* A page of 1000 items is about 400 KB: read it in one or two
@@ -476,6 +483,68 @@ static int http_map_curl_error(CURLcode code, const struct http_transfer *t, boo
 }
 
 /*
+ * Why a TLS handshake failed, in the words a user acts on, or NULL when
+ * `code` is no TLS failure. libcurl reports every failed certificate check
+ * as CURLE_PEER_FAILED_VERIFICATION; which check failed is only in the text
+ * of its error buffer (OpenSSL's words, old and new spellings).
+ */
+static const char *http_tls_reason(CURLcode code, const char *detail)
+{
+    switch (code) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        if (strstr(detail, "expired"))
+            return "certificate has expired";
+        if (strstr(detail, "not yet valid"))
+            return "certificate is not valid yet";
+        if (strstr(detail, "self-signed") || strstr(detail, "self signed"))
+            return "self-signed certificate";
+        if (strstr(detail, "host name") || strstr(detail, "subject name"))
+            return "certificate is for another host name";
+        if (strstr(detail, "issuer certificate"))
+            return "unknown certificate authority";
+        return "certificate not trusted";
+    case CURLE_SSL_CACERT_BADFILE:
+        return "cannot use the CA bundle";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+        return "handshake failed";
+    default:
+        return NULL;
+    }
+}
+
+/* Counts the connections an attempt opened and the protocol it spoke, and
+ * keeps why its TLS handshake failed (or that it did not). */
+static void http_count_transfer(struct http_client *client, CURL *easy, CURLcode code,
+                                const char *detail)
+{
+    const char *reason = http_tls_reason(code, detail);
+    long connects = 0, version = 0;
+
+    curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
+    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+    pthread_mutex_lock(&client->stats_lock);
+    client->stats.connections += connects > 0 ? (unsigned long long)connects : 0;
+    if (code == CURLE_OK && version == CURL_HTTP_VERSION_2_0)
+        client->stats.http_version = "2";
+    else if (code == CURLE_OK && version == CURL_HTTP_VERSION_1_1)
+        client->stats.http_version = "1.1";
+    else if (code == CURLE_OK && version == CURL_HTTP_VERSION_1_0)
+        client->stats.http_version = "1.0";
+    if (reason && !strstr(detail, reason))
+        snprintf(client->tls_problem, sizeof(client->tls_problem), "TLS: %s (%s)", reason,
+                 detail);
+    else if (reason)
+        snprintf(client->tls_problem, sizeof(client->tls_problem), "TLS: %s", reason);
+    else
+        client->tls_problem[0] = '\0';
+    pthread_mutex_unlock(&client->stats_lock);
+}
+
+/*
  * One attempt, given at most limit_ms in all (0 = no limit). 0 with
  * *status, or a negative errno with *final set.
  */
@@ -512,8 +581,10 @@ static int http_attempt(CURL *easy, const char *url, long limit_ms,
                      t->client->timeout_s);
         else if (!t->error[0])
             snprintf(t->error, sizeof(t->error), "%s", curl_easy_strerror(code));
-        return http_map_curl_error(code, t, final);
     }
+    http_count_transfer(t->client, easy, code, t->error);
+    if (code != CURLE_OK)
+        return http_map_curl_error(code, t, final);
     *status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
     return 0;
@@ -778,8 +849,10 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
     client->base_url = strdup(config->base_url);
     client->user_agent =
         strdup(config->user_agent ? config->user_agent : HTTP_DEFAULT_USER_AGENT);
+    client->ca_file = config->ca_file ? strdup(config->ca_file) : NULL;
     client->pool = calloc(config->max_connections, sizeof(*client->pool));
-    if (!client->base_url || !client->user_agent || !client->pool)
+    if (!client->base_url || !client->user_agent || !client->pool ||
+        (config->ca_file && !client->ca_file))
         goto out;
     len = strlen(client->base_url);
     while (len > 0 && client->base_url[len - 1] == '/')
@@ -848,6 +921,7 @@ out:
             pthread_mutex_destroy(&client->share_locks[--share_locks_made]);
         http_free_headers(client->headers);
         free(client->pool);
+        free(client->ca_file);
         free(client->user_agent);
         free(client->base_url);
         free(client);
@@ -883,6 +957,18 @@ void http_client_stats(struct http_client *client, struct http_stats *out)
     pthread_mutex_unlock(&client->stats_lock);
 }
 
+bool http_client_tls_problem(struct http_client *client, char *out, size_t len)
+{
+    bool found;
+
+    pthread_mutex_lock(&client->stats_lock);
+    found = client->tls_problem[0] != '\0';
+    if (found)
+        snprintf(out, len, "%s", client->tls_problem);
+    pthread_mutex_unlock(&client->stats_lock);
+    return found;
+}
+
 void http_client_free(struct http_client *client)
 {
     if (!client)
@@ -900,6 +986,7 @@ void http_client_free(struct http_client *client)
         pthread_mutex_destroy(&client->share_locks[i]);
     http_free_headers(client->headers);
     free(client->pool);
+    free(client->ca_file);
     free(client->user_agent);
     free(client->base_url);
     free(client);

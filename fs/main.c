@@ -165,6 +165,10 @@ static json_t *main_stats_json(const struct meta *m)
 
         json_object_set_new(json_object_get(root, "cache"), "pages", pages);
     }
+    if (root)
+        json_object_set_new(root, "connections",
+                            json_pack("{s:I,s:s?}", "opened", (json_int_t)hs.connections,
+                                      "http_version", hs.http_version));
     if (root) {
         struct api_stats as;
         json_t *by = json_object();
@@ -288,6 +292,7 @@ static int main_check_access(struct http_client *http, struct api *api,
                              const struct options *opts)
 {
     struct timespec start, end;
+    char tls[512];
     long waited_ms;
     int rc;
 
@@ -299,7 +304,9 @@ static int main_check_access(struct http_client *http, struct api *api,
     http_client_set_budget(http, 0, opts->retries);
     waited_ms = (long)(end.tv_sec - start.tv_sec) * 1000 +
                 (end.tv_nsec - start.tv_nsec) / 1000000;
-    if (rc == -ETIMEDOUT)
+    if (rc && http_client_tls_problem(http, tls, sizeof(tls)))
+        fprintf(stderr, "batchfs: %s: %s\n", opts->base_url, tls);
+    else if (rc == -ETIMEDOUT)
         fprintf(stderr, "batchfs: %s: the server did not answer within %ld s\n",
                 opts->base_url, waited_ms < 1500 ? 1 : (waited_ms + 500) / 1000);
     else if (rc)
@@ -465,6 +472,7 @@ int main(int argc, char *argv[])
             .max_response = opts.max_response,
             .log_requests = cmd.debug || opts.log_level >= LOG_LEVEL_DEBUG,
             .user_agent = "batchfs/" BATCHFS_VERSION,
+            .ca_file = opts.ca_file,
         };
         int herr = 0;
 

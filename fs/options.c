@@ -85,6 +85,11 @@ const struct options_row options_table[] = {
                 "recently used go first)"},
     {OPTIONS_LEVEL(log_level), .placeholder = "LEVEL", .value = "warning",
      .meaning = "error, warning, info or debug; -d sets debug"},
+    /* SSL_CERT_FILE as OpenSSL reads it: libcurl's own default bundle
+     * would otherwise hide it. */
+    {OPTIONS_PATH(ca_file), .placeholder = "PATH", .env = "SSL_CERT_FILE",
+     .meaning = "also trust the CA certificates in this PEM bundle; certificates are "
+                "always verified"},
 };
 
 #define OPTIONS_ROWS (sizeof(options_table) / sizeof(options_table[0]))

@@ -28,7 +28,13 @@ measures in one run:
             cache's own bytes (listings and pages, sampled from
             .batchfs/stats) and of RSS, requests, and per-file checksums of
             a full walk compared with the tmpfs copy (each walk stopped
-            after --capped-timeout seconds).
+            after --capped-timeout seconds);
+  TLS       nghttpx (scripts/tlsproxy.py) in front of the double with a CA
+            made for the run: cold `ls -f` of completed/ with HTTP/2 and
+            HTTP/1.1 offered, and with HTTP/1.1 alone, beside curl
+            --parallel over the same proxy and as many connections; the
+            connections each opened (batchfs's from .batchfs/stats, curl's
+            num_connects summed) and the protocol spoken.
 
 Request targets count the item-list requests (list_items); the lookup of
 the job folder itself (get_job) is shown next to them. The memory target
@@ -43,10 +49,11 @@ fast one. Output goes to a file on tmpfs, never to the terminal.
 
 Usage: scripts/bench.py [-n ITEMS] [--latency-ms MS] [--reps R]
                         [--max-connections M] [--json PATH]
-                        [--capped-timeout S] [--binary PATH] [-q]
+                        [--capped-timeout S] [--binary PATH] [--tls-only] [-q]
 At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three
 minutes on two cores.
-Needs root or the right to mount FUSE, fusermount3, curl, and build/batchfs.
+Needs root or the right to mount FUSE, fusermount3, curl, openssl, nghttpx
+(nghttp2-proxy), and build/batchfs.
 Exit status: 0 when every target and check passed, 1 otherwise, 2 when the
 run could not be completed.
 """
@@ -64,6 +71,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import tlsproxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOUBLE = os.path.join(ROOT, "scripts", "apidouble.py")
@@ -420,34 +429,151 @@ class Bench:
         return max(1, math.ceil(self.counts[status] / PAGE)) + 1
 
     # ---- the steps ----
-    def network_floor(self):
-        reps, conns = self.opts.reps, self.opts.max_connections
+    def curl_pages(self, base_url, parallel, *options):
+        """curl fetching every page of completed/ from base_url, in parallel
+        over max_connections connections (opened at once rather than
+        waiting to multiplex) or in series; one output line per page:
+        status, bytes, connections opened, protocol."""
         n = math.ceil(self.counts["completed"] / PAGE)
-        urls = ["%s%s?status=completed&limit=%d&offset=%d" % (self.double.url,
-                                                              ITEMS_PATH % self.job, PAGE, k)
-                for k in range(0, n * PAGE, PAGE)]
-        common = ["curl", "-s", "--no-progress-meter", "-H", "Authorization: Bearer " + KEY,
-                  "-w", "%{http_code} %{size_download}\\n"]
-        for url in urls:
-            common += ["-o", "/dev/null", url]
-        variants = (
-            ("curl_parallel", "curl --parallel, %d connections" % conns,
-             common[:1] + ["--parallel", "--parallel-immediate", "--parallel-max",
-                           str(conns)] + common[1:]),
-            ("curl_serial", "curl in series, 1 connection", common),
-        )
-        for key, label, argv in variants:
+        argv = ["curl", "-s", "--no-progress-meter", "-H", "Authorization: Bearer " + KEY,
+                "-w", "%{http_code} %{size_download} %{num_connects} %{http_version}\\n"]
+        if parallel:
+            argv += ["--parallel", "--parallel-max", str(self.opts.max_connections)]
+            if parallel != "multiplex":
+                argv.append("--parallel-immediate")
+        argv += list(options)
+        for k in range(0, n * PAGE, PAGE):
+            argv += ["-o", "/dev/null", "%s%s?status=completed&limit=%d&offset=%d"
+                     % (base_url, ITEMS_PATH % self.job, PAGE, k)]
+        return n, argv
+
+    def measure_curl(self, fig, n, argv):
+        """One repetition of curl_pages' command; checks every answer and
+        returns the answers' lines, split."""
+        self.measure(fig, argv, cwd=self.work)
+        codes = [line.split() for line in read_bytes(self.out).decode().splitlines()]
+        if len(codes) != n or not all(c[0] == "200" for c in codes):
+            self.problem("%s: expected %d answers 200, got %r" % (fig.label, n, codes[:5]))
+        return codes
+
+    def network_floor(self):
+        conns = self.opts.max_connections
+        for key, label, parallel in (
+                ("curl_parallel", "curl --parallel, %d connections" % conns, True),
+                ("curl_serial", "curl in series, 1 connection", False)):
+            n, argv = self.curl_pages(self.double.url, parallel)
             fig = self.figure(key, label + " (%d pages)" % n, "network floor")
-            for _ in range(reps):
-                self.measure(fig, argv, cwd=self.work)
-                codes = [line.split() for line in read_bytes(self.out).decode().splitlines()]
-                ok = len(codes) == n and all(c[0] == "200" for c in codes)
-                if not ok:
-                    self.problem("%s: expected %d answers 200, got %r" % (label, n, codes[:5]))
-                sizes = [int(c[1]) for c in codes if len(c) == 2]
+            for _ in range(self.opts.reps):
+                codes = self.measure_curl(fig, n, argv)
+                sizes = [int(c[1]) for c in codes if len(c) >= 2]
                 self.info["completed_page_bytes"] = sum(sizes)
                 self.info["largest_page_bytes"] = max(sizes, default=0)
             self.log("  %-40s %s s" % (fig.label, fmt_s(fig.median)))
+
+    # The TLS phase: nghttpx in front of the double, offering h2 and
+    # http/1.1 by ALPN, or http/1.1 alone. (key suffix, label, http2)
+    TLS_VARIANTS = (("h2", "HTTP/2 offered", True), ("h1", "HTTP/1.1 only", False))
+
+    def tls_curl(self, fig, info, n, argv):
+        """curl over the proxy, each repetition's connections summed."""
+        info["curl_connections"], info["curl_versions"] = [], []
+        for _ in range(self.opts.reps):
+            codes = self.measure_curl(fig, n, argv)
+            info["curl_connections"].append(sum(int(c[2]) for c in codes if len(c) >= 4))
+            info["curl_versions"] = sorted({c[3] for c in codes if len(c) >= 4})
+        self.log("  %-40s %s s, connections %s" % (fig.label, fmt_s(fig.median),
+                                                   info["curl_connections"]))
+
+    def tls_phase(self):
+        """Cold `ls -f` of completed/ over TLS, through nghttpx with HTTP/2
+        offered and with HTTP/1.1 alone, beside curl --parallel over the same
+        proxy and as many connections: seconds, and connections opened
+        (curl's num_connects summed; batchfs's .batchfs/stats)."""
+        certs = tlsproxy.Certificates(os.path.join(self.work, "certs"))
+        os.mkdir(certs.dir)
+        certs.make()
+        self.info.setdefault("tls", {})
+        for suffix, name, http2 in self.TLS_VARIANTS:
+            proxy = tlsproxy.TlsProxy(self.double.port, certs.pair("good"), http2=http2,
+                                      workdir=self.work)
+            info = self.info["tls"][suffix] = {"bfs_connections": [], "bfs_versions": []}
+            try:
+                version = "--http2" if http2 else "--http1.1"
+                n, argv = self.curl_pages(proxy.url, True, "--cacert", certs.ca, version)
+                fig = self.figure("tls_curl_" + suffix, "curl --parallel over TLS, %s, %d conns"
+                                  % (name, self.opts.max_connections), "TLS")
+                self.tls_curl(fig, info, n, argv)
+                if http2:
+                    # What one multiplexed connection does, for reference.
+                    n, argv = self.curl_pages(proxy.url, "multiplex", "--cacert", certs.ca,
+                                              version)
+                    fig = self.figure("tls_curl_mux", "curl --parallel over TLS, HTTP/2 "
+                                      "multiplexed", "TLS")
+                    self.tls_curl(fig, self.info["tls"].setdefault("mux", {}), n, argv)
+                fig = self.figure("bfs_tls_ls_f_" + suffix, "batchfs cold ls -f completed/ "
+                                  "over TLS, %s" % name, "TLS")
+                self.cold_listing(fig, info, proxy, ["ca_file=" + certs.ca])
+            finally:
+                proxy.stop()
+
+    def cold_listing(self, fig, info, server, extra):
+        """Cold `ls -f` of completed/ on fresh mounts of `server`, with the
+        connections each opened and the protocol it spoke."""
+        info["bfs_connections"], info["bfs_versions"] = [], []
+        for _ in range(self.opts.reps):
+            self.mount = Mount(self.opts.binary, server, self.mnt, self.mount_options(extra),
+                               self.driver_log)
+            try:
+                self.measure(fig, self.commands()[0][2], cwd=self.mnt)
+                with open(os.path.join(self.mnt, ".batchfs", "stats")) as f:
+                    connections = json.load(f)["connections"]
+            finally:
+                self.do_unmount()
+            self.check_count(fig.label, self.out, self.counts["completed"] + 2)
+            info["bfs_connections"].append(connections["opened"])
+            info["bfs_versions"] = [connections["http_version"]]
+        self.log("  %-40s %s s, connections %s" % (fig.label, fmt_s(fig.median),
+                                                   info["bfs_connections"]))
+
+    def tls_report(self):
+        """The TLS phase's lines: figures, connections, ratios."""
+        f, lines = self.figures, []
+        lines.append("TLS: nghttpx on 127.0.0.1 in front of the double (%g ms per request), "
+                     "cold ls -f of completed/ (%d entries), max_connections=%d"
+                     % (self.opts.latency_ms, self.counts["completed"],
+                        self.opts.max_connections))
+        row = "%-38s %9s %9s %14s %9s"
+        head = row % ("cold listing", "median s", "min s", "connections", "protocol")
+        lines += [head, "-" * len(head)]
+        for who, figure, suffix, side in (
+                ("curl --parallel, plain HTTP/1.1", "curl_parallel", None, None),
+                ("batchfs ls -f, plain HTTP/1.1", "bfs_cold_ls_f", "plain", "bfs"),
+                ("curl --parallel, HTTP/2 offered", "tls_curl_h2", "h2", "curl"),
+                ("curl --parallel, HTTP/2 multiplexed", "tls_curl_mux", "mux", "curl"),
+                ("batchfs ls -f, HTTP/2 offered", "bfs_tls_ls_f_h2", "h2", "bfs"),
+                ("curl --parallel, HTTP/1.1 only", "tls_curl_h1", "h1", "curl"),
+                ("batchfs ls -f, HTTP/1.1 only", "bfs_tls_ls_f_h1", "h1", "bfs")):
+            info, fig = self.info["tls"].get(suffix, {}), f[figure]
+            lines.append(row % (who, fmt_s(fig.median), fmt_s(fig.min),
+                                "/".join(map(str, info.get("%s_connections" % side, "-"))),
+                                ",".join(info.get("%s_versions" % side, "-"))))
+        lines.append("")
+        for suffix, name, _ in self.TLS_VARIANTS:
+            lines.append("batchfs / curl --parallel, %s: %s"
+                         % (name, self.ratio(f["bfs_tls_ls_f_" + suffix], "tls_curl_" + suffix)))
+        lines.append("batchfs HTTP/2 / batchfs HTTP/1.1: %s"
+                     % self.ratio(f["bfs_tls_ls_f_h2"], "bfs_tls_ls_f_h1"))
+        lines.append("batchfs HTTP/2 / curl HTTP/2 multiplexed: %s"
+                     % self.ratio(f["bfs_tls_ls_f_h2"], "tls_curl_mux"))
+        lines.append("curl HTTP/2 / curl HTTP/1.1: %s" % self.ratio(f["tls_curl_h2"],
+                                                                     "tls_curl_h1"))
+        lines.append("batchfs over TLS (HTTP/2, HTTP/1.1) / plain HTTP: %s, %s"
+                     % (self.ratio(f["bfs_tls_ls_f_h2"], "bfs_cold_ls_f"),
+                        self.ratio(f["bfs_tls_ls_f_h1"], "bfs_cold_ls_f")))
+        lines.append("curl --parallel over TLS (HTTP/2, HTTP/1.1) / plain HTTP: %s, %s"
+                     % (self.ratio(f["tls_curl_h2"], "curl_parallel"),
+                        self.ratio(f["tls_curl_h1"], "curl_parallel")))
+        return lines
 
     def warm_phase(self):
         """One mount: a cold full walk (cp -a to tmpfs), then warm grep -r
@@ -890,6 +1016,13 @@ class Bench:
                         fmt_bytes(info["completed_page_bytes"])))
         lines.append("kernel floor: the job copied with cp -a from the warm mount to tmpfs "
                      "(/dev/shm), same commands, same working folder")
+        lines.append("")
+        lines += self.tls_report()
+        print("\n".join(lines + self.trailer()), flush=True)
+
+    def trailer(self):
+        """The problems and the drivers' stderr, when there were any."""
+        lines = []
         if self.problems:
             lines.append("")
             lines.append("problems (%d):" % len(self.problems))
@@ -898,7 +1031,7 @@ class Bench:
             lines.append("")
             lines.append("batchfs stderr (%d lines, first 10):" % len(self.driver_log))
             lines += ["  " + p[:200] for p in self.driver_log[:10]]
-        print("\n".join(lines), flush=True)
+        return lines
 
     def ratio(self, fig, key):
         other = self.figures.get(key)
@@ -929,6 +1062,26 @@ class Bench:
         self.log("starting the API double with %d items ..." % o.items)
         self.double = Double(o.items, o.latency_ms, self.work)
         self.discover()
+        if o.tls_only:
+            self.log("network floor")
+            self.network_floor()
+            self.log("cold ls -f over plain HTTP")
+            self.cold_listing(self.figure("bfs_cold_ls_f", "batchfs cold ls -f completed/",
+                                          "batchfs"),
+                              self.info.setdefault("tls", {}).setdefault("plain", {}),
+                              self.double, [])
+            self.log("TLS")
+            self.tls_phase()
+            print("\n".join(["batchfs benchmark, TLS phase only: %d items, %d reps"
+                             % (o.items, o.reps), ""] + self.tls_report() + self.trailer()),
+                  flush=True)
+            if o.json:
+                with open(o.json, "w") as f:
+                    json.dump({"items": o.items, "latency_ms": o.latency_ms, "reps": o.reps,
+                               "max_connections": o.max_connections,
+                               "figures": {k: v.as_dict() for k, v in self.figures.items()},
+                               "info": self.info, "problems": self.problems}, f, indent=2)
+            return 0 if not self.problems else 1
         self.log("network floor")
         self.network_floor()
         self.log("warm mount")
@@ -937,6 +1090,8 @@ class Bench:
         self.kernel_floor()
         self.log("cold mounts")
         self.cold_phase()
+        self.log("TLS")
+        self.tls_phase()
         self.log("bounds")
         self.bounds_phase()
         self.log("capped mount")
@@ -976,6 +1131,9 @@ def parse_args(argv):
                    help="seconds one command may take (default 600)")
     p.add_argument("--capped-timeout", type=int, default=90,
                    help="seconds the walk of the capped mount may take (default 90)")
+    p.add_argument("--tls-only", action="store_true",
+                   help="run the TLS phase alone (cold ls -f through nghttpx, HTTP/2 and "
+                   "HTTP/1.1, beside curl --parallel)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     opts = p.parse_args(argv)
     if opts.items < 1000 or opts.reps < 1 or opts.max_connections < 1:

@@ -7,6 +7,7 @@ packages=(
     build-essential meson ninja-build pkg-config
     libfuse3-dev fuse3 libcurl4-openssl-dev libjansson-dev libcmocka-dev
     python3 ca-certificates curl jq attr tar findutils grep procps man-db strace
+    openssl nghttp2-proxy
     clang "libclang-rt-$(clang_version=$(apt-cache policy clang 2>/dev/null |
         sed -n 's/^ *Candidate: 1:\([0-9]*\).*/\1/p'); echo "${clang_version:-14}")-dev"
 )

@@ -6,7 +6,10 @@
  * connection cache across threads), timeouts, the response size cap, gzip,
  * refusing redirects and non-http(s) protocols, the retry policy of the
  * official clients and one pacer shared by all threads so that a throttled
- * API sees one backing-off client rather than N retry loops.
+ * API sees one backing-off client rather than N retry loops. Over TLS it
+ * always verifies the certificate and offers HTTP/2 by ALPN; each handle's
+ * connection stays its own even then, since libcurl multiplexes streams
+ * only for transfers driven by one multi handle, never across threads.
  * Knows nothing of FUSE or of the LlamaCloud endpoints.
  */
 #ifndef BATCHFS_HTTP_H
@@ -29,6 +32,8 @@ struct http_config {
     size_t max_response;    /* bytes of decoded body, at most */
     bool log_requests;      /* one debug line per request (method, path, status, time, bytes) */
     const char *user_agent;
+    const char *ca_file; /* PEM CA bundle trusted besides the system's; NULL = none.
+                          * Certificates are always verified: there is no way off. */
 };
 
 struct http_stats {
@@ -36,6 +41,8 @@ struct http_stats {
     unsigned long long retries;   /* attempts that were retries */
     unsigned long long bytes;     /* decoded body bytes received */
     unsigned long long throttled; /* 429 answers */
+    unsigned long long connections; /* opened (CURLINFO_NUM_CONNECTS summed) */
+    const char *http_version; /* of the last response: "1.1", "2"; NULL before one */
 };
 
 struct http_client;
@@ -68,6 +75,12 @@ void http_client_set_budget(struct http_client *client, unsigned total_timeout_s
 
 /* Snapshot of the counters. Thread-safe. */
 void http_client_stats(struct http_client *client, struct http_stats *out);
+
+/* When the latest attempt failed in its TLS handshake, writes the reason
+ * ("TLS: certificate has expired") into out and returns true; false when
+ * it did not. For the one request that proves the URL before a mount.
+ * Thread-safe. */
+bool http_client_tls_problem(struct http_client *client, char *out, size_t len);
 
 /* Frees the client. No request may be in flight. Safe on NULL. */
 void http_client_free(struct http_client *client);

@@ -41,6 +41,7 @@ struct options {
     size_t max_response;      /* bytes */
     size_t cache_size;        /* bytes of cached listings and finished jobs' pages */
     int log_level;            /* enum log_level */
+    char *ca_file;            /* owned; trusted besides the system's CAs; NULL = none */
     bool allow_other;         /* FUSE's allow_other was given (and left for libfuse) */
 };
 

@@ -22,6 +22,7 @@ SOURCE_ROOT = os.environ.get(
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "scripts"))
 
 import apidouble  # noqa: E402  (the double is importable for its data set)
+import tlsproxy  # noqa: E402  (nghttpx and the certificates for it)
 
 BATCHFS_BIN = os.environ.get("BATCHFS_BIN", os.path.join(SOURCE_ROOT, "build", "batchfs"))
 TEST_KEY = "llx-test-key-0123456789"
@@ -94,6 +95,33 @@ class Double:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Certificates(tlsproxy.Certificates):
+    """A test CA and server certificates (see scripts/tlsproxy.py) in a
+    fresh temporary directory; remove() deletes them."""
+
+    def __init__(self):
+        super().__init__(tempfile.mkdtemp(prefix="batchfs-certs-"))
+        try:
+            self.make()
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TlsProxy(tlsproxy.TlsProxy):
+    """The double behind nghttpx on a free loopback port, serving the
+    certificate `kind` of `certs`; HTTP/2 and HTTP/1.1 offered, or HTTP/1.1
+    alone. Mount(proxy, "ca_file=" + proxy.ca) mounts through it; stop()
+    always ends it."""
+
+    def __init__(self, double, certs, kind="good", http2=True):
+        super().__init__(double.port, certs.pair(kind), http2=http2)
+        self.ca = certs.ca
 
 
 def is_mounted(path):

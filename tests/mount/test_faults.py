@@ -69,6 +69,8 @@ class FaultTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.double = harness.Double(*cls.DOUBLE_ARGS)
+        # What batchfs mounts: the double itself, or a proxy in front of it.
+        cls.server, cls.server_options = cls.double, ()
 
     @classmethod
     def tearDownClass(cls):
@@ -86,7 +88,7 @@ class FaultTest(unittest.TestCase):
             harness.check_driver_output(err, self.mount.status)
 
     def mounted(self, *options):
-        self.mount = harness.Mount(self.double, *(QUICK + options))
+        self.mount = harness.Mount(self.server, *(QUICK + self.server_options + options))
         self.double.reset()  # count only what the test itself causes
         return self.mount.path
 
@@ -671,6 +673,61 @@ class MountCheck(unittest.TestCase):
             err, elapsed = self.failed_mount(absent)
         self.assertIn("batchfs: %s: connection refused" % absent.url, err)
         self.assertLess(elapsed, 10)
+
+
+class FaultOverHttp2Test(FaultTest):
+    """The faults a TLS terminator passes on as they are (statuses, their
+    headers, latency, a body cut short), through nghttpx over HTTPS."""
+    HTTP2 = True
+    THROUGH_PROXY = (
+        "test_429_with_retry_after_then_success",
+        "test_503_forever_is_eio",
+        "test_x_should_retry_false_is_not_retried",
+        "test_delay",
+        "test_responses_cut_short_are_redone",
+        "test_responses_cut_short_forever_are_eio_not_a_short_listing",
+    )
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.certs = cls.proxy = None
+        try:
+            cls.certs = harness.Certificates()
+            cls.proxy = harness.TlsProxy(cls.double, cls.certs, http2=cls.HTTP2)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+        cls.server, cls.server_options = cls.proxy, ("ca_file=" + cls.proxy.ca,)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.proxy:
+                cls.proxy.stop()
+            if cls.certs:
+                cls.certs.remove()
+        finally:
+            super().tearDownClass()
+
+
+class FaultOverHttp1Test(FaultOverHttp2Test):
+    """The same through a proxy that offers HTTP/1.1 alone."""
+    HTTP2 = False
+
+
+def load_tests(loader, tests, pattern):
+    """Every fault test, and those that make sense through a proxy again
+    through each kind of proxy."""
+    suite = unittest.TestSuite()
+    proxied = (FaultOverHttp2Test, FaultOverHttp1Test)
+    for cls in globals().values():
+        if (isinstance(cls, type) and issubclass(cls, unittest.TestCase)
+                and cls not in proxied):
+            suite.addTests(loader.loadTestsFromTestCase(cls))
+    for cls in proxied:
+        suite.addTests(cls(name) for name in cls.THROUGH_PROXY)
+    return suite
 
 
 if __name__ == "__main__":

@@ -459,6 +459,8 @@ static void test_ok_body_and_request_headers(void **state)
     assert_int_equal(stats.retries, 0);
     assert_int_equal(stats.bytes, len);
     assert_int_equal(stats.throttled, 0);
+    assert_int_equal(stats.connections, 1);
+    assert_string_equal(stats.http_version, "1.1");
     /* One debug line per request, without the key. */
     assert_true(log_contains("GET /api/v1/beta/batch-processing?limit=5 200 "));
     assert_true(log_contains("bytes attempt 1"));
@@ -986,6 +988,7 @@ static void test_connection_refused(void **state)
     struct server *s = server_new();
     struct http_response resp = HTTP_RESPONSE_INIT;
     struct http_client *client;
+    char problem[512];
 
     (void)state;
     /* Nothing listens on the port once the socket is closed. */
@@ -996,6 +999,8 @@ static void test_connection_refused(void **state)
                      -ECONNREFUSED);
     assert_int_equal(resp.attempts, 2);
     assert_true(log_contains("GET /x: connection refused after 2 attempts"));
+    /* Not a TLS failure: nothing to say about certificates. */
+    assert_false(http_client_tls_problem(client, problem, sizeof(problem)));
     http_client_free(client);
     server_free(s, false);
 }

@@ -475,6 +475,43 @@ static void test_parse_size(void **state)
     assert_int_equal(options_parse_size("99999999999999999999G", &v), -EINVAL);
 }
 
+/* The CA bundle: -o ca_file first, then SSL_CERT_FILE (an empty one is
+ * none), else none. */
+static void test_ca_file(void **state)
+{
+    const char *plain[] = {"batchfs", "/mnt", NULL};
+    const char *named[] = {"batchfs", "-o", "ca_file=/etc/named.pem", "/mnt", NULL};
+    const struct {
+        const char **argv;
+        const char *env, *expected;
+    } cases[] = {
+        {plain, NULL, NULL},
+        {plain, "", NULL},
+        {plain, "/etc/env.pem", "/etc/env.pem"},
+        {named, "/etc/env.pem", "/etc/named.pem"},
+        {named, NULL, "/etc/named.pem"},
+    };
+    struct fuse_args rest;
+    struct options o;
+    char err[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (cases[i].env)
+            setenv("SSL_CERT_FILE", cases[i].env, 1);
+        else
+            unsetenv("SSL_CERT_FILE");
+        assert_int_equal(parse(cases[i].argv, &o, err, sizeof(err), &rest), 0);
+        if (cases[i].expected)
+            assert_string_equal(o.ca_file, cases[i].expected);
+        else
+            assert_null(o.ca_file);
+        options_free(&o);
+        fuse_opt_free_args(&rest);
+    }
+    unsetenv("SSL_CERT_FILE");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_allow_other_detected),
         cmocka_unit_test(test_last_value_wins),
         cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_ca_file),
     };
 
     log_setup(LOG_LEVEL_ERROR, false);
