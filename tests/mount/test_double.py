@@ -998,6 +998,23 @@ class OutputsEndpointTest(unittest.TestCase):
                                   % PARSE_BATCH["source_directory_id"], page_size=4)
         self.assertEqual(len(body["items"]), 5)
 
+    def test_every_page_fault_is_harmless_on_single_objects(self):
+        doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"]) if d.markdown_full)
+        done = next(d for d in DATA.batch_documents(EXTRACT_BATCH["id"])
+                    if d.status == "COMPLETED")
+        v1 = next(d for d in DATA.job_documents(v1_parse_job()["id"]) if d.markdown)
+        paths = ("/api/v2/parse/%s?expand=text_full" % doc.job_id,
+                 "/api/v2/extract/" + done.job_id, "/api/v1/parsing/job/" + v1.job_id,
+                 "/api/v1/parsing/job/%s/result/text" % v1.job_id,
+                 "/api/v1/beta/directories/%s/files?page_size=3"
+                 % PARSE_BATCH["source_directory_id"])
+        for kind in apidouble.PAGE_FAULTS:
+            DOUBLE.faults({"kind": kind, "depth": 50, "size": 1000})
+            for path in paths:
+                status, _, raw = DOUBLE.request(path)
+                self.assertEqual(status, 200, (kind, path))
+                self.assertIsInstance(json.loads(raw), dict, (kind, path))
+
 
 class OptionsTest(unittest.TestCase):
     def test_key_env_port_file_and_sigterm(self):
