@@ -32,10 +32,12 @@ request from the seed and the job id, so make_dataset() costs nothing more):
   last page) and the filters display_name, display_name_contains, file_id,
   unique_id. The file of every 16th job (position 9 below) is gone: listed
   only with include_deleted=true, with deleted_at set. Display names are
-  realistic, and in each directory every other file whose job completed gets,
-  in turn, one of HOSTILE_DISPLAY_NAMES ("/", ".", "..", "a/b/report.pdf",
-  two "duplicate.pdf", control bytes, a newline, 304 bytes, 284 bytes of
-  "\u00e9", "Report.pdf" and "report.pdf", CJK, emoji, "").
+  realistic, except that in each directory the first files whose job
+  completed get, in turn, HOSTILE_DISPLAY_NAMES ("/", ".", "..",
+  "a/b/report.pdf", two "duplicate.pdf", raw bytes that are not UTF-8, an
+  unpaired surrogate escape, control bytes, a newline, 304 bytes, 284 bytes
+  of "\u00e9", "Report.pdf" and "report.pdf", CJK, emoji, ""). In a
+  display_name, U+DC80..U+DCFF stand for raw bytes, as in dumps_raw().
 - The k-th job of a batch (counting results with a job_reference) has the
   status V2_STATUS_CYCLE[k % 16]: COMPLETED mostly, RUNNING, PENDING,
   FAILED (with error_message), CANCELLED, and None: expired, answered 404.
@@ -1055,12 +1057,17 @@ PARSE_TIERS = ("cost_effective", "agentic", "agentic_plus")
 DISPLAY_NAMES = ("invoice-{i:04d}.pdf", "Contrat de bail {i}.docx", "Q{q} board pack {i}.pptx",
                  "scan_{i:05d}.tiff", "\u5e74\u5ea6\u5831\u544a-{i}.pdf",
                  "Z\u00e4hlerstand {i}.xlsx")
-# Given, in turn, to every other file whose job completed, in each directory.
+# Given, in turn, to the files whose job completed, in each directory. In a
+# display name, U+DC80..U+DCFF stand for raw bytes that are not UTF-8 (see
+# dumps_raw); "\ud800" goes out as an unpaired surrogate escape.
 HOSTILE_DISPLAY_NAMES = (
-    "/", ".", "..", "a/b/report.pdf", "duplicate.pdf", "ctl\u0001\u001f.pdf", "duplicate.pdf",
-    "line\nbreak.pdf", "x" * 300 + ".pdf", "\u00e9" * 140 + ".pdf", "Report.pdf",
-    "report.pdf", "\u65e5\u672c\u8a9e\u306e\u5831\u544a\u66f8.pdf", "emoji-\U0001f4c4.pdf", "",
+    "/", ".", "..", "a/b/report.pdf", "duplicate.pdf", "bad-\udcff.pdf", "duplicate.pdf",
+    "ctl\u0001\u001f.pdf", "lone-\ud800.pdf", "line\nbreak.pdf", "x" * 300 + ".pdf",
+    "\u00e9" * 140 + ".pdf", "Report.pdf", "report.pdf",
+    "\u65e5\u672c\u8a9e\u306e\u5831\u544a\u66f8.pdf", "emoji-\U0001f4c4.pdf", "",
+    "cut-\udce2\udc82.pdf",
 )
+RAW_BYTE = re.compile("[\udc80-\udcff]")
 EXTRA_DIRECTORY_FILES = 3
 PARSE_EXPANDS = ("markdown", "markdown_full", "text", "text_full", "items", "metadata",
                  "job_metadata", "text_content_metadata", "markdown_content_metadata",
@@ -1074,7 +1081,8 @@ Document = collections.namedtuple(
     "Document", "file_id name job_id job_type status tier error_message updated_at "
     "markdown_full text_full extract_result")
 Document.__doc__ = """One v2 job of a batch as a test expects to read it. name is the
-display_name, None when the file is gone from the directory; status None
+display_name (U+DC80..U+DCFF: raw bytes, see dumps_raw; encode with
+surrogateescape), None when the file is gone from the directory; status None
 means the job answers 404 (expired); markdown_full is None for fast-tier
 jobs (markdown refused) and with text_full and extract_result None unless
 COMPLETED."""
@@ -1102,6 +1110,18 @@ def _is_large(position):
 def _stamp_ms(stamp):
     moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return int(moment.timestamp() * 1000)
+
+
+def _listed_file(obj, deleted):
+    """(file object, deleted, JSON text): raw bytes of its display name go
+    out raw."""
+    name = obj["display_name"]
+    if not RAW_BYTE.search(name):
+        return obj, deleted, json.dumps(obj)
+    # json.dumps writes U+DCxx as an escape; put the character back.
+    text = re.sub(r"\\udc([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)),
+                  json.dumps(name))
+    return obj, deleted, dumps_raw(obj, {"display_name": text})
 
 
 class V2Job:
@@ -1193,18 +1213,17 @@ class Outputs:
             for extra in range(EXTRA_DIRECTORY_FILES):
                 files.append((None, "dfl-" + _hash_uuid(str(self.dataset.seed), directory,
                                                         str(extra))))
-            listed, hostile, eligible = [], 0, 0
+            listed, hostile = [], 0
             for index, (batch, file_id) in enumerate(files):
                 job = by_file.get(file_id)
                 name = DISPLAY_NAMES[index % len(DISPLAY_NAMES)].format(i=index, q=index % 4 + 1)
                 clean = batch is not None and batch["id"].startswith("bat-out-")
                 if job is not None and job.status == "COMPLETED" and not job.missing and not clean:
-                    eligible += 1
-                    if eligible % 2 == 0 and hostile < len(HOSTILE_DISPLAY_NAMES):
+                    if hostile < len(HOSTILE_DISPLAY_NAMES):
                         name = HOSTILE_DISPLAY_NAMES[hostile]
                         hostile += 1
                 created_ms = BASE_MS - 60 * 24 * HOUR_MS + index * 60000
-                listed.append(({
+                listed.append(_listed_file({
                     "id": file_id,
                     "directory_id": directory,
                     "display_name": name,
@@ -1221,12 +1240,19 @@ class Outputs:
             out[directory] = listed
         return out
 
-    def directory_files(self, directory_id, include_deleted=False):
-        """None for an unknown directory."""
+    def directory_listing(self, directory_id, include_deleted=False):
+        """(file objects, their JSON texts) as served, or None for an
+        unknown directory."""
         listed = self._directory_index().get(directory_id)
         if listed is None:
             return None
-        return [f for f, deleted in listed if include_deleted or not deleted]
+        kept = [(f, text) for f, deleted, text in listed if include_deleted or not deleted]
+        return [f for f, _ in kept], [text for _, text in kept]
+
+    def directory_files(self, directory_id, include_deleted=False):
+        """None for an unknown directory."""
+        listing = self.directory_listing(directory_id, include_deleted)
+        return None if listing is None else listing[0]
 
     def batch_documents(self, batch_id):
         names = {}
@@ -1340,17 +1366,18 @@ def handle_directory_files(state, query, config, fault, directory_id):
     if query.errors:
         return json_response(422, {"detail": query.errors})
     deleted = (query.raw("include_deleted") or "").lower() == "true"
-    files = state.dataset.outputs().directory_files(directory_id, deleted)
-    if files is None:
+    listing = state.dataset.outputs().directory_listing(directory_id, deleted)
+    if listing is None:
         return json_response(404, {"detail": "Directory not found"})
-    for key in ("display_name", "file_id", "unique_id"):
+    files, texts = listing
+    for key in ("display_name", "file_id", "unique_id", "display_name_contains"):
         wanted = query.raw(key)
         if wanted is not None:
-            files = [f for f in files if f[key] == wanted]
-    contains = query.raw("display_name_contains")
-    if contains is not None:
-        files = [f for f in files if contains in f["display_name"]]
-    page = Page("v2", files, [json.dumps(f) for f in files], offset, size, "files")
+            kept = [(f, t) for f, t in zip(files, texts)
+                    if (wanted in f["display_name"] if key == "display_name_contains"
+                        else f[key] == wanted)]
+            files, texts = [f for f, _ in kept], [t for _, t in kept]
+    page = Page("v2", files, texts, offset, size, "files")
     return _finish_page(page, fault)
 
 

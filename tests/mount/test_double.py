@@ -87,7 +87,8 @@ class Double:
     def get(self, path, **params):
         query = ("?" + urlencode(params)) if params else ""
         status, _, body = self.request(path + query)
-        return status, json.loads(body)
+        # Bodies may carry raw bytes that are not UTF-8 (see dumps_raw).
+        return status, json.loads(body.decode("utf-8", "surrogateescape"))
 
     def control(self, name, payload=None):
         method = "GET" if payload is None else "POST"
@@ -723,7 +724,8 @@ class OutputsDatasetTest(unittest.TestCase):
         self.assertTrue(any(d.status == "COMPLETED" for d in gone))
         names = [d.name for d in docs if d.name is not None]
         for name in ("/", ".", "..", "a/b/report.pdf", "ctl\u0001\u001f.pdf", "x" * 300 + ".pdf",
-                     "report.pdf", "Report.pdf"):
+                     "report.pdf", "Report.pdf", "bad-\udcff.pdf", "lone-\ud800.pdf",
+                     "cut-\udce2\udc82.pdf"):
             self.assertIn(name, names)
         self.assertEqual(names.count("duplicate.pdf"), 2)
 
@@ -800,6 +802,9 @@ class OutputsEndpointTest(unittest.TestCase):
         self.assertEqual(deleted, DATA.directory_files(directory, include_deleted=True))
         gone = [f for f in deleted if f["deleted_at"]]
         self.assertTrue(gone)
+        raw = DOUBLE.request("/api/v1/beta/directories/%s/files?page_size=1000" % directory)[2]
+        for name in (b'"bad-\xff.pdf"', b'"cut-\xe2\x82.pdf"', b'"lone-\\ud800.pdf"'):
+            self.assertIn(b'"display_name": ' + name, raw)
         status, body = DOUBLE.get("/api/v1/beta/directories/%s/files" % directory,
                                   display_name="duplicate.pdf")
         self.assertEqual(len(body["items"]), 2)
@@ -1013,7 +1018,8 @@ class OutputsEndpointTest(unittest.TestCase):
             for path in paths:
                 status, _, raw = DOUBLE.request(path)
                 self.assertEqual(status, 200, (kind, path))
-                self.assertIsInstance(json.loads(raw), dict, (kind, path))
+                self.assertIsInstance(json.loads(raw.decode("utf-8", "surrogateescape")), dict,
+                                      (kind, path))
 
 
 class OptionsTest(unittest.TestCase):
