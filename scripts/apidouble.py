@@ -188,6 +188,7 @@ HOSTILE_NAMES = (
 )
 FORCED_COMPLETED = {"duplicate.pdf", "Case.pdf", "case.pdf", "CASE.pdf"}
 
+OUTPUTS_LOCK = threading.Lock()  # protects Dataset.outputs_made
 BASE_MS = calendar.timegm((2025, 3, 1, 10, 0, 0)) * 1000 + 123
 HOUR_MS = 3600 * 1000
 
@@ -268,9 +269,11 @@ class Dataset:
     outputs_made: object = dataclasses.field(default=None, compare=False, repr=False)
 
     def outputs(self):
-        if self.outputs_made is None:
-            self.outputs_made = Outputs(self)
-        return self.outputs_made
+        """The Outputs of this data set, made once; safe from any thread."""
+        with OUTPUTS_LOCK:
+            if self.outputs_made is None:
+                self.outputs_made = Outputs(self)
+            return self.outputs_made
 
     def batch_documents(self, batch_id):
         """Per result with a job_reference, in results order: a Document."""
