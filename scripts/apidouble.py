@@ -22,12 +22,74 @@ Conventions worth knowing when reading a test against it:
 - The last page of GET /api/v2/batches carries "next_page_token": "".
 - Stats record a connection closed without an answer as status "0", and
   count a request as finished once its headers are sent.
+
+What a batch produced (the documents; text from apidouble_content, made on
+request from the seed and the job id, so make_dataset() costs nothing more):
+- GET /api/v1/beta/directories/{id}/files lists each batch's
+  source_directory_id: one file per batch result (its id is the result's
+  source_directory_file_id) plus three files in no batch, with cursor pages
+  (page_size 1..1000, default 50; page_token; "next_page_token": "" on the
+  last page) and the filters display_name, display_name_contains, file_id,
+  unique_id. The file of every 16th job (position 9 below) is gone: listed
+  only with include_deleted=true, with deleted_at set. Display names are
+  realistic, except that in each directory the first files whose job
+  completed get, in turn, HOSTILE_DISPLAY_NAMES ("/", ".", "..",
+  "a/b/report.pdf", two "duplicate.pdf", raw bytes that are not UTF-8, an
+  unpaired surrogate escape, control bytes, a newline, 304 bytes, 284 bytes
+  of "\u00e9", "Report.pdf" and "report.pdf", CJK, emoji, ""). In a
+  display_name, U+DC80..U+DCFF stand for raw bytes, as in dumps_raw().
+- The k-th job of a batch (counting results with a job_reference) has the
+  status V2_STATUS_CYCLE[k % 16]: COMPLETED mostly, RUNNING, PENDING,
+  FAILED (with error_message), CANCELLED, and None: expired, answered 404.
+  Position 3 is a fast-tier parse job, 10 a document whose page 2 failed.
+- GET /api/v2/parse/{id}: {"job": {id, project_id, status, created_at,
+  updated_at, error_message, name, tier}, "markdown", "markdown_full", "text",
+  "text_full", "items", "metadata", "job_metadata",
+  "result_content_metadata", "images_content_metadata"}: every key present,
+  null unless named in expand (repeated or comma-separated) and the job is
+  COMPLETED. markdown_full and text_full join the pages that parsed with a
+  blank line; a failed page is {page_number, success: false, error} in
+  markdown.pages and "" in text.pages. "items" stays null. An unknown expand
+  value is a 422; asking a fast-tier job for markdown, markdown_full or
+  markdown_content_metadata is a 400 whose detail names the fast tier
+  (the official client does not show the real error; this is our choice).
+  Unknown, expired and extract job ids answer 404 {"detail": "Parse job not
+  found"}.
+- GET /api/v2/extract/{id}: the ExtractV2Job object with every key present;
+  extract_result is an object, or (every third job) a list of per-page
+  objects, each with a numeric "total"; null until COMPLETED. expand takes
+  configuration and extract_metadata.
+- v1 parse jobs (job_type "parse"): GET /api/v1/parsing/job/{item job_id}
+  answers {id, status, error_code, error_message} with PENDING (item
+  processing), SUCCESS, PARTIAL_SUCCESS (every 9th item; its page 2 failed
+  and is left out) or ERROR (item failed); /result/markdown and /result/text
+  answer {"markdown"|"text": ..., "job_metadata": {...}} once the item is
+  completed and 404 before. Every 50th completed item (index 23 mod 50) is
+  expired: all three answer 404. Items completed by /__double/advance get
+  their output too.
+- Content: 2 to 8 pages of headings, tables, lists, bold and non-ASCII text;
+  the text of a page is apidouble_content.markdown_to_text of its markdown.
+  Documents at position 17, 117, 217 and 317 of a batch's results or a
+  job's items are about --large-kb (default 3072) KB. About a quarter of the
+  documents hold SEARCH_PHRASE ("net revenue"), the others never do.
+- --output-batch N adds a COMPLETED parse_v2 batch ("bat-out-...", in a
+  directory of its own) and --output-job N a completed v1 parse job
+  ("bjb-out-...") whose documents are all available, with plain names.
+- Tests get the expected strings from Dataset.batch_documents(batch_id)
+  (Document tuples), Dataset.job_documents(job_id) (V1Document tuples) and
+  Dataset.directory_files(directory_id, include_deleted).
+- Faults match these paths like any other. PAGE faults rewrite the items of
+  a directory listing, and treat the single objects of the other endpoints
+  as a page of one: those that rewrite the first object change it (for
+  example missing_required drops "job" from a parse answer), the others
+  leave it as it was.
 """
 
 import argparse
 import base64
 import binascii
 import calendar
+import collections
 import dataclasses
 import datetime
 import gzip
@@ -48,6 +110,8 @@ import traceback
 import urllib.parse
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import apidouble_content
 
 JOB_STATUSES = ("pending", "running", "dispatched", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("pending", "processing", "completed", "failed", "skipped", "cancelled")
@@ -124,6 +188,7 @@ HOSTILE_NAMES = (
 )
 FORCED_COMPLETED = {"duplicate.pdf", "Case.pdf", "case.pdf", "CASE.pdf"}
 
+OUTPUTS_LOCK = threading.Lock()  # protects Dataset.outputs_made
 BASE_MS = calendar.timegm((2025, 3, 1, 10, 0, 0)) * 1000 + 123
 HOUR_MS = 3600 * 1000
 
@@ -192,10 +257,35 @@ def render_raw(obj, raw):
 
 @dataclasses.dataclass(eq=True)
 class Dataset:
+    """What the double serves. The documents a batch or job produced are
+    not stored: outputs() makes them on demand from the seed (see the
+    section "What a batch produced")."""
     jobs: list
     items: dict
     batches: list
     results: dict
+    seed: int = 1
+    large_bytes: int = 3 << 20
+    outputs_made: object = dataclasses.field(default=None, compare=False, repr=False)
+
+    def outputs(self):
+        """The Outputs of this data set, made once; safe from any thread."""
+        with OUTPUTS_LOCK:
+            if self.outputs_made is None:
+                self.outputs_made = Outputs(self)
+            return self.outputs_made
+
+    def batch_documents(self, batch_id):
+        """Per result with a job_reference, in results order: a Document."""
+        return self.outputs().batch_documents(batch_id)
+
+    def job_documents(self, job_id):
+        """Per item of a v1 parse job that has a parse job_id: a V1Document."""
+        return self.outputs().job_documents(job_id)
+
+    def directory_files(self, directory_id, include_deleted=False):
+        """The file objects GET .../directories/{id}/files lists, in order."""
+        return self.outputs().directory_files(directory_id, include_deleted)
 
 
 def _pick_statuses(rng, mix, count):
@@ -356,11 +446,47 @@ def _make_batches(seed, count, per_batch, project):
     return batches, results
 
 
-def make_dataset(seed=1, jobs=6, items=300, big_job=0, batches=4, results=50):
+def _make_output_job(seed, count, project, directory):
+    """A completed v1 parse job whose every item is completed."""
+    created_ms = BASE_MS - 40 * 24 * HOUR_MS
+    job_items = _make_items(random.Random("%s/output-job/items" % seed), count,
+                            (("completed", 1),), created_ms + 60000, False,
+                            lambda i: "document-%05d.pdf" % i)
+    job = _make_job(random.Random("%s/output-job" % seed), -1, "completed", "parse", project,
+                    directory, created_ms, job_items)
+    job["id"] = "bjb-out-" + job["id"][4:]
+    return job, job_items
+
+
+def _make_output_batch(seed, count, project):
+    """A completed parse_v2 batch, in a directory of its own, whose every
+    result has a job."""
+    rng = random.Random("%s/output-batch" % seed)
+    created_ms = BASE_MS - 40 * 24 * HOUR_MS
+    batch = {
+        "id": "bat-out-" + _rng_uuid(rng),
+        "config": {"job": {"type": "parse_v2", "configuration_id": "cfg-" + _rng_uuid(rng)}},
+        "project_id": project,
+        "source_directory_id": "dir-" + _rng_uuid(rng),
+        "status": "COMPLETED",
+        "created_at": timestamp(created_ms),
+        "results": None,
+        "updated_at": timestamp(created_ms + 3 * HOUR_MS),
+    }
+    entries = [{"source_directory_file_id": "dfl-" + _rng_uuid(rng),
+                "job_reference": {"type": "parse_v2", "id": "pjb-" + _rng_uuid(rng)},
+                "error_message": None} for _ in range(count)]
+    return batch, entries
+
+
+def make_dataset(seed=1, jobs=6, items=300, big_job=0, batches=4, results=50,
+                 output_batch=0, output_job=0, large_kb=3072):
     """The data set the server serves, deterministic in its arguments.
 
     Each part draws from its own random stream, so changing one size (say
     --items or --big-job) leaves the ids of the jobs and batches unchanged.
+    output_batch and output_job add a parse_v2 batch and a v1 parse job
+    whose documents are all available; large_kb sizes the large documents.
     """
     rng = random.Random("%s/jobs" % seed)
     project = "prj-" + _rng_uuid(rng)
@@ -388,8 +514,16 @@ def make_dataset(seed=1, jobs=6, items=300, big_job=0, batches=4, results=50):
         job["id"] = "bjb-big-" + job["id"][4:]
         job_list.append(job)
         item_map[job["id"]] = big_items
+    if output_job > 0:
+        job, job_items = _make_output_job(seed, output_job, project, directories[0])
+        job_list.append(job)
+        item_map[job["id"]] = job_items
     batch_list, result_map = _make_batches(seed, batches, results, project)
-    return Dataset(job_list, item_map, batch_list, result_map)
+    if output_batch > 0:
+        batch, entries = _make_output_batch(seed, output_batch, project)
+        batch_list.append(batch)
+        result_map[batch["id"]] = entries
+    return Dataset(job_list, item_map, batch_list, result_map, seed, large_kb * 1024)
 
 
 # --------------------------------------------------------------------------
@@ -492,6 +626,8 @@ class State:
         self.requests = 0
         self.by_endpoint = dict.fromkeys(("list_jobs", "get_job", "list_items", "get_batch",
                                           "list_batches", "processing_results", "other"), 0)
+        for endpoint, _, _ in ROUTES:
+            self.by_endpoint.setdefault(endpoint, 0)
         self.by_status = {}
         self.in_flight_max = self.in_flight
 
@@ -907,6 +1043,483 @@ def handle_get_batch(state, query, config, fault, batch_id):
     return _finish_page(page, fault)
 
 
+# --------------------------------------------------------------------------
+# What a batch produced: directory files, v2 parse and extract jobs, v1 parse
+# results. Made on demand from the data set (apidouble_content builds the
+# text), so that make_dataset() costs no more than before.
+# --------------------------------------------------------------------------
+
+# Status of the k-th job of a batch (k counts results with a job_reference);
+# None is a job whose results expired (404). Position 3 is a fast-tier parse
+# job, 9 a file gone from the directory, 10 a document with a failed page.
+V2_STATUS_CYCLE = ("COMPLETED", "COMPLETED", "RUNNING", "COMPLETED", "COMPLETED", "FAILED",
+                   "COMPLETED", None, "COMPLETED", "COMPLETED", "COMPLETED", "CANCELLED",
+                   "COMPLETED", "PENDING", "COMPLETED", "COMPLETED")
+FAST_POSITION, MISSING_POSITION, FAILED_PAGE_POSITION = 3, 9, 10
+PARSE_TIERS = ("cost_effective", "agentic", "agentic_plus")
+DISPLAY_NAMES = ("invoice-{i:04d}.pdf", "Contrat de bail {i}.docx", "Q{q} board pack {i}.pptx",
+                 "scan_{i:05d}.tiff", "\u5e74\u5ea6\u5831\u544a-{i}.pdf",
+                 "Z\u00e4hlerstand {i}.xlsx")
+# Given, in turn, to the files whose job completed, in each directory. In a
+# display name, U+DC80..U+DCFF stand for raw bytes that are not UTF-8 (see
+# dumps_raw); "\ud800" goes out as an unpaired surrogate escape.
+HOSTILE_DISPLAY_NAMES = (
+    "/", ".", "..", "a/b/report.pdf", "duplicate.pdf", "bad-\udcff.pdf", "duplicate.pdf",
+    "ctl\u0001\u001f.pdf", "lone-\ud800.pdf", "line\nbreak.pdf", "x" * 300 + ".pdf",
+    "\u00e9" * 140 + ".pdf", "Report.pdf", "report.pdf",
+    "\u65e5\u672c\u8a9e\u306e\u5831\u544a\u66f8.pdf", "emoji-\U0001f4c4.pdf", "",
+    "cut-\udce2\udc82.pdf",
+)
+RAW_BYTE = re.compile("[\udc80-\udcff]")
+EXTRA_DIRECTORY_FILES = 3
+PARSE_EXPANDS = ("markdown", "markdown_full", "text", "text_full", "items", "metadata",
+                 "job_metadata", "text_content_metadata", "markdown_content_metadata",
+                 "items_content_metadata", "metadata_content_metadata",
+                 "raw_words_content_metadata", "xlsx_content_metadata",
+                 "output_pdf_content_metadata", "images_content_metadata")
+MARKDOWN_EXPANDS = ("markdown", "markdown_full", "markdown_content_metadata")
+EXTRACT_EXPANDS = ("configuration", "extract_metadata")
+
+Document = collections.namedtuple(
+    "Document", "file_id name job_id job_type status tier error_message updated_at "
+    "markdown_full text_full extract_result")
+Document.__doc__ = """One v2 job of a batch as a test expects to read it. name is the
+display_name (U+DC80..U+DCFF: raw bytes, see dumps_raw; encode with
+surrogateescape), None when the file is gone from the directory; status None
+means the job answers 404 (expired); markdown_full is None for fast-tier
+jobs (markdown refused) and with text_full and extract_result None unless
+COMPLETED."""
+V1Document = collections.namedtuple(
+    "V1Document", "item_id item_name job_id status completed_at markdown text")
+V1Document.__doc__ = """One item of a v1 parse job with a parse job_id. status is the v1
+parse status (PENDING, SUCCESS, PARTIAL_SUCCESS, ERROR) or None when the job
+answers 404 (expired); markdown and text are None unless SUCCESS or
+PARTIAL_SUCCESS."""
+
+
+def _digest_int(*parts):
+    return int(hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12], 16)
+
+
+def _has_phrase(key):
+    return _digest_int(key, "phrase") % 4 == 0
+
+
+def _is_large(position):
+    """A few large documents per batch or job, never more than four."""
+    return position % 100 == 17 and position < 400
+
+
+def _stamp_ms(stamp):
+    moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return int(moment.timestamp() * 1000)
+
+
+def _listed_file(obj, deleted):
+    """(file object, deleted, JSON text): raw bytes of its display name go
+    out raw."""
+    name = obj["display_name"]
+    if not RAW_BYTE.search(name):
+        return obj, deleted, json.dumps(obj)
+    # json.dumps writes U+DCxx as an escape; put the character back.
+    text = re.sub(r"\\udc([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)),
+                  json.dumps(name))
+    return obj, deleted, dumps_raw(obj, {"display_name": text})
+
+
+class V2Job:
+    """One job a batch result references, with everything but its text."""
+
+    def __init__(self, outputs, batch, position, k, entry):
+        seed = outputs.dataset.seed
+        clean = batch["id"].startswith("bat-out-")
+        self.batch = batch
+        self.id = entry["job_reference"]["id"]
+        self.kind = entry["job_reference"]["type"]
+        self.file_id = entry["source_directory_file_id"]
+        self.k = k
+        self.position = position
+        # The output batch plays no tricks: slot -1 matches no position.
+        slot = -1 if clean else k % len(V2_STATUS_CYCLE)
+        self.status = "COMPLETED" if clean else V2_STATUS_CYCLE[slot]
+        self.missing = slot == MISSING_POSITION
+        self.failed_page = 2 if slot == FAILED_PAGE_POSITION else 0
+        self.large = outputs.dataset.large_bytes if _is_large(position) else 0
+        self.tier = None
+        if self.kind == "parse_v2":
+            self.tier = "fast" if slot == FAST_POSITION else PARSE_TIERS[k % len(PARSE_TIERS)]
+        self.created_ms = _stamp_ms(batch["created_at"]) + 60000 + k * 1000
+        duration = 4000 + _digest_int(str(seed), self.id) % 80000
+        self.updated_ms = self.created_ms + (0 if self.status == "PENDING" else duration)
+        self.error = None
+        if self.status == "FAILED":
+            self.error = ITEM_ERRORS[_digest_int(self.id) % len(ITEM_ERRORS)]
+
+    def pages(self):
+        return apidouble_content.parse_pages(self.id, _has_phrase(self.id), self.large,
+                                             self.failed_page)
+
+    def extract_result(self):
+        return apidouble_content.extract_result(self.id, self.k % 3 == 1)
+
+    def job_object(self):
+        return {"id": self.id, "project_id": self.batch["project_id"], "status": self.status,
+                "created_at": timestamp(self.created_ms),
+                "updated_at": timestamp(self.updated_ms), "error_message": self.error,
+                "name": None, "tier": self.tier}
+
+
+class Outputs:
+    """The documents of a Dataset. Indexes are built on first use; `lock`
+    protects them. Safe to share between handler threads."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.lock = threading.Lock()
+        self.v2_jobs = None      # job id -> V2Job
+        self.directories = None  # directory id -> [file object, deleted flag]
+        self.v1_index = {}       # v1 job id -> (items list, {parse job id: index})
+
+    # ---- v2 ----
+    def _v2_index(self):
+        with self.lock:
+            if self.v2_jobs is None:
+                self.v2_jobs = {}
+                for batch in self.dataset.batches:
+                    k = 0
+                    for position, entry in enumerate(self.dataset.results[batch["id"]] or ()):
+                        if isinstance(entry.get("job_reference"), dict):
+                            job = V2Job(self, batch, position, k, entry)
+                            self.v2_jobs[job.id] = job
+                            k += 1
+            return self.v2_jobs
+
+    def v2_job(self, job_id):
+        return self._v2_index().get(job_id)
+
+    def _directory_index(self):
+        jobs = self._v2_index()
+        with self.lock:
+            if self.directories is None:
+                self.directories = self._make_directories(jobs)
+            return self.directories
+
+    def _make_directories(self, jobs):
+        by_file = {job.file_id: job for job in jobs.values()}
+        directories = {}
+        for batch in self.dataset.batches:
+            files = directories.setdefault(batch["source_directory_id"], [])
+            for entry in self.dataset.results[batch["id"]] or ():
+                files.append((batch, entry["source_directory_file_id"]))
+        out = {}
+        for directory, files in directories.items():
+            for extra in range(EXTRA_DIRECTORY_FILES):
+                files.append((None, "dfl-" + _hash_uuid(str(self.dataset.seed), directory,
+                                                        str(extra))))
+            listed, hostile = [], 0
+            for index, (batch, file_id) in enumerate(files):
+                job = by_file.get(file_id)
+                name = DISPLAY_NAMES[index % len(DISPLAY_NAMES)].format(i=index, q=index % 4 + 1)
+                clean = batch is not None and batch["id"].startswith("bat-out-")
+                if job is not None and job.status == "COMPLETED" and not job.missing and not clean:
+                    if hostile < len(HOSTILE_DISPLAY_NAMES):
+                        name = HOSTILE_DISPLAY_NAMES[hostile]
+                        hostile += 1
+                created_ms = BASE_MS - 60 * 24 * HOUR_MS + index * 60000
+                listed.append(_listed_file({
+                    "id": file_id,
+                    "directory_id": directory,
+                    "display_name": name,
+                    "project_id": self.dataset.batches[0]["project_id"],
+                    "unique_id": hashlib.sha256(file_id.encode("ascii")).hexdigest()[:32],
+                    "created_at": timestamp(created_ms),
+                    "deleted_at": timestamp(BASE_MS) if job is not None and job.missing
+                    else None,
+                    "download_url": None,
+                    "file_id": _hash_uuid(file_id, "file"),
+                    "metadata": {"source": "upload"},
+                    "updated_at": timestamp(created_ms + 1000),
+                }, job is not None and job.missing))
+            out[directory] = listed
+        return out
+
+    def directory_listing(self, directory_id, include_deleted=False):
+        """(file objects, their JSON texts) as served, or None for an
+        unknown directory."""
+        listed = self._directory_index().get(directory_id)
+        if listed is None:
+            return None
+        kept = [(f, text) for f, deleted, text in listed if include_deleted or not deleted]
+        return [f for f, _ in kept], [text for _, text in kept]
+
+    def directory_files(self, directory_id, include_deleted=False):
+        """None for an unknown directory."""
+        listing = self.directory_listing(directory_id, include_deleted)
+        return None if listing is None else listing[0]
+
+    def batch_documents(self, batch_id):
+        names = {}
+        for batch in self.dataset.batches:
+            if batch["id"] == batch_id:
+                for f in self.directory_files(batch["source_directory_id"]):
+                    names[f["id"]] = f["display_name"]
+        out = []
+        for entry in self.dataset.results.get(batch_id) or ():
+            if not isinstance(entry.get("job_reference"), dict):
+                continue
+            job = self.v2_job(entry["job_reference"]["id"])
+            done = job.status == "COMPLETED"
+            markdown = text = extract = None
+            if done and job.kind == "parse_v2":
+                pages = job.pages()
+                text = apidouble_content.join_pages(pages, 2)
+                if job.tier != "fast":
+                    markdown = apidouble_content.join_pages(pages, 1)
+            elif done:
+                extract = job.extract_result()
+            out.append(Document(job.file_id, names.get(job.file_id), job.id, job.kind,
+                                job.status, job.tier, job.error, timestamp(job.updated_ms),
+                                markdown, text, extract))
+        return out
+
+    # ---- v1 ----
+    def v1_item(self, parse_job_id):
+        """(job, index, item) of the v1 parse job item whose job_id this is."""
+        for job in self.dataset.jobs:
+            if job["job_type"] != "parse":
+                continue
+            items = self.dataset.items[job["id"]]
+            with self.lock:
+                cached = self.v1_index.get(job["id"])
+                if cached is None or cached[0] is not items:
+                    cached = (items, {it.get("job_id"): i for i, it in enumerate(items)
+                                      if it.get("job_id")})
+                    self.v1_index[job["id"]] = cached
+            index = cached[1].get(parse_job_id)
+            if index is not None:
+                return job, index, items[index]
+        return None
+
+    @staticmethod
+    def v1_status(job, index, item):
+        status = item["status"]
+        if status == "completed":
+            if index % 50 == 23 and not job["id"].startswith("bjb-out-"):
+                return None
+            return "PARTIAL_SUCCESS" if index % 9 == 4 else "SUCCESS"
+        return {"processing": "PENDING", "failed": "ERROR"}.get(status)
+
+    def v1_pages(self, index, item):
+        large = self.dataset.large_bytes if _is_large(index) else 0
+        failed = 2 if index % 9 == 4 else 0
+        return apidouble_content.parse_pages(item["job_id"], _has_phrase(item["job_id"]),
+                                             large, failed)
+
+    def job_documents(self, job_id):
+        job = next((j for j in self.dataset.jobs if j["id"] == job_id), None)
+        out = []
+        if job is None or job["job_type"] != "parse":
+            return out
+        for index, item in enumerate(self.dataset.items[job_id]):
+            if not item.get("job_id"):
+                continue
+            status = self.v1_status(job, index, item)
+            markdown = text = None
+            if status in ("SUCCESS", "PARTIAL_SUCCESS"):
+                pages = self.v1_pages(index, item)
+                markdown = apidouble_content.join_pages(pages, 1)
+                text = apidouble_content.join_pages(pages, 2)
+            out.append(V1Document(item["item_id"], item["item_name"], item["job_id"], status,
+                                  item.get("completed_at"), markdown, text))
+        return out
+
+
+class ObjectPage(Page):
+    """A response that is one object. PAGE faults see it as a page of one:
+    those that rewrite an object change it, the others leave it as it is."""
+
+    def __init__(self, obj):
+        super().__init__("object", [obj], [json.dumps(obj)], 0, 1)
+
+    def render(self):
+        return self.strs[0]
+
+
+def _object_response(obj, fault):
+    return _finish_page(ObjectPage(obj), fault)
+
+
+def _expands(query, allowed):
+    """The expand values, repeated or comma separated; 422 errors go to query."""
+    values = []
+    for raw in query.all("expand"):
+        for value in raw.split(","):
+            value = value.strip()
+            if value not in allowed:
+                query.error("expand", "enum", "Input should be %s"
+                            % ", ".join("'%s'" % a for a in allowed), value)
+            elif value not in values:
+                values.append(value)
+    return values
+
+
+def handle_directory_files(state, query, config, fault, directory_id):
+    size = query.integer("page_size", 50, 1, 1000)
+    offset = query.token("page_token", "files") or 0
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    deleted = (query.raw("include_deleted") or "").lower() == "true"
+    listing = state.dataset.outputs().directory_listing(directory_id, deleted)
+    if listing is None:
+        return json_response(404, {"detail": "Directory not found"})
+    files, texts = listing
+    for key in ("display_name", "file_id", "unique_id", "display_name_contains"):
+        wanted = query.raw(key)
+        if wanted is not None:
+            kept = [(f, t) for f, t in zip(files, texts)
+                    if (wanted in f["display_name"] if key == "display_name_contains"
+                        else f[key] == wanted)]
+            files, texts = [f for f, _ in kept], [t for _, t in kept]
+    page = Page("v2", files, texts, offset, size, "files")
+    return _finish_page(page, fault)
+
+
+def _presigned(job, name):
+    return {"size_bytes": 0, "exists": True,
+            "presigned_url": "https://llamacloud-results.s3.invalid/%s/%s.%s?X-Amz-Signature=%s"
+            % (job.id, name, "json" if name == "items" else "md", _hash_uuid(job.id, name))}
+
+
+def parse_v2_body(job, expand):
+    """The GET /api/v2/parse/{id} answer: every content key present, null
+    unless asked for and the job COMPLETED."""
+    body = {"job": job.job_object()}
+    for key in ("markdown", "markdown_full", "text", "text_full", "items", "metadata",
+                "job_metadata", "result_content_metadata", "images_content_metadata"):
+        body[key] = None
+    if job.status != "COMPLETED":
+        return body
+    pages = job.pages()
+    if "markdown" in expand:
+        body["markdown"] = {"pages": [
+            {"page_number": n, "success": False, "error": "Page %d: layout model timed out" % n}
+            if md is None else dict({"page_number": n, "success": True, "markdown": md},
+                                    **{k: v for k, v in (("header", head), ("footer", foot))
+                                       if v is not None})
+            for n, md, _, head, foot in pages]}
+    if "markdown_full" in expand:
+        body["markdown_full"] = apidouble_content.join_pages(pages, 1)
+    if "text" in expand:
+        body["text"] = {"pages": [{"page_number": n, "text": text or ""}
+                                  for n, _, text, _, _ in pages]}
+    if "text_full" in expand:
+        body["text_full"] = apidouble_content.join_pages(pages, 2)
+    if "metadata" in expand:
+        body["metadata"] = {"pages": [{"page_number": n, "confidence": 0.97,
+                                       "printed_page_number": str(n)} for n, *_ in pages]}
+    if "job_metadata" in expand:
+        body["job_metadata"] = {"job_pages": len(pages), "credits_used": 3 * len(pages),
+                                "job_is_cache_hit": False}
+    stored = [e[:-len("_content_metadata")] for e in expand
+              if e.endswith("_content_metadata") and e != "images_content_metadata"]
+    if stored:
+        body["result_content_metadata"] = {name: _presigned(job, name) for name in stored}
+    if "images_content_metadata" in expand:
+        body["images_content_metadata"] = {"images": [], "total_count": 0}
+    return body
+
+
+def _v2_answer(state, query, fault, job_id, kind, allowed, make_body):
+    """One v2 job: 422 for a bad expand, 404 unless a live job of this kind,
+    400 for markdown of a fast-tier job, else make_body(job, expand)."""
+    expand = _expands(query, allowed)
+    if query.errors:
+        return json_response(422, {"detail": query.errors})
+    job = state.dataset.outputs().v2_job(job_id)
+    if job is None or job.kind != kind or job.status is None:
+        noun = "Parse" if kind == "parse_v2" else "Extract"
+        return json_response(404, {"detail": "%s job not found" % noun})
+    if job.tier == "fast" and set(expand) & set(MARKDOWN_EXPANDS):
+        return json_response(400, {"detail": "Markdown output is not available for jobs "
+                                   "parsed with the 'fast' tier; ask for text instead"})
+    return _object_response(make_body(job, expand), fault)
+
+
+def handle_parse_v2(state, query, config, fault, job_id):
+    return _v2_answer(state, query, fault, job_id, "parse_v2", PARSE_EXPANDS, parse_v2_body)
+
+
+def extract_v2_body(job, expand):
+    done = job.status == "COMPLETED"
+    per_page = job.k % 3 == 1
+    body = {
+        "id": job.id, "created_at": timestamp(job.created_ms),
+        "updated_at": timestamp(job.updated_ms), "file_input": _hash_uuid(job.file_id, "file"),
+        "project_id": job.batch["project_id"], "status": job.status,
+        "configuration": None, "configuration_id": job.batch["config"]["job"]["configuration_id"],
+        "error_message": job.error, "extract_metadata": None,
+        "extract_result": job.extract_result() if done else None,
+        "metadata": {"usage": {"num_pages_extracted": 1 + job.k % 5}} if done else None,
+    }
+    if "configuration" in expand:
+        body["configuration"] = {"data_schema": {"type": "object"},
+                                 "extraction_target": "per_page" if per_page else "per_doc"}
+    if "extract_metadata" in expand and done:
+        body["extract_metadata"] = {"field_metadata": None, "parse_job_id": None,
+                                    "parse_tier": "cost_effective"}
+    return body
+
+
+def handle_extract_v2(state, query, config, fault, job_id):
+    return _v2_answer(state, query, fault, job_id, "extract_v2", EXTRACT_EXPANDS,
+                      extract_v2_body)
+
+
+def _v1_parse_lookup(state, job_id):
+    """(outputs, job, index, item, status) with the current items, or None."""
+    outputs = state.dataset.outputs()
+    with state.lock:
+        found = outputs.v1_item(job_id)
+    if found is None:
+        return None
+    status = outputs.v1_status(*found)
+    return (outputs, *found, status) if status is not None else None
+
+
+def handle_parse_v1_job(state, query, config, fault, job_id):
+    found = _v1_parse_lookup(state, job_id)
+    if found is None:
+        return json_response(404, {"detail": "Job not found"})
+    item, status = found[3], found[4]
+    return _object_response({"id": job_id, "status": status,
+                             "error_code": "PARSE_ERROR" if status == "ERROR" else None,
+                             "error_message": item.get("error_message")
+                             if status == "ERROR" else None}, fault)
+
+
+def _v1_result(state, fault, job_id, key, index):
+    found = _v1_parse_lookup(state, job_id)
+    if found is None:
+        return json_response(404, {"detail": "Job not found"})
+    outputs, _, position, item, status = found
+    if status not in ("SUCCESS", "PARTIAL_SUCCESS"):
+        return json_response(404, {"detail": "Job result not found: the job is %s" % status})
+    pages = outputs.v1_pages(position, item)
+    metadata = {"credits_used": 3 * len(pages), "job_credits_usage": 3 * len(pages),
+                "job_pages": len(pages), "job_auto_mode_triggered_pages": 0,
+                "job_is_cache_hit": False}
+    return _object_response({key: apidouble_content.join_pages(pages, index),
+                             "job_metadata": metadata}, fault)
+
+
+def handle_parse_v1_markdown(state, query, config, fault, job_id):
+    return _v1_result(state, fault, job_id, "markdown", 1)
+
+
+def handle_parse_v1_text(state, query, config, fault, job_id):
+    return _v1_result(state, fault, job_id, "text", 2)
+
+
 ROUTES = (
     ("list_jobs", re.compile(r"^/api/v1/beta/batch-processing$"), handle_list_jobs),
     ("processing_results",
@@ -917,6 +1530,15 @@ ROUTES = (
     ("get_job", re.compile(r"^/api/v1/beta/batch-processing/([^/]+)$"), handle_get_job),
     ("list_batches", re.compile(r"^/api/v2/batches$"), handle_list_batches),
     ("get_batch", re.compile(r"^/api/v2/batches/([^/]+)$"), handle_get_batch),
+    ("directory_files", re.compile(r"^/api/v1/beta/directories/([^/]+)/files$"),
+     handle_directory_files),
+    ("parse_v2", re.compile(r"^/api/v2/parse/([^/]+)$"), handle_parse_v2),
+    ("extract_v2", re.compile(r"^/api/v2/extract/([^/]+)$"), handle_extract_v2),
+    ("parse_v1_job", re.compile(r"^/api/v1/parsing/job/([^/]+)$"), handle_parse_v1_job),
+    ("parse_v1_markdown", re.compile(r"^/api/v1/parsing/job/([^/]+)/result/markdown$"),
+     handle_parse_v1_markdown),
+    ("parse_v1_text", re.compile(r"^/api/v1/parsing/job/([^/]+)/result/text$"),
+     handle_parse_v1_text),
 )
 
 
@@ -1671,6 +2293,12 @@ def parse_args(argv):
     parser.add_argument("--big-job", type=int, default=0)
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--results", type=int, default=50)
+    parser.add_argument("--output-batch", type=int, default=0,
+                        help="add a parse_v2 batch of N documents, all available")
+    parser.add_argument("--output-job", type=int, default=0,
+                        help="add a v1 parse job of N completed items")
+    parser.add_argument("--large-kb", type=int, default=3072,
+                        help="size of the few large documents")
     parser.add_argument("--dialect", choices=DIALECTS, default="both")
     parser.add_argument("--page-cap", type=int, default=250)
     parser.add_argument("--latency-ms", type=float, default=0)
@@ -1682,7 +2310,8 @@ def parse_args(argv):
     opts = parser.parse_args(argv)
     if opts.page_cap < 1:
         parser.error("--page-cap must be >= 1")
-    for name in ("jobs", "items", "big_job", "batches", "results"):
+    for name in ("jobs", "items", "big_job", "batches", "results", "output_batch",
+                 "output_job", "large_kb"):
         if getattr(opts, name) < 0:
             parser.error("--%s must be >= 0" % name.replace("_", "-"))
     try:
@@ -1695,7 +2324,7 @@ def parse_args(argv):
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     dataset = make_dataset(opts.seed, opts.jobs, opts.items, opts.big_job, opts.batches,
-                           opts.results)
+                           opts.results, opts.output_batch, opts.output_job, opts.large_kb)
     state = State(dataset, opts)
     state.faults = opts.fault_list
     server = Server(opts.port, state, opts.quiet)

@@ -87,7 +87,8 @@ class Double:
     def get(self, path, **params):
         query = ("?" + urlencode(params)) if params else ""
         status, _, body = self.request(path + query)
-        return status, json.loads(body)
+        # Bodies may carry raw bytes that are not UTF-8 (see dumps_raw).
+        return status, json.loads(body.decode("utf-8", "surrogateescape"))
 
     def control(self, name, payload=None):
         method = "GET" if payload is None else "POST"
@@ -656,6 +657,371 @@ class StatsAndAdvanceTest(unittest.TestCase):
         self.assertEqual(DOUBLE.control("advance", {"job_id": "bjb-nope"})[0], 404)
 
 
+PARSE_BATCH = DATA.batches[0]
+EXTRACT_BATCH = DATA.batches[3]
+PHRASE = apidouble.apidouble_content.SEARCH_PHRASE
+
+
+def v1_parse_job():
+    return next(j for j in DATA.jobs if j["job_type"] == "parse")
+
+
+def page_files(double, directory, size, **params):
+    seen, token = [], None
+    while True:
+        query = dict(params, page_size=size)
+        if token:
+            query["page_token"] = token
+        status, body = double.get("/api/v1/beta/directories/%s/files" % directory, **query)
+        assert status == 200, (status, body)
+        seen.extend(body["items"])
+        token = body["next_page_token"]
+        if not token:
+            return seen
+
+
+class OutputsDatasetTest(unittest.TestCase):
+    """The documents of the data set, as the later mount tests read them."""
+
+    def test_deterministic_and_lazy(self):
+        again = apidouble.make_dataset()
+        self.assertIsNone(again.outputs_made)
+        for batch in DATA.batches:
+            self.assertEqual(again.batch_documents(batch["id"]),
+                             DATA.batch_documents(batch["id"]))
+        self.assertEqual(again.job_documents(v1_parse_job()["id"]),
+                         DATA.job_documents(v1_parse_job()["id"]))
+        other = apidouble.make_dataset(seed=2)
+        self.assertNotEqual(other.batch_documents(other.batches[0]["id"])[0].markdown_full,
+                            DATA.batch_documents(PARSE_BATCH["id"])[0].markdown_full)
+
+    def test_new_sizes_leave_old_objects_alone(self):
+        data = apidouble.make_dataset(output_batch=5, output_job=5, large_kb=64)
+        self.assertEqual(data.jobs[:len(DATA.jobs)], DATA.jobs)
+        self.assertEqual(data.batches[:len(DATA.batches)], DATA.batches)
+        self.assertEqual(data.batch_documents(PARSE_BATCH["id"])[0],
+                         DATA.batch_documents(PARSE_BATCH["id"])[0])
+
+    def test_batches_have_a_source_directory_with_their_files(self):
+        for batch in DATA.batches:
+            files = DATA.directory_files(batch["source_directory_id"], include_deleted=True)
+            ids = {f["id"] for f in files}
+            for entry in DATA.results[batch["id"]] or ():
+                self.assertIn(entry["source_directory_file_id"], ids)
+
+    def test_parse_batch_mix(self):
+        docs = DATA.batch_documents(PARSE_BATCH["id"])
+        statuses = {d.status for d in docs}
+        self.assertEqual(statuses, {"COMPLETED", "RUNNING", "PENDING", "FAILED", "CANCELLED",
+                                    None})
+        self.assertTrue(all(d.error_message for d in docs if d.status == "FAILED"))
+        self.assertTrue(all(d.text_full is None for d in docs if d.status != "COMPLETED"))
+        fast = [d for d in docs if d.tier == "fast" and d.status == "COMPLETED"]
+        self.assertTrue(fast)
+        self.assertTrue(all(d.markdown_full is None and d.text_full for d in fast))
+        gone = [d for d in docs if d.name is None]
+        self.assertTrue(gone)
+        self.assertTrue(any(d.status == "COMPLETED" for d in gone))
+        names = [d.name for d in docs if d.name is not None]
+        for name in ("/", ".", "..", "a/b/report.pdf", "ctl\u0001\u001f.pdf", "x" * 300 + ".pdf",
+                     "report.pdf", "Report.pdf", "bad-\udcff.pdf", "lone-\ud800.pdf",
+                     "cut-\udce2\udc82.pdf"):
+            self.assertIn(name, names)
+        self.assertEqual(names.count("duplicate.pdf"), 2)
+
+    def test_content_is_rich_and_consistent(self):
+        content = apidouble.apidouble_content
+        done = [d for d in DATA.batch_documents(PARSE_BATCH["id"]) if d.markdown_full]
+        joined = "".join(d.markdown_full for d in done)
+        self.assertTrue(all(d.markdown_full.startswith("# ") for d in done))
+        for mark in ("\n## ", "|---|", "\u00e9", "\u6771\u4eac", "\U0001f4c8", "**"):
+            self.assertTrue(mark in joined, mark)
+        for doc in done:
+            self.assertEqual(doc.text_full, content.markdown_to_text(doc.markdown_full))
+        large = [d for d in done if len(d.markdown_full.encode()) > 2 << 20]
+        self.assertEqual(len(large), 1)
+        with_phrase = [d for d in done if PHRASE in d.markdown_full]
+        self.assertTrue(0 < len(with_phrase) < len(done))
+        for doc in done:
+            self.assertEqual(PHRASE in doc.markdown_full, PHRASE in doc.text_full)
+            self.assertEqual(PHRASE in doc.markdown_full, PHRASE in doc.markdown_full.lower())
+
+    def test_extract_results(self):
+        docs = DATA.batch_documents(EXTRACT_BATCH["id"])
+        done = [d.extract_result for d in docs if d.status == "COMPLETED"]
+        self.assertTrue(any(isinstance(r, dict) for r in done))
+        self.assertTrue(any(isinstance(r, list) for r in done))
+        self.assertTrue(all(d.extract_result is None for d in docs if d.status != "COMPLETED"))
+        self.assertTrue(all(d.markdown_full is None for d in docs))
+
+    def test_v1_job_documents(self):
+        job = v1_parse_job()
+        docs = DATA.job_documents(job["id"])
+        items = {i["item_id"]: i for i in DATA.items[job["id"]]}
+        self.assertEqual({d.status for d in docs},
+                         {"SUCCESS", "PARTIAL_SUCCESS", "ERROR", None})
+        for doc in docs:
+            item = items[doc.item_id]
+            self.assertEqual((doc.item_name, doc.job_id), (item["item_name"], item["job_id"]))
+            done = doc.status in ("SUCCESS", "PARTIAL_SUCCESS")
+            self.assertEqual(done, doc.markdown is not None)
+            if done:
+                self.assertEqual(item["status"], "completed")
+        self.assertTrue(any(len(d.markdown.encode()) > 2 << 20 for d in docs if d.markdown))
+        self.assertEqual(DATA.job_documents(DATA.jobs[1]["id"]), [])
+
+    def test_output_sizes(self):
+        data = apidouble.make_dataset(jobs=0, batches=0, output_batch=120, output_job=150,
+                                      large_kb=100)
+        batch, job = data.batches[-1], data.jobs[-1]
+        self.assertTrue(batch["id"].startswith("bat-out-"))
+        docs = data.batch_documents(batch["id"])
+        self.assertEqual(len(docs), 120)
+        self.assertTrue(all(d.status == "COMPLETED" and d.name and d.markdown_full
+                            for d in docs))
+        self.assertEqual(len({d.name for d in docs}), 120)
+        self.assertEqual(len([d for d in docs if len(d.markdown_full) > 100000]), 2)
+        v1 = data.job_documents(job["id"])
+        self.assertEqual(len(v1), 150)
+        self.assertTrue(all(d.markdown for d in v1))
+
+
+class OutputsEndpointTest(unittest.TestCase):
+    def tearDown(self):
+        DOUBLE.faults()
+
+    def parse(self, job_id, *expand):
+        query = "&".join("expand=" + quote(e) for e in expand)
+        status, headers, raw = DOUBLE.request("/api/v2/parse/%s?%s" % (job_id, query))
+        return status, json.loads(raw), raw
+
+    def test_directory_files_by_cursor(self):
+        directory = PARSE_BATCH["source_directory_id"]
+        self.assertEqual(page_files(DOUBLE, directory, 7), DATA.directory_files(directory))
+        deleted = page_files(DOUBLE, directory, 1000, include_deleted="true")
+        self.assertEqual(deleted, DATA.directory_files(directory, include_deleted=True))
+        gone = [f for f in deleted if f["deleted_at"]]
+        self.assertTrue(gone)
+        raw = DOUBLE.request("/api/v1/beta/directories/%s/files?page_size=1000" % directory)[2]
+        for name in (b'"bad-\xff.pdf"', b'"cut-\xe2\x82.pdf"', b'"lone-\\ud800.pdf"'):
+            self.assertIn(b'"display_name": ' + name, raw)
+        status, body = DOUBLE.get("/api/v1/beta/directories/%s/files" % directory,
+                                  display_name="duplicate.pdf")
+        self.assertEqual(len(body["items"]), 2)
+        self.assertEqual(body["next_page_token"], "")
+        self.assertEqual(DOUBLE.get("/api/v1/beta/directories/dir-nope/files")[0], 404)
+        self.assertEqual(DOUBLE.get("/api/v1/beta/directories/%s/files" % directory,
+                                    page_size=0)[0], 422)
+        item = body["items"][0]
+        for key in ("id", "directory_id", "display_name", "project_id", "unique_id",
+                    "created_at", "file_id"):
+            self.assertIn(key, item)
+
+    def test_parse_v2_every_job(self):
+        for n, doc in enumerate(DATA.batch_documents(PARSE_BATCH["id"])):
+            expand = ("text_full",) if doc.tier == "fast" else (
+                ("markdown_full", "text_full") if n % 2 else ("markdown_full,text_full",))
+            status, body, raw = self.parse(doc.job_id, *expand)
+            if doc.status is None:
+                self.assertEqual((status, body), (404, {"detail": "Parse job not found"}))
+                continue
+            self.assertEqual(status, 200, doc)
+            self.assertEqual(body["job"]["status"], doc.status)
+            self.assertEqual(body["job"]["updated_at"], doc.updated_at)
+            self.assertEqual(body["job"]["error_message"], doc.error_message)
+            self.assertEqual(body["markdown_full"], doc.markdown_full)
+            self.assertEqual(body["text_full"], doc.text_full)
+            self.assertEqual(raw.decode("ascii"), json.dumps(body))
+
+    def test_parse_v2_expand_pages_and_defaults(self):
+        content = apidouble.apidouble_content
+        doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"])
+                   if d.markdown_full and len(d.markdown_full) < 200000)
+        status, bare, _ = self.parse(doc.job_id)
+        self.assertEqual(status, 200)
+        self.assertEqual(set(bare["job"]), {"id", "project_id", "status", "created_at",
+                                            "updated_at", "error_message", "name", "tier"})
+        self.assertIsNone(bare["markdown_full"])
+        self.assertIsNone(bare["markdown"])
+        status, body, _ = self.parse(doc.job_id, "markdown,text", "job_metadata")
+        pages = body["markdown"]["pages"]
+        self.assertEqual([p["page_number"] for p in pages], list(range(1, len(pages) + 1)))
+        self.assertEqual("\n\n".join(p["markdown"] for p in pages), doc.markdown_full)
+        self.assertEqual([t["text"] for t in body["text"]["pages"]],
+                         [content.markdown_to_text(p["markdown"]) for p in pages])
+        self.assertIsNone(body["markdown_full"])
+        self.assertEqual(body["job_metadata"]["job_pages"], len(pages))
+        self.assertEqual(self.parse(doc.job_id, "markdown_full", "bogus")[0], 422)
+
+    def test_parse_v2_failed_page(self):
+        for doc in DATA.batch_documents(PARSE_BATCH["id"]):
+            if doc.status != "COMPLETED" or doc.tier == "fast":
+                continue
+            pages = self.parse(doc.job_id, "markdown")[1]["markdown"]["pages"]
+            failed = [p for p in pages if not p["success"]]
+            if failed:
+                self.assertEqual(set(failed[0]), {"page_number", "success", "error"})
+                self.assertEqual("\n\n".join(p["markdown"] for p in pages if p["success"]),
+                                 doc.markdown_full)
+                return
+        self.fail("no document with a failed page")
+
+    def test_parse_v2_not_done_fast_and_expired(self):
+        docs = DATA.batch_documents(PARSE_BATCH["id"])
+        running = next(d for d in docs if d.status == "RUNNING")
+        status, body, _ = self.parse(running.job_id, "markdown_full", "text_full", "markdown")
+        self.assertEqual((status, body["markdown_full"], body["text_full"], body["markdown"]),
+                         (200, None, None, None))
+        fast = next(d for d in docs if d.tier == "fast" and d.status == "COMPLETED")
+        for expand in (("markdown_full",), ("text_full", "markdown"), ("text,markdown_full",)):
+            status, body, _ = self.parse(fast.job_id, *expand)
+            self.assertEqual(status, 400)
+            self.assertIn("fast", body["detail"])
+        self.assertEqual(self.parse(fast.job_id, "text_full")[1]["text_full"], fast.text_full)
+        for job_id in ("pjb-nope", next(d for d in docs if d.status is None).job_id,
+                       DATA.batch_documents(EXTRACT_BATCH["id"])[0].job_id):
+            self.assertEqual(self.parse(job_id, "text_full")[0], 404)
+
+    def test_parse_v2_multi_mb_and_non_ascii(self):
+        doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"])
+                   if d.markdown_full and len(d.markdown_full.encode()) > 2 << 20)
+        status, headers, raw = DOUBLE.request(
+            "/api/v2/parse/%s?expand=markdown_full" % doc.job_id, timeout=60)
+        self.assertEqual(status, 200)
+        self.assertEqual(int(headers["Content-Length"]), len(raw))
+        text = json.loads(raw)["markdown_full"]
+        self.assertEqual(text.encode("utf-8"), doc.markdown_full.encode("utf-8"))
+        self.assertTrue(any(ord(c) > 0xFFFF for c in text) or any(ord(c) > 127 for c in text))
+
+    def test_extract_v2(self):
+        docs = DATA.batch_documents(EXTRACT_BATCH["id"])
+        for doc in docs:
+            status, body = DOUBLE.get("/api/v2/extract/" + doc.job_id)
+            if doc.status is None:
+                self.assertEqual(status, 404)
+                continue
+            self.assertEqual((status, body["status"], body["extract_result"]),
+                             (200, doc.status, doc.extract_result))
+            self.assertEqual(body["updated_at"], doc.updated_at)
+        done = next(d for d in docs if d.status == "COMPLETED")
+        status, _, body = DOUBLE.request("/api/v2/extract/%s?expand=configuration,"
+                                         "extract_metadata" % done.job_id)
+        self.assertIsNotNone(json.loads(body)["configuration"])
+        self.assertEqual(DOUBLE.get("/api/v2/extract/" + done.job_id, expand="x")[0], 422)
+        parse_job = DATA.batch_documents(PARSE_BATCH["id"])[0].job_id
+        self.assertEqual(DOUBLE.get("/api/v2/extract/" + parse_job)[0], 404)
+
+    def test_v1_parse_results(self):
+        base = "/api/v1/parsing/job/"
+        for doc in DATA.job_documents(v1_parse_job()["id"]):
+            status, job = DOUBLE.get(base + doc.job_id)
+            markdown = DOUBLE.get(base + doc.job_id + "/result/markdown")
+            text = DOUBLE.get(base + doc.job_id + "/result/text")
+            if doc.status is None:
+                self.assertEqual((status, markdown[0], text[0]), (404, 404, 404))
+                continue
+            self.assertEqual((status, job["id"], job["status"]), (200, doc.job_id, doc.status))
+            if doc.markdown is None:
+                self.assertEqual((markdown[0], text[0]), (404, 404))
+                if doc.status == "ERROR":
+                    self.assertTrue(job["error_message"])
+                continue
+            self.assertEqual((markdown[0], markdown[1]["markdown"]), (200, doc.markdown))
+            self.assertEqual((text[0], text[1]["text"]), (200, doc.text))
+            self.assertIn("job_pages", text[1]["job_metadata"])
+
+    def test_v1_advanced_item_gets_output(self):
+        double = Double("--jobs", "0", "--big-job", "200", "--batches", "0", "--quiet")
+        try:
+            data = apidouble.make_dataset(jobs=0, big_job=200, batches=0)
+            job = data.jobs[0]
+            running = [n for n, i in enumerate(data.items[job["id"]])
+                       if i["status"] == "processing"]
+            base = "/api/v1/parsing/job/%s"
+            for index in running:
+                job_id = data.items[job["id"]][index]["job_id"]
+                self.assertEqual(double.get(base % job_id)[1]["status"], "PENDING")
+                self.assertEqual(double.get(base % job_id + "/result/text")[0], 404)
+            for _ in range(2):
+                double.control("advance", {"job_id": job["id"], "count": 1000})
+            items = double.get(items_path(job), limit=1000)[1]["items"]
+            completed = 0
+            for index in running:
+                item = items[index]
+                status, body = double.get(base % item["job_id"] + "/result/text")
+                if item["status"] == "completed" and index % 50 != 23:
+                    pages = data.outputs().v1_pages(index, item)
+                    self.assertEqual((status, body["text"]),
+                                     (200, apidouble.apidouble_content.join_pages(pages, 2)))
+                    completed += 1
+                else:
+                    self.assertEqual(status, 404)
+            self.assertGreater(completed, 0)
+        finally:
+            self.assertEqual(double.stop(), (0, ""))
+
+    def test_stats_count_each_endpoint(self):
+        DOUBLE.control("reset", {})
+        doc = DATA.batch_documents(PARSE_BATCH["id"])[0]
+        v1 = next(d for d in DATA.job_documents(v1_parse_job()["id"]) if d.markdown)
+        for path in ("/api/v1/beta/directories/%s/files" % PARSE_BATCH["source_directory_id"],
+                     "/api/v2/parse/" + doc.job_id, "/api/v2/parse/" + doc.job_id,
+                     "/api/v2/extract/pjb-nope", "/api/v1/parsing/job/" + v1.job_id,
+                     "/api/v1/parsing/job/%s/result/markdown" % v1.job_id,
+                     "/api/v1/parsing/job/%s/result/text" % v1.job_id):
+            DOUBLE.request(path)
+        by = DOUBLE.control("stats")[1]["by_endpoint"]
+        self.assertEqual((by["directory_files"], by["parse_v2"], by["extract_v2"],
+                          by["parse_v1_job"], by["parse_v1_markdown"], by["parse_v1_text"],
+                          by["other"]), (1, 2, 1, 1, 1, 1, 0))
+
+    def test_faults_apply(self):
+        doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"]) if d.markdown_full)
+        path = "/api/v2/parse/%s?expand=markdown_full" % doc.job_id
+        good = DOUBLE.request(path)[2]
+        DOUBLE.faults({"kind": "status", "status": 503, "path": "^/api/v2/parse/", "times": 1})
+        self.assertEqual(DOUBLE.request(path)[0], 503)
+        self.assertEqual(DOUBLE.request(path)[2], good)
+        DOUBLE.faults({"kind": "truncate", "path": "^/api/v2/parse/"})
+        with self.assertRaises(http.client.IncompleteRead) as caught:
+            DOUBLE.request(path)
+        self.assertEqual(caught.exception.partial, good[:len(good) // 2])
+        for kind in ("items_non_objects", "duplicate_ids", "repeat_token", "repeat_page",
+                     "total_lies"):
+            DOUBLE.faults({"kind": kind, "path": "^/api/(v2/parse|v1/parsing)/"})
+            self.assertEqual(DOUBLE.request(path)[2], good, kind)
+        DOUBLE.faults({"kind": "missing_required", "path": "^/api/v2/parse/"})
+        self.assertNotIn("job", json.loads(DOUBLE.request(path)[2]))
+        DOUBLE.faults({"kind": "duplicate_keys", "path": "^/api/v2/extract/"})
+        done = next(d for d in DATA.batch_documents(EXTRACT_BATCH["id"])
+                    if d.status == "COMPLETED")
+        raw = DOUBLE.request("/api/v2/extract/" + done.job_id)[2].decode()
+        self.assertTrue(raw.startswith('{"status": "bogus", '))
+        self.assertEqual(json.loads(raw)["status"], "COMPLETED")
+        DOUBLE.faults({"kind": "duplicate_ids", "path": "/files$"})
+        status, body = DOUBLE.get("/api/v1/beta/directories/%s/files"
+                                  % PARSE_BATCH["source_directory_id"], page_size=4)
+        self.assertEqual(len(body["items"]), 5)
+
+    def test_every_page_fault_is_harmless_on_single_objects(self):
+        doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"]) if d.markdown_full)
+        done = next(d for d in DATA.batch_documents(EXTRACT_BATCH["id"])
+                    if d.status == "COMPLETED")
+        v1 = next(d for d in DATA.job_documents(v1_parse_job()["id"]) if d.markdown)
+        paths = ("/api/v2/parse/%s?expand=text_full" % doc.job_id,
+                 "/api/v2/extract/" + done.job_id, "/api/v1/parsing/job/" + v1.job_id,
+                 "/api/v1/parsing/job/%s/result/text" % v1.job_id,
+                 "/api/v1/beta/directories/%s/files?page_size=3"
+                 % PARSE_BATCH["source_directory_id"])
+        for kind in apidouble.PAGE_FAULTS:
+            DOUBLE.faults({"kind": kind, "depth": 50, "size": 1000})
+            for path in paths:
+                status, _, raw = DOUBLE.request(path)
+                self.assertEqual(status, 200, (kind, path))
+                self.assertIsInstance(json.loads(raw.decode("utf-8", "surrogateescape")), dict,
+                                      (kind, path))
+
+
 class OptionsTest(unittest.TestCase):
     def test_key_env_port_file_and_sigterm(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -687,6 +1053,31 @@ class OptionsTest(unittest.TestCase):
                 JOBS, headers={"Accept-Encoding": "gzip"})
             self.assertEqual(headers["Content-Encoding"], "gzip")
             self.assertEqual(gzip.decompress(packed), plain)
+        finally:
+            self.assertEqual(double.stop(), (0, ""))
+
+    def test_output_batch_and_job(self):
+        double = Double("--jobs", "0", "--batches", "0", "--output-batch", "30",
+                        "--output-job", "40", "--large-kb", "80", "--quiet")
+        try:
+            data = apidouble.make_dataset(jobs=0, batches=0, output_batch=30, output_job=40,
+                                          large_kb=80)
+            batch = double.get("/api/v2/batches")[1]["items"][0]
+            self.assertEqual(batch, data.batches[0])
+            files = page_files(double, batch["source_directory_id"], 1000)
+            self.assertEqual(files, data.directory_files(batch["source_directory_id"]))
+            docs = data.batch_documents(batch["id"])
+            self.assertEqual(len(docs), 30)
+            large = docs[17]
+            self.assertGreater(len(large.markdown_full.encode()), 80 * 1024)
+            body = double.get("/api/v2/parse/" + large.job_id, expand="markdown_full")[1]
+            self.assertEqual(body["markdown_full"], large.markdown_full)
+            job = double.get(JOBS)[1]["items"][0]
+            self.assertEqual(job["id"], data.jobs[0]["id"])
+            v1 = data.job_documents(job["id"])
+            self.assertEqual(len(v1), 40)
+            body = double.get("/api/v1/parsing/job/%s/result/markdown" % v1[39].job_id)[1]
+            self.assertEqual(body["markdown"], v1[39].markdown)
         finally:
             self.assertEqual(double.stop(), (0, ""))
 
