@@ -311,11 +311,14 @@ static void server_stall(struct server *s, int c)
     server_set_stalling(s, -1);
 }
 
-/* Waits ms, or less if the server stops. */
+/* Waits ms, or less if the server stops: the pause is what the client is
+ * made to live through, not a wait for anything. */
 static void server_pause(struct server *s, unsigned ms)
 {
-    for (unsigned waited = 0; waited < ms && !atomic_load(&s->stop); waited += 10)
-        usleep(10 * 1000);
+    struct pollfd p = {s->wake[0], POLLIN, 0};
+
+    if (!atomic_load(&s->stop))
+        poll(&p, 1, (int)ms);
 }
 
 static void server_play(struct server *s, int c, const struct step *step)
