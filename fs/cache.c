@@ -63,7 +63,7 @@ struct cache_entry {
     void *value;                     /* the cache's reference, or NULL */
     bool negative;                   /* -ENOENT remembered; value is NULL */
     size_t bytes;                    /* charged against the budget */
-    double fetched_at, expires_at;   /* CLOCK_MONOTONIC seconds */
+    double fetched_at, expires_at;   /* seconds on the cache's clock */
     double retry_at;                 /* after a failed refresh: serve the stale
                                         value without fetching until then */
     struct cache_flight *flight;     /* non-NULL while a fetch runs */
@@ -78,13 +78,16 @@ struct cache {
     size_t bucket_count;          /* a power of two */
     struct lru_list lru; /* the entries, most recently used first */
     size_t entries, bytes;
+    size_t waiting; /* callers in cache_wait() */
     unsigned long long hits, misses, stale_served, evictions;
 };
 
-static double cache_now(void)
+static double cache_now(const struct cache *cache)
 {
     struct timespec ts;
 
+    if (cache->config.clock)
+        return cache->config.clock(cache->config.clock_arg);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
@@ -300,8 +303,10 @@ static int cache_wait(struct cache *cache, struct cache_flight *flight, void **v
     int rc;
 
     flight->users++;
+    cache->waiting++;
     while (!flight->done)
         pthread_cond_wait(&flight->done_cond, &cache->lock);
+    cache->waiting--;
     rc = flight->result;
     if (rc == 0)
         *value = flight->value;
@@ -352,7 +357,7 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
 {
     struct cache_entry *entry = cache_find(cache, key, hash);
     struct cache_flight *flight = NULL;
-    double now = cache_now();
+    double now = cache_now(cache);
     int rc;
 
     if (flags & CACHE_GET_PEEK) {
@@ -452,7 +457,7 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
     if (rc > 0)
         rc = -EIO;
     pthread_mutex_lock(&cache->lock);
-    now = cache_now();
+    now = cache_now(cache);
     entry->flight = NULL;
 
     if (rc == 0) {
@@ -511,7 +516,7 @@ void cache_expire_all(struct cache *cache)
     double now;
 
     pthread_mutex_lock(&cache->lock);
-    now = cache_now();
+    now = cache_now(cache);
     for (struct cache_entry *entry = cache_lru_entry(cache->lru.newest); entry;
          entry = cache_lru_entry(entry->lru.older)) {
         if (entry->expires_at > now)
@@ -544,6 +549,7 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->evictions = cache->evictions;
     out->entries = cache->entries;
     out->bytes = cache->bytes;
+    out->waiting = cache->waiting;
     pthread_mutex_unlock(&cache->lock);
 }
 

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,10 @@
 static struct fuse_session *main_session;
 static sem_t main_wake;
 static volatile sig_atomic_t main_hangup;
+/* SIGHUPs acted on, counted once every cache has been dropped: what
+ * .batchfs/stats reports as "hangups", so a script (or a test) that sent
+ * one can tell when it has taken effect. */
+static atomic_ullong main_hangups_handled;
 
 static void main_on_exit_signal(int sig)
 {
@@ -120,6 +125,7 @@ static void *main_watch(void *arg)
             log_info("SIGHUP: dropping every cached listing");
             catalog_expire_all(w->catalog);
             tree_invalidate_all(w->tree);
+            atomic_fetch_add(&main_hangups_handled, 1);
         }
     }
     http_client_cancel(w->http);
@@ -196,6 +202,9 @@ static json_t *main_stats_json(const struct meta *m)
     } else if (root) {
         json_object_set_new(root, "last_error", json_null());
     }
+    if (root)
+        json_object_set_new(root, "hangups",
+                            json_integer((json_int_t)atomic_load(&main_hangups_handled)));
     return root;
 }
 

@@ -6,6 +6,8 @@
  * back-off. Every state change broadcasts: waiters wait for different things
  * (a time, a slot, cancellation) and the count of waiters is small (at most
  * the FUSE worker threads), so waking them all is cheaper than being clever.
+ * A clock given by the caller (tests) replaces the timed waits by plain ones
+ * that pacer_clock_moved() ends.
  * Not for: deciding how long to back off (retry.c) or what a throttle is.
  */
 #include "batchfs/pacer.h"
@@ -17,18 +19,23 @@
 
 struct pacer {
     pthread_mutex_t lock;
-    pthread_cond_t changed; /* signalled on every change below */
+    pthread_cond_t changed;   /* signalled on every change below */
+    struct pacer_clock clock; /* constant; now == NULL: CLOCK_MONOTONIC */
     /* Everything below is protected by lock. */
-    struct timespec resume_at; /* monotonic; no request starts before it */
+    struct timespec resume_at; /* on the clock; no request starts before it */
     unsigned slots;            /* constant after pacer_new() */
     unsigned in_use;
     bool cancelled;
+    unsigned waiting;          /* threads in pacer_sleep_locked() */
+    unsigned long long sleeps; /* calls of pacer_sleep_locked() */
 };
 
-static struct timespec pacer_now(void)
+static struct timespec pacer_now(const struct pacer *pacer)
 {
     struct timespec ts;
 
+    if (pacer->clock.now)
+        return pacer->clock.now(pacer->clock.arg);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts;
 }
@@ -50,6 +57,11 @@ static bool pacer_before(struct timespec a, struct timespec b)
 }
 
 struct pacer *pacer_new(unsigned slots, int *err)
+{
+    return pacer_new_clocked(slots, NULL, err);
+}
+
+struct pacer *pacer_new_clocked(unsigned slots, const struct pacer_clock *clock, int *err)
 {
     struct pacer *pacer = NULL;
     pthread_condattr_t attr;
@@ -81,7 +93,9 @@ struct pacer *pacer_new(unsigned slots, int *err)
         goto out;
     }
     pacer->slots = slots;
-    pacer->resume_at = pacer_now();
+    if (clock)
+        pacer->clock = *clock;
+    pacer->resume_at = pacer_now(pacer);
 out:
     if (attr_made)
         pthread_condattr_destroy(&attr);
@@ -105,10 +119,22 @@ void pacer_free(struct pacer *pacer)
     free(pacer);
 }
 
-/* Called with the lock held: sleeps until the deadline or a change. */
-static void pacer_wait_until_locked(struct pacer *pacer, struct timespec deadline)
+/* Called with the lock held: sleeps until the deadline (NULL: none) or a
+ * change. On a caller's clock only a change ends it: the kernel cannot
+ * keep a deadline on a clock it does not know. */
+static void pacer_sleep_locked(struct pacer *pacer, const struct timespec *deadline)
 {
-    pthread_cond_timedwait(&pacer->changed, &pacer->lock, &deadline);
+    pacer->waiting++;
+    pacer->sleeps++;
+    if (deadline && !pacer->clock.now) {
+        /* A copy: *deadline may be resume_at, which moves while we sleep. */
+        struct timespec until = *deadline;
+
+        pthread_cond_timedwait(&pacer->changed, &pacer->lock, &until);
+    } else {
+        pthread_cond_wait(&pacer->changed, &pacer->lock);
+    }
+    pacer->waiting--;
 }
 
 int pacer_wait(struct pacer *pacer)
@@ -117,7 +143,7 @@ int pacer_wait(struct pacer *pacer)
 
     pthread_mutex_lock(&pacer->lock);
     for (;;) {
-        struct timespec now = pacer_now();
+        struct timespec now = pacer_now(pacer);
 
         if (pacer->cancelled) {
             rc = -ECANCELED;
@@ -125,7 +151,7 @@ int pacer_wait(struct pacer *pacer)
         }
         if (!pacer_before(now, pacer->resume_at))
             break;
-        pacer_wait_until_locked(pacer, pacer->resume_at);
+        pacer_sleep_locked(pacer, &pacer->resume_at);
     }
     pthread_mutex_unlock(&pacer->lock);
     return rc;
@@ -137,21 +163,21 @@ int pacer_acquire(struct pacer *pacer)
 
     pthread_mutex_lock(&pacer->lock);
     for (;;) {
-        struct timespec now = pacer_now();
+        struct timespec now = pacer_now(pacer);
 
         if (pacer->cancelled) {
             rc = -ECANCELED;
             break;
         }
         if (pacer_before(now, pacer->resume_at)) {
-            pacer_wait_until_locked(pacer, pacer->resume_at);
+            pacer_sleep_locked(pacer, &pacer->resume_at);
             continue;
         }
         if (pacer->in_use < pacer->slots) {
             pacer->in_use++;
             break;
         }
-        pthread_cond_wait(&pacer->changed, &pacer->lock);
+        pacer_sleep_locked(pacer, NULL);
     }
     pthread_mutex_unlock(&pacer->lock);
     return rc;
@@ -172,8 +198,8 @@ void pacer_defer(struct pacer *pacer, long ms)
 
     if (ms <= 0)
         return;
-    until = pacer_add_ms(pacer_now(), ms);
     pthread_mutex_lock(&pacer->lock);
+    until = pacer_add_ms(pacer_now(pacer), ms);
     if (pacer_before(pacer->resume_at, until))
         pacer->resume_at = until;
     /* Waiters re-read resume_at when their old deadline passes; a wake-up
@@ -185,18 +211,19 @@ void pacer_defer(struct pacer *pacer, long ms)
 
 int pacer_sleep(struct pacer *pacer, long ms)
 {
-    struct timespec deadline = pacer_add_ms(pacer_now(), ms > 0 ? ms : 0);
+    struct timespec deadline;
     int rc = 0;
 
     pthread_mutex_lock(&pacer->lock);
+    deadline = pacer_add_ms(pacer_now(pacer), ms > 0 ? ms : 0);
     for (;;) {
         if (pacer->cancelled) {
             rc = -ECANCELED;
             break;
         }
-        if (!pacer_before(pacer_now(), deadline))
+        if (!pacer_before(pacer_now(pacer), deadline))
             break;
-        pacer_wait_until_locked(pacer, deadline);
+        pacer_sleep_locked(pacer, &deadline);
     }
     pthread_mutex_unlock(&pacer->lock);
     return rc;
@@ -228,4 +255,20 @@ unsigned pacer_in_use(struct pacer *pacer)
     in_use = pacer->in_use;
     pthread_mutex_unlock(&pacer->lock);
     return in_use;
+}
+
+void pacer_clock_moved(struct pacer *pacer)
+{
+    pthread_mutex_lock(&pacer->lock);
+    pthread_cond_broadcast(&pacer->changed);
+    pthread_mutex_unlock(&pacer->lock);
+}
+
+void pacer_get_stats(struct pacer *pacer, struct pacer_stats *out)
+{
+    pthread_mutex_lock(&pacer->lock);
+    out->in_use = pacer->in_use;
+    out->waiting = pacer->waiting;
+    out->sleeps = pacer->sleeps;
+    pthread_mutex_unlock(&pacer->lock);
 }

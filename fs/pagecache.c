@@ -167,8 +167,11 @@ static int page_pin(void *state, const char **bytes)
     int rc = 0;
 
     pthread_mutex_lock(&pc->lock);
-    while (p->fetching)
+    while (p->fetching) {
+        pc->stats.waiting++;
         pthread_cond_wait(&pc->fetched, &pc->lock);
+        pc->stats.waiting--;
+    }
     if (p->bytes) {
         lru_touch(&pc->kept, &p->lru);
     } else if (p->differs) {

@@ -23,11 +23,21 @@ struct cache_value_ops {
     void (*unref)(void *value); /* drop one; frees at zero */
 };
 
+/*
+ * A clock: seconds on a scale that never goes back. The cache reads it for
+ * every freshness decision and never sleeps on it, so a test can move time
+ * by changing what it returns. Called with the cache lock held: it must not
+ * call into the cache.
+ */
+typedef double (*cache_clock_fn)(void *arg);
+
 struct cache_config {
     size_t max_bytes;        /* budget for all values; 0 = unbounded */
     bool stale_if_error;     /* serve an expired value when a refresh fails */
     double max_stale_s;      /* ...if it expired at most this long ago */
     double negative_ttl_s;   /* how long a -ENOENT outcome is remembered */
+    cache_clock_fn clock;    /* NULL: CLOCK_MONOTONIC; else for tests */
+    void *clock_arg;         /* passed to clock */
 };
 
 /*
@@ -50,6 +60,10 @@ enum cache_get_flags {
 struct cache_stats {
     unsigned long long hits, misses, stale_served, evictions;
     size_t entries, bytes;
+    /* Callers blocked right now on a fetch another caller runs (single
+     * flight), over all keys. For tests, which wait for it to reach a count
+     * instead of sleeping, and for statistics. */
+    size_t waiting;
 };
 
 struct cache;

@@ -14,12 +14,33 @@
 #define BATCHFS_PACER_H
 
 #include <stdbool.h>
+#include <time.h>
 
 struct pacer;
 
-/* A pacer with `slots` request slots (at least 1). NULL with *err set to
- * -EINVAL (no slots) or -ENOMEM. */
+/* A pacer with `slots` request slots (at least 1), on CLOCK_MONOTONIC. NULL
+ * with *err set to -EINVAL (no slots) or -ENOMEM. */
 struct pacer *pacer_new(unsigned slots, int *err);
+
+/*
+ * A clock of the caller's own, for tests that move time by hand instead of
+ * sleeping: now() returns the time on a scale that never goes back. It is
+ * called with the pacer's lock held and must not call into the pacer. The
+ * pacer cannot know when such a clock moves, so its waits do not time out;
+ * whoever moves it calls pacer_clock_moved().
+ */
+struct pacer_clock {
+    struct timespec (*now)(void *arg);
+    void *arg;
+};
+
+/* As pacer_new(), on `clock` (copied; NULL: CLOCK_MONOTONIC). */
+struct pacer *pacer_new_clocked(unsigned slots, const struct pacer_clock *clock,
+                                int *err);
+
+/* Wakes every waiter to read the clock again. Needed only after moving a
+ * pacer_clock; harmless otherwise. */
+void pacer_clock_moved(struct pacer *pacer);
 
 /* Frees the pacer. No thread may be waiting in it. Safe on NULL. */
 void pacer_free(struct pacer *pacer);
@@ -54,5 +75,14 @@ bool pacer_cancelled(struct pacer *pacer);
 
 /* Slots currently taken (for tests and statistics). */
 unsigned pacer_in_use(struct pacer *pacer);
+
+/* For tests, which wait on these instead of sleeping, and for statistics. */
+struct pacer_stats {
+    unsigned in_use;           /* slots taken */
+    unsigned waiting;          /* threads asleep in the pacer now */
+    unsigned long long sleeps; /* times any thread went to sleep in it */
+};
+
+void pacer_get_stats(struct pacer *pacer, struct pacer_stats *out);
 
 #endif

@@ -53,6 +53,10 @@ struct pagecache_stats {
     unsigned long long drops;      /* pages dropped for the budget */
     unsigned long long fetches;    /* pages fetched again */
     unsigned long long mismatches; /* fetched again but not the same */
+    /* Readers blocked right now on a fetch of their page another reader
+     * runs. For tests, which wait for it to reach a count instead of
+     * sleeping, and for statistics. */
+    size_t waiting;
 };
 
 struct pagecache;

@@ -211,6 +211,22 @@ def run(*args, check=True, **kwargs):
     return subprocess.run(args, check=check, capture_output=True, **kwargs)
 
 
+def wait_until(condition, what, timeout=30):
+    """Polls `condition` until it returns a true value, and returns that.
+
+    For waiting on a state the test can see (a counter of the mount or of
+    the double), never on time: the timeout only turns a hang into a
+    failure naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("still waiting after %d s for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
 class MountTestCase(unittest.TestCase):
     """A test class with one double and one mount, both always cleaned up.
 

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_faults  # noqa: E402
-from harness import apidouble, run  # noqa: E402
+from harness import apidouble, run, wait_until  # noqa: E402
 from test_faults import ITEMS_PATH, JOB_ID, items_of  # noqa: E402
 
 JOB_PATH = r"^/api/v1/beta/batch-processing/%s$" % JOB_ID
@@ -31,14 +31,7 @@ def read_text(path):
 def poll(condition, deadline_s, what):
     """Waits until condition() is true (returning its value), at most
     deadline_s seconds."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.02)
+    return wait_until(condition, what, deadline_s)
 
 
 class ConsistencyTest(test_faults.FaultTest):

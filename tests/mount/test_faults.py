@@ -601,11 +601,14 @@ class FaultTest(unittest.TestCase):
 
     def stop_with_a_request_in_flight(self, stop, *options):
         self.mounted(*(options or ("timeout=30",)))
-        self.arm(kind="stall", ms=60000)
+        # One stall, so that the double's count of it says when ls is held.
+        self.arm(kind="stall", ms=60000, times=1)
         reader = subprocess.Popen(["ls", self.folder("completed")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         try:
-            time.sleep(1)
+            harness.wait_until(lambda: self.double.control("faults")[0]["remaining"] == 0,
+                               "ls to reach the stalled request")
+            self.assertIsNone(reader.poll(), "ls finished although its request stalls")
             start = time.monotonic()
             stop()
             self.mount.wait_exit(15)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -227,8 +226,11 @@ class Toolbox(harness.MountTestCase):
         before = self.double.requests()
         os.listdir(folder)
         self.assertEqual(self.double.requests(), before)
+        stats = self.path(".batchfs", "stats")
+        hangups = json.loads(run("cat", stats).stdout)["hangups"]
         self.mount.proc.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        harness.wait_until(lambda: json.loads(run("cat", stats).stdout)["hangups"] > hangups,
+                           "the mount to report the SIGHUP handled")
         os.listdir(folder)
         self.assertGreater(self.double.requests(), before)
         self.assertIsNone(self.mount.proc.poll())

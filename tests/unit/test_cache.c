@@ -5,8 +5,11 @@
  *
  * Values are small reference-counted structs whose creations and frees are
  * counted, so every test can check that nothing leaked and nothing was freed
- * twice. Times are short TTLs with generous sleeps; no test depends on tight
- * timing.
+ * twice. Time is the test's own clock (cache_config.clock), moved by hand:
+ * no test sleeps to let something expire. Tests of single flight wait until
+ * the cache reports every other caller waiting (cache_stats.waiting) before
+ * the fetch answers, so they fail, rather than pass by luck, if the callers
+ * fetch on their own.
  *
  * Allocation failures are injected by linking with
  * -Wl,--wrap=malloc -Wl,--wrap=calloc; without those flags that test skips.
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,7 +121,27 @@ static int value_id(void *value)
     return ((struct test_value *)value)->id;
 }
 
+/* ---- the test's clock ---- */
+
+/* Microseconds since the start of the test; moved only by advance(). */
+static atomic_llong clock_us;
+
+static double test_clock(void *arg)
+{
+    (void)arg;
+    return (double)atomic_load(&clock_us) / 1e6;
+}
+
+static void advance(double seconds)
+{
+    atomic_fetch_add(&clock_us, (long long)(seconds * 1e6));
+}
+
 /* ---- scripted fetches ---- */
+
+/* How long a fetch waits for the other callers to queue behind it before
+ * giving up: only a hang (or callers that never wait) takes this long. */
+#define WAITERS_DEADLINE_S 30
 
 struct script {
     atomic_int calls;   /* fetches started */
@@ -125,17 +149,18 @@ struct script {
     int rc;             /* what a fetch returns */
     size_t bytes;       /* size reported for each value */
     double ttl_s;
-    int delay_ms;       /* sleep before answering */
-    int wait_entered;   /* before answering, wait for this many callers */
-    atomic_int entered; /* callers that have entered cache_get */
+    struct cache *cache;         /* with wait_waiting: the cache to watch */
+    size_t wait_waiting;         /* before answering, wait until this many callers
+                                    wait on the fetch */
+    atomic_bool waiters_missing; /* they never all came */
 };
 
-static void sleep_ms(int ms)
+static double monotonic_s(void)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    struct timespec ts;
 
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int script_fetch(void *arg, const char *key, void **value, size_t *bytes,
@@ -145,14 +170,24 @@ static int script_fetch(void *arg, const char *key, void **value, size_t *bytes,
 
     (void)key;
     s->calls++;
-    /* Hold the fetch until every caller is at least about to ask, then a
-     * while longer, so that they are all waiting on this one fetch. */
-    for (int i = 0; i < 10000 && atomic_load(&s->entered) < s->wait_entered; i++)
-        sleep_ms(1);
-    if (s->wait_entered)
-        sleep_ms(150);
-    if (s->delay_ms)
-        sleep_ms(s->delay_ms);
+    /* Hold the fetch until every other caller waits on it. Polling a count
+     * the cache keeps under its lock is enough: what matters is that the
+     * count is reached, not how soon it is noticed. */
+    if (s->wait_waiting) {
+        double give_up = monotonic_s() + WAITERS_DEADLINE_S;
+        struct cache_stats st;
+
+        for (;;) {
+            cache_get_stats(s->cache, &st);
+            if (st.waiting >= s->wait_waiting)
+                break;
+            if (monotonic_s() > give_up) {
+                s->waiters_missing = true;
+                break;
+            }
+            sched_yield();
+        }
+    }
     if (s->rc)
         return s->rc;
     *value = test_value_new(++s->next_id);
@@ -169,6 +204,15 @@ static void script_init(struct script *s, int rc, size_t bytes, double ttl_s)
     s->ttl_s = ttl_s;
 }
 
+/* Makes each fetch of `s` hold its answer until `count` other callers wait
+ * on it in `cache`. */
+static void wait_for_waiters(struct script *s, struct cache *cache, size_t count)
+{
+    s->cache = cache;
+    s->wait_waiting = count;
+    s->waiters_missing = false;
+}
+
 /* ---- helpers ---- */
 
 static struct cache *make_cache(size_t max_bytes, bool stale, double max_stale_s,
@@ -179,6 +223,7 @@ static struct cache *make_cache(size_t max_bytes, bool stale, double max_stale_s
         .stale_if_error = stale,
         .max_stale_s = max_stale_s,
         .negative_ttl_s = negative_ttl_s,
+        .clock = test_clock,
     };
     struct cache *cache = cache_new(&config, &test_ops);
 
@@ -230,6 +275,7 @@ static int reset(void **state)
     values_created = values_freed = bad_unrefs = 0;
     alloc_fail_after = -1;
     alloc_failures = 0;
+    clock_us = 0;
     return 0;
 }
 
@@ -285,7 +331,6 @@ static void *worker_run(void *arg)
 {
     struct worker *w = arg;
 
-    w->script->entered++;
     w->rc = cache_get(w->cache, w->key, w->flags, script_fetch, w->script, &w->value);
     return NULL;
 }
@@ -342,7 +387,9 @@ static void test_ttl_expiry(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.05);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    sleep_ms(250);
+    advance(0.049);
+    assert_int_equal(get_id(cache, "k", 0, &s), 1);
+    advance(0.001);
     assert_int_equal(get_id(cache, "k", 0, &s), 2);
     assert_int_equal(s.calls, 2);
     /* The replaced value was released. */
@@ -369,8 +416,9 @@ static void test_single_flight(void **state)
 
     (void)state;
     script_init(&s, 0, 10, 60);
-    s.wait_entered = THREADS;
+    wait_for_waiters(&s, cache, THREADS - 1);
     run_workers(workers, THREADS, cache, &s, "jobs", 0);
+    assert_false(s.waiters_missing);
     assert_int_equal(s.calls, 1);
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(workers[i].rc, 0);
@@ -393,8 +441,9 @@ static void test_waiters_share_error(void **state)
 
     (void)state;
     script_init(&s, -EIO, 10, 60);
-    s.wait_entered = THREADS;
+    wait_for_waiters(&s, cache, THREADS - 1);
     run_workers(workers, THREADS, cache, &s, "jobs", 0);
+    assert_false(s.waiters_missing);
     assert_int_equal(s.calls, 1);
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(workers[i].rc, -EIO);
@@ -420,7 +469,10 @@ static void test_negative_entries(void **state)
     assert_int_equal(stats_of(cache).hits, 1);
 
     /* Once the negative entry expires the key is asked for again. */
-    sleep_ms(250);
+    advance(0.049);
+    expect_error(cache, "gone", 0, &s, -ENOENT);
+    assert_int_equal(s.calls, 1);
+    advance(0.001);
     s.rc = 0;
     assert_int_equal(get_id(cache, "gone", 0, &s), 1);
     assert_int_equal(s.calls, 2);
@@ -458,7 +510,7 @@ static void test_stale_served_and_logged(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.05);
     assert_int_equal(get_id(cache, "jobs/1", 0, &s), 1);
-    sleep_ms(200);
+    advance(0.2);
     s.rc = -EIO;
     capture_start();
     assert_int_equal(cache_get(cache, "jobs/1", 0, script_fetch, &s, &value), 0);
@@ -501,13 +553,13 @@ static void test_stale_shared_with_waiters(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.01);
     assert_int_equal(get_id(cache, "jobs", 0, &s), 1);
-    sleep_ms(100);
+    advance(0.1);
     s.rc = -EIO;
-    atomic_store(&s.entered, 0);
-    s.wait_entered = THREADS;
+    wait_for_waiters(&s, cache, THREADS - 1);
     capture_start();
     run_workers(workers, THREADS, cache, &s, "jobs", 0);
     capture_stop(log, sizeof(log));
+    assert_false(s.waiters_missing);
     assert_int_equal(s.calls, 2);
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(workers[i].rc, 0);
@@ -531,7 +583,7 @@ static void test_stale_not_for_answers(void **state)
     for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
         s.rc = 0;
         get_id(cache, "k", CACHE_GET_REFRESH, &s);
-        sleep_ms(60);
+        advance(0.06);
         s.rc = answers[i];
         capture_start();
         expect_error(cache, "k", 0, &s, answers[i]);
@@ -556,7 +608,7 @@ static void test_stale_not_beyond_max_stale(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.01);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    sleep_ms(300);
+    advance(0.3);
     s.rc = -EIO;
     capture_start();
     expect_error(cache, "k", 0, &s, -EIO);
@@ -574,7 +626,7 @@ static void test_stale_disabled(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.01);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    sleep_ms(60);
+    advance(0.06);
     s.rc = -EIO;
     expect_error(cache, "k", 0, &s, -EIO);
     assert_int_equal(stats_of(cache).stale_served, 0);
@@ -601,8 +653,9 @@ static void test_refresh(void **state)
     assert_int_equal(values_freed, 1);
 
     /* Refreshes are single-flight too. */
-    s.wait_entered = THREADS;
+    wait_for_waiters(&s, cache, THREADS - 1);
     run_workers(workers, THREADS, cache, &s, "k", CACHE_GET_REFRESH);
+    assert_false(s.waiters_missing);
     assert_int_equal(s.calls, 3);
     for (int i = 0; i < THREADS; i++) {
         assert_int_equal(workers[i].rc, 0);
@@ -829,7 +882,7 @@ static void test_stats(void **state)
     (void)state;
     script_init(&s, 0, 50, 0.01);
     get_id(cache, "a", 0, &s); /* miss */
-    sleep_ms(50);
+    advance(0.05);
     s.rc = -EIO;
     capture_start();
     get_id(cache, "a", 0, &s); /* miss, stale */
@@ -876,7 +929,8 @@ static void test_fetch_without_value(void **state)
 
 static void test_out_of_memory(void **state)
 {
-    struct cache_config config = {.stale_if_error = true, .max_stale_s = 30};
+    struct cache_config config = {
+        .stale_if_error = true, .max_stale_s = 30, .clock = test_clock};
     struct cache *cache = NULL;
     struct script s;
     char key[16];
@@ -899,7 +953,7 @@ static void test_out_of_memory(void **state)
 
     script_init(&s, 0, 10, 0.01);
     get_id(cache, "old", 0, &s);
-    sleep_ms(50);
+    advance(0.05);
     /* A new key needs a flight, an entry and a key copy; failing any of
      * them fails the call without fetching and leaves the table as it was. */
     for (int n = 0; n < 3; n++) {
@@ -1008,7 +1062,10 @@ static void *stress_disturb(void *arg)
             cache_expire_all(st->cache);
         else
             cache_clear(st->cache);
-        sleep_ms(1);
+        /* Time moves on by the disturber's hand. The pause only paces the
+         * disturbance, so that the workers get a turn; nothing waits on it. */
+        advance(0.001);
+        nanosleep(&(struct timespec){0, 1000000L}, NULL);
     }
     return NULL;
 }

@@ -3,9 +3,12 @@
  * in this file. The server plays one scripted raw response per connection
  * (or stalls) and records each request's head, so the tests can see what
  * was sent as well as what came back. Timeouts are 1 s; timing assertions
- * only check that nothing hung and that waits were not skipped.
+ * only check that nothing hung and that waits were not skipped. A test that
+ * needs a request to have reached the server waits for the server to say so
+ * (server_wait_stalling), never for a while.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -156,15 +159,22 @@ struct step {
     enum step_end end;
 };
 
+/* How long a test waits for the server to reach a state before calling it
+ * a hang. */
+#define SERVER_DEADLINE_S 30
+
 struct server {
     int fd;
+    int wake[2]; /* a byte in wake[1] ends the thread's waits: stop */
     unsigned short port;
     pthread_t thread;
     struct step steps[SERVER_MAX_STEPS]; /* set before the thread starts */
     unsigned nsteps;
     atomic_bool stop;
     pthread_mutex_t lock;
+    pthread_cond_t changed;                                 /* stalling moved */
     unsigned accepted;                                      /* protected by lock */
+    unsigned stalling;                                      /* protected by lock */
     char requests[SERVER_MAX_REQUESTS][SERVER_REQUEST_MAX]; /* protected by lock */
 };
 
@@ -174,8 +184,15 @@ static struct server *server_new(void)
     struct sockaddr_in addr;
     socklen_t alen = sizeof(addr);
 
+    pthread_condattr_t attr;
+
     assert_non_null(s);
     pthread_mutex_init(&s->lock, NULL);
+    assert_int_equal(pthread_condattr_init(&attr), 0);
+    assert_int_equal(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), 0);
+    assert_int_equal(pthread_cond_init(&s->changed, &attr), 0);
+    pthread_condattr_destroy(&attr);
+    assert_int_equal(pipe2(s->wake, O_CLOEXEC), 0);
     atomic_init(&s->stop, false);
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(s->fd >= 0);
@@ -235,18 +252,34 @@ static void server_add_raw(struct server *s, const char *raw)
     server_add(s, data, strlen(raw));
 }
 
+/* Waits until `fd` is readable (true) or the server is told to stop
+ * (false). */
+static bool server_poll(struct server *s, int fd)
+{
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+
+    while (!atomic_load(&s->stop)) {
+        if (poll(p, 2, -1) < 0)
+            continue; /* EINTR */
+        if (p[1].revents)
+            return false;
+        if (p[0].revents)
+            return true;
+    }
+    return false;
+}
+
 /* Reads the request head; false if the client went away or we stop. */
 static bool server_read_request(struct server *s, int c, char *req, size_t cap)
 {
     size_t len = 0;
 
     req[0] = '\0';
-    while (!atomic_load(&s->stop) && !strstr(req, "\r\n\r\n")) {
-        struct pollfd p = {c, POLLIN, 0};
+    while (!strstr(req, "\r\n\r\n")) {
         ssize_t n;
 
-        if (poll(&p, 1, 50) <= 0)
-            continue;
+        if (!server_poll(s, c))
+            return false;
         n = read(c, req + len, cap - 1 - len);
         if (n <= 0)
             return false;
@@ -258,23 +291,34 @@ static bool server_read_request(struct server *s, int c, char *req, size_t cap)
     return strstr(req, "\r\n\r\n") != NULL;
 }
 
+static void server_set_stalling(struct server *s, int delta)
+{
+    pthread_mutex_lock(&s->lock);
+    s->stalling += (unsigned)delta;
+    pthread_cond_broadcast(&s->changed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Holds the connection, reading and dropping whatever comes, until the
+ * client goes away or the server stops. */
 static void server_stall(struct server *s, int c)
 {
     char scratch[256];
 
-    while (!atomic_load(&s->stop)) {
-        struct pollfd p = {c, POLLIN, 0};
-
-        if (poll(&p, 1, 50) > 0 && read(c, scratch, sizeof(scratch)) <= 0)
-            return;
-    }
+    server_set_stalling(s, 1);
+    while (server_poll(s, c) && read(c, scratch, sizeof(scratch)) > 0)
+        ;
+    server_set_stalling(s, -1);
 }
 
-/* Waits ms, or less if the server stops. */
+/* Waits ms, or less if the server stops: the pause is what the client is
+ * made to live through, not a wait for anything. */
 static void server_pause(struct server *s, unsigned ms)
 {
-    for (unsigned waited = 0; waited < ms && !atomic_load(&s->stop); waited += 10)
-        usleep(10 * 1000);
+    struct pollfd p = {s->wake[0], POLLIN, 0};
+
+    if (!atomic_load(&s->stop))
+        poll(&p, 1, (int)ms);
 }
 
 static void server_play(struct server *s, int c, const struct step *step)
@@ -319,14 +363,11 @@ static void *server_run(void *arg)
     struct server *s = arg;
     char req[SERVER_REQUEST_MAX];
 
-    while (!atomic_load(&s->stop)) {
-        struct pollfd p = {s->fd, POLLIN, 0};
+    while (server_poll(s, s->fd)) {
         const struct step *step;
         unsigned index;
         int c;
 
-        if (poll(&p, 1, 50) <= 0)
-            continue;
         c = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0)
             continue;
@@ -362,6 +403,22 @@ static unsigned server_accepted(struct server *s)
     return n;
 }
 
+/* Waits until `count` connections are held in a stall: their requests have
+ * been read in full and wait for an answer that will not come. */
+static void server_wait_stalling(struct server *s, unsigned count)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += SERVER_DEADLINE_S;
+    pthread_mutex_lock(&s->lock);
+    while (s->stalling < count && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&s->changed, &s->lock, &deadline);
+    pthread_mutex_unlock(&s->lock);
+    assert_int_not_equal(rc, ETIMEDOUT);
+}
+
 /* Copy of the index'th request head (test code: single reader after join). */
 static const char *server_request(struct server *s, unsigned index)
 {
@@ -372,11 +429,15 @@ static const char *server_request(struct server *s, unsigned index)
 static void server_free(struct server *s, bool started)
 {
     atomic_store(&s->stop, true);
+    assert_int_equal(write(s->wake[1], "", 1), 1);
     if (started)
         pthread_join(s->thread, NULL);
+    close(s->wake[0]);
+    close(s->wake[1]);
     close(s->fd);
     for (unsigned i = 0; i < s->nsteps; i++)
         free(s->steps[i].data);
+    pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -968,7 +1029,7 @@ static void test_cancel_during_stall(void **state)
     call.client = client_for(s, 5, 3, 1 << 20);
     call.path = "/stall";
     assert_int_equal(pthread_create(&t, NULL, get_call_run, &call), 0);
-    usleep(300 * 1000);
+    server_wait_stalling(s, 1);
     cancelled_at = now_ms();
     http_client_cancel(call.client);
     pthread_join(t, NULL);

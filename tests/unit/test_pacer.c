@@ -1,10 +1,16 @@
 /*
  * Unit tests for pacer: shared deferral, cancellation and the slot bound,
- * exercised with real threads. Timing checks have wide margins: they assert
- * that nothing started early and that nothing hung, never exact durations.
+ * exercised with real threads.
+ *
+ * Time is the test's own clock (pacer_new_clocked), moved by hand: a test
+ * never sleeps to let a deferral pass. Before each move it waits until every
+ * thread it started is asleep in the pacer, or has returned (pacer_stats),
+ * and each thread notes the clock when it returns, so a thread let go too
+ * early is seen at the time it left, however the threads were scheduled.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -17,7 +23,35 @@
 
 #include "batchfs/pacer.h"
 
-static long long now_ms(void)
+/* How long a wait for the threads to settle may take before the test calls
+ * it a hang. */
+#define SETTLE_DEADLINE_S 30
+
+/* ---- the test's clock ---- */
+
+static atomic_llong clock_ms; /* moved only by move_clock() */
+
+static struct timespec test_now(void *arg)
+{
+    long long ms = atomic_load(&clock_ms);
+
+    (void)arg;
+    return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+}
+
+static const struct pacer_clock test_clock = {.now = test_now};
+
+static struct pacer *clocked_pacer(unsigned slots)
+{
+    struct pacer *pacer;
+
+    atomic_store(&clock_ms, 0);
+    pacer = pacer_new_clocked(slots, &test_clock, NULL);
+    assert_non_null(pacer);
+    return pacer;
+}
+
+static long long monotonic_ms(void)
 {
     struct timespec ts;
 
@@ -25,11 +59,18 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- threads ---- */
+
+enum waiter_mode { ACQUIRE_RELEASE, WAIT, SLEEP, ACQUIRE };
+
 struct waiter {
+    pthread_t thread;
     struct pacer *pacer;
-    int mode; /* 0 acquire+release, 1 wait, 2 sleep 60 s, 3 acquire only */
+    enum waiter_mode mode;
+    long sleep_ms;        /* for SLEEP */
+    atomic_int *returned; /* shared by the threads of one test */
     int rc;
-    long long done_ms;
+    long long done_ms; /* the test clock when the call returned */
 };
 
 static void *waiter_run(void *arg)
@@ -37,27 +78,96 @@ static void *waiter_run(void *arg)
     struct waiter *w = arg;
 
     switch (w->mode) {
-    case 0:
+    case ACQUIRE_RELEASE:
         w->rc = pacer_acquire(w->pacer);
-        w->done_ms = now_ms();
+        w->done_ms = atomic_load(&clock_ms);
         if (w->rc == 0)
             pacer_release(w->pacer);
         break;
-    case 1:
+    case WAIT:
         w->rc = pacer_wait(w->pacer);
-        w->done_ms = now_ms();
+        w->done_ms = atomic_load(&clock_ms);
         break;
-    case 2:
-        w->rc = pacer_sleep(w->pacer, 60000);
-        w->done_ms = now_ms();
+    case SLEEP:
+        w->rc = pacer_sleep(w->pacer, w->sleep_ms);
+        w->done_ms = atomic_load(&clock_ms);
         break;
-    default:
+    case ACQUIRE:
         w->rc = pacer_acquire(w->pacer);
-        w->done_ms = now_ms();
+        w->done_ms = atomic_load(&clock_ms);
         break;
     }
+    atomic_fetch_add(w->returned, 1);
     return NULL;
 }
+
+static void start(struct waiter *w, struct pacer *pacer, enum waiter_mode mode,
+                  atomic_int *returned)
+{
+    w->pacer = pacer;
+    w->mode = mode;
+    w->returned = returned;
+    w->rc = -1;
+    w->done_ms = -1;
+    assert_int_equal(pthread_create(&w->thread, NULL, waiter_run, w), 0);
+}
+
+static struct pacer_stats stats_of(struct pacer *pacer)
+{
+    struct pacer_stats st;
+
+    pacer_get_stats(pacer, &st);
+    return st;
+}
+
+/*
+ * Waits until at least `waiting` threads are asleep in the pacer and it has
+ * counted at least `sleeps` sleeps, or until one of the test's threads has
+ * returned (which the test then sees as too early). Fails on a hang.
+ */
+static void settle(struct pacer *pacer, unsigned waiting, unsigned long long sleeps,
+                   atomic_int *returned)
+{
+    long long give_up = monotonic_ms() + SETTLE_DEADLINE_S * 1000;
+
+    for (;;) {
+        struct pacer_stats st = stats_of(pacer);
+
+        if ((st.waiting >= waiting && st.sleeps >= sleeps) || atomic_load(returned) > 0)
+            return;
+        assert_true(monotonic_ms() < give_up);
+        sched_yield();
+    }
+}
+
+/*
+ * Sets the clock to `ms` with `asleep` threads asleep in the pacer, and
+ * waits until each has read it and gone back to sleep, or one returned.
+ */
+static void move_clock(struct pacer *pacer, long long ms, unsigned asleep,
+                       atomic_int *returned)
+{
+    unsigned long long before = stats_of(pacer).sleeps;
+
+    atomic_store(&clock_ms, ms);
+    pacer_clock_moved(pacer);
+    settle(pacer, asleep, before + asleep, returned);
+}
+
+/* Sets the clock to `ms` and checks that each of the `count` threads then
+ * returned 0, at that time and not before. */
+static void let_go_at(struct pacer *pacer, long long ms, struct waiter *w, int count)
+{
+    atomic_store(&clock_ms, ms);
+    pacer_clock_moved(pacer);
+    for (int i = 0; i < count; i++) {
+        pthread_join(w[i].thread, NULL);
+        assert_int_equal(w[i].rc, 0);
+        assert_int_equal(w[i].done_ms, ms);
+    }
+}
+
+/* ---- tests ---- */
 
 static void test_new_rejects_zero_slots(void **state)
 {
@@ -66,6 +176,8 @@ static void test_new_rejects_zero_slots(void **state)
 
     (void)state;
     assert_null(pacer_new(0, &err));
+    assert_int_equal(err, -EINVAL);
+    assert_null(pacer_new_clocked(0, &test_clock, &err));
     assert_int_equal(err, -EINVAL);
     pacer = pacer_new(1, &err);
     assert_non_null(pacer);
@@ -78,7 +190,7 @@ static void test_new_rejects_zero_slots(void **state)
 static void test_no_deferral_no_wait(void **state)
 {
     struct pacer *pacer = pacer_new(2, NULL);
-    long long start = now_ms();
+    struct pacer_stats st;
 
     (void)state;
     assert_non_null(pacer);
@@ -89,128 +201,145 @@ static void test_no_deferral_no_wait(void **state)
     assert_int_equal(pacer_in_use(pacer), 1);
     pacer_release(pacer);
     assert_int_equal(pacer_in_use(pacer), 0);
-    assert_true(now_ms() - start < 1000);
+    st = stats_of(pacer);
+    assert_int_equal(st.sleeps, 0);
+    assert_int_equal(st.waiting, 0);
+    pacer_free(pacer);
+}
+
+/* On the default clock the kernel keeps the deadline: a deferral holds a
+ * caller until CLOCK_MONOTONIC has passed it, and then lets it go. */
+static void test_monotonic_clock_keeps_deferral(void **state)
+{
+    struct pacer *pacer = pacer_new(1, NULL);
+    struct timespec deferred, now;
+
+    (void)state;
+    assert_non_null(pacer);
+    clock_gettime(CLOCK_MONOTONIC, &deferred);
+    pacer_defer(pacer, 20);
+    assert_int_equal(pacer_wait(pacer), 0);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    /* Not a measure of speed: the pacer promises nothing starts earlier. */
+    assert_true((now.tv_sec - deferred.tv_sec) * 1000 +
+                    (now.tv_nsec - deferred.tv_nsec) / 1000000 >=
+                20);
+    assert_true(stats_of(pacer).sleeps >= 1);
     pacer_free(pacer);
 }
 
 static void test_defer_holds_all_threads(void **state)
 {
-    struct pacer *pacer = pacer_new(4, NULL);
+    struct pacer *pacer = clocked_pacer(4);
     struct waiter w[6];
-    pthread_t t[6];
-    long long start;
+    atomic_int returned = 0;
 
     (void)state;
-    assert_non_null(pacer);
-    start = now_ms();
     pacer_defer(pacer, 300);
-    for (int i = 0; i < 6; i++) {
-        w[i] = (struct waiter){pacer, i % 2, -1, 0};
-        assert_int_equal(pthread_create(&t[i], NULL, waiter_run, &w[i]), 0);
-    }
-    for (int i = 0; i < 6; i++) {
-        pthread_join(t[i], NULL);
-        assert_int_equal(w[i].rc, 0);
-        assert_true(w[i].done_ms - start >= 300);
-        assert_true(w[i].done_ms - start < 5000);
-    }
+    for (int i = 0; i < 6; i++)
+        start(&w[i], pacer, i % 2 ? WAIT : ACQUIRE_RELEASE, &returned);
+    settle(pacer, 6, 6, &returned);
+    assert_int_equal(returned, 0);
+    move_clock(pacer, 299, 6, &returned);
+    assert_int_equal(returned, 0);
+    let_go_at(pacer, 300, w, 6);
+    assert_int_equal(pacer_in_use(pacer), 0);
     pacer_free(pacer);
 }
 
 static void test_defer_keeps_later_time(void **state)
 {
-    struct pacer *pacer = pacer_new(1, NULL);
-    long long start;
+    struct pacer *pacer = clocked_pacer(1);
+    struct waiter w;
+    atomic_int returned = 0;
 
     (void)state;
-    assert_non_null(pacer);
-    start = now_ms();
     pacer_defer(pacer, 400);
     pacer_defer(pacer, 50); /* must not pull resume_at earlier */
-    assert_int_equal(pacer_wait(pacer), 0);
-    assert_true(now_ms() - start >= 400);
+    start(&w, pacer, WAIT, &returned);
+    settle(pacer, 1, 1, &returned);
+    move_clock(pacer, 50, 1, &returned);
+    move_clock(pacer, 399, 1, &returned);
+    assert_int_equal(returned, 0);
+    let_go_at(pacer, 400, &w, 1);
     pacer_free(pacer);
-}
-
-struct deferrer {
-    struct pacer *pacer;
-    long long deferred_at;
-};
-
-static void *deferrer_run(void *arg)
-{
-    struct deferrer *d = arg;
-
-    usleep(100 * 1000);
-    d->deferred_at = now_ms();
-    pacer_defer(d->pacer, 300);
-    usleep(100 * 1000);
-    pacer_release(d->pacer);
-    return NULL;
 }
 
 /* A thread queued for a slot must also honour a deferral made meanwhile. */
 static void test_slot_waiter_honours_later_deferral(void **state)
 {
-    struct pacer *pacer = pacer_new(1, NULL);
-    struct deferrer d;
-    pthread_t t;
+    struct pacer *pacer = clocked_pacer(1);
+    struct waiter w;
+    atomic_int returned = 0;
+    unsigned long long sleeps;
 
     (void)state;
-    assert_non_null(pacer);
     assert_int_equal(pacer_acquire(pacer), 0);
-    d = (struct deferrer){pacer, 0};
-    assert_int_equal(pthread_create(&t, NULL, deferrer_run, &d), 0);
-    assert_int_equal(pacer_acquire(pacer), 0); /* waits for the release */
-    assert_true(now_ms() - d.deferred_at >= 300);
-    pthread_join(t, NULL);
+    start(&w, pacer, ACQUIRE, &returned);
+    settle(pacer, 1, 1, &returned); /* queued for the slot this thread holds */
+    sleeps = stats_of(pacer).sleeps;
+    pacer_defer(pacer, 300);
+    settle(pacer, 1, sleeps + 1, &returned); /* woke, saw the deferral, slept */
+    sleeps = stats_of(pacer).sleeps;
+    pacer_release(pacer);
+    settle(pacer, 1, sleeps + 1, &returned); /* woke, saw the free slot, slept */
+    assert_int_equal(returned, 0);
+    assert_int_equal(pacer_in_use(pacer), 0);
+    let_go_at(pacer, 300, &w, 1);
     pacer_release(pacer);
     pacer_free(pacer);
 }
 
 static void test_sleep_is_this_thread_only(void **state)
 {
-    struct pacer *pacer = pacer_new(1, NULL);
-    long long start = now_ms();
+    struct pacer *pacer = clocked_pacer(1);
+    struct waiter w = {.sleep_ms = 150};
+    atomic_int returned = 0;
 
     (void)state;
-    assert_non_null(pacer);
-    assert_int_equal(pacer_sleep(pacer, 150), 0);
-    assert_true(now_ms() - start >= 150);
-    /* Sleeping did not defer anyone else. */
-    start = now_ms();
+    start(&w, pacer, SLEEP, &returned);
+    settle(pacer, 1, 1, &returned);
+    /* Sleeping did not defer anyone else: on a clock that stands still,
+     * this returns only if nothing holds it. */
     assert_int_equal(pacer_wait(pacer), 0);
-    assert_true(now_ms() - start < 100);
+    assert_int_equal(pacer_acquire(pacer), 0);
+    pacer_release(pacer);
     assert_int_equal(pacer_sleep(pacer, 0), 0);
+    assert_int_equal(pacer_sleep(pacer, -5), 0);
+    move_clock(pacer, 149, 1, &returned);
+    assert_int_equal(returned, 0);
+    let_go_at(pacer, 150, &w, 1);
     pacer_free(pacer);
 }
 
 static void test_cancel_wakes_waiters(void **state)
 {
-    struct pacer *pacer = pacer_new(1, NULL);
-    struct waiter w[4];
-    pthread_t t[4];
-    long long start;
+    struct pacer *pacer = clocked_pacer(1);
+    struct waiter w[4] = {[2] = {.sleep_ms = 60000}};
+    atomic_int returned = 0;
+    long long give_up;
 
     (void)state;
-    assert_non_null(pacer);
     /* One waiter of each kind: deferred wait, deferred acquire, sleep, and a
-     * slot waiter (the slot is held by this thread). */
+     * slot waiter (the slot is held by this thread). On the test's clock
+     * none of them would ever wake on its own. */
     assert_int_equal(pacer_acquire(pacer), 0);
     pacer_defer(pacer, 60000);
-    w[0] = (struct waiter){pacer, 1, -1, 0};
-    w[1] = (struct waiter){pacer, 3, -1, 0};
-    w[2] = (struct waiter){pacer, 2, -1, 0};
-    w[3] = (struct waiter){pacer, 3, -1, 0};
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, waiter_run, &w[i]), 0);
-    usleep(150 * 1000);
-    start = now_ms();
+    start(&w[0], pacer, WAIT, &returned);
+    start(&w[1], pacer, ACQUIRE, &returned);
+    start(&w[2], pacer, SLEEP, &returned);
+    start(&w[3], pacer, ACQUIRE, &returned);
+    settle(pacer, 4, 4, &returned);
+    assert_int_equal(returned, 0);
     pacer_cancel(pacer);
+    give_up = monotonic_ms() + SETTLE_DEADLINE_S * 1000;
+    while (atomic_load(&returned) < 4) {
+        assert_true(monotonic_ms() < give_up);
+        sched_yield();
+    }
     for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
+        pthread_join(w[i].thread, NULL);
         assert_int_equal(w[i].rc, -ECANCELED);
-        assert_true(w[i].done_ms - start < 2000);
     }
     assert_true(pacer_cancelled(pacer));
     /* Later calls fail at once; the cancelled acquirers took no slot. */
@@ -246,6 +375,8 @@ static void *bound_run(void *arg)
         peak = atomic_load(&s->peak);
         while (now > peak && !atomic_compare_exchange_weak(&s->peak, &peak, now))
             ;
+        /* Holds the slot a moment, as a request would, so that the others
+         * queue for it; nothing waits on this pause. */
         usleep(500);
         atomic_fetch_sub(&s->current, 1);
         pacer_release(s->pacer);
@@ -281,6 +412,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_rejects_zero_slots),
         cmocka_unit_test(test_no_deferral_no_wait),
+        cmocka_unit_test(test_monotonic_clock_keeps_deferral),
         cmocka_unit_test(test_defer_holds_all_threads),
         cmocka_unit_test(test_defer_keeps_later_time),
         cmocka_unit_test(test_slot_waiter_honours_later_deferral),

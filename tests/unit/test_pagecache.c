@@ -2,9 +2,14 @@
  * Unit tests of the page cache (fs/pagecache.c): the budget, least recently
  * used first, pinned pages spared, pages fetched again (once for many
  * readers), pages that changed, failed fetches, and its lifetime.
+ *
+ * The test of one fetch for many readers holds the fetch until the cache
+ * reports the other readers waiting on it (pagecache_stats.waiting), so it
+ * fails, rather than passes by luck, if they fetch on their own.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,7 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -31,7 +36,9 @@ struct server {
     int fail;           /* the error of every fetch, or 0 */
     bool changed;       /* serve other bytes of the same length */
     bool shorter;       /* serve fewer bytes */
-    useconds_t delay;   /* how long a fetch takes */
+    struct pagecache *watch; /* with wait_waiting: the cache to watch */
+    size_t wait_waiting;     /* a fetch answers once this many readers wait */
+    bool waiters_missing;    /* they never all came; guarded by lock */
     size_t other;       /* what other_bytes says */
     int other_calls;
 };
@@ -46,6 +53,32 @@ static void page_bytes(const char *where, bool changed, struct buf *out)
         out->data[PAGE_LEN / 2] ^= 1;
 }
 
+/* Holds a fetch until s->wait_waiting readers wait on it; only a hang (or
+ * readers that never wait) reaches the deadline. */
+static void wait_for_waiters(struct server *s)
+{
+    struct timespec now;
+    time_t give_up;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    give_up = now.tv_sec + 30;
+    for (;;) {
+        struct pagecache_stats st;
+
+        pagecache_get_stats(s->watch, &st);
+        if (st.waiting >= s->wait_waiting)
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > give_up) {
+            pthread_mutex_lock(&s->lock);
+            s->waiters_missing = true;
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+        sched_yield();
+    }
+}
+
 static int serve(void *arg, const char *where, struct buf *body)
 {
     struct server *s = arg;
@@ -58,8 +91,8 @@ static int serve(void *arg, const char *where, struct buf *body)
     changed = s->changed;
     shorter = s->shorter;
     pthread_mutex_unlock(&s->lock);
-    if (s->delay)
-        usleep(s->delay);
+    if (s->wait_waiting)
+        wait_for_waiters(s);
     if (fail)
         return fail;
     page_bytes(where, changed, body);
@@ -324,7 +357,8 @@ static void test_one_fetch_for_many(void **state)
     blob_unpin(page);
     blob_unpin(x);
     blob_unpin(y); /* page, the oldest, is dropped */
-    s->delay = 100000;
+    s->watch = pc;
+    s->wait_waiting = 7;
     for (int i = 0; i < 8; i++) {
         readers[i] = (struct reader){page, -1};
         assert_int_equal(pthread_create(&threads[i], NULL, reader_run, &readers[i]), 0);
@@ -333,8 +367,9 @@ static void test_one_fetch_for_many(void **state)
         pthread_join(threads[i], NULL);
         assert_int_equal(readers[i].rc, 0);
     }
+    assert_false(s->waiters_missing);
     assert_int_equal(fetches(s), 1);
-    s->delay = 0;
+    s->wait_waiting = 0;
     blob_unref(page);
     blob_unref(x);
     blob_unref(y);
