@@ -441,8 +441,8 @@ static int api_batches_missing(struct api *api, const struct listpages_page *pag
 }
 
 static int api_walk_cursor(struct api *api, const char *base, const char *id,
-                           const char *tail, api_cursor_failed_fn failed, api_objects_fn fn,
-                           void *arg)
+                           const char *tail, api_cursor_failed_fn failed,
+                           api_objects_fn fn, void *arg)
 {
     struct listpages list = {.api = api, .limits = api->limits, .id_key = "id"};
     struct idset tokens = IDSET_INIT;
