@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/api_request.h"
 #include "batchfs/buf.h"
 #include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
@@ -139,25 +140,42 @@ static int api_append_scope(struct buf *b, const struct api *api)
     return rc;
 }
 
-/* "/api/v1/beta/batch-processing" or ".../{job_id}/items". */
-static int api_append_v1_list_path(struct buf *b, const char *job_id)
+/* Appends base [+ "/" + escaped id + tail]. */
+static int api_append_path(struct buf *b, const char *base, const char *id,
+                           const char *tail)
 {
-    int rc = buf_append_str(b, API_V1_JOBS);
+    int rc = buf_append_str(b, base);
 
-    if (rc == 0 && job_id) {
+    if (rc == 0 && id) {
         rc = buf_append_char(b, '/');
         if (rc == 0)
-            rc = api_append_escaped(b, job_id);
-        if (rc == 0)
-            rc = buf_append_str(b, "/items");
+            rc = api_append_escaped(b, id);
+        if (rc == 0 && tail)
+            rc = buf_append_str(b, tail);
     }
     return rc;
+}
+
+char *api_object_url(const struct api *api, const char *base, const char *id,
+                     const char *tail)
+{
+    struct buf b = BUF_INIT;
+    int rc = api_append_path(&b, base, id, tail);
+
+    if (rc == 0)
+        rc = api_append_scope(&b, api);
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
 }
 
 char *api_v1_page_url(const struct listpages *list, const struct paginate_request *req)
 {
     struct buf b = BUF_INIT;
-    int rc = api_append_v1_list_path(&b, list->job_id);
+    /* "/api/v1/beta/batch-processing" or ".../{job_id}/items" */
+    int rc = api_append_path(&b, API_V1_JOBS, list->job_id, "/items");
 
     if (rc == 0)
         rc = buf_printf(&b, "?limit=%u&offset=%zu", list->limits.page_size, req->offset);
@@ -339,26 +357,6 @@ int api_list_items_prepared(struct api *api, const char *job_id, const char *sta
     return rc;
 }
 
-/* Builds base + "/" + escaped id [+ "?" fixed query] + scope. */
-static char *api_object_url(const struct api *api, const char *base, const char *id,
-                            const char *query)
-{
-    struct buf b = BUF_INIT;
-    int rc = buf_printf(&b, "%s/", base);
-
-    if (rc == 0)
-        rc = api_append_escaped(&b, id);
-    if (rc == 0 && query)
-        rc = buf_printf(&b, "?%s", query);
-    if (rc == 0)
-        rc = api_append_scope(&b, api);
-    if (rc < 0) {
-        buf_free(&b);
-        return NULL;
-    }
-    return buf_steal(&b);
-}
-
 static bool api_is_json_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -423,17 +421,42 @@ out:
     return rc;
 }
 
-int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
+/*
+ * What a failed page of a cursor list means beyond the usual: a negative
+ * errno once it has logged the failure, or 0 to have it logged and
+ * returned as any other.
+ */
+typedef int (*api_cursor_failed_fn)(struct api *api, const struct listpages_page *page);
+
+/* The v2 batch list is missing (404 or 405): said once, at info level. */
+static int api_batches_missing(struct api *api, const struct listpages_page *page)
+{
+    if (page->status != 404 && page->status != 405)
+        return 0;
+    if (!atomic_exchange(&api->batches_missing_logged, true))
+        log_info("GET %s: HTTP %ld: the server has no batch list; batches "
+                 "are reachable by id only",
+                 page->path_query, page->status);
+    return -EOPNOTSUPP;
+}
+
+static int api_walk_cursor(struct api *api, const char *base, const char *id,
+                           const char *tail, api_cursor_failed_fn failed,
+                           api_objects_fn fn, void *arg)
 {
     struct listpages list = {.api = api, .limits = api->limits, .id_key = "id"};
     struct idset tokens = IDSET_INIT;
     size_t max_pages =
         api->limits.max_items > SIZE_MAX - 2 ? SIZE_MAX : api->limits.max_items + 2;
+    struct buf path = BUF_INIT;
     char *token = NULL;
     size_t pages = 0;
-    int rc = 0;
+    int rc;
 
-    snprintf(list.path, sizeof(list.path), "%s", API_V2_BATCHES);
+    rc = api_append_path(&path, base, id, tail);
+    if (rc < 0)
+        goto out;
+    snprintf(list.path, sizeof(list.path), "%s", path.data);
     for (;;) {
         struct listpages_page page = {.list = &list, .offset = list.delivered};
         struct buf url = BUF_INIT;
@@ -444,7 +467,7 @@ int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
             rc = -EFBIG;
             break;
         }
-        rc = buf_printf(&url, "%s?page_size=%u", API_V2_BATCHES, api->limits.page_size);
+        rc = buf_printf(&url, "%s?page_size=%u", path.data, api->limits.page_size);
         if (rc == 0 && token)
             rc = api_append_param(&url, "page_token", token);
         if (rc == 0)
@@ -459,12 +482,7 @@ int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
             break;
         }
         listpages_page_fetch(&page);
-        if (page.rc < 0 && (page.status == 404 || page.status == 405)) {
-            if (!atomic_exchange(&api->batches_missing_logged, true))
-                log_info("GET %s: HTTP %ld: the server has no batch list; batches "
-                         "are reachable by id only",
-                         page.path_query, page.status);
-            rc = -EOPNOTSUPP;
+        if (page.rc < 0 && failed && (rc = failed(api, &page)) < 0) {
             listpages_page_release(&page);
             break;
         }
@@ -509,10 +527,23 @@ int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
         }
         rc = 0;
     }
+out:
     free(token);
+    buf_free(&path);
     idset_free(&tokens);
     idset_free(&list.ids);
     return rc;
+}
+
+int api_list_cursor(struct api *api, const char *base, const char *id, const char *tail,
+                    api_objects_fn fn, void *arg)
+{
+    return api_walk_cursor(api, base, id, tail, NULL, fn, arg);
+}
+
+int api_list_batches(struct api *api, api_objects_fn fn, void *arg)
+{
+    return api_walk_cursor(api, API_V2_BATCHES, NULL, NULL, api_batches_missing, fn, arg);
 }
 
 /* Reads the "results" of a batch at `span` of the body: NULL with *count 0
@@ -604,7 +635,7 @@ int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *
 
     if (!batch_id)
         return -EINVAL;
-    url = api_object_url(api, API_V2_BATCHES, batch_id, "expand=results");
+    url = api_object_url(api, API_V2_BATCHES, batch_id, "?expand=results");
     if (!url) {
         rc = -ENOMEM;
         goto out;

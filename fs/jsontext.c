@@ -630,7 +630,8 @@ int jsontext_string(const char *text, size_t len, char *out, size_t *out_len)
         const char *bs = memchr(text + p, '\\', stop - p);
         size_t run = bs ? (size_t)(bs - (text + p)) : stop - p;
 
-        memcpy(out + n, text + p, run);
+        /* memmove: out may be text itself (see jsontext.h). */
+        memmove(out + n, text + p, run);
         n += run;
         p += run;
         if (p < stop)

@@ -14,7 +14,7 @@ if [ ! -d "$build" ]; then
 fi
 meson compile -C "$build" >/dev/null
 mkdir -p "$build/fuzz-artifacts"
-for target in names jsontext page; do
+for target in names jsontext page produced; do
     scratch=$(mktemp -d)
     echo "fuzzing $target for ${seconds}s"
     if ! "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -rss_limit_mb=2048 \

@@ -108,8 +108,12 @@ int jsontext_members(const char *text, size_t len, const char *const *keys, size
  * *out_len excludes the terminator. Raw bytes are copied as they are, UTF-8
  * or not; an unpaired surrogate escape decodes to the three bytes its code
  * point would take in UTF-8 ("\ud800" to ED A0 80, as WTF-8 writes it),
- * which are not UTF-8 either, so that consumers treat both alike. Returns 0
- * or -EINVAL when `text` is not exactly one valid string.
+ * which are not UTF-8 either, so that consumers treat both alike. `out`
+ * may point into `text` at or before its first byte (decoding in place: a
+ * multi-MB document is not copied), since no escape decodes to more bytes
+ * than it takes and the bytes are written only once the string has been
+ * checked. Returns 0 or -EINVAL when `text` is not exactly one valid
+ * string (`out` then untouched).
  */
 int jsontext_string(const char *text, size_t len, char *out, size_t *out_len);
 

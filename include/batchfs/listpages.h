@@ -13,8 +13,8 @@
  * objects (a job, a batch and its results) too.
  *
  * Not for: URLs, HTTP statuses and the requests themselves — the engine
- * sends every request through api.c (declared at the end of this header),
- * which maps statuses to errnos — nor the pagination rules (paginate.c),
+ * sends every request through api.c (api_request.h), which maps statuses
+ * to errnos — nor the pagination rules (paginate.c),
  * caching, FUSE or file names. Only api.c and listpages.c include this
  * header; the rest of batchfs goes through api.h.
  */
@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "batchfs/api.h"
+#include "batchfs/api_request.h"
 #include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/transport.h"
@@ -174,18 +175,7 @@ int listpages_locate_elements(const char *text, struct json_span array,
 
 /* ---- defined in api.c: the requests the engine sends ------------------- */
 
-/*
- * GETs path_query and counts it in the api's stats. 0 with a 2xx response
- * in *resp; otherwise a negative errno, *status the HTTP status (0 when
- * none came) and *resp empty. Does not log: the caller knows whether the
- * failure matters. Thread-safe.
- */
-int api_fetch(struct api *api, const char *path_query, struct http_response *resp,
-              long *status);
-
-/* The one log line for a failed request (debug for a 404 or -ECANCELED,
- * else a warning). */
-void api_log_failure(const char *path_query, int rc, long status, const char *reason);
+/* (api_fetch and api_log_failure, in api_request.h, send and log them.) */
 
 /* The path and query of the page `req` of the v1 list `list`: malloc'd, NULL
  * when out of memory. */

@@ -481,6 +481,37 @@ static void test_string(void **state)
     assert_int_equal(jsontext_string(NULL, 2, out, &len), -EINVAL);
 }
 
+/* Decoded in place, into the text's own bytes: a document of many MB is
+ * not copied (produced.c). Long runs between escapes, so that a run is
+ * copied onto bytes it overlaps. */
+static void test_string_in_place(void **state)
+{
+    static const char token[] =
+        "\"runs of plain text, long enough to overlap\\n\\u00e9 where they are "
+        "moved\\ud83d\\ude00 then more plain text after the pair \\\" end\"";
+    static const char want[] =
+        "runs of plain text, long enough to overlap\n\xc3\xa9 where "
+        "they are moved\xf0\x9f\x98\x80 then more plain text after "
+        "the pair \" end";
+    char prefix[] = "{\"k\": ";
+    char buffer[sizeof(prefix) - 1 + sizeof(token)];
+    size_t len;
+
+    (void)state;
+    memcpy(buffer, prefix, sizeof(prefix) - 1);
+    memcpy(buffer + sizeof(prefix) - 1, token, sizeof(token));
+    /* Into the buffer's start, and onto the token itself. */
+    assert_int_equal(
+        jsontext_string(buffer + sizeof(prefix) - 1, sizeof(token) - 1, buffer, &len), 0);
+    assert_int_equal(len, sizeof(want) - 1);
+    assert_memory_equal(buffer, want, len);
+    memcpy(buffer, token, sizeof(token));
+    assert_int_equal(jsontext_string(buffer, sizeof(token) - 1, buffer, &len), 0);
+    assert_int_equal(len, sizeof(want) - 1);
+    assert_memory_equal(buffer, want, len);
+    assert_int_equal(buffer[len], '\0');
+}
+
 /* Strings that are not Unicode: raw bytes kept, unpaired surrogate escapes
  * as the three bytes of their code point (see jsontext.h). */
 static void test_string_not_unicode(void **state)
@@ -743,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_member),
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_string),
+        cmocka_unit_test(test_string_in_place),
         cmocka_unit_test(test_string_not_unicode),
         cmocka_unit_test(test_array_elements),
         cmocka_unit_test(test_many_elements),
