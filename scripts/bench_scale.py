@@ -324,9 +324,9 @@ class ScalePhases:
         fig = self.figures["curl_million_pages"]
         lines.append("the double serves every page (%s) to curl --parallel in %s s"
                      % (fmt_bytes(info["page_bytes"]), fmt_s(fig.median)))
-        row = "%-10s %-9s %9s %9s %10s %10s %10s %9s %12s %5s %6s"
-        head = row % ("cap", "side", "grep s", "requests", "VmHWM", "peak RSS", "bound",
-                      "inodes", "VmHWM+check", "same", "result")
+        row = "%-10s %-9s %9s %8s %9s %10s %10s %10s %9s %12s %5s %6s"
+        head = row % ("cap", "side", "grep s", "drv cpu", "requests", "VmHWM", "peak RSS",
+                      "bound", "inodes", "VmHWM+check", "same", "result")
         lines += [head, "-" * len(head)]
         for cap_text, sides in info["caps"].items():
             for name, side in sides.items():
@@ -334,7 +334,8 @@ class ScalePhases:
                 fig = self.figures.get(key)
                 hwm = side["after_grep"]["VmHWM"]
                 lines.append(row % (cap_text, "baseline" if name != "batchfs" else name,
-                                    fmt_s(fig.median), fig.requests[-1] if fig.requests
+                                    fmt_s(fig.median), fmt_s(fig.cpu[-1] if fig.cpu else None),
+                                    fig.requests[-1] if fig.requests
                                     else "-", fmt_bytes(hwm), fmt_bytes(side["peaks"]["rss"]),
                                     fmt_bytes(side["bound_bytes"]),
                                     max(side["peaks"]["inodes"], side.get("inodes_end") or 0),
@@ -344,9 +345,10 @@ class ScalePhases:
         field = next((s.get("inode_field") for c in info["caps"].values()
                       for s in c.values() if s.get("inode_field")), None)
         lines.append("(bound: 1.25 x cache_size + 32 MiB + 100 B x inodes, inodes the most "
-                     "%s showed during the walks; VmHWM after the grep walk; VmHWM+check: "
-                     "after the sha256 walk of every item file too; same: every item file's "
-                     "sha256 equals the data set's)" % (field or "-"))
+                     "%s showed during the walks; drv cpu: the driver's user+sys s of the "
+                     "grep walk; VmHWM after the grep walk; VmHWM+check: after the sha256 "
+                     "walk of every item file too; same: every item file's sha256 equals the "
+                     "data set's)" % (field or "-"))
         return lines
 
     # ---- the 200,000-job account ----
@@ -584,10 +586,11 @@ class ScalePhases:
                 if not fig:
                     continue
                 median, worst = median_max(fig.seconds)
+                cut = ">" if fig.note else ""  # the slowest sample was stopped
                 lines.append(row % (fig.label.replace(" while folders hang", ""),
                                     "baseline" if prefix else "batchfs",
                                     "%d/%d" % (side.get("held", 0), info["folders"]),
-                                    fmt_s(median), fmt_s(worst), len(fig.seconds))
+                                    fmt_s(median), cut + fmt_s(worst), len(fig.seconds))
                              + ("  " + fig.note if fig.note else ""))
             bg = side.get("background", {})
             lines.append("  %s: background ls: %d ended by themselves (%s), %d killed, "
