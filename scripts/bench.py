@@ -50,6 +50,13 @@ fast one. Output goes to a file on tmpfs, never to the terminal.
 Usage: scripts/bench.py [-n ITEMS] [--latency-ms MS] [--reps R]
                         [--max-connections M] [--json PATH]
                         [--capped-timeout S] [--binary PATH] [--tls-only] [-q]
+                        [--phases standard,million,accounts,hung]
+                        [--baseline-bin PATH]
+--phases picks the phases: standard (everything above, the default) and the
+scale phases of bench_scale.py (a 1,000,000-item job walked under cache_size
+64M and 256M, a 200,000-job account, stat while 50 folders hang), which take
+minutes each. --baseline-bin measures a second binary in the same run, taking
+turns with the first, and prints every figure of both side by side.
 At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three
 minutes on two cores.
 Needs root or the right to mount FUSE, fusermount3, curl, openssl, nghttpx

@@ -315,8 +315,8 @@ class ScalePhases:
 
     def million_report(self):
         info, lines = self.info["million"], []
-        lines.append("1M-item job: %d items (%s), %g ms per request; double listening after "
-                     "%.1f s (VmRSS %s), expected data computed in %.1f s"
+        lines.append("million: one job of %d items (%s), %g ms per request; double "
+                     "listening after %.1f s (VmRSS %s), expected data computed in %.1f s"
                      % (info["items"], ", ".join("%s %d" % (s, info["counts"][s])
                                                  for s in STATUSES),
                         self.opts.latency_ms, info["double_start_s"],
@@ -427,7 +427,7 @@ class ScalePhases:
 
     def accounts_report(self):
         info, lines = self.info["accounts"], []
-        lines.append("200k-job account: %d jobs, %g ms per request, max_connections=%d; "
+        lines.append("accounts: %d jobs, %g ms per request, max_connections=%d; "
                      "double listening after %.1f s (VmRSS %s), job list %s"
                      % (info["jobs"], self.opts.latency_ms, self.opts.max_connections,
                         info["double_start_s"], fmt_bytes(info["double_memory"]["VmRSS"]),
@@ -587,18 +587,20 @@ class ScalePhases:
                     continue
                 median, worst = median_max(fig.seconds)
                 cut = ">" if fig.note else ""  # the slowest sample was stopped
-                lines.append(row % (fig.label.replace(" while folders hang", ""),
+                label = fig.label.replace(" while folders hang", "")
+                lines.append(row % (label.replace(" [baseline]", ""),
                                     "baseline" if prefix else "batchfs",
                                     "%d/%d" % (side.get("held", 0), info["folders"]),
                                     fmt_s(median), cut + fmt_s(worst), len(fig.seconds))
                              + ("  " + fig.note if fig.note else ""))
             bg = side.get("background", {})
-            lines.append("  %s: background ls: %d ended by themselves (%s), %d killed, "
-                         "%d left after the unmount; max_connections=%d"
+            lines.append("  %s: background ls: %d ended by themselves (%s), %d killed, of "
+                         "which %d still ran 10 s after SIGKILL, %d left after the unmount; "
+                         "max_connections=%d"
                          % ("baseline" if prefix else "batchfs", bg.get("ended_before_kill", 0),
                             ", ".join("exit %s: %d" % kv for kv in bg.get("statuses", {}).items())
-                            or "none", bg.get("killed", 0), bg.get("after_unmount", 0),
-                            side.get("max_connections", 0)))
+                            or "none", bg.get("killed", 0), bg.get("not_reaped", 0),
+                            bg.get("after_unmount", 0), side.get("max_connections", 0)))
         return lines
 
     # ---- before/after ----
