@@ -50,6 +50,13 @@ fast one. Output goes to a file on tmpfs, never to the terminal.
 Usage: scripts/bench.py [-n ITEMS] [--latency-ms MS] [--reps R]
                         [--max-connections M] [--json PATH]
                         [--capped-timeout S] [--binary PATH] [--tls-only] [-q]
+                        [--phases standard,million,accounts,hung]
+                        [--baseline-bin PATH]
+--phases picks the phases: standard (everything above, the default) and the
+scale phases of bench_scale.py (a 1,000,000-item job walked under cache_size
+64M and 256M, a 200,000-job account, stat while 50 folders hang), which take
+minutes each. --baseline-bin measures a second binary in the same run, taking
+turns with the first, and prints every figure of both side by side.
 At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three
 minutes on two cores.
 Needs root or the right to mount FUSE, fusermount3, curl, openssl, nghttpx
@@ -72,271 +79,22 @@ import threading
 import time
 import urllib.request
 
+import bench_scale
 import tlsproxy
+from benchlib import (GREP_TEXT, ITEMS_PATH, KEY, PAGE, ROOT, STATUSES, Abort, Double, Figure,
+                      Mount,
+                      count_lines, die_on_signal, fmt_bytes, fmt_s, read_bytes, run_timed,
+                      sorted_lines)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOUBLE = os.path.join(ROOT, "scripts", "apidouble.py")
-KEY = "llx-bench-key-0123456789"
-STATUSES = ("pending", "processing", "completed", "failed", "skipped", "cancelled")
-PAGE = 1000  # items per page: the API's maximum, which batchfs asks for
-GREP_TEXT = "Timeout"  # occurs in the error_message of some failed items
-ITEMS_PATH = "/api/v1/beta/batch-processing/%s/items"
+PHASES = ("standard", "million", "accounts", "hung")
 
 
-class Abort(Exception):
-    """The run cannot go on (the double or the mount is broken)."""
-
-
-def die_on_signal(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-# ---------------------------------------------------------------------------
-# Processes
-# ---------------------------------------------------------------------------
-
-def run_timed(args, cwd=None, stdout=None, timeout=600, shell=False):
-    """Runs a command in its own process group with stdout to a file;
-    returns (seconds, exit status, stderr text). On a timeout or an
-    interruption the whole group is killed."""
-    out = open(stdout or os.devnull, "wb")
-    err = tempfile.TemporaryFile()
-    argv = ["sh", "-c", args[0], "sh"] + list(args[1:]) if shell else list(args)
-    try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            status = proc.wait(timeout)
-        except BaseException:
-            kill_group(proc)
-            raise
-        seconds = time.perf_counter() - start
-        err.seek(0)
-        return seconds, status, err.read().decode("utf-8", "replace")
-    finally:
-        out.close()
-        err.close()
-
-
-def kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait()
-
-
-class Double:
-    """The API double on a free loopback port, for the whole run."""
-
-    def __init__(self, items, latency_ms, workdir):
-        port_file = os.path.join(workdir, "double.port")
-        self.log = open(os.path.join(workdir, "double.log"), "w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, DOUBLE, "--port", "0", "--port-file", port_file,
-             "--api-key", KEY, "--jobs", "0", "--batches", "0", "--big-job", str(items),
-             "--latency-ms", str(latency_ms), "--quiet"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        try:
-            self.port = self.wait_port(port_file)
-        except BaseException:
-            self.stop()
-            raise
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def wait_port(self, port_file):
-        deadline = time.monotonic() + 600  # building a big data set takes a while
-        while True:
-            if self.proc.poll() is not None:
-                raise Abort("the API double exited:\n" + self.output())
-            try:
-                with open(port_file) as f:
-                    return int(f.read().strip())
-            except (FileNotFoundError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise Abort("the API double did not start")
-            time.sleep(0.05)
-
-    def output(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def call(self, path, data=None, auth=False):
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = "Bearer " + KEY
-        req = urllib.request.Request(self.url + path, data=data, headers=headers,
-                                     method="GET" if data is None else "POST")
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def stats(self):
-        return self.call("/__double/stats")
-
-    def reset(self):
-        self.call("/__double/reset", b"{}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                kill_group(self.proc)
-        self.log.close()
-
-
-def is_mounted(path):
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-class Mount:
-    """batchfs in the foreground on `path`; stop() unmounts and reaps it."""
-
-    def __init__(self, binary, double, path, options, errlog):
-        self.path = path
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("LLAMA_PARSE_API_KEY", "LLAMA_CLOUD_BASE_URL")}
-        env["LLAMA_CLOUD_API_KEY"] = KEY
-        opts = ["base_url=" + double.url] + options
-        self.err = tempfile.TemporaryFile(mode="w+")
-        self.errlog = errlog
-        self.proc = subprocess.Popen([binary, "-f", "-o", ",".join(opts), path], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=self.err,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            self.wait_mounted()
-        except BaseException:
-            self.stop()
-            raise
-
-    def wait_mounted(self):
-        deadline = time.monotonic() + 60
-        while not is_mounted(self.path):
-            if self.proc.poll() is not None:
-                self.err.seek(0)
-                raise Abort("batchfs exited with %d: %s" % (self.proc.returncode,
-                                                            self.err.read()))
-            if time.monotonic() > deadline:
-                raise Abort("batchfs did not mount within 60 s")
-            time.sleep(0.01)
-
-    def memory(self):
-        """VmHWM and VmRSS of the driver, in bytes."""
-        out = {}
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS"):
-                    out[key] = int(value.split()[0]) * 1024
-        return out
-
-    def cpu(self):
-        """User plus system CPU seconds the driver has used so far."""
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        if not is_mounted(self.path) and self.proc.poll() is None:
-            self.proc.terminate()  # it never mounted: nothing to unmount
-        for args in (["fusermount3", "-u", self.path], ["fusermount3", "-uz", self.path]):
-            if not is_mounted(self.path):
-                break
-            subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10
-            while is_mounted(self.path) and time.monotonic() < deadline:
-                time.sleep(0.02)
-        try:
-            status = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            kill_group(self.proc)
-            status = "killed"
-        if is_mounted(self.path):
-            subprocess.run(["umount", "-l", self.path], stderr=subprocess.DEVNULL)
-        self.err.seek(0)
-        text = self.err.read()
-        self.err.close()
-        if status != 0:
-            self.errlog.append("batchfs exited with status %s" % status)
-        for line in text.splitlines():
-            if line.strip():
-                self.errlog.append(line.strip())
-        return status
-
-
-# ---------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------
-
-class Figure:
-    """Repetitions of one measurement: seconds, requests, in-flight maximum."""
-
-    def __init__(self, key, label, group):
-        self.key, self.label, self.group = key, label, group
-        self.seconds, self.requests, self.in_flight = [], [], []
-        self.endpoints, self.cpu = [], []
-        self.note = ""
-
-    def add(self, seconds, stats=None, cpu=None):
-        self.seconds.append(seconds)
-        if stats is not None:
-            self.requests.append(stats["requests"])
-            self.in_flight.append(stats["in_flight_max"])
-            self.endpoints.append({k: v for k, v in stats["by_endpoint"].items() if v})
-        if cpu is not None:
-            self.cpu.append(cpu)
-
-    @property
-    def median(self):
-        return statistics.median(self.seconds) if self.seconds else None
-
-    @property
-    def min(self):
-        return min(self.seconds) if self.seconds else None
-
-    def as_dict(self):
-        return {"label": self.label, "group": self.group, "seconds": self.seconds,
-                "median_s": self.median, "min_s": self.min, "requests": self.requests,
-                "in_flight_max": self.in_flight, "by_endpoint": self.endpoints,
-                "driver_cpu_s": self.cpu, "note": self.note}
-
-
-def fmt_s(value):
-    return "-" if value is None else "%.3f" % value
-
-
-def fmt_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (n, unit)
-        n /= 1024.0
-
-
-def read_bytes(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def count_lines(path):
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
-
-
-def sorted_lines(path, skip_first=False):
-    with open(path, "rb") as f:
-        lines = f.read().splitlines()
-    return sorted(lines[1:] if skip_first else lines)
-
-
-class Bench:
+class Bench(bench_scale.ScalePhases):
     def __init__(self, opts):
         self.opts = opts
+        # The side being measured: its binary, and the prefix of its
+        # figures' keys ("" for --binary, "base_" for --baseline-bin).
+        self.binary, self.prefix = opts.binary, ""
         self.figures = {}
         self.checks = []      # (name, value text, target text, passed)
         self.problems = []    # output or exit status checks that failed
@@ -355,6 +113,8 @@ class Bench:
 
     # ---- plumbing ----
     def figure(self, key, label, group):
+        if self.prefix and key.startswith("bfs_"):
+            key, label = self.prefix + key, label + " [baseline]"
         fig = self.figures.get(key)
         if fig is None:
             fig = self.figures[key] = Figure(key, label, group)
@@ -369,7 +129,7 @@ class Bench:
                 "max_connections=%d" % self.opts.max_connections] + list(extra)
 
     def do_mount(self, extra=()):
-        self.mount = Mount(self.opts.binary, self.double, self.mnt, self.mount_options(extra),
+        self.mount = Mount(self.binary, self.double, self.mnt, self.mount_options(extra),
                            self.driver_log)
         return self.mount
 
@@ -521,7 +281,7 @@ class Bench:
         connections each opened and the protocol it spoke."""
         info["bfs_connections"], info["bfs_versions"] = [], []
         for _ in range(self.opts.reps):
-            self.mount = Mount(self.opts.binary, server, self.mnt, self.mount_options(extra),
+            self.mount = Mount(self.binary, server, self.mnt, self.mount_options(extra),
                                self.driver_log)
             try:
                 self.measure(fig, self.commands()[0][2], cwd=self.mnt)
@@ -576,13 +336,22 @@ class Bench:
         return lines
 
     def warm_phase(self):
-        """One mount: a cold full walk (cp -a to tmpfs), then warm grep -r
-        and find, then the driver's memory."""
+        """For each side, one mount: a cold full walk (cp -a to tmpfs), then
+        warm grep -r and find, then the driver's memory."""
+        for side in self.sides():
+            with self.as_side(side):
+                self.warm_side()
+        self.count_item_bytes()
+
+    def warm_side(self):
+        # The baseline's copy goes beside the first: only the first is used.
+        copy = os.path.join(self.shm, "copy-base") if self.prefix else self.copy
+        os.makedirs(os.path.join(copy, "jobs"), exist_ok=True)
         self.do_mount()
         try:
             fig = self.figure("bfs_cold_copy", "batchfs cold full walk: cp -a job to tmpfs",
                               "batchfs")
-            self.measure(fig, ["cp", "-a", "--", self.path, os.path.join(self.copy, "jobs")],
+            self.measure(fig, ["cp", "-a", "--", self.path, os.path.join(copy, "jobs")],
                          cwd=self.mnt)
             self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
                                                     fig.requests))
@@ -590,10 +359,14 @@ class Bench:
                               "batchfs")
             for _ in range(self.opts.reps):
                 self.measure(fig, ["grep", "-r", "--", GREP_TEXT, self.path], cwd=self.mnt)
-                self.warm_grep_lines = sorted_lines(self.out)
+                lines = sorted_lines(self.out)
+                if not self.prefix:
+                    self.warm_grep_lines = lines
+                elif lines != self.warm_grep_lines:
+                    self.problem("%s: output differs from the first binary's" % fig.label)
             self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
                                                     fig.requests))
-            self.info["memory_after_warm_grep"] = self.mount.memory()
+            self.info[self.prefix + "memory_after_warm_grep"] = self.mount.memory()
             fig = self.figure("bfs_warm_find", "batchfs warm find <job> -name '*.json' | wc -l",
                               "batchfs")
             for _ in range(self.opts.reps):
@@ -604,6 +377,9 @@ class Bench:
                                                     fig.requests))
         finally:
             self.do_unmount()
+
+    def count_item_bytes(self):
+        """The sum of the sizes of the item files in the tmpfs copy."""
         self.item_bytes, self.item_files = 0, 0
         for dirpath, _, files in os.walk(os.path.join(self.copy, self.path)):
             if os.path.basename(dirpath) in STATUSES:
@@ -662,42 +438,51 @@ class Bench:
         return path
 
     def cold_phase(self):
+        """Each command on fresh mounts, the sides taking turns within each
+        repetition so that a drift of the machine's speed touches both."""
         for key, label, argv, shell, (kind, expected) in self.commands():
-            fig = self.figure("bfs_cold_" + key, "batchfs cold " + label, "batchfs")
             for _ in range(self.opts.reps):
-                self.do_mount()
-                try:
-                    self.measure(fig, argv, cwd=self.mnt, shell=shell)
-                finally:
-                    self.do_unmount()
-                if kind == "count":
-                    self.check_count(fig.label, self.out, expected)
-                elif kind == "wc":
-                    self.check_count(fig.label, self.out, expected, wc=True)
-                else:
-                    mine = sorted_lines(self.out, kind == "same-but-total")
-                    theirs = sorted(self.tmpfs_out[key].splitlines()[
-                        1 if kind == "same-but-total" else 0:])
-                    if mine != theirs:
-                        self.problem("%s: output differs from the tmpfs copy (%d lines vs %d)"
-                                     % (fig.label, len(mine), len(theirs)))
-            self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
-                                                    fig.requests))
+                for side in self.sides():
+                    with self.as_side(side):
+                        fig = self.figure("bfs_cold_" + key, "batchfs cold " + label,
+                                          "batchfs")
+                        self.cold_run(fig, argv, shell, key, kind, expected, [])
+            self.log_sides("bfs_cold_" + key)
         # ls -l asks two extended attributes per file; with xattr=0 the
         # kernel stops asking. Measured apart so both figures are seen.
         key, label, argv, shell, _ = self.commands()[1]
-        fig = self.figure("bfs_cold_ls_l_noxattr", "batchfs cold " + label + " (xattr=0)",
-                          "batchfs")
         for _ in range(self.opts.reps):
-            self.do_mount(extra=["xattr=0"])
-            try:
-                self.measure(fig, argv, cwd=self.mnt, shell=shell)
-            finally:
-                self.do_unmount()
-            mine = sorted_lines(self.out, True)
-            if mine != sorted(self.tmpfs_out[key].splitlines()[1:]):
-                self.problem("%s: output differs from the tmpfs copy" % fig.label)
-        self.log("  %-40s %s s" % (fig.label, fmt_s(fig.median)))
+            for side in self.sides():
+                with self.as_side(side):
+                    fig = self.figure("bfs_cold_ls_l_noxattr",
+                                      "batchfs cold " + label + " (xattr=0)", "batchfs")
+                    self.cold_run(fig, argv, shell, key, "same-but-total", None, ["xattr=0"])
+        self.log_sides("bfs_cold_ls_l_noxattr")
+
+    def cold_run(self, fig, argv, shell, key, kind, expected, extra):
+        """One command on a fresh mount, its output checked."""
+        self.do_mount(extra)
+        try:
+            self.measure(fig, argv, cwd=self.mnt, shell=shell)
+        finally:
+            self.do_unmount()
+        if kind == "count":
+            self.check_count(fig.label, self.out, expected)
+        elif kind == "wc":
+            self.check_count(fig.label, self.out, expected, wc=True)
+        else:
+            mine = sorted_lines(self.out, kind == "same-but-total")
+            theirs = sorted(self.tmpfs_out[key].splitlines()[
+                1 if kind == "same-but-total" else 0:])
+            if mine != theirs:
+                self.problem("%s: output differs from the tmpfs copy (%d lines vs %d)"
+                             % (fig.label, len(mine), len(theirs)))
+
+    def log_sides(self, key):
+        for side in self.sides():
+            fig = self.figures[side.prefix + key]
+            self.log("  %-40s %s s, %s requests" % (fig.label, fmt_s(fig.median),
+                                                    fig.requests))
 
     def drop_kernel_caches(self):
         """Makes the kernel forget its dentries and inodes (the mount's
@@ -942,6 +727,15 @@ class Bench:
 
     # ---- report ----
     def report(self):
+        """Prints the figures of every phase that ran, then the problems."""
+        lines = self.standard_report() if "standard" in self.opts.phases else [
+            "batchfs benchmark, phases %s" % ",".join(self.opts.phases)]
+        lines += self.scale_report()
+        base = self.baseline_report()
+        lines += [""] + base if base else []
+        print("\n".join(lines + self.trailer()), flush=True)
+
+    def standard_report(self):
         o, c, info = self.opts, self.counts, self.info
         lines = []
         lines.append("batchfs benchmark: %d items, %g ms per request, %d reps, "
@@ -1018,7 +812,7 @@ class Bench:
                      "(/dev/shm), same commands, same working folder")
         lines.append("")
         lines += self.tls_report()
-        print("\n".join(lines + self.trailer()), flush=True)
+        return lines
 
     def trailer(self):
         """The problems and the drivers' stderr, when there were any."""
@@ -1040,14 +834,19 @@ class Bench:
         return "%.2fx" % (fig.median / other.median)
 
     def write_json(self, path):
+        standard = "standard" in self.opts.phases
         doc = {"items": self.opts.items, "latency_ms": self.opts.latency_ms,
                "reps": self.opts.reps, "max_connections": self.opts.max_connections,
-               "job": self.job, "counts": self.counts, "item_bytes": self.item_bytes,
+               "phases": self.opts.phases, "binary": self.opts.binary,
+               "baseline_bin": self.opts.baseline_bin,
+               "job": getattr(self, "job", None), "counts": getattr(self, "counts", None),
+               "item_bytes": getattr(self, "item_bytes", None),
                "item_bytes_source": "sum of the sizes of the item files in the tmpfs copy",
                "figures": {k: v.as_dict() for k, v in self.figures.items()},
                "targets": [{"name": n, "measured": v, "target": t, "passed": p}
                            for n, v, t, p in self.checks],
-               "bounds": [{"text": t, "within_reach": r} for t, r in self.bounds()],
+               "bounds": [{"text": t, "within_reach": r} for t, r in self.bounds()]
+               if standard else [],
                "info": self.info, "problems": self.problems,
                "driver_stderr": self.driver_log[:100]}
         with open(path, "w") as f:
@@ -1059,9 +858,10 @@ class Bench:
         o = self.opts
         version = subprocess.run(["curl", "--version"], capture_output=True, text=True)
         self.info["curl_version"] = version.stdout.split()[1:2]
-        self.log("starting the API double with %d items ..." % o.items)
-        self.double = Double(o.items, o.latency_ms, self.work)
-        self.discover()
+        if o.tls_only or "standard" in o.phases:
+            self.log("starting the API double with %d items ..." % o.items)
+            self.double = Double(o.items, o.latency_ms, self.work)
+            self.discover()
         if o.tls_only:
             self.log("network floor")
             self.network_floor()
@@ -1082,6 +882,19 @@ class Bench:
                                "figures": {k: v.as_dict() for k, v in self.figures.items()},
                                "info": self.info, "problems": self.problems}, f, indent=2)
             return 0 if not self.problems else 1
+        if "standard" in o.phases:
+            self.standard_phases()
+        for phase in PHASES[1:]:
+            if phase in o.phases:
+                self.log(phase)
+                getattr(self, phase + "_phase")()
+        self.report()
+        if o.json:
+            self.write_json(o.json)
+        return 0 if not self.problems and all(p is not False for *_, p in self.checks) else 1
+
+    def standard_phases(self):
+        """The figures of one big job (see the top of this file)."""
         self.log("network floor")
         self.network_floor()
         self.log("warm mount")
@@ -1097,10 +910,6 @@ class Bench:
         self.log("capped mount")
         self.capped_phase()
         self.evaluate()
-        self.report()
-        if o.json:
-            self.write_json(o.json)
-        return 0 if not self.problems and all(p is not False for *_, p in self.checks) else 1
 
     def cleanup(self):
         try:
@@ -1125,8 +934,18 @@ def parse_args(argv):
     p.add_argument("--max-connections", type=int, default=8,
                    help="passed to batchfs, and the curl floor's parallelism (default 8)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    p.add_argument("--binary", default=os.path.join(ROOT, "build", "batchfs"),
-                   help="the batchfs binary (default build/batchfs)")
+    p.add_argument("--binary", default=os.environ.get("BATCHFS_BIN",
+                                                      os.path.join(ROOT, "build", "batchfs")),
+                   help="the batchfs binary (default $BATCHFS_BIN, else build/batchfs)")
+    p.add_argument("--baseline-bin", metavar="PATH",
+                   help="a second binary measured in the same run, taking turns with the "
+                   "first; its figures are printed side by side with the first's")
+    p.add_argument("--phases", default="standard",
+                   help="comma-separated phases to run: standard (the figures of one big "
+                   "job, the default), million (a 1,000,000-item job walked under "
+                   "cache_size 64M and 256M: peak memory), accounts (a 200,000-job account: "
+                   "ls jobs/ against curl, job.json after the list expired), hung (stat of a "
+                   "cached file while 50 folders hang); the last three take minutes")
     p.add_argument("--timeout", type=int, default=600,
                    help="seconds one command may take (default 600)")
     p.add_argument("--capped-timeout", type=int, default=90,
@@ -1135,12 +954,17 @@ def parse_args(argv):
                    help="run the TLS phase alone (cold ls -f through nghttpx, HTTP/2 and "
                    "HTTP/1.1, beside curl --parallel)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    bench_scale.add_arguments(p)
     opts = p.parse_args(argv)
+    opts.phases = [x.strip() for x in opts.phases.split(",") if x.strip()]
+    if not opts.phases or set(opts.phases) - set(PHASES):
+        p.error("--phases takes some of %s" % ",".join(PHASES))
+    bench_scale.check_arguments(p, opts)
     if opts.items < 1000 or opts.reps < 1 or opts.max_connections < 1:
         p.error("needs -n >= 1000, --reps >= 1 and --max-connections >= 1")
-    if not os.access(opts.binary, os.X_OK):
-        p.error("%s is not built (meson setup build && meson compile -C build)"
-                % opts.binary)
+    for binary in filter(None, (opts.binary, opts.baseline_bin)):
+        if not os.access(binary, os.X_OK):
+            p.error("%s is not built (meson setup build && meson compile -C build)" % binary)
     return opts
 
 

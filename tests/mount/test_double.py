@@ -656,6 +656,17 @@ class StatsAndAdvanceTest(unittest.TestCase):
         self.assertEqual(after["failed_items"], sum(i["status"] == "failed" for i in items))
         self.assertEqual(DOUBLE.control("advance", {"job_id": "bjb-nope"})[0], 404)
 
+    def test_job_list_follows_an_advance(self):
+        # The unfiltered job list is kept between requests: an advance
+        # must show in it, as in the filtered one.
+        job = job_by_status("dispatched")
+        DOUBLE.get(JOBS, limit=1000)
+        DOUBLE.control("advance", {"job_id": job["id"], "count": 1})
+        fresh = DOUBLE.get(JOBS + "/" + job["id"])[1]["job"]
+        listed = [j for j in DOUBLE.get(JOBS, limit=1000)[1]["items"] if j["id"] == job["id"]]
+        self.assertEqual(listed, [fresh])
+        self.assertIn(fresh, DOUBLE.get(JOBS, status=fresh["status"], limit=1000)[1]["items"])
+
 
 PARSE_BATCH = DATA.batches[0]
 EXTRACT_BATCH = DATA.batches[3]
