@@ -229,6 +229,23 @@ int pacer_sleep(struct pacer *pacer, long ms)
     return rc;
 }
 
+long pacer_remaining_ms(struct pacer *pacer)
+{
+    struct timespec now = pacer_now(), until;
+    long ms = 0;
+
+    pthread_mutex_lock(&pacer->lock);
+    until = pacer->resume_at;
+    pthread_mutex_unlock(&pacer->lock);
+    if (pacer_before(now, until)) {
+        ms = (long)(until.tv_sec - now.tv_sec) * 1000 +
+             (until.tv_nsec - now.tv_nsec) / 1000000L;
+        /* Rounded up: a loop that wakes this early starts nothing. */
+        ms++;
+    }
+    return ms;
+}
+
 void pacer_cancel(struct pacer *pacer)
 {
     pthread_mutex_lock(&pacer->lock);

@@ -67,6 +67,10 @@ void pacer_defer(struct pacer *pacer, long ms);
  * after pacer_cancel(). */
 int pacer_sleep(struct pacer *pacer, long ms);
 
+/* Milliseconds until resume_at (0 when it has passed), for a loop that
+ * waits on it without sleeping in the pacer (the engine). */
+long pacer_remaining_ms(struct pacer *pacer);
+
 /* Wakes every waiter; this and every later wait returns -ECANCELED. */
 void pacer_cancel(struct pacer *pacer);
 
