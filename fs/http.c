@@ -314,9 +314,12 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
     HTTP_SET(CURLOPT_TCP_KEEPINTVL, 30L);
     HTTP_SET(CURLOPT_HTTPHEADER, client->headers);
     HTTP_SET(CURLOPT_USERAGENT, client->user_agent);
-    /* Wait for the first connection to learn whether it multiplexes
-     * rather than open one per transfer started together. */
-    HTTP_SET(CURLOPT_PIPEWAIT, 1L);
+    /* Over TLS, wait for the first connection to learn whether it
+     * multiplexes rather than open one per transfer started together. Not
+     * over plain http, which never does: libcurl would hold every transfer
+     * until the first response's headers came. */
+    if (strncasecmp(client->base_url, "https://", 8) == 0)
+        HTTP_SET(CURLOPT_PIPEWAIT, 1L);
     HTTP_SET(CURLOPT_NOPROGRESS, 0L);
     HTTP_SET(CURLOPT_XFERINFOFUNCTION, http_on_progress);
 #if LIBCURL_VERSION_NUM >= 0x075000

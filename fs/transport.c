@@ -27,8 +27,8 @@ static _Thread_local struct transport_cancel *transport_current_token;
 int transport_cancel_init(struct transport_cancel *token)
 {
     atomic_init(&token->fired, false);
-    token->waiting_on = NULL;
-    token->waiting_call = NULL;
+    token->on_fire = NULL;
+    token->on_fire_arg = NULL;
     return pthread_mutex_init(&token->lock, NULL) ? -ENOMEM : 0;
 }
 
@@ -41,8 +41,8 @@ void transport_cancel_fire(struct transport_cancel *token)
 {
     atomic_store(&token->fired, true);
     pthread_mutex_lock(&token->lock);
-    if (token->waiting_call)
-        token->waiting_on->cancel(token->waiting_on->ctx, token->waiting_call);
+    if (token->on_fire)
+        token->on_fire(token->on_fire_arg);
     pthread_mutex_unlock(&token->lock);
 }
 
@@ -61,8 +61,34 @@ void transport_cancel_scope_end(void)
     transport_current_token = NULL;
 }
 
+struct transport_cancel *transport_cancel_current(void)
+{
+    return transport_current_token;
+}
+
+void transport_cancel_watch(struct transport_cancel *token, void (*on_fire)(void *arg),
+                            void *arg)
+{
+    pthread_mutex_lock(&token->lock);
+    token->on_fire = on_fire;
+    token->on_fire_arg = arg;
+    /* A fire before the watch found nothing to call. */
+    if (transport_cancel_fired(token))
+        on_fire(arg);
+    pthread_mutex_unlock(&token->lock);
+}
+
+void transport_cancel_unwatch(struct transport_cancel *token)
+{
+    pthread_mutex_lock(&token->lock);
+    token->on_fire = NULL;
+    token->on_fire_arg = NULL;
+    pthread_mutex_unlock(&token->lock);
+}
+
 /* One waiting get: its call and how it learns of the end. */
 struct transport_waiter {
+    const struct transport *transport;
     struct transport_call call;
     pthread_mutex_t lock;
     pthread_cond_t ended;
@@ -79,11 +105,19 @@ static void transport_waiter_done(struct transport_call *call)
     pthread_mutex_unlock(&w->lock);
 }
 
+static void transport_waiter_fired(void *arg)
+{
+    struct transport_waiter *w = arg;
+
+    w->transport->cancel(w->transport->ctx, &w->call);
+}
+
 int transport_get_by_submit(const struct transport *transport, const char *path_query,
                             struct http_response *out)
 {
     struct transport_cancel *token = transport_current_token;
     struct transport_waiter w = {
+        .transport = transport,
         .call = {.path_query = path_query, .done = transport_waiter_done, .arg = &w},
     };
     int rc;
@@ -100,25 +134,14 @@ int transport_get_by_submit(const struct transport *transport, const char *path_
     rc = transport->submit(transport->ctx, &w.call);
     if (rc)
         goto out;
-    if (token) {
-        pthread_mutex_lock(&token->lock);
-        token->waiting_on = transport;
-        token->waiting_call = &w.call;
-        /* A fire between the check above and now found no call to end. */
-        if (transport_cancel_fired(token))
-            transport->cancel(transport->ctx, &w.call);
-        pthread_mutex_unlock(&token->lock);
-    }
+    if (token)
+        transport_cancel_watch(token, transport_waiter_fired, &w);
     pthread_mutex_lock(&w.lock);
     while (!w.done)
         pthread_cond_wait(&w.ended, &w.lock);
     pthread_mutex_unlock(&w.lock);
-    if (token) {
-        pthread_mutex_lock(&token->lock);
-        token->waiting_on = NULL;
-        token->waiting_call = NULL;
-        pthread_mutex_unlock(&token->lock);
-    }
+    if (token)
+        transport_cancel_unwatch(token);
     rc = w.call.rc;
     *out = w.call.resp;
     if (rc) {

@@ -104,31 +104,44 @@ int transport_get_by_submit(const struct transport *transport, const char *path_
                             struct http_response *out);
 
 /*
- * Cancellation of synchronous gets from another thread. A token belongs to
- * whoever made it; transport_cancel_fire() may be called from any thread,
- * any number of times. A get made while the token is current for the
- * calling thread (between scope_begin and scope_end) returns -ECANCELED
+ * Cancellation of waits on a transport from another thread. A token belongs
+ * to whoever made it; transport_cancel_fire() may be called from any
+ * thread, any number of times. A get made while the token is current for
+ * the calling thread (between scope_begin and scope_end) returns -ECANCELED
  * within a few ms of the fire, its transfer dropped; a get started after
- * the fire returns -ECANCELED at once.
+ * the fire returns -ECANCELED at once. Code that waits on calls of its own
+ * (a listing) watches the token to learn of the fire.
  */
 struct transport_cancel {
     atomic_bool fired;
     pthread_mutex_t lock;
-    /* Protected by lock: the get waiting under this token, if any. */
-    const struct transport *waiting_on;
-    struct transport_call *waiting_call;
+    /* Protected by lock: what to do on a fire, for the wait under way. */
+    void (*on_fire)(void *arg);
+    void *on_fire_arg;
 };
 
 /* 0 or -ENOMEM. */
 int transport_cancel_init(struct transport_cancel *token);
-/* No get may be waiting under it. */
+/* Nothing may be watching it. */
 void transport_cancel_destroy(struct transport_cancel *token);
+/* Sets the token and calls its watcher, if any (on this thread, under the
+ * token's lock: the watcher must be quick and must not wait). */
 void transport_cancel_fire(struct transport_cancel *token);
 bool transport_cancel_fired(struct transport_cancel *token);
 
-/* Makes token current for this thread's gets until scope_end (scopes do not
- * nest: begin replaces, end clears). */
+/* Makes token current for this thread's waits until scope_end (scopes do
+ * not nest: begin replaces, end clears). */
 void transport_cancel_scope_begin(struct transport_cancel *token);
 void transport_cancel_scope_end(void);
+
+/* The calling thread's current token, or NULL. */
+struct transport_cancel *transport_cancel_current(void);
+
+/* Has on_fire(arg) called on a fire, until unwatch; one watcher at a time.
+ * When the token has already fired, on_fire is called at once (on this
+ * thread). unwatch returns only once no call of on_fire is under way. */
+void transport_cancel_watch(struct transport_cancel *token, void (*on_fire)(void *arg),
+                            void *arg);
+void transport_cancel_unwatch(struct transport_cancel *token);
 
 #endif
