@@ -32,6 +32,7 @@ struct engine {
     pthread_mutex_t lock;
     struct engine_transfer *incoming; /* protected by lock; newest first */
     bool stop;                        /* protected by lock */
+    bool thread_running;              /* protected by lock */
     atomic_bool cancel_all;
     atomic_uint running; /* written by the engine thread only */
     atomic_uint max_running;
@@ -96,10 +97,11 @@ static void engine_finish(struct engine *engine, unsigned slot, CURLcode code,
     t->finished(t, code, cancelled);
 }
 
-/* Ends cancelled transfers, waiting or running, and stalled ones. */
-static void engine_sweep(struct engine *engine, bool tick)
+/* Ends cancelled transfers, waiting or running (all of them with `all`),
+ * and stalled ones. */
+static void engine_sweep(struct engine *engine, bool tick, bool all)
 {
-    bool all = atomic_load(&engine->cancel_all);
+    all = all || atomic_load(&engine->cancel_all);
     struct engine_transfer **link = &engine->waiting, *gone = NULL;
 
     while (*link) {
@@ -213,15 +215,15 @@ static void *engine_run(void *arg)
             break;
         if (tick)
             next_tick = engine_now_ms() + ENGINE_TICK_MS;
-        engine_sweep(engine, tick);
+        engine_sweep(engine, tick, false);
         wait_ms = engine_start_ready(engine);
         curl_multi_perform(engine->multi, &still);
         if (engine_reap(engine))
             continue; /* what ended may let a waiting one start */
         curl_multi_poll(engine->multi, NULL, 0, (int)wait_ms, NULL);
     }
-    atomic_store(&engine->cancel_all, true);
-    engine_sweep(engine, false);
+    /* Stopped: nothing may be left behind (see engine_park). */
+    engine_sweep(engine, false, true);
     return NULL;
 }
 
@@ -255,9 +257,6 @@ struct engine *engine_new(unsigned max_transfers, struct pacer *pacer, int *err)
                           (long)max_transfers) ||
         curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS, (long)max_transfers))
         goto out;
-    rc = -EAGAIN;
-    if (pthread_create(&engine->thread, NULL, engine_run, engine))
-        goto out;
     rc = 0;
 out:
     if (rc && engine) {
@@ -274,33 +273,67 @@ out:
     return engine;
 }
 
+/* Stops the thread, if it runs; the next submit starts another. */
+static void engine_stop_thread(struct engine *engine)
+{
+    bool running;
+
+    pthread_mutex_lock(&engine->lock);
+    running = engine->thread_running;
+    engine->stop = true;
+    pthread_mutex_unlock(&engine->lock);
+    if (running) {
+        curl_multi_wakeup(engine->multi);
+        pthread_join(engine->thread, NULL);
+    }
+    pthread_mutex_lock(&engine->lock);
+    engine->stop = false;
+    engine->thread_running = false;
+    pthread_mutex_unlock(&engine->lock);
+}
+
+void engine_park(struct engine *engine)
+{
+    engine_stop_thread(engine);
+}
+
 void engine_free(struct engine *engine)
 {
     if (!engine)
         return;
-    pthread_mutex_lock(&engine->lock);
-    engine->stop = true;
-    pthread_mutex_unlock(&engine->lock);
-    curl_multi_wakeup(engine->multi);
-    pthread_join(engine->thread, NULL);
+    engine_stop_thread(engine);
     /* Submitted after the last turn: reported cancelled here. */
     engine_take_incoming(engine);
-    engine_sweep(engine, false);
+    engine_sweep(engine, false, true);
     curl_multi_cleanup(engine->multi);
     pthread_mutex_destroy(&engine->lock);
     free(engine->live);
     free(engine);
 }
 
-void engine_submit(struct engine *engine, struct engine_transfer *t)
+int engine_submit(struct engine *engine, struct engine_transfer *t)
 {
+    int rc = 0;
+
     atomic_init(&t->cancel, false);
     t->running = false;
     pthread_mutex_lock(&engine->lock);
-    t->next = engine->incoming;
-    engine->incoming = t;
+    /* The thread starts with the first transfer, so that an engine made
+     * before a fork() (daemonizing) works in the child. */
+    if (!engine->thread_running) {
+        if (pthread_create(&engine->thread, NULL, engine_run, engine))
+            rc = -EAGAIN;
+        else
+            engine->thread_running = true;
+    }
+    if (rc == 0) {
+        t->next = engine->incoming;
+        engine->incoming = t;
+    }
     pthread_mutex_unlock(&engine->lock);
-    curl_multi_wakeup(engine->multi);
+    if (rc == 0)
+        curl_multi_wakeup(engine->multi);
+    return rc;
 }
 
 void engine_requeue(struct engine *engine, struct engine_transfer *t)

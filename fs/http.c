@@ -577,6 +577,16 @@ static int http_prepare_attempt(struct http_request *req)
     return 0;
 }
 
+static void http_request_free(struct http_request *req)
+{
+    if (req->t.easy)
+        curl_easy_cleanup(req->t.easy);
+    buf_free(&req->t.body);
+    free(req->url);
+    free(req->path_query);
+    free(req);
+}
+
 /* A new request for call, its easy handle set up. 0 or a negative errno. */
 static int http_request_new(struct http_client *client, struct transport_call *call,
                             struct http_request **out)
@@ -627,11 +637,7 @@ static int http_request_new(struct http_client *client, struct transport_call *c
     rc = http_prepare_attempt(req);
 out:
     if (rc && req) {
-        if (easy)
-            curl_easy_cleanup(easy);
-        free(req->url);
-        free(req->path_query);
-        free(req);
+        http_request_free(req);
         req = NULL;
     }
     buf_free(&url);
@@ -686,11 +692,7 @@ static void http_complete(struct http_request *req, int rc, long status, bool re
     pthread_mutex_lock(&client->calls_lock);
     call->impl = NULL;
     pthread_mutex_unlock(&client->calls_lock);
-    curl_easy_cleanup(t->easy);
-    buf_free(&t->body);
-    free(req->url);
-    free(req->path_query);
-    free(req);
+    http_request_free(req);
     call->done(call);
 }
 
@@ -790,9 +792,13 @@ static int http_submit(void *ctx, struct transport_call *call)
      * impl is seen, and the engine may end the call at once. */
     pthread_mutex_lock(&client->calls_lock);
     call->impl = req;
-    engine_submit(client->engine, &req->xfer);
+    rc = engine_submit(client->engine, &req->xfer);
+    if (rc)
+        call->impl = NULL;
     pthread_mutex_unlock(&client->calls_lock);
-    return 0;
+    if (rc)
+        http_request_free(req);
+    return rc;
 }
 
 static void http_cancel_call(void *ctx, struct transport_call *call)
@@ -915,7 +921,7 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
     if (pthread_mutex_init(&client->stats_lock, NULL))
         goto out;
     stats_lock_made = true;
-    client->pacer = pacer_new(config->max_connections, &rc);
+    client->pacer = pacer_new(&rc);
     if (!client->pacer)
         goto out;
     client->engine = engine_new(config->max_connections, client->pacer, &rc);
@@ -953,8 +959,12 @@ const struct transport *http_client_transport(struct http_client *client)
 void http_client_cancel(struct http_client *client)
 {
     atomic_store(&client->cancelled, true);
-    pacer_cancel(client->pacer);
     engine_cancel_all(client->engine);
+}
+
+void http_client_park(struct http_client *client)
+{
+    engine_park(client->engine);
 }
 
 void http_client_set_budget(struct http_client *client, unsigned total_timeout_s,

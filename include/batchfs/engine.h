@@ -55,15 +55,22 @@ struct engine_transfer {
 
 /* An engine running at most max_transfers transfers (and connections) at
  * once, holding off every start while the pacer says so (borrowed; may be
- * NULL). Starts its thread. NULL with *err = -EINVAL, -ENOMEM or -EAGAIN. */
+ * NULL). Its thread starts with the first submit. NULL with *err = -EINVAL
+ * or -ENOMEM. */
 struct engine *engine_new(unsigned max_transfers, struct pacer *pacer, int *err);
 
 /* Stops the thread (every transfer still held is reported cancelled first)
  * and frees the engine. Not from the engine thread. Safe on NULL. */
 void engine_free(struct engine *engine);
 
-/* Hands t to the engine. Thread-safe; never blocks on the network. */
-void engine_submit(struct engine *engine, struct engine_transfer *t);
+/* Hands t to the engine: 0, or -EAGAIN when its thread could not start
+ * (t is then not the engine's). Thread-safe; never blocks on the network. */
+int engine_submit(struct engine *engine, struct engine_transfer *t);
+
+/* Stops the engine's thread until the next submit, keeping its kept-alive
+ * connections (before a fork(), which keeps no thread). Only while no
+ * transfer is held; not from the engine thread. */
+void engine_park(struct engine *engine);
 
 /* Queues t again from its `finished` callback (the engine thread only). */
 void engine_requeue(struct engine *engine, struct engine_transfer *t);

@@ -64,6 +64,11 @@ const struct transport *http_client_transport(struct http_client *client);
  * Thread-safe. */
 void http_client_cancel(struct http_client *client);
 
+/* Stops the client's engine thread until its next request, keeping its
+ * kept-alive connections: call before fork() (fuse_daemonize), which keeps
+ * no thread. No request may be in flight. */
+void http_client_park(struct http_client *client);
+
 /*
  * Sets what each request may take from now on: total_timeout_s for all its
  * attempts and the waits between them (0 = no bound; an attempt is cut at

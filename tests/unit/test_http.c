@@ -1487,6 +1487,43 @@ static void test_engine_retry_timer_fires(void **state)
     server_free(s, true);
 }
 
+/* A 429 moves the one back-off clock: a request submitted afterwards, to
+ * another path, does not start before the server's wait is over. */
+static void test_engine_throttle_holds_every_start(void **state)
+{
+    struct server *s = server_new();
+    struct async_call throttled, later;
+    struct http_client *client;
+    struct http_stats stats;
+    long long deadline = now_ms() + 10000, submitted;
+
+    (void)state;
+    async_reset();
+    server_add_response(s, "429 Too Many Requests", "retry-after-ms: 400\r\n", "slow");
+    server_add_response(s, "200 OK", NULL, "{\"later\":1}");
+    server_add_response(s, "200 OK", NULL, "{\"throttled\":1}");
+    server_start(s);
+    client = client_for(s, 5, 2, 1 << 20);
+    async_submit(client, &throttled, "/t");
+    do {
+        assert_true(now_ms() < deadline);
+        usleep(1000);
+        http_client_stats(client, &stats);
+    } while (stats.throttled == 0);
+    submitted = now_ms();
+    async_submit(client, &later, "/later");
+    async_wait(&later);
+    async_wait(&throttled);
+    assert_int_equal(later.call.rc, 0);
+    assert_true(later.done_ms - submitted >= 300);
+    assert_int_equal(throttled.call.rc, 0);
+    assert_int_equal(throttled.call.resp.attempts, 2);
+    http_response_free(&later.call.resp);
+    http_response_free(&throttled.call.resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
 static struct http_client *client_with_connections(struct server *s, unsigned n)
 {
     char url[64];
@@ -1628,6 +1665,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_engine_retry_is_a_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_retry_timer_fires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_throttle_holds_every_start, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_engine_cancel_queued_and_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_engine_sync_get_cancelled_by_token, setup,
