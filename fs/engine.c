@@ -20,8 +20,10 @@
 
 #include "batchfs/pacer.h"
 
-/* Longest poll: how often running transfers are checked for a stall. */
+/* Longest poll while transfers run: how often they are checked for a
+ * stall. An idle engine sleeps longer; a submit wakes it. */
 #define ENGINE_TICK_MS 1000
+#define ENGINE_IDLE_MS 60000
 
 struct engine {
     CURLM *multi;
@@ -158,6 +160,8 @@ static long engine_start_ready(struct engine *engine)
             continue;
         }
         *link = t->next;
+        if (!*link)
+            engine->waiting_end = link; /* a callback below may requeue */
         while (engine->live[slot])
             slot++;
         if (curl_multi_add_handle(engine->multi, t->easy) != CURLM_OK) {
@@ -170,10 +174,6 @@ static long engine_start_ready(struct engine *engine)
         if (atomic_load(&engine->running) > atomic_load(&engine->max_running))
             atomic_store(&engine->max_running, atomic_load(&engine->running));
     }
-    /* The links walked past may have been the last ones. */
-    engine->waiting_end = &engine->waiting;
-    while (*engine->waiting_end)
-        engine->waiting_end = &(*engine->waiting_end)->next;
     return wait_ms;
 }
 
@@ -220,6 +220,8 @@ static void *engine_run(void *arg)
         curl_multi_perform(engine->multi, &still);
         if (engine_reap(engine))
             continue; /* what ended may let a waiting one start */
+        if (atomic_load(&engine->running) == 0 && !engine->waiting)
+            wait_ms = ENGINE_IDLE_MS;
         curl_multi_poll(engine->multi, NULL, 0, (int)wait_ms, NULL);
     }
     /* Stopped: nothing may be left behind (see engine_park). */
