@@ -221,13 +221,10 @@ void api_log_failure(const char *path_query, int rc, long status, const char *re
         log_warning("GET %s: %s", path_query, strerror(-rc));
 }
 
-int api_fetch(struct api *api, const char *path_query, struct http_response *resp,
-              long *status)
+int api_settle(struct api *api, const char *path_query, int rc, struct http_response *resp,
+               long *status)
 {
-    int rc;
-
     *status = 0;
-    rc = api->transport->get(api->transport->ctx, path_query, resp);
     if (rc != -ECANCELED)
         __atomic_add_fetch(&api->counts[api_endpoint_of(path_query)]
                                        [api_outcome_of(rc, rc < 0 ? 0 : resp->status)],
@@ -241,6 +238,24 @@ int api_fetch(struct api *api, const char *path_query, struct http_response *res
     if (rc < 0)
         http_response_free(resp);
     return rc;
+}
+
+int api_fetch(struct api *api, const char *path_query, struct http_response *resp,
+              long *status)
+{
+    int rc = api->transport->get(api->transport->ctx, path_query, resp);
+
+    return api_settle(api, path_query, rc, resp, status);
+}
+
+int api_submit(struct api *api, struct transport_call *call)
+{
+    return api->transport->submit(api->transport->ctx, call);
+}
+
+void api_cancel(struct api *api, struct transport_call *call)
+{
+    api->transport->cancel(api->transport->ctx, call);
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -264,6 +279,7 @@ struct api *api_new(const struct api_config *config)
     struct api *api;
 
     if (!config || !config->transport || !config->transport->get ||
+        !config->transport->submit || !config->transport->cancel ||
         config->page_size < 1 || config->page_size > 1000 || config->max_parallel < 1 ||
         config->max_items < 1)
         return NULL;

@@ -1,20 +1,26 @@
 /*
  * http — the libcurl client behind the transport (see include/batchfs/http.h).
  *
- * One request is a loop of attempts. Each attempt waits for the shared pacer
- * (throttling and the connection bound), borrows an easy handle from the
- * pool, runs curl_easy_perform() with no lock held, and returns the handle so
- * the next request reuses its kept-alive connection. Only a complete body is
- * ever handed back: anything cut short is retried and then reported as an
- * errno. A 3xx is never followed, so the key cannot travel to another host.
+ * A request is an easy handle prepared here and run by the engine (one
+ * thread, one multi handle: engine.c). Each end of an attempt comes back to
+ * http_finished() on the engine thread, which either completes the request
+ * or queues the next attempt with a start time: a retry is a timer in the
+ * engine, never a sleeping thread. A throttle (429, 503) moves the shared
+ * pacer's resume_at instead, which holds off every start. Only a complete
+ * body is ever handed back: anything cut short is retried and then reported
+ * as an errno. A 3xx is never followed, so the key cannot travel to another
+ * host.
  *
  * An attempt fails after timeout_s without a byte received (the clock starts
  * once connected): a slow body that keeps arriving is waited for, however
  * slowly it comes. Requests can be given a budget for all their attempts and
  * waits together (http_client_set_budget()).
  *
+ * The synchronous get is transport_get_by_submit(): a submit and a wait on
+ * a condition variable.
+ *
  * Not for: building API URLs or reading JSON (api.c, listpages.c), caching
- * (cache.c).
+ * (cache.c), running the transfers (engine.c).
  */
 #include "batchfs/http.h"
 
@@ -29,6 +35,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "batchfs/engine.h"
 #include "batchfs/log.h"
 #include "batchfs/pacer.h"
 #include "batchfs/retry.h"
@@ -36,12 +43,6 @@
 #define HTTP_HEADER_VALUE_MAX 128
 #define HTTP_TLS_PROBLEM_MAX (CURL_ERROR_SIZE + 64)
 #define HTTP_DEFAULT_USER_AGENT "batchfs"
-
-/* One pooled easy handle; its connection stays open between requests. */
-struct http_handle {
-    CURL *easy; /* NULL until first needed */
-    bool busy;
-};
 
 struct http_client {
     struct transport transport;
@@ -55,24 +56,24 @@ struct http_client {
     size_t max_response;
     bool log_requests;
     struct retry_policy policy;
-    struct pacer *pacer;
-    CURLSH *share; /* DNS cache and TLS sessions; never connections */
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    struct pacer *pacer; /* its clock only: resume_at, read by the engine */
+    struct engine *engine;
 
     atomic_bool cancelled; /* read by the transfer callbacks */
 
-    pthread_mutex_t pool_lock;
-    struct http_handle *pool; /* protected by pool_lock; max_connections long */
+    /* Serialises a cancel with the end of its call: protects every
+     * transport_call.impl of this client's calls. */
+    pthread_mutex_t calls_lock;
 
     pthread_mutex_t stats_lock;
-    struct http_stats stats; /* protected by stats_lock */
+    struct http_stats stats;                /* protected by stats_lock */
     char tls_problem[HTTP_TLS_PROBLEM_MAX]; /* protected by stats_lock; "" = none */
 };
 
 /* What one attempt collected; reset before each attempt. */
 struct http_transfer {
     struct http_client *client;
-    CURL *easy;      /* the attempt's handle, for its Content-Length */
+    CURL *easy; /* the attempt's handle, for its Content-Length */
     struct buf body;
     size_t received; /* decoded bytes seen, including any beyond the cap */
     /* When a byte last arrived (monotonic ms); 0 while connecting. */
@@ -125,27 +126,6 @@ static double http_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
-
-static void http_share_lock(CURL *easy, curl_lock_data data, curl_lock_access access,
-                            void *userptr)
-{
-    struct http_client *client = userptr;
-
-    (void)easy;
-    (void)access;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&client->share_locks[data]);
-}
-
-static void http_share_unlock(CURL *easy, curl_lock_data data, void *userptr)
-{
-    struct http_client *client = userptr;
-
-    (void)easy;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&client->share_locks[data]);
-}
-
 /* A header field value must not smuggle in another header line. */
 static bool http_is_header_safe(const char *s)
 {
@@ -294,7 +274,7 @@ static int http_on_connected(void *userdata, char *primary_ip, char *local_ip,
 }
 #endif
 
-/* Options that never change for a handle. 0, or -ENOMEM/-EIO. */
+/* Options that never change for a request. 0, or -ENOMEM/-EIO. */
 static int http_handle_setup(struct http_client *client, CURL *easy)
 {
     CURLcode failed = CURLE_OK;
@@ -334,7 +314,12 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
     HTTP_SET(CURLOPT_TCP_KEEPINTVL, 30L);
     HTTP_SET(CURLOPT_HTTPHEADER, client->headers);
     HTTP_SET(CURLOPT_USERAGENT, client->user_agent);
-    HTTP_SET(CURLOPT_SHARE, client->share);
+    /* Over TLS, wait for the first connection to learn whether it
+     * multiplexes rather than open one per transfer started together. Not
+     * over plain http, which never does: libcurl would hold every transfer
+     * until the first response's headers came. */
+    if (strncasecmp(client->base_url, "https://", 8) == 0)
+        HTTP_SET(CURLOPT_PIPEWAIT, 1L);
     HTTP_SET(CURLOPT_NOPROGRESS, 0L);
     HTTP_SET(CURLOPT_XFERINFOFUNCTION, http_on_progress);
 #if LIBCURL_VERSION_NUM >= 0x075000
@@ -347,61 +332,6 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
     if (failed == CURLE_OK)
         return 0;
     return failed == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EIO;
-}
-
-/* Takes a free handle, creating it on first use. The pacer's slots ensure
- * one is free; running out means a bug, reported as -EIO. */
-static int http_pool_take(struct http_client *client, CURL **out)
-{
-    struct http_handle *slot = NULL;
-    int rc = 0;
-
-    pthread_mutex_lock(&client->pool_lock);
-    for (unsigned i = 0; i < client->max_connections; i++) {
-        if (!client->pool[i].busy && client->pool[i].easy) {
-            slot = &client->pool[i];
-            break;
-        }
-    }
-    for (unsigned i = 0; !slot && i < client->max_connections; i++) {
-        if (!client->pool[i].busy)
-            slot = &client->pool[i];
-    }
-    if (!slot) {
-        rc = -EIO;
-        goto out;
-    }
-    if (!slot->easy) {
-        CURL *easy = curl_easy_init();
-
-        if (!easy) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        rc = http_handle_setup(client, easy);
-        if (rc) {
-            curl_easy_cleanup(easy);
-            goto out;
-        }
-        slot->easy = easy;
-    }
-    slot->busy = true;
-    *out = slot->easy;
-out:
-    pthread_mutex_unlock(&client->pool_lock);
-    return rc;
-}
-
-static void http_pool_put(struct http_client *client, CURL *easy)
-{
-    pthread_mutex_lock(&client->pool_lock);
-    for (unsigned i = 0; i < client->max_connections; i++) {
-        if (client->pool[i].easy == easy) {
-            client->pool[i].busy = false;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&client->pool_lock);
 }
 
 /*
@@ -544,52 +474,6 @@ static void http_count_transfer(struct http_client *client, CURL *easy, CURLcode
     pthread_mutex_unlock(&client->stats_lock);
 }
 
-/*
- * One attempt, given at most limit_ms in all (0 = no limit). 0 with
- * *status, or a negative errno with *final set.
- */
-static int http_attempt(CURL *easy, const char *url, long limit_ms,
-                        struct http_transfer *t, long *status, bool *final)
-{
-    CURLcode code;
-
-    *final = false;
-    t->error[0] = '\0';
-    t->easy = easy;
-    if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK ||
-        curl_easy_setopt(easy, CURLOPT_WRITEDATA, t) != CURLE_OK ||
-        curl_easy_setopt(easy, CURLOPT_HEADERDATA, t) != CURLE_OK ||
-        curl_easy_setopt(easy, CURLOPT_XFERINFODATA, t) != CURLE_OK ||
-#if LIBCURL_VERSION_NUM >= 0x075000
-        curl_easy_setopt(easy, CURLOPT_PREREQDATA, t) != CURLE_OK ||
-#endif
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, limit_ms) != CURLE_OK ||
-        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error) != CURLE_OK) {
-        *final = true;
-        return -ENOMEM;
-    }
-#if LIBCURL_VERSION_NUM < 0x075000
-    /* No callback says when the connection is up: time from the start. */
-    t->last_byte_ms = http_now_ms();
-#endif
-    code = curl_easy_perform(easy);
-    /* The buffer lives on the caller's stack: never leave it set. */
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
-    if (code != CURLE_OK) {
-        if (t->stalled)
-            snprintf(t->error, sizeof(t->error), "no byte for %u s",
-                     t->client->timeout_s);
-        else if (!t->error[0])
-            snprintf(t->error, sizeof(t->error), "%s", curl_easy_strerror(code));
-    }
-    http_count_transfer(t->client, easy, code, t->error);
-    if (code != CURLE_OK)
-        return http_map_curl_error(code, t, final);
-    *status = 0;
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
-    return 0;
-}
-
 /* Logs a refused redirect, naming the target host only: a full Location
  * may carry a signed query string. */
 static void http_log_redirect(CURL *easy, const char *path_query, long status)
@@ -653,122 +537,286 @@ static void http_transfer_reset(struct http_transfer *t)
     t->has_retry_after = t->has_retry_after_ms = t->has_should_retry = false;
 }
 
-static int http_get(void *ctx, const char *path_query, struct http_response *out)
-{
-    struct http_client *client = ctx;
+/* One request: its transfer in the engine, its attempts, and its call. */
+struct http_request {
+    struct engine_transfer xfer; /* first: the engine hands this back */
     struct http_transfer t;
-    struct buf url = BUF_INIT;
-    unsigned attempts = client->retries + 1, attempt = 0;
-    bool retryable = false, logged = false;
-    double deadline = 0;
-    long status = 0;
-    int rc;
+    struct http_client *client;
+    struct transport_call *call;
+    char *path_query; /* copied from the call */
+    char *url;
+    unsigned attempt, attempts;
+    double deadline; /* monotonic ms; 0 = no budget */
+    bool logged;     /* the failure was logged where it was understood */
+};
 
-    /* Callers pass an empty response; whatever was in it is not ours. */
-    *out = (struct http_response)HTTP_RESPONSE_INIT;
-    memset(&t, 0, sizeof(t));
-    t.client = client;
-    if (!path_query || !http_is_path_safe(path_query)) {
-        rc = -EINVAL;
-        goto out;
+static bool http_check_stall(struct engine_transfer *xfer);
+static void http_finished(struct engine_transfer *xfer, CURLcode code, bool cancelled);
+
+/* Sets what changes between attempts and resets what an attempt collects.
+ * The attempt may take until the deadline. 0 or -ENOMEM. */
+static int http_prepare_attempt(struct http_request *req)
+{
+    struct http_transfer *t = &req->t;
+    long limit_ms = 0;
+
+    http_transfer_reset(t);
+    t->error[0] = '\0';
+    if (req->deadline > 0) {
+        double left =
+            req->deadline - (req->xfer.start_ms > 0 ? req->xfer.start_ms : http_now_ms());
+
+        limit_ms = left >= 1 ? (long)left : 1;
     }
-    rc = buf_printf(&url, "%s%s", client->base_url, path_query);
+    if (curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, limit_ms) != CURLE_OK)
+        return -ENOMEM;
+#if LIBCURL_VERSION_NUM < 0x075000
+    /* No callback says when the connection is up: time from the start. */
+    t->last_byte_ms = http_now_ms();
+#endif
+    return 0;
+}
+
+static void http_request_free(struct http_request *req)
+{
+    if (req->t.easy)
+        curl_easy_cleanup(req->t.easy);
+    buf_free(&req->t.body);
+    free(req->url);
+    free(req->path_query);
+    free(req);
+}
+
+/* A new request for call, its easy handle set up. 0 or a negative errno. */
+static int http_request_new(struct http_client *client, struct transport_call *call,
+                            struct http_request **out)
+{
+    struct http_request *req = calloc(1, sizeof(*req));
+    struct buf url = BUF_INIT;
+    CURL *easy = NULL;
+    int rc = -ENOMEM;
+
+    if (!req)
+        goto out;
+    req->client = client;
+    req->call = call;
+    req->t.client = client;
+    req->attempts = client->retries + 1;
+    req->path_query = strdup(call->path_query);
+    if (!req->path_query)
+        goto out;
+    rc = buf_printf(&url, "%s%s", client->base_url, call->path_query);
     if (rc)
         goto out;
+    req->url = url.data;
+    url = (struct buf)BUF_INIT;
+    rc = -ENOMEM;
+    easy = curl_easy_init();
+    if (!easy)
+        goto out;
+    req->t.easy = easy;
+    rc = http_handle_setup(client, easy);
+    if (rc)
+        goto out;
+    if (curl_easy_setopt(easy, CURLOPT_URL, req->url) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, &req->t) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_HEADERDATA, &req->t) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &req->t) != CURLE_OK ||
+#if LIBCURL_VERSION_NUM >= 0x075000
+        curl_easy_setopt(easy, CURLOPT_PREREQDATA, &req->t) != CURLE_OK ||
+#endif
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->t.error) != CURLE_OK) {
+        rc = -ENOMEM;
+        goto out;
+    }
     if (client->total_timeout_s > 0)
-        deadline = http_now_ms() + 1000.0 * client->total_timeout_s;
-    while (attempt < attempts) {
-        CURL *easy = NULL;
-        bool final = false;
-        double started;
-        long delay, limit_ms = 0;
-
-        rc = pacer_acquire(client->pacer);
-        if (rc)
-            break;
-        rc = http_pool_take(client, &easy);
-        if (rc) {
-            pacer_release(client->pacer);
-            break;
-        }
-        http_transfer_reset(&t);
-        status = 0;
-        started = http_now_ms();
-        if (deadline > 0)
-            limit_ms = deadline - started >= 1 ? (long)(deadline - started) : 1;
-        rc = http_attempt(easy, url.data, limit_ms, &t, &status, &final);
-        attempt++;
-        http_count_attempt(client, attempt > 1, t.received, status);
-        if (client->log_requests) {
-            if (rc == 0)
-                log_debug("GET %s %ld %.1f ms %zu bytes attempt %u", path_query, status,
-                          http_now_ms() - started, t.body.len, attempt);
-            else
-                log_debug("GET %s failed (%s) %.1f ms attempt %u", path_query, t.error,
-                          http_now_ms() - started, attempt);
-        }
-        if (rc == 0 && status >= 300 && status <= 399) {
-            http_log_redirect(easy, path_query, status);
-            logged = true;
-            rc = -EIO;
-            retryable = false;
-        } else if (rc == 0) {
-            retryable =
-                (status < 200 || status > 299) &&
-                retry_is_retryable(status, 0, t.has_should_retry ? t.should_retry : NULL);
-        } else {
-            retryable = !final && retry_is_retryable(0, rc, NULL);
-        }
-        http_pool_put(client, easy);
-        pacer_release(client->pacer);
-        if (!retryable || attempt >= attempts)
-            break;
-
-        delay = retry_delay_ms(
-            &client->policy, attempt - 1, t.has_retry_after_ms ? t.retry_after_ms : NULL,
-            t.has_retry_after ? t.retry_after : NULL, time(NULL), http_random01());
-        /* A retry that could not start within the budget is not made. */
-        if (deadline > 0 && http_now_ms() + (double)delay >= deadline)
-            break;
-        if (rc == 0 && (status == 429 || status == 503)) {
-            /* The server is throttling this client, not this request:
-             * every thread holds off together. */
-            pacer_defer(client->pacer, delay);
-        } else {
-            int slept = pacer_sleep(client->pacer, delay);
-
-            if (slept) {
-                rc = slept;
-                retryable = false;
-                break;
-            }
-        }
-    }
-
-    if (rc == 0) {
-        if (retryable)
-            log_warning("GET %s: HTTP %ld after %u attempt%s", path_query, status,
-                        attempt, attempt == 1 ? "" : "s");
-        out->status = status;
-        /* A body may be kept as long as its listing (item files are
-         * rendered from it): keep none of the room it grew into. */
-        buf_trim(&t.body);
-        out->body = t.body;
-        t.body = (struct buf)BUF_INIT;
-    } else if (!logged && rc == -EFBIG) {
-        log_warning("GET %s: response larger than %zu bytes refused", path_query,
-                    client->max_response);
-    } else if (!logged && rc != -ECANCELED && attempt > 0) {
-        log_warning("GET %s: %s after %u attempt%s (%s)", path_query, http_errno_text(rc),
-                    attempt, attempt == 1 ? "" : "s", t.error);
-    }
+        req->deadline = http_now_ms() + 1000.0 * client->total_timeout_s;
+    req->xfer.easy = easy;
+    req->xfer.finished = http_finished;
+    req->xfer.check = http_check_stall;
+    rc = http_prepare_attempt(req);
 out:
-    out->attempts = attempt;
-    buf_free(&t.body);
+    if (rc && req) {
+        http_request_free(req);
+        req = NULL;
+    }
     buf_free(&url);
+    *out = req;
     return rc;
 }
 
+/* The stall clock, checked by the engine about once a second: the
+ * progress callback alone is not called for a transfer the multi handle
+ * has nothing to do for. */
+static bool http_check_stall(struct engine_transfer *xfer)
+{
+    struct http_request *req = (struct http_request *)xfer;
+    unsigned timeout_s = req->client->timeout_s;
+
+    if (timeout_s > 0 && req->t.last_byte_ms > 0 &&
+        http_now_ms() - req->t.last_byte_ms >= 1000.0 * timeout_s) {
+        req->t.stalled = true;
+        return true;
+    }
+    return false;
+}
+
+/* Hands the outcome to the call's owner and frees the request. */
+static void http_complete(struct http_request *req, int rc, long status, bool retryable)
+{
+    struct http_client *client = req->client;
+    struct transport_call *call = req->call;
+    struct http_transfer *t = &req->t;
+
+    call->resp = (struct http_response)HTTP_RESPONSE_INIT;
+    if (rc == 0) {
+        if (retryable)
+            log_warning("GET %s: HTTP %ld after %u attempt%s", req->path_query, status,
+                        req->attempt, req->attempt == 1 ? "" : "s");
+        call->resp.status = status;
+        /* A body may be kept as long as its listing (item files are
+         * rendered from it): keep none of the room it grew into. */
+        buf_trim(&t->body);
+        call->resp.body = t->body;
+        t->body = (struct buf)BUF_INIT;
+    } else if (!req->logged && rc == -EFBIG) {
+        log_warning("GET %s: response larger than %zu bytes refused", req->path_query,
+                    client->max_response);
+    } else if (!req->logged && rc != -ECANCELED && req->attempt > 0) {
+        log_warning("GET %s: %s after %u attempt%s (%s)", req->path_query,
+                    http_errno_text(rc), req->attempt, req->attempt == 1 ? "" : "s",
+                    t->error);
+    }
+    call->resp.attempts = req->attempt;
+    call->rc = rc;
+    pthread_mutex_lock(&client->calls_lock);
+    call->impl = NULL;
+    pthread_mutex_unlock(&client->calls_lock);
+    http_request_free(req);
+    call->done(call);
+}
+
+/* The end of one attempt, on the engine thread: completes the request or
+ * queues its next attempt. */
+static void http_finished(struct engine_transfer *xfer, CURLcode code, bool cancelled)
+{
+    struct http_request *req = (struct http_request *)xfer;
+    struct http_client *client = req->client;
+    struct http_transfer *t = &req->t;
+    bool final = false, retryable = false;
+    curl_off_t total_us = 0;
+    long status = 0, delay;
+    int rc;
+
+    if (cancelled) {
+        http_complete(req, -ECANCELED, 0, false);
+        return;
+    }
+    if (code != CURLE_OK) {
+        if (t->stalled)
+            snprintf(t->error, sizeof(t->error), "no byte for %u s", client->timeout_s);
+        else if (!t->error[0])
+            snprintf(t->error, sizeof(t->error), "%s", curl_easy_strerror(code));
+    }
+    http_count_transfer(client, t->easy, code, t->error);
+    if (code != CURLE_OK)
+        rc = http_map_curl_error(code, t, &final);
+    else
+        rc = curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK
+                 ? 0
+                 : -EIO;
+    req->attempt++;
+    http_count_attempt(client, req->attempt > 1, t->received, status);
+    if (client->log_requests) {
+        curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+        if (rc == 0)
+            log_debug("GET %s %ld %.1f ms %zu bytes attempt %u", req->path_query, status,
+                      (double)total_us / 1000.0, t->body.len, req->attempt);
+        else
+            log_debug("GET %s failed (%s) %.1f ms attempt %u", req->path_query, t->error,
+                      (double)total_us / 1000.0, req->attempt);
+    }
+    if (rc == 0 && status >= 300 && status <= 399) {
+        http_log_redirect(t->easy, req->path_query, status);
+        req->logged = true;
+        rc = -EIO;
+    } else if (rc == 0) {
+        retryable =
+            (status < 200 || status > 299) &&
+            retry_is_retryable(status, 0, t->has_should_retry ? t->should_retry : NULL);
+    } else {
+        retryable = !final && retry_is_retryable(0, rc, NULL);
+    }
+    if (!retryable || req->attempt >= req->attempts)
+        goto done;
+    delay = retry_delay_ms(&client->policy, req->attempt - 1,
+                           t->has_retry_after_ms ? t->retry_after_ms : NULL,
+                           t->has_retry_after ? t->retry_after : NULL, time(NULL),
+                           http_random01());
+    /* A retry that could not start within the budget is not made. */
+    if (req->deadline > 0 && http_now_ms() + (double)delay >= req->deadline)
+        goto done;
+    if (rc == 0 && (status == 429 || status == 503)) {
+        /* The server is throttling this client, not this request: every
+         * start holds off together. */
+        pacer_defer(client->pacer, delay);
+        req->xfer.start_ms = 0;
+    } else {
+        req->xfer.start_ms = http_now_ms() + (double)delay;
+    }
+    if (http_prepare_attempt(req) == 0) {
+        engine_requeue(client->engine, &req->xfer);
+        return;
+    }
+    rc = -ENOMEM;
+    retryable = false;
+done:
+    http_complete(req, rc, status, retryable);
+}
+
+static int http_submit(void *ctx, struct transport_call *call)
+{
+    struct http_client *client = ctx;
+    struct http_request *req;
+    int rc;
+
+    call->rc = 0;
+    call->resp = (struct http_response)HTTP_RESPONSE_INIT;
+    call->impl = NULL;
+    if (!call->path_query || !http_is_path_safe(call->path_query))
+        return -EINVAL;
+    rc = http_request_new(client, call, &req);
+    if (rc)
+        return rc;
+    /* Under the lock: a cancel from another thread may come as soon as
+     * impl is seen, and the engine may end the call at once. */
+    pthread_mutex_lock(&client->calls_lock);
+    call->impl = req;
+    rc = engine_submit(client->engine, &req->xfer);
+    if (rc)
+        call->impl = NULL;
+    pthread_mutex_unlock(&client->calls_lock);
+    if (rc)
+        http_request_free(req);
+    return rc;
+}
+
+static void http_cancel_call(void *ctx, struct transport_call *call)
+{
+    struct http_client *client = ctx;
+
+    pthread_mutex_lock(&client->calls_lock);
+    if (call->impl)
+        engine_cancel(client->engine, &((struct http_request *)call->impl)->xfer);
+    pthread_mutex_unlock(&client->calls_lock);
+}
+
+static int http_get(void *ctx, const char *path_query, struct http_response *out)
+{
+    struct http_client *client = ctx;
+
+    return transport_get_by_submit(&client->transport, path_query, out);
+}
 /* Wipes the key from the header list before it goes back to the heap. */
 static void http_free_headers(struct curl_slist *headers)
 {
@@ -834,8 +882,7 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
 {
     const struct retry_policy policy = RETRY_POLICY_DEFAULT;
     struct http_client *client = NULL;
-    unsigned share_locks_made = 0;
-    bool pool_lock_made = false, stats_lock_made = false;
+    bool calls_lock_made = false, stats_lock_made = false;
     size_t len;
     int rc;
 
@@ -850,9 +897,7 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
     client->user_agent =
         strdup(config->user_agent ? config->user_agent : HTTP_DEFAULT_USER_AGENT);
     client->ca_file = config->ca_file ? strdup(config->ca_file) : NULL;
-    client->pool = calloc(config->max_connections, sizeof(*client->pool));
-    if (!client->base_url || !client->user_agent || !client->pool ||
-        (config->ca_file && !client->ca_file))
+    if (!client->base_url || !client->user_agent || (config->ca_file && !client->ca_file))
         goto out;
     len = strlen(client->base_url);
     while (len > 0 && client->base_url[len - 1] == '/')
@@ -870,57 +915,31 @@ struct http_client *http_client_new(const struct http_config *config, int *err)
     if (rc)
         goto out;
     rc = -ENOMEM;
-    for (; share_locks_made < CURL_LOCK_DATA_LAST; share_locks_made++) {
-        if (pthread_mutex_init(&client->share_locks[share_locks_made], NULL))
-            goto out;
-    }
-    if (pthread_mutex_init(&client->pool_lock, NULL))
+    if (pthread_mutex_init(&client->calls_lock, NULL))
         goto out;
-    pool_lock_made = true;
+    calls_lock_made = true;
     if (pthread_mutex_init(&client->stats_lock, NULL))
         goto out;
     stats_lock_made = true;
-    client->pacer = pacer_new(config->max_connections, &rc);
+    client->pacer = pacer_new(&rc);
     if (!client->pacer)
         goto out;
-    rc = -ENOMEM;
-    client->share = curl_share_init();
-    if (!client->share)
+    client->engine = engine_new(config->max_connections, client->pacer, &rc);
+    if (!client->engine)
         goto out;
-    {
-        CURLSHcode sc = curl_share_setopt(client->share, CURLSHOPT_LOCKFUNC, http_share_lock);
-
-        if (!sc)
-            sc = curl_share_setopt(client->share, CURLSHOPT_UNLOCKFUNC, http_share_unlock);
-        if (!sc)
-            sc = curl_share_setopt(client->share, CURLSHOPT_USERDATA, client);
-        if (!sc)
-            sc = curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-        if (!sc)
-            sc = curl_share_setopt(client->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-        if (sc) {
-            /* The TLS session cache is allocated here: no memory is an answer
-             * of its own, not a broken libcurl. */
-            rc = sc == CURLSHE_NOMEM ? -ENOMEM : -EIO;
-            goto out;
-        }
-    }
     client->transport.get = http_get;
+    client->transport.submit = http_submit;
+    client->transport.cancel = http_cancel_call;
     client->transport.ctx = client;
     rc = 0;
 out:
     if (rc && client) {
-        if (client->share)
-            curl_share_cleanup(client->share);
         pacer_free(client->pacer);
         if (stats_lock_made)
             pthread_mutex_destroy(&client->stats_lock);
-        if (pool_lock_made)
-            pthread_mutex_destroy(&client->pool_lock);
-        while (share_locks_made > 0)
-            pthread_mutex_destroy(&client->share_locks[--share_locks_made]);
+        if (calls_lock_made)
+            pthread_mutex_destroy(&client->calls_lock);
         http_free_headers(client->headers);
-        free(client->pool);
         free(client->ca_file);
         free(client->user_agent);
         free(client->base_url);
@@ -940,7 +959,12 @@ const struct transport *http_client_transport(struct http_client *client)
 void http_client_cancel(struct http_client *client)
 {
     atomic_store(&client->cancelled, true);
-    pacer_cancel(client->pacer);
+    engine_cancel_all(client->engine);
+}
+
+void http_client_park(struct http_client *client)
+{
+    engine_park(client->engine);
 }
 
 void http_client_set_budget(struct http_client *client, unsigned total_timeout_s,
@@ -955,6 +979,11 @@ void http_client_stats(struct http_client *client, struct http_stats *out)
     pthread_mutex_lock(&client->stats_lock);
     *out = client->stats;
     pthread_mutex_unlock(&client->stats_lock);
+}
+
+unsigned http_client_max_in_flight(struct http_client *client)
+{
+    return engine_max_running(client->engine);
 }
 
 bool http_client_tls_problem(struct http_client *client, char *out, size_t len)
@@ -973,19 +1002,12 @@ void http_client_free(struct http_client *client)
 {
     if (!client)
         return;
-    /* Handles first: a share still used by a handle cannot be freed. */
-    for (unsigned i = 0; i < client->max_connections; i++) {
-        if (client->pool[i].easy)
-            curl_easy_cleanup(client->pool[i].easy);
-    }
-    curl_share_cleanup(client->share);
+    /* The engine first: it ends whatever it still holds, using the rest. */
+    engine_free(client->engine);
     pacer_free(client->pacer);
     pthread_mutex_destroy(&client->stats_lock);
-    pthread_mutex_destroy(&client->pool_lock);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&client->share_locks[i]);
+    pthread_mutex_destroy(&client->calls_lock);
     http_free_headers(client->headers);
-    free(client->pool);
     free(client->ca_file);
     free(client->user_agent);
     free(client->base_url);

@@ -3,22 +3,23 @@
  * (see include/batchfs/listpages.h).
  *
  * For: fetching the pages of a v1 list as paginate.c plans them, a wave at
- * a time with a crew of threads; reading each body with jsontext; dropping
- * malformed, repeated and wrong-status objects; running the preparer; and
- * delivering page by page. Also the readers of a body and its objects that
+ * a time through the transport's asynchronous call; reading each body with
+ * jsontext; dropping malformed, repeated and wrong-status objects; running
+ * the preparer; and delivering page by page. Also the readers of a body and its objects that
  * api.c uses for single objects. Not for: URLs, statuses and the requests
  * themselves (api.c), the pagination rules (paginate.c), caching, FUSE.
  *
- * Pages of one listing may be fetched by several threads at once (a crew
- * per wave of pages); each thread only fetches and parses its own pages.
- * Everything that depends on order — duplicate detection, the paginator,
- * the callback — runs on the calling thread, one page at a time, in offset
- * order.
+ * The pages of one listing are in flight together (up to max_parallel),
+ * but all else runs on the listing's own thread: it submits the requests
+ * and reads each body as it arrives (no thread is made), and everything
+ * that depends on order — duplicate detection, the paginator, the
+ * callback — runs one page at a time, in offset order.
  */
 #include "batchfs/listpages.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,12 +270,13 @@ out:
     return rc;
 }
 
-/* Fetches and parses one page; runs on a worker thread or inline. */
-void listpages_page_fetch(struct listpages_page *page)
+/* Reads a fetched page (rc, resp, status set): its objects, count, token
+ * and total, then the list's preparer. On the listing's thread or the
+ * caller's. */
+static void listpages_page_read(struct listpages_page *page)
 {
     const struct api_preparer *preparer = page->list->preparer;
 
-    page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
     if (page->rc == 0)
         page->rc = listpages_page_parse(page);
     if (page->rc == 0 && preparer && page->n_candidates > 0) {
@@ -298,106 +300,194 @@ void listpages_page_fetch(struct listpages_page *page)
     }
 }
 
-/*
- * The threads that fetch one wave of pages: at most max_parallel, each
- * taking the next page in offset order when it is done with one, so that
- * pages arrive in about the order they are delivered and the connections
- * never wait for the slowest page of a batch. A page past an empty page of
- * the wave is not requested: the listing ends at the empty page, and the
- * paginator would drop the later ones unread (so a total_size that lies high
- * costs at most the requests already under way, not the rest of the wave).
- */
-struct listpages_crew {
-    pthread_mutex_t lock;
-    pthread_cond_t finished; /* a page is no longer pending */
-    struct listpages_page *pages;
-    size_t n, next;          /* pages[next..n) are not taken yet */
-    size_t stop_offset;      /* pages beyond it are not requested */
-    bool stopped;            /* the listing failed: request nothing more */
-    pthread_t threads[LISTPAGES_MAX_PARALLEL];
-    size_t n_threads;
-};
-
-static void *listpages_crew_work(void *arg)
+void listpages_page_fetch(struct listpages_page *page)
 {
-    struct listpages_crew *crew = arg;
-
-    pthread_mutex_lock(&crew->lock);
-    while (crew->next < crew->n) {
-        struct listpages_page *page = &crew->pages[crew->next++];
-        bool skip = crew->stopped || page->offset > crew->stop_offset;
-
-        pthread_mutex_unlock(&crew->lock);
-        if (skip)
-            page->rc = -ECANCELED; /* never looked at: see listpages_crew */
-        else
-            listpages_page_fetch(page);
-        pthread_mutex_lock(&crew->lock);
-        if (!skip && page->rc == 0 && page->count == 0 && page->offset < crew->stop_offset)
-            crew->stop_offset = page->offset;
-        page->pending = false;
-        pthread_cond_broadcast(&crew->finished);
-    }
-    pthread_mutex_unlock(&crew->lock);
-    return NULL;
+    page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
+    listpages_page_read(page);
 }
 
-/* Fetches pages[0..n) with up to `threads` threads; a single page, or a
- * crew that cannot have a thread, is fetched right here (the listing is
- * then slower, not wrong). */
-static int listpages_crew_start(struct listpages_crew *crew, struct listpages_page *pages,
-                                size_t n, size_t threads)
+/*
+ * One wave of pages being fetched. The listing's thread submits the pages
+ * in offset order, at most max_parallel in flight, so that pages arrive in
+ * about the order they are delivered; their answers come on the
+ * transport's thread (listpages_page_arrived only queues them and signals)
+ * and are parsed on the listing's thread as they come, while the rest are
+ * on the wire. A page past an empty page of the wave is not requested: the
+ * listing ends at the empty page, and the paginator would drop the later
+ * ones unread (so a total_size that lies high costs at most the requests
+ * already under way, not the rest of the wave). No thread is made.
+ */
+struct listpages_wave {
+    struct api *api;
+    pthread_mutex_t lock;
+    pthread_cond_t arrived;          /* a page joined `ready` */
+    struct listpages_page *ready;    /* protected by lock: arrived, not yet read */
+    atomic_bool cancelled;           /* the listing's cancel token fired */
+    struct transport_cancel *token;  /* the calling thread's, or NULL */
+    /* The listing's thread's alone. */
+    struct listpages_page *pages;
+    size_t n, next;      /* pages[next..n) are not sent yet */
+    size_t in_flight;    /* sent, not yet read */
+    size_t max_parallel;
+    size_t stop_offset;  /* pages beyond it are not requested */
+    bool stopped;        /* the listing failed: request nothing more */
+};
+
+/* The transport's thread: hand the page to the listing's thread. */
+static void listpages_page_arrived(struct transport_call *call)
 {
-    if (pthread_mutex_init(&crew->lock, NULL))
+    struct listpages_page *page = call->arg;
+    struct listpages_wave *wave = page->wave;
+
+    pthread_mutex_lock(&wave->lock);
+    page->ready_next = wave->ready;
+    wave->ready = page;
+    pthread_cond_signal(&wave->arrived);
+    pthread_mutex_unlock(&wave->lock);
+}
+
+/* Cancels every page in flight (a failed listing, a fired token). Under
+ * the wave's lock, so that no page is read and released meanwhile. */
+static void listpages_wave_cancel_locked(struct listpages_wave *wave)
+{
+    for (size_t i = 0; i < wave->next; i++)
+        if (wave->pages[i].in_flight)
+            api_cancel(wave->api, &wave->pages[i].call);
+}
+
+/* The cancel token fired, on whichever thread fired it. */
+static void listpages_wave_fired(void *arg)
+{
+    struct listpages_wave *wave = arg;
+
+    atomic_store(&wave->cancelled, true);
+    pthread_mutex_lock(&wave->lock);
+    listpages_wave_cancel_locked(wave);
+    pthread_mutex_unlock(&wave->lock);
+}
+
+/* Sends what may be sent; a page that is not to be sent is done at once. */
+static void listpages_wave_send(struct listpages_wave *wave)
+{
+    while (wave->next < wave->n && wave->in_flight < wave->max_parallel) {
+        struct listpages_page *page = &wave->pages[wave->next++];
+        int rc;
+
+        if (wave->stopped || page->offset > wave->stop_offset ||
+            atomic_load(&wave->cancelled)) {
+            /* Never looked at: see listpages_wave. */
+            page->rc = -ECANCELED;
+            page->pending = false;
+            continue;
+        }
+        page->wave = wave;
+        page->call = (struct transport_call){
+            .path_query = page->path_query,
+            .done = listpages_page_arrived,
+            .arg = page,
+        };
+        pthread_mutex_lock(&wave->lock);
+        rc = api_submit(wave->api, &page->call);
+        page->in_flight = rc == 0;
+        pthread_mutex_unlock(&wave->lock);
+        if (rc) {
+            page->rc = rc;
+            page->pending = false;
+            continue;
+        }
+        wave->in_flight++;
+    }
+}
+
+/* Reads the pages that arrived; waits for one first when none has. */
+static void listpages_wave_read_arrived(struct listpages_wave *wave)
+{
+    struct listpages_page *ready;
+
+    pthread_mutex_lock(&wave->lock);
+    while (!wave->ready)
+        pthread_cond_wait(&wave->arrived, &wave->lock);
+    ready = wave->ready;
+    wave->ready = NULL;
+    for (struct listpages_page *p = ready; p; p = p->ready_next)
+        p->in_flight = false;
+    pthread_mutex_unlock(&wave->lock);
+    while (ready) {
+        struct listpages_page *page = ready;
+
+        ready = page->ready_next;
+        wave->in_flight--;
+        page->resp = page->call.resp;
+        page->call.resp = (struct http_response)HTTP_RESPONSE_INIT;
+        page->rc = api_settle(wave->api, page->path_query, page->call.rc, &page->resp,
+                              &page->status);
+        listpages_page_read(page);
+        if (page->rc == 0 && page->count == 0 && page->offset < wave->stop_offset)
+            wave->stop_offset = page->offset;
+        page->pending = false;
+    }
+}
+
+/* Starts fetching pages[0..n), at most max_parallel at once. */
+static int listpages_wave_start(struct listpages_wave *wave, struct api *api,
+                                struct listpages_page *pages, size_t n,
+                                size_t max_parallel)
+{
+    if (pthread_mutex_init(&wave->lock, NULL))
         return -ENOMEM;
-    if (pthread_cond_init(&crew->finished, NULL)) {
-        pthread_mutex_destroy(&crew->lock);
+    if (pthread_cond_init(&wave->arrived, NULL)) {
+        pthread_mutex_destroy(&wave->lock);
         return -ENOMEM;
     }
-    crew->pages = pages;
-    crew->n = n;
-    crew->next = 0;
-    crew->stop_offset = SIZE_MAX;
-    crew->stopped = false;
-    crew->n_threads = 0;
+    wave->api = api;
+    wave->ready = NULL;
+    atomic_init(&wave->cancelled, false);
+    wave->pages = pages;
+    wave->n = n;
+    wave->next = 0;
+    wave->in_flight = 0;
+    wave->max_parallel = max_parallel ? max_parallel : 1;
+    wave->stop_offset = SIZE_MAX;
+    wave->stopped = false;
     for (size_t i = 0; i < n; i++)
         pages[i].pending = true;
-    if (threads > LISTPAGES_MAX_PARALLEL)
-        threads = LISTPAGES_MAX_PARALLEL;
-    while (n > 1 && crew->n_threads < threads && crew->n_threads < n &&
-           pthread_create(&crew->threads[crew->n_threads], NULL, listpages_crew_work,
-                          crew) == 0)
-        crew->n_threads++;
-    if (crew->n_threads == 0)
-        listpages_crew_work(crew);
+    wave->token = transport_cancel_current();
+    if (wave->token)
+        transport_cancel_watch(wave->token, listpages_wave_fired, wave);
+    listpages_wave_send(wave);
     return 0;
 }
 
-/* Waits until the crew is done with `page` (at once for pages it never had). */
-static void listpages_crew_wait(struct listpages_crew *crew, struct listpages_page *page)
+/* Waits until `page` is fetched and read (at once for one never sent). */
+static void listpages_wave_wait(struct listpages_wave *wave, struct listpages_page *page)
 {
-    pthread_mutex_lock(&crew->lock);
-    while (page->pending)
-        pthread_cond_wait(&crew->finished, &crew->lock);
-    pthread_mutex_unlock(&crew->lock);
+    while (page->pending) {
+        listpages_wave_send(wave);
+        if (!page->pending)
+            break;
+        listpages_wave_read_arrived(wave);
+    }
+    listpages_wave_send(wave);
 }
 
-/* Pages not taken yet will not be requested. */
-static void listpages_crew_stop(struct listpages_crew *crew)
+/* Pages not sent yet will not be; those in flight are cancelled. */
+static void listpages_wave_stop(struct listpages_wave *wave)
 {
-    pthread_mutex_lock(&crew->lock);
-    crew->stopped = true;
-    pthread_mutex_unlock(&crew->lock);
+    if (wave->stopped)
+        return;
+    wave->stopped = true;
+    pthread_mutex_lock(&wave->lock);
+    listpages_wave_cancel_locked(wave);
+    pthread_mutex_unlock(&wave->lock);
 }
 
-/* Joins the threads once every page has been waited for. */
-static void listpages_crew_finish(struct listpages_crew *crew)
+/* Once every page has been waited for. */
+static void listpages_wave_finish(struct listpages_wave *wave)
 {
-    for (size_t i = 0; i < crew->n_threads; i++)
-        pthread_join(crew->threads[i], NULL);
-    crew->n_threads = 0;
-    pthread_cond_destroy(&crew->finished);
-    pthread_mutex_destroy(&crew->lock);
+    if (wave->token)
+        transport_cancel_unwatch(wave->token);
+    pthread_cond_destroy(&wave->arrived);
+    pthread_mutex_destroy(&wave->lock);
 }
 
 /* Marks the page's repeated objects and takes its new ids into the set.
@@ -506,8 +596,8 @@ out:
 }
 
 /* Reports a fetched page to the paginator and acts on its verdict: the
- * page is handed to the callback at once (while the crew fetches the pages
- * after it), dropped, or held. Returns 0 (delivered or dropped), 1 (held:
+ * page is handed to the callback at once (while the pages after it are
+ * fetched), dropped, or held. Returns 0 (delivered or dropped), 1 (held:
  * the page is kept as it is), or a negative errno that ends the listing. */
 static int listpages_page_process(struct listpages_page *page, struct paginate *pager,
                                   api_objects_fn fn, void *arg)
@@ -553,12 +643,12 @@ drop:
     return rc;
 }
 
-/* Processes pages[0..n) in order as `crew` finishes them. Pages from the
+/* Processes pages[0..n) in order as `wave` has them fetched and read. Pages from the
  * first held one on are moved to held[] (which must be empty then). Returns
  * 0 or a negative errno; every page not held is released. */
 static int listpages_process_run(struct listpages_page *pages, size_t n,
                                  struct listpages_page *held, size_t *n_held,
-                                 struct paginate *pager, struct listpages_crew *crew,
+                                 struct paginate *pager, struct listpages_wave *wave,
                                  api_objects_fn fn, void *arg, int rc)
 {
     size_t kept = 0;
@@ -567,8 +657,8 @@ static int listpages_process_run(struct listpages_page *pages, size_t n,
         int prc;
 
         if (rc < 0)
-            listpages_crew_stop(crew);
-        listpages_crew_wait(crew, &pages[i]);
+            listpages_wave_stop(wave);
+        listpages_wave_wait(wave, &pages[i]);
         if (rc < 0) {
             listpages_page_release(&pages[i]);
             continue;
@@ -594,12 +684,12 @@ static int listpages_process_run(struct listpages_page *pages, size_t n,
 }
 
 /* Pages planned at once by a listing (WAVE_FACTOR x max_parallel): its
- * crew of max_parallel threads starts the next as each one ends, so the
+ * max_parallel requests in flight, the next sent as each one ends, so the
  * network stays busy while pages are parsed. Between two waves the
  * connections drain and refill, about one round trip each time, so a
  * wave is large: 128 pages with 8 connections, a job of 100,000 items in
  * one (4 x max_parallel cost a 100,000-item listing 4 % more time). A
- * total_size that lies high costs no more for it (see listpages_crew). */
+ * total_size that lies high costs no more for it (see listpages_wave). */
 static size_t listpages_wave_size(const struct listpages_limits *limits)
 {
     return (size_t)limits->max_parallel * LISTPAGES_WAVE_FACTOR;
@@ -614,9 +704,9 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
         /* Every page but the last holds an item: more pages than that
          * means the server is going round in circles. */
         .max_pages = limits->max_items > SIZE_MAX - 2 ? SIZE_MAX : limits->max_items + 2,
-        /* Pages asked for ahead of the first: no more than the crew can
-         * fetch at once, so that a wrong hint costs at most max_parallel - 1
-         * requests (the crew stops at an empty page, but a grid the first
+        /* Pages asked for ahead of the first: no more than the listing has
+         * in flight at once, so that a wrong hint costs at most max_parallel - 1
+         * requests (the wave stops at an empty page, but a grid the first
          * page rules out holds no empty page to stop at). */
         .expected = list->expected < (size_t)limits->max_parallel * limits->page_size
                         ? list->expected
@@ -624,7 +714,7 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
     };
     size_t wave_size = listpages_wave_size(limits);
     struct paginate_request *reqs = calloc(wave_size, sizeof(*reqs));
-    struct listpages_page *wave = calloc(wave_size, sizeof(*wave));
+    struct listpages_page *pages = calloc(wave_size, sizeof(*pages));
     struct listpages_page *held = calloc(wave_size, sizeof(*held));
     struct listpages_page *rest = calloc(wave_size, sizeof(*rest));
     struct paginate *pager = paginate_new(&config);
@@ -632,23 +722,23 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
     enum paginate_end end;
     int rc = 0;
 
-    if (!reqs || !wave || !held || !rest || !pager) {
+    if (!reqs || !pages || !held || !rest || !pager) {
         rc = -ENOMEM;
         goto out;
     }
     for (;;) {
         size_t started = 0, n_rest = 0;
-        struct listpages_crew crew;
+        struct listpages_wave flight;
 
         rc = paginate_next(pager, reqs, wave_size, &n);
         if (rc < 0)
             break;
         for (; started < n; started++) {
-            wave[started].list = list;
-            wave[started].offset = reqs[started].offset;
-            wave[started].by_offset = !reqs[started].page_token;
-            wave[started].path_query = api_v1_page_url(list, &reqs[started]);
-            if (!wave[started].path_query) {
+            pages[started].list = list;
+            pages[started].offset = reqs[started].offset;
+            pages[started].by_offset = !reqs[started].page_token;
+            pages[started].path_query = api_v1_page_url(list, &reqs[started]);
+            if (!pages[started].path_query) {
                 rc = -ENOMEM;
                 break;
             }
@@ -656,21 +746,22 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
         if (n == 0)
             break;
         if (rc == 0)
-            rc = listpages_crew_start(&crew, wave, started, limits->max_parallel);
+            rc = listpages_wave_start(&flight, list->api, pages, started,
+                                      limits->max_parallel);
         if (rc < 0) {
             for (size_t i = 0; i < started; i++)
-                listpages_page_release(&wave[i]);
+                listpages_page_release(&pages[i]);
             break;
         }
         if (n_held > 0) {
             /* A gap fill: it comes before every held page. */
-            rc = listpages_process_run(wave, started, rest, &n_rest, pager, &crew, fn,
+            rc = listpages_process_run(pages, started, rest, &n_rest, pager, &flight, fn,
                                        arg, rc);
             if (rc == 0 && n_rest == 0) {
                 memcpy(rest, held, n_held * sizeof(*held));
                 n_rest = n_held;
                 n_held = 0;
-                rc = listpages_process_run(rest, n_rest, held, &n_held, pager, &crew, fn,
+                rc = listpages_process_run(rest, n_rest, held, &n_held, pager, &flight, fn,
                                            arg, rc);
             } else {
                 /* A fill is never held (it starts where delivery ended). */
@@ -680,10 +771,10 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
                     rc = -EIO;
             }
         } else {
-            rc = listpages_process_run(wave, started, held, &n_held, pager, &crew, fn,
+            rc = listpages_process_run(pages, started, held, &n_held, pager, &flight, fn,
                                        arg, rc);
         }
-        listpages_crew_finish(&crew);
+        listpages_wave_finish(&flight);
         if (rc < 0)
             break;
     }
@@ -710,7 +801,7 @@ out:
     paginate_free(pager);
     free(rest);
     free(held);
-    free(wave);
+    free(pages);
     free(reqs);
     return rc;
 }

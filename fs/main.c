@@ -541,6 +541,9 @@ int main(int argc, char *argv[])
     if (fuse_session_mount(se, cmd.mountpoint))
         goto out;
     mounted = true;
+    /* The engine's thread would not survive the fork: it starts again with
+     * the next request. */
+    http_client_park(http);
     if (fuse_daemonize(cmd.foreground))
         goto out;
     /* Threads start only now: fork() in fuse_daemonize keeps none. */

@@ -21,6 +21,19 @@
 int api_fetch(struct api *api, const char *path_query, struct http_response *resp,
               long *status);
 
+/* Starts call through the api's transport (see transport.h): 0, and
+ * call->done comes once on the transport's thread; or a negative errno and
+ * it never comes. Thread-safe. */
+int api_submit(struct api *api, struct transport_call *call);
+
+/* Ends a submitted call early (-ECANCELED). Thread-safe. */
+void api_cancel(struct api *api, struct transport_call *call);
+
+/* What api_fetch does with a transport's answer: counts it in the stats and
+ * maps it. rc and *resp are the transport's; returns as api_fetch. */
+int api_settle(struct api *api, const char *path_query, int rc, struct http_response *resp,
+               long *status);
+
 /* The one log line for a failed request (debug for a 404 or -ECANCELED,
  * else a warning). */
 void api_log_failure(const char *path_query, int rc, long status, const char *reason);

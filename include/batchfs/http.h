@@ -1,15 +1,16 @@
 /*
  * http — the libcurl client behind the transport.
  *
- * Owns everything about talking HTTP: a pool of easy handles (one per
- * connection, so connections are reused; libcurl forbids sharing a
- * connection cache across threads), timeouts, the response size cap, gzip,
+ * Owns everything about talking HTTP: timeouts, the response size cap, gzip,
  * refusing redirects and non-http(s) protocols, the retry policy of the
- * official clients and one pacer shared by all threads so that a throttled
- * API sees one backing-off client rather than N retry loops. Over TLS it
- * always verifies the certificate and offers HTTP/2 by ALPN; each handle's
- * connection stays its own even then, since libcurl multiplexes streams
- * only for transfers driven by one multi handle, never across threads.
+ * official clients and one pacer clock so that a throttled API sees one
+ * backing-off client rather than N retry loops. Every request runs on the
+ * client's one engine thread (engine.h), whose multi handle pools the
+ * connections: over TLS it always verifies the certificate and offers
+ * HTTP/2 by ALPN, and requests share one multiplexed connection when the
+ * server takes it; over HTTP/1.1, kept-alive connections. Requests in
+ * flight and connections are both at most max_connections. The transport
+ * offers a blocking get and an asynchronous submit (transport.h).
  * Knows nothing of FUSE or of the LlamaCloud endpoints.
  */
 #ifndef BATCHFS_HTTP_H
@@ -59,8 +60,14 @@ struct http_client *http_client_new(const struct http_config *config, int *err);
 const struct transport *http_client_transport(struct http_client *client);
 
 /* Makes every waiting and future request return -ECANCELED promptly (for
- * unmount and signals). Thread-safe. */
+ * unmount and signals): transfers are removed, retry timers dropped.
+ * Thread-safe. */
 void http_client_cancel(struct http_client *client);
+
+/* Stops the client's engine thread until its next request, keeping its
+ * kept-alive connections: call before fork() (fuse_daemonize), which keeps
+ * no thread. No request may be in flight. */
+void http_client_park(struct http_client *client);
 
 /*
  * Sets what each request may take from now on: total_timeout_s for all its
@@ -76,13 +83,18 @@ void http_client_set_budget(struct http_client *client, unsigned total_timeout_s
 /* Snapshot of the counters. Thread-safe. */
 void http_client_stats(struct http_client *client, struct http_stats *out);
 
+/* Most requests that were ever in flight at once (tests, statistics).
+ * Thread-safe. */
+unsigned http_client_max_in_flight(struct http_client *client);
+
 /* When the latest attempt failed in its TLS handshake, writes the reason
  * ("TLS: certificate has expired") into out and returns true; false when
  * it did not. For the one request that proves the URL before a mount.
  * Thread-safe. */
 bool http_client_tls_problem(struct http_client *client, char *out, size_t len);
 
-/* Frees the client. No request may be in flight. Safe on NULL. */
+/* Stops the engine thread and frees the client. No request may be in
+ * flight (a call still held is ended -ECANCELED). Safe on NULL. */
 void http_client_free(struct http_client *client);
 
 #endif

@@ -3,8 +3,9 @@
  * order: the engine behind api.c's list endpoints.
  *
  * A v1 list is read whole by listpages_read_v1(): paginate.c says which
- * pages to request, a crew of threads fetches them (in parallel once the
- * first page gives a total_size, bounded by max_parallel), each body is
+ * pages to request, the listing's own thread submits them through the
+ * transport's asynchronous call (in parallel once the first page gives a
+ * total_size, bounded by max_parallel) and reads each body as it arrives,
  * read with jsontext in place, objects that miss their identity, have the
  * wrong status or repeat an id already delivered are dropped, the preparer
  * runs, and the rest reach the callback page by page, in offset order. The
@@ -32,7 +33,7 @@
 
 struct paginate_request;
 
-/* Most threads that fetch the pages of one listing; api_new clamps
+/* Most page requests one listing has in flight; api_new clamps
  * max_parallel to it. */
 #define LISTPAGES_MAX_PARALLEL 64
 
@@ -64,6 +65,7 @@ struct listpages {
 };
 
 struct listpages_candidate;
+struct listpages_wave;
 
 /*
  * One page of a listing. The caller sets list, offset and path_query (a
@@ -75,7 +77,13 @@ struct listpages_page {
     char *path_query;
     size_t offset;
     bool by_offset; /* asked for by offset alone: path_query fetches it again */
-    bool pending; /* its crew has not finished with it: under the crew's lock */
+    bool pending; /* not yet fetched and read (the listing's thread) */
+    /* While it is fetched by a listing: its request, and its place in the
+     * queue of arrived pages (listpages.c's). */
+    struct transport_call call;
+    struct listpages_wave *wave;
+    struct listpages_page *ready_next;
+    bool in_flight; /* submitted, not yet arrived: under the wave's lock */
 
     /* Filled in by the fetch; read after it completes. */
     int rc;
@@ -102,8 +110,11 @@ struct listpages_page {
  * read: what fn was given may miss some and hold deleted ones; the caller
  * may read it again); -EFBIG past max_items objects or max_items + 2
  * pages; else the first failure (logged once) or fn's error.
- * fn runs on the calling thread; pages are fetched on up to max_parallel
- * threads of the listing's own, all joined before it returns.
+ * Everything runs on the calling thread: it submits up to max_parallel
+ * page requests at once through the transport and reads each body as it
+ * arrives; no thread is made. When a cancel token is current for the
+ * calling thread (transport.h) and fires, the requests in flight are
+ * cancelled and the listing ends with -ECANCELED.
  */
 int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg);
 
@@ -175,7 +186,8 @@ int listpages_locate_elements(const char *text, struct json_span array,
 
 /* ---- defined in api.c: the requests the engine sends ------------------- */
 
-/* (api_fetch and api_log_failure, in api_request.h, send and log them.) */
+/* (api_fetch, api_submit, api_cancel, api_settle and api_log_failure, in
+ * api_request.h, send and log them.) */
 
 /* The path and query of the page `req` of the v1 list `list`: malloc'd, NULL
  * when out of memory. */

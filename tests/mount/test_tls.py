@@ -152,5 +152,59 @@ class TlsTest(unittest.TestCase):
     def test_plain_http_reports_http1(self):
         self.assert_mounts_speaking(self.double, "1.1")
 
+
+class TlsBigListingTest(unittest.TestCase):
+    """Listing a folder of 100,000 items: with HTTP/2 offered, the pages share
+    one multiplexed connection (two at most, should the first one be lost),
+    not one connection per request in flight; with HTTP/1.1 alone, the
+    keep-alive pool stays within max_connections."""
+
+    ITEMS = 100000
+    CONNECTIONS = 8
+
+    @classmethod
+    def setUpClass(cls):
+        cls.double = harness.Double("--big-job", str(cls.ITEMS))
+        try:
+            cls.certs = harness.Certificates()
+        except BaseException:
+            cls.double.stop()
+            raise
+        data = apidouble.make_dataset(big_job=cls.ITEMS)
+        big = [j for j in data.jobs if j["id"].startswith("bjb-big-")][0]
+        cls.big_id = big["id"]
+        cls.completed = sum(1 for i in data.items[big["id"]] if i["status"] == "completed")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.certs.remove()
+        finally:
+            cls.double.stop()
+
+    def list_big_folder(self, http2):
+        proxy = harness.TlsProxy(self.double, self.certs, "good", http2)
+        self.addCleanup(proxy.stop)
+        mount = harness.Mount(proxy, "max_connections=%d" % self.CONNECTIONS,
+                              "ca_file=" + proxy.ca)
+        self.addCleanup(lambda: harness.check_driver_output(mount.stop(), mount.status))
+        names = os.listdir(os.path.join(mount.path, "jobs", self.big_id, "completed"))
+        self.assertEqual(len(names), self.completed)
+        with open(os.path.join(mount.path, ".batchfs", "stats")) as f:
+            return json.load(f)["connections"]
+
+    def test_http2_multiplexes_on_one_or_two_connections(self):
+        connections = self.list_big_folder(http2=True)
+        self.assertEqual(connections["http_version"], "2")
+        self.assertGreaterEqual(connections["opened"], 1)
+        self.assertLessEqual(connections["opened"], 2)
+
+    def test_http1_stays_within_max_connections(self):
+        connections = self.list_big_folder(http2=False)
+        self.assertEqual(connections["http_version"], "1.1")
+        self.assertGreaterEqual(connections["opened"], 1)
+        self.assertLessEqual(connections["opened"], self.CONNECTIONS)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -26,7 +26,9 @@ struct fake_entry {
 
 struct fake_transport {
     struct transport transport;
-    pthread_mutex_t lock; /* protects everything below */
+    pthread_mutex_t lock;   /* protects everything below */
+    pthread_cond_t changed; /* a call was cancelled, or one ended */
+    size_t running;         /* calls whose thread has not finished */
     struct fake_entry *rules;
     size_t n_rules;
     char **requests;
@@ -81,9 +83,40 @@ int fake_transport_read_fixture(const char *name, struct buf *out)
     return rc;
 }
 
-static int fake_get(void *ctx, const char *path_query, struct http_response *out)
+/* One submitted call: answered on a thread of its own, as the engine
+ * would on its thread. */
+struct fake_call {
+    struct fake_transport *fake;
+    struct transport_call *call;
+    bool cancelled; /* under fake->lock */
+};
+
+/* Waits delay_ms or until the call is cancelled; true when cancelled. */
+static bool fake_delay(struct fake_transport *fake, struct fake_call *fc,
+                       unsigned delay_ms)
 {
-    struct fake_transport *fake = ctx;
+    struct timespec until;
+    bool cancelled;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += delay_ms / 1000;
+    until.tv_nsec += (long)(delay_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&fake->lock);
+    while (!fc->cancelled &&
+           pthread_cond_timedwait(&fake->changed, &fake->lock, &until) == 0)
+        ;
+    cancelled = fc->cancelled;
+    pthread_mutex_unlock(&fake->lock);
+    return cancelled;
+}
+
+static int fake_answer(struct fake_transport *fake, struct fake_call *fc,
+                       const char *path_query, struct http_response *out)
+{
     struct fake_entry rule = {0};
     char *copy = strdup(path_query);
     bool found = false;
@@ -118,13 +151,9 @@ static int fake_get(void *ctx, const char *path_query, struct http_response *out
     pthread_mutex_unlock(&fake->lock);
     free(copy);
 
-    if (rule.delay_ms) {
-        struct timespec ts = {rule.delay_ms / 1000,
-                              (long)(rule.delay_ms % 1000) * 1000000L};
-
-        nanosleep(&ts, NULL);
-    }
-    if (!found) {
+    if (rule.delay_ms && fake_delay(fake, fc, rule.delay_ms)) {
+        rc = -ECANCELED;
+    } else if (!found) {
         rc = -ENOSYS;
     } else if (rule.handler) {
         rc = rule.handler(rule.handler_arg, path_query, out);
@@ -139,8 +168,81 @@ static int fake_get(void *ctx, const char *path_query, struct http_response *out
 
     pthread_mutex_lock(&fake->lock);
     fake->concurrent--;
+    if (rc == 0 && fc->cancelled) {
+        http_response_free(out);
+        rc = -ECANCELED;
+    }
     pthread_mutex_unlock(&fake->lock);
     return rc;
+}
+
+static void *fake_call_run(void *arg)
+{
+    struct fake_call *fc = arg;
+    struct fake_transport *fake = fc->fake;
+    struct transport_call *call = fc->call;
+
+    call->resp = (struct http_response)HTTP_RESPONSE_INIT;
+    call->rc = fake_answer(fake, fc, call->path_query, &call->resp);
+    if (call->rc)
+        buf_free(&call->resp.body);
+    pthread_mutex_lock(&fake->lock);
+    call->impl = NULL;
+    pthread_mutex_unlock(&fake->lock);
+    free(fc);
+    call->done(call);
+    pthread_mutex_lock(&fake->lock);
+    fake->running--;
+    pthread_cond_broadcast(&fake->changed);
+    pthread_mutex_unlock(&fake->lock);
+    return NULL;
+}
+
+static int fake_submit(void *ctx, struct transport_call *call)
+{
+    struct fake_transport *fake = ctx;
+    struct fake_call *fc = calloc(1, sizeof(*fc));
+    pthread_attr_t attr;
+    pthread_t thread;
+    int rc = 0;
+
+    if (!fc)
+        return -ENOMEM;
+    fc->fake = fake;
+    fc->call = call;
+    call->impl = fc;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&fake->lock);
+    fake->running++;
+    if (pthread_create(&thread, &attr, fake_call_run, fc)) {
+        fake->running--;
+        call->impl = NULL;
+        free(fc);
+        rc = -EAGAIN;
+    }
+    pthread_mutex_unlock(&fake->lock);
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+static void fake_cancel(void *ctx, struct transport_call *call)
+{
+    struct fake_transport *fake = ctx;
+
+    pthread_mutex_lock(&fake->lock);
+    if (call->impl) {
+        ((struct fake_call *)call->impl)->cancelled = true;
+        pthread_cond_broadcast(&fake->changed);
+    }
+    pthread_mutex_unlock(&fake->lock);
+}
+
+static int fake_get(void *ctx, const char *path_query, struct http_response *out)
+{
+    struct fake_transport *fake = ctx;
+
+    return transport_get_by_submit(&fake->transport, path_query, out);
 }
 
 struct fake_transport *fake_transport_new(void)
@@ -150,7 +252,10 @@ struct fake_transport *fake_transport_new(void)
     if (!fake)
         return NULL;
     pthread_mutex_init(&fake->lock, NULL);
+    pthread_cond_init(&fake->changed, NULL);
     fake->transport.get = fake_get;
+    fake->transport.submit = fake_submit;
+    fake->transport.cancel = fake_cancel;
     fake->transport.ctx = fake;
     return fake;
 }
@@ -179,7 +284,13 @@ void fake_transport_free(struct fake_transport *fake)
 {
     if (!fake)
         return;
+    /* Every call's thread is done with the fake before it goes. */
+    pthread_mutex_lock(&fake->lock);
+    while (fake->running > 0)
+        pthread_cond_wait(&fake->changed, &fake->lock);
+    pthread_mutex_unlock(&fake->lock);
     fake_transport_reset(fake);
+    pthread_cond_destroy(&fake->changed);
     pthread_mutex_destroy(&fake->lock);
     free(fake);
 }

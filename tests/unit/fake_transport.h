@@ -6,7 +6,10 @@
  * and body (inline or a fixture file under $BATCHFS_TEST_DATA), an errno, or
  * a handler that builds the answer. The first rule that matches and is not
  * used up answers. Every request is recorded. Thread-safe: the API layer may
- * call it from several threads at once.
+ * call it from several threads at once. A submitted call is answered on a
+ * thread of its own (as the engine answers on its thread), and so is a get
+ * (a submit and a wait, honouring the thread's cancel token); a cancel ends
+ * a rule's delay at once with -ECANCELED.
  */
 #ifndef BATCHFS_FAKE_TRANSPORT_H
 #define BATCHFS_FAKE_TRANSPORT_H

@@ -172,7 +172,7 @@ struct server {
     unsigned nsteps;
     atomic_bool stop;
     pthread_mutex_t lock;
-    pthread_cond_t changed;                                 /* stalling moved */
+    pthread_cond_t changed;                                 /* stalling or accepted moved */
     unsigned accepted;                                      /* protected by lock */
     unsigned stalling;                                      /* protected by lock */
     char requests[SERVER_MAX_REQUESTS][SERVER_REQUEST_MAX]; /* protected by lock */
@@ -373,6 +373,7 @@ static void *server_run(void *arg)
             continue;
         pthread_mutex_lock(&s->lock);
         index = s->accepted++;
+        pthread_cond_broadcast(&s->changed);
         pthread_mutex_unlock(&s->lock);
         if (server_read_request(s, c, req, sizeof(req))) {
             pthread_mutex_lock(&s->lock);
@@ -414,6 +415,21 @@ static void server_wait_stalling(struct server *s, unsigned count)
     deadline.tv_sec += SERVER_DEADLINE_S;
     pthread_mutex_lock(&s->lock);
     while (s->stalling < count && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&s->changed, &s->lock, &deadline);
+    pthread_mutex_unlock(&s->lock);
+    assert_int_not_equal(rc, ETIMEDOUT);
+}
+
+/* Waits until the server has accepted `count` connections. */
+static void server_wait_accepted(struct server *s, unsigned count)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += SERVER_DEADLINE_S;
+    pthread_mutex_lock(&s->lock);
+    while (s->accepted < count && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&s->changed, &s->lock, &deadline);
     pthread_mutex_unlock(&s->lock);
     assert_int_not_equal(rc, ETIMEDOUT);
@@ -1145,6 +1161,476 @@ static void test_bad_config(void **state)
     http_response_free(NULL);
 }
 
+/* ---- the engine: asynchronous calls, bounds, cancels ---- */
+
+/* A submitted call and how many times its done was called. */
+struct async_call {
+    struct transport_call call;
+    unsigned done_count; /* under async_lock */
+    long long done_ms;
+};
+
+static pthread_mutex_t async_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t async_changed = PTHREAD_COND_INITIALIZER;
+static unsigned async_finished; /* under async_lock */
+
+static void async_done(struct transport_call *call)
+{
+    struct async_call *a = call->arg;
+
+    pthread_mutex_lock(&async_lock);
+    a->done_count++;
+    a->done_ms = now_ms();
+    async_finished++;
+    pthread_cond_broadcast(&async_changed);
+    pthread_mutex_unlock(&async_lock);
+}
+
+static void async_submit(struct http_client *client, struct async_call *a, const char *path)
+{
+    const struct transport *tr = http_client_transport(client);
+
+    memset(a, 0, sizeof(*a));
+    a->call.path_query = path;
+    a->call.done = async_done;
+    a->call.arg = a;
+    assert_int_equal(tr->submit(tr->ctx, &a->call), 0);
+}
+
+static void async_reset(void)
+{
+    pthread_mutex_lock(&async_lock);
+    async_finished = 0;
+    pthread_mutex_unlock(&async_lock);
+}
+
+/* Waits until `a` ended (an upper bound only to catch a hang). */
+static void async_wait(struct async_call *a)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    pthread_mutex_lock(&async_lock);
+    while (a->done_count == 0)
+        assert_int_equal(pthread_cond_timedwait(&async_changed, &async_lock, &until), 0);
+    pthread_mutex_unlock(&async_lock);
+}
+
+static void async_wait_all(unsigned n)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    pthread_mutex_lock(&async_lock);
+    while (async_finished < n)
+        assert_int_equal(pthread_cond_timedwait(&async_changed, &async_lock, &until), 0);
+    pthread_mutex_unlock(&async_lock);
+}
+
+static unsigned async_done_count(struct async_call *a)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&async_lock);
+    n = a->done_count;
+    pthread_mutex_unlock(&async_lock);
+    return n;
+}
+
+/*
+ * A server that holds every request it reads until the gate opens, then
+ * answers each (and every later one at once) and closes: how many requests
+ * it held at the same time is how many the client had in flight.
+ */
+#define GATE_MAX 64
+
+struct gate_server {
+    int fd;
+    unsigned short port;
+    pthread_t thread;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool open;         /* under lock */
+    unsigned held;     /* requests read and not answered; under lock */
+    unsigned max_held; /* under lock */
+    unsigned answered; /* under lock */
+};
+
+static void gate_answer(int c)
+{
+    static const char reply[] =
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+    (void)!send(c, reply, sizeof(reply) - 1, MSG_NOSIGNAL);
+    shutdown(c, SHUT_WR);
+    close(c);
+}
+
+static void *gate_run(void *arg)
+{
+    struct gate_server *g = arg;
+    int conns[GATE_MAX];
+    char reqs[GATE_MAX][1024];
+    size_t lens[GATE_MAX];
+    bool read_whole[GATE_MAX];
+    unsigned n = 0;
+
+    while (!atomic_load(&g->stop)) {
+        struct pollfd p[GATE_MAX + 1];
+        bool open;
+
+        p[0] = (struct pollfd){g->fd, POLLIN, 0};
+        for (unsigned i = 0; i < n; i++)
+            p[i + 1] = (struct pollfd){conns[i], read_whole[i] ? 0 : POLLIN, 0};
+        if (poll(p, n + 1, 20) < 0)
+            continue;
+        if ((p[0].revents & POLLIN) && n < GATE_MAX) {
+            int c = accept4(g->fd, NULL, NULL, SOCK_CLOEXEC);
+
+            if (c >= 0) {
+                conns[n] = c;
+                lens[n] = 0;
+                read_whole[n] = false;
+                n++;
+            }
+        }
+        for (unsigned i = 0; i < n; i++) {
+            if (read_whole[i] || !(p[i + 1].revents & (POLLIN | POLLHUP)))
+                continue;
+            ssize_t got = read(conns[i], reqs[i] + lens[i], sizeof(reqs[i]) - 1 - lens[i]);
+
+            if (got <= 0)
+                continue;
+            lens[i] += (size_t)got;
+            reqs[i][lens[i]] = '\0';
+            if (strstr(reqs[i], "\r\n\r\n")) {
+                read_whole[i] = true;
+                pthread_mutex_lock(&g->lock);
+                g->held++;
+                if (g->held > g->max_held)
+                    g->max_held = g->held;
+                pthread_cond_broadcast(&g->changed);
+                pthread_mutex_unlock(&g->lock);
+            }
+        }
+        pthread_mutex_lock(&g->lock);
+        open = g->open;
+        pthread_mutex_unlock(&g->lock);
+        for (unsigned i = 0; open && i < n;) {
+            if (!read_whole[i]) {
+                i++;
+                continue;
+            }
+            gate_answer(conns[i]);
+            pthread_mutex_lock(&g->lock);
+            g->held--;
+            g->answered++;
+            pthread_mutex_unlock(&g->lock);
+            n--;
+            conns[i] = conns[n];
+            lens[i] = lens[n];
+            read_whole[i] = read_whole[n];
+            memcpy(reqs[i], reqs[n], sizeof(reqs[i]));
+        }
+    }
+    for (unsigned i = 0; i < n; i++)
+        close(conns[i]);
+    return NULL;
+}
+
+static struct gate_server *gate_new(void)
+{
+    struct gate_server *g = calloc(1, sizeof(*g));
+    struct server *s = server_new(); /* for its bound socket */
+
+    assert_non_null(g);
+    g->fd = dup(s->fd);
+    assert_true(g->fd >= 0);
+    g->port = s->port;
+    server_free(s, false);
+    atomic_init(&g->stop, false);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->changed, NULL);
+    assert_int_equal(pthread_create(&g->thread, NULL, gate_run, g), 0);
+    return g;
+}
+
+static void gate_wait_held(struct gate_server *g, unsigned n)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    pthread_mutex_lock(&g->lock);
+    while (g->held < n)
+        assert_int_equal(pthread_cond_timedwait(&g->changed, &g->lock, &until), 0);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void gate_free(struct gate_server *g)
+{
+    atomic_store(&g->stop, true);
+    pthread_join(g->thread, NULL);
+    close(g->fd);
+    pthread_cond_destroy(&g->changed);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+static void test_engine_bounds_transfers_in_flight(void **state)
+{
+    struct gate_server *g = gate_new();
+    struct server port_of = {.port = g->port};
+    static struct async_call calls[24];
+    struct http_client *client;
+    struct http_stats stats;
+
+    (void)state;
+    async_reset();
+    client = client_for(&port_of, 5, 0, 1 << 20); /* max_connections = 4 */
+    for (int i = 0; i < 24; i++)
+        async_submit(client, &calls[i], "/many");
+    /* Four are held at the server; the other twenty wait in the engine. */
+    gate_wait_held(g, 4);
+    pthread_mutex_lock(&g->lock);
+    g->open = true;
+    pthread_mutex_unlock(&g->lock);
+    async_wait_all(24);
+    for (int i = 0; i < 24; i++) {
+        assert_int_equal(async_done_count(&calls[i]), 1);
+        assert_int_equal(calls[i].call.rc, 0);
+        assert_int_equal(calls[i].call.resp.status, 200);
+        assert_string_equal(calls[i].call.resp.body.data, "{}");
+        http_response_free(&calls[i].call.resp);
+    }
+    pthread_mutex_lock(&g->lock);
+    assert_int_equal(g->max_held, 4);
+    assert_int_equal(g->answered, 24);
+    pthread_mutex_unlock(&g->lock);
+    assert_int_equal(http_client_max_in_flight(client), 4);
+    http_client_stats(client, &stats);
+    assert_int_equal(stats.requests, 24);
+    http_client_free(client);
+    /* Exactly once, even after the client is gone. */
+    for (int i = 0; i < 24; i++)
+        assert_int_equal(async_done_count(&calls[i]), 1);
+    gate_free(g);
+}
+
+static void test_engine_retry_is_a_timer(void **state)
+{
+    struct server *s = server_new();
+    struct async_call waiting, other;
+    struct http_client *client;
+    long long cancelled_at;
+
+    (void)state;
+    async_reset();
+    /* The first answer asks for a retry in 20 s (the most a server may ask). */
+    server_add_response(s, "500 Internal Server Error", "Retry-After: 3600\r\n", "later");
+    server_add_response(s, "200 OK", NULL, "{\"other\":1}");
+    server_start(s);
+    client = client_for(s, 5, 3, 1 << 20);
+    async_submit(client, &waiting, "/waits");
+    server_wait_accepted(s, 1);
+    /* While its retry timer runs, the one engine thread serves another. */
+    async_submit(client, &other, "/other");
+    async_wait(&other);
+    assert_int_equal(other.call.rc, 0);
+    assert_string_equal(other.call.resp.body.data, "{\"other\":1}");
+    http_response_free(&other.call.resp);
+    assert_int_equal(async_done_count(&waiting), 0);
+    /* Cancelling drops the timer: it ends now, and no retry is sent. */
+    cancelled_at = now_ms();
+    http_client_transport(client)->cancel(client, &waiting.call);
+    async_wait(&waiting);
+    assert_int_equal(waiting.call.rc, -ECANCELED);
+    assert_int_equal(waiting.call.resp.attempts, 1);
+    assert_true(waiting.done_ms - cancelled_at < 2000);
+    assert_int_equal(server_accepted(s), 2);
+    http_client_free(client);
+    assert_int_equal(async_done_count(&waiting), 1);
+    assert_int_equal(async_done_count(&other), 1);
+    server_free(s, true);
+}
+
+static void test_engine_retry_timer_fires(void **state)
+{
+    struct server *s = server_new();
+    struct async_call call;
+    struct http_client *client;
+    struct http_stats stats;
+    long long start;
+
+    (void)state;
+    async_reset();
+    server_add_response(s, "503 Service Unavailable", "retry-after-ms: 300\r\n", "busy");
+    server_add_response(s, "200 OK", NULL, "{}");
+    server_start(s);
+    client = client_for(s, 5, 2, 1 << 20);
+    start = now_ms();
+    async_submit(client, &call, "/r");
+    async_wait(&call);
+    assert_int_equal(call.call.rc, 0);
+    assert_int_equal(call.call.resp.status, 200);
+    assert_int_equal(call.call.resp.attempts, 2);
+    /* The server's wait was honoured, not cut short. */
+    assert_true(call.done_ms - start >= 300);
+    http_client_stats(client, &stats);
+    assert_int_equal(stats.retries, 1);
+    http_response_free(&call.call.resp);
+    http_client_free(client);
+    assert_int_equal(async_done_count(&call), 1);
+    server_free(s, true);
+}
+
+/* A 429 moves the one back-off clock: a request submitted afterwards, to
+ * another path, does not start before the server's wait is over. */
+static void test_engine_throttle_holds_every_start(void **state)
+{
+    struct server *s = server_new();
+    struct async_call throttled, later;
+    struct http_client *client;
+    struct http_stats stats;
+    long long deadline = now_ms() + 10000, submitted;
+
+    (void)state;
+    async_reset();
+    server_add_response(s, "429 Too Many Requests", "retry-after-ms: 400\r\n", "slow");
+    server_add_response(s, "200 OK", NULL, "{\"later\":1}");
+    server_add_response(s, "200 OK", NULL, "{\"throttled\":1}");
+    server_start(s);
+    client = client_for(s, 5, 2, 1 << 20);
+    async_submit(client, &throttled, "/t");
+    do {
+        assert_true(now_ms() < deadline);
+        usleep(1000);
+        http_client_stats(client, &stats);
+    } while (stats.throttled == 0);
+    submitted = now_ms();
+    async_submit(client, &later, "/later");
+    async_wait(&later);
+    async_wait(&throttled);
+    assert_int_equal(later.call.rc, 0);
+    assert_true(later.done_ms - submitted >= 300);
+    assert_int_equal(throttled.call.rc, 0);
+    assert_int_equal(throttled.call.resp.attempts, 2);
+    http_response_free(&later.call.resp);
+    http_response_free(&throttled.call.resp);
+    http_client_free(client);
+    server_free(s, true);
+}
+
+static struct http_client *client_with_connections(struct server *s, unsigned n)
+{
+    char url[64];
+    struct http_config config = {
+        .base_url = url,
+        .connect_timeout_s = 1,
+        .timeout_s = 30,
+        .max_connections = n,
+        .max_response = 1 << 20,
+    };
+    struct http_client *client;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", s->port);
+    client = http_client_new(&config, NULL);
+    assert_non_null(client);
+    return client;
+}
+
+static void test_engine_cancel_queued_and_in_flight(void **state)
+{
+    struct server *s = server_new();
+    struct async_call running, queued;
+    struct http_client *client;
+    long long cancelled_at;
+
+    (void)state;
+    async_reset();
+    server_add(s, NULL, 0); /* a stall: headers never come */
+    server_start(s);
+    client = client_with_connections(s, 1);
+    async_submit(client, &running, "/stalls");
+    server_wait_stalling(s, 1);
+    async_submit(client, &queued, "/queued");
+    /* The queued one ends at once, never sent; the other is untouched. */
+    http_client_transport(client)->cancel(client, &queued.call);
+    async_wait(&queued);
+    assert_int_equal(queued.call.rc, -ECANCELED);
+    assert_int_equal(queued.call.resp.attempts, 0);
+    assert_int_equal(async_done_count(&running), 0);
+    /* The one in flight is removed from the multi handle. */
+    cancelled_at = now_ms();
+    http_client_transport(client)->cancel(client, &running.call);
+    async_wait(&running);
+    assert_int_equal(running.call.rc, -ECANCELED);
+    assert_true(running.done_ms - cancelled_at < 2000);
+    /* A cancel after the end does nothing. */
+    http_client_transport(client)->cancel(client, &running.call);
+    assert_int_equal(server_accepted(s), 1);
+    http_client_free(client);
+    assert_int_equal(async_done_count(&running), 1);
+    assert_int_equal(async_done_count(&queued), 1);
+    server_free(s, true);
+}
+
+struct token_get {
+    struct http_client *client;
+    struct transport_cancel *token;
+    int rc;
+    long long done_ms;
+};
+
+static void *token_get_run(void *arg)
+{
+    struct token_get *tg = arg;
+    struct http_response resp = HTTP_RESPONSE_INIT;
+
+    transport_cancel_scope_begin(tg->token);
+    tg->rc = http_client_transport(tg->client)->get(tg->client, "/stall", &resp);
+    transport_cancel_scope_end();
+    tg->done_ms = now_ms();
+    assert_null(resp.body.data);
+    return NULL;
+}
+
+static void test_engine_sync_get_cancelled_by_token(void **state)
+{
+    struct server *s = server_new();
+    struct transport_cancel token;
+    struct token_get tg;
+    struct http_response resp = HTTP_RESPONSE_INIT;
+    pthread_t thread;
+    long long fired_at;
+
+    (void)state;
+    server_add(s, NULL, 0);
+    server_start(s);
+    assert_int_equal(transport_cancel_init(&token), 0);
+    tg = (struct token_get){client_for(s, 30, 3, 1 << 20), &token, 1, 0};
+    assert_int_equal(pthread_create(&thread, NULL, token_get_run, &tg), 0);
+    server_wait_stalling(s, 1);
+    fired_at = now_ms();
+    transport_cancel_fire(&token);
+    pthread_join(thread, NULL);
+    assert_int_equal(tg.rc, -ECANCELED);
+    assert_true(tg.done_ms - fired_at < 1000);
+    /* Under a fired token a get ends at once, without a request; the
+     * client itself still works for others. */
+    transport_cancel_scope_begin(&token);
+    assert_int_equal(http_client_transport(tg.client)->get(tg.client, "/x", &resp),
+                     -ECANCELED);
+    transport_cancel_scope_end();
+    assert_int_equal(server_accepted(s), 1);
+    http_client_free(tg.client);
+    transport_cancel_destroy(&token);
+    server_free(s, true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1175,6 +1661,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_bounds_transfers_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_engine_retry_is_a_timer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_retry_timer_fires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_throttle_holds_every_start, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_engine_cancel_queued_and_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_engine_sync_get_cancelled_by_token, setup,
+                                        teardown),
     };
     int failed;
 
