@@ -631,19 +631,10 @@ class MountOptionsPassedOn(unittest.TestCase):
         self.assertNotIn("default_permissions", options)
 
 
-def thp_available():
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
-            mode = f.read()
-    except OSError:
-        return False
-    return "[always]" in mode or "[madvise]" in mode
-
-
-class HugePages(unittest.TestCase):
-    """The driver restarts itself once to get huge pages for its heap (and
-    heaps that grow 64 MiB at a time), and leaves GLIBC_TUNABLES alone when
-    the user chose glibc.malloc.hugetlb; a top_pad of the user's is kept."""
+class NoRestart(unittest.TestCase):
+    """The driver runs as it was started: it does not execute itself again
+    with allocator tunables of its own, so its environment is the one it
+    was given."""
 
     def setUp(self):
         self.double = harness.Double()
@@ -655,40 +646,20 @@ class HugePages(unittest.TestCase):
         env = {} if tunables is None else {"GLIBC_TUNABLES": tunables}
         m = harness.Mount(self.double, env=env)
         try:
-            # Served after the restart: the restarted image is the one mounted.
             self.assertIn("jobs", os.listdir(m.path))
             with open("/proc/%d/environ" % m.proc.pid, "rb") as f:
-                # The dynamic loader may split the value at ':' in place.
                 return f.read().replace(b"\0", b"\n").decode(errors="replace")
         finally:
             err = m.stop()
             harness.check_driver_output(err, m.status)
 
-    def test_asks_for_huge_pages(self):
-        environ = self.environ_of_mount(None)
-        if thp_available():
-            self.assertIn("glibc.malloc.hugetlb=1", environ)
-            self.assertIn("glibc.malloc.top_pad=67108864", environ)
-        else:
-            self.assertNotIn("glibc.malloc.hugetlb", environ)
-            self.assertNotIn("glibc.malloc.top_pad", environ)
+    def test_no_tunables_added(self):
+        self.assertNotIn("GLIBC_TUNABLES", self.environ_of_mount(None))
 
-    def test_other_tunables_kept(self):
+    def test_users_tunables_kept_as_given(self):
         environ = self.environ_of_mount("glibc.malloc.tcache_count=7")
-        self.assertIn("GLIBC_TUNABLES=glibc.malloc.tcache_count=7", environ)
-        self.assertEqual("glibc.malloc.hugetlb=1" in environ, thp_available())
+        self.assertIn("GLIBC_TUNABLES=glibc.malloc.tcache_count=7\n", environ)
 
-    def test_users_choice_kept(self):
-        environ = self.environ_of_mount("glibc.malloc.hugetlb=0")
-        self.assertIn("GLIBC_TUNABLES=glibc.malloc.hugetlb=0", environ)
-        self.assertNotIn("glibc.malloc.hugetlb=1", environ)
-        self.assertNotIn("glibc.malloc.top_pad", environ)
-
-    def test_users_top_pad_kept(self):
-        environ = self.environ_of_mount("glibc.malloc.top_pad=4096")
-        self.assertIn("GLIBC_TUNABLES=glibc.malloc.top_pad=4096", environ)
-        self.assertNotIn("glibc.malloc.top_pad=67108864", environ)
-        self.assertEqual("glibc.malloc.hugetlb=1" in environ, thp_available())
 
 
 if __name__ == "__main__":
