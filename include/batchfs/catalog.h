@@ -113,8 +113,10 @@ int catalog_batches(struct catalog *catalog, struct listing **out);
 int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing **out);
 
 /*
- * Finds job `job_id`: in the cached job list when it is fresh and holds it,
- * else by asking the API for that one job. *owner is the listing holding
+ * Finds job `job_id`: in the job list when it is fresh and holds it, or,
+ * once the job list has been fetched, when listing it again (an expired
+ * list is fetched once for all callers) finds it; else by asking the API
+ * for that one job. *owner is the listing holding
  * the entry (release it); *entry is borrowed from it.
  */
 int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,

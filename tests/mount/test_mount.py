@@ -15,10 +15,12 @@ import errno
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -629,6 +631,50 @@ class MountOptionsPassedOn(unittest.TestCase):
         options = self.mount_options("fsname=allow_other")
         self.assertNotIn("allow_other", options)
         self.assertNotIn("default_permissions", options)
+
+
+class JobListExpiry(harness.MountTestCase):
+    """Once the job list has expired, looking jobs up lists the jobs again,
+    once, rather than asking for each job by id: reading every job's file
+    costs the job list's pages, not a request per job."""
+    JOBS = 40
+    DOUBLE_ARGS = ("--jobs", str(JOBS), "--items", "1", "--batches", "0", "--page-cap", "15")
+    MOUNT_OPTIONS = ("cache_ttl=300",)
+
+    def hangups(self):
+        with open(self.path(".batchfs", "stats")) as f:
+            return json.load(f)["hangups"]
+
+    def expire(self):
+        """SIGHUP, then waits for the driver to have acted on it."""
+        seen = self.hangups()
+        self.mount.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while self.hangups() == seen:
+            self.assertLess(time.monotonic(), deadline, "SIGHUP was not acted on")
+            time.sleep(0.01)
+
+    def read_every_job(self):
+        jobs = apidouble.make_dataset(jobs=self.JOBS, items=1, batches=0).jobs
+        for job in jobs:
+            with open(self.path("jobs", job["id"], "job.json"), "rb") as f:
+                self.assertEqual(json.loads(f.read())["id"], job["id"])
+        return len(jobs)
+
+    def test_lookups_after_expiry_list_the_jobs_once(self):
+        self.double.reset()
+        self.assertEqual(len(os.listdir(self.path("jobs"))), self.JOBS)
+        listing = self.double.stats()["by_endpoint"]["list_jobs"]
+        self.assertGreater(listing, 1)
+        self.double.reset()
+        self.read_every_job()
+        self.assertEqual(self.double.requests(), 0)
+        self.expire()
+        self.double.reset()
+        self.read_every_job()
+        by = self.double.stats()["by_endpoint"]
+        self.assertEqual(by["get_job"], 0)
+        self.assertEqual(by["list_jobs"], listing)
 
 
 class NoRestart(unittest.TestCase):
