@@ -184,18 +184,13 @@ static uint64_t catalog_next_generation;
 
 void entry_clear(struct entry *entry)
 {
-    free(entry->name); /* id and status live in the same block */
     blob_unref(entry->content);
     memset(entry, 0, sizeof(*entry));
 }
 
 size_t entry_bytes(const struct entry *e)
 {
-    return sizeof(*e) +
-           (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
-                          (e->status ? strlen(e->status) + 1 : 0)
-                    : 0) +
-           (e->content ? blob_footprint(e->content) : 0);
+    return sizeof(*e) + (e->content ? blob_footprint(e->content) : 0);
 }
 
 struct listing *listing_new(enum listing_kind kind)
@@ -227,6 +222,7 @@ void listing_release(struct listing *listing)
     entry_clear(&listing->self);
     free(listing->entries);
     free(listing->by_name);
+    free(listing->strings);
     free(listing);
 }
 
