@@ -46,6 +46,7 @@ void builder_discard(struct builder *b)
     if (b->charge)
         __atomic_sub_fetch(b->charge, b->charged, __ATOMIC_RELAXED);
     names_free(b->names);
+    blob_unref(b->last_page);
     free(b->strings);
     buf_free(&b->arena);
     buf_free(&b->scratch);
@@ -91,6 +92,7 @@ static int builder_keep(struct builder *b, const char *data, size_t len, size_t 
 /* What one object renders to before it joins a listing; made on any thread. */
 struct rendered {
     struct blob *content;
+    struct blob *source; /* the page it was rendered from (borrowed), or NULL */
     size_t line_len; /* its compact JSON's length */
     struct timespec mtime;
     const char *status, *name; /* decoded; lengths BUILDER_ABSENT when none */
@@ -193,6 +195,7 @@ static int builder_render(const struct api_object *object, struct blob *source,
     rc = builder_content(object, source, off, scratch, &out->content, &out->line_len);
     if (rc)
         return rc;
+    out->source = source;
     out->mtime = builder_object_mtime(object->raw, fields + FIELD_TIMES);
     builder_decode(object->raw, fields[FIELD_STATUS], strings, &out->status,
                    &out->status_len);
@@ -321,6 +324,12 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         entry->content = r.content;
         if (rc)
             goto out;
+    }
+    /* Pages kept in the pagecache learn their order, for reading ahead. */
+    if (b->pages && r.source && r.source != b->last_page) {
+        pagecache_follows(b->pages, b->last_page, r.source);
+        blob_unref(b->last_page);
+        b->last_page = blob_ref(r.source);
     }
     entry->mtime = r.mtime;
     entry->line_len = r.line_len;
