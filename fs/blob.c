@@ -188,6 +188,16 @@ const char *blob_bytes(const struct blob *blob)
     return adopted;
 }
 
+void *blob_pager_state(const struct blob *blob, const struct blob_pager *pager)
+{
+    struct blob_paged paged;
+
+    if (!blob || blob->kind != BLOB_PAGED)
+        return NULL;
+    memcpy(&paged, blob->data, sizeof(paged));
+    return paged.pager == pager ? paged.state : NULL;
+}
+
 int blob_pin(const struct blob *blob, const char **bytes)
 {
     struct blob_paged paged;

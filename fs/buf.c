@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int buf_reserve(struct buf *b, size_t extra)
+/* Room for `extra` more bytes and the NUL: the capacity doubled until it
+ * holds them, or exactly that when `exact`. 0 or -ENOMEM (unchanged). */
+static int buf_make_room(struct buf *b, size_t extra, bool exact)
 {
     size_t need, cap;
     char *data;
@@ -21,7 +24,7 @@ int buf_reserve(struct buf *b, size_t extra)
     need = b->len + extra + 1; /* room for the trailing NUL */
     if (need <= b->cap)
         return 0;
-    cap = b->cap ? b->cap : 64;
+    cap = exact ? need : b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     data = realloc(b->data, cap);
@@ -30,6 +33,16 @@ int buf_reserve(struct buf *b, size_t extra)
     b->data = data;
     b->cap = cap;
     return 0;
+}
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+    return buf_make_room(b, extra, false);
+}
+
+int buf_reserve_exact(struct buf *b, size_t extra)
+{
+    return buf_make_room(b, extra, true);
 }
 
 int buf_append(struct buf *b, const void *data, size_t len)

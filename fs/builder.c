@@ -41,40 +41,12 @@ static const char *const builder_field_keys[FIELD_COUNT] = {
     "started_at", "effective_at", "created_at",
 };
 
-/*
- * Gives `entry` its name, id and status (status may be NULL), copied into
- * one block that entry->name owns. NULs inside the status become '_'.
- */
-static int entry_set_strings(struct entry *entry, const char *name, size_t name_len,
-                             const char *id, size_t id_len, const char *status,
-                             size_t status_len)
-{
-    size_t size = name_len + 1 + id_len + 1 + (status ? status_len + 1 : 0);
-    char *block = malloc(size);
-
-    if (!block)
-        return -ENOMEM;
-    entry->name = block;
-    memcpy(block, name, name_len);
-    block[name_len] = '\0';
-    entry->id = block + name_len + 1;
-    memcpy(entry->id, id, id_len);
-    entry->id[id_len] = '\0';
-    entry->status = NULL;
-    if (status) {
-        entry->status = entry->id + id_len + 1;
-        for (size_t i = 0; i < status_len; i++)
-            entry->status[i] = status[i] ? status[i] : '_';
-        entry->status[status_len] = '\0';
-    }
-    return 0;
-}
-
 void builder_discard(struct builder *b)
 {
     if (b->charge)
         __atomic_sub_fetch(b->charge, b->charged, __ATOMIC_RELAXED);
     names_free(b->names);
+    blob_unref(b->last_page);
     free(b->strings);
     buf_free(&b->arena);
     buf_free(&b->scratch);
@@ -120,6 +92,7 @@ static int builder_keep(struct builder *b, const char *data, size_t len, size_t 
 /* What one object renders to before it joins a listing; made on any thread. */
 struct rendered {
     struct blob *content;
+    struct blob *source; /* the page it was rendered from (borrowed), or NULL */
     size_t line_len; /* its compact JSON's length */
     struct timespec mtime;
     const char *status, *name; /* decoded; lengths BUILDER_ABSENT when none */
@@ -222,6 +195,7 @@ static int builder_render(const struct api_object *object, struct blob *source,
     rc = builder_content(object, source, off, scratch, &out->content, &out->line_len);
     if (rc)
         return rc;
+    out->source = source;
     out->mtime = builder_object_mtime(object->raw, fields + FIELD_TIMES);
     builder_decode(object->raw, fields[FIELD_STATUS], strings, &out->status,
                    &out->status_len);
@@ -351,6 +325,12 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         if (rc)
             goto out;
     }
+    /* Pages kept in the pagecache learn their order, for reading ahead. */
+    if (b->pages && r.source && r.source != b->last_page) {
+        pagecache_follows(b->pages, b->last_page, r.source);
+        blob_unref(b->last_page);
+        b->last_page = blob_ref(r.source);
+    }
     entry->mtime = r.mtime;
     entry->line_len = r.line_len;
     strings->id_len = object->id_len;
@@ -418,7 +398,7 @@ static void builder_presize(struct builder *b)
         return;
     if (want > b->cap && builder_grow_to(b, want))
         return;
-    if (buf_reserve(&b->arena, (b->arena.len / count + 1) * (want - count)))
+    if (buf_reserve_exact(&b->arena, (b->arena.len / count + 1) * (want - count)))
         return;
     if (b->names)
         names_expect(b->names, want);
@@ -533,31 +513,94 @@ void builder_preparer(struct builder *b, struct api_preparer *out)
                               builder_field_keys,   FIELD_COUNT,          b};
 }
 
-/* Gives an entry its strings from the arena; `name` overrides the id as
- * the entry's name when not NULL. */
-static int builder_set_strings(const struct builder *b, struct entry *entry,
-                               const struct builder_strings *s, const char *name)
-{
-    const char *arena = b->arena.data;
-    const char *id = arena + s->id;
+/* Where builder_place_strings puts an entry's strings: the listing's block
+ * (NULL: only count them) and the status placed last, which the next entry
+ * shares when it has the same (the entries of a folder mostly do). */
+struct strings_cursor {
+    char *at;               /* next free byte of the block, or NULL */
+    size_t size;            /* bytes placed (or counted) so far */
+    const char *raw_status; /* the last status placed, as in the arena */
+    size_t raw_status_len;
+    char *status; /* ...and where it went */
+};
 
-    return entry_set_strings(
-        entry, name ? name : id, name ? strlen(name) : s->id_len, id, s->id_len,
-        s->status_len == BUILDER_ABSENT ? NULL : arena + s->status, s->status_len);
+/* Copies bytes into the block at the cursor (or counts them), with a NUL;
+ * NULs inside become '_' when `clean`. Where they went, or NULL. */
+static char *builder_place(struct strings_cursor *c, const char *bytes, size_t len,
+                           bool clean)
+{
+    char *at = c->at;
+
+    c->size += len + 1;
+    if (!at)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        at[i] = clean && !bytes[i] ? '_' : bytes[i];
+    at[len] = '\0';
+    c->at += len + 1;
+    return at;
 }
 
-/* Names the entries (items and results by names.c, the rest by id). */
+/* Gives an entry its strings from the arena, in the listing's block (or
+ * counts them): `name` overrides the id as the entry's name when not NULL;
+ * an entry named by its id shares it. */
+static void builder_place_strings(const struct builder *b, struct strings_cursor *c,
+                                  struct entry *entry, const struct builder_strings *s,
+                                  const char *name, size_t name_len)
+{
+    const char *arena = b->arena.data;
+    const char *status = s->status_len == BUILDER_ABSENT ? NULL : arena + s->status;
+    char *id = builder_place(c, arena + s->id, s->id_len, false);
+    char *placed = id;
+
+    if (name)
+        placed = builder_place(c, name, name_len, false);
+    if (status && !(c->raw_status && c->raw_status_len == s->status_len &&
+                    !memcmp(c->raw_status, status, s->status_len))) {
+        c->raw_status = status;
+        c->raw_status_len = s->status_len;
+        c->status = builder_place(c, status, s->status_len, true);
+    }
+    if (c->at) {
+        entry->name = placed;
+        entry->id = id;
+        entry->status = status ? c->status : NULL;
+    }
+}
+
+/* Places (or counts) the strings of every entry and of self. */
+static void builder_place_all(const struct builder *b, struct strings_cursor *c)
+{
+    struct listing *l = b->listing;
+
+    for (size_t i = 0; i < l->count; i++) {
+        size_t len = 0;
+        const char *name = b->names ? names_file_name(b->names, i, &len) : NULL;
+
+        builder_place_strings(b, c, &l->entries[i], &b->strings[i], name, len);
+    }
+    if (l->self.content)
+        builder_place_strings(b, c, &l->self, &b->self_strings, NULL, 0);
+}
+
+/* Names the entries (items and results by names.c, the rest by id), their
+ * strings in one block that the listing owns. */
 static int builder_name_entries(struct builder *b)
 {
     struct listing *l = b->listing;
+    struct strings_cursor c = {0};
     int rc = b->names ? names_finish(b->names) : 0;
 
-    for (size_t i = 0; !rc && i < l->count; i++)
-        rc = builder_set_strings(b, &l->entries[i], &b->strings[i],
-                                 b->names ? names_file_name(b->names, i, NULL) : NULL);
-    if (!rc && l->self.content)
-        rc = builder_set_strings(b, &l->self, &b->self_strings, NULL);
-    return rc;
+    if (rc)
+        return rc;
+    builder_place_all(b, &c);
+    l->strings = malloc(c.size ? c.size : 1);
+    if (!l->strings)
+        return -ENOMEM;
+    l->strings_bytes = c.size;
+    c = (struct strings_cursor){.at = l->strings};
+    builder_place_all(b, &c);
+    return 0;
 }
 
 /* Names the entries, sorts them, and hands the listing over. */
@@ -576,7 +619,7 @@ int builder_finish(struct builder *b, struct listing **out)
         qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
     if (rc)
         goto out;
-    l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name);
+    l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name) + l->strings_bytes;
     for (size_t i = 0; i < l->count; i++)
         l->bytes += entry_bytes(&l->entries[i]);
     l->bytes += entry_bytes(&l->self);

@@ -15,7 +15,6 @@
 #include "batchfs/catalog.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "batchfs/builder.h"
 #include "batchfs/cache.h"
 #include "batchfs/derive.h"
+#include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 #include "batchfs/log.h"
@@ -42,20 +42,28 @@ struct folder_sizes {
     size_t of[CATALOG_ITEM_STATUS_COUNT];
 };
 
-/* A small set of ids, each with the folder sizes of a job (unused by some
- * sets); the caller holds catalog->lock. Linear: it holds jobs or batches
- * of one account, hundreds rather than millions. */
+/* A set of ids, each with the folder sizes of a job (unused by some sets);
+ * the caller holds catalog->lock. An account may hold hundreds of
+ * thousands of jobs, and each job of a listing is put here under the lock:
+ * the ids are found through a hash index (open addressing, at most half
+ * full), never by a scan. Ids are never removed. */
 struct id_set {
-    char **ids;
+    char **ids; /* in the order they were added */
     struct folder_sizes *sizes;
     size_t count, cap;
+    size_t *slots;   /* slot_cap of them: 1 + the id's index, or 0 when free */
+    size_t slot_cap; /* a power of two, or 0 */
 };
 
 static bool id_set_find(const struct id_set *set, const char *id, size_t *index)
 {
-    for (size_t i = 0; i < set->count; i++)
-        if (!strcmp(set->ids[i], id)) {
-            *index = i;
+    size_t mask = set->slot_cap - 1, len = strlen(id);
+
+    if (!set->slot_cap)
+        return false;
+    for (size_t i = (size_t)idset_hash(id, len) & mask; set->slots[i]; i = (i + 1) & mask)
+        if (!strcmp(set->ids[set->slots[i] - 1], id)) {
+            *index = set->slots[i] - 1;
             return true;
         }
     return false;
@@ -66,6 +74,51 @@ static bool id_set_has(const struct id_set *set, const char *id)
     size_t i;
 
     return id_set_find(set, id, &i);
+}
+
+/* Files ids[index] in the index, which has a free slot for it. */
+static void id_set_index(struct id_set *set, size_t index)
+{
+    size_t mask = set->slot_cap - 1;
+    const char *id = set->ids[index];
+    size_t i = (size_t)idset_hash(id, strlen(id)) & mask;
+
+    while (set->slots[i])
+        i = (i + 1) & mask;
+    set->slots[i] = index + 1;
+}
+
+/* Makes room for one more id: in the arrays and in an index kept at most
+ * half full. 0 or -ENOMEM (the set is then unchanged). */
+static int id_set_grow(struct id_set *set)
+{
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 16;
+        char **ids = realloc(set->ids, cap * sizeof(*ids));
+        struct folder_sizes *grown;
+
+        if (!ids)
+            return -ENOMEM;
+        set->ids = ids;
+        grown = realloc(set->sizes, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        set->sizes = grown;
+        set->cap = cap;
+    }
+    if (2 * (set->count + 1) > set->slot_cap) {
+        size_t slot_cap = set->slot_cap ? set->slot_cap * 2 : 32;
+        size_t *slots = calloc(slot_cap, sizeof(*slots));
+
+        if (!slots)
+            return -ENOMEM;
+        free(set->slots);
+        set->slots = slots;
+        set->slot_cap = slot_cap;
+        for (size_t i = 0; i < set->count; i++)
+            id_set_index(set, i);
+    }
+    return 0;
 }
 
 /* Adds `id` with `sizes`, or sets the sizes of the `id` already there; on
@@ -79,23 +132,12 @@ static void id_set_put(struct id_set *set, const char *id,
         set->sizes[i] = *sizes;
         return;
     }
-    if (set->count == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 16;
-        char **ids = realloc(set->ids, cap * sizeof(*ids));
-        struct folder_sizes *grown;
-
-        if (!ids)
-            return;
-        set->ids = ids;
-        grown = realloc(set->sizes, cap * sizeof(*grown));
-        if (!grown)
-            return;
-        set->sizes = grown;
-        set->cap = cap;
-    }
+    if (id_set_grow(set))
+        return;
     set->ids[set->count] = strdup(id);
     if (set->ids[set->count]) {
         set->sizes[set->count] = *sizes;
+        id_set_index(set, set->count);
         set->count++;
     }
 }
@@ -114,6 +156,7 @@ static void id_set_free(struct id_set *set)
         free(set->ids[i]);
     free(set->ids);
     free(set->sizes);
+    free(set->slots);
     memset(set, 0, sizeof(*set));
 }
 
@@ -131,31 +174,23 @@ struct catalog {
     struct id_set finished_jobs; /* jobs seen finished: that never changes back */
     struct id_set job_sizes;     /* each job's folder sizes, from its latest object */
     struct timespec batches_unsupported_until; /* the list endpoint is missing */
+    bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
 };
 
 /* ---- listings and their entries -------------------------------------- */
-
-/* Listings above this size return the memory their fetch used (see
- * catalog_fetch). */
-#define CATALOG_TRIM_BYTES (4u << 20)
 
 /* Source of listing generations; atomic, shared by every catalog. */
 static uint64_t catalog_next_generation;
 
 void entry_clear(struct entry *entry)
 {
-    free(entry->name); /* id and status live in the same block */
     blob_unref(entry->content);
     memset(entry, 0, sizeof(*entry));
 }
 
 size_t entry_bytes(const struct entry *e)
 {
-    return sizeof(*e) +
-           (e->name ? strlen(e->name) + 1 + strlen(e->id) + 1 +
-                          (e->status ? strlen(e->status) + 1 : 0)
-                    : 0) +
-           (e->content ? blob_footprint(e->content) : 0);
+    return sizeof(*e) + (e->content ? blob_footprint(e->content) : 0);
 }
 
 struct listing *listing_new(enum listing_kind kind)
@@ -179,23 +214,16 @@ struct listing *listing_ref(struct listing *listing)
 
 void listing_release(struct listing *listing)
 {
-    bool big;
-
     if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     live_forget(listing);
-    big = listing->bytes > CATALOG_TRIM_BYTES;
     for (size_t i = 0; i < listing->count; i++)
         entry_clear(&listing->entries[i]);
     entry_clear(&listing->self);
     free(listing->entries);
     free(listing->by_name);
+    free(listing->strings);
     free(listing);
-    /* The freed files lie among other allocations, in the arenas of the
-     * threads that fetched them; hand the pages back, or an evicted folder
-     * stays resident and its next fetch piles on top (under cache_size). */
-    if (big)
-        malloc_trim(0);
 }
 
 int entry_compare_names(const void *a, const void *b)
@@ -477,6 +505,11 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     if (rc)
         return rc;
 
+    if (req->kind == LISTING_JOBS) {
+        pthread_mutex_lock(&catalog->lock);
+        catalog->jobs_listed = true;
+        pthread_mutex_unlock(&catalog->lock);
+    }
     if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB) {
         for (size_t i = 0; i < listing->count; i++) {
             const struct entry *job = &listing->entries[i];
@@ -500,10 +533,6 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     live_add(catalog->live, listing, key, *ttl_s);
     *value = listing;
     *bytes = listing->bytes;
-    /* A big listing leaves what was freed while it was built behind it;
-     * give that memory back rather than keep it resident. */
-    if (listing->bytes > CATALOG_TRIM_BYTES)
-        malloc_trim(0);
     return 0;
 }
 
@@ -620,10 +649,22 @@ int catalog_job(struct catalog *catalog, const char *job_id, struct listing **ow
     struct listing *listing;
     int rc;
 
+    bool listed;
+
     *owner = NULL;
     *entry = NULL;
-    /* The job list, if it is at hand, answers without a request. */
-    if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &listing)) {
+    /* The job list, if it is at hand, answers without a request. Once it
+     * has been listed, an expired list is listed again, once for every
+     * caller (the cache's single flight), rather than each job asked for
+     * one by one: a walk over many jobs costs the list's pages, not a
+     * request per job. */
+    pthread_mutex_lock(&catalog->lock);
+    listed = catalog->jobs_listed;
+    pthread_mutex_unlock(&catalog->lock);
+    rc = catalog_get(catalog, &req, CACHE_GET_PEEK, &listing);
+    if (rc == -ENOENT && listed)
+        rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, &listing);
+    if (!rc) {
         const struct entry *e = listing_find(listing, job_id);
 
         if (e) {

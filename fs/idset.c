@@ -20,8 +20,7 @@ struct idset_cell {
     size_t len;
 };
 
-/* FNV-1a, 64 bits. */
-static uint64_t idset_hash(const char *key, size_t len)
+uint64_t idset_hash(const char *key, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
 

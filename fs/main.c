@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -323,79 +322,6 @@ static int main_check_access(struct http_client *http, struct api *api,
     return rc;
 }
 
-/* The glibc tunable that backs malloc's heaps with transparent huge pages. */
-#define MAIN_HUGETLB_TUNABLE "glibc.malloc.hugetlb"
-
-/* The glibc tunable for how much a heap grows (and keeps when it shrinks)
- * beyond what one allocation needs, and the value set with huge pages. */
-#define MAIN_TOP_PAD_TUNABLE "glibc.malloc.top_pad"
-#define MAIN_TOP_PAD_BYTES "67108864"
-
-/* True when the kernel would give transparent huge pages to a region that
- * asks for them (mode "always" or "madvise"). */
-static bool main_thp_available(void)
-{
-    char mode[128] = "";
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-
-    if (!f)
-        return false;
-    if (!fgets(mode, sizeof(mode), f))
-        mode[0] = '\0';
-    fclose(f);
-    return strstr(mode, "[always]") || strstr(mode, "[madvise]");
-}
-
-/*
- * Starts the driver again, once, with glibc.malloc.hugetlb=1 added to
- * GLIBC_TUNABLES, unless that tunable is set already (by the user, or by
- * the first start). A cold listing of a 90,000-item folder touches some
- * 100 MB of fresh heap; in 4 KiB pages that is about 25,000 page faults,
- * which on a virtual machine cost a quarter of the driver's CPU.
- *
- * Huge pages alone left 13,000-20,000 faults: a heap that grows by small
- * steps is mostly made of pieces the kernel will not back with huge pages.
- * glibc.malloc.top_pad=64 MiB (unless the user set it) makes each heap
- * grow by 64 MiB at once, the size of a thread's heap, and took the same
- * listing to about 2,500 faults and some 20 % less driver CPU (side by
- * side on a 2-core virtual machine). The price: a
- * heap keeps up to 64 MiB it no longer uses instead of handing it back,
- * which raises the resident size after a peak, not the peak.
- *
- * glibc reads its tunables only when a program starts, hence the exec; it
- * keeps the process id, argv and the rest of the environment. If the exec
- * fails, the driver goes on as it is.
- */
-static void main_restart_with_huge_pages(char *argv[])
-{
-#ifdef __GLIBC__
-    const char *old = getenv("GLIBC_TUNABLES");
-    char *saved = old ? strdup(old) : NULL, *value = NULL;
-    bool pad = !old || !strstr(old, MAIN_TOP_PAD_TUNABLE);
-
-    if ((old && (!saved || strstr(old, MAIN_HUGETLB_TUNABLE))) || !main_thp_available())
-        goto out;
-    if (asprintf(&value, "%s%s" MAIN_HUGETLB_TUNABLE "=1%s", old ? old : "", old ? ":" : "",
-                 pad ? ":" MAIN_TOP_PAD_TUNABLE "=" MAIN_TOP_PAD_BYTES : "") < 0) {
-        value = NULL;
-        goto out;
-    }
-    if (setenv("GLIBC_TUNABLES", value, 1))
-        goto out;
-    execv("/proc/self/exe", argv);
-    /* Still here: put the environment back as it was. */
-    if (saved)
-        setenv("GLIBC_TUNABLES", saved, 1);
-    else
-        unsetenv("GLIBC_TUNABLES");
-out:
-    free(value);
-    free(saved);
-#else
-    (void)argv;
-#endif
-}
-
 int main(int argc, char *argv[])
 {
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -415,18 +341,7 @@ int main(int argc, char *argv[])
     char err[512], *key = NULL;
     int rc, status = 1;
 
-    main_restart_with_huge_pages(argv);
     memset(&cmd, 0, sizeof(cmd));
-    /* Many short-lived fetch threads would otherwise each get a malloc
-     * arena of their own, and the freed pages of one arena are never
-     * reused by another: resident memory grows well past what is cached. */
-    mallopt(M_ARENA_MAX, 2);
-    /* Page bodies (up to a megabyte each) come and go by the hundred while a
-     * big folder is listed: taking them from the heap rather than from fresh
-     * mappings saves a page fault per 4 KiB of every one. The heap is given
-     * back after each big listing (see catalog.c). */
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     if (sem_init(&main_wake, 0, 0))
         return 1;
     log_setup(LOG_LEVEL_INFO, false);

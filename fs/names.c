@@ -515,7 +515,7 @@ int names_expect(struct names *n, size_t count)
     n->table.groups = groups;
     if (cells > n->table.cap && (rc = names_table_resize(&n->table, cells)))
         return rc;
-    return buf_reserve(&n->text, (count - n->count) * per);
+    return buf_reserve_exact(&n->text, (count - n->count) * per);
 }
 
 int names_add(struct names *n, const char *item_id, size_t item_id_len, const char *item_name,

@@ -28,6 +28,9 @@ struct page {
     unsigned pins;    /* readers using bytes: never dropped while > 0 */
     bool fetching;    /* a fetch is under way; others wait for it */
     bool differs;     /* the last fetch gave other bytes (logged once) */
+    bool again;       /* fetched again once dropped: reading it means a
+                         walk over dropped pages, so read ahead */
+    struct page *prev, *next;   /* neighbours in their folder (pagecache_follows) */
     struct lru_link lru;        /* among the kept pages */
     /* Fixed at creation: */
     size_t len;
@@ -44,6 +47,14 @@ struct pagecache {
     struct pagecache_config config;
     struct lru_list kept; /* the pages with their bytes, most recently used first */
     struct pagecache_stats stats;
+    /* Read ahead: one thread fetches the dropped page that follows the one
+     * being read, while it is read (started with the cache when it has a
+     * budget, stopped by pagecache_free). */
+    pthread_t ahead_thread;
+    bool ahead_running;
+    bool stopping;         /* pagecache_free: the thread ends */
+    struct page *ahead;    /* the page to fetch ahead, or NULL */
+    pthread_cond_t wanted; /* ahead was set, or stopping */
 };
 
 /* Drops one reference (pc->lock held): whether it was the last. */
@@ -52,8 +63,11 @@ static bool pagecache_unref_locked(struct pagecache *pc)
     return --pc->refs == 0;
 }
 
+static void *pagecache_read_ahead(void *arg);
+
 static void pagecache_destroy(struct pagecache *pc)
 {
+    pthread_cond_destroy(&pc->wanted);
     pthread_cond_destroy(&pc->fetched);
     pthread_mutex_destroy(&pc->lock);
     free(pc);
@@ -74,8 +88,19 @@ struct pagecache *pagecache_new(const struct pagecache_config *config)
         free(pc);
         return NULL;
     }
+    if (pthread_cond_init(&pc->wanted, NULL)) {
+        pthread_cond_destroy(&pc->fetched);
+        pthread_mutex_destroy(&pc->lock);
+        free(pc);
+        return NULL;
+    }
     pc->refs = 1;
     pc->config = *config;
+    /* Without a budget nothing is dropped, so nothing is read ahead; a
+     * thread that cannot start only costs the read-ahead. */
+    if (config->max_bytes)
+        pc->ahead_running =
+            !pthread_create(&pc->ahead_thread, NULL, pagecache_read_ahead, pc);
     return pc;
 }
 
@@ -85,6 +110,13 @@ void pagecache_free(struct pagecache *pc)
 
     if (!pc)
         return;
+    if (pc->ahead_running) {
+        pthread_mutex_lock(&pc->lock);
+        pc->stopping = true;
+        pthread_cond_signal(&pc->wanted);
+        pthread_mutex_unlock(&pc->lock);
+        pthread_join(pc->ahead_thread, NULL);
+    }
     pthread_mutex_lock(&pc->lock);
     pc->config.other_bytes = NULL; /* the owner's, who is going */
     pc->config.changed = NULL;
@@ -156,14 +188,113 @@ out:
     return rc;
 }
 
+/* What a fetch again found that the caller reports once the lock is let
+ * go: a page that first came back other than it was listed. */
+struct page_change {
+    bool log;                   /* warn about this page */
+    void (*changed)(void *arg); /* the owner's, to call */
+    void *arg;
+};
+
+/* Fetches a dropped page again (pc->lock held, let go during the fetch)
+ * and keeps its bytes: 0, or a negative errno. Readers of the page wait
+ * for it meanwhile. */
+static int page_fetch_again(struct pagecache *pc, struct page *p,
+                            struct page_change *change)
+{
+    char *fetched;
+    int rc;
+
+    p->fetching = true;
+    pthread_mutex_unlock(&pc->lock);
+    log_debug("%s: fetched again (dropped for the cache budget)", p->where);
+    rc = page_fetch(p, &fetched);
+    pthread_mutex_lock(&pc->lock);
+    p->fetching = false;
+    pthread_cond_broadcast(&pc->fetched);
+    pc->stats.fetches++;
+    if (rc == -ESTALE) {
+        pc->stats.mismatches++;
+        change->log = !p->differs;
+        p->differs = true;
+        change->changed = pc->config.changed;
+        change->arg = pc->config.other_arg;
+    }
+    if (rc)
+        return rc;
+    p->bytes = fetched;
+    p->again = true;
+    lru_push_newest(&pc->kept, &p->lru);
+    pc->stats.kept++;
+    pc->stats.kept_bytes += p->len;
+    return 0;
+}
+
+/* Tells what page_fetch_again found (without the lock). */
+static void page_report(const struct page *p, const struct page_change *change)
+{
+    if (change->log)
+        log_warning(
+            "%s: the page differs from the one listed (its folder changed since); "
+            "its files fail with ESTALE, and folders are listed again",
+            p->where);
+    if (change->changed)
+        change->changed(change->arg);
+}
+
+/* Whether a page can be fetched again now: dropped, no fetch under way,
+ * not known to have changed (pc->lock held). */
+static bool page_fetchable(const struct page *p)
+{
+    return !p->bytes && !p->fetching && !p->differs;
+}
+
+/* A page fetched again is being read: have the one after it fetched
+ * ahead, if it was dropped too (pc->lock held). */
+static void page_want_next(struct pagecache *pc, struct page *p)
+{
+    if (p->again && p->next && page_fetchable(p->next) && pc->ahead_running &&
+        pc->ahead != p->next) {
+        pc->ahead = p->next;
+        pthread_cond_signal(&pc->wanted);
+    }
+}
+
+/* The read-ahead thread: fetches the page asked for, one at a time, until
+ * pagecache_free. */
+static void *pagecache_read_ahead(void *arg)
+{
+    struct pagecache *pc = arg;
+
+    pthread_mutex_lock(&pc->lock);
+    for (;;) {
+        struct page_change change = {0};
+        struct page *p;
+
+        while (!pc->stopping && !pc->ahead)
+            pthread_cond_wait(&pc->wanted, &pc->lock);
+        if (pc->stopping)
+            break;
+        p = pc->ahead;
+        pc->ahead = NULL;
+        if (!page_fetchable(p))
+            continue;
+        /* page_free waits for the fetch before it frees the page. */
+        if (!page_fetch_again(pc, p, &change))
+            pagecache_shrink(pc);
+        pthread_mutex_unlock(&pc->lock);
+        page_report(p, &change);
+        pthread_mutex_lock(&pc->lock);
+    }
+    pthread_mutex_unlock(&pc->lock);
+    return NULL;
+}
+
 static int page_pin(void *state, const char **bytes)
 {
     struct page *p = state;
     struct pagecache *pc = p->pc;
-    char *fetched;
-    bool log_change = false;
-    void (*changed)(void *arg) = NULL;
-    void *changed_arg = NULL;
+    struct page_change change = {0};
     int rc = 0;
 
     pthread_mutex_lock(&pc->lock);
@@ -177,40 +308,16 @@ static int page_pin(void *state, const char **bytes)
     } else if (p->differs) {
         rc = -ESTALE; /* its folder has changed: not asked again */
         goto out;
-    } else {
-        p->fetching = true;
-        pthread_mutex_unlock(&pc->lock);
-        log_debug("%s: fetched again (dropped for the cache budget)", p->where);
-        rc = page_fetch(p, &fetched);
-        pthread_mutex_lock(&pc->lock);
-        p->fetching = false;
-        pthread_cond_broadcast(&pc->fetched);
-        pc->stats.fetches++;
-        if (rc == -ESTALE) {
-            pc->stats.mismatches++;
-            log_change = !p->differs;
-            p->differs = true;
-            changed = pc->config.changed;
-            changed_arg = pc->config.other_arg;
-        }
-        if (rc)
-            goto out;
-        p->bytes = fetched;
-        lru_push_newest(&pc->kept, &p->lru);
-        pc->stats.kept++;
-        pc->stats.kept_bytes += p->len;
+    } else if ((rc = page_fetch_again(pc, p, &change))) {
+        goto out;
     }
     p->pins++;
     *bytes = p->bytes;
+    page_want_next(pc, p);
     pagecache_shrink(pc);
 out:
     pthread_mutex_unlock(&pc->lock);
-    if (log_change)
-        log_warning("%s: the page differs from the one listed (its folder changed since); "
-                    "its files fail with ESTALE, and folders are listed again",
-                    p->where);
-    if (changed)
-        changed(changed_arg);
+    page_report(p, &change);
     return rc;
 }
 
@@ -232,6 +339,14 @@ static void page_free(void *state)
     bool gone;
 
     pthread_mutex_lock(&pc->lock);
+    while (p->fetching) /* by the read-ahead thread, which holds no reference */
+        pthread_cond_wait(&pc->fetched, &pc->lock);
+    if (pc->ahead == p)
+        pc->ahead = NULL;
+    if (p->prev)
+        p->prev->next = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
     if (p->bytes)
         page_drop(pc, p);
     pc->stats.pages--;
@@ -279,6 +394,21 @@ struct blob *pagecache_add(struct pagecache *pc, char *bytes, size_t len,
     pagecache_shrink(pc);
     pthread_mutex_unlock(&pc->lock);
     return blob;
+}
+
+void pagecache_follows(struct pagecache *pc, struct blob *page, struct blob *next)
+{
+    struct page *p = blob_pager_state(page, &page_pager);
+    struct page *n = blob_pager_state(next, &page_pager);
+
+    if (!p || !n || p == n || p->pc != pc || n->pc != pc)
+        return;
+    pthread_mutex_lock(&pc->lock);
+    if (!p->next && !n->prev) {
+        p->next = n;
+        n->prev = p;
+    }
+    pthread_mutex_unlock(&pc->lock);
 }
 
 void pagecache_get_stats(struct pagecache *pc, struct pagecache_stats *out)

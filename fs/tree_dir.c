@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "batchfs/catalog.h"
+#include "batchfs/idset.h"
 #include "batchfs/names.h"
 #include "tree_private.h"
 
@@ -41,21 +42,33 @@ struct tree_dir {
     size_t ahead_from, ahead_to;      /* entries whose nodes may have been made ahead */
 };
 
-/* Adds a copy of `name` to the snapshot unless it is there already. */
-static int dir_add_name(struct tree_dir *dir, const char *name)
+/* Adds a copy of `name` to the snapshot unless `seen`, the names added so
+ * far, holds it: a lookup, not a scan, for a job list may hold hundreds of
+ * thousands of jobs of one type. */
+static int dir_add_name(struct tree_dir *dir, struct idset *seen, size_t *cap,
+                        const char *name)
 {
-    char **names, *copy;
+    size_t len = strlen(name);
+    char *copy;
+    int rc;
 
-    for (size_t i = 0; i < dir->name_count; i++)
-        if (!strcmp(dir->names[i], name))
-            return 0;
-    names = realloc(dir->names, (dir->name_count + 1) * sizeof(*names));
-    if (!names)
-        return -ENOMEM;
-    dir->names = names;
+    if (dir->name_count == *cap) {
+        size_t grown = *cap ? *cap * 2 : 16;
+        char **names = realloc(dir->names, grown * sizeof(*names));
+
+        if (!names)
+            return -ENOMEM;
+        dir->names = names;
+        *cap = grown;
+    }
+    rc = idset_add(seen, name, len);
+    if (rc <= 0)
+        return rc;
     copy = strdup(name);
-    if (!copy)
+    if (!copy) {
+        idset_remove(seen, name, len);
         return -ENOMEM;
+    }
     dir->names[dir->name_count++] = copy;
     return 0;
 }
@@ -64,6 +77,8 @@ static int dir_add_name(struct tree_dir *dir, const char *name)
 static int dir_fill_groups(struct tree_dir *dir)
 {
     char value[NAMES_MAX_LEN + 1];
+    struct idset seen = IDSET_INIT;
+    size_t cap = 0;
     int rc = 0;
 
     for (size_t i = 0; i < dir->listing->count && !rc; i++) {
@@ -72,10 +87,11 @@ static int dir_fill_groups(struct tree_dir *dir)
         if (!job_group_value(job, dir->view.status_index, value, sizeof(value)))
             continue;
         if (dir->view.kind == NODE_BY)
-            rc = dir_add_name(dir, value);
+            rc = dir_add_name(dir, &seen, &cap, value);
         else if (!strcmp(value, dir->view.group))
-            rc = dir_add_name(dir, job->name);
+            rc = dir_add_name(dir, &seen, &cap, job->name);
     }
+    idset_free(&seen);
     return rc;
 }
 

@@ -100,6 +100,10 @@ void blob_unref(struct blob *blob);
  * other kinds. */
 const char *blob_bytes(const struct blob *blob);
 
+/* The state of a paged blob made with `pager`; NULL for any other blob
+ * (or NULL). Borrowed: valid while the blob is. Pure. */
+void *blob_pager_state(const struct blob *blob, const struct blob_pager *pager);
+
 /*
  * The bytes of a held or paged blob, kept present until blob_unpin: 0 and
  * *bytes; a negative errno when a paged blob's bytes could not be had

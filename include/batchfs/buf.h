@@ -35,6 +35,11 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 /* Ensures room for `extra` more bytes without reallocating. 0 or -ENOMEM. */
 int buf_reserve(struct buf *b, size_t extra);
 
+/* Like buf_reserve, but makes room for exactly `extra` more bytes (and the
+ * NUL) rather than doubling: for a size known ahead, where doubling would
+ * leave up to as much again unused. 0 or -ENOMEM (the buffer unchanged). */
+int buf_reserve_exact(struct buf *b, size_t extra);
+
 /* Hands the bytes to the caller (who frees them) and empties the buffer.
  * Never returns NULL: an empty buffer yields a fresh "" allocation, or NULL
  * only when that allocation fails. */

@@ -59,6 +59,7 @@ struct builder {
     struct pagecache *pages;
     pagecache_fetch_fn fetch_again;
     void *fetch_arg;
+    struct blob *last_page; /* the page of the last entry made (referenced) */
     /* What the entries made so far will hold, added as they are made to
      * *charge (atomically) and taken back when the builder is done: see
      * builder_charge_to. */

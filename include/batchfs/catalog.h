@@ -26,8 +26,8 @@ struct api;
 struct live;
 
 /* One named thing in a listing: a job or batch (a directory), an item or a
- * result (a file). Strings are NUL-terminated copies in one block, owned
- * through `name`: freeing name frees id and status too. */
+ * result (a file). Strings are NUL-terminated; in a listing they lie in
+ * its `strings` block (see there), and entries may share them. */
 struct entry {
     char *name;            /* name in its directory */
     char *id;              /* job id, batch id, item_id or source_directory_file_id */
@@ -62,6 +62,11 @@ struct listing {
      * are in name order themselves. */
     struct entry **by_name;
     struct entry self;      /* LISTING_BATCH: the batch itself (name = id) */
+    /* The names, ids and statuses of the entries and of self, one after
+     * another: one allocation for a whole listing rather than one per
+     * entry. NULL until the listing is named. */
+    char *strings;
+    size_t strings_bytes;
     bool results_null;      /* LISTING_BATCH: the API gave "results": null */
     size_t bytes;           /* memory held, for the cache budget */
     /* live.c's, so that a listing still in use is found again after the
@@ -113,8 +118,10 @@ int catalog_batches(struct catalog *catalog, struct listing **out);
 int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing **out);
 
 /*
- * Finds job `job_id`: in the cached job list when it is fresh and holds it,
- * else by asking the API for that one job. *owner is the listing holding
+ * Finds job `job_id`: in the job list when it is fresh and holds it, or,
+ * once the job list has been fetched, when listing it again (an expired
+ * list is fetched once for all callers) finds it; else by asking the API
+ * for that one job. *owner is the listing holding
  * the entry (release it); *entry is borrowed from it.
  */
 int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,
@@ -162,13 +169,14 @@ const struct entry *listing_find(const struct listing *listing, const char *name
  * so that listing_find works on entries in any order. 0 or -ENOMEM. */
 int listing_index_names(struct listing *listing);
 
-/* Frees an entry's strings and drops its reference to its content, leaving
- * it zeroed; safe on a zeroed entry. For entries not yet published in a
- * listing (listing_release clears the others). */
+/* Drops an entry's reference to its content, leaving it zeroed (its
+ * strings are its listing's); safe on a zeroed entry. For entries not yet
+ * published in a listing (listing_release clears the others). */
 void entry_clear(struct entry *entry);
 
-/* The memory an entry stands for (itself, its strings, its content's
- * footprint), for the cache budget. Pure. */
+/* The memory an entry stands for (itself and its content's footprint; its
+ * strings are counted with its listing's block), for the cache budget.
+ * Pure. */
 size_t entry_bytes(const struct entry *entry);
 
 /* Name order: strcmp of the names, as a qsort and bsearch comparison of

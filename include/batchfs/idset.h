@@ -13,6 +13,7 @@
 #define BATCHFS_IDSET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "batchfs/buf.h"
 
@@ -38,6 +39,10 @@ void idset_remove(struct idset *set, const char *key, size_t len);
 /* Makes room for `count` keys in all, `bytes` of key bytes on average.
  * 0 or -ENOMEM; a hint, so a failure loses nothing. */
 int idset_expect(struct idset *set, size_t count, size_t bytes);
+
+/* FNV-1a, 64 bits, of key[0, len): the hash the set files keys under,
+ * for other tables of ids. Pure. */
+uint64_t idset_hash(const char *key, size_t len);
 
 /* Frees the set; it is IDSET_INIT again. */
 void idset_free(struct idset *set);

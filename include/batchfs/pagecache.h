@@ -19,7 +19,9 @@
  *
  * Thread-safe: one mutex guards the pages' bytes, pins and order; it is
  * never held while a page is fetched, and other_bytes is called under it
- * (so other_bytes must not call back into the pagecache).
+ * (so other_bytes must not call back into the pagecache). A cache with a
+ * budget runs one thread of its own, to read pages ahead (see
+ * pagecache_follows); other_bytes and changed may be called from it.
  * Knows nothing of HTTP, listings or FUSE: how a page is fetched is the
  * caller's function.
  */
@@ -78,6 +80,17 @@ void pagecache_free(struct pagecache *pc);
  */
 struct blob *pagecache_add(struct pagecache *pc, char *bytes, size_t len,
                            pagecache_fetch_fn fetch, void *arg, const char *where);
+
+/*
+ * Says that page `next` follows `page` in their folder (both made by
+ * pagecache_add of `pc`; anything else, or a page that has a neighbour
+ * there already, is left alone). While a page that had to be fetched again
+ * is read, the page after it, if dropped, is fetched ahead on the cache's
+ * read-ahead thread (one page at a time, within the budget), so that a
+ * tool walking a folder in order does not wait for each page in turn.
+ * Thread-safe.
+ */
+void pagecache_follows(struct pagecache *pc, struct blob *page, struct blob *next);
 
 void pagecache_get_stats(struct pagecache *pc, struct pagecache_stats *out);
 

@@ -164,6 +164,47 @@ static void test_items_named_by_names(void **state)
     listing_release(l);
 }
 
+/* A listing's strings lie in its one block: a job named by its id shares
+ * it, entries of the same status share one copy (a status with a NUL, made
+ * '_', is its own), and every string is inside the block. */
+static void test_strings_in_one_block(void **state)
+{
+    static const char j1[] = "{\"id\":\"job-1\",\"status\":\"completed\"}";
+    static const char j2[] = "{\"id\":\"job-2\",\"status\":\"completed\"}";
+    static const char j3[] = "{\"id\":\"job-3\",\"status\":\"fa\\u0000iled\"}";
+    static const char j4[] = "{\"id\":\"job-4\"}";
+    struct api_object objects[] = {
+        object_of(j1, strlen(j1), "job-1"),
+        object_of(j2, strlen(j2), "job-2"),
+        object_of(j3, strlen(j3), "job-3"),
+        object_of(j4, strlen(j4), "job-4"),
+    };
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_int_equal(build(LISTING_JOBS, objects, 4, &l), 0);
+    assert_int_equal(l->count, 4);
+    assert_non_null(l->strings);
+    for (size_t i = 0; i < 4; i++) {
+        const struct entry *e = &l->entries[i];
+
+        assert_ptr_equal(e->name, e->id);
+        assert_true(e->id >= l->strings &&
+                    e->id + strlen(e->id) < l->strings + l->strings_bytes);
+        if (e->status)
+            assert_true(e->status >= l->strings &&
+                        e->status + strlen(e->status) < l->strings + l->strings_bytes);
+    }
+    assert_string_equal(l->entries[0].status, "completed");
+    assert_ptr_equal(l->entries[0].status, l->entries[1].status);
+    assert_string_equal(l->entries[2].status, "fa_iled");
+    assert_null(l->entries[3].status);
+    /* Four ids and two statuses, each with its NUL: nothing more. */
+    assert_int_equal(l->strings_bytes,
+                     4 * 6 + strlen("completed") + 1 + strlen("fa_iled") + 1);
+    listing_release(l);
+}
+
 /* Two items of one id cannot both have a file: the listing fails whole. */
 static void test_items_repeated_id(void **state)
 {
@@ -361,6 +402,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_named_by_id),
         cmocka_unit_test(test_items_named_by_names),
+        cmocka_unit_test(test_strings_in_one_block),
         cmocka_unit_test(test_items_repeated_id),
         cmocka_unit_test(test_prepared_page),
         cmocka_unit_test(test_batch),

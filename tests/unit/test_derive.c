@@ -23,17 +23,24 @@ static struct listing *make_listing(const char *const *objects, const char *cons
                                     const size_t *api_index, size_t n)
 {
     struct listing *l = calloc(1, sizeof(*l));
+    size_t size = 1;
+    char *at;
 
     assert_non_null(l);
     l->refs = 1;
     l->entries = calloc(n, sizeof(*l->entries));
     l->count = n;
+    for (size_t i = 0; i < n; i++)
+        size += 2 * strlen(ids[i]) + 7;
+    /* The listing's one block of strings (see struct listing). */
+    at = l->strings = malloc(size);
+    assert_non_null(at);
     for (size_t i = 0; i < n; i++) {
-        /* One block: "<id>.json", NUL, then the id (see struct entry). */
+        /* "<id>.json", NUL, then the id. */
         size_t len = strlen(ids[i]);
 
-        l->entries[i].name = malloc(2 * len + 7);
-        assert_non_null(l->entries[i].name);
+        l->entries[i].name = at;
+        at += 2 * len + 7;
         strcpy(l->entries[i].name, ids[i]);
         strcat(l->entries[i].name, ".json");
         l->entries[i].id = l->entries[i].name + len + 6;

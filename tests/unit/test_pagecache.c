@@ -32,6 +32,7 @@
  * unless told otherwise. */
 struct server {
     pthread_mutex_t lock;
+    pthread_cond_t fetched; /* fetches grew */
     int fetches;        /* fetch calls */
     int fail;           /* the error of every fetch, or 0 */
     bool changed;       /* serve other bytes of the same length */
@@ -87,6 +88,7 @@ static int serve(void *arg, const char *where, struct buf *body)
 
     pthread_mutex_lock(&s->lock);
     s->fetches++;
+    pthread_cond_broadcast(&s->fetched);
     fail = s->fail;
     changed = s->changed;
     shorter = s->shorter;
@@ -117,6 +119,22 @@ static int fetches(struct server *s)
     n = s->fetches;
     pthread_mutex_unlock(&s->lock);
     return n;
+}
+
+/* Waits until the server has been asked for `n` pages in all (a fetch
+ * on the read-ahead thread); fails after a generous minute. */
+static void wait_fetches(struct server *s, int n)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 60;
+    pthread_mutex_lock(&s->lock);
+    while (s->fetches < n && rc == 0)
+        rc = pthread_cond_timedwait(&s->fetched, &s->lock, &deadline);
+    pthread_mutex_unlock(&s->lock);
+    assert_true(fetches(s) >= n);
 }
 
 /* A page as a listing adds it: pinned once, with its bytes. */
@@ -162,6 +180,7 @@ static int server_setup(void **state)
     struct server *s = calloc(1, sizeof(*s));
 
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->fetched, NULL);
     *state = s;
     return 0;
 }
@@ -170,6 +189,7 @@ static int server_teardown(void **state)
 {
     struct server *s = *state;
 
+    pthread_cond_destroy(&s->fetched);
     pthread_mutex_destroy(&s->lock);
     free(s);
     return 0;
@@ -397,10 +417,70 @@ static void test_pages_outlive_owner(void **state)
     blob_unref(c); /* frees the rest (ASan: no leak, no use after free) */
 }
 
+/* Reading a page that had to be fetched again has the dropped page after
+ * it in its folder fetched ahead, and that one's in turn when it is read:
+ * a walk in folder order waits for the first page only. Pages that were
+ * never dropped, or have no page after them, read nothing ahead. */
+static void test_read_ahead_in_folder_order(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(1, s);
+    struct pagecache_stats st;
+    const char *names[] = {"a", "b", "c", "d"};
+    struct blob *pages[4];
+
+    for (int i = 0; i < 4; i++)
+        pages[i] = add(pc, s, names[i]);
+    for (int i = 0; i < 3; i++)
+        pagecache_follows(pc, pages[i], pages[i + 1]);
+    pagecache_follows(pc, pages[0], pages[2]); /* a has its next already */
+    for (int i = 0; i < 4; i++)
+        blob_unpin(pages[i]); /* a and b are dropped: c and d stay */
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.kept, 2);
+    assert_int_equal(read_page(pages[2], "c"), 0); /* never dropped: no read-ahead */
+    assert_int_equal(read_page(pages[0], "a"), 0);
+    wait_fetches(s, 2); /* a, then b ahead */
+    assert_int_equal(read_page(pages[1], "b"), 0);
+    wait_fetches(s, 3); /* c, dropped for b, ahead */
+    assert_int_equal(read_page(pages[2], "c"), 0);
+    wait_fetches(s, 4); /* d ahead */
+    assert_int_equal(read_page(pages[3], "d"), 0);
+    pagecache_get_stats(pc, &st);
+    assert_int_equal(st.fetches, 4);
+    assert_int_equal(fetches(s), 4); /* d is last: nothing after it */
+    for (int i = 0; i < 4; i++)
+        blob_unref(pages[i]);
+    pagecache_free(pc);
+}
+
+/* A page whose fetch ahead may be under way can be let go of: its last
+ * reference waits for the fetch (ASan, TSan: no use after free, no race). */
+static void test_page_freed_while_read_ahead(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(1, s);
+    struct blob *a = add(pc, s, "a"), *b = add(pc, s, "b"), *c = add(pc, s, "c"),
+                *d = add(pc, s, "d");
+
+    pagecache_follows(pc, a, b);
+    blob_unpin(a);
+    blob_unpin(b);
+    blob_unpin(c);
+    blob_unpin(d);
+    assert_int_equal(read_page(a, "a"), 0);
+    blob_unref(b);
+    blob_unref(a);
+    blob_unref(c);
+    blob_unref(d);
+    pagecache_free(pc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_budget_and_lru, server_setup, server_teardown),
+        cmocka_unit_test_setup_teardown(test_budget_and_lru, server_setup,
+                                        server_teardown),
         cmocka_unit_test_setup_teardown(test_pinned_spared_and_floor, server_setup,
                                         server_teardown),
         cmocka_unit_test_setup_teardown(test_unbounded, server_setup, server_teardown),
@@ -409,6 +489,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_fetch_for_many, server_setup,
                                         server_teardown),
         cmocka_unit_test_setup_teardown(test_pages_outlive_owner, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_in_folder_order, server_setup,
+                                        server_teardown),
+        cmocka_unit_test_setup_teardown(test_page_freed_while_read_ahead, server_setup,
                                         server_teardown),
     };
 
