@@ -132,6 +132,7 @@ void live_add(struct live *live, struct listing *listing, const char *key, doubl
         return;
     }
     listing->key = copy;
+    listing->forget = live_forget;
     listing->key_hash = live_hash(key);
     listing->fresh_until = live_now() + ttl_s;
     pthread_mutex_lock(&live->lock);
