@@ -42,12 +42,27 @@ struct listing *listing_ref(struct listing *listing)
     return listing;
 }
 
+bool listing_ref_if_alive(struct listing *listing)
+{
+    unsigned refs = __atomic_load_n(&listing->refs, __ATOMIC_RELAXED);
+
+    while (refs && !__atomic_compare_exchange_n(&listing->refs, &refs, refs + 1, false,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        ;
+    return refs != 0;
+}
+
+struct listing_link *listing_link(struct listing *listing)
+{
+    return &listing->link;
+}
+
 void listing_release(struct listing *listing)
 {
     if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    if (listing->forget)
-        listing->forget(listing);
+    if (listing->link.forget)
+        listing->link.forget(listing);
     for (size_t i = 0; i < listing->count; i++)
         entry_clear(&listing->entries[i]);
     entry_clear(&listing->self);

@@ -9,8 +9,8 @@
  *
  * Listings and blobs are reference counted and immutable once published, so
  * any thread may read them without a lock; a refresh builds a new listing.
- * The register's fields (home, forget, live_prev, live_next, key, key_hash,
- * fresh_until, epoch) are live.c's, guarded by its lock (see live.h).
+ * The register's part (struct listing_link) is live.c's, reached through
+ * listing_link() and guarded by the register's lock (see live.h).
  */
 #ifndef BATCHFS_LISTING_H
 #define BATCHFS_LISTING_H
@@ -47,6 +47,26 @@ enum listing_kind {
     LISTING_BATCH,   /* self: the batch; entries: its results */
 };
 
+/*
+ * What the register of listings in use (live.c) keeps in each listing, so
+ * that a listing still in use is found again after the cache evicts it.
+ * Zero in listings never registered. The register reads and changes these
+ * fields only under its own lock (live.h); the listing module only calls
+ * `forget`, from the last listing_release, when no other thread can reach
+ * the listing but through the register.
+ */
+struct listing_link {
+    struct live *home;           /* the register holding it, or NULL */
+    struct listing *prev, *next; /* its chain in the register */
+    char *key;                   /* its cache key */
+    uint64_t key_hash;
+    double fresh_until; /* CLOCK_MONOTONIC seconds */
+    unsigned epoch;     /* live_expire_all calls before it was added */
+    /* Set with `key` by the register: unlinks the listing and frees `key`.
+     * Leaves the listing module free of the register's header. */
+    void (*forget)(struct listing *listing);
+};
+
 struct listing {
     unsigned refs;       /* atomic */
     uint64_t generation; /* unique to each fetch: equal = same listing */
@@ -68,18 +88,8 @@ struct listing {
     size_t strings_bytes;
     bool results_null; /* LISTING_BATCH: the API gave "results": null */
     size_t bytes;      /* memory held, for the cache budget */
-    /* live.c's, so that a listing still in use is found again after the
-     * cache evicts it; zero in listings never registered. */
-    struct live *home; /* the register holding it, or NULL */
-    /* Set with `key` by the register: called by the last listing_release
-     * to unlink the listing and free `key`; NULL in listings never
-     * registered. Leaves the listing module free of the register's. */
-    void (*forget)(struct listing *listing);
-    struct listing *live_prev, *live_next;
-    char *key; /* its cache key */
-    uint64_t key_hash;
-    double fresh_until; /* CLOCK_MONOTONIC seconds */
-    unsigned epoch;     /* live_expire_all calls before it was added */
+    /* The register's (live.c), through listing_link(). */
+    struct listing_link link;
 };
 
 /* A new listing of `kind`, empty, with one reference (the caller's) and a
@@ -88,6 +98,14 @@ struct listing *listing_new(enum listing_kind kind);
 
 /* Takes one more reference. Thread-safe. */
 struct listing *listing_ref(struct listing *listing);
+
+/* Takes one more reference unless the last one is already gone (its
+ * release under way): true when it took one. For the register, which finds
+ * listings it does not hold. Thread-safe. */
+bool listing_ref_if_alive(struct listing *listing);
+
+/* The register's part of the listing (see struct listing_link). */
+struct listing_link *listing_link(struct listing *listing);
 
 /* Drops one reference; the last one unregisters the listing (live.c) and
  * frees it with its entries and their references to blobs. Thread-safe;
