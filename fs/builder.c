@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "batchfs/blob.h"
+#include "batchfs/listing.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
@@ -127,7 +128,7 @@ static struct timespec builder_object_mtime(const char *text,
         if (times[i].len && times[i].len <= sizeof(stamp) &&
             text[times[i].start] == '"' &&
             !jsontext_string(text + times[i].start, times[i].len, stamp, &len) &&
-            !memchr(stamp, '\0', len) && !catalog_parse_time(stamp, &ts))
+            !memchr(stamp, '\0', len) && !listing_parse_time(stamp, &ts))
             return ts;
     }
     return ts;

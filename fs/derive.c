@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batchfs/catalog.h"
+#include "batchfs/listing.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/utf8.h"
 

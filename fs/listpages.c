@@ -25,11 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/buf.h"
 #include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
 #include "batchfs/paginate.h"
 
+#define LISTPAGES_V1_JOBS "/api/v1/beta/batch-processing"
 #define LISTPAGES_WAVE_FACTOR 16
 
 /* ---- reading bodies --------------------------------------------------- */
@@ -302,7 +304,8 @@ static void listpages_page_read(struct listpages_page *page)
 
 void listpages_page_fetch(struct listpages_page *page)
 {
-    page->rc = api_fetch(page->list->api, page->path_query, &page->resp, &page->status);
+    page->rc =
+        request_fetch(page->list->request, page->path_query, &page->resp, &page->status);
     listpages_page_read(page);
 }
 
@@ -318,7 +321,7 @@ void listpages_page_fetch(struct listpages_page *page)
  * already under way, not the rest of the wave). No thread is made.
  */
 struct listpages_wave {
-    struct api *api;
+    struct request *request;
     pthread_mutex_t lock;
     pthread_cond_t arrived;          /* a page joined `ready` */
     struct listpages_page *ready;    /* protected by lock: arrived, not yet read */
@@ -352,7 +355,7 @@ static void listpages_wave_cancel_locked(struct listpages_wave *wave)
 {
     for (size_t i = 0; i < wave->next; i++)
         if (wave->pages[i].in_flight)
-            api_cancel(wave->api, &wave->pages[i].call);
+            request_cancel(wave->request, &wave->pages[i].call);
 }
 
 /* The cancel token fired, on whichever thread fired it. */
@@ -387,7 +390,7 @@ static void listpages_wave_send(struct listpages_wave *wave)
             .arg = page,
         };
         pthread_mutex_lock(&wave->lock);
-        rc = api_submit(wave->api, &page->call);
+        rc = request_submit(wave->request, &page->call);
         page->in_flight = rc == 0;
         pthread_mutex_unlock(&wave->lock);
         if (rc) {
@@ -419,8 +422,8 @@ static void listpages_wave_read_arrived(struct listpages_wave *wave)
         wave->in_flight--;
         page->resp = page->call.resp;
         page->call.resp = (struct http_response)HTTP_RESPONSE_INIT;
-        page->rc = api_settle(wave->api, page->path_query, page->call.rc, &page->resp,
-                              &page->status);
+        page->rc = request_settle(wave->request, page->path_query, page->call.rc,
+                                  &page->resp, &page->status);
         listpages_page_read(page);
         if (page->rc == 0 && page->count == 0 && page->offset < wave->stop_offset)
             wave->stop_offset = page->offset;
@@ -429,7 +432,7 @@ static void listpages_wave_read_arrived(struct listpages_wave *wave)
 }
 
 /* Starts fetching pages[0..n), at most max_parallel at once. */
-static int listpages_wave_start(struct listpages_wave *wave, struct api *api,
+static int listpages_wave_start(struct listpages_wave *wave, struct request *request,
                                 struct listpages_page *pages, size_t n,
                                 size_t max_parallel)
 {
@@ -439,7 +442,7 @@ static int listpages_wave_start(struct listpages_wave *wave, struct api *api,
         pthread_mutex_destroy(&wave->lock);
         return -ENOMEM;
     }
-    wave->api = api;
+    wave->request = request;
     wave->ready = NULL;
     atomic_init(&wave->cancelled, false);
     wave->pages = pages;
@@ -613,7 +616,7 @@ static int listpages_page_process(struct listpages_page *page, struct paginate *
         goto drop;
     if (page->rc < 0) {
         rc = page->rc;
-        api_log_failure(page->path_query, rc, page->status, page->reason);
+        request_log_failure(page->path_query, rc, page->status, page->reason);
         goto drop;
     }
     fresh = listpages_page_take_ids(page, &page->list->ids);
@@ -690,14 +693,37 @@ static int listpages_process_run(struct listpages_page *pages, size_t n,
  * wave is large: 128 pages with 8 connections, a job of 100,000 items in
  * one (4 x max_parallel cost a 100,000-item listing 4 % more time). A
  * total_size that lies high costs no more for it (see listpages_wave). */
-static size_t listpages_wave_size(const struct listpages_limits *limits)
+/* The URL of one page of a v1 list. Malloc'd, NULL when out of memory. */
+static char *listpages_v1_url(const struct listpages *list,
+                              const struct paginate_request *req)
+{
+    struct buf b = BUF_INIT;
+    /* "/api/v1/beta/batch-processing" or ".../{job_id}/items" */
+    int rc = request_append_path(&b, LISTPAGES_V1_JOBS, list->job_id, "/items");
+
+    if (rc == 0)
+        rc = buf_printf(&b, "?limit=%u&offset=%zu", list->limits.page_size, req->offset);
+    if (rc == 0 && list->status)
+        rc = request_append_param(&b, "status", list->status);
+    if (rc == 0 && req->page_token)
+        rc = request_append_param(&b, "page_token", req->page_token);
+    if (rc == 0)
+        rc = request_append_scope(&b, list->request);
+    if (rc < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_steal(&b);
+}
+
+static size_t listpages_wave_size(const struct request_limits *limits)
 {
     return (size_t)limits->max_parallel * LISTPAGES_WAVE_FACTOR;
 }
 
 int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
 {
-    const struct listpages_limits *limits = &list->limits;
+    const struct request_limits *limits = &list->limits;
     struct paginate_config config = {
         .limit = limits->page_size,
         .max_parallel = listpages_wave_size(limits),
@@ -737,7 +763,7 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
             pages[started].list = list;
             pages[started].offset = reqs[started].offset;
             pages[started].by_offset = !reqs[started].page_token;
-            pages[started].path_query = api_v1_page_url(list, &reqs[started]);
+            pages[started].path_query = listpages_v1_url(list, &reqs[started]);
             if (!pages[started].path_query) {
                 rc = -ENOMEM;
                 break;
@@ -746,7 +772,7 @@ int listpages_read_v1(struct listpages *list, api_objects_fn fn, void *arg)
         if (n == 0)
             break;
         if (rc == 0)
-            rc = listpages_wave_start(&flight, list->api, pages, started,
+            rc = listpages_wave_start(&flight, list->request, pages, started,
                                       limits->max_parallel);
         if (rc < 0) {
             for (size_t i = 0; i < started; i++)
@@ -803,5 +829,103 @@ out:
     free(held);
     free(pages);
     free(reqs);
+    return rc;
+}
+
+int listpages_walk_cursor(struct request *req, const char *base, const char *id,
+                          const char *tail,
+                          int (*failed)(void *failed_arg,
+                                        const struct listpages_page *page),
+                          void *failed_arg, api_objects_fn fn, void *arg)
+{
+    struct listpages list = {
+        .request = req, .limits = *request_limits(req), .id_key = "id"};
+    struct idset tokens = IDSET_INIT;
+    size_t max_pages =
+        list.limits.max_items > SIZE_MAX - 2 ? SIZE_MAX : list.limits.max_items + 2;
+    struct buf path = BUF_INIT;
+    char *token = NULL;
+    size_t pages = 0;
+    int rc;
+
+    rc = request_append_path(&path, base, id, tail);
+    if (rc < 0)
+        goto out;
+    snprintf(list.path, sizeof(list.path), "%s", path.data);
+    for (;;) {
+        struct listpages_page page = {.list = &list, .offset = list.delivered};
+        struct buf url = BUF_INIT;
+        long fresh;
+
+        if (pages++ >= max_pages) {
+            log_warning("%s: more than %zu pages, not listed", list.path, max_pages);
+            rc = -EFBIG;
+            break;
+        }
+        rc = buf_printf(&url, "%s?page_size=%u", path.data, list.limits.page_size);
+        if (rc == 0 && token)
+            rc = request_append_param(&url, "page_token", token);
+        if (rc == 0)
+            rc = request_append_scope(&url, req);
+        if (rc < 0) {
+            buf_free(&url);
+            break;
+        }
+        page.path_query = buf_steal(&url);
+        if (!page.path_query) {
+            rc = -ENOMEM;
+            break;
+        }
+        listpages_page_fetch(&page);
+        if (page.rc < 0 && failed && (rc = failed(failed_arg, &page)) < 0) {
+            listpages_page_release(&page);
+            break;
+        }
+        if (page.rc < 0) {
+            rc = page.rc;
+            request_log_failure(page.path_query, rc, page.status, page.reason);
+            listpages_page_release(&page);
+            break;
+        }
+        fresh = listpages_page_take_ids(&page, &list.ids);
+        if (fresh < 0) {
+            rc = (int)fresh;
+            listpages_page_release(&page);
+            break;
+        }
+        free(token);
+        token = page.token ? strdup(page.token) : NULL;
+        if (page.token && !token) {
+            rc = -ENOMEM;
+            listpages_page_release(&page);
+            break;
+        }
+        if (page.count > 0 && fresh == 0) {
+            log_warning("%s: listing stopped after %zu objects: page of items already "
+                        "seen",
+                        list.path, list.delivered);
+            listpages_page_release(&page);
+            break;
+        }
+        rc = listpages_page_deliver(&page, fn, arg);
+        if (rc < 0 || !token)
+            break;
+        rc = idset_add(&tokens, token, strlen(token));
+        if (rc < 0)
+            break;
+        if (rc == 0) {
+            log_warning("%s: listing stopped after %zu objects: repeated "
+                        "next_page_token",
+                        list.path, list.delivered);
+            rc = 0;
+            break;
+        }
+        rc = 0;
+    }
+out:
+    free(token);
+    buf_free(&path);
+    idset_free(&tokens);
+    idset_free(&list.ids);
     return rc;
 }

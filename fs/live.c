@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "batchfs/blob.h"
+#include "batchfs/listing.h"
 
 #define LIVE_INITIAL_BUCKETS 64
 
@@ -54,12 +55,13 @@ static struct listing **live_bucket(struct live *live, uint64_t hash)
 /* Puts `listing` first in its chain (live->lock held). */
 static void live_link(struct live *live, struct listing *listing)
 {
-    struct listing **head = live_bucket(live, listing->key_hash);
+    struct listing_link *link = listing_link(listing);
+    struct listing **head = live_bucket(live, link->key_hash);
 
-    listing->live_prev = NULL;
-    listing->live_next = *head;
+    link->prev = NULL;
+    link->next = *head;
     if (*head)
-        (*head)->live_prev = listing;
+        listing_link(*head)->prev = listing;
     *head = listing;
 }
 
@@ -79,10 +81,10 @@ static void live_grow(struct live *live)
     for (size_t b = 0; b < old_count; b++) {
         struct listing *tail = old[b], *prev;
 
-        while (tail && tail->live_next)
-            tail = tail->live_next;
+        while (tail && listing_link(tail)->next)
+            tail = listing_link(tail)->next;
         for (; tail; tail = prev) {
-            prev = tail->live_prev;
+            prev = listing_link(tail)->prev;
             live_link(live, tail);
         }
     }
@@ -113,9 +115,11 @@ void live_free(struct live *live)
         return;
     for (size_t b = 0; b < live->bucket_count; b++) {
         for (struct listing *l = live->buckets[b]; l; l = next) {
-            next = l->live_next;
-            l->home = NULL;
-            l->live_prev = l->live_next = NULL;
+            struct listing_link *link = listing_link(l);
+
+            next = link->next;
+            link->home = NULL;
+            link->prev = link->next = NULL;
         }
     }
     pthread_mutex_destroy(&live->lock);
@@ -125,34 +129,25 @@ void live_free(struct live *live)
 
 void live_add(struct live *live, struct listing *listing, const char *key, double ttl_s)
 {
+    struct listing_link *link = listing_link(listing);
     char *copy = strdup(key);
 
-    if (!copy || listing->home) {
+    if (!copy || link->home) {
         free(copy);
         return;
     }
-    listing->key = copy;
-    listing->key_hash = live_hash(key);
-    listing->fresh_until = live_now() + ttl_s;
+    link->key = copy;
+    link->forget = live_forget;
+    link->key_hash = live_hash(key);
+    link->fresh_until = live_now() + ttl_s;
     pthread_mutex_lock(&live->lock);
     if (live->count >= live->bucket_count)
         live_grow(live);
-    listing->epoch = live->epoch;
-    listing->home = live;
+    link->epoch = live->epoch;
+    link->home = live;
     live_link(live, listing);
     live->count++;
     pthread_mutex_unlock(&live->lock);
-}
-
-/* One more reference, unless the count already reached zero. */
-static bool live_revive(struct listing *listing)
-{
-    unsigned refs = __atomic_load_n(&listing->refs, __ATOMIC_RELAXED);
-
-    while (refs && !__atomic_compare_exchange_n(&listing->refs, &refs, refs + 1, false,
-                                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        ;
-    return refs != 0;
 }
 
 struct listing *live_take(struct live *live, const char *key, double *ttl_left)
@@ -162,13 +157,16 @@ struct listing *live_take(struct live *live, const char *key, double *ttl_left)
     struct listing *found = NULL;
 
     pthread_mutex_lock(&live->lock);
-    for (struct listing *l = *live_bucket(live, hash); l && !found; l = l->live_next) {
-        if (l->key_hash != hash || l->epoch != live->epoch || now >= l->fresh_until ||
-            strcmp(l->key, key) != 0)
+    for (struct listing *l = *live_bucket(live, hash); l && !found;
+         l = listing_link(l)->next) {
+        struct listing_link *link = listing_link(l);
+
+        if (link->key_hash != hash || link->epoch != live->epoch ||
+            now >= link->fresh_until || strcmp(link->key, key) != 0)
             continue;
-        if (live_revive(l)) {
+        if (listing_ref_if_alive(l)) {
             found = l;
-            *ttl_left = l->fresh_until - now;
+            *ttl_left = link->fresh_until - now;
             live->reused++;
         }
     }
@@ -178,22 +176,23 @@ struct listing *live_take(struct live *live, const char *key, double *ttl_left)
 
 void live_forget(struct listing *listing)
 {
-    struct live *live = listing->home;
+    struct listing_link *link = listing_link(listing);
+    struct live *live = link->home;
 
     if (live) {
         pthread_mutex_lock(&live->lock);
-        if (listing->live_prev)
-            listing->live_prev->live_next = listing->live_next;
+        if (link->prev)
+            listing_link(link->prev)->next = link->next;
         else
-            *live_bucket(live, listing->key_hash) = listing->live_next;
-        if (listing->live_next)
-            listing->live_next->live_prev = listing->live_prev;
+            *live_bucket(live, link->key_hash) = link->next;
+        if (link->next)
+            listing_link(link->next)->prev = link->prev;
         live->count--;
         pthread_mutex_unlock(&live->lock);
-        listing->home = NULL;
+        link->home = NULL;
     }
-    free(listing->key);
-    listing->key = NULL;
+    free(link->key);
+    link->key = NULL;
 }
 
 void live_expire_all(struct live *live)

@@ -5,7 +5,7 @@
  * directory's file listing; the statuses these endpoints give a meaning of
  * their own (404: results expired; 400: no markdown for a fast-tier job).
  * Not for: sending, retrying or counting requests and the usual status
- * mapping (api.c), the cursor walk (api.c), caching or file names.
+ * mapping (request.c), the cursor walk (listpages.c), caching or file names.
  */
 #include "batchfs/produced.h"
 
@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "batchfs/api_request.h"
 #include "batchfs/jsontext.h"
+#include "batchfs/listpages.h"
 #include "batchfs/log.h"
+#include "batchfs/request.h"
 
 #define PRODUCED_PARSE_V2 "/api/v2/parse"
 #define PRODUCED_EXTRACT_V2 "/api/v2/extract"
@@ -60,11 +61,11 @@ void produced_job_free(struct produced_job *job)
  * document has no file, errors.tsv says why), so it is said at info level;
  * a 400 to a markdown request means the job was parsed with the fast tier.
  */
-static int produced_fetch(struct api *api, const char *url, bool markdown,
+static int produced_fetch(struct request *req, const char *url, bool markdown,
                           struct http_response *resp)
 {
     long status = 0;
-    int rc = api_fetch(api, url, resp, &status);
+    int rc = request_fetch(req, url, resp, &status);
 
     if (rc == 0)
         return 0;
@@ -74,7 +75,7 @@ static int produced_fetch(struct api *api, const char *url, bool markdown,
         log_info("GET %s: HTTP 400: no markdown for this job (fast tier)", url);
         rc = -EOPNOTSUPP;
     } else {
-        api_log_failure(url, rc, status, NULL);
+        request_log_failure(url, rc, status, NULL);
     }
     return rc;
 }
@@ -269,7 +270,7 @@ static int produced_read_v1(struct buf *body, const char *key, struct buf *out,
 /* ---- public ----------------------------------------------------------- */
 
 /* A v2 parse (`parse`) or extract job: fetched and read; a bad body logged. */
-static int produced_get_v2(struct api *api, bool parse, const char *job_id,
+static int produced_get_v2(struct request *req, bool parse, const char *job_id,
                            enum produced_content content, struct produced_job *out)
 {
     static const char *const tails[] = {
@@ -289,13 +290,13 @@ static int produced_get_v2(struct api *api, bool parse, const char *job_id,
 
     if (out)
         memset(out, 0, sizeof(*out));
-    if (!api || !job_id || !*job_id || !out || (unsigned)content > PRODUCED_TEXT)
+    if (!req || !job_id || !*job_id || !out || (unsigned)content > PRODUCED_TEXT)
         return -EINVAL;
-    url = api_object_url(api, parse ? PRODUCED_PARSE_V2 : PRODUCED_EXTRACT_V2, job_id,
-                         tails[content]);
+    url = request_object_url(req, parse ? PRODUCED_PARSE_V2 : PRODUCED_EXTRACT_V2, job_id,
+                             tails[content]);
     if (!url)
         return -ENOMEM;
-    rc = produced_fetch(api, url, content == PRODUCED_MARKDOWN, &resp);
+    rc = produced_fetch(req, url, content == PRODUCED_MARKDOWN, &resp);
     if (rc < 0)
         goto out;
     if (parse)
@@ -303,7 +304,7 @@ static int produced_get_v2(struct api *api, bool parse, const char *job_id,
     else
         rc = produced_read_extract(&resp.body, out, reason);
     if (rc == -EIO)
-        api_log_failure(url, rc, resp.status, reason);
+        request_log_failure(url, rc, resp.status, reason);
 out:
     if (rc < 0)
         produced_job_free(out);
@@ -312,18 +313,19 @@ out:
     return rc;
 }
 
-int produced_get_parse(struct api *api, const char *job_id, enum produced_content content,
-                       struct produced_job *out)
+int produced_get_parse(struct request *req, const char *job_id,
+                       enum produced_content content, struct produced_job *out)
 {
-    return produced_get_v2(api, true, job_id, content, out);
+    return produced_get_v2(req, true, job_id, content, out);
 }
 
-int produced_get_extract(struct api *api, const char *job_id, struct produced_job *out)
+int produced_get_extract(struct request *req, const char *job_id,
+                         struct produced_job *out)
 {
-    return produced_get_v2(api, false, job_id, PRODUCED_JOB_ONLY, out);
+    return produced_get_v2(req, false, job_id, PRODUCED_JOB_ONLY, out);
 }
 
-int produced_get_v1_result(struct api *api, const char *job_id,
+int produced_get_v1_result(struct request *req, const char *job_id,
                            enum produced_content content, struct buf *out)
 {
     struct http_response resp = HTTP_RESPONSE_INIT;
@@ -334,27 +336,27 @@ int produced_get_v1_result(struct api *api, const char *job_id,
 
     if (out)
         *out = (struct buf)BUF_INIT;
-    if (!api || !job_id || !*job_id || !out ||
+    if (!req || !job_id || !*job_id || !out ||
         (content != PRODUCED_MARKDOWN && content != PRODUCED_TEXT))
         return -EINVAL;
-    url = api_object_url(api, PRODUCED_PARSE_V1, job_id,
-                         markdown ? "/result/markdown" : "/result/text");
+    url = request_object_url(req, PRODUCED_PARSE_V1, job_id,
+                             markdown ? "/result/markdown" : "/result/text");
     if (!url)
         return -ENOMEM;
     /* v1 has no fast-tier refusal: a 400 is an error like any other. */
-    rc = produced_fetch(api, url, false, &resp);
+    rc = produced_fetch(req, url, false, &resp);
     if (rc < 0)
         goto out;
     rc = produced_read_v1(&resp.body, markdown ? "markdown" : "text", out, reason);
     if (rc == -EIO)
-        api_log_failure(url, rc, resp.status, reason);
+        request_log_failure(url, rc, resp.status, reason);
 out:
     http_response_free(&resp);
     free(url);
     return rc;
 }
 
-/* What produced_list_directory_files hands api_list_cursor. */
+/* What produced_list_directory_files hands listpages_walk_cursor. */
 struct produced_listing {
     produced_files_fn fn;
     void *arg;
@@ -402,13 +404,13 @@ out:
     return rc;
 }
 
-int produced_list_directory_files(struct api *api, const char *directory_id,
+int produced_list_directory_files(struct request *req, const char *directory_id,
                                   produced_files_fn fn, void *arg)
 {
     struct produced_listing listing = {fn, arg};
 
-    if (!api || !directory_id || !*directory_id || !fn)
+    if (!req || !directory_id || !*directory_id || !fn)
         return -EINVAL;
-    return api_list_cursor(api, PRODUCED_DIRECTORIES, directory_id, "/files",
-                           produced_files_page, &listing);
+    return listpages_walk_cursor(req, PRODUCED_DIRECTORIES, directory_id, "/files", NULL,
+                                 NULL, produced_files_page, &listing);
 }

@@ -27,8 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "batchfs/api_types.h"
 #include "batchfs/buf.h"
-#include "batchfs/jsontext.h"
 #include "batchfs/transport.h"
 
 struct api_config {
@@ -40,104 +40,13 @@ struct api_config {
     size_t max_items;            /* a listing stops (-EFBIG) beyond this many objects */
 };
 
-/* One object of a response. Everything is borrowed and valid only during
- * the callback that receives it. */
-struct api_object {
-    const char *raw; /* the object's exact bytes as received: valid JSON,
-                        an object ('{' first) */
-    size_t raw_len;
-    const char *id;  /* its identity (id, item_id or source_directory_file_id)
-                        decoded: non-empty, no NUL inside, NUL-terminated */
-    size_t id_len;
-    const void *prepared; /* what an api_preparer made of it, or NULL */
-    const struct json_span *fields; /* with a preparer that names keys: the
-                                       spans in `raw` of its keys' values
-                                       ({0, 0} when absent), until the
-                                       objects are delivered; else NULL */
-};
-
-/*
- * Optional work on each page's objects on the thread that fetched it, so
- * that it runs in parallel with the other pages and with the network
- * (rendering, for the catalog). prepare() receives every object of a page
- * that has its identity, before repeats and wrong statuses are weeded out,
- * may set their `prepared`, and returns in *page_state what release()
- * frees once the page has been delivered or dropped. It also receives the
- * page's body, which the objects' `raw` point into: it may take the body
- * (buf_steal) to keep those bytes beyond the listing without copying them,
- * and must then keep them valid until release(). `again` is the path and
- * query that fetch the page again (api_fetch_again) when the page was asked
- * for by offset, else NULL (a page reached by a token may not be had
- * again); borrowed for the call. prepare() runs on
- * several threads at once and must be thread-safe; a negative errno from
- * it ends the listing. The members named by `keys` (at most
- * API_PREPARER_MAX_KEYS) are located in the same pass over each object as
- * its identity, and given to prepare() in `fields`. expect(), when not NULL, is called once on the
- * delivering thread before the first objects, with the total_size of the
- * first page that gives one (at most max_items): a hint for sizing what
- * the objects go into, which the server may get wrong either way.
- */
-struct api_preparer {
-    int (*prepare)(void *arg, struct api_object *objects, size_t count, struct buf *body,
-                   const char *again, void **page_state);
-    void (*release)(void *arg, void *page_state);
-    void (*expect)(void *arg, size_t total);
-    const char *const *keys;
-    size_t n_keys;
-    void *arg;
-};
-
-#define API_PREPARER_MAX_KEYS 12
-
-/*
- * Receives a listing's objects page by page, in the API's order (pages
- * fetched in parallel are still delivered in offset order), never
- * concurrently for one listing. Return 0 to go on, or a negative errno to
- * abort the listing with it.
- */
-typedef int (*api_objects_fn)(void *arg, const struct api_object *objects, size_t count);
-
-/*
- * Receives a v2 batch: the batch object itself and its `results` entries.
- * `results_null` is true when the API gave "results": null (or none), as it
- * does while a batch runs; count is then 0.
- */
-typedef int (*api_batch_fn)(void *arg, const struct api_object *batch,
-                            const struct api_object *results, size_t count,
-                            bool results_null);
-
 struct api;
+struct request;
 
-/* What the requests of an api were, for .batchfs/stats. */
-enum api_endpoint {
-    API_LIST_JOBS,
-    API_GET_JOB,
-    API_LIST_ITEMS,
-    API_LIST_BATCHES,
-    API_GET_BATCH,
-    API_OTHER_ENDPOINT,
-    API_ENDPOINT_COUNT,
-};
-
-enum api_outcome {
-    API_2XX,
-    API_401,
-    API_403,
-    API_404,
-    API_429,
-    API_OTHER_4XX,
-    API_5XX,
-    API_NO_RESPONSE, /* a network error or timeout, once retries were spent */
-    API_OUTCOME_COUNT,
-};
-
-extern const char *const api_endpoint_names[API_ENDPOINT_COUNT];
-extern const char *const api_outcome_names[API_OUTCOME_COUNT];
-
-/* Requests by endpoint and final outcome (after the transport's retries). */
-struct api_stats {
-    unsigned long long counts[API_ENDPOINT_COUNT][API_OUTCOME_COUNT];
-};
+/* The request context the api created and owns (see request.h), for the
+ * modules beside it that send their own requests (produced.c). Valid until
+ * api_free. Thread-safe. */
+struct request *api_request(struct api *api);
 
 /* A snapshot of the counters. Thread-safe. */
 void api_get_stats(struct api *api, struct api_stats *out);

@@ -23,7 +23,7 @@
 
 #include "batchfs/api.h"
 #include "batchfs/buf.h"
-#include "batchfs/catalog.h"
+#include "batchfs/listing.h"
 #include "batchfs/pagecache.h"
 
 struct names;

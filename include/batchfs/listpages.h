@@ -1,6 +1,6 @@
 /*
  * listpages — the pages of one list, read into objects and handed on in
- * order: the engine behind api.c's list endpoints.
+ * order: the engine behind api.c's list endpoints (and produced.c's).
  *
  * A v1 list is read whole by listpages_read_v1(): paginate.c says which
  * pages to request, the listing's own thread submits them through the
@@ -9,15 +9,15 @@
  * read with jsontext in place, objects that miss their identity, have the
  * wrong status or repeat an id already delivered are dropped, the preparer
  * runs, and the rest reach the callback page by page, in offset order. The
- * v2 batch list, a cursor, is walked by api.c itself with the page functions
- * below. The readers of a body and of one object serve api.c's single
+ * v2 lists, by cursor, are walked by listpages_walk_cursor() with the page
+ * functions below. The readers of a body and of one object serve api.c's single
  * objects (a job, a batch and its results) too.
  *
- * Not for: URLs, HTTP statuses and the requests themselves — the engine
- * sends every request through api.c (api_request.h), which maps statuses
- * to errnos — nor the pagination rules (paginate.c),
- * caching, FUSE or file names. Only api.c and listpages.c include this
- * header; the rest of batchfs goes through api.h.
+ * Not for: escaping URLs, HTTP statuses and the requests themselves — every
+ * request goes through request.c, which maps statuses to errnos — nor the
+ * pagination rules (paginate.c), caching, FUSE or file names. Only the API
+ * layer (api.c, produced.c) includes this header; the rest of batchfs goes
+ * through api.h.
  */
 #ifndef BATCHFS_LISTPAGES_H
 #define BATCHFS_LISTPAGES_H
@@ -25,10 +25,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "batchfs/api.h"
-#include "batchfs/api_request.h"
+#include "batchfs/api_types.h"
 #include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
+#include "batchfs/request.h"
 #include "batchfs/transport.h"
 
 struct paginate_request;
@@ -37,13 +37,6 @@ struct paginate_request;
  * max_parallel to it. */
 #define LISTPAGES_MAX_PARALLEL 64
 
-/* What bounds every listing of one api: set once by api_new. */
-struct listpages_limits {
-    unsigned page_size;    /* limit= (v1) or page_size= (v2), 1..1000 */
-    unsigned max_parallel; /* page requests in flight, 1..LISTPAGES_MAX_PARALLEL */
-    size_t max_items;      /* a listing stops (-EFBIG) beyond this many objects */
-};
-
 /*
  * One listing being read: what it is, for building its URLs and checking its
  * objects (set by the caller, the rest zero), and what it has delivered. It
@@ -51,8 +44,8 @@ struct listpages_limits {
  * idset_free() once done, whatever the outcome.
  */
 struct listpages {
-    struct api *api;                     /* sends the requests; borrowed */
-    struct listpages_limits limits;      /* the api's */
+    struct request *request;             /* sends the requests; borrowed */
+    struct request_limits limits;        /* the request context's */
     const char *job_id;                  /* items of this job; NULL for the job list */
     const char *status;                  /* the status filter, or NULL */
     const char *id_key;                  /* "id" or "item_id" */
@@ -186,11 +179,23 @@ int listpages_locate_elements(const char *text, struct json_span array,
 
 /* ---- defined in api.c: the requests the engine sends ------------------- */
 
-/* (api_fetch, api_submit, api_cancel, api_settle and api_log_failure, in
- * api_request.h, send and log them.) */
-
-/* The path and query of the page `req` of the v1 list `list`: malloc'd, NULL
- * when out of memory. */
-char *api_v1_page_url(const struct listpages *list, const struct paginate_request *req);
+/*
+ * Reads the v2 list at `base` "/" id `tail` (id and tail NULL for `base`
+ * alone) page after page by cursor (page_size, page_token), handing each
+ * page's objects that have a string `id` to fn: objects already seen are
+ * dropped; the list ends at an empty or absent next_page_token, or with a
+ * warning at a token seen before or a page of objects all seen before; past
+ * max_items objects (or max_items + 2 pages) it stops with -EFBIG. A failed
+ * page goes first to failed (may be NULL) with failed_arg: its negative
+ * errno (once it has logged) ends the list with it; 0 has the failure
+ * logged once (request_log_failure) and its errno returned. fn's negative
+ * errno aborts the list with it. Runs on the calling thread; thread-safe
+ * for distinct lists.
+ */
+int listpages_walk_cursor(struct request *req, const char *base, const char *id,
+                          const char *tail,
+                          int (*failed)(void *failed_arg,
+                                        const struct listpages_page *page),
+                          void *failed_arg, api_objects_fn fn, void *arg);
 
 #endif

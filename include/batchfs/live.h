@@ -8,14 +8,17 @@
  * still alive and still fresh, and hands that back to the cache instead.
  *
  * A listing enters when fetched (live_add) and leaves when its last
- * reference goes (listing_release calls live_forget); the register holds no
+ * reference goes (listing_release calls live_forget, which live_add
+ * set as the listing's `forget`); the register holds no
  * reference of its own, so it never keeps anything alive. Thread-safe: one
- * mutex, never held while calling out.
+ * mutex, never held while calling out, guards the register and the
+ * register's part of every listing it holds (struct listing_link, reached
+ * through listing_link()); a listing's own fields are never changed here.
  */
 #ifndef BATCHFS_LIVE_H
 #define BATCHFS_LIVE_H
 
-#include "batchfs/catalog.h"
+#include "batchfs/listing.h"
 
 struct live;
 

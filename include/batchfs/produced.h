@@ -3,14 +3,15 @@
  * markdown and text (v2 parse jobs, v1 parse jobs), its extracted data (v2
  * extract jobs), and the user's names of the batch's source files.
  *
- * One request per call, sent through api.c (statuses become errnos there,
- * requests are counted in its stats). Bodies are read with jsontext in
+ * One request per call, sent through the api's request context
+ * (request.h: statuses become errnos there, requests are counted in the
+ * api's stats; api_request() gives it). Bodies are read with jsontext in
  * place: a document's markdown can be tens of MB inside one JSON string, so
  * it is decoded inside the response's own buffer, which is then handed to
  * the caller — one allocation of the body's size, never a second copy.
  * Knows nothing of FUSE, caching, file names or rendering.
  *
- * Every function is thread-safe (the api is) and may be called from many
+ * Every function is thread-safe (the request context is) and may be called from many
  * threads at once. Errors, beside those named at each function:
  *   -EINVAL  a NULL argument, an empty id, or a kind the call does not take
  *   -EACCES  401 or 403
@@ -28,7 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "batchfs/api.h"
+#include "batchfs/api_types.h"
+#include "batchfs/request.h"
 #include "batchfs/buf.h"
 
 /* A v2 job's status. */
@@ -91,8 +93,8 @@ void produced_job_free(struct produced_job *job);
  *                info
  * A COMPLETED job whose content is null is handed on as such (content_null).
  */
-int produced_get_parse(struct api *api, const char *job_id, enum produced_content content,
-                       struct produced_job *out);
+int produced_get_parse(struct request *req, const char *job_id,
+                       enum produced_content content, struct produced_job *out);
 
 /*
  * GET /api/v2/extract/{job_id}: the job (tier NULL) and, in content, the
@@ -101,7 +103,8 @@ int produced_get_parse(struct api *api, const char *job_id, enum produced_conten
  * produced_job_free; on an error it is zeroed. -ENOENT for a 404 (expired
  * or unknown; logged at info level).
  */
-int produced_get_extract(struct api *api, const char *job_id, struct produced_job *out);
+int produced_get_extract(struct request *req, const char *job_id,
+                         struct produced_job *out);
 
 /*
  * GET /api/v1/parsing/job/{job_id}/result/markdown or /result/text
@@ -111,7 +114,7 @@ int produced_get_extract(struct api *api, const char *job_id, struct produced_jo
  * a 404 (the job is not done, or its results expired; logged at info
  * level). A member missing, null or not a string is -EIO.
  */
-int produced_get_v1_result(struct api *api, const char *job_id,
+int produced_get_v1_result(struct request *req, const char *job_id,
                            enum produced_content content, struct buf *out);
 
 /* One file of a directory. Borrowed: valid only during the callback. */
@@ -139,7 +142,7 @@ typedef int (*produced_files_fn)(void *arg, const struct produced_file *files,
  * seen before. -ENOENT for a 404 (the directory is gone; debug), -EFBIG
  * past max_items files, or fn's error. fn runs on the calling thread.
  */
-int produced_list_directory_files(struct api *api, const char *directory_id,
+int produced_list_directory_files(struct request *req, const char *directory_id,
                                   produced_files_fn fn, void *arg);
 
 /* "PENDING" → PRODUCED_PENDING, …; PRODUCED_OTHER for anything else. */

@@ -79,23 +79,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!api)
         return 0;
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        if (produced_get_parse(api, "pjb-1", kinds[k], &job) == 0) {
+        if (produced_get_parse(api_request(api), "pjb-1", kinds[k], &job) == 0) {
             if (!job.status_text || job.content_null != !job.content.data)
                 abort();
             fuzz_check_content(&job.content, size);
         }
         produced_job_free(&job);
     }
-    if (produced_get_extract(api, "ext-1", &job) == 0 && !job.content_null) {
+    if (produced_get_extract(api_request(api), "ext-1", &job) == 0 && !job.content_null) {
         fuzz_check_content(&job.content, size);
         if (jsontext_pretty(job.content.data, job.content.len, &pretty) != 0)
             abort(); /* extract_result handed on is not one JSON value */
     }
     produced_job_free(&job);
-    if (produced_get_v1_result(api, "pjb-1", PRODUCED_TEXT, &out) == 0)
+    if (produced_get_v1_result(api_request(api), "pjb-1", PRODUCED_TEXT, &out) == 0)
         fuzz_check_content(&out, size);
     buf_free(&out);
-    produced_list_directory_files(api, "dir-1", fuzz_check_files, NULL);
+    produced_list_directory_files(api_request(api), "dir-1", fuzz_check_files, NULL);
     buf_free(&pretty);
     api_free(api);
     return 0;

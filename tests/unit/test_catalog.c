@@ -27,24 +27,24 @@ static void test_parse_time(void **state)
     struct timespec ts;
 
     (void)state;
-    assert_int_equal(catalog_parse_time("2019-12-27T18:11:19.117Z", &ts), 0);
+    assert_int_equal(listing_parse_time("2019-12-27T18:11:19.117Z", &ts), 0);
     assert_int_equal(ts.tv_sec, 1577470279);
     assert_int_equal(ts.tv_nsec, 117000000);
-    assert_int_equal(catalog_parse_time("2019-12-27T18:11:19Z", &ts), 0);
+    assert_int_equal(listing_parse_time("2019-12-27T18:11:19Z", &ts), 0);
     assert_int_equal(ts.tv_nsec, 0);
-    assert_int_equal(catalog_parse_time("2019-12-27T20:11:19+02:00", &ts), 0);
+    assert_int_equal(listing_parse_time("2019-12-27T20:11:19+02:00", &ts), 0);
     assert_int_equal(ts.tv_sec, 1577470279);
-    assert_int_equal(catalog_parse_time("2019-12-27T16:11:19.5-02:00", &ts), 0);
+    assert_int_equal(listing_parse_time("2019-12-27T16:11:19.5-02:00", &ts), 0);
     assert_int_equal(ts.tv_sec, 1577470279);
     assert_int_equal(ts.tv_nsec, 500000000);
-    assert_int_equal(catalog_parse_time("2019-12-27 18:11:19Z", &ts), 0);
+    assert_int_equal(listing_parse_time("2019-12-27 18:11:19Z", &ts), 0);
     /* Without a zone the API's UTC is assumed. */
-    assert_int_equal(catalog_parse_time("2019-12-27T18:11:19", &ts), 0);
+    assert_int_equal(listing_parse_time("2019-12-27T18:11:19", &ts), 0);
     assert_int_equal(ts.tv_sec, 1577470279);
-    assert_int_equal(catalog_parse_time("yesterday", &ts), -EINVAL);
-    assert_int_equal(catalog_parse_time("", &ts), -EINVAL);
-    assert_int_equal(catalog_parse_time("2019-12-27T18:11:19Zjunk", &ts), -EINVAL);
-    assert_int_equal(catalog_parse_time("2019-12-27T18:11:19+25:00", &ts), -EINVAL);
+    assert_int_equal(listing_parse_time("yesterday", &ts), -EINVAL);
+    assert_int_equal(listing_parse_time("", &ts), -EINVAL);
+    assert_int_equal(listing_parse_time("2019-12-27T18:11:19Zjunk", &ts), -EINVAL);
+    assert_int_equal(listing_parse_time("2019-12-27T18:11:19+25:00", &ts), -EINVAL);
 }
 
 static void test_statuses(void **state)

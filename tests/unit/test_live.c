@@ -22,7 +22,7 @@ static struct listing *registered(struct live *live, const char *key, double ttl
 
     assert_non_null(l);
     live_add(live, l, key, ttl_s);
-    assert_ptr_equal(l->home, live);
+    assert_ptr_equal(listing_link(l)->home, live);
     return l;
 }
 
@@ -79,7 +79,7 @@ static void test_found_by_key_through_growth(void **state)
      * without it. */
     live_free(live);
     for (int i = 1; i < MANY; i += 2) {
-        assert_null(all[i]->home);
+        assert_null(listing_link(all[i])->home);
         listing_release(all[i]);
     }
 }

@@ -231,7 +231,8 @@ static void assert_bodies_refused(struct env *env, const char *const *bodies,
 static int get_parse_bad(struct env *env)
 {
     struct produced_job job;
-    int rc = produced_get_parse(env->api, "pjb-bad", PRODUCED_MARKDOWN, &job);
+    int rc =
+        produced_get_parse(api_request(env->api), "pjb-bad", PRODUCED_MARKDOWN, &job);
 
     assert_null(job.status_text);
     assert_null(job.content.data);
@@ -241,7 +242,7 @@ static int get_parse_bad(struct env *env)
 static int get_extract_bad(struct env *env)
 {
     struct produced_job job;
-    int rc = produced_get_extract(env->api, "pjb-bad", &job);
+    int rc = produced_get_extract(api_request(env->api), "pjb-bad", &job);
 
     assert_null(job.status_text);
     assert_null(job.content.data);
@@ -251,7 +252,8 @@ static int get_extract_bad(struct env *env)
 static int get_v1_bad(struct env *env)
 {
     struct buf out = BUF_INIT;
-    int rc = produced_get_v1_result(env->api, "pjb-bad", PRODUCED_MARKDOWN, &out);
+    int rc =
+        produced_get_v1_result(api_request(env->api), "pjb-bad", PRODUCED_MARKDOWN, &out);
 
     assert_null(out.data);
     return rc;
@@ -269,7 +271,8 @@ static void test_parse_markdown(void **state)
 
     add_produced(env, "/api/v2/parse/" PARSE_JOB "?expand=markdown_full", 200,
                  "parse_completed_markdown.json");
-    assert_int_equal(produced_get_parse(env->api, PARSE_JOB, PRODUCED_MARKDOWN, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), PARSE_JOB, PRODUCED_MARKDOWN, &job), 0);
     assert_int_equal(fake_transport_count(env->fake), 1);
     assert_int_equal(job.status, PRODUCED_COMPLETED);
     assert_string_equal(job.status_text, "COMPLETED");
@@ -295,7 +298,8 @@ static void test_parse_text(void **state)
 
     add_produced(env, "/api/v2/parse/" PARSE_JOB "?expand=text_full", 200,
                  "parse_completed_text.json");
-    assert_int_equal(produced_get_parse(env->api, PARSE_JOB, PRODUCED_TEXT, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), PARSE_JOB, PRODUCED_TEXT, &job), 0);
     assert_int_equal(job.status, PRODUCED_COMPLETED);
     assert_bytes(&job.content, want, want_len);
     produced_job_free(&job);
@@ -308,7 +312,8 @@ static void test_parse_job_only(void **state)
     struct produced_job job;
 
     add_produced(env, "/api/v2/parse/" PARSE_JOB, 200, "parse_completed_job_only.json");
-    assert_int_equal(produced_get_parse(env->api, PARSE_JOB, PRODUCED_JOB_ONLY, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), PARSE_JOB, PRODUCED_JOB_ONLY, &job), 0);
     assert_int_equal(job.status, PRODUCED_COMPLETED);
     assert_true(job.content_null);
     assert_null(job.content.data);
@@ -338,8 +343,9 @@ static void test_parse_statuses(void **state)
 
         fake_transport_reset(env->fake);
         add_produced(env, "*", 200, cases[i].fixture);
-        assert_int_equal(produced_get_parse(env->api, "pjb-x", cases[i].content, &job),
-                         0);
+        assert_int_equal(
+            produced_get_parse(api_request(env->api), "pjb-x", cases[i].content, &job),
+            0);
         assert_int_equal(job.status, cases[i].status);
         assert_true(job.content_null);
         assert_null(job.content.data);
@@ -368,7 +374,8 @@ static void test_parse_failed_message(void **state)
     want_len = strlen(want);
     json_decref(root);
     add_bytes(env, "*", 200, body.data, body.len);
-    assert_int_equal(produced_get_parse(env->api, "pjb-x", PRODUCED_MARKDOWN, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-x", PRODUCED_MARKDOWN, &job), 0);
     assert_int_equal(job.status, PRODUCED_FAILED);
     assert_int_equal(strlen(job.error_message), want_len);
     assert_string_equal(job.error_message, want);
@@ -386,12 +393,14 @@ static void test_parse_fast_tier(void **state)
     add_produced(env, "*expand=markdown_full", 400, "parse_fast_markdown_refused.json");
     add_produced(env, "*expand=text_full", 200, "parse_fast_text.json");
     mark_problems();
-    assert_int_equal(produced_get_parse(env->api, "pjb-fast", PRODUCED_MARKDOWN, &job),
-                     -EOPNOTSUPP);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-fast", PRODUCED_MARKDOWN, &job),
+        -EOPNOTSUPP);
     assert_true(problem_is_mark()); /* info, not a warning */
     assert_null(job.status_text);
     assert_null(job.content.data);
-    assert_int_equal(produced_get_parse(env->api, "pjb-fast", PRODUCED_TEXT, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-fast", PRODUCED_TEXT, &job), 0);
     assert_string_equal(job.tier, "fast");
     assert_false(job.content_null);
     assert_true(job.content.len > 1000);
@@ -399,7 +408,8 @@ static void test_parse_fast_tier(void **state)
     /* A 400 to a text request is an error like any other. */
     fake_transport_reset(env->fake);
     add_produced(env, "*", 400, "parse_fast_markdown_refused.json");
-    assert_int_equal(produced_get_parse(env->api, "pjb-fast", PRODUCED_TEXT, &job), -EIO);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-fast", PRODUCED_TEXT, &job), -EIO);
     assert_problem_contains("/api/v2/parse/pjb-fast?expand=text_full", "400");
 }
 
@@ -410,8 +420,9 @@ static void test_parse_expired(void **state)
 
     add_produced(env, "*", 404, "parse_expired.json");
     mark_problems();
-    assert_int_equal(produced_get_parse(env->api, "pjb-gone", PRODUCED_MARKDOWN, &job),
-                     -ENOENT);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-gone", PRODUCED_MARKDOWN, &job),
+        -ENOENT);
     assert_true(problem_is_mark());
     assert_null(job.status_text);
 }
@@ -422,7 +433,8 @@ static void test_parse_unknown_expand(void **state)
     struct produced_job job;
 
     add_produced(env, "*", 422, "parse_unknown_expand.json");
-    assert_int_equal(produced_get_parse(env->api, "pjb-x", PRODUCED_TEXT, &job), -EIO);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-x", PRODUCED_TEXT, &job), -EIO);
     assert_problem_contains("/api/v2/parse/pjb-x?expand=text_full", "422");
 }
 
@@ -460,7 +472,8 @@ static void test_parse_absent_members(void **state)
     struct produced_job job;
 
     add_bytes(env, "*", 200, "{\"job\": {\"status\": \"QUEUED\"}}", 0);
-    assert_int_equal(produced_get_parse(env->api, "pjb-x", PRODUCED_MARKDOWN, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-x", PRODUCED_MARKDOWN, &job), 0);
     assert_int_equal(job.status, PRODUCED_OTHER);
     assert_string_equal(job.status_text, "QUEUED");
     assert_null(job.updated_at);
@@ -488,7 +501,8 @@ static void test_parse_escapes(void **state)
     struct produced_job job;
 
     add_bytes(env, "*", 200, body, sizeof(body) - 1);
-    assert_int_equal(produced_get_parse(env->api, "pjb-x", PRODUCED_MARKDOWN, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-x", PRODUCED_MARKDOWN, &job), 0);
     assert_bytes(&job.content, want, sizeof(want) - 1);
     produced_job_free(&job);
 }
@@ -500,7 +514,8 @@ static void test_parse_empty_string(void **state)
 
     add_bytes(env, "*", 200,
               "{\"job\": {\"status\": \"COMPLETED\"}, \"text_full\": \"\", \"x\": 1}", 0);
-    assert_int_equal(produced_get_parse(env->api, "pjb-x", PRODUCED_TEXT, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-x", PRODUCED_TEXT, &job), 0);
     assert_false(job.content_null);
     assert_non_null(job.content.data);
     assert_int_equal(job.content.len, 0);
@@ -537,7 +552,8 @@ static void test_parse_large_document(void **state)
         0);
     assert_true(body.len > text.len); /* escapes took room */
     add_bytes(env, "*", 200, body.data, body.len);
-    assert_int_equal(produced_get_parse(env->api, "pjb-big", PRODUCED_MARKDOWN, &job), 0);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "pjb-big", PRODUCED_MARKDOWN, &job), 0);
     assert_bytes(&job.content, text.data, text.len);
     produced_job_free(&job);
     free(encoded);
@@ -556,13 +572,17 @@ static void test_urls(void **state)
 
     assert_non_null(scoped);
     add_error(env, "*", -ETIMEDOUT);
-    assert_int_equal(produced_get_parse(scoped, "a/b?c&d", PRODUCED_MARKDOWN, &job),
+    assert_int_equal(
+        produced_get_parse(api_request(scoped), "a/b?c&d", PRODUCED_MARKDOWN, &job),
+        -ETIMEDOUT);
+    assert_int_equal(produced_get_extract(api_request(scoped), "e/../f", &job),
                      -ETIMEDOUT);
-    assert_int_equal(produced_get_extract(scoped, "e/../f", &job), -ETIMEDOUT);
-    assert_int_equal(produced_get_v1_result(scoped, "j#1", PRODUCED_TEXT, &out),
-                     -ETIMEDOUT);
-    assert_int_equal(produced_get_parse(scoped, "p", PRODUCED_JOB_ONLY, &job),
-                     -ETIMEDOUT);
+    assert_int_equal(
+        produced_get_v1_result(api_request(scoped), "j#1", PRODUCED_TEXT, &out),
+        -ETIMEDOUT);
+    assert_int_equal(
+        produced_get_parse(api_request(scoped), "p", PRODUCED_JOB_ONLY, &job),
+        -ETIMEDOUT);
     assert_string_equal(
         fake_transport_request(env->fake, 0),
         "/api/v2/parse/a%2Fb%3Fc%26d?expand=markdown_full&project_id=prj%201");
@@ -606,15 +626,18 @@ static void test_failures(void **state)
             add_error(env, "*", cases[i].error);
         else
             add_bytes(env, "*", cases[i].status, "{\"detail\": \"no\"}", 0);
-        assert_int_equal(produced_get_parse(env->api, "p", PRODUCED_MARKDOWN, &job),
-                         cases[i].want);
-        assert_int_equal(produced_get_extract(env->api, "e", &job), cases[i].want);
-        assert_int_equal(produced_get_v1_result(env->api, "j", PRODUCED_MARKDOWN, &out),
-                         cases[i].want);
-        assert_null(out.data);
         assert_int_equal(
-            produced_list_directory_files(env->api, "d", collect_files, &seen),
+            produced_get_parse(api_request(env->api), "p", PRODUCED_MARKDOWN, &job),
             cases[i].want);
+        assert_int_equal(produced_get_extract(api_request(env->api), "e", &job),
+                         cases[i].want);
+        assert_int_equal(
+            produced_get_v1_result(api_request(env->api), "j", PRODUCED_MARKDOWN, &out),
+            cases[i].want);
+        assert_null(out.data);
+        assert_int_equal(produced_list_directory_files(api_request(env->api), "d",
+                                                       collect_files, &seen),
+                         cases[i].want);
         assert_int_equal(seen.n, 0);
     }
 }
@@ -625,15 +648,21 @@ static void test_invalid_arguments(void **state)
     struct produced_job job;
     struct buf out = BUF_INIT;
 
-    assert_int_equal(produced_get_parse(env->api, NULL, PRODUCED_TEXT, &job), -EINVAL);
-    assert_int_equal(produced_get_parse(env->api, "", PRODUCED_TEXT, &job), -EINVAL);
-    assert_int_equal(produced_get_parse(env->api, "p", (enum produced_content)7, &job),
+    assert_int_equal(produced_get_parse(api_request(env->api), NULL, PRODUCED_TEXT, &job),
                      -EINVAL);
-    assert_int_equal(produced_get_parse(env->api, "p", PRODUCED_TEXT, NULL), -EINVAL);
+    assert_int_equal(produced_get_parse(api_request(env->api), "", PRODUCED_TEXT, &job),
+                     -EINVAL);
+    assert_int_equal(
+        produced_get_parse(api_request(env->api), "p", (enum produced_content)7, &job),
+        -EINVAL);
+    assert_int_equal(produced_get_parse(api_request(env->api), "p", PRODUCED_TEXT, NULL),
+                     -EINVAL);
     assert_int_equal(produced_get_extract(NULL, "e", &job), -EINVAL);
-    assert_int_equal(produced_get_v1_result(env->api, "j", PRODUCED_JOB_ONLY, &out),
-                     -EINVAL);
-    assert_int_equal(produced_get_v1_result(env->api, "", PRODUCED_TEXT, &out), -EINVAL);
+    assert_int_equal(
+        produced_get_v1_result(api_request(env->api), "j", PRODUCED_JOB_ONLY, &out),
+        -EINVAL);
+    assert_int_equal(
+        produced_get_v1_result(api_request(env->api), "", PRODUCED_TEXT, &out), -EINVAL);
     assert_int_equal(fake_transport_count(env->fake), 0);
     produced_job_free(NULL);
 }
@@ -677,7 +706,7 @@ static void test_extract(void **state)
 
         fake_transport_reset(env->fake);
         add_produced(env, "/api/v2/extract/pjb-e", 200, cases[i].fixture);
-        assert_int_equal(produced_get_extract(env->api, "pjb-e", &job), 0);
+        assert_int_equal(produced_get_extract(api_request(env->api), "pjb-e", &job), 0);
         assert_int_equal(job.status, PRODUCED_COMPLETED);
         assert_non_null(job.updated_at);
         assert_null(job.tier);
@@ -699,17 +728,18 @@ static void test_extract_not_done(void **state)
     add_produced(env, "/api/v2/extract/pjb-run", 200, "extract_running.json");
     add_produced(env, "/api/v2/extract/pjb-fail", 200, "extract_failed.json");
     add_produced(env, "/api/v2/extract/pjb-gone", 404, "extract_expired.json");
-    assert_int_equal(produced_get_extract(env->api, "pjb-run", &job), 0);
+    assert_int_equal(produced_get_extract(api_request(env->api), "pjb-run", &job), 0);
     assert_int_equal(job.status, PRODUCED_RUNNING);
     assert_true(job.content_null);
     produced_job_free(&job);
-    assert_int_equal(produced_get_extract(env->api, "pjb-fail", &job), 0);
+    assert_int_equal(produced_get_extract(api_request(env->api), "pjb-fail", &job), 0);
     assert_int_equal(job.status, PRODUCED_FAILED);
     assert_string_equal(job.error_message, "Document is password protected");
     assert_true(job.content_null);
     produced_job_free(&job);
     mark_problems();
-    assert_int_equal(produced_get_extract(env->api, "pjb-gone", &job), -ENOENT);
+    assert_int_equal(produced_get_extract(api_request(env->api), "pjb-gone", &job),
+                     -ENOENT);
     assert_true(problem_is_mark());
 }
 
@@ -729,7 +759,7 @@ static void test_extract_exact_bytes(void **state)
                                 result),
                      0);
     add_bytes(env, "*", 200, body.data, body.len);
-    assert_int_equal(produced_get_extract(env->api, "e", &job), 0);
+    assert_int_equal(produced_get_extract(api_request(env->api), "e", &job), 0);
     assert_bytes(&job.content, result, sizeof(result) - 1);
     assert_null(job.updated_at);
     produced_job_free(&job);
@@ -771,8 +801,9 @@ static void test_v1_results(void **state)
 
         fake_transport_reset(env->fake);
         add_produced(env, cases[i].pattern, 200, cases[i].fixture);
-        assert_int_equal(
-            produced_get_v1_result(env->api, "pjb-1", cases[i].content, &out), 0);
+        assert_int_equal(produced_get_v1_result(api_request(env->api), "pjb-1",
+                                                cases[i].content, &out),
+                         0);
         assert_bytes(&out, want, want_len);
         assert_true(memmem(out.data, out.len, "\xe4\xba\x8b", 3) != NULL);
         buf_free(&out);
@@ -794,8 +825,9 @@ static void test_v1_missing(void **state)
 
     add_produced(env, "*", 404, "v1_unknown.json");
     mark_problems();
-    assert_int_equal(produced_get_v1_result(env->api, "pjb-no", PRODUCED_MARKDOWN, &out),
-                     -ENOENT);
+    assert_int_equal(
+        produced_get_v1_result(api_request(env->api), "pjb-no", PRODUCED_MARKDOWN, &out),
+        -ENOENT);
     assert_true(problem_is_mark());
     assert_null(out.data);
     assert_bodies_refused(env, bodies, sizeof(bodies) / sizeof(bodies[0]), get_v1_bad,
@@ -832,8 +864,9 @@ static void test_directory_files(void **state)
     struct buf accents = BUF_INIT;
 
     add_directory_pages(env);
-    assert_int_equal(
-        produced_list_directory_files(env->api, DIRECTORY, collect_files, &seen), 0);
+    assert_int_equal(produced_list_directory_files(api_request(env->api), DIRECTORY,
+                                                   collect_files, &seen),
+                     0);
     /* Three pages, the last with "next_page_token": "", and no more. */
     assert_int_equal(fake_transport_count(env->fake), 3);
     assert_int_equal(fake_transport_unmatched(env->fake), 0);
@@ -869,8 +902,9 @@ static void test_directory_files_match_jansson(void **state)
     size_t k = 0, checked = 0;
 
     add_directory_pages(env);
-    assert_int_equal(
-        produced_list_directory_files(env->api, DIRECTORY, collect_files, &seen), 0);
+    assert_int_equal(produced_list_directory_files(api_request(env->api), DIRECTORY,
+                                                   collect_files, &seen),
+                     0);
     for (size_t p = 0; p < 3; p++) {
         struct buf body = BUF_INIT;
 
@@ -920,8 +954,9 @@ static void test_directory_repeated_token(void **state)
               "\"next_page_token\": \"T\"}",
               0);
     mark_problems();
-    assert_int_equal(produced_list_directory_files(env->api, "d", collect_files, &seen),
-                     0);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "d", collect_files, &seen),
+        0);
     assert_int_equal(fake_transport_count(env->fake), 2);
     assert_int_equal(seen.n, 2);
     assert_problem_contains("/api/v1/beta/directories/d/files",
@@ -937,8 +972,9 @@ static void test_directory_absent_token(void **state)
 
     add_bytes(env, "*", 200, "{\"items\": [{\"id\": \"f1\", \"display_name\": \"a\"}]}",
               0);
-    assert_int_equal(produced_list_directory_files(env->api, "d", collect_files, &seen),
-                     0);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "d", collect_files, &seen),
+        0);
     assert_int_equal(fake_transport_count(env->fake), 1);
     assert_int_equal(seen.n, 1);
     files_seen_free(&seen);
@@ -960,8 +996,9 @@ static void test_directory_odd_files(void **state)
         "{\"id\": \"f5\", \"display_name\": \"nul\\u0000inside\"}, "
         "{\"id\": \"f1\", \"display_name\": \"again\"}], \"next_page_token\": \"\"}",
         0);
-    assert_int_equal(produced_list_directory_files(env->api, "d", collect_files, &seen),
-                     0);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "d", collect_files, &seen),
+        0);
     assert_int_equal(seen.n, 5);
     assert_string_equal(seen.ids[0], "f1");
     assert_false(seen.named[0]);
@@ -986,13 +1023,15 @@ static void test_directory_failures(void **state)
     struct files_seen seen = {0};
 
     add_bytes(env, "*", 404, "{\"detail\": \"Directory not found\"}", 0);
-    assert_int_equal(produced_list_directory_files(env->api, "d", collect_files, &seen),
-                     -ENOENT);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "d", collect_files, &seen),
+        -ENOENT);
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         fake_transport_reset(env->fake);
         add_bytes(env, "*", 200, bodies[i], 0);
-        assert_int_equal(
-            produced_list_directory_files(env->api, "d", collect_files, &seen), -EIO);
+        assert_int_equal(produced_list_directory_files(api_request(env->api), "d",
+                                                       collect_files, &seen),
+                         -EIO);
         assert_problem_contains("/api/v1/beta/directories/d/files", NULL);
     }
     /* A failure on the second page ends the list with it. */
@@ -1000,13 +1039,16 @@ static void test_directory_failures(void **state)
     add_bytes(env, "*/files?page_size=1000", 200,
               "{\"items\": [{\"id\": \"f1\"}], \"next_page_token\": \"T\"}", 0);
     add_error(env, "*page_token=T", -ETIMEDOUT);
-    assert_int_equal(produced_list_directory_files(env->api, "d", collect_files, &seen),
-                     -ETIMEDOUT);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "d", collect_files, &seen),
+        -ETIMEDOUT);
     assert_int_equal(seen.n, 1);
     files_seen_free(&seen);
-    assert_int_equal(produced_list_directory_files(env->api, "d", NULL, NULL), -EINVAL);
-    assert_int_equal(produced_list_directory_files(env->api, "", collect_files, &seen),
-                     -EINVAL);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "d", NULL, NULL), -EINVAL);
+    assert_int_equal(
+        produced_list_directory_files(api_request(env->api), "", collect_files, &seen),
+        -EINVAL);
 }
 
 static void test_directory_callback_abort(void **state)
@@ -1015,8 +1057,9 @@ static void test_directory_callback_abort(void **state)
     struct files_seen seen = {.abort_on_page = 2};
 
     add_directory_pages(env);
-    assert_int_equal(
-        produced_list_directory_files(env->api, DIRECTORY, collect_files, &seen), -EINTR);
+    assert_int_equal(produced_list_directory_files(api_request(env->api), DIRECTORY,
+                                                   collect_files, &seen),
+                     -EINTR);
     assert_int_equal(fake_transport_count(env->fake), 2);
     assert_int_equal(seen.n, 20);
     files_seen_free(&seen);
@@ -1033,8 +1076,9 @@ static void test_directory_urls(void **state)
     add_bytes(env, "*files?page_size=1000&project_id=p%2F1", 200,
               "{\"items\": [{\"id\": \"f\"}], \"next_page_token\": \"a+b/c=\"}", 0);
     add_bytes(env, "*page_token=*", 200, "{\"items\": [], \"next_page_token\": \"\"}", 0);
-    assert_int_equal(
-        produced_list_directory_files(scoped, "d/../x", collect_files, &seen), 0);
+    assert_int_equal(produced_list_directory_files(api_request(scoped), "d/../x",
+                                                   collect_files, &seen),
+                     0);
     assert_string_equal(fake_transport_request(env->fake, 0),
                         "/api/v1/beta/directories/d%2F..%2Fx/files?page_size=1000"
                         "&project_id=p%2F1");
@@ -1055,7 +1099,8 @@ static void test_directory_urls(void **state)
 static int parse_once(struct env *env)
 {
     struct produced_job job;
-    int rc = produced_get_parse(env->api, PARSE_JOB, PRODUCED_MARKDOWN, &job);
+    int rc =
+        produced_get_parse(api_request(env->api), PARSE_JOB, PRODUCED_MARKDOWN, &job);
 
     if (rc == 0)
         assert_int_equal(job.content.len, 4981);
@@ -1066,7 +1111,8 @@ static int parse_once(struct env *env)
 static int list_once(struct env *env)
 {
     struct files_seen seen = {0};
-    int rc = produced_list_directory_files(env->api, DIRECTORY, collect_files, &seen);
+    int rc = produced_list_directory_files(api_request(env->api), DIRECTORY,
+                                           collect_files, &seen);
 
     if (rc == 0)
         assert_int_equal(seen.n, 50);

@@ -1,0 +1,159 @@
+/*
+ * listing — listings and their entries (see include/batchfs/listing.h).
+ */
+#include "batchfs/listing.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- listings and their entries -------------------------------------- */
+
+/* Source of listing generations; atomic, shared by every catalog. */
+static uint64_t listing_next_generation;
+
+void entry_clear(struct entry *entry)
+{
+    blob_unref(entry->content);
+    memset(entry, 0, sizeof(*entry));
+}
+
+size_t entry_bytes(const struct entry *e)
+{
+    return sizeof(*e) + (e->content ? blob_footprint(e->content) : 0);
+}
+
+struct listing *listing_new(enum listing_kind kind)
+{
+    struct listing *listing = calloc(1, sizeof(*listing));
+
+    if (!listing)
+        return NULL;
+    listing->refs = 1;
+    listing->generation =
+        __atomic_add_fetch(&listing_next_generation, 1, __ATOMIC_RELAXED);
+    listing->kind = kind;
+    return listing;
+}
+
+struct listing *listing_ref(struct listing *listing)
+{
+    __atomic_add_fetch(&listing->refs, 1, __ATOMIC_RELAXED);
+    return listing;
+}
+
+bool listing_ref_if_alive(struct listing *listing)
+{
+    unsigned refs = __atomic_load_n(&listing->refs, __ATOMIC_RELAXED);
+
+    while (refs && !__atomic_compare_exchange_n(&listing->refs, &refs, refs + 1, false,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        ;
+    return refs != 0;
+}
+
+struct listing_link *listing_link(struct listing *listing)
+{
+    return &listing->link;
+}
+
+void listing_release(struct listing *listing)
+{
+    if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (listing->link.forget)
+        listing->link.forget(listing);
+    for (size_t i = 0; i < listing->count; i++)
+        entry_clear(&listing->entries[i]);
+    entry_clear(&listing->self);
+    free(listing->entries);
+    free(listing->by_name);
+    free(listing->strings);
+    free(listing);
+}
+
+int entry_compare_names(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
+}
+
+/* entry_compare_names for two elements of a listing's by_name. */
+static int entry_compare_name_refs(const void *a, const void *b)
+{
+    return entry_compare_names(*(struct entry *const *)a, *(struct entry *const *)b);
+}
+
+const struct entry *listing_find(const struct listing *listing, const char *name)
+{
+    struct entry key = {.name = (char *)name}, *key_ref = &key, **found;
+
+    if (!listing->count)
+        return NULL;
+    if (!listing->by_name)
+        return bsearch(&key, listing->entries, listing->count, sizeof(struct entry),
+                       entry_compare_names);
+    found = bsearch(&key_ref, listing->by_name, listing->count, sizeof(*listing->by_name),
+                    entry_compare_name_refs);
+    return found ? *found : NULL;
+}
+
+int listing_index_names(struct listing *listing)
+{
+    struct entry **by_name;
+
+    if (listing->count < 2)
+        return 0; /* in name order already */
+    by_name = malloc(listing->count * sizeof(*by_name));
+    if (!by_name)
+        return -ENOMEM;
+    for (size_t i = 0; i < listing->count; i++)
+        by_name[i] = &listing->entries[i];
+    qsort(by_name, listing->count, sizeof(*by_name), entry_compare_name_refs);
+    free(listing->by_name);
+    listing->by_name = by_name;
+    return 0;
+}
+
+int listing_parse_time(const char *text, struct timespec *out)
+{
+    struct tm tm;
+    const char *p;
+    long nsec = 0, scale = 100000000L;
+    long offset = 0;
+    time_t t;
+
+    memset(&tm, 0, sizeof(tm));
+    p = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        p = strptime(text, "%Y-%m-%d %H:%M:%S", &tm);
+    if (!p)
+        return -EINVAL;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            nsec += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && p[1] && p[2] && p[3] == ':' && p[4] && p[5]) {
+        int sign = *p == '-' ? -1 : 1;
+        int hh = (p[1] - '0') * 10 + (p[2] - '0');
+        int mm = (p[4] - '0') * 10 + (p[5] - '0');
+
+        if (hh < 0 || hh > 23 || mm < 0 || mm > 59)
+            return -EINVAL;
+        offset = sign * (hh * 3600L + mm * 60L);
+        p += 6;
+    } else if (*p) {
+        return -EINVAL;
+    } /* else no zone: the API speaks UTC */
+    if (*p)
+        return -EINVAL;
+    t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -EINVAL;
+    out->tv_sec = t - offset;
+    out->tv_nsec = nsec;
+    return 0;
+}

@@ -1,0 +1,143 @@
+/*
+ * listing — a listing of named entries and the entries themselves: the one
+ * module that owns the fields of struct listing and struct entry, their
+ * references and their lookup by name.
+ *
+ * Below the catalog (catalog.c), the builder (builder.c), the aggregate
+ * files (derive.c) and the register of listings in use (live.c), which all
+ * include this header; it includes none of theirs.
+ *
+ * Listings and blobs are reference counted and immutable once published, so
+ * any thread may read them without a lock; a refresh builds a new listing.
+ * The register's part (struct listing_link) is live.c's, reached through
+ * listing_link() and guarded by the register's lock (see live.h).
+ */
+#ifndef BATCHFS_LISTING_H
+#define BATCHFS_LISTING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "batchfs/blob.h"
+
+struct live;
+
+/* One named thing in a listing: a job or batch (a directory), an item or a
+ * result (a file). Strings are NUL-terminated; in a listing they lie in
+ * its `strings` block (see there), and entries may share them. */
+struct entry {
+    char *name;            /* name in its directory */
+    char *id;              /* job id, batch id, item_id or source_directory_file_id */
+    char *status;          /* as the API spelt it; NULL when absent */
+    struct blob *content;  /* the object's file: job.json, batch object, item, result */
+    struct timespec mtime; /* from the object's timestamps; 0 when it has none */
+    size_t api_index;      /* position in the API's order */
+    size_t line_len;       /* its compact JSON's length (its items.ndjson line
+                              less the newline), measured when listed; 0 when
+                              not measured */
+};
+
+enum listing_kind {
+    LISTING_JOBS,    /* entries: jobs, named by id */
+    LISTING_JOB,     /* one entry: a job looked up by id */
+    LISTING_ITEMS,   /* entries: items of one job in one status */
+    LISTING_BATCHES, /* entries: v2 batches, named by id */
+    LISTING_BATCH,   /* self: the batch; entries: its results */
+};
+
+/*
+ * What the register of listings in use (live.c) keeps in each listing, so
+ * that a listing still in use is found again after the cache evicts it.
+ * Zero in listings never registered. The register reads and changes these
+ * fields only under its own lock (live.h); the listing module only calls
+ * `forget`, from the last listing_release, when no other thread can reach
+ * the listing but through the register.
+ */
+struct listing_link {
+    struct live *home;           /* the register holding it, or NULL */
+    struct listing *prev, *next; /* its chain in the register */
+    char *key;                   /* its cache key */
+    uint64_t key_hash;
+    double fresh_until; /* CLOCK_MONOTONIC seconds */
+    unsigned epoch;     /* live_expire_all calls before it was added */
+    /* Set with `key` by the register: unlinks the listing and frees `key`.
+     * Leaves the listing module free of the register's header. */
+    void (*forget)(struct listing *listing);
+};
+
+struct listing {
+    unsigned refs;       /* atomic */
+    uint64_t generation; /* unique to each fetch: equal = same listing */
+    enum listing_kind kind;
+    /* Items: in the API's order, which is the order of their pages, so that
+     * a tool reading a folder from readdir takes its pages one after another
+     * (the cache may have to fetch an evicted page again: see pagecache.h).
+     * Other listings: sorted by name (strcmp). */
+    struct entry *entries;
+    size_t count;
+    /* The entries sorted by name, for listing_find; NULL when `entries`
+     * are in name order themselves. */
+    struct entry **by_name;
+    struct entry self; /* LISTING_BATCH: the batch itself (name = id) */
+    /* The names, ids and statuses of the entries and of self, one after
+     * another: one allocation for a whole listing rather than one per
+     * entry. NULL until the listing is named. */
+    char *strings;
+    size_t strings_bytes;
+    bool results_null; /* LISTING_BATCH: the API gave "results": null */
+    size_t bytes;      /* memory held, for the cache budget */
+    /* The register's (live.c), through listing_link(). */
+    struct listing_link link;
+};
+
+/* A new listing of `kind`, empty, with one reference (the caller's) and a
+ * generation of its own; NULL on ENOMEM. Thread-safe. */
+struct listing *listing_new(enum listing_kind kind);
+
+/* Takes one more reference. Thread-safe. */
+struct listing *listing_ref(struct listing *listing);
+
+/* Takes one more reference unless the last one is already gone (its
+ * release under way): true when it took one. For the register, which finds
+ * listings it does not hold. Thread-safe. */
+bool listing_ref_if_alive(struct listing *listing);
+
+/* The register's part of the listing (see struct listing_link). */
+struct listing_link *listing_link(struct listing *listing);
+
+/* Drops one reference; the last one unregisters the listing (live.c) and
+ * frees it with its entries and their references to blobs. Thread-safe;
+ * safe on NULL. */
+void listing_release(struct listing *listing);
+
+/* The entry called `name`, or NULL. Borrowed from the listing. */
+const struct entry *listing_find(const struct listing *listing, const char *name);
+
+/* Leaves the entries where they are and indexes them by name (by_name),
+ * so that listing_find works on entries in any order. 0 or -ENOMEM. */
+int listing_index_names(struct listing *listing);
+
+/* Drops an entry's reference to its content, leaving it zeroed (its
+ * strings are its listing's); safe on a zeroed entry. For entries not yet
+ * published in a listing (listing_release clears the others). */
+void entry_clear(struct entry *entry);
+
+/* The memory an entry stands for (itself and its content's footprint; its
+ * strings are counted with its listing's block), for the cache budget.
+ * Pure. */
+size_t entry_bytes(const struct entry *entry);
+
+/* Name order: strcmp of the names, as a qsort and bsearch comparison of
+ * two struct entry. Pure. */
+int entry_compare_names(const void *a, const void *b);
+
+/*
+ * Parses an RFC 3339 timestamp ("2025-03-01T10:00:00.123Z", offsets
+ * allowed). Returns 0 or -EINVAL. Pure; for builder.c, and exposed for
+ * tests.
+ */
+int listing_parse_time(const char *text, struct timespec *out);
+
+#endif
