@@ -102,7 +102,7 @@ struct cache {
     size_t waiting; /* callers in cache_wait() */
     size_t parked;  /* waiters parked on flights */
     unsigned long long hits, misses, stale_served, evictions;
-    unsigned long long refreshes, refreshed, cancelled;
+    unsigned long long refreshes, refreshed, refresh_failures, cancelled;
     /* Flights for the fetch threads, oldest first. */
     struct cache_flight *queue_head, *queue_tail;
     pthread_cond_t work_cond; /* signalled when the queue grows or stopping */
@@ -535,7 +535,7 @@ static int cache_park(struct cache *cache, struct cache_flight *flight,
     flight->parked = waiter;
     flight->waiting++;
     cache->parked++;
-    return -EWOULDBLOCK;
+    return CACHE_PARKED;
 }
 
 /* With the lock held: the outcome `waiter` was handed for `key`, or NULL. */
@@ -557,7 +557,7 @@ enum cache_action {
  * With the lock held: answers from the table if it can. Otherwise, in
  * *flight_out, the flight the caller must run on its own thread (one made
  * for it, or a queued one it takes over); or, for a parking caller, parks
- * it (-EWOULDBLOCK).
+ * it (CACHE_PARKED).
  */
 static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsigned flags,
                         const struct cache_fetcher *fetcher, struct cache_waiter *waiter,
@@ -642,7 +642,7 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
         rc = cache_flight_queue(cache, flight, fetcher);
         if (!rc)
             rc = cache_park(cache, flight, waiter, key);
-        if (rc != -EWOULDBLOCK) {
+        if (rc != CACHE_PARKED) {
             if (flight->state == CACHE_FLIGHT_QUEUED)
                 cache_queue_remove(cache, flight);
             cache_flight_drop(cache, flight);
@@ -680,11 +680,13 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
 
     if (rc == 0 && !fetched)
         rc = -EIO;
-    if (rc > 0)
+    if (rc > 0 || rc == CACHE_PARKED)
         rc = -EIO;
     entry->flight = NULL;
     for (struct cache_waiter *w = flight->parked; w; w = w->next)
         parked++;
+    if (rc && flight->background)
+        cache->refresh_failures++;
 
     if (rc == 0) {
         cache_store(cache, entry, fetched, bytes, ttl_s, now, &done->old_value);
@@ -1022,6 +1024,7 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->parked = cache->parked;
     out->refreshes = cache->refreshes;
     out->refreshed = cache->refreshed;
+    out->refresh_failures = cache->refresh_failures;
     out->cancelled = cache->cancelled;
     pthread_mutex_unlock(&cache->lock);
 }

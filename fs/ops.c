@@ -10,7 +10,7 @@
  * Requests that may need a fetch (lookup, getattr, open, read without an
  * open file, opendir, readlink and the xattr calls) run as an ops_call: a
  * copy of what was asked, run by ops_drive with the thread parked on the
- * call's cache waiter. When the tree returns -EWOULDBLOCK, the call belongs
+ * call's cache waiter. When the tree returns CACHE_PARKED, the call belongs
  * to the fetch it waits for and this thread lets go of it; the fetch's
  * ready function runs it again from the start. So an operation is only
  * ever retried from the top, and the tree changes nothing (no node, no
@@ -90,7 +90,7 @@ static void ops_fill_entry(struct fuse_entry_param *e, const struct tree_attr *a
 struct ops_call {
     struct cache_waiter waiter; /* first: its ready function gets this */
     fuse_req_t req;
-    /* Replies and returns 0, or returns -EWOULDBLOCK without replying
+    /* Replies and returns 0, or returns CACHE_PARKED without replying
      * when the call was parked (it then no longer belongs to the caller). */
     int (*run)(struct ops_call *call);
     fuse_ino_t ino;
@@ -114,7 +114,7 @@ static void ops_drive(struct ops_call *call)
     int rc = call->run(call);
 
     cache_park_on(previous);
-    if (rc == -EWOULDBLOCK)
+    if (rc == CACHE_PARKED)
         return; /* parked: its ready function runs it again */
     ops_call_free(call);
 }
@@ -179,7 +179,7 @@ static int ops_lookup_run(struct ops_call *call)
     int rc = tree_lookup(ops_context(call->req)->tree, call->ino, call->name, &attr);
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK)
+    if (rc == CACHE_PARKED)
         return rc;
     req = ops_answer(call);
     if (rc == -ENOENT) {
@@ -222,7 +222,7 @@ static int ops_getattr_run(struct ops_call *call)
     int rc = tree_getattr(ops_context(call->req)->tree, call->ino, &attr);
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK)
+    if (rc == CACHE_PARKED)
         return rc;
     req = ops_answer(call);
     if (rc)
@@ -245,7 +245,7 @@ static int ops_open_run(struct ops_call *call)
     int rc = tree_read(ops_context(call->req)->tree, call->ino, &content, &unchanged);
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK)
+    if (rc == CACHE_PARKED)
         return rc;
     req = ops_answer(call);
     if (rc) {
@@ -303,7 +303,7 @@ static int ops_read_run(struct ops_call *call)
     int rc = tree_read(ops_context(call->req)->tree, call->ino, &content, &unchanged);
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK)
+    if (rc == CACHE_PARKED)
         return rc;
     req = ops_answer(call);
     if (rc) {
@@ -341,7 +341,7 @@ static int ops_opendir_run(struct ops_call *call)
     int rc = tree_opendir(ops_context(call->req)->tree, call->ino, &dir, &unchanged);
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK)
+    if (rc == CACHE_PARKED)
         return rc;
     req = ops_answer(call);
     if (rc) {
@@ -472,7 +472,7 @@ static int ops_readlink_run(struct ops_call *call)
     int rc = tree_readlink(ops_context(call->req)->tree, call->ino, &target);
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK) {
+    if (rc == CACHE_PARKED) {
         buf_free(&target);
         return rc;
     }
@@ -490,12 +490,12 @@ static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
     ops_start(req, ops_readlink_run, ino, NULL, 0, 0, NULL);
 }
 
-/* Replies to getxattr or listxattr; -EWOULDBLOCK is passed on unanswered. */
+/* Replies to getxattr or listxattr; CACHE_PARKED is passed on unanswered. */
 static int ops_reply_xattr(struct ops_call *call, int rc, struct buf *value)
 {
     fuse_req_t req;
 
-    if (rc == -EWOULDBLOCK) {
+    if (rc == CACHE_PARKED) {
         buf_free(value);
         return rc;
     }

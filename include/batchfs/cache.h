@@ -12,7 +12,7 @@
  * way wait for that one fetch (single flight) and share its outcome.
  *
  * With fetch threads (cache_config.fetch_threads), a caller need not wait at
- * all: a thread that parks (cache_park_on) gets -EWOULDBLOCK instead of
+ * all: a thread that parks (cache_park_on) gets CACHE_PARKED instead of
  * fetching or waiting, the fetch runs on one of the cache's threads (queued
  * when all are busy), and the caller's waiter is told when the outcome is
  * known; the caller then asks again and is handed that outcome. A value
@@ -23,8 +23,17 @@
 #ifndef BATCHFS_CACHE_H
 #define BATCHFS_CACHE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+/*
+ * What cache_get returns to a parked caller instead of waiting. Not
+ * -EWOULDBLOCK: that is -EAGAIN, which a fetch returns when the API keeps
+ * asking to slow down. No fetch outcome is ever this value (the cache
+ * turns one into -EIO).
+ */
+#define CACHE_PARKED (-EINPROGRESS)
 
 struct cache_value_ops {
     void (*ref)(void *value);   /* take one more reference */
@@ -92,6 +101,7 @@ struct cache_stats {
     size_t parked;                  /* waiters parked right now (cache_park_on) */
     unsigned long long refreshes;   /* background refreshes started */
     unsigned long long refreshed;   /* ...that brought a new value */
+    unsigned long long refresh_failures; /* ...that failed (the copy is kept) */
     unsigned long long cancelled;   /* fetches dropped: nobody waited any more */
 };
 
@@ -114,7 +124,7 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
 
 /*
  * cache_get with a fetch a fetch thread may run (see struct cache_fetcher).
- * On a thread parked with cache_park_on, on this cache: -EWOULDBLOCK when
+ * On a thread parked with cache_park_on, on this cache: CACHE_PARKED when
  * the value needs a fetch or another caller's fetch (the waiter is then
  * registered and its ready function will be called once), -EINTR when the
  * waiter was cancelled, -ECANCELED once the cache is stopping.
