@@ -56,15 +56,15 @@ struct cache_flight {
     int result;     /* 0 or a negative errno */
     void *value;    /* on success: one reference taken for each blocked user */
     unsigned users; /* the fetcher plus its blocked waiters */
-    unsigned blocked;  /* callers in cache_wait() on it */
-    unsigned waiting;  /* blocked plus parked: who wants the outcome */
-    bool background;   /* a refresh that nobody waits for */
-    bool abandoned;    /* everybody who waited gave up while it ran */
-    struct cache_entry *entry;          /* the entry it fetches for */
-    struct cache_waiter *parked;        /* waiters to tell when done */
-    struct cache_flight *queue_next;    /* in the cache's queue */
-    cache_fetch_fn fetch;               /* when queued: what to run */
-    void *arg;                          /* ...with this, owned */
+    unsigned blocked;                /* callers in cache_wait() on it */
+    unsigned waiting;                /* blocked plus parked: who wants the outcome */
+    bool background;                 /* a refresh that nobody waits for */
+    bool abandoned;                  /* everybody who waited gave up while it ran */
+    struct cache_entry *entry;       /* the entry it fetches for */
+    struct cache_waiter *parked;     /* waiters to tell when done */
+    struct cache_flight *queue_next; /* in the cache's queue */
+    cache_fetch_fn fetch;            /* when queued: what to run */
+    void *arg;                       /* ...with this, owned */
     void (*free_arg)(void *arg);
 };
 
@@ -317,8 +317,9 @@ static bool cache_may_serve_stale(const struct cache *cache,
  * thread refreshes it (stale-while-revalidate): stale_if_error's promise
  * that an expired copy beats no answer, without first waiting for the
  * refresh to fail. */
-static bool cache_may_revalidate(const struct cache *cache, const struct cache_entry *entry,
-                                 unsigned flags, double now)
+static bool cache_may_revalidate(const struct cache *cache,
+                                 const struct cache_entry *entry, unsigned flags,
+                                 double now)
 {
     if (!cache->config.fetch_threads || !cache->config.stale_if_error || !entry->value ||
         entry->invalidated || (flags & CACHE_GET_REFRESH) || cache_is_fresh(entry, now))
@@ -539,7 +540,8 @@ static int cache_park(struct cache *cache, struct cache_flight *flight,
 }
 
 /* With the lock held: the outcome `waiter` was handed for `key`, or NULL. */
-static struct cache_outcome *cache_outcome_find(struct cache_waiter *waiter, const char *key)
+static struct cache_outcome *cache_outcome_find(struct cache_waiter *waiter,
+                                                const char *key)
 {
     for (struct cache_outcome *o = waiter->outcomes; o; o = o->next)
         if (strcmp(o->key, key) == 0)
@@ -740,7 +742,8 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
 }
 
 /* Without the lock: what cache_finish left to do. */
-static void cache_done_release(struct cache *cache, const char *key, struct cache_done *done)
+static void cache_done_release(struct cache *cache, const char *key,
+                               struct cache_done *done)
 {
     struct cache_waiter *w, *next;
 
@@ -933,7 +936,8 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
                    !fetcher->copy_arg))
         waiter = NULL;
     pthread_mutex_lock(&cache->lock);
-    outcome = waiter && !(flags & CACHE_GET_PEEK) ? cache_outcome_find(waiter, key) : NULL;
+    outcome =
+        waiter && !(flags & CACHE_GET_PEEK) ? cache_outcome_find(waiter, key) : NULL;
     if (outcome) {
         /* Back from parking on this key: the outcome it waited for. */
         if (outcome->value)

@@ -525,8 +525,8 @@ static int ops_listxattr_run(struct ops_call *call)
 {
     struct buf names = BUF_INIT;
 
-    return ops_reply_xattr(call, tree_listxattr(ops_context(call->req)->tree, call->ino, &names),
-                           &names);
+    return ops_reply_xattr(
+        call, tree_listxattr(ops_context(call->req)->tree, call->ino, &names), &names);
 }
 
 static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)

@@ -98,11 +98,11 @@ struct cache_stats {
      * flight), over all keys. For tests, which wait for it to reach a count
      * instead of sleeping, and for statistics. */
     size_t waiting;
-    size_t parked;                  /* waiters parked right now (cache_park_on) */
-    unsigned long long refreshes;   /* background refreshes started */
-    unsigned long long refreshed;   /* ...that brought a new value */
+    size_t parked;                       /* waiters parked right now (cache_park_on) */
+    unsigned long long refreshes;        /* background refreshes started */
+    unsigned long long refreshed;        /* ...that brought a new value */
     unsigned long long refresh_failures; /* ...that failed (the copy is kept) */
-    unsigned long long cancelled;   /* fetches dropped: nobody waited any more */
+    unsigned long long cancelled;        /* fetches dropped: nobody waited any more */
 };
 
 struct cache;
@@ -145,10 +145,10 @@ struct cache_waiter {
      * cache_get of the same key hands it that outcome. */
     void (*ready)(struct cache_waiter *waiter);
     struct cache *cache;
-    struct cache_flight *flight;      /* while parked; under the cache lock */
-    struct cache_waiter *next;        /* among the flight's waiters */
-    bool cancelled;                   /* cache_waiter_cancel was called */
-    struct cache_outcome *pending;    /* the key parked on, for its outcome */
+    struct cache_flight *flight;   /* while parked; under the cache lock */
+    struct cache_waiter *next;     /* among the flight's waiters */
+    bool cancelled;                /* cache_waiter_cancel was called */
+    struct cache_outcome *pending; /* the key parked on, for its outcome */
     /* Every outcome the caller parked for, kept until cache_waiter_reset:
      * an operation that needs two values is run again from the start, and
      * must find the first one even if the cache dropped it meanwhile. */

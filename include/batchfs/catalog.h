@@ -44,7 +44,7 @@ struct catalog_stats {
     size_t entries, bytes;     /* listings; bytes without the pages below */
     size_t parked;             /* requests waiting for a fetch right now */
     unsigned long long refreshes, refreshed; /* background refreshes: started, landed */
-    unsigned long long cancelled; /* fetches dropped: nobody waited any more */
+    unsigned long long cancelled;            /* fetches dropped: nobody waited any more */
     struct pagecache_stats pages; /* the pages of finished jobs' folders */
 };
 

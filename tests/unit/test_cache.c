@@ -1199,7 +1199,8 @@ static void wait_count(atomic_int *counter, int count)
 
 /* Polls the cache's stats until `field` (an offset in cache_stats) reaches
  * `count`. */
-static struct cache_stats wait_stat(struct cache *cache, size_t offset, unsigned long long count)
+static struct cache_stats wait_stat(struct cache *cache, size_t offset,
+                                    unsigned long long count)
 {
     double give_up = monotonic_s() + WAITERS_DEADLINE_S;
     struct cache_stats st;
