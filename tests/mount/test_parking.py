@@ -46,6 +46,7 @@ def timed(fn, *args):
 
 
 class Parking(unittest.TestCase):
+    FLAGS = ()
     @classmethod
     def setUpClass(cls):
         cls.double = harness.Double(*DOUBLE_ARGS)
@@ -74,7 +75,7 @@ class Parking(unittest.TestCase):
             harness.check_driver_output(err, self.mount.status)
 
     def mounted(self, *options):
-        self.mount = harness.Mount(self.double, *options)
+        self.mount = harness.Mount(self.double, *options, flags=self.FLAGS)
         return self.mount.path
 
     def path(self, *parts):
@@ -211,6 +212,12 @@ class Parking(unittest.TestCase):
                            "the refresh to land")
         harness.wait_until(lambda: len(os.listdir(folder)) == len(names) - 1,
                            "the new listing")
+
+
+class ParkingSingleThreaded(Parking):
+    """The same with -s: one thread reads every request, and parked ones
+    are answered from the fetch threads."""
+    FLAGS = ("-s",)
 
 
 if __name__ == "__main__":
