@@ -324,6 +324,10 @@ static bool cache_may_revalidate(const struct cache *cache,
     if (!cache->config.fetch_threads || !cache->config.stale_if_error || !entry->value ||
         entry->invalidated || (flags & CACHE_GET_REFRESH) || cache_is_fresh(entry, now))
         return false;
+    /* A value meant to be fetched on every access (a ttl of 0) is never
+     * served in its refresh's place. */
+    if (entry->expires_at <= entry->fetched_at)
+        return false;
     return now - entry->expires_at <= cache->config.max_stale_s;
 }
 
