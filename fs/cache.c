@@ -59,13 +59,14 @@ struct cache_flight {
     unsigned blocked;                /* callers in cache_wait() on it */
     unsigned waiting;                /* blocked plus parked: who wants the outcome */
     bool background;                 /* a refresh that nobody waits for */
-    bool abandoned;                  /* everybody who waited gave up while it ran */
+    bool abandoned;                  /* called off: everybody who waited gave up */
     struct cache_entry *entry;       /* the entry it fetches for */
     struct cache_waiter *parked;     /* waiters to tell when done */
     struct cache_flight *queue_next; /* in the cache's queue */
     cache_fetch_fn fetch;            /* when queued: what to run */
     void *arg;                       /* ...with this, owned */
     void (*free_arg)(void *arg);
+    void *cancel; /* while a fetch thread runs it: cancel_begin's handle */
 };
 
 /* All fields are protected by cache->lock. */
@@ -110,6 +111,10 @@ struct cache {
     pthread_t *threads;       /* config.fetch_threads of them, once started */
     unsigned threads_started;
 };
+
+/* cache_wait's answer when the fetch it waited for was called off: look
+ * again. Never returned by cache_get. */
+#define CACHE_RETRY (-ERESTART)
 
 /* What a parked caller waited for, kept on its waiter. */
 struct cache_outcome {
@@ -686,7 +691,7 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
 
     if (rc == 0 && !fetched)
         rc = -EIO;
-    if (rc > 0 || rc == CACHE_PARKED)
+    if (rc > 0 || rc == CACHE_PARKED || rc == CACHE_RETRY)
         rc = -EIO;
     entry->flight = NULL;
     for (struct cache_waiter *w = flight->parked; w; w = w->next)
@@ -710,8 +715,12 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
     }
 
     /* Share the outcome: one reference for each blocked waiter, each parked
-     * one and the caller, taken now while the entry still holds the value. */
+     * one and the caller, taken now while the entry still holds the value.
+     * A fetch called off for want of waiters is no answer for those who
+     * came to it since. */
     flight->result = served ? 0 : rc;
+    if (flight->abandoned && rc == -ECANCELED && !served)
+        flight->result = CACHE_RETRY;
     flight->value = served;
     if (served)
         for (unsigned i = 0; i < flight->blocked + parked + (caller ? 1 : 0); i++)
@@ -722,12 +731,18 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
         *caller = served;
     for (struct cache_waiter *w = flight->parked; w; w = w->next) {
         w->flight = NULL;
+        cache->parked--;
+        if (flight->result == CACHE_RETRY) {
+            /* No outcome: asked again, it fetches anew. */
+            free(w->pending);
+            w->pending = NULL;
+            continue;
+        }
         w->pending->result = flight->result;
         w->pending->value = served;
         w->pending->next = w->outcomes;
         w->outcomes = w->pending;
         w->pending = NULL;
-        cache->parked--;
     }
     done->told = flight->parked;
     flight->parked = NULL;
@@ -796,11 +811,17 @@ static void *cache_fetch_thread(void *arg)
         flight_arg = flight->arg;
         free_arg = flight->free_arg;
         flight->arg = NULL;
+        if (cache->config.cancel_begin)
+            flight->cancel = cache->config.cancel_begin(cache->config.cancel_arg);
         pthread_mutex_unlock(&cache->lock);
         rc = flight->fetch(flight_arg, key, &fetched, &bytes, &ttl_s);
         free_arg(flight_arg);
         key = strdup(key); /* for the warning, once the entry may be gone */
         pthread_mutex_lock(&cache->lock);
+        /* Under the lock, so that no fire is under way or comes later. */
+        if (flight->cancel)
+            cache->config.cancel_end(flight->cancel);
+        flight->cancel = NULL;
         cache_finish(cache, flight, rc, fetched, bytes, ttl_s, NULL, &done);
         cache_flight_leave(flight);
         pthread_mutex_unlock(&cache->lock);
@@ -874,8 +895,10 @@ bool cache_waiter_cancel(struct cache_waiter *waiter)
                 free_arg = flight->free_arg;
                 cache_flight_drop(cache, flight);
                 cache->cancelled++;
-            } else {
+            } else if (flight->cancel) {
                 flight->abandoned = true;
+                cache->config.cancel_fire(flight->cancel);
+                cache->cancelled++;
             }
         }
     }
@@ -950,7 +973,9 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
         pthread_mutex_unlock(&cache->lock);
         return outcome->result;
     }
-    rc = cache_lookup(cache, key, hash, flags, fetcher, waiter, value, &flight);
+    do
+        rc = cache_lookup(cache, key, hash, flags, fetcher, waiter, value, &flight);
+    while (rc == CACHE_RETRY);
     if (rc || !flight) {
         pthread_mutex_unlock(&cache->lock);
         return rc;

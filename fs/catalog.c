@@ -30,6 +30,7 @@
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 #include "batchfs/log.h"
+#include "batchfs/transport.h"
 
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
     "pending", "processing", "completed", "failed", "skipped", "cancelled",
@@ -488,6 +489,34 @@ static size_t catalog_listing_bytes(void *arg)
     return cs.bytes + __atomic_load_n(&catalog->building, __ATOMIC_RELAXED);
 }
 
+/* cache_config.cancel_begin: a cancel token current for the fetch thread's
+ * requests while it fetches, so that a fetch nobody waits for any more ends
+ * its transfers at once. NULL (not cancellable) on no memory. */
+static void *catalog_cancel_begin(void *arg)
+{
+    struct transport_cancel *token = malloc(sizeof(*token));
+
+    (void)arg;
+    if (!token || transport_cancel_init(token)) {
+        free(token);
+        return NULL;
+    }
+    transport_cancel_scope_begin(token);
+    return token;
+}
+
+static void catalog_cancel_fire(void *handle)
+{
+    transport_cancel_fire(handle);
+}
+
+static void catalog_cancel_end(void *handle)
+{
+    transport_cancel_scope_end();
+    transport_cancel_destroy(handle);
+    free(handle);
+}
+
 struct catalog *catalog_new(const struct catalog_config *config)
 {
     struct cache_config cc = {
@@ -496,6 +525,9 @@ struct catalog *catalog_new(const struct catalog_config *config)
         .max_stale_s = config->max_stale_s,
         .negative_ttl_s = config->ttl_s,
         .fetch_threads = config->fetch_threads,
+        .cancel_begin = catalog_cancel_begin,
+        .cancel_fire = catalog_cancel_fire,
+        .cancel_end = catalog_cancel_end,
     };
     struct catalog *catalog = calloc(1, sizeof(*catalog));
 

@@ -59,6 +59,20 @@ struct cache_config {
      * 0: every fetch runs on the thread of the caller that needs it, and
      * nothing is parked or refreshed in the background. */
     unsigned fetch_threads;
+    /*
+     * Optional: lets a fetch thread's fetch that nobody waits for any more
+     * be called off. cancel_begin is called on the fetch thread just before
+     * the fetch and returns a handle (NULL: this one cannot be called off);
+     * cancel_fire(handle) may then be called from any thread, with the
+     * cache lock held (it must be quick and must not call the cache); and
+     * cancel_end(handle) on the fetch thread once the fetch has returned.
+     * A fetch called off returns what it returns (usually -ECANCELED);
+     * callers that came for it meanwhile fetch again.
+     */
+    void *(*cancel_begin)(void *cancel_arg);
+    void (*cancel_fire)(void *handle);
+    void (*cancel_end)(void *handle);
+    void *cancel_arg;
 };
 
 /*
@@ -173,8 +187,9 @@ struct cache_waiter *cache_park_on(struct cache_waiter *waiter);
  * its ready function will then never be called for it. False when it was
  * not (its outcome is being delivered, or it has not parked yet): a later
  * parking then fails with -EINTR. A fetch nobody waits for any more is
- * dropped if it has not started; one under way runs to its end and fills
- * the cache (the transport has no per-request cancel). Thread-safe.
+ * dropped if it has not started, and called off if it has (see
+ * cache_config.cancel_fire; without it, it runs to its end and fills the
+ * cache). Thread-safe.
  */
 bool cache_waiter_cancel(struct cache_waiter *waiter);
 

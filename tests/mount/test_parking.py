@@ -140,6 +140,7 @@ class Parking(unittest.TestCase):
         """Starts argv, waits until its request is parked, sends SIGINT and
         returns how long the tool took to end."""
         before = self.parked()
+        cancelled = self.stats()["fetching"]["cancelled"]
         reader = self.start(*argv)
         harness.wait_until(lambda: self.parked() > before, what + " parked")
         self.assertIsNone(reader.poll())
@@ -151,6 +152,9 @@ class Parking(unittest.TestCase):
         self.assertEqual(reader.returncode, -signal.SIGINT)
         self.assertLess(seconds, INTERRUPT, what)
         harness.wait_until(lambda: self.parked() == before, what + " answered")
+        # Nobody else waited for its fetch: that is called off.
+        harness.wait_until(lambda: self.stats()["fetching"]["cancelled"] > cancelled,
+                           what + "'s fetch called off")
         return seconds
 
     def test_ctrl_c_on_a_hung_folder(self):
@@ -166,10 +170,12 @@ class Parking(unittest.TestCase):
         seconds, names = timed(os.listdir, self.path("jobs", OTHER_JOB, "completed"))
         self.assertLess(seconds, HANG)
         self.assertTrue(names)
-        # The hung folder works once the API answers again.
+        # The hung folder works once the API answers again: its fetches were
+        # called off, so the next access asks anew (the double still holds
+        # their requests, which no one reads any more).
         self.double.faults([])
-        self.double.control("release", {})
-        names = os.listdir(folder)
+        seconds, names = timed(os.listdir, folder)
+        self.assertLess(seconds, HANG)
         self.assertEqual(len(names),
                          sum(1 for i in DATA.items[JOB] if i["status"] == "completed"))
         self.assertTrue(any(item["item_id"] in self.read(os.path.join(folder, n))

@@ -1110,6 +1110,8 @@ struct gated {
     pthread_cond_t cond;
     bool open;
     int entered; /* fetches started */
+    bool fired;  /* the running fetch was called off (cache_config.cancel_fire) */
+    atomic_int fires;
 };
 
 static void gated_init(struct gated *g, int rc, double ttl_s)
@@ -1119,6 +1121,35 @@ static void gated_init(struct gated *g, int rc, double ttl_s)
     pthread_cond_init(&g->cond, NULL);
     g->open = false;
     g->entered = 0;
+    g->fired = false;
+    g->fires = 0;
+}
+
+/* cache_config's cancel hooks, on a gated fetch: a fire is only noted, and
+ * seen by the fetch once its gate opens. */
+static void *gated_cancel_begin(void *arg)
+{
+    struct gated *g = arg;
+
+    pthread_mutex_lock(&g->lock);
+    g->fired = false;
+    pthread_mutex_unlock(&g->lock);
+    return g;
+}
+
+static void gated_cancel_fire(void *handle)
+{
+    struct gated *g = handle;
+
+    pthread_mutex_lock(&g->lock);
+    g->fired = true;
+    g->fires++;
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void gated_cancel_end(void *handle)
+{
+    (void)handle;
 }
 
 static void gated_destroy(struct gated *g)
@@ -1132,12 +1163,17 @@ static int gated_fetch(void *arg, const char *key, void **value, size_t *bytes,
 {
     struct gated *g = arg;
 
+    bool fired;
+
     pthread_mutex_lock(&g->lock);
     g->entered++;
     pthread_cond_broadcast(&g->cond);
     while (!g->open)
         pthread_cond_wait(&g->cond, &g->lock);
+    fired = g->fired;
     pthread_mutex_unlock(&g->lock);
+    if (fired)
+        return -ECANCELED;
     return script_fetch(&g->script, key, value, bytes, ttl_s);
 }
 
@@ -1487,6 +1523,52 @@ static void test_strict_without_stale_if_error(void **state)
     gated_destroy(&g);
 }
 
+static void test_cancel_calls_off_a_running_fetch(void **state)
+{
+    struct gated g;
+    struct cache_config config = {
+        .clock = test_clock,
+        .fetch_threads = 1,
+        .cancel_begin = gated_cancel_begin,
+        .cancel_fire = gated_cancel_fire,
+        .cancel_end = gated_cancel_end,
+        .cancel_arg = &g,
+    };
+    struct cache *cache;
+    struct test_waiter a, b;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache = cache_new(&config, &test_ops);
+    assert_non_null(cache);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = 0;
+    assert_int_equal(parked_get(cache, &a, "k", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    /* Its only waiter gives up: the running fetch is called off. */
+    assert_true(cache_waiter_cancel(&a.waiter));
+    assert_int_equal(g.fires, 1);
+    assert_int_equal(stats_of(cache).cancelled, 1);
+    /* A caller that comes before it ends is not handed its -ECANCELED: it
+     * is told to ask again, and then fetches anew. */
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), CACHE_PARKED);
+    gate_open(&g, true);
+    wait_count(&b.readies, 1);
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), CACHE_PARKED);
+    wait_count(&b.readies, 2);
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), 0);
+    assert_int_equal(value_id(value), 1);
+    test_value_unref(value);
+    assert_int_equal(g.entered, 2);
+    assert_int_equal(a.readies, 0);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1519,6 +1601,7 @@ int main(void)
         cmocka_unit_test_setup(test_stop_answers_queued_waiters, reset),
         cmocka_unit_test_setup(test_stale_while_revalidate, reset),
         cmocka_unit_test_setup(test_strict_without_stale_if_error, reset),
+        cmocka_unit_test_setup(test_cancel_calls_off_a_running_fetch, reset),
     };
 
     log_setup(LOG_LEVEL_WARNING, false);
