@@ -126,6 +126,10 @@ struct cache_outcome {
 
 /* The waiter that cache_get parks on this thread, if any. */
 static _Thread_local struct cache_waiter *cache_parking;
+/* It has parked: from then on the waiter belongs to its fetch, and every
+ * cache_get on this thread answers CACHE_PARKED without touching it, so
+ * that a caller that goes on after parking cannot answer the request too. */
+static _Thread_local bool cache_parked_here;
 
 static double cache_now(const struct cache *cache)
 {
@@ -861,6 +865,7 @@ struct cache_waiter *cache_park_on(struct cache_waiter *waiter)
     struct cache_waiter *previous = cache_parking;
 
     cache_parking = waiter;
+    cache_parked_here = false;
     return previous;
 }
 
@@ -956,6 +961,8 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     int rc;
 
     *value = NULL;
+    if (waiter && cache_parked_here)
+        return CACHE_PARKED;
     if (!(flags & CACHE_GET_PEEK) && (!fetcher || !fetcher->fetch))
         return -EINVAL;
     /* Only a fetch thread can run what a parked caller needs. */
@@ -978,6 +985,8 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     while (rc == CACHE_RETRY);
     if (rc || !flight) {
         pthread_mutex_unlock(&cache->lock);
+        if (rc == CACHE_PARKED)
+            cache_parked_here = true;
         return rc;
     }
 

@@ -607,6 +607,8 @@ int catalog_job(struct catalog *catalog, const char *job_id, struct listing **ow
     rc = catalog_get(catalog, &req, CACHE_GET_PEEK, &listing);
     if (rc == -ENOENT && listed)
         rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, &listing);
+    if (rc == CACHE_PARKED)
+        return rc; /* run again once the list is in */
     if (!rc) {
         const struct entry *e = listing_find(listing, job_id);
 
