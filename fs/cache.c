@@ -37,17 +37,36 @@
 
 #define CACHE_INITIAL_BUCKETS 64
 
+enum cache_flight_state {
+    CACHE_FLIGHT_QUEUED,  /* waiting for a fetch thread (or a caller to run it) */
+    CACHE_FLIGHT_RUNNING, /* its fetch runs */
+    CACHE_FLIGHT_DONE,    /* the outcome below is final */
+};
+
 /*
- * One fetch under way for a key. The fetcher and every caller waiting on it
- * are its users; the last one to leave frees it, so it outlives its entry if
- * the entry is removed meanwhile. All fields are protected by cache->lock.
+ * One fetch for a key, queued or under way. Its users are its fetcher (the
+ * queue, until someone runs it) and every caller blocked on it; the last one
+ * to leave frees it, so it outlives its entry if the entry is removed
+ * meanwhile. Parked waiters are not users: they are taken off it when it
+ * ends or when they are cancelled. All fields are protected by cache->lock.
  */
 struct cache_flight {
     pthread_cond_t done_cond;
-    bool done;      /* the outcome below is final */
+    enum cache_flight_state state;
     int result;     /* 0 or a negative errno */
-    void *value;    /* on success: one reference taken for each user */
-    unsigned users; /* the fetcher plus its waiters */
+    void *value;    /* on success: one reference taken for each blocked user */
+    unsigned users; /* the fetcher plus its blocked waiters */
+    unsigned blocked;                /* callers in cache_wait() on it */
+    unsigned waiting;                /* blocked plus parked: who wants the outcome */
+    bool background;                 /* a refresh that nobody waits for */
+    bool abandoned;                  /* called off: everybody who waited gave up */
+    struct cache_entry *entry;       /* the entry it fetches for */
+    struct cache_waiter *parked;     /* waiters to tell when done */
+    struct cache_flight *queue_next; /* in the cache's queue */
+    cache_fetch_fn fetch;            /* when queued: what to run */
+    void *arg;                       /* ...with this, owned */
+    void (*free_arg)(void *arg);
+    void *cancel; /* while a fetch thread runs it: cancel_begin's handle */
 };
 
 /* All fields are protected by cache->lock. */
@@ -67,6 +86,9 @@ struct cache_entry {
     double retry_at;                 /* after a failed refresh: serve the stale
                                         value without fetching until then */
     struct cache_flight *flight;     /* non-NULL while a fetch runs */
+    bool invalidated;                /* expired by cache_expire_all: known or
+                                        suspected out of date, so its next
+                                        reader waits for the refresh */
 };
 
 struct cache {
@@ -79,8 +101,35 @@ struct cache {
     struct lru_list lru; /* the entries, most recently used first */
     size_t entries, bytes;
     size_t waiting; /* callers in cache_wait() */
+    size_t parked;  /* waiters parked on flights */
     unsigned long long hits, misses, stale_served, evictions;
+    unsigned long long refreshes, refreshed, refresh_failures, cancelled;
+    /* Flights for the fetch threads, oldest first. */
+    struct cache_flight *queue_head, *queue_tail;
+    pthread_cond_t work_cond; /* signalled when the queue grows or stopping */
+    bool stopping;            /* cache_stop: nothing more is queued */
+    pthread_t *threads;       /* config.fetch_threads of them, once started */
+    unsigned threads_started;
 };
+
+/* cache_wait's answer when the fetch it waited for was called off: look
+ * again. Never returned by cache_get. */
+#define CACHE_RETRY (-ERESTART)
+
+/* What a parked caller waited for, kept on its waiter. */
+struct cache_outcome {
+    struct cache_outcome *next;
+    int result;
+    void *value; /* one reference, on success */
+    char key[];
+};
+
+/* The waiter that cache_get parks on this thread, if any. */
+static _Thread_local struct cache_waiter *cache_parking;
+/* It has parked: from then on the waiter belongs to its fetch, and every
+ * cache_get on this thread answers CACHE_PARKED without touching it, so
+ * that a caller that goes on after parking cannot answer the request too. */
+static _Thread_local bool cache_parked_here;
 
 static double cache_now(const struct cache *cache)
 {
@@ -273,10 +322,31 @@ static bool cache_may_serve_stale(const struct cache *cache,
     return now - entry->expires_at <= cache->config.max_stale_s;
 }
 
+/* Within max_stale of its expiry, a value is served at once while a fetch
+ * thread refreshes it (stale-while-revalidate): stale_if_error's promise
+ * that an expired copy beats no answer, without first waiting for the
+ * refresh to fail. */
+static bool cache_may_revalidate(const struct cache *cache,
+                                 const struct cache_entry *entry, unsigned flags,
+                                 double now)
+{
+    if (!cache->config.fetch_threads || !cache->config.stale_if_error || !entry->value ||
+        entry->invalidated || (flags & CACHE_GET_REFRESH) || cache_is_fresh(entry, now))
+        return false;
+    /* A value meant to be fetched on every access (a ttl of 0) is never
+     * served in its refresh's place. */
+    if (entry->expires_at <= entry->fetched_at)
+        return false;
+    return now - entry->expires_at <= cache->config.max_stale_s;
+}
+
+static void *cache_fetch_thread(void *arg);
+
 struct cache *cache_new(const struct cache_config *config,
                         const struct cache_value_ops *ops)
 {
     struct cache *cache = calloc(1, sizeof(*cache));
+    bool locked = false, cond = false;
 
     if (!cache)
         return NULL;
@@ -288,9 +358,30 @@ struct cache *cache_new(const struct cache_config *config,
         goto fail;
     if (pthread_mutex_init(&cache->lock, NULL) != 0)
         goto fail;
+    locked = true;
+    if (pthread_cond_init(&cache->work_cond, NULL) != 0)
+        goto fail;
+    cond = true;
+    if (config->fetch_threads) {
+        cache->threads = calloc(config->fetch_threads, sizeof(*cache->threads));
+        if (!cache->threads)
+            goto fail;
+        for (; cache->threads_started < config->fetch_threads; cache->threads_started++)
+            if (pthread_create(&cache->threads[cache->threads_started], NULL,
+                               cache_fetch_thread, cache) != 0)
+                goto fail;
+    }
     return cache;
 
 fail:
+    if (cache->threads_started) {
+        cache_stop(cache);
+    }
+    free(cache->threads);
+    if (cond)
+        pthread_cond_destroy(&cache->work_cond);
+    if (locked)
+        pthread_mutex_destroy(&cache->lock);
     free(cache->buckets);
     free(cache);
     return NULL;
@@ -303,8 +394,10 @@ static int cache_wait(struct cache *cache, struct cache_flight *flight, void **v
     int rc;
 
     flight->users++;
+    flight->blocked++;
+    flight->waiting++;
     cache->waiting++;
-    while (!flight->done)
+    while (flight->state != CACHE_FLIGHT_DONE)
         pthread_cond_wait(&flight->done_cond, &cache->lock);
     cache->waiting--;
     rc = flight->result;
@@ -330,6 +423,7 @@ static void cache_store(struct cache *cache, struct cache_entry *entry, void *va
      * this fetch still get the value, later ones fetch again. */
     entry->expires_at = ttl_s > 0 ? now + ttl_s : now;
     entry->retry_at = 0;
+    entry->invalidated = false;
 }
 
 /* Remembers that `entry`'s key does not exist, dropping any old value. */
@@ -350,165 +444,583 @@ static void cache_store_negative(struct cache *cache, struct cache_entry *entry,
     }
 }
 
-/* With the lock held: answers from the table if it can, otherwise returns
- * the entry this caller must fetch for (creating it) in *fetch_entry. */
+/* With the lock held: hands out the entry's value, counted as a hit. */
+static void cache_serve(struct cache *cache, struct cache_entry *entry, bool stale,
+                        void **value)
+{
+    cache->hits++;
+    if (stale)
+        cache->stale_served++;
+    lru_touch(&cache->lru, &entry->lru);
+    cache->ops.ref(entry->value);
+    *value = entry->value;
+}
+
+static void cache_queue_push(struct cache *cache, struct cache_flight *flight)
+{
+    flight->queue_next = NULL;
+    if (cache->queue_tail)
+        cache->queue_tail->queue_next = flight;
+    else
+        cache->queue_head = flight;
+    cache->queue_tail = flight;
+    pthread_cond_signal(&cache->work_cond);
+}
+
+static void cache_queue_remove(struct cache *cache, struct cache_flight *flight)
+{
+    struct cache_flight **link = &cache->queue_head, *prev = NULL;
+
+    while (*link != flight) {
+        prev = *link;
+        link = &(*link)->queue_next;
+    }
+    *link = flight->queue_next;
+    if (cache->queue_tail == flight)
+        cache->queue_tail = prev;
+    flight->queue_next = NULL;
+}
+
+/* With the lock held: a new flight for `entry` (made for `key` if NULL),
+ * or NULL on no memory. */
+static struct cache_flight *cache_flight_start(struct cache *cache, const char *key,
+                                               size_t hash, struct cache_entry *entry)
+{
+    struct cache_flight *flight = cache_flight_new();
+
+    if (!flight)
+        return NULL;
+    if (!entry) {
+        entry = cache_entry_new(key, hash);
+        if (!entry) {
+            cache_flight_leave(flight);
+            return NULL;
+        }
+        cache_insert(cache, entry);
+    }
+    entry->flight = flight;
+    flight->entry = entry;
+    return flight;
+}
+
+/* With the lock held: queues `flight` for the fetch threads with a copy of
+ * the fetcher's argument. -ENOMEM when it cannot be copied. */
+static int cache_flight_queue(struct cache *cache, struct cache_flight *flight,
+                              const struct cache_fetcher *fetcher)
+{
+    flight->arg = fetcher->copy_arg(fetcher->arg);
+    if (!flight->arg)
+        return -ENOMEM;
+    flight->fetch = fetcher->fetch;
+    flight->free_arg = fetcher->free_arg;
+    flight->state = CACHE_FLIGHT_QUEUED;
+    cache_queue_push(cache, flight);
+    return 0;
+}
+
+/* With the lock held: gives up a flight that never ran (no memory to queue
+ * it, or nobody waits for it any more), taking its entry out if that holds
+ * nothing: such an entry holds no value, so it is freed at once. */
+static void cache_flight_drop(struct cache *cache, struct cache_flight *flight)
+{
+    struct cache_entry *entry = flight->entry, *dead = NULL;
+
+    entry->flight = NULL;
+    if (!entry->value && !entry->negative)
+        cache_remove(cache, entry, &dead);
+    cache_release(cache, dead);
+    cache_flight_leave(flight);
+}
+
+/* With the lock held: parks the calling thread's waiter on `flight`. */
+static int cache_park(struct cache *cache, struct cache_flight *flight,
+                      struct cache_waiter *waiter, const char *key)
+{
+    size_t len = strlen(key) + 1;
+    struct cache_outcome *pending = malloc(sizeof(*pending) + len);
+
+    if (!pending)
+        return -ENOMEM;
+    memset(pending, 0, sizeof(*pending));
+    memcpy(pending->key, key, len);
+    waiter->pending = pending;
+    waiter->flight = flight;
+    waiter->next = flight->parked;
+    flight->parked = waiter;
+    flight->waiting++;
+    cache->parked++;
+    return CACHE_PARKED;
+}
+
+/* With the lock held: the outcome `waiter` was handed for `key`, or NULL. */
+static struct cache_outcome *cache_outcome_find(struct cache_waiter *waiter,
+                                                const char *key)
+{
+    for (struct cache_outcome *o = waiter->outcomes; o; o = o->next)
+        if (strcmp(o->key, key) == 0)
+            return o;
+    return NULL;
+}
+
+/* What a lookup decided the caller must do once it returns 0. */
+enum cache_action {
+    CACHE_ANSWERED, /* *value is set */
+    CACHE_FETCH,    /* run the flight's fetch on this thread */
+};
+
+/*
+ * With the lock held: answers from the table if it can. Otherwise, in
+ * *flight_out, the flight the caller must run on its own thread (one made
+ * for it, or a queued one it takes over); or, for a parking caller, parks
+ * it (CACHE_PARKED).
+ */
 static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsigned flags,
-                        void **value, struct cache_entry **fetch_entry)
+                        const struct cache_fetcher *fetcher, struct cache_waiter *waiter,
+                        void **value, struct cache_flight **flight_out)
 {
     struct cache_entry *entry = cache_find(cache, key, hash);
-    struct cache_flight *flight = NULL;
+    struct cache_flight *flight;
     double now = cache_now(cache);
-    int rc;
+    bool may_queue = cache->config.fetch_threads && fetcher && fetcher->copy_arg;
+    int rc = 0;
 
     if (flags & CACHE_GET_PEEK) {
         if (entry && entry->value && cache_is_fresh(entry, now)) {
-            cache->hits++;
-            lru_touch(&cache->lru, &entry->lru);
-            cache->ops.ref(entry->value);
-            *value = entry->value;
-            rc = 0;
+            cache_serve(cache, entry, false, value);
         } else {
             cache->misses++;
             rc = -ENOENT;
         }
-        goto out;
+        return rc;
+    }
+    if (entry && cache_may_revalidate(cache, entry, flags, now) && !entry->flight &&
+        now >= entry->retry_at && may_queue && !cache->stopping) {
+        /* Refresh in the background; failing to start one only means the
+         * copy is served once more. */
+        flight = cache_flight_start(cache, key, hash, entry);
+        if (flight) {
+            flight->background = true;
+            if (cache_flight_queue(cache, flight, fetcher) == 0)
+                cache->refreshes++;
+            else
+                cache_flight_drop(cache, flight);
+        }
+    }
+    if (entry && cache_may_revalidate(cache, entry, flags, now)) {
+        cache_serve(cache, entry, true, value);
+        return 0;
     }
     /* A fetch already under way is as new as a refresh could be. */
     if (entry && entry->flight) {
+        flight = entry->flight;
         cache->misses++;
-        rc = cache_wait(cache, entry->flight, value);
-        goto out;
+        if (waiter) {
+            if (waiter->cancelled)
+                return -EINTR;
+            return cache_park(cache, flight, waiter, key);
+        }
+        if (flight->state == CACHE_FLIGHT_QUEUED) {
+            /* Nobody runs it yet: this caller would wait for a free fetch
+             * thread, which may be waiting for this very caller. */
+            cache_queue_remove(cache, flight);
+            flight->state = CACHE_FLIGHT_RUNNING;
+            *flight_out = flight;
+            return 0;
+        }
+        return cache_wait(cache, flight, value);
     }
     /* A refresh failed a moment ago: every caller in between gets the copy
      * already being served, rather than one more doomed fetch each. */
     if (entry && entry->value && !(flags & CACHE_GET_REFRESH) && !cache_is_fresh(entry, now) &&
         now < entry->retry_at) {
-        cache->hits++;
-        cache->stale_served++;
-        lru_touch(&cache->lru, &entry->lru);
-        cache->ops.ref(entry->value);
-        *value = entry->value;
-        rc = 0;
-        goto out;
+        cache_serve(cache, entry, true, value);
+        return 0;
     }
     if (entry && !(flags & CACHE_GET_REFRESH) && cache_is_fresh(entry, now)) {
-        cache->hits++;
-        lru_touch(&cache->lru, &entry->lru);
         if (entry->negative) {
-            rc = -ENOENT;
-        } else {
-            cache->ops.ref(entry->value);
-            *value = entry->value;
-            rc = 0;
+            cache->hits++;
+            lru_touch(&cache->lru, &entry->lru);
+            return -ENOENT;
         }
-        goto out;
+        cache_serve(cache, entry, false, value);
+        return 0;
     }
     cache->misses++;
-    flight = cache_flight_new();
-    if (!flight) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    if (!entry) {
-        entry = cache_entry_new(key, hash);
-        if (!entry) {
-            rc = -ENOMEM;
-            goto out;
+    if (waiter && waiter->cancelled)
+        return -EINTR;
+    if (waiter && cache->stopping)
+        return -ECANCELED;
+    flight = cache_flight_start(cache, key, hash, entry);
+    if (!flight)
+        return -ENOMEM;
+    if (waiter) {
+        rc = cache_flight_queue(cache, flight, fetcher);
+        if (!rc)
+            rc = cache_park(cache, flight, waiter, key);
+        if (rc != CACHE_PARKED) {
+            if (flight->state == CACHE_FLIGHT_QUEUED)
+                cache_queue_remove(cache, flight);
+            cache_flight_drop(cache, flight);
         }
-        cache_insert(cache, entry);
+        return rc;
     }
-    entry->flight = flight;
-    flight = NULL;
-    *fetch_entry = entry;
-    rc = 0;
-
-out:
-    if (flight)
-        cache_flight_leave(flight);
-    return rc;
+    flight->state = CACHE_FLIGHT_RUNNING;
+    *flight_out = flight;
+    return 0;
 }
 
-int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_fn fetch,
-              void *arg, void **value)
+/* What finishing a flight leaves to do once the lock is dropped. */
+struct cache_done {
+    void *old_value;           /* a replaced value, to release */
+    struct cache_entry *dead;  /* entries taken out, to release */
+    struct cache_waiter *told; /* parked waiters, to tell */
+    int stale_error;           /* a stale copy was served instead of this */
+    double stale_age;
+};
+
+/*
+ * With the lock held: records the outcome of `flight`'s fetch (rc and, on
+ * success, the value, bytes and ttl the fetch gave), shares it with its
+ * blocked and parked waiters, and, if `caller` is set, hands one reference
+ * to *caller. Returns the outcome's errno.
+ */
+static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc,
+                        void *fetched, size_t bytes, double ttl_s, void **caller,
+                        struct cache_done *done)
 {
-    struct cache_entry *entry = NULL, *dead = NULL;
-    struct cache_flight *flight;
-    void *fetched = NULL, *old_value = NULL, *served = NULL;
-    size_t bytes = 0, hash = cache_hash(key);
-    double ttl_s = 0, now, stale_age = 0;
-    bool stale = false;
-    int rc;
+    struct cache_entry *entry = flight->entry;
+    double now = cache_now(cache);
+    void *served = NULL;
+    unsigned parked = 0;
 
-    *value = NULL;
-    if (!fetch && !(flags & CACHE_GET_PEEK))
-        return -EINVAL;
-    pthread_mutex_lock(&cache->lock);
-    rc = cache_lookup(cache, key, hash, flags, value, &entry);
-    if (rc || !entry)
-        goto out_unlock;
-
-    /* The entry cannot go away while its flight is set: eviction, clearing
-     * and other callers all leave fetching entries alone. */
-    flight = entry->flight;
-    pthread_mutex_unlock(&cache->lock);
-    rc = fetch(arg, key, &fetched, &bytes, &ttl_s);
     if (rc == 0 && !fetched)
         rc = -EIO;
-    if (rc > 0)
+    if (rc > 0 || rc == CACHE_PARKED || rc == CACHE_RETRY)
         rc = -EIO;
-    pthread_mutex_lock(&cache->lock);
-    now = cache_now(cache);
     entry->flight = NULL;
+    for (struct cache_waiter *w = flight->parked; w; w = w->next)
+        parked++;
+    if (rc && flight->background)
+        cache->refresh_failures++;
 
     if (rc == 0) {
-        cache_store(cache, entry, fetched, bytes, ttl_s, now, &old_value);
+        cache_store(cache, entry, fetched, bytes, ttl_s, now, &done->old_value);
         served = fetched;
+        if (flight->background)
+            cache->refreshed++;
     } else if (cache_may_serve_stale(cache, entry, rc, now)) {
         served = entry->value;
-        stale = true;
         entry->retry_at = now + CACHE_STALE_RETRY_S;
-        stale_age = now - entry->fetched_at;
-        cache->stale_served += flight->users;
+        done->stale_error = rc;
+        done->stale_age = now - entry->fetched_at;
+        cache->stale_served += flight->blocked + parked + (caller ? 1 : 0);
     } else if (rc == -ENOENT) {
-        cache_store_negative(cache, entry, now, &old_value);
+        cache_store_negative(cache, entry, now, &done->old_value);
     }
 
-    /* Share the outcome: one reference for this caller and each waiter,
-     * taken now while the entry still holds the value. */
+    /* Share the outcome: one reference for each blocked waiter, each parked
+     * one and the caller, taken now while the entry still holds the value.
+     * A fetch called off for want of waiters is no answer for those who
+     * came to it since. */
     flight->result = served ? 0 : rc;
+    if (flight->abandoned && rc == -ECANCELED && !served)
+        flight->result = CACHE_RETRY;
     flight->value = served;
     if (served)
-        for (unsigned i = 0; i < flight->users; i++)
+        for (unsigned i = 0; i < flight->blocked + parked + (caller ? 1 : 0); i++)
             cache->ops.ref(served);
-    flight->done = true;
+    flight->state = CACHE_FLIGHT_DONE;
     pthread_cond_broadcast(&flight->done_cond);
-    *value = served;
+    if (caller)
+        *caller = served;
+    for (struct cache_waiter *w = flight->parked; w; w = w->next) {
+        w->flight = NULL;
+        cache->parked--;
+        if (flight->result == CACHE_RETRY) {
+            /* No outcome: asked again, it fetches anew. */
+            free(w->pending);
+            w->pending = NULL;
+            continue;
+        }
+        w->pending->result = flight->result;
+        w->pending->value = served;
+        w->pending->next = w->outcomes;
+        w->outcomes = w->pending;
+        w->pending = NULL;
+    }
+    done->told = flight->parked;
+    flight->parked = NULL;
 
     if (!entry->value && !entry->negative) {
-        cache_remove(cache, entry, &dead);
+        cache_remove(cache, entry, &done->dead);
     } else {
         /* A value bigger than the whole budget is kept alone rather than
          * dropped: dropping it would fetch it again for every reader (one
          * folder larger than the cache, read file by file). It goes first
          * when anything else needs the room. */
         lru_touch(&cache->lru, &entry->lru);
-        cache_evict(cache, entry, &dead);
+        cache_evict(cache, entry, &done->dead);
     }
-    cache_flight_leave(flight);
+    return flight->result;
+}
 
-out_unlock:
-    pthread_mutex_unlock(&cache->lock);
-    if (stale) {
+/* Without the lock: what cache_finish left to do. */
+static void cache_done_release(struct cache *cache, const char *key,
+                               struct cache_done *done)
+{
+    struct cache_waiter *w, *next;
+
+    if (done->stale_error) {
         char reason[128];
 
-        log_warning("serving cached copy of %s from %.0f s ago: %s", key, stale_age,
-                    strerror_r(-rc, reason, sizeof(reason)));
-        rc = 0;
+        log_warning("serving cached copy of %s from %.0f s ago: %s", key, done->stale_age,
+                    strerror_r(-done->stale_error, reason, sizeof(reason)));
     }
-    if (old_value)
-        cache->ops.unref(old_value);
-    cache_release(cache, dead);
+    if (done->old_value)
+        cache->ops.unref(done->old_value);
+    cache_release(cache, done->dead);
+    /* The waiter may be freed by its ready function: read next first. */
+    for (w = done->told; w; w = next) {
+        next = w->next;
+        w->next = NULL;
+        w->ready(w);
+    }
+}
+
+/* Runs queued flights until the cache stops. */
+static void *cache_fetch_thread(void *arg)
+{
+    struct cache *cache = arg;
+
+    pthread_mutex_lock(&cache->lock);
+    for (;;) {
+        struct cache_flight *flight;
+        struct cache_done done = {0};
+        void *fetched = NULL, *flight_arg;
+        void (*free_arg)(void *);
+        size_t bytes = 0;
+        double ttl_s = 0;
+        char *key;
+        int rc;
+
+        while (!cache->queue_head && !cache->stopping)
+            pthread_cond_wait(&cache->work_cond, &cache->lock);
+        flight = cache->queue_head;
+        if (!flight)
+            break;
+        cache_queue_remove(cache, flight);
+        flight->state = CACHE_FLIGHT_RUNNING;
+        /* The entry, and so its key, stays while its flight is set. */
+        key = flight->entry->key;
+        flight_arg = flight->arg;
+        free_arg = flight->free_arg;
+        flight->arg = NULL;
+        if (cache->config.cancel_begin)
+            flight->cancel = cache->config.cancel_begin(cache->config.cancel_arg);
+        pthread_mutex_unlock(&cache->lock);
+        rc = flight->fetch(flight_arg, key, &fetched, &bytes, &ttl_s);
+        free_arg(flight_arg);
+        key = strdup(key); /* for the warning, once the entry may be gone */
+        pthread_mutex_lock(&cache->lock);
+        /* Under the lock, so that no fire is under way or comes later. */
+        if (flight->cancel)
+            cache->config.cancel_end(flight->cancel);
+        flight->cancel = NULL;
+        cache_finish(cache, flight, rc, fetched, bytes, ttl_s, NULL, &done);
+        cache_flight_leave(flight);
+        pthread_mutex_unlock(&cache->lock);
+        cache_done_release(cache, key ? key : "a cached listing", &done);
+        free(key);
+        pthread_mutex_lock(&cache->lock);
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return NULL;
+}
+
+void cache_waiter_init(struct cache_waiter *waiter, struct cache *cache,
+                       void (*ready)(struct cache_waiter *waiter))
+{
+    memset(waiter, 0, sizeof(*waiter));
+    waiter->cache = cache;
+    waiter->ready = ready;
+}
+
+void cache_waiter_reset(struct cache_waiter *waiter)
+{
+    struct cache_outcome *o, *next;
+
+    for (o = waiter->outcomes; o; o = next) {
+        next = o->next;
+        if (o->value)
+            waiter->cache->ops.unref(o->value);
+        free(o);
+    }
+    waiter->outcomes = NULL;
+    free(waiter->pending);
+    waiter->pending = NULL;
+}
+
+struct cache_waiter *cache_park_on(struct cache_waiter *waiter)
+{
+    struct cache_waiter *previous = cache_parking;
+
+    cache_parking = waiter;
+    cache_parked_here = false;
+    return previous;
+}
+
+bool cache_waiter_cancel(struct cache_waiter *waiter)
+{
+    struct cache *cache = waiter->cache;
+    struct cache_flight *flight;
+    void *arg = NULL;
+    void (*free_arg)(void *) = NULL;
+    bool parked = false;
+
+    pthread_mutex_lock(&cache->lock);
+    waiter->cancelled = true;
+    flight = waiter->flight;
+    if (flight) {
+        struct cache_waiter **link = &flight->parked;
+
+        while (*link != waiter)
+            link = &(*link)->next;
+        *link = waiter->next;
+        waiter->next = NULL;
+        waiter->flight = NULL;
+        free(waiter->pending);
+        waiter->pending = NULL;
+        flight->waiting--;
+        cache->parked--;
+        parked = true;
+        if (flight->waiting == 0 && !flight->background) {
+            if (flight->state == CACHE_FLIGHT_QUEUED) {
+                cache_queue_remove(cache, flight);
+                arg = flight->arg;
+                free_arg = flight->free_arg;
+                cache_flight_drop(cache, flight);
+                cache->cancelled++;
+            } else if (flight->cancel) {
+                flight->abandoned = true;
+                cache->config.cancel_fire(flight->cancel);
+                cache->cancelled++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&cache->lock);
+    if (free_arg)
+        free_arg(arg);
+    return parked;
+}
+
+void cache_stop(struct cache *cache)
+{
+    struct cache_done done = {0};
+    struct cache_flight *flight;
+    void *arg;
+    void (*free_arg)(void *);
+
+    pthread_mutex_lock(&cache->lock);
+    cache->stopping = true;
+    pthread_cond_broadcast(&cache->work_cond);
+    /* Fetches nobody started end here, one at a time, so that each one's
+     * waiters are told without the lock. */
+    while ((flight = cache->queue_head)) {
+        cache_queue_remove(cache, flight);
+        flight->state = CACHE_FLIGHT_RUNNING;
+        arg = flight->arg;
+        free_arg = flight->free_arg;
+        flight->arg = NULL;
+        memset(&done, 0, sizeof(done));
+        cache_finish(cache, flight, -ECANCELED, NULL, 0, 0, NULL, &done);
+        cache_flight_leave(flight);
+        pthread_mutex_unlock(&cache->lock);
+        free_arg(arg);
+        cache_done_release(cache, "", &done);
+        pthread_mutex_lock(&cache->lock);
+    }
+    pthread_mutex_unlock(&cache->lock);
+    for (unsigned i = 0; i < cache->threads_started; i++)
+        pthread_join(cache->threads[i], NULL);
+    cache->threads_started = 0;
+}
+
+int cache_get_with(struct cache *cache, const char *key, unsigned flags,
+                   const struct cache_fetcher *fetcher, void **value)
+{
+    struct cache_waiter *waiter = cache_parking;
+    struct cache_flight *flight = NULL;
+    struct cache_done done = {0};
+    struct cache_outcome *outcome;
+    void *fetched = NULL;
+    size_t bytes = 0, hash = cache_hash(key);
+    double ttl_s = 0;
+    cache_fetch_fn fetch;
+    void *arg, *owned_arg = NULL;
+    void (*free_arg)(void *) = NULL;
+    int rc;
+
+    *value = NULL;
+    if (waiter && cache_parked_here)
+        return CACHE_PARKED;
+    if (!(flags & CACHE_GET_PEEK) && (!fetcher || !fetcher->fetch))
+        return -EINVAL;
+    /* Only a fetch thread can run what a parked caller needs. */
+    if (waiter && (waiter->cache != cache || !cache->config.fetch_threads || !fetcher ||
+                   !fetcher->copy_arg))
+        waiter = NULL;
+    pthread_mutex_lock(&cache->lock);
+    outcome =
+        waiter && !(flags & CACHE_GET_PEEK) ? cache_outcome_find(waiter, key) : NULL;
+    if (outcome) {
+        /* Back from parking on this key: the outcome it waited for. */
+        if (outcome->value)
+            cache->ops.ref(outcome->value);
+        *value = outcome->value;
+        pthread_mutex_unlock(&cache->lock);
+        return outcome->result;
+    }
+    do
+        rc = cache_lookup(cache, key, hash, flags, fetcher, waiter, value, &flight);
+    while (rc == CACHE_RETRY);
+    if (rc || !flight) {
+        pthread_mutex_unlock(&cache->lock);
+        if (rc == CACHE_PARKED)
+            cache_parked_here = true;
+        return rc;
+    }
+
+    /* The entry cannot go away while its flight is set: eviction, clearing
+     * and other callers all leave fetching entries alone. A queued flight
+     * taken over brings its own copy of the argument. */
+    if (flight->arg) {
+        owned_arg = flight->arg;
+        free_arg = flight->free_arg;
+        flight->arg = NULL;
+        fetch = flight->fetch;
+        arg = owned_arg;
+    } else {
+        fetch = fetcher->fetch;
+        arg = fetcher->arg;
+    }
+    pthread_mutex_unlock(&cache->lock);
+    rc = fetch(arg, key, &fetched, &bytes, &ttl_s);
+    if (free_arg)
+        free_arg(owned_arg);
+    pthread_mutex_lock(&cache->lock);
+    rc = cache_finish(cache, flight, rc, fetched, bytes, ttl_s, value, &done);
+    cache_flight_leave(flight);
+    pthread_mutex_unlock(&cache->lock);
+    cache_done_release(cache, key, &done);
     return rc;
+}
+
+int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_fn fetch,
+              void *arg, void **value)
+{
+    struct cache_fetcher fetcher = {.fetch = fetch, .arg = arg};
+
+    return cache_get_with(cache, key, flags, &fetcher, value);
 }
 
 void cache_expire_all(struct cache *cache)
@@ -522,6 +1034,7 @@ void cache_expire_all(struct cache *cache)
         if (entry->expires_at > now)
             entry->expires_at = now;
         entry->retry_at = 0; /* asked for fresh data: try again at once */
+        entry->invalidated = true;
     }
     pthread_mutex_unlock(&cache->lock);
 }
@@ -550,6 +1063,11 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->entries = cache->entries;
     out->bytes = cache->bytes;
     out->waiting = cache->waiting;
+    out->parked = cache->parked;
+    out->refreshes = cache->refreshes;
+    out->refreshed = cache->refreshed;
+    out->refresh_failures = cache->refresh_failures;
+    out->cancelled = cache->cancelled;
     pthread_mutex_unlock(&cache->lock);
 }
 
@@ -559,6 +1077,7 @@ void cache_free(struct cache *cache)
 
     if (!cache)
         return;
+    cache_stop(cache);
     for (entry = cache_lru_entry(cache->lru.newest); entry; entry = next) {
         next = cache_lru_entry(entry->lru.older);
         if (entry->value)
@@ -566,7 +1085,9 @@ void cache_free(struct cache *cache)
         free(entry->key);
         free(entry);
     }
+    free(cache->threads);
     free(cache->buckets);
+    pthread_cond_destroy(&cache->work_cond);
     pthread_mutex_destroy(&cache->lock);
     free(cache);
 }

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 #include "batchfs/log.h"
+#include "batchfs/transport.h"
 
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
     "pending", "processing", "completed", "failed", "skipped", "cancelled",
@@ -219,6 +221,34 @@ struct fetch_request {
 };
 
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id);
+
+/* A copy of request `req` (`size` bytes) whose id (the pointer at `id_at`)
+ * points into the copy, for a fetch thread to own; NULL on no memory. */
+static void *catalog_request_copy(const void *req, size_t size, size_t id_at)
+{
+    const char *id;
+    char *copy, *id_copy;
+    size_t len;
+
+    memcpy(&id, (const char *)req + id_at, sizeof(id));
+    len = id ? strlen(id) + 1 : 0;
+    copy = malloc(size + len);
+    if (!copy)
+        return NULL;
+    memcpy(copy, req, size);
+    if (id) {
+        id_copy = copy + size;
+        memcpy(id_copy, id, len);
+        memcpy(copy + id_at, &id_copy, sizeof(id_copy));
+    }
+    return copy;
+}
+
+static void *catalog_fetch_request_copy(const void *req)
+{
+    return catalog_request_copy(req, sizeof(struct fetch_request),
+                                offsetof(struct fetch_request, id));
+}
 
 /*
  * The job's own counters, total_items, processed_items, failed_items and
@@ -427,7 +457,12 @@ static int catalog_get(struct catalog *catalog, struct fetch_request *req, unsig
         break;
     }
     req->catalog = catalog;
-    rc = cache_get(catalog->cache, key, flags, catalog_fetch, req, &value);
+    rc = cache_get_with(catalog->cache, key, flags,
+                        &(struct cache_fetcher){.fetch = catalog_fetch,
+                                                .arg = req,
+                                                .copy_arg = catalog_fetch_request_copy,
+                                                .free_arg = free},
+                        &value);
     *out = rc ? NULL : value;
     return rc;
 }
@@ -454,6 +489,34 @@ static size_t catalog_listing_bytes(void *arg)
     return cs.bytes + __atomic_load_n(&catalog->building, __ATOMIC_RELAXED);
 }
 
+/* cache_config.cancel_begin: a cancel token current for the fetch thread's
+ * requests while it fetches, so that a fetch nobody waits for any more ends
+ * its transfers at once. NULL (not cancellable) on no memory. */
+static void *catalog_cancel_begin(void *arg)
+{
+    struct transport_cancel *token = malloc(sizeof(*token));
+
+    (void)arg;
+    if (!token || transport_cancel_init(token)) {
+        free(token);
+        return NULL;
+    }
+    transport_cancel_scope_begin(token);
+    return token;
+}
+
+static void catalog_cancel_fire(void *handle)
+{
+    transport_cancel_fire(handle);
+}
+
+static void catalog_cancel_end(void *handle)
+{
+    transport_cancel_scope_end();
+    transport_cancel_destroy(handle);
+    free(handle);
+}
+
 struct catalog *catalog_new(const struct catalog_config *config)
 {
     struct cache_config cc = {
@@ -461,6 +524,10 @@ struct catalog *catalog_new(const struct catalog_config *config)
         .stale_if_error = config->stale_if_error,
         .max_stale_s = config->max_stale_s,
         .negative_ttl_s = config->ttl_s,
+        .fetch_threads = config->fetch_threads,
+        .cancel_begin = catalog_cancel_begin,
+        .cancel_fire = catalog_cancel_fire,
+        .cancel_end = catalog_cancel_end,
     };
     struct catalog *catalog = calloc(1, sizeof(*catalog));
 
@@ -483,6 +550,17 @@ struct catalog *catalog_new(const struct catalog_config *config)
         return NULL;
     }
     return catalog;
+}
+
+struct cache *catalog_cache(struct catalog *catalog)
+{
+    return catalog->cache;
+}
+
+void catalog_stop(struct catalog *catalog)
+{
+    if (catalog && catalog->cache)
+        cache_stop(catalog->cache);
 }
 
 void catalog_free(struct catalog *catalog)
@@ -529,6 +607,8 @@ int catalog_job(struct catalog *catalog, const char *job_id, struct listing **ow
     rc = catalog_get(catalog, &req, CACHE_GET_PEEK, &listing);
     if (rc == -ENOENT && listed)
         rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, &listing);
+    if (rc == CACHE_PARKED)
+        return rc; /* run again once the list is in */
     if (!rc) {
         const struct entry *e = listing_find(listing, job_id);
 
@@ -679,6 +759,10 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->reused = live_reused(catalog->live);
     out->entries = cs.entries;
     out->bytes = cs.bytes;
+    out->parked = cs.parked;
+    out->refreshes = cs.refreshes;
+    out->refreshed = cs.refreshed;
+    out->cancelled = cs.cancelled;
     pagecache_get_stats(catalog->pages, &out->pages);
 }
 
@@ -690,6 +774,12 @@ struct file_request {
     const char *id;
     enum catalog_file kind;
 };
+
+static void *catalog_file_request_copy(const void *req)
+{
+    return catalog_request_copy(req, sizeof(struct file_request),
+                                offsetof(struct file_request, id));
+}
 
 static int catalog_job_progress(struct catalog *catalog, const char *job_id,
                                 struct entry *self)
@@ -842,7 +932,12 @@ int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catal
     int rc;
 
     snprintf(key, sizeof(key), "file/%s/%s/%d", batch ? "batch" : "job", id, (int)kind);
-    rc = cache_get(catalog->cache, key, CACHE_GET_DEFAULT, catalog_fetch_file, &req, &value);
+    rc = cache_get_with(catalog->cache, key, CACHE_GET_DEFAULT,
+                        &(struct cache_fetcher){.fetch = catalog_fetch_file,
+                                                .arg = &req,
+                                                .copy_arg = catalog_file_request_copy,
+                                                .free_arg = free},
+                        &value);
     *out = rc ? NULL : value;
     return rc;
 }

@@ -161,6 +161,12 @@ static json_t *main_stats_json(const struct meta *m)
                      "evictions", (json_int_t)cs.evictions, "reused", (json_int_t)cs.reused,
                      "entries", (json_int_t)cs.entries,
                      "bytes", (json_int_t)cs.bytes, "inodes", "known", (json_int_t)ts.nodes);
+    if (root)
+        json_object_set_new(
+            root, "fetching",
+            json_pack("{s:I,s:I,s:I,s:I}", "parked", (json_int_t)cs.parked, "refreshes",
+                      (json_int_t)cs.refreshes, "refreshed", (json_int_t)cs.refreshed,
+                      "cancelled", (json_int_t)cs.cancelled));
     if (root) {
         json_t *pages = json_pack(
             "{s:I,s:I,s:I,s:I,s:I,s:I}", "alive", (json_int_t)cs.pages.pages, "kept",
@@ -433,6 +439,9 @@ int main(int argc, char *argv[])
             .cache_bytes = opts.cache_size,
             .stale_if_error = opts.stale_if_error,
             .max_stale_s = opts.max_stale,
+            /* One fetch per connection: more would only queue in the
+             * transport, fewer would leave connections idle. */
+            .fetch_threads = opts.max_connections,
         };
 
         catalog = catalog_new(&cc);
@@ -490,6 +499,7 @@ int main(int argc, char *argv[])
             goto out;
         }
         ctx.tree = tree;
+        ctx.cache = catalog_cache(catalog);
     }
     watcher = (struct watcher){.session = se, .http = http, .catalog = catalog, .tree = tree};
     if (pthread_create(&watcher.thread, NULL, main_watch, &watcher)) {
@@ -522,6 +532,9 @@ out:
         sem_post(&main_wake);
         pthread_join(watcher.thread, NULL);
     }
+    /* Parked requests are answered (ECANCELED) while the session that
+     * carries their replies still exists. */
+    catalog_stop(catalog);
     inval_queue_free(inval);
     if (mounted)
         fuse_session_unmount(se);

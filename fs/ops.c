@@ -6,6 +6,17 @@
  * pages for as long as the catalog considers them fresh, listings come with
  * their attributes (readdirplus), and when the kernel supports it files are
  * read without an open/release round trip per file.
+ *
+ * Requests that may need a fetch (lookup, getattr, open, read without an
+ * open file, opendir, readlink and the xattr calls) run as an ops_call: a
+ * copy of what was asked, run by ops_drive with the thread parked on the
+ * call's cache waiter. When the tree returns CACHE_PARKED, the call belongs
+ * to the fetch it waits for and this thread lets go of it; the fetch's
+ * ready function runs it again from the start. So an operation is only
+ * ever retried from the top, and the tree changes nothing (no node, no
+ * lookup count, no handle) before its last fetch. Whoever replies to a
+ * call frees it: its run, or the interrupt function when it takes the call
+ * off its fetch (cache_waiter_cancel decides which, under the cache lock).
  */
 #include "batchfs/ops.h"
 
@@ -17,6 +28,7 @@
 #include <sys/statvfs.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/cache.h"
 #include "batchfs/catalog.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
@@ -73,25 +85,122 @@ static void ops_fill_entry(struct fuse_entry_param *e, const struct tree_attr *a
     e->entry_timeout = attr->timeout_s;
 }
 
-static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* A request that may wait for a fetch: what it asked, copied, so that it
+ * can be run again from another thread. */
+struct ops_call {
+    struct cache_waiter waiter; /* first: its ready function gets this */
+    fuse_req_t req;
+    /* Replies and returns 0, or returns CACHE_PARKED without replying
+     * when the call was parked (it then no longer belongs to the caller). */
+    int (*run)(struct ops_call *call);
+    fuse_ino_t ino;
+    char *name; /* lookup's name, getxattr's attribute */
+    size_t size;
+    off_t off;
+    struct fuse_file_info fi;
+};
+
+static void ops_call_free(struct ops_call *call)
+{
+    cache_waiter_reset(&call->waiter);
+    free(call->name);
+    free(call);
+}
+
+/* Runs `call` once; frees it unless it parked. */
+static void ops_drive(struct ops_call *call)
+{
+    struct cache_waiter *previous = cache_park_on(&call->waiter);
+    int rc = call->run(call);
+
+    cache_park_on(previous);
+    if (rc == CACHE_PARKED)
+        return; /* parked: its ready function runs it again */
+    ops_call_free(call);
+}
+
+/* cache_waiter.ready: the fetch the call waited for is done. */
+static void ops_ready(struct cache_waiter *waiter)
+{
+    ops_drive((struct ops_call *)waiter);
+}
+
+/* fuse_req_interrupt_func: answers a parked call at once. A call not parked
+ * is answered by its run, which sees the waiter cancelled if it parks. */
+static void ops_interrupted(fuse_req_t req, void *data)
+{
+    struct ops_call *call = data;
+
+    if (!cache_waiter_cancel(&call->waiter))
+        return;
+    fuse_reply_err(req, EINTR);
+    ops_call_free(call);
+}
+
+/*
+ * The request of a call that is about to be answered: the interrupt
+ * function is switched off first (waiting for one that runs right now), so
+ * that it never touches a call that is answered and freed.
+ */
+static fuse_req_t ops_answer(struct ops_call *call)
+{
+    fuse_req_interrupt_func(call->req, NULL, NULL);
+    return call->req;
+}
+
+/* Makes a call of `req` and runs it; ENOMEM if it cannot be made. */
+static void ops_start(fuse_req_t req, int (*run)(struct ops_call *call), fuse_ino_t ino,
+                      const char *name, size_t size, off_t off,
+                      const struct fuse_file_info *fi)
+{
+    struct ops_call *call = calloc(1, sizeof(*call));
+
+    if (!call || (name && !(call->name = strdup(name)))) {
+        free(call);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    cache_waiter_init(&call->waiter, ops_context(req)->cache, ops_ready);
+    call->req = req;
+    call->run = run;
+    call->ino = ino;
+    call->size = size;
+    call->off = off;
+    if (fi)
+        call->fi = *fi;
+    fuse_req_interrupt_func(req, ops_interrupted, call);
+    ops_drive(call);
+}
+
+static int ops_lookup_run(struct ops_call *call)
 {
     struct tree_attr attr;
     struct fuse_entry_param e;
-    int rc = tree_lookup(ops_context(req)->tree, parent, name, &attr);
+    int rc = tree_lookup(ops_context(call->req)->tree, call->ino, call->name, &attr);
+    fuse_req_t req;
 
+    if (rc == CACHE_PARKED)
+        return rc;
+    req = ops_answer(call);
     if (rc == -ENOENT) {
         /* A negative entry: the kernel remembers the absence for a while. */
         memset(&e, 0, sizeof(e));
         e.entry_timeout = attr.timeout_s;
         fuse_reply_entry(req, &e);
-        return;
+        return 0;
     }
     if (rc) {
         fuse_reply_err(req, ops_errno(rc));
-        return;
+        return 0;
     }
     ops_fill_entry(&e, &attr);
     fuse_reply_entry(req, &e);
+    return 0;
+}
+
+static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    ops_start(req, ops_lookup_run, parent, name, 0, 0, NULL);
 }
 
 static void ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -107,24 +216,54 @@ static void ops_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
     fuse_reply_none(req);
 }
 
-static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int ops_getattr_run(struct ops_call *call)
 {
     struct tree_attr attr;
-    int rc = tree_getattr(ops_context(req)->tree, ino, &attr);
+    int rc = tree_getattr(ops_context(call->req)->tree, call->ino, &attr);
+    fuse_req_t req;
 
-    (void)fi;
+    if (rc == CACHE_PARKED)
+        return rc;
+    req = ops_answer(call);
     if (rc)
         fuse_reply_err(req, ops_errno(rc));
     else
         fuse_reply_attr(req, &attr.st, attr.timeout_s);
+    return 0;
+}
+
+static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    ops_start(req, ops_getattr_run, ino, NULL, 0, 0, NULL);
+}
+
+static int ops_open_run(struct ops_call *call)
+{
+    struct blob *content;
+    bool unchanged;
+    int rc = tree_read(ops_context(call->req)->tree, call->ino, &content, &unchanged);
+    fuse_req_t req;
+
+    if (rc == CACHE_PARKED)
+        return rc;
+    req = ops_answer(call);
+    if (rc) {
+        fuse_reply_err(req, ops_errno(rc));
+        return 0;
+    }
+    /* The open file keeps the version it was opened with: a refresh
+     * mid-read cannot splice two versions together. */
+    call->fi.fh = (uintptr_t)content;
+    call->fi.keep_cache = unchanged;
+    if (fuse_reply_open(req, &call->fi))
+        blob_unref(content);
+    return 0;
 }
 
 static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct ops_context *ctx = ops_context(req);
-    struct blob *content;
-    bool unchanged;
-    int rc;
 
     if (ctx->no_open) {
         /* The kernel then opens every file without asking again, keeps
@@ -138,45 +277,54 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
-    rc = tree_read(ctx->tree, ino, &content, &unchanged);
-    if (rc) {
-        fuse_reply_err(req, ops_errno(rc));
-        return;
-    }
-    /* The open file keeps the version it was opened with: a refresh
-     * mid-read cannot splice two versions together. */
-    fi->fh = (uintptr_t)content;
-    fi->keep_cache = unchanged;
-    if (fuse_reply_open(req, fi))
-        blob_unref(content);
+    ops_start(req, ops_open_run, ino, NULL, 0, 0, fi);
 }
 
-static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                     struct fuse_file_info *fi)
+/* Replies with `size` bytes at `off` of `content`. */
+static void ops_reply_read(fuse_req_t req, struct blob *content, size_t size, off_t off)
 {
-    struct blob *content = (struct blob *)(uintptr_t)fi->fh;
     struct buf scratch = BUF_INIT; /* the bytes of a made file (items.ndjson) */
     const char *bytes;
-    bool owned = false, unchanged;
     long n;
-    int rc;
 
-    if (!content) {
-        rc = tree_read(ops_context(req)->tree, ino, &content, &unchanged);
-        if (rc) {
-            fuse_reply_err(req, ops_errno(rc));
-            return;
-        }
-        owned = true;
-    }
     n = off < 0 ? 0 : blob_read(content, (size_t)off, size, &scratch, &bytes);
     if (n < 0)
         fuse_reply_err(req, ops_errno((int)n));
     else
         fuse_reply_buf(req, bytes, (size_t)n);
     buf_free(&scratch);
-    if (owned)
-        blob_unref(content);
+}
+
+/* A read without an open file (no-open mode): the content by inode. */
+static int ops_read_run(struct ops_call *call)
+{
+    struct blob *content;
+    bool unchanged;
+    int rc = tree_read(ops_context(call->req)->tree, call->ino, &content, &unchanged);
+    fuse_req_t req;
+
+    if (rc == CACHE_PARKED)
+        return rc;
+    req = ops_answer(call);
+    if (rc) {
+        fuse_reply_err(req, ops_errno(rc));
+        return 0;
+    }
+    ops_reply_read(req, content, call->size, call->off);
+    blob_unref(content);
+    return 0;
+}
+
+static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    struct blob *content = (struct blob *)(uintptr_t)fi->fh;
+
+    if (!content) {
+        ops_start(req, ops_read_run, ino, NULL, size, off, NULL);
+        return;
+    }
+    ops_reply_read(req, content, size, off);
 }
 
 static void ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -186,23 +334,33 @@ static void ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     fuse_reply_err(req, 0);
 }
 
-static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int ops_opendir_run(struct ops_call *call)
 {
     struct tree_dir *dir;
     bool unchanged;
-    int rc = tree_opendir(ops_context(req)->tree, ino, &dir, &unchanged);
+    int rc = tree_opendir(ops_context(call->req)->tree, call->ino, &dir, &unchanged);
+    fuse_req_t req;
 
+    if (rc == CACHE_PARKED)
+        return rc;
+    req = ops_answer(call);
     if (rc) {
         fuse_reply_err(req, ops_errno(rc));
-        return;
+        return 0;
     }
-    fi->fh = (uintptr_t)dir;
+    call->fi.fh = (uintptr_t)dir;
     /* The kernel may keep the listing it read, and reuse it while the
      * listing it came from is the one we still hold. */
-    fi->cache_readdir = 1;
-    fi->keep_cache = unchanged;
-    if (fuse_reply_open(req, fi))
+    call->fi.cache_readdir = 1;
+    call->fi.keep_cache = unchanged;
+    if (fuse_reply_open(req, &call->fi))
         tree_closedir(dir);
+    return 0;
+}
+
+static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    ops_start(req, ops_opendir_run, ino, NULL, 0, 0, fi);
 }
 
 static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -308,48 +466,83 @@ static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &st);
 }
 
-static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
+static int ops_readlink_run(struct ops_call *call)
 {
     struct buf target = BUF_INIT;
-    int rc = tree_readlink(ops_context(req)->tree, ino, &target);
+    int rc = tree_readlink(ops_context(call->req)->tree, call->ino, &target);
+    fuse_req_t req;
 
+    if (rc == CACHE_PARKED) {
+        buf_free(&target);
+        return rc;
+    }
+    req = ops_answer(call);
     if (rc)
         fuse_reply_err(req, ops_errno(rc));
     else
         fuse_reply_readlink(req, target.data);
     buf_free(&target);
+    return 0;
 }
 
-static void ops_reply_xattr(fuse_req_t req, size_t size, int rc, const struct buf *value)
+static void ops_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+    ops_start(req, ops_readlink_run, ino, NULL, 0, 0, NULL);
+}
+
+/* Replies to getxattr or listxattr; CACHE_PARKED is passed on unanswered. */
+static int ops_reply_xattr(struct ops_call *call, int rc, struct buf *value)
+{
+    fuse_req_t req;
+
+    if (rc == CACHE_PARKED) {
+        buf_free(value);
+        return rc;
+    }
+    req = ops_answer(call);
     if (rc)
         fuse_reply_err(req, ops_errno(rc));
-    else if (size == 0)
+    else if (call->size == 0)
         fuse_reply_xattr(req, value->len);
-    else if (value->len > size)
+    else if (value->len > call->size)
         fuse_reply_err(req, ERANGE);
     else
         fuse_reply_buf(req, value->data, value->len);
+    buf_free(value);
+    return 0;
+}
+
+static int ops_getxattr_run(struct ops_call *call)
+{
+    struct buf value = BUF_INIT;
+
+    return ops_reply_xattr(
+        call, tree_getxattr(ops_context(call->req)->tree, call->ino, call->name, &value),
+        &value);
+}
+
+static int ops_listxattr_run(struct ops_call *call)
+{
+    struct buf names = BUF_INIT;
+
+    return ops_reply_xattr(
+        call, tree_listxattr(ops_context(call->req)->tree, call->ino, &names), &names);
 }
 
 static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    struct buf value = BUF_INIT;
-    int rc = ops_context(req)->xattr ? tree_getxattr(ops_context(req)->tree, ino, name, &value)
-                                     : -ENOSYS;
-
-    ops_reply_xattr(req, size, rc, &value);
-    buf_free(&value);
+    if (!ops_context(req)->xattr)
+        fuse_reply_err(req, ENOSYS);
+    else
+        ops_start(req, ops_getxattr_run, ino, name, size, 0, NULL);
 }
 
 static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    struct buf names = BUF_INIT;
-    int rc = ops_context(req)->xattr ? tree_listxattr(ops_context(req)->tree, ino, &names)
-                                     : -ENOSYS;
-
-    ops_reply_xattr(req, size, rc, &names);
-    buf_free(&names);
+    if (!ops_context(req)->xattr)
+        fuse_reply_err(req, ENOSYS);
+    else
+        ops_start(req, ops_listxattr_run, ino, NULL, size, 0, NULL);
 }
 
 /* ---- everything that would change the tree --------------------------- */

@@ -620,6 +620,8 @@ class State:
         self.fault_rng = random.Random("%s/faults" % opts.seed)
         self.faults = []
         self.in_flight = 0
+        self.stalled = 0  # requests held by a stall fault right now
+        self.stall_release = threading.Event()  # set by POST release
         self.reset_stats()
 
     # ---- stats ----
@@ -648,7 +650,8 @@ class State:
     def stats(self):
         with self.lock:
             return {"requests": self.requests, "by_endpoint": dict(self.by_endpoint),
-                    "by_status": dict(self.by_status), "in_flight_max": self.in_flight_max}
+                    "by_status": dict(self.by_status), "in_flight_max": self.in_flight_max,
+                    "stalled": self.stalled}
 
     # ---- config and faults ----
     def get_config(self):
@@ -1885,7 +1888,21 @@ def fault_stall(handler, fault, response):
     handler.wfile.write(handler.head(response, len(response.body)) + response.body[:after])
     handler.wfile.flush()
     handler.close_connection = True
-    handler.server.stopping.wait(float(fault.param("ms", 60000)) / 1000.0)
+    # Held until `ms` pass, the double stops, or POST /__double/release.
+    state = handler.server.state
+    deadline = time.monotonic() + float(fault.param("ms", 60000)) / 1000.0
+    with state.lock:
+        release = state.stall_release
+        state.stalled += 1
+    try:
+        while not release.is_set() and not handler.server.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            release.wait(min(left, 0.05))
+    finally:
+        with state.lock:
+            state.stalled -= 1
     return response.status
 
 
@@ -2067,6 +2084,15 @@ def control_advance(state, payload):
     return 200, result
 
 
+def control_release(state, payload):
+    """Lets every request held by a stall fault go (each then ends as the
+    fault says: its connection closes after what it sent)."""
+    with state.lock:
+        state.stall_release.set()
+        state.stall_release = threading.Event()
+    return 200, {"ok": True}
+
+
 CONFIG_CHECKS = {
     "latency_ms": lambda v: isinstance(v, (int, float)) and v >= 0,
     "dialect": lambda v: v in DIALECTS,
@@ -2099,6 +2125,7 @@ CONTROLS = {
     ("GET", "faults"): control_get_faults,
     ("POST", "faults"): control_set_faults,
     ("POST", "advance"): control_advance,
+    ("POST", "release"): control_release,
     ("GET", "config"): control_get_config,
     ("POST", "config"): control_set_config,
 }

@@ -33,12 +33,18 @@ struct catalog_config {
     size_t cache_bytes;     /* cache budget */
     bool stale_if_error;
     double max_stale_s;
+    /* Threads that fetch listings for parked requests and refresh expired
+     * ones in the background (see cache.h); 0: callers fetch themselves. */
+    unsigned fetch_threads;
 };
 
 struct catalog_stats {
     unsigned long long hits, misses, stale_served, evictions;
     unsigned long long reused; /* misses answered by a listing still in use */
     size_t entries, bytes;     /* listings; bytes without the pages below */
+    size_t parked;             /* requests waiting for a fetch right now */
+    unsigned long long refreshes, refreshed; /* background refreshes: started, landed */
+    unsigned long long cancelled;            /* fetches dropped: nobody waited any more */
     struct pagecache_stats pages; /* the pages of finished jobs' folders */
 };
 
@@ -46,6 +52,14 @@ struct catalog;
 
 struct catalog *catalog_new(const struct catalog_config *config);
 void catalog_free(struct catalog *catalog);
+
+/* The cache of listings, for callers that park on it (cache_park_on).
+ * Borrowed. */
+struct cache *catalog_cache(struct catalog *catalog);
+
+/* Stops the fetch threads (see cache_stop): before what parked requests
+ * use goes away. */
+void catalog_stop(struct catalog *catalog);
 
 /* The item statuses, in the order folders are listed. */
 extern const char *const catalog_item_statuses[6];

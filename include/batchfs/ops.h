@@ -4,6 +4,12 @@
  * Each operation translates one kernel request into a call on the tree and
  * one reply; the errno the kernel sees is the tree's (never an HTTP status).
  * Every operation that would modify the tree answers EROFS.
+ *
+ * No request waits for the network on the thread that received it: one
+ * whose answer needs a fetch is parked (a copy of what it asked, on the
+ * cache's waiter) and run again, on a fetch thread, once the fetch is done;
+ * that run replies. An interrupted parked request is answered EINTR at
+ * once. Each request is answered exactly once.
  */
 #ifndef BATCHFS_OPS_H
 #define BATCHFS_OPS_H
@@ -15,8 +21,11 @@
 struct tree;
 
 /* The session's userdata. */
+struct cache;
+
 struct ops_context {
     struct tree *tree;     /* borrowed */
+    struct cache *cache;   /* borrowed: what requests needing a fetch park on */
     bool allow_no_open;    /* answer open with ENOSYS when the kernel supports it */
     bool xattr;            /* serve extended attributes; else ENOSYS, which the kernel
                               remembers, so no tool pays a round trip for them */

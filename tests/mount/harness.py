@@ -144,7 +144,7 @@ def unmount(path):
 class Mount:
     """batchfs in the foreground, mounted on a fresh directory."""
 
-    def __init__(self, double, *options, key=TEST_KEY, env=None, wait=True):
+    def __init__(self, double, *options, key=TEST_KEY, env=None, wait=True, flags=()):
         self.dir = tempfile.mkdtemp(prefix="batchfs-mnt-")
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)
@@ -156,7 +156,7 @@ class Mount:
             environment["LLAMA_CLOUD_API_KEY"] = key
         environment.update(env or {})
         opts = ["base_url=" + double.url] + list(options)
-        self.argv = [BATCHFS_BIN, "-f", "-o", ",".join(opts), self.path]
+        self.argv = [BATCHFS_BIN, "-f", *flags, "-o", ",".join(opts), self.path]
         self.proc = subprocess.Popen(self.argv, env=environment, stdout=subprocess.DEVNULL,
                                      stderr=self.errfile)
         self.status = None

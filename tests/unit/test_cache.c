@@ -1100,6 +1100,475 @@ static void test_concurrent_stress(void **state)
     free_and_check(st.cache);
 }
 
+/* ---- fetch threads: parking, cancelling, stale-while-revalidate ---- */
+
+/* A fetch held until the test opens its gate, so that a test decides when
+ * a fetch thread's fetch ends. */
+struct gated {
+    struct script script;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool open;
+    int entered; /* fetches started */
+    bool fired;  /* the running fetch was called off (cache_config.cancel_fire) */
+    atomic_int fires;
+};
+
+static void gated_init(struct gated *g, int rc, double ttl_s)
+{
+    script_init(&g->script, rc, 10, ttl_s);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    g->open = false;
+    g->entered = 0;
+    g->fired = false;
+    g->fires = 0;
+}
+
+/* cache_config's cancel hooks, on a gated fetch: a fire is only noted, and
+ * seen by the fetch once its gate opens. */
+static void *gated_cancel_begin(void *arg)
+{
+    struct gated *g = arg;
+
+    pthread_mutex_lock(&g->lock);
+    g->fired = false;
+    pthread_mutex_unlock(&g->lock);
+    return g;
+}
+
+static void gated_cancel_fire(void *handle)
+{
+    struct gated *g = handle;
+
+    pthread_mutex_lock(&g->lock);
+    g->fired = true;
+    g->fires++;
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void gated_cancel_end(void *handle)
+{
+    (void)handle;
+}
+
+static void gated_destroy(struct gated *g)
+{
+    pthread_cond_destroy(&g->cond);
+    pthread_mutex_destroy(&g->lock);
+}
+
+static int gated_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                       double *ttl_s)
+{
+    struct gated *g = arg;
+
+    bool fired;
+
+    pthread_mutex_lock(&g->lock);
+    g->entered++;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->lock);
+    fired = g->fired;
+    pthread_mutex_unlock(&g->lock);
+    if (fired)
+        return -ECANCELED;
+    return script_fetch(&g->script, key, value, bytes, ttl_s);
+}
+
+static void gate_open(struct gated *g, bool open)
+{
+    pthread_mutex_lock(&g->lock);
+    g->open = open;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Waits until `count` fetches have started. */
+static void gate_wait_entered(struct gated *g, int count)
+{
+    pthread_mutex_lock(&g->lock);
+    while (g->entered < count)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* The test's arguments outlive every fetch: no copy is needed. */
+static void *gated_copy(const void *arg)
+{
+    return (void *)arg;
+}
+
+static void gated_free(void *arg)
+{
+    (void)arg;
+}
+
+static const struct cache_fetcher *gated_fetcher(struct gated *g, struct cache_fetcher *f)
+{
+    *f = (struct cache_fetcher){
+        .fetch = gated_fetch, .arg = g, .copy_arg = gated_copy, .free_arg = gated_free};
+    return f;
+}
+
+struct test_waiter {
+    struct cache_waiter waiter; /* first */
+    atomic_int readies;
+};
+
+static void test_waiter_ready(struct cache_waiter *waiter)
+{
+    ((struct test_waiter *)waiter)->readies++;
+}
+
+/* Polls `counter` until it reaches `count`; fails after the deadline. */
+static void wait_count(atomic_int *counter, int count)
+{
+    double give_up = monotonic_s() + WAITERS_DEADLINE_S;
+
+    while (atomic_load(counter) < count) {
+        assert_true(monotonic_s() < give_up);
+        sched_yield();
+    }
+}
+
+/* Polls the cache's stats until `field` (an offset in cache_stats) reaches
+ * `count`. */
+static struct cache_stats wait_stat(struct cache *cache, size_t offset,
+                                    unsigned long long count)
+{
+    double give_up = monotonic_s() + WAITERS_DEADLINE_S;
+    struct cache_stats st;
+
+    for (;;) {
+        cache_get_stats(cache, &st);
+        if (*(unsigned long long *)((char *)&st + offset) >= count)
+            return st;
+        assert_true(monotonic_s() < give_up);
+        sched_yield();
+    }
+}
+
+static struct cache *make_threaded_cache(bool stale, unsigned threads)
+{
+    struct cache_config config = {
+        .stale_if_error = stale,
+        .max_stale_s = 60,
+        .clock = test_clock,
+        .fetch_threads = threads,
+    };
+    struct cache *cache = cache_new(&config, &test_ops);
+
+    assert_non_null(cache);
+    return cache;
+}
+
+/* Parks `w` on this thread for one cache_get_with. */
+static int parked_get(struct cache *cache, struct test_waiter *w, const char *key,
+                      struct gated *g, void **value)
+{
+    struct cache_fetcher f;
+    struct cache_waiter *previous = cache_park_on(&w->waiter);
+    int rc = cache_get_with(cache, key, 0, gated_fetcher(g, &f), value);
+
+    cache_park_on(previous);
+    return rc;
+}
+
+static void test_parked_callers_do_not_wait(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 2);
+    struct test_waiter a, b;
+    struct gated g;
+    struct cache_stats st;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = 0;
+    /* Both return at once while the one fetch is held on a fetch thread. */
+    assert_int_equal(parked_get(cache, &a, "k", &g, &value), CACHE_PARKED);
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), CACHE_PARKED);
+    assert_null(value);
+    gate_wait_entered(&g, 1);
+    st = stats_of(cache);
+    assert_int_equal(st.parked, 2);
+    assert_int_equal(st.waiting, 0);
+    assert_int_equal(a.readies + b.readies, 0);
+    gate_open(&g, true);
+    wait_count(&a.readies, 1);
+    wait_count(&b.readies, 1);
+    assert_int_equal(stats_of(cache).parked, 0);
+    /* Asked again, each is handed the outcome, as often as it asks. */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(parked_get(cache, &a, "k", &g, &value), 0);
+        assert_int_equal(value_id(value), 1);
+        test_value_unref(value);
+    }
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), 0);
+    test_value_unref(value);
+    assert_int_equal(g.script.calls, 1);
+    assert_int_equal(a.readies, 1);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+static void test_parked_callers_share_an_error(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    struct test_waiter a;
+    struct gated g;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, -EAGAIN, 60);
+    gate_open(&g, true);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    a.readies = 0;
+    assert_int_equal(parked_get(cache, &a, "k", &g, &value), CACHE_PARKED);
+    wait_count(&a.readies, 1);
+    /* -EAGAIN is an outcome like any other, not a parking. */
+    assert_int_equal(parked_get(cache, &a, "k", &g, &value), -EAGAIN);
+    assert_null(value);
+    cache_waiter_reset(&a.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+static void test_cancel_drops_a_fetch_nobody_waits_for(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    struct test_waiter a, b, c;
+    struct gated g;
+    struct cache_stats st;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&c.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = c.readies = 0;
+    /* "a" holds the only fetch thread; "b" is queued behind it, twice. */
+    assert_int_equal(parked_get(cache, &a, "a", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_int_equal(parked_get(cache, &b, "b", &g, &value), CACHE_PARKED);
+    assert_int_equal(parked_get(cache, &c, "b", &g, &value), CACHE_PARKED);
+    assert_int_equal(stats_of(cache).parked, 3);
+    /* One of two waiters gives up: the fetch stays queued. */
+    assert_true(cache_waiter_cancel(&b.waiter));
+    st = stats_of(cache);
+    assert_int_equal(st.parked, 2);
+    assert_int_equal(st.cancelled, 0);
+    /* The last one gives up: the queued fetch is dropped. */
+    assert_true(cache_waiter_cancel(&c.waiter));
+    st = stats_of(cache);
+    assert_int_equal(st.parked, 1);
+    assert_int_equal(st.cancelled, 1);
+    /* A cancelled waiter that would park again is told so. */
+    assert_int_equal(parked_get(cache, &c, "b", &g, &value), -EINTR);
+    /* The running fetch loses its last waiter but runs to its end (the
+     * transport has no per-request cancel) and fills the cache. */
+    assert_true(cache_waiter_cancel(&a.waiter));
+    assert_false(cache_waiter_cancel(&a.waiter));
+    gate_open(&g, true);
+    cache_stop(cache);
+    assert_int_equal(get_id(cache, "a", CACHE_GET_PEEK, NULL), 1);
+    assert_int_equal(g.script.calls, 1); /* "b" never fetched */
+    assert_int_equal(a.readies + b.readies + c.readies, 0);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    cache_waiter_reset(&c.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+static void *stop_run(void *arg)
+{
+    cache_stop(arg);
+    return NULL;
+}
+
+static void test_stop_answers_queued_waiters(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    pthread_t stopper;
+    struct test_waiter a, b;
+    struct gated g;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = 0;
+    assert_int_equal(parked_get(cache, &a, "a", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_int_equal(parked_get(cache, &b, "b", &g, &value), CACHE_PARKED);
+    /* The queued fetch ends at once; the running one is waited for. */
+    assert_int_equal(pthread_create(&stopper, NULL, stop_run, cache), 0);
+    wait_count(&b.readies, 1);
+    assert_int_equal(a.readies, 0);
+    gate_open(&g, true);
+    assert_int_equal(pthread_join(stopper, NULL), 0);
+    assert_int_equal(a.readies, 1);
+    assert_int_equal(b.readies, 1);
+    assert_int_equal(parked_get(cache, &b, "b", &g, &value), -ECANCELED);
+    cache_waiter_reset(&b.waiter);
+    /* Once stopped, nothing more parks. */
+    assert_int_equal(parked_get(cache, &b, "c", &g, &value), -ECANCELED);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+static void test_stale_while_revalidate(void **state)
+{
+    struct cache *cache = make_threaded_cache(true, 1);
+    struct cache_fetcher f;
+    struct gated g;
+    struct cache_stats st;
+    void *value = NULL;
+    char log[4096];
+
+    (void)state;
+    gated_init(&g, 0, 10);
+    gate_open(&g, true);
+    assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+    assert_int_equal(value_id(value), 1);
+    test_value_unref(value);
+    gate_open(&g, false);
+    advance(11);
+    /* Expired: the copy at once, the refresh on a fetch thread, held. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+        assert_int_equal(value_id(value), 1);
+        test_value_unref(value);
+    }
+    gate_wait_entered(&g, 2);
+    st = stats_of(cache);
+    assert_int_equal(st.refreshes, 1);
+    assert_int_equal(st.stale_served, 3);
+    assert_int_equal(st.waiting + st.parked, 0);
+    gate_open(&g, true);
+    wait_stat(cache, offsetof(struct cache_stats, refreshed), 1);
+    assert_int_equal(get_id(cache, "k", 0, &g.script), 2);
+
+    /* A failed refresh keeps the copy, with one warning, and is tried
+     * again only after a while. */
+    advance(11);
+    g.script.rc = -EIO;
+    capture_start();
+    assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+    assert_int_equal(value_id(value), 2);
+    test_value_unref(value);
+    wait_stat(cache, offsetof(struct cache_stats, refresh_failures), 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+        assert_int_equal(value_id(value), 2);
+        test_value_unref(value);
+    }
+    assert_int_equal(stats_of(cache).refreshes, 2);
+    advance(10);
+    g.script.rc = 0;
+    assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+    test_value_unref(value);
+    st = wait_stat(cache, offsetof(struct cache_stats, refreshed), 2);
+    assert_int_equal(st.refreshes, 3);
+    assert_int_equal(get_id(cache, "k", 0, &g.script), 3);
+
+    /* Past max_stale the caller waits for the fetch. */
+    advance(100);
+    assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+    assert_int_equal(value_id(value), 4);
+    test_value_unref(value);
+    /* Expired by cache_expire_all (SIGHUP): waited for too. */
+    cache_expire_all(cache);
+    assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
+    assert_int_equal(value_id(value), 5);
+    test_value_unref(value);
+    /* The warning is logged by the fetch thread after the failure counts:
+     * once the threads are stopped, it is out. */
+    cache_stop(cache);
+    capture_stop(log, sizeof(log));
+    assert_int_equal(count_occurrences(log, "serving cached copy of k"), 1);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+static void test_strict_without_stale_if_error(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    struct cache_fetcher f;
+    struct gated g;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 10);
+    gate_open(&g, true);
+    assert_int_equal(get_id(cache, "k", 0, &g.script), 1);
+    advance(11);
+    g.script.rc = -EIO;
+    /* stale_if_error=0: the refresh is waited for, and its error is the
+     * answer. */
+    assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), -EIO);
+    assert_int_equal(stats_of(cache).refreshes, 0);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+static void test_cancel_calls_off_a_running_fetch(void **state)
+{
+    struct gated g;
+    struct cache_config config = {
+        .clock = test_clock,
+        .fetch_threads = 1,
+        .cancel_begin = gated_cancel_begin,
+        .cancel_fire = gated_cancel_fire,
+        .cancel_end = gated_cancel_end,
+        .cancel_arg = &g,
+    };
+    struct cache *cache;
+    struct test_waiter a, b;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache = cache_new(&config, &test_ops);
+    assert_non_null(cache);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = 0;
+    assert_int_equal(parked_get(cache, &a, "k", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    /* Its only waiter gives up: the running fetch is called off. */
+    assert_true(cache_waiter_cancel(&a.waiter));
+    assert_int_equal(g.fires, 1);
+    assert_int_equal(stats_of(cache).cancelled, 1);
+    /* A caller that comes before it ends is not handed its -ECANCELED: it
+     * is told to ask again, and then fetches anew. */
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), CACHE_PARKED);
+    gate_open(&g, true);
+    wait_count(&b.readies, 1);
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), CACHE_PARKED);
+    wait_count(&b.readies, 2);
+    assert_int_equal(parked_get(cache, &b, "k", &g, &value), 0);
+    assert_int_equal(value_id(value), 1);
+    test_value_unref(value);
+    assert_int_equal(g.entered, 2);
+    assert_int_equal(a.readies, 0);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1126,6 +1595,13 @@ int main(void)
         cmocka_unit_test_setup(test_fetch_without_value, reset),
         cmocka_unit_test_setup(test_out_of_memory, reset),
         cmocka_unit_test_setup(test_concurrent_stress, reset),
+        cmocka_unit_test_setup(test_parked_callers_do_not_wait, reset),
+        cmocka_unit_test_setup(test_parked_callers_share_an_error, reset),
+        cmocka_unit_test_setup(test_cancel_drops_a_fetch_nobody_waits_for, reset),
+        cmocka_unit_test_setup(test_stop_answers_queued_waiters, reset),
+        cmocka_unit_test_setup(test_stale_while_revalidate, reset),
+        cmocka_unit_test_setup(test_strict_without_stale_if_error, reset),
+        cmocka_unit_test_setup(test_cancel_calls_off_a_running_fetch, reset),
     };
 
     log_setup(LOG_LEVEL_WARNING, false);
