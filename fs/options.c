@@ -62,7 +62,8 @@ const struct options_row options_table[] = {
      .value = "600",
      .meaning = "the same for finished (completed, failed, cancelled) jobs and batches"},
     {OPTIONS_BOOL(stale_if_error), .placeholder = "0|1", .value = "1",
-     .meaning = "serve the last good copy when a refresh fails"},
+     .meaning = "serve an expired copy at once while it is refreshed in the background, "
+                "and keep it when the refresh fails; 0: wait for the refresh"},
     {OPTIONS_SECONDS(max_stale), .placeholder = "SECONDS", .max = 86400 * 30,
      .value = "3600", .meaning = "...if it expired at most this long ago"},
     {OPTIONS_BOOL(xattr), .placeholder = "0|1", .value = "1",
