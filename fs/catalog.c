@@ -26,7 +26,7 @@
 #include "batchfs/builder.h"
 #include "batchfs/cache.h"
 #include "batchfs/derive.h"
-#include "batchfs/idset.h"
+#include "batchfs/hash.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 #include "batchfs/log.h"
@@ -63,7 +63,7 @@ static bool id_set_find(const struct id_set *set, const char *id, size_t *index)
 
     if (!set->slot_cap)
         return false;
-    for (size_t i = (size_t)idset_hash(id, len) & mask; set->slots[i]; i = (i + 1) & mask)
+    for (size_t i = (size_t)hash_bytes(id, len) & mask; set->slots[i]; i = (i + 1) & mask)
         if (!strcmp(set->ids[set->slots[i] - 1], id)) {
             *index = set->slots[i] - 1;
             return true;
@@ -83,7 +83,7 @@ static void id_set_index(struct id_set *set, size_t index)
 {
     size_t mask = set->slot_cap - 1;
     const char *id = set->ids[index];
-    size_t i = (size_t)idset_hash(id, strlen(id)) & mask;
+    size_t i = (size_t)hash_str(id) & mask;
 
     while (set->slots[i])
         i = (i + 1) & mask;

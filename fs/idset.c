@@ -4,6 +4,8 @@
  */
 #include "batchfs/idset.h"
 
+#include "batchfs/hash.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,15 +21,6 @@ struct idset_cell {
     size_t key; /* offset of the key in set->keys, or IDSET_FREE / IDSET_GONE */
     size_t len;
 };
-
-uint64_t idset_hash(const char *key, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 0x100000001b3ULL;
-    return h;
-}
 
 static bool idset_cell_live(const struct idset_cell *c)
 {
@@ -102,7 +95,7 @@ static size_t idset_cap_for(size_t count)
 
 int idset_add(struct idset *set, const char *key, size_t len)
 {
-    uint64_t hash = idset_hash(key, len);
+    uint64_t hash = hash_bytes(key, len);
     struct idset_cell *c;
     bool found;
     int rc;
@@ -135,7 +128,7 @@ void idset_remove(struct idset *set, const char *key, size_t len)
 
     if (!set->cap)
         return;
-    c = idset_probe(set, key, len, idset_hash(key, len), &found);
+    c = idset_probe(set, key, len, hash_bytes(key, len), &found);
     if (found) {
         c->key = IDSET_GONE; /* its bytes stay in keys, unused */
         set->count--;

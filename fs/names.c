@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/hash.h"
 #include "batchfs/utf8.h"
 
 #define NAMES_MAX_SUFFIX 16
@@ -98,17 +99,6 @@ struct names {
     size_t *work, *next_work, *movers, *stuck;
     size_t work_len, next_len, movers_len, stuck_len;
 };
-
-static uint64_t names_fnv1a(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* The hash as shown in names: 16 lowercase hex digits and a NUL. */
 static void names_hex(uint64_t hash, char out[NAMES_HASH_DIGITS + 1])
@@ -310,7 +300,7 @@ static int names_table_intern(struct names *n, size_t at, size_t len, size_t *gr
                               bool *added)
 {
     struct names_table *t = &n->table;
-    uint64_t hash = names_fnv1a(n->text.data + at, len);
+    uint64_t hash = hash_bytes(n->text.data + at, len);
     size_t i;
     int rc;
 
@@ -348,7 +338,7 @@ static size_t names_table_find(const struct names *n, size_t at, size_t len)
 {
     if (n->table.cap == 0)
         return NAMES_NONE;
-    return n->table.index[names_table_probe(n, at, len, names_fnv1a(n->text.data + at, len))]
+    return n->table.index[names_table_probe(n, at, len, hash_bytes(n->text.data + at, len))]
         .group;
 }
 
@@ -537,7 +527,7 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
     it->rid_len = item_id_len;
     if (item_id_len)
         memcpy(text + it->rid, item_id, item_id_len);
-    it->hash = names_fnv1a(item_id, item_id_len);
+    it->hash = hash_bytes(item_id, item_id_len);
     it->sid = it->rid + item_id_len;
     if (names_sanitise(item_id, item_id_len, text + it->sid))
         it->sid = it->rid;

@@ -13,6 +13,8 @@
  */
 #include "batchfs/paginate.h"
 
+#include "batchfs/hash.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,18 +48,9 @@ struct paginate {
     struct paginate_tokens tokens;
 };
 
-static size_t paginate_hash(const char *s)
-{
-    size_t h = 1469598103934665603ULL & SIZE_MAX;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * (1099511628211ULL & SIZE_MAX);
-    return h;
-}
-
 static char **paginate_tokens_slot(const struct paginate_tokens *set, const char *token)
 {
-    size_t i = paginate_hash(token) & (set->cap - 1);
+    size_t i = (size_t)hash_str(token) & (set->cap - 1);
 
     while (set->slots[i] && strcmp(set->slots[i], token) != 0)
         i = (i + 1) & (set->cap - 1);

@@ -40,10 +40,6 @@ void idset_remove(struct idset *set, const char *key, size_t len);
  * 0 or -ENOMEM; a hint, so a failure loses nothing. */
 int idset_expect(struct idset *set, size_t count, size_t bytes);
 
-/* FNV-1a, 64 bits, of key[0, len): the hash the set files keys under,
- * for other tables of ids. Pure. */
-uint64_t idset_hash(const char *key, size_t len);
-
 /* Frees the set; it is IDSET_INIT again. */
 void idset_free(struct idset *set);
 
