@@ -25,6 +25,7 @@
  */
 #include "batchfs/cache.h"
 
+#include "batchfs/hash.h"
 #include "batchfs/log.h"
 #include "batchfs/lru.h"
 
@@ -139,18 +140,6 @@ static double cache_now(const struct cache *cache)
         return cache->config.clock(cache->config.clock_arg);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* FNV-1a: keys are short paths and ids; this spreads them well enough. */
-static size_t cache_hash(const char *key)
-{
-    uint64_t h = 14695981039346656037ULL;
-
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
 }
 
 static bool cache_is_fresh(const struct cache_entry *entry, double now)
@@ -953,7 +942,7 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     struct cache_done done = {0};
     struct cache_outcome *outcome;
     void *fetched = NULL;
-    size_t bytes = 0, hash = cache_hash(key);
+    size_t bytes = 0, hash = (size_t)hash_str(key);
     double ttl_s = 0;
     cache_fetch_fn fetch;
     void *arg, *owned_arg = NULL;

@@ -26,7 +26,8 @@
 #include "batchfs/builder.h"
 #include "batchfs/cache.h"
 #include "batchfs/derive.h"
-#include "batchfs/idset.h"
+#include "batchfs/hash.h"
+#include "batchfs/hindex.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 #include "batchfs/log.h"
@@ -47,28 +48,30 @@ struct folder_sizes {
 /* A set of ids, each with the folder sizes of a job (unused by some sets);
  * the caller holds catalog->lock. An account may hold hundreds of
  * thousands of jobs, and each job of a listing is put here under the lock:
- * the ids are found through a hash index (open addressing, at most half
- * full), never by a scan. Ids are never removed. */
+ * the ids are found through a hindex over their indices, never by a scan.
+ * Ids are never removed. */
 struct id_set {
     char **ids; /* in the order they were added */
     struct folder_sizes *sizes;
     size_t count, cap;
-    size_t *slots;   /* slot_cap of them: 1 + the id's index, or 0 when free */
-    size_t slot_cap; /* a power of two, or 0 */
+    struct hindex index; /* refs: indices into ids */
 };
+
+static bool id_set_eq(const void *ctx, size_t index, const void *id)
+{
+    const struct id_set *set = ctx;
+
+    return strcmp(set->ids[index], id) == 0;
+}
 
 static bool id_set_find(const struct id_set *set, const char *id, size_t *index)
 {
-    size_t mask = set->slot_cap - 1, len = strlen(id);
+    size_t i = hindex_find(&set->index, hash_str(id), id_set_eq, set, id);
 
-    if (!set->slot_cap)
+    if (i == HINDEX_FREE)
         return false;
-    for (size_t i = (size_t)idset_hash(id, len) & mask; set->slots[i]; i = (i + 1) & mask)
-        if (!strcmp(set->ids[set->slots[i] - 1], id)) {
-            *index = set->slots[i] - 1;
-            return true;
-        }
-    return false;
+    *index = i;
+    return true;
 }
 
 static bool id_set_has(const struct id_set *set, const char *id)
@@ -76,18 +79,6 @@ static bool id_set_has(const struct id_set *set, const char *id)
     size_t i;
 
     return id_set_find(set, id, &i);
-}
-
-/* Files ids[index] in the index, which has a free slot for it. */
-static void id_set_index(struct id_set *set, size_t index)
-{
-    size_t mask = set->slot_cap - 1;
-    const char *id = set->ids[index];
-    size_t i = (size_t)idset_hash(id, strlen(id)) & mask;
-
-    while (set->slots[i])
-        i = (i + 1) & mask;
-    set->slots[i] = index + 1;
 }
 
 /* Makes room for one more id: in the arrays and in an index kept at most
@@ -108,19 +99,7 @@ static int id_set_grow(struct id_set *set)
         set->sizes = grown;
         set->cap = cap;
     }
-    if (2 * (set->count + 1) > set->slot_cap) {
-        size_t slot_cap = set->slot_cap ? set->slot_cap * 2 : 32;
-        size_t *slots = calloc(slot_cap, sizeof(*slots));
-
-        if (!slots)
-            return -ENOMEM;
-        free(set->slots);
-        set->slots = slots;
-        set->slot_cap = slot_cap;
-        for (size_t i = 0; i < set->count; i++)
-            id_set_index(set, i);
-    }
-    return 0;
+    return hindex_make_room(&set->index);
 }
 
 /* Adds `id` with `sizes`, or sets the sizes of the `id` already there; on
@@ -128,6 +107,9 @@ static int id_set_grow(struct id_set *set)
 static void id_set_put(struct id_set *set, const char *id,
                        const struct folder_sizes *sizes)
 {
+    uint64_t hash = hash_str(id);
+    struct hindex_cell *c;
+    bool found;
     size_t i;
 
     if (id_set_find(set, id, &i)) {
@@ -136,10 +118,11 @@ static void id_set_put(struct id_set *set, const char *id,
     }
     if (id_set_grow(set))
         return;
+    c = hindex_probe(&set->index, hash, id_set_eq, set, id, &found);
     set->ids[set->count] = strdup(id);
     if (set->ids[set->count]) {
         set->sizes[set->count] = *sizes;
-        id_set_index(set, set->count);
+        hindex_put(&set->index, c, hash, set->count);
         set->count++;
     }
 }
@@ -158,7 +141,7 @@ static void id_set_free(struct id_set *set)
         free(set->ids[i]);
     free(set->ids);
     free(set->sizes);
-    free(set->slots);
+    hindex_free(&set->index);
     memset(set, 0, sizeof(*set));
 }
 

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "batchfs/blob.h"
+#include "batchfs/hash.h"
 #include "batchfs/listing.h"
 
 #define LIVE_INITIAL_BUCKETS 64
@@ -44,7 +44,7 @@ static double live_now(void)
 
 static uint64_t live_hash(const char *key)
 {
-    return blob_digest(key, strlen(key));
+    return hash_str(key);
 }
 
 static struct listing **live_bucket(struct live *live, uint64_t hash)

@@ -31,6 +31,8 @@
 #include <string.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/hash.h"
+#include "batchfs/hindex.h"
 #include "batchfs/utf8.h"
 
 #define NAMES_MAX_SUFFIX 16
@@ -57,17 +59,9 @@ struct names_group {
     bool stuck;   /* on the list of groups left to the final stage */
 };
 
-/* The hash is kept beside the group index so that probing past other
- * names does not touch their groups. */
-struct names_cell {
-    uint64_t hash;
-    size_t group; /* NAMES_NONE when the cell is free */
-};
-
-/* Open addressing, linear probing, over indices into `groups`. */
+/* A hindex over indices into `groups`. */
 struct names_table {
-    struct names_cell *index;
-    size_t cap; /* a power of two, 0 before the first name */
+    struct hindex index;
     struct names_group *groups;
     size_t used;
     size_t groups_cap;
@@ -98,17 +92,6 @@ struct names {
     size_t *work, *next_work, *movers, *stuck;
     size_t work_len, next_len, movers_len, stuck_len;
 };
-
-static uint64_t names_fnv1a(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* The hash as shown in names: 16 lowercase hex digits and a NUL. */
 static void names_hex(uint64_t hash, char out[NAMES_HASH_DIGITS + 1])
@@ -249,56 +232,19 @@ static void *names_grown(void *items, size_t *cap, size_t size, size_t want)
     return grown;
 }
 
-/* Rehashes the index into `cap` cells (a power of two, above t->used). */
-static int names_table_resize(struct names_table *t, size_t cap)
+/* A name sought in the table: text[at, at + len). */
+struct names_sought {
+    size_t at, len;
+};
+
+static bool names_group_eq(const void *ctx, size_t group, const void *key)
 {
-    struct names_cell *index;
+    const struct names *n = ctx;
+    const struct names_sought *sought = key;
+    const struct names_group *g = &n->table.groups[group];
 
-    if (cap > SIZE_MAX / sizeof(*index))
-        return -ENOMEM;
-    index = malloc(cap * sizeof(*index));
-    if (!index)
-        return -ENOMEM;
-    for (size_t i = 0; i < cap; i++)
-        index[i].group = NAMES_NONE;
-    for (size_t j = 0; j < t->cap; j++) {
-        size_t i;
-
-        if (t->index[j].group == NAMES_NONE)
-            continue;
-        i = (size_t)t->index[j].hash & (cap - 1);
-        while (index[i].group != NAMES_NONE)
-            i = (i + 1) & (cap - 1);
-        index[i] = t->index[j];
-    }
-    free(t->index);
-    t->index = index;
-    t->cap = cap;
-    return 0;
-}
-
-static int names_table_grow(struct names_table *t)
-{
-    return names_table_resize(t, t->cap ? t->cap * 2 : 64);
-}
-
-/* Cell of the name at text[at, at + len): where its group is, or the free
- * cell for it. The table has a free cell. */
-static size_t names_table_probe(const struct names *n, size_t at, size_t len, uint64_t hash)
-{
-    const struct names_table *t = &n->table;
-    size_t mask = t->cap - 1, i = (size_t)hash & mask;
-
-    while (t->index[i].group != NAMES_NONE) {
-        if (t->index[i].hash == hash) {
-            const struct names_group *g = &t->groups[t->index[i].group];
-
-            if (g->len == len && memcmp(n->text.data + g->name, n->text.data + at, len) == 0)
-                return i;
-        }
-        i = (i + 1) & mask;
-    }
-    return i;
+    return g->len == sought->len &&
+           memcmp(n->text.data + g->name, n->text.data + sought->at, sought->len) == 0;
 }
 
 /*
@@ -310,16 +256,18 @@ static int names_table_intern(struct names *n, size_t at, size_t len, size_t *gr
                               bool *added)
 {
     struct names_table *t = &n->table;
-    uint64_t hash = names_fnv1a(n->text.data + at, len);
-    size_t i;
+    struct names_sought sought = {at, len};
+    uint64_t hash = hash_bytes(n->text.data + at, len);
+    struct hindex_cell *c;
+    bool found;
     int rc;
 
     *added = false;
-    if (t->cap == 0 && (rc = names_table_grow(t)))
+    if ((rc = hindex_make_room(&t->index)))
         return rc;
-    i = names_table_probe(n, at, len, hash);
-    if (t->index[i].group != NAMES_NONE) {
-        *group = t->index[i].group;
+    c = hindex_probe(&t->index, hash, names_group_eq, n, &sought, &found);
+    if (found) {
+        *group = c->ref;
         return 0;
     }
     if (t->used == t->groups_cap) {
@@ -330,14 +278,8 @@ static int names_table_intern(struct names *n, size_t at, size_t len, size_t *gr
             return -ENOMEM;
         t->groups = groups;
     }
-    if ((t->used + 1) * 2 > t->cap) {
-        rc = names_table_grow(t);
-        if (rc)
-            return rc;
-        i = names_table_probe(n, at, len, hash);
-    }
     t->groups[t->used] = (struct names_group){at, len, NAMES_NONE, 0, false, false};
-    t->index[i] = (struct names_cell){hash, t->used};
+    hindex_put(&t->index, c, hash, t->used);
     *group = t->used++;
     *added = true;
     return 0;
@@ -346,10 +288,11 @@ static int names_table_intern(struct names *n, size_t at, size_t len, size_t *gr
 /* Group holding the name at text[at, at + len), or NAMES_NONE. */
 static size_t names_table_find(const struct names *n, size_t at, size_t len)
 {
-    if (n->table.cap == 0)
-        return NAMES_NONE;
-    return n->table.index[names_table_probe(n, at, len, names_fnv1a(n->text.data + at, len))]
-        .group;
+    struct names_sought sought = {at, len};
+    size_t g = hindex_find(&n->table.index, hash_bytes(n->text.data + at, len),
+                           names_group_eq, n, &sought);
+
+    return g == HINDEX_FREE ? NAMES_NONE : g;
 }
 
 static void names_unlink(struct names *n, size_t e)
@@ -460,7 +403,7 @@ void names_free(struct names *n)
         return;
     buf_free(&n->text);
     free(n->items);
-    free(n->table.index);
+    hindex_free(&n->table.index);
     free(n->table.groups);
     free(n->work);
     free(n->next_work);
@@ -494,7 +437,7 @@ static int names_reserve(struct names *n, size_t id_len, size_t name_len)
 int names_expect(struct names *n, size_t count)
 {
     /* Text per entry as seen so far, or a guess before the first. */
-    size_t per = n->count ? n->text.len / n->count + 1 : 64, cells = 64;
+    size_t per = n->count ? n->text.len / n->count + 1 : 64;
     struct names_item *items;
     struct names_group *groups;
     int rc;
@@ -503,8 +446,6 @@ int names_expect(struct names *n, size_t count)
         return 0;
     if (count > SIZE_MAX / 4 / per)
         return -ENOMEM;
-    while (cells < 2 * count)
-        cells *= 2;
     items = names_grown(n->items, &n->items_cap, sizeof(*n->items), count);
     if (!items)
         return -ENOMEM;
@@ -513,7 +454,7 @@ int names_expect(struct names *n, size_t count)
     if (!groups)
         return -ENOMEM;
     n->table.groups = groups;
-    if (cells > n->table.cap && (rc = names_table_resize(&n->table, cells)))
+    if ((rc = hindex_reserve(&n->table.index, count)))
         return rc;
     return buf_reserve_exact(&n->text, (count - n->count) * per);
 }
@@ -537,7 +478,7 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
     it->rid_len = item_id_len;
     if (item_id_len)
         memcpy(text + it->rid, item_id, item_id_len);
-    it->hash = names_fnv1a(item_id, item_id_len);
+    it->hash = hash_bytes(item_id, item_id_len);
     it->sid = it->rid + item_id_len;
     if (names_sanitise(item_id, item_id_len, text + it->sid))
         it->sid = it->rid;

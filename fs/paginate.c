@@ -13,18 +13,12 @@
  */
 #include "batchfs/paginate.h"
 
+#include "batchfs/idset.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Open-addressing set of the tokens a listing has given. The strings stay
- * allocated until paginate_free(), so a request may point at one. */
-struct paginate_tokens {
-    char **slots;
-    size_t cap; /* a power of two, or 0 */
-    size_t used;
-};
 
 struct paginate {
     struct paginate_config config;
@@ -36,91 +30,15 @@ struct paginate {
     bool holding;      /* a page waits for the gap before it to be filled */
     bool total_moved;  /* two delivered pages gave different total_sizes */
     enum paginate_end end;
-    size_t grid;       /* the first page's item count: the planned page size */
-    size_t covered;    /* the items [0, covered) were delivered */
-    size_t plan_next;  /* the next offset of the parallel plan */
-    size_t total;      /* the latest non-zero total_size */
-    const char *token; /* to send with the next sequential request, or NULL */
-    size_t requests;   /* requests handed out */
-    size_t ahead_left; /* pages asked for with the first, still to be dropped unread */
-    struct paginate_tokens tokens;
+    size_t grid;         /* the first page's item count: the planned page size */
+    size_t covered;      /* the items [0, covered) were delivered */
+    size_t plan_next;    /* the next offset of the parallel plan */
+    size_t total;        /* the latest non-zero total_size */
+    char *token;         /* to send with the next sequential request, or NULL */
+    size_t requests;     /* requests handed out */
+    size_t ahead_left;   /* pages asked for with the first, still to be dropped unread */
+    struct idset tokens; /* every next_page_token given, to catch loops */
 };
-
-static size_t paginate_hash(const char *s)
-{
-    size_t h = 1469598103934665603ULL & SIZE_MAX;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * (1099511628211ULL & SIZE_MAX);
-    return h;
-}
-
-static char **paginate_tokens_slot(const struct paginate_tokens *set, const char *token)
-{
-    size_t i = paginate_hash(token) & (set->cap - 1);
-
-    while (set->slots[i] && strcmp(set->slots[i], token) != 0)
-        i = (i + 1) & (set->cap - 1);
-    return &set->slots[i];
-}
-
-static int paginate_tokens_grow(struct paginate_tokens *set)
-{
-    struct paginate_tokens bigger;
-
-    bigger.cap = set->cap ? set->cap * 2 : 16;
-    bigger.used = set->used;
-    if (bigger.cap < set->cap)
-        return -ENOMEM;
-    bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
-    if (!bigger.slots)
-        return -ENOMEM;
-    for (size_t i = 0; i < set->cap; i++)
-        if (set->slots[i])
-            *paginate_tokens_slot(&bigger, set->slots[i]) = set->slots[i];
-    free(set->slots);
-    *set = bigger;
-    return 0;
-}
-
-/* Adds `token` unless present. Returns 1 when it was new, 0 when seen before
- * (*stored then points at it either way), or -ENOMEM. */
-static int paginate_tokens_add(struct paginate_tokens *set, const char *token,
-                               const char **stored)
-{
-    char **slot;
-    int rc;
-
-    if (set->cap) {
-        slot = paginate_tokens_slot(set, token);
-        if (*slot) {
-            *stored = *slot;
-            return 0;
-        }
-    }
-    /* Keep the load under 1/2 so that probes stay short. */
-    if ((set->used + 1) * 2 > set->cap) {
-        rc = paginate_tokens_grow(set);
-        if (rc < 0)
-            return rc;
-    }
-    slot = paginate_tokens_slot(set, token);
-    *slot = strdup(token);
-    if (!*slot)
-        return -ENOMEM;
-    set->used++;
-    *stored = *slot;
-    return 1;
-}
-
-static void paginate_tokens_free(struct paginate_tokens *set)
-{
-    for (size_t i = 0; i < set->cap; i++)
-        free(set->slots[i]);
-    free(set->slots);
-    set->slots = NULL;
-    set->cap = set->used = 0;
-}
 
 struct paginate *paginate_new(const struct paginate_config *config)
 {
@@ -140,7 +58,8 @@ void paginate_free(struct paginate *p)
 {
     if (!p)
         return;
-    paginate_tokens_free(&p->tokens);
+    idset_free(&p->tokens);
+    free(p->token);
     free(p);
 }
 
@@ -231,7 +150,6 @@ enum paginate_verdict paginate_report(struct paginate *p,
                                       const struct paginate_page *page)
 {
     const char *token = page->next_page_token;
-    const char *stored = NULL;
     size_t end_offset;
     int rc;
 
@@ -291,9 +209,15 @@ enum paginate_verdict paginate_report(struct paginate *p,
         p->total_moved = true;
     if (page->total_size > 0)
         p->total = page->total_size;
+    /* The token handed out is borrowed until this report (paginate.h). */
+    free(p->token);
     p->token = NULL;
     if (token) {
-        rc = paginate_tokens_add(&p->tokens, token, &stored);
+        rc = idset_add(&p->tokens, token, strlen(token));
+        if (rc > 0) {
+            p->token = strdup(token);
+            rc = p->token ? rc : -ENOMEM;
+        }
         if (rc < 0) {
             p->end = PAGINATE_END_TOO_MANY_PAGES;
             return PAGINATE_DISCARD;
@@ -302,7 +226,6 @@ enum paginate_verdict paginate_report(struct paginate *p,
             p->end = PAGINATE_END_TOKEN_LOOP;
             return PAGINATE_DELIVER;
         }
-        p->token = stored;
     }
     if (!token && p->token_driven)
         p->end = PAGINATE_END_NO_TOKEN;

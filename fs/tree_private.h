@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "batchfs/blob.h"
+#include "batchfs/hash.h"
 #include "batchfs/names.h"
 #include "batchfs/tree.h"
 
@@ -137,13 +138,7 @@ static inline uint64_t hash_ino(uint64_t ino)
 
 static inline uint64_t hash_name(uint64_t parent, const char *name)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ hash_ino(parent);
-
-    for (; *name; name++) {
-        h ^= (unsigned char)*name;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return hash_str_from(HASH_FNV_BASIS ^ hash_ino(parent), name);
 }
 
 /* The node numbered `ino` (borrowed), or NULL. */

@@ -2,7 +2,7 @@
  * idset — a set of byte strings: the ids, or the page tokens, seen by one
  * listing.
  *
- * Open addressing over one buffer that holds every key, so that a listing
+ * A hindex over one buffer that holds every key, so that a listing
  * of 100,000 items makes no allocation per id, and a set presized from a
  * total_size never rehashes. Keys may hold any bytes, NULs included.
  * Removing a key (rare: a page held back gives its ids back) leaves a
@@ -16,18 +16,22 @@
 #include <stdint.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/hindex.h"
 
-struct idset_cell;
+struct idset_key;
 
 struct idset {
-    struct idset_cell *cells; /* cap of them; NULL before the first key */
-    size_t cap;               /* a power of two, or 0 */
-    size_t used;              /* cells holding a key or a tombstone */
-    size_t count;             /* keys in the set */
-    struct buf keys;          /* the keys' bytes, one after another */
+    struct idset_key *spans; /* where each key lies in keys; spans_len of them */
+    size_t spans_len, spans_cap;
+    struct hindex index; /* refs: numbers into spans */
+    size_t count;        /* keys in the set */
+    struct buf keys;     /* the keys' bytes, one after another */
 };
 
-#define IDSET_INIT {NULL, 0, 0, 0, BUF_INIT}
+#define IDSET_INIT                                                                       \
+    {                                                                                    \
+        NULL, 0, 0, HINDEX_INIT, 0, BUF_INIT                                             \
+    }
 
 /* Adds a copy of key[0, len). 1 when added, 0 when it was there already,
  * -ENOMEM (the set is then unchanged). */
@@ -39,10 +43,6 @@ void idset_remove(struct idset *set, const char *key, size_t len);
 /* Makes room for `count` keys in all, `bytes` of key bytes on average.
  * 0 or -ENOMEM; a hint, so a failure loses nothing. */
 int idset_expect(struct idset *set, size_t count, size_t bytes);
-
-/* FNV-1a, 64 bits, of key[0, len): the hash the set files keys under,
- * for other tables of ids. Pure. */
-uint64_t idset_hash(const char *key, size_t len);
 
 /* Frees the set; it is IDSET_INIT again. */
 void idset_free(struct idset *set);

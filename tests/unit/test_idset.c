@@ -62,7 +62,7 @@ static void test_add_remove(void **state)
     assert_int_equal(idset_add(&set, "x", 1), 1);
     assert_int_equal(set.count, 5);
     idset_free(&set);
-    assert_null(set.cells);
+    assert_null(set.index.cells);
     idset_remove(&set, "x", 1); /* on an empty set */
 }
 
@@ -80,7 +80,7 @@ static void test_many(void **state)
         assert_int_equal(idset_add(&set, key, (size_t)len), 1);
     }
     assert_int_equal(set.count, N);
-    assert_true(set.used * 2 <= set.cap);
+    assert_true(set.index.used * 2 <= set.index.cap);
     for (size_t i = 0; i < N; i += 2) {
         int len = key_of(i, key, sizeof(key));
 
@@ -102,13 +102,13 @@ static void test_expect(void **state)
     struct idset set = IDSET_INIT;
     char key[64];
     size_t cap;
-    const struct idset_cell *cells;
+    const struct hindex_cell *cells;
 
     (void)state;
     assert_int_equal(idset_add(&set, "first", 5), 1);
     assert_int_equal(idset_expect(&set, N, 24), 0);
-    cap = set.cap;
-    cells = set.cells;
+    cap = set.index.cap;
+    cells = set.index.cells;
     assert_true(cap >= 2 * N);
     assert_true(set.keys.cap >= (N - 1) * 24);
     for (size_t i = 1; i < N; i++) {
@@ -116,12 +116,12 @@ static void test_expect(void **state)
 
         assert_int_equal(idset_add(&set, key, (size_t)len), 1);
     }
-    assert_int_equal(set.cap, cap);
-    assert_ptr_equal(set.cells, cells);
+    assert_int_equal(set.index.cap, cap);
+    assert_ptr_equal(set.index.cells, cells);
     assert_int_equal(contains(&set, "first", 5), 1);
     /* A smaller count than present asks for nothing. */
     assert_int_equal(idset_expect(&set, 10, 24), 0);
-    assert_int_equal(set.cap, cap);
+    assert_int_equal(set.index.cap, cap);
     idset_free(&set);
 }
 
@@ -139,7 +139,7 @@ static void test_churn(void **state)
         idset_remove(&set, key, (size_t)len);
     }
     assert_int_equal(set.count, 0);
-    assert_true(set.cap <= 64);
+    assert_true(set.index.cap <= 64);
     idset_free(&set);
 }
 

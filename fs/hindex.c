@@ -1,0 +1,70 @@
+/*
+ * hindex — the one hash table (see include/batchfs/hindex.h): growth and
+ * freeing; probing is inline in the header.
+ */
+#include "batchfs/hindex.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+/* Rehashes into `cap` cells (a power of two, more than twice the keys),
+ * leaving the tombstones behind. */
+static int hindex_rehash(struct hindex *h, size_t cap)
+{
+    struct hindex_cell *cells;
+
+    if (cap > SIZE_MAX / sizeof(*cells))
+        return -ENOMEM;
+    cells = malloc(cap * sizeof(*cells));
+    if (!cells)
+        return -ENOMEM;
+    for (size_t i = 0; i < cap; i++)
+        cells[i].ref = HINDEX_FREE;
+    for (size_t j = 0; j < h->cap; j++) {
+        size_t i;
+
+        if (h->cells[j].ref == HINDEX_FREE || h->cells[j].ref == HINDEX_GONE)
+            continue;
+        for (i = (size_t)h->cells[j].hash & (cap - 1); cells[i].ref != HINDEX_FREE;
+             i = (i + 1) & (cap - 1))
+            ;
+        cells[i] = h->cells[j];
+    }
+    free(h->cells);
+    h->cells = cells;
+    h->cap = cap;
+    h->used = h->count;
+    return 0;
+}
+
+/* Cells for `count` keys at most half full. */
+static size_t hindex_cap_for(size_t count)
+{
+    size_t cap = 64;
+
+    while (cap / 2 < count + 1 && cap <= SIZE_MAX / 4)
+        cap *= 2;
+    return cap;
+}
+
+int hindex_make_room(struct hindex *h)
+{
+    if ((h->used + 1) * 2 <= h->cap)
+        return 0;
+    /* A quarter full afterwards, so that growth costs O(1) a key. */
+    return hindex_rehash(h, hindex_cap_for(2 * h->count + 2));
+}
+
+int hindex_reserve(struct hindex *h, size_t count)
+{
+    size_t cap = hindex_cap_for(count);
+
+    return cap > h->cap ? hindex_rehash(h, cap) : 0;
+}
+
+void hindex_free(struct hindex *h)
+{
+    free(h->cells);
+    h->cells = NULL;
+    h->cap = h->used = h->count = 0;
+}
