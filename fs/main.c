@@ -431,26 +431,6 @@ int main(int argc, char *argv[])
     }
     if (main_check_access(http, api, &opts))
         goto out;
-    {
-        struct catalog_config cc = {
-            .api = api,
-            .ttl_s = opts.cache_ttl,
-            .terminal_ttl_s = opts.terminal_ttl,
-            .cache_bytes = opts.cache_size,
-            .stale_if_error = opts.stale_if_error,
-            .max_stale_s = opts.max_stale,
-            /* One fetch per connection: more would only queue in the
-             * transport, fewer would leave connections idle. */
-            .fetch_threads = opts.max_connections,
-        };
-
-        catalog = catalog_new(&cc);
-        if (!catalog) {
-            fprintf(stderr, "batchfs: %s\n", strerror(ENOMEM));
-            goto out;
-        }
-    }
-
     ctx.xattr = opts.xattr;
     if (main_mount_options(&args, opts.allow_other))
         goto out;
@@ -477,6 +457,28 @@ int main(int argc, char *argv[])
         log_error("cannot start the cache invalidation thread");
         goto out;
     }
+    {
+        struct catalog_config cc = {
+            .api = api,
+            .ttl_s = opts.cache_ttl,
+            .terminal_ttl_s = opts.terminal_ttl,
+            .cache_bytes = opts.cache_size,
+            .stale_if_error = opts.stale_if_error,
+            .max_stale_s = opts.max_stale,
+            /* One fetch per connection: more would only queue in the
+             * transport, fewer would leave connections idle. */
+            .fetch_threads = opts.max_connections,
+        };
+
+        /* After fuse_daemonize: its fetch threads would not survive the
+         * fork. */
+        catalog = catalog_new(&cc);
+        if (!catalog) {
+            log_error("%s", strerror(ENOMEM));
+            goto out;
+        }
+    }
+
     {
         struct tree_config tc = {
             .catalog = catalog,

@@ -288,6 +288,67 @@ class ManPage(unittest.TestCase):
             self.assertIn(flag, rendered)
 
 
+class Daemonized(unittest.TestCase):
+    """batchfs without -f forks into the background (fuse_daemonize): every
+    thread it needs must start in the child, or the first fetch hangs."""
+
+    def setUp(self):
+        self.double = harness.Double()
+        self.dir = tempfile.mkdtemp(prefix="batchfs-daemon-")
+        self.key = os.path.join(self.dir, "key")
+        with open(self.key, "w") as f:
+            f.write(harness.TEST_KEY + "\n")
+        os.chmod(self.key, 0o600)
+        self.mnt = os.path.join(self.dir, "mnt")
+        os.mkdir(self.mnt)
+
+    def tearDown(self):
+        harness.unmount(self.mnt)
+        self.kill_daemon()
+        self.double.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill_daemon(self):
+        """Stops the daemon serving self.mnt, found by its mount point: its
+        pending requests then fail, so nothing it held stays stuck."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if self.mnt.encode() in argv:
+                os.kill(int(pid), signal.SIGKILL)
+
+    def test_fetches_work_in_the_background(self):
+        env = dict(os.environ)
+        env.pop("LLAMA_CLOUD_API_KEY", None)
+        env.pop("LLAMA_PARSE_API_KEY", None)
+        res = subprocess.run(
+            [harness.BATCHFS_BIN, "-o", "base_url=%s,api_key_file=%s" % (self.double.url, self.key),
+             self.mnt], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertTrue(harness.is_mounted(self.mnt))
+        job = DATA.jobs[0]["id"]
+        # `ls` in a child with a time limit: a hung fetch fails the test
+        # instead of holding it.
+        folder = os.path.join(self.mnt, "jobs", job, "completed")
+        ls = subprocess.Popen(["ls", "-A", folder],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = ls.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill_daemon()
+            ls.communicate()
+            self.fail("ls of a folder hung in the background daemon")
+        self.assertEqual(ls.returncode, 0, err)
+        names = out.splitlines()
+        self.assertGreater(len(names), 0)
+        self.assertEqual(sorted(names), sorted(os.listdir(folder)))
+
+
 @unittest.skipUnless(os.geteuid() == 0, "mount(8) needs root")
 class MountCommand(unittest.TestCase):
     """mount -t fuse.batchfs, as fstab would run it."""
