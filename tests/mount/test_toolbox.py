@@ -288,9 +288,9 @@ class ManPage(unittest.TestCase):
             self.assertIn(flag, rendered)
 
 
-class Daemonized(unittest.TestCase):
-    """batchfs without -f forks into the background (fuse_daemonize): every
-    thread it needs must start in the child, or the first fetch hangs."""
+class Background(unittest.TestCase):
+    """A double, a private key file and a mount point for a daemonized
+    batchfs; whatever happens, the mount and the daemon are stopped."""
 
     def setUp(self):
         self.double = harness.Double()
@@ -322,6 +322,11 @@ class Daemonized(unittest.TestCase):
             if self.mnt.encode() in argv:
                 os.kill(int(pid), signal.SIGKILL)
 
+
+class Daemonized(Background):
+    """batchfs without -f forks into the background (fuse_daemonize): every
+    thread it needs must start in the child, or the first fetch hangs."""
+
     def test_fetches_work_in_the_background(self):
         env = dict(os.environ)
         env.pop("LLAMA_CLOUD_API_KEY", None)
@@ -350,26 +355,14 @@ class Daemonized(unittest.TestCase):
 
 
 @unittest.skipUnless(os.geteuid() == 0, "mount(8) needs root")
-class MountCommand(unittest.TestCase):
+class MountCommand(Background):
     """mount -t fuse.batchfs, as fstab would run it."""
 
     def setUp(self):
-        self.double = harness.Double()
-        self.dir = tempfile.mkdtemp(prefix="batchfs-mount-t-")
+        super().setUp()
         self.bin = os.path.join(self.dir, "bin")
         os.mkdir(self.bin)
         os.symlink(os.path.abspath(harness.BATCHFS_BIN), os.path.join(self.bin, "batchfs"))
-        self.key = os.path.join(self.dir, "key")
-        with open(self.key, "w") as f:
-            f.write(harness.TEST_KEY + "\n")
-        os.chmod(self.key, 0o600)
-        self.mnt = os.path.join(self.dir, "mnt")
-        os.mkdir(self.mnt)
-
-    def tearDown(self):
-        harness.unmount(self.mnt)
-        self.double.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def test_mount_t_fuse_batchfs(self):
         # mount(8) runs its helpers with a fixed PATH: put batchfs where an
