@@ -60,6 +60,7 @@ struct cache_flight {
     unsigned blocked;                /* callers in cache_wait() on it */
     unsigned waiting;                /* blocked plus parked: who wants the outcome */
     bool background;                 /* a refresh that nobody waits for */
+    bool prefetch;                   /* queued by cache_prefetch, behind the rest */
     bool abandoned;                  /* called off: everybody who waited gave up */
     struct cache_entry *entry;       /* the entry it fetches for */
     struct cache_waiter *parked;     /* waiters to tell when done */
@@ -104,9 +105,12 @@ struct cache {
     size_t waiting; /* callers in cache_wait() */
     size_t parked;  /* waiters parked on flights */
     unsigned long long hits, misses, stale_served, evictions;
-    unsigned long long refreshes, refreshed, refresh_failures, cancelled;
-    /* Flights for the fetch threads, oldest first. */
-    struct cache_flight *queue_head, *queue_tail;
+    unsigned long long refreshes, refreshed, refresh_failures, cancelled, prefetches;
+    /* Flights for the fetch threads: those someone waits for (or a refresh)
+     * oldest first, then the prefetches, oldest first; queue_urgent_tail is
+     * the last of the former (NULL: none). A read ahead of a walk must not
+     * hold up an `ls` of another folder. */
+    struct cache_flight *queue_head, *queue_tail, *queue_urgent_tail;
     pthread_cond_t work_cond; /* signalled when the queue grows or stopping */
     bool stopping;            /* cache_stop: nothing more is queued */
     pthread_t *threads;       /* config.fetch_threads of them, once started */
@@ -447,12 +451,20 @@ static void cache_serve(struct cache *cache, struct cache_entry *entry, bool sta
 
 static void cache_queue_push(struct cache *cache, struct cache_flight *flight)
 {
-    flight->queue_next = NULL;
-    if (cache->queue_tail)
-        cache->queue_tail->queue_next = flight;
-    else
-        cache->queue_head = flight;
-    cache->queue_tail = flight;
+    struct cache_flight **link;
+
+    if (flight->prefetch) {
+        link = cache->queue_tail ? &cache->queue_tail->queue_next : &cache->queue_head;
+    } else {
+        /* After the other urgent flights, before every prefetch. */
+        link = cache->queue_urgent_tail ? &cache->queue_urgent_tail->queue_next
+                                        : &cache->queue_head;
+        cache->queue_urgent_tail = flight;
+    }
+    flight->queue_next = *link;
+    *link = flight;
+    if (!flight->queue_next)
+        cache->queue_tail = flight;
     pthread_cond_signal(&cache->work_cond);
 }
 
@@ -467,6 +479,9 @@ static void cache_queue_remove(struct cache *cache, struct cache_flight *flight)
     *link = flight->queue_next;
     if (cache->queue_tail == flight)
         cache->queue_tail = prev;
+    /* The urgent flights come first: the one before is urgent too. */
+    if (cache->queue_urgent_tail == flight)
+        cache->queue_urgent_tail = prev;
     flight->queue_next = NULL;
 }
 
@@ -530,6 +545,12 @@ static int cache_park(struct cache *cache, struct cache_flight *flight,
 
     if (!pending)
         return -ENOMEM;
+    if (flight->prefetch && flight->state == CACHE_FLIGHT_QUEUED) {
+        /* Someone waits for it now: to the front with the others. */
+        cache_queue_remove(cache, flight);
+        flight->prefetch = false;
+        cache_queue_push(cache, flight);
+    }
     memset(pending, 0, sizeof(*pending));
     memcpy(pending->key, key, len);
     waiter->pending = pending;
@@ -1004,6 +1025,36 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     return rc;
 }
 
+int cache_prefetch(struct cache *cache, const char *key, const struct cache_fetcher *fetcher)
+{
+    size_t hash = (size_t)hash_str(key);
+    struct cache_entry *entry;
+    struct cache_flight *flight;
+    int rc = 0;
+
+    if (!fetcher || !fetcher->fetch || !fetcher->copy_arg || !cache->config.fetch_threads)
+        return -EOPNOTSUPP;
+    pthread_mutex_lock(&cache->lock);
+    entry = cache_find(cache, key, hash);
+    if (cache->stopping) {
+        rc = -ECANCELED;
+    } else if (!entry || (!entry->flight && !cache_is_fresh(entry, cache_now(cache)))) {
+        flight = cache_flight_start(cache, key, hash, entry);
+        if (!flight) {
+            rc = -ENOMEM;
+        } else {
+            flight->prefetch = true;
+            rc = cache_flight_queue(cache, flight, fetcher);
+            if (rc)
+                cache_flight_drop(cache, flight);
+            else
+                cache->prefetches++;
+        }
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return rc;
+}
+
 int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_fn fetch,
               void *arg, void **value)
 {
@@ -1054,6 +1105,7 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->waiting = cache->waiting;
     out->parked = cache->parked;
     out->refreshes = cache->refreshes;
+    out->prefetches = cache->prefetches;
     out->refreshed = cache->refreshed;
     out->refresh_failures = cache->refresh_failures;
     out->cancelled = cache->cancelled;
