@@ -63,8 +63,10 @@ class LayoutChecks:
     def test_job_folders(self):
         for job in self.dataset().jobs:
             names = sorted(os.listdir(self.path("jobs", job["id"])))
-            self.assertEqual(names, sorted(STATUSES + ["job.json", "items.ndjson", "errors.tsv",
-                                                       "progress"]))
+            # Parse jobs show what their documents became too.
+            content = ["markdown", "text"] if job["job_type"] == "parse" else []
+            self.assertEqual(names, sorted(STATUSES + content + [
+                "job.json", "items.ndjson", "errors.tsv", "progress"]))
 
     def test_job_json_exact(self):
         for job in self.dataset().jobs:
@@ -196,12 +198,23 @@ class LayoutChecks:
     def test_tar_archives_a_job(self):
         data = self.dataset()
         job = max(data.jobs, key=lambda j: len(data.items[j["id"]]))
+        docs = [d for d in data.job_documents(job["id"])
+                if d.status in ("SUCCESS", "PARTIAL_SUCCESS", None)]  # the completed items
+        expired = [d for d in docs if d.status is None]
         res = subprocess.run("tar -C %s -cf - %s | tar -tf -" % (
             self.path("jobs"), job["id"]), shell=True, capture_output=True, check=True)
         files = [l for l in res.stdout.split(b"\n") if l and not l.endswith(b"/")]
-        # job.json, items.ndjson, errors.tsv, progress and the items
-        self.assertEqual(len(files), 4 + len(data.items[job["id"]]))
+        # job.json, items.ndjson, errors.tsv, progress, the items, and for a
+        # parse job each document whose results are there, as .md and .txt
+        self.assertEqual(len(files),
+                         4 + len(data.items[job["id"]]) + 2 * (len(docs) - len(expired)))
         self.assertNotIn(b"file changed as we read it", res.stderr)
+        # A document whose results expired is listed (that costs no request)
+        # but gone when read: tar says so, for those and nothing else.
+        gone = [l for l in res.stderr.split(b"\n") if l]
+        self.assertEqual(len(gone), 2 * len(expired), res.stderr)
+        for line in gone:
+            self.assertIn(b"File removed before we read it", line)
 
     def test_batches(self):
         data = self.dataset()
@@ -209,8 +222,11 @@ class LayoutChecks:
                          sorted(b["id"] for b in data.batches))
         for batch in data.batches:
             base = self.path("batches", batch["id"])
-            self.assertEqual(sorted(os.listdir(base)),
-                             ["batch.json", "errors.tsv", "results", "results.ndjson"])
+            kind = batch["config"]["job"]["type"]
+            content = {"parse_v2": ["markdown", "text"],
+                       "extract_v2": ["extracted", "extracted.ndjson"]}.get(kind, [])
+            self.assertEqual(sorted(os.listdir(base)), sorted(
+                ["batch.json", "errors.tsv", "results", "results.ndjson"] + content))
             with open(os.path.join(base, "batch.json")) as f:
                 self.assertEqual(f.read(), apidouble.render(harness.expected_batch(data, batch)))
             results = data.results[batch["id"]] or []
