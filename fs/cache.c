@@ -1063,6 +1063,16 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
     return cache_get_with(cache, key, flags, &fetcher, value);
 }
 
+/* With the lock held: the entry is out of date; its next reader waits
+ * for the refresh. */
+static void cache_entry_expire(struct cache_entry *entry, double now)
+{
+    if (entry->expires_at > now)
+        entry->expires_at = now;
+    entry->retry_at = 0; /* asked for fresh data: try again at once */
+    entry->invalidated = true;
+}
+
 void cache_expire_all(struct cache *cache)
 {
     double now;
@@ -1070,12 +1080,19 @@ void cache_expire_all(struct cache *cache)
     pthread_mutex_lock(&cache->lock);
     now = cache_now(cache);
     for (struct cache_entry *entry = cache_lru_entry(cache->lru.newest); entry;
-         entry = cache_lru_entry(entry->lru.older)) {
-        if (entry->expires_at > now)
-            entry->expires_at = now;
-        entry->retry_at = 0; /* asked for fresh data: try again at once */
-        entry->invalidated = true;
-    }
+         entry = cache_lru_entry(entry->lru.older))
+        cache_entry_expire(entry, now);
+    pthread_mutex_unlock(&cache->lock);
+}
+
+void cache_expire(struct cache *cache, const char *key)
+{
+    struct cache_entry *entry;
+
+    pthread_mutex_lock(&cache->lock);
+    entry = cache_find(cache, key, (size_t)hash_str(key));
+    if (entry)
+        cache_entry_expire(entry, cache_now(cache));
     pthread_mutex_unlock(&cache->lock);
 }
 

@@ -858,24 +858,33 @@ static void *docs_request_copy(const void *req)
                                 offsetof(struct docs_request, id));
 }
 
-static int docs_fetch(void *arg, const char *key, void **value, size_t *bytes,
-                      double *ttl_s)
+/* A content folder is not registered with live.c (unlike the other
+ * listings): building it again costs no request while its documents are
+ * cached, and catalog_doc_content must be able to have it built again. */
+static int docs_fetch(void *arg, const char *key, void **value, size_t *bytes, double *ttl_s)
 {
     struct docs_request *req = arg;
-    struct listing *docs = live_take(req->catalog->live, key, ttl_s);
+    struct listing *docs;
     int rc;
 
-    if (!docs) {
-        rc = req->batch
-                 ? docs_list_batch(req->catalog, req->id, req->content, &docs, ttl_s)
-                 : docs_list_job(req->catalog, req->id, req->content, &docs, ttl_s);
-        if (rc)
-            return rc;
-        live_add(req->catalog->live, docs, key, *ttl_s);
-    }
+    (void)key;
+    rc = req->batch ? docs_list_batch(req->catalog, req->id, req->content, &docs, ttl_s)
+                    : docs_list_job(req->catalog, req->id, req->content, &docs, ttl_s);
+    if (rc)
+        return rc;
     *value = docs;
     *bytes = docs->bytes;
     return 0;
+}
+
+/* The cache key of a content folder; -ENOENT for an id too long to be one. */
+static int docs_key(char *key, size_t size, bool batch, const char *id,
+                    enum catalog_content content)
+{
+    int n = snprintf(key, size, "docs/%s/%s/%s", batch ? "batch" : "job", id,
+                     catalog_content_names[content]);
+
+    return n < 0 || (size_t)n >= size ? -ENOENT : 0;
 }
 
 int catalog_docs(struct catalog *catalog, bool batch, const char *id,
@@ -885,15 +894,14 @@ int catalog_docs(struct catalog *catalog, bool batch, const char *id,
         .catalog = catalog, .id = id, .batch = batch, .content = content};
     char key[NAMES_MAX_ID_LEN + 32];
     void *value = NULL;
-    int n, rc;
+    int rc;
 
     *out = NULL;
     if ((unsigned)content >= CATALOG_CONTENT_COUNT)
         return -EINVAL;
-    n = snprintf(key, sizeof(key), "docs/%s/%s/%s", batch ? "batch" : "job", id,
-                 catalog_content_names[content]);
-    if (n < 0 || (size_t)n >= sizeof(key))
-        return -ENOENT; /* not an id */
+    rc = docs_key(key, sizeof(key), batch, id, content);
+    if (rc)
+        return rc;
     rc = cache_get_with(catalog->cache, key, CACHE_GET_DEFAULT,
                         &(struct cache_fetcher){.fetch = docs_fetch,
                                                 .arg = &req,
@@ -921,9 +929,10 @@ static void docs_walk(struct catalog *catalog, struct listing *docs, size_t inde
             doc_prefetch(catalog, source, docs->job_ids[i]);
 }
 
-int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t index,
-                        enum catalog_content content, struct blob **out)
+int catalog_doc_content(struct catalog *catalog, const char *id, struct listing *docs,
+                        size_t index, enum catalog_content content, struct blob **out)
 {
+    char key[NAMES_MAX_ID_LEN + 32];
     const struct entry *e;
     struct listing *doc;
     char source = doc_source_of(false, content);
@@ -942,10 +951,15 @@ int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t in
     rc = doc_get(catalog, source, docs->job_ids[index], CACHE_GET_DEFAULT, &doc);
     if (rc)
         return rc;
-    if (doc->self.content)
+    if (doc->self.content) {
         *out = blob_ref(doc->self.content);
-    else
+    } else {
+        /* Gone (its results expired): the folder is built again without
+         * it, at no cost, for whoever lists it next. */
         rc = -ENOENT;
+        if (!docs_key(key, sizeof(key), false, id, content))
+            cache_expire(catalog->cache, key);
+    }
     listing_release(doc);
     return rc;
 }

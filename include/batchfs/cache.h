@@ -218,6 +218,10 @@ void cache_stop(struct cache *cache);
  * serve them). Thread-safe. */
 void cache_expire_all(struct cache *cache);
 
+/* Marks the entry of `key`, if any, expired as cache_expire_all does.
+ * Thread-safe. */
+void cache_expire(struct cache *cache, const char *key);
+
 /* Drops every entry not being fetched. Thread-safe. */
 void cache_clear(struct cache *cache);
 

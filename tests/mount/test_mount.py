@@ -272,7 +272,12 @@ class Behaviour(harness.MountTestCase):
         self.assertEqual(self.double.requests(), before)
 
     def test_second_walk_costs_no_request(self):
-        run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+")
+        # The first walk finds the documents of parse jobs whose results
+        # expired gone (listed, then ENOENT: see test_tar_archives_a_job);
+        # the folders are listed without them from then on.
+        first = run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+", check=False)
+        errors = [l for l in first.stderr.split(b"\n") if l]
+        self.assertTrue(all(b"No such file or directory" in l for l in errors), errors)
         before = self.double.requests()
         first = run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+").stdout
         run("ls", "-lR", self.root)
