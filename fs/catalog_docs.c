@@ -417,6 +417,7 @@ static void doc_prefetch(struct catalog *catalog, char source, const char *job_i
  * builder's arena, which moves as it grows. */
 struct docs_item {
     size_t name, id, status, job_id; /* offsets, each NUL-terminated */
+    size_t name_len;                 /* the name may hold NULs (a file's) */
     struct blob *content;            /* referenced, or NULL */
     struct timespec mtime;
 };
@@ -460,6 +461,7 @@ static int docs_builder_add(struct docs_builder *b, const char *name, size_t nam
         b->cap = cap;
     }
     item = &b->items[b->count];
+    item->name_len = name_len;
     if (!rc)
         rc = docs_arena_add(b, name, name_len, &item->name);
     if (!rc)
@@ -498,11 +500,20 @@ static int docs_item_compare(const void *a, const void *b, void *arena)
                   base + ((const struct docs_item *)b)->name);
 }
 
-/* The listing: entries sorted by name when `sort`, else in the order they
- * were added (and indexed by name). The builder is emptied either way. */
-static int docs_builder_finish(struct docs_builder *b, bool sort, struct listing **out)
+/* How a folder's entries are kept. */
+enum docs_order {
+    DOCS_SORTED,  /* sorted by name */
+    DOCS_INDEXED, /* in the order added, indexed by name */
+    DOCS_AS_ADDED /* in the order added (a directory's files: never found by name) */
+};
+
+/* The listing (of `kind`), its entries in `order`; an entry's line_len is
+ * its name's length. The builder is emptied either way. */
+static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
+                               enum docs_order order, struct listing **out)
 {
-    struct listing *l = listing_new(LISTING_DOCS);
+    struct listing *l = listing_new(kind);
+    bool sort = order == DOCS_SORTED;
     size_t bytes;
     int rc = 0;
 
@@ -528,6 +539,7 @@ static int docs_builder_finish(struct docs_builder *b, bool sort, struct listing
         e->content = item->content;
         e->mtime = item->mtime;
         e->api_index = i;
+        e->line_len = item->name_len;
         l->job_ids[i] = l->strings + item->job_id;
         bytes += entry_bytes(e);
     }
@@ -537,7 +549,7 @@ static int docs_builder_finish(struct docs_builder *b, bool sort, struct listing
         l->note = buf_steal(&b->failures);
         bytes += strlen(l->note) + 1;
     }
-    if (!sort)
+    if (order == DOCS_INDEXED)
         rc = listing_index_names(l);
     l->bytes = bytes + (l->by_name ? l->count * sizeof(*l->by_name) : 0);
     if (rc)
@@ -550,6 +562,86 @@ nomem:
 fail:
     listing_release(l);
     docs_builder_free(b);
+    return rc;
+}
+
+/* ---- a directory's file names --------------------------------------- */
+
+/* What a fetch thread needs to list a directory's files. */
+struct files_request {
+    struct catalog *catalog;
+    const char *id; /* the directory id */
+    bool final;     /* asked for a finished batch: kept for terminal_ttl */
+};
+
+static void *files_request_copy(const void *req)
+{
+    return catalog_request_copy(req, sizeof(struct files_request),
+                                offsetof(struct files_request, id));
+}
+
+/* produced_files_fn: keeps each file that has a name. */
+static int files_collect(void *arg, const struct produced_file *files, size_t count)
+{
+    struct docs_builder *b = arg;
+    static const struct timespec none;
+    int rc = 0;
+
+    for (size_t i = 0; i < count && !rc; i++)
+        if (files[i].display_name)
+            rc = docs_builder_add(b, files[i].display_name, files[i].display_name_len,
+                                  files[i].id, NULL, "", NULL, none);
+    return rc;
+}
+
+static int files_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                       double *ttl_s)
+{
+    struct files_request *req = arg;
+    struct docs_builder b = {0};
+    struct listing *files;
+    int rc;
+
+    (void)key;
+    rc = produced_list_directory_files(api_request(req->catalog->api), req->id,
+                                       files_collect, &b);
+    if (!rc)
+        rc = docs_builder_finish(&b, LISTING_DOCS, DOCS_AS_ADDED, &files);
+    docs_builder_free(&b);
+    if (rc)
+        return rc;
+    *ttl_s = req->final ? req->catalog->terminal_ttl_s : req->catalog->ttl_s;
+    *value = files;
+    *bytes = files->bytes;
+    return 0;
+}
+
+/*
+ * The user's names of the files of directory `dir_id`, listed once for
+ * every content folder of every batch that uses it: a LISTING_DOCS whose
+ * entries are the files that have a display_name (id: the file's id, name
+ * and line_len: its display_name, NULs and all). -ENOENT when the
+ * directory is gone.
+ */
+static int docs_directory(struct catalog *catalog, const char *dir_id, bool final,
+                          struct listing **out)
+{
+    struct files_request req = {.catalog = catalog, .id = dir_id, .final = final};
+    char key[NAMES_MAX_ID_LEN + 16];
+    void *value = NULL;
+    int n, rc;
+
+    *out = NULL;
+    n = snprintf(key, sizeof(key), "files/%s", dir_id);
+    if (n < 0 || (size_t)n >= sizeof(key))
+        return -ENOENT; /* not an id */
+    rc = cache_get_with(catalog->cache, key, CACHE_GET_DEFAULT,
+                        &(struct cache_fetcher){.fetch = files_fetch,
+                                                .arg = &req,
+                                                .copy_arg = files_request_copy,
+                                                .free_arg = free},
+                        &value);
+    *out = rc ? NULL : value;
     return rc;
 }
 
@@ -578,21 +670,20 @@ static bool docs_file_eq(const void *ctx, size_t ref, const void *key)
     return !strcmp(d->batch->entries[d->counted[ref].result].id, key);
 }
 
-/* produced_files_fn: keeps the names of the files the folder counts. */
-static int docs_batch_files(void *arg, const struct produced_file *files, size_t count)
+/* Keeps the names of the files of directory listing `files` that the
+ * folder counts. */
+static int docs_batch_names(struct docs_batch *d, const struct listing *files)
 {
-    struct docs_batch *d = arg;
-
-    for (size_t i = 0; i < count; i++) {
-        size_t at =
-            hindex_find(&d->by_file, hash_str(files[i].id), docs_file_eq, d, files[i].id);
+    for (size_t i = 0; i < files->count; i++) {
+        const struct entry *f = &files->entries[i];
+        size_t at = hindex_find(&d->by_file, hash_str(f->id), docs_file_eq, d, f->id);
         int rc;
 
-        if (at == HINDEX_FREE || !files[i].display_name)
+        if (at == HINDEX_FREE)
             continue;
         d->counted[at].name = d->arena.len;
-        d->counted[at].name_len = files[i].display_name_len;
-        rc = buf_append(&d->arena, files[i].display_name, files[i].display_name_len);
+        d->counted[at].name_len = f->line_len;
+        rc = buf_append(&d->arena, f->name, f->line_len);
         if (rc)
             return rc;
     }
@@ -740,10 +831,14 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
     rc = docs_batch_count(&d, content == CATALOG_EXTRACTED ? "extract_v2" : "parse_v2");
     if (!rc && d.count && !docs_blob_string(batch->self.content, directory, 1, &dir_id) &&
         dir_id.len && !memchr(dir_id.data, '\0', dir_id.len)) {
-        rc = produced_list_directory_files(api_request(catalog->api), dir_id.data,
-                                           docs_batch_files, &d);
-        if (rc == -ENOENT) /* the directory is gone: every file is named by id */
+        struct listing *files = NULL;
+
+        rc = docs_directory(catalog, dir_id.data, final, &files);
+        if (!rc)
+            rc = docs_batch_names(&d, files);
+        else if (rc == -ENOENT) /* the directory is gone: every file is named by id */
             rc = 0;
+        listing_release(files);
     }
     names = rc ? NULL : names_new(content_suffixes[content], &rc);
     for (size_t i = 0; names && !rc && i < d.count; i++) {
@@ -759,7 +854,7 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
     if (names && !rc)
         rc = docs_batch_documents(catalog, &d, content, names, &b, &final);
     if (!rc)
-        rc = docs_builder_finish(&b, true, out);
+        rc = docs_builder_finish(&b, LISTING_DOCS, DOCS_SORTED, out);
     if (!rc)
         *ttl_s = final ? catalog->terminal_ttl_s : catalog->ttl_s;
 out:
@@ -831,7 +926,7 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
             blob_unref(content_blob);
     }
     if (!rc)
-        rc = docs_builder_finish(&b, false, out);
+        rc = docs_builder_finish(&b, LISTING_DOCS, DOCS_INDEXED, out);
     if (!rc)
         *ttl_s = final ? catalog->terminal_ttl_s : catalog->ttl_s;
 out:
@@ -861,7 +956,8 @@ static void *docs_request_copy(const void *req)
 /* A content folder is not registered with live.c (unlike the other
  * listings): building it again costs no request while its documents are
  * cached, and catalog_doc_content must be able to have it built again. */
-static int docs_fetch(void *arg, const char *key, void **value, size_t *bytes, double *ttl_s)
+static int docs_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                      double *ttl_s)
 {
     struct docs_request *req = arg;
     struct listing *docs;
