@@ -855,6 +855,12 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
         rc = docs_batch_documents(catalog, &d, content, names, &b, &final);
     if (!rc)
         rc = docs_builder_finish(&b, LISTING_DOCS, DOCS_SORTED, out);
+    /* A document dropped for the budget and read again in a walk of the
+     * folder has the next one fetched ahead (markdown and text: their
+     * files are the pages themselves). */
+    for (size_t i = 1; !rc && i < (*out)->count; i++)
+        pagecache_follows(catalog->pages, (*out)->entries[i - 1].content,
+                          (*out)->entries[i].content);
     if (!rc)
         *ttl_s = final ? catalog->terminal_ttl_s : catalog->ttl_s;
 out:
