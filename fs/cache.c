@@ -26,6 +26,7 @@
 #include "batchfs/cache.h"
 
 #include "batchfs/hash.h"
+#include "batchfs/hindex.h"
 #include "batchfs/log.h"
 #include "batchfs/lru.h"
 
@@ -35,8 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define CACHE_INITIAL_BUCKETS 64
 
 enum cache_flight_state {
     CACHE_FLIGHT_QUEUED,  /* waiting for a fetch thread (or a caller to run it) */
@@ -54,15 +53,15 @@ enum cache_flight_state {
 struct cache_flight {
     pthread_cond_t done_cond;
     enum cache_flight_state state;
-    int result;     /* 0 or a negative errno */
-    void *value;    /* on success: one reference taken for each blocked user */
-    unsigned users; /* the fetcher plus its blocked waiters */
-    unsigned blocked;                /* callers in cache_wait() on it */
-    unsigned waiting;                /* blocked plus parked: who wants the outcome */
-    bool background;                 /* a refresh that nobody waits for */
-    bool prefetch;                   /* queued by cache_prefetch, behind the rest */
-    bool abandoned;                  /* called off: everybody who waited gave up */
-    struct cache_entry *entry;       /* the entry it fetches for */
+    int result;                /* 0 or a negative errno */
+    void *value;               /* on success: one reference taken for each blocked user */
+    unsigned users;            /* the fetcher plus its blocked waiters */
+    unsigned blocked;          /* callers in cache_wait() on it */
+    unsigned waiting;          /* blocked plus parked: who wants the outcome */
+    bool background;           /* a refresh that nobody waits for */
+    bool prefetch;             /* queued by cache_prefetch, behind the rest */
+    bool abandoned;            /* called off: everybody who waited gave up */
+    struct cache_entry *entry; /* the entry it fetches for */
     struct cache_waiter *parked;     /* waiters to tell when done */
     struct cache_flight *queue_next; /* in the cache's queue */
     cache_fetch_fn fetch;            /* when queued: what to run */
@@ -79,18 +78,18 @@ struct cache_flight {
 struct cache_entry {
     char *key;
     size_t hash;
-    struct cache_entry *bucket_next; /* also links entries awaiting release */
-    struct lru_link lru;             /* in the cache's order of use */
-    void *value;                     /* the cache's reference, or NULL */
-    bool negative;                   /* -ENOENT remembered; value is NULL */
-    size_t bytes;                    /* charged against the budget */
-    double fetched_at, expires_at;   /* seconds on the cache's clock */
-    double retry_at;                 /* after a failed refresh: serve the stale
-                                        value without fetching until then */
-    struct cache_flight *flight;     /* non-NULL while a fetch runs */
-    bool invalidated;                /* expired by cache_expire_all: known or
-                                        suspected out of date, so its next
-                                        reader waits for the refresh */
+    struct cache_entry *dead_next; /* links entries awaiting release */
+    struct lru_link lru;           /* in the cache's order of use */
+    void *value;                   /* the cache's reference, or NULL */
+    bool negative;                 /* -ENOENT remembered; value is NULL */
+    size_t bytes;                  /* charged against the budget */
+    double fetched_at, expires_at; /* seconds on the cache's clock */
+    double retry_at;               /* after a failed refresh: serve the stale
+                                      value without fetching until then */
+    struct cache_flight *flight;   /* non-NULL while a fetch runs */
+    bool invalidated;              /* expired by cache_expire_all: known or
+                                      suspected out of date, so its next
+                                      reader waits for the refresh */
 };
 
 struct cache {
@@ -98,8 +97,7 @@ struct cache {
     struct cache_value_ops ops; /* read-only after cache_new */
     pthread_mutex_t lock;
     /* Everything below is protected by lock. */
-    struct cache_entry **buckets;
-    size_t bucket_count;          /* a power of two */
+    struct hindex index; /* the entries by key: refs are entry pointers */
     struct lru_list lru; /* the entries, most recently used first */
     size_t entries, bytes;
     size_t waiting; /* callers in cache_wait() */
@@ -156,14 +154,18 @@ static size_t cache_negative_bytes(const struct cache_entry *entry)
     return sizeof(*entry) + strlen(entry->key) + 1;
 }
 
+/* hindex_eq_fn: whether the entry `ref` points to has the key. */
+static bool cache_entry_eq(const void *ctx, size_t ref, const void *key)
+{
+    (void)ctx;
+    return strcmp(((const struct cache_entry *)(uintptr_t)ref)->key, key) == 0;
+}
+
 static struct cache_entry *cache_find(struct cache *cache, const char *key, size_t hash)
 {
-    struct cache_entry *entry = cache->buckets[hash & (cache->bucket_count - 1)];
+    size_t ref = hindex_find(&cache->index, hash, cache_entry_eq, NULL, key);
 
-    for (; entry; entry = entry->bucket_next)
-        if (entry->hash == hash && strcmp(entry->key, key) == 0)
-            return entry;
-    return NULL;
+    return ref == HINDEX_FREE ? NULL : (struct cache_entry *)(uintptr_t)ref;
 }
 
 /* The entry of a link of the cache's list, or NULL. */
@@ -172,43 +174,21 @@ static struct cache_entry *cache_lru_entry(struct lru_link *link)
     return link ? lru_entry(link, struct cache_entry, lru) : NULL;
 }
 
-/* Doubles the bucket array. Failing to grow only costs speed, so an
- * allocation failure here is ignored. */
-static void cache_grow(struct cache *cache)
+/* Files `entry`, whose key is not in the table: 0, or -ENOMEM (nothing
+ * changed). */
+static int cache_insert(struct cache *cache, struct cache_entry *entry)
 {
-    size_t count = cache->bucket_count * 2;
-    struct cache_entry **buckets;
+    struct hindex_cell *cell;
+    bool found;
 
-    if (count < cache->bucket_count || count > SIZE_MAX / sizeof(*buckets))
-        return;
-    buckets = calloc(count, sizeof(*buckets));
-    if (!buckets)
-        return;
-    for (size_t i = 0; i < cache->bucket_count; i++) {
-        struct cache_entry *entry = cache->buckets[i], *next;
-
-        for (; entry; entry = next) {
-            next = entry->bucket_next;
-            entry->bucket_next = buckets[entry->hash & (count - 1)];
-            buckets[entry->hash & (count - 1)] = entry;
-        }
-    }
-    free(cache->buckets);
-    cache->buckets = buckets;
-    cache->bucket_count = count;
-}
-
-static void cache_insert(struct cache *cache, struct cache_entry *entry)
-{
-    size_t slot;
-
-    if (cache->entries >= cache->bucket_count)
-        cache_grow(cache);
-    slot = entry->hash & (cache->bucket_count - 1);
-    entry->bucket_next = cache->buckets[slot];
-    cache->buckets[slot] = entry;
+    if (hindex_make_room(&cache->index))
+        return -ENOMEM;
+    cell = hindex_probe(&cache->index, entry->hash, cache_entry_eq, NULL, entry->key,
+                        &found);
+    hindex_put(&cache->index, cell, entry->hash, (size_t)(uintptr_t)entry);
     lru_push_newest(&cache->lru, &entry->lru);
     cache->entries++;
+    return 0;
 }
 
 /* Takes `entry` out of the table and puts it on *dead, to be released by
@@ -216,15 +196,16 @@ static void cache_insert(struct cache *cache, struct cache_entry *entry)
 static void cache_remove(struct cache *cache, struct cache_entry *entry,
                          struct cache_entry **dead)
 {
-    struct cache_entry **link = &cache->buckets[entry->hash & (cache->bucket_count - 1)];
+    bool found;
+    struct hindex_cell *cell = hindex_probe(&cache->index, entry->hash, cache_entry_eq,
+                                            NULL, entry->key, &found);
 
-    while (*link != entry)
-        link = &(*link)->bucket_next;
-    *link = entry->bucket_next;
+    if (found) /* it is, for every entry in the lru list */
+        hindex_take(&cache->index, cell);
     lru_unlink(&cache->lru, &entry->lru);
     cache->entries--;
     cache->bytes -= entry->bytes;
-    entry->bucket_next = *dead;
+    entry->dead_next = *dead;
     *dead = entry;
 }
 
@@ -234,7 +215,7 @@ static void cache_release(struct cache *cache, struct cache_entry *dead)
     struct cache_entry *next;
 
     for (; dead; dead = next) {
-        next = dead->bucket_next;
+        next = dead->dead_next;
         if (dead->value)
             cache->ops.unref(dead->value);
         free(dead->key);
@@ -345,10 +326,7 @@ struct cache *cache_new(const struct cache_config *config,
         return NULL;
     cache->config = *config;
     cache->ops = *ops;
-    cache->bucket_count = CACHE_INITIAL_BUCKETS;
-    cache->buckets = calloc(cache->bucket_count, sizeof(*cache->buckets));
-    if (!cache->buckets)
-        goto fail;
+    cache->index = (struct hindex)HINDEX_INIT;
     if (pthread_mutex_init(&cache->lock, NULL) != 0)
         goto fail;
     locked = true;
@@ -375,7 +353,7 @@ fail:
         pthread_cond_destroy(&cache->work_cond);
     if (locked)
         pthread_mutex_destroy(&cache->lock);
-    free(cache->buckets);
+    hindex_free(&cache->index);
     free(cache);
     return NULL;
 }
@@ -496,11 +474,14 @@ static struct cache_flight *cache_flight_start(struct cache *cache, const char *
         return NULL;
     if (!entry) {
         entry = cache_entry_new(key, hash);
-        if (!entry) {
+        if (!entry || cache_insert(cache, entry)) {
+            if (entry) {
+                free(entry->key);
+                free(entry);
+            }
             cache_flight_leave(flight);
             return NULL;
         }
-        cache_insert(cache, entry);
     }
     entry->flight = flight;
     flight->entry = entry;
@@ -641,8 +622,8 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     }
     /* A refresh failed a moment ago: every caller in between gets the copy
      * already being served, rather than one more doomed fetch each. */
-    if (entry && entry->value && !(flags & CACHE_GET_REFRESH) && !cache_is_fresh(entry, now) &&
-        now < entry->retry_at) {
+    if (entry && entry->value && !(flags & CACHE_GET_REFRESH) &&
+        !cache_is_fresh(entry, now) && now < entry->retry_at) {
         cache_serve(cache, entry, true, value);
         return 0;
     }
@@ -1025,7 +1006,8 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     return rc;
 }
 
-int cache_prefetch(struct cache *cache, const char *key, const struct cache_fetcher *fetcher)
+int cache_prefetch(struct cache *cache, const char *key,
+                   const struct cache_fetcher *fetcher)
 {
     size_t hash = (size_t)hash_str(key);
     struct cache_entry *entry;
@@ -1144,7 +1126,7 @@ void cache_free(struct cache *cache)
         free(entry);
     }
     free(cache->threads);
-    free(cache->buckets);
+    hindex_free(&cache->index);
     pthread_cond_destroy(&cache->work_cond);
     pthread_mutex_destroy(&cache->lock);
     free(cache);
