@@ -774,35 +774,41 @@ static int docs_batch_documents(struct catalog *catalog, struct docs_batch *d,
 {
     char source = doc_source_of(true, content);
     size_t suffix_len = strlen(content_suffixes[content]);
+    struct listing **docs = calloc(d->count ? d->count : 1, sizeof(*docs));
     int rc = 0;
 
-    /* All at once on the fetch threads: they run up to max_connections at a
-     * time; this thread takes them in order, running those still queued. */
+    if (!docs)
+        return -ENOMEM;
+    /* All at once on the fetch threads, which take them from the first;
+     * this thread takes them from the last, running those still queued
+     * itself, so that it waits for another thread's fetch only where the
+     * two meet: max_connections requests stay in flight to the end. */
     for (size_t i = 0; i < d->count; i++)
         doc_prefetch(catalog, source, d->arena.data + d->counted[i].job_id);
+    for (size_t i = d->count; i-- > 0 && !rc;)
+        rc = docs_cancelled()
+                 ? -ECANCELED
+                 : doc_get(catalog, source, d->arena.data + d->counted[i].job_id,
+                           CACHE_GET_DEFAULT, &docs[i]);
+    /* Then in folder order, for errors.tsv. */
     for (size_t i = 0; i < d->count && !rc; i++) {
-        const char *job_id = d->arena.data + d->counted[i].job_id;
         const struct entry *result = &d->batch->entries[d->counted[i].result];
         size_t name_len;
         const char *name = names_file_name(names, i, &name_len);
-        struct listing *doc;
+        const struct listing *doc = docs[i];
 
-        if (docs_cancelled()) {
-            rc = -ECANCELED;
-            break;
-        }
-        rc = doc_get(catalog, source, job_id, CACHE_GET_DEFAULT, &doc);
-        if (rc)
-            break;
         if (!doc_final(doc->self.status))
             *final = false;
         if (doc->self.content)
-            rc = docs_builder_add(b, name, name_len, result->id, doc->self.status, job_id,
+            rc = docs_builder_add(b, name, name_len, result->id, doc->self.status,
+                                  d->arena.data + d->counted[i].job_id,
                                   blob_ref(doc->self.content), doc->self.mtime);
         else if (doc_failed(doc->self.status))
             rc = docs_failure_line(b, name, name_len - suffix_len, result->id, doc);
-        listing_release(doc);
     }
+    for (size_t i = 0; i < d->count; i++)
+        listing_release(docs[i]);
+    free(docs);
     return rc;
 }
 
