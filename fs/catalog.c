@@ -920,3 +920,78 @@ int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catal
     *out = rc ? NULL : value;
     return rc;
 }
+
+/* ---- bytes dropped for the budget -------------------------------------- */
+
+struct present_request {
+    struct catalog *catalog; /* unused by the fetch; for the request copy */
+    struct blob *blob;       /* referenced by a copy: the key names its address */
+};
+
+static void *present_request_copy(const void *arg)
+{
+    const struct present_request *req = arg;
+    struct present_request *copy = malloc(sizeof(*copy));
+
+    if (copy) {
+        *copy = *req;
+        blob_ref(copy->blob);
+    }
+    return copy;
+}
+
+static void present_request_free(void *arg)
+{
+    struct present_request *req = arg;
+
+    blob_unref(req->blob);
+    free(req);
+}
+
+/* Fetches the blob's bytes again (pins and lets go: they stay, the most
+ * recently used) and answers with a token listing, fresh for no time. */
+static int present_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                         double *ttl_s)
+{
+    struct present_request *req = arg;
+    struct listing *token;
+    const char *text;
+    size_t len;
+    int rc;
+
+    (void)key;
+    rc = blob_text_begin(req->blob, &text, &len);
+    if (rc)
+        /* Not -ENOENT, which the cache would remember for the address. */
+        return rc == -ENOENT ? -ESTALE : rc;
+    blob_text_end(req->blob);
+    token = listing_new(LISTING_DOC);
+    if (!token)
+        return -ENOMEM;
+    *value = token;
+    *bytes = sizeof(*token);
+    *ttl_s = 0;
+    return 0;
+}
+
+int catalog_make_present(struct catalog *catalog, struct blob *content)
+{
+    struct present_request req = {.catalog = catalog, .blob = content};
+    char key[48];
+    void *value = NULL;
+    int rc;
+
+    if (blob_present(content))
+        return 0;
+    snprintf(key, sizeof(key), "present/%p", (void *)content);
+    /* Never an earlier token served stale: the bytes are what is wanted. */
+    rc = cache_get_with(catalog->cache, key, CACHE_GET_REFRESH,
+                        &(struct cache_fetcher){.fetch = present_fetch,
+                                                .arg = &req,
+                                                .copy_arg = present_request_copy,
+                                                .free_arg = present_request_free},
+                        &value);
+    if (!rc)
+        listing_release(value);
+    return rc;
+}

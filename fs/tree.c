@@ -864,6 +864,11 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     return 0;
 }
 
+int tree_make_present(struct tree *tree, struct blob *content)
+{
+    return catalog_make_present(tree->catalog, content);
+}
+
 int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out)
 {
     struct node_view view;

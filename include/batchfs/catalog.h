@@ -149,6 +149,16 @@ int catalog_docs(struct catalog *catalog, bool batch, const char *id,
 int catalog_doc_content(struct catalog *catalog, const char *id, struct listing *docs,
                         size_t index, enum catalog_content content, struct blob **out);
 
+/*
+ * Makes the bytes of `content` (a file the catalog gave) present, when the
+ * page cache dropped them for the budget: they are fetched again on a
+ * fetch thread, so that a parked caller gets CACHE_PARKED instead of
+ * holding its thread while they come; others fetch them on their own
+ * thread. 0 when they are at hand (then blob_read costs no request, unless
+ * they are dropped again meanwhile), or the fetch's error. Thread-safe.
+ */
+int catalog_make_present(struct catalog *catalog, struct blob *content);
+
 /* Whether a job status is final (completed, failed, cancelled). */
 bool catalog_job_is_terminal(const char *status);
 

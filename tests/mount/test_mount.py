@@ -423,6 +423,49 @@ class FinishedJobSmallCache(harness.MountTestCase):
         self.assertEqual(len(out.split("\n")) - 1, len(self.expected))
         self.assertLessEqual(self.list_items() - before, pages)
 
+    def test_0_dropped_page_read_waits_parked(self):
+        """A read of a file whose page was dropped waits parked while the
+        page is fetched again, holding no thread: the fetch runs on a fetch
+        thread. On a mount of its own, so that the kernel has read nothing."""
+        mount = harness.Mount(self.double, *self.MOUNT_OPTIONS)
+        reader = None
+
+        def stats():
+            with open(os.path.join(mount.path, ".batchfs", "stats")) as f:
+                return json.load(f)
+
+        try:
+            os.stat(os.path.join(mount.path, "jobs", self.job))  # seen finished
+            folder = os.path.join(mount.path, "jobs", self.job, "completed")
+            names = os.listdir(folder)
+            # Read the last pages, so that the first one is dropped.
+            for name in names[-1500:]:
+                with open(os.path.join(folder, name), "rb") as f:
+                    f.read()
+            self.assertGreater(stats()["cache"]["pages"]["dropped"], 0)
+            self.double.faults([{"kind": "stall", "path": "/items$", "ms": 120000,
+                                 "query": "(^|&)offset=0(&|$)"}])
+            try:
+                reader = subprocess.Popen(["cat", os.path.join(folder, names[0])],
+                                          stdout=subprocess.PIPE)
+                harness.wait_until(lambda: stats()["fetching"]["parked"] == 1,
+                                   "the read parked")
+                harness.wait_until(lambda: self.double.stats()["stalled"] == 1,
+                                   "the page's fetch held by the double")
+            finally:
+                self.double.faults([])
+                self.double.control("release", {})
+            content = reader.communicate(timeout=60)[0].decode()
+            item = self.expected[json.loads(content)["item_id"]]
+            self.assertEqual(content, apidouble.render(item))
+            self.assertEqual(stats()["fetching"]["parked"], 0)
+        finally:
+            if reader and reader.poll() is None:
+                reader.kill()
+                reader.wait()
+            err = mount.stop()
+            harness.check_driver_output(err, mount.status)
+
     # Files are read once each, first those of the faults (the kernel keeps
     # what it has read: a file read before would not reach batchfs).
     def test_1_changed_page_is_estale(self):
