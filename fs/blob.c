@@ -221,6 +221,23 @@ void blob_unpin(const struct blob *blob)
     paged.pager->unpin(paged.state);
 }
 
+bool blob_present(const struct blob *blob)
+{
+    struct blob_rendered rendered;
+    struct blob_paged paged;
+
+    switch (blob->kind) {
+    case BLOB_PAGED:
+        memcpy(&paged, blob->data, sizeof(paged));
+        return !paged.pager->present || paged.pager->present(paged.state);
+    case BLOB_RENDERED:
+        memcpy(&rendered, blob->data, sizeof(rendered));
+        return blob_present(rendered.source);
+    default:
+        return true;
+    }
+}
+
 int blob_text_begin(const struct blob *blob, const char **text, size_t *len)
 {
     struct blob_rendered rendered;

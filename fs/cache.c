@@ -26,6 +26,7 @@
 #include "batchfs/cache.h"
 
 #include "batchfs/hash.h"
+#include "batchfs/hindex.h"
 #include "batchfs/log.h"
 #include "batchfs/lru.h"
 
@@ -35,8 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define CACHE_INITIAL_BUCKETS 64
 
 enum cache_flight_state {
     CACHE_FLIGHT_QUEUED,  /* waiting for a fetch thread (or a caller to run it) */
@@ -54,14 +53,15 @@ enum cache_flight_state {
 struct cache_flight {
     pthread_cond_t done_cond;
     enum cache_flight_state state;
-    int result;     /* 0 or a negative errno */
-    void *value;    /* on success: one reference taken for each blocked user */
-    unsigned users; /* the fetcher plus its blocked waiters */
-    unsigned blocked;                /* callers in cache_wait() on it */
-    unsigned waiting;                /* blocked plus parked: who wants the outcome */
-    bool background;                 /* a refresh that nobody waits for */
-    bool abandoned;                  /* called off: everybody who waited gave up */
-    struct cache_entry *entry;       /* the entry it fetches for */
+    int result;                /* 0 or a negative errno */
+    void *value;               /* on success: one reference taken for each blocked user */
+    unsigned users;            /* the fetcher plus its blocked waiters */
+    unsigned blocked;          /* callers in cache_wait() on it */
+    unsigned waiting;          /* blocked plus parked: who wants the outcome */
+    bool background;           /* a refresh that nobody waits for */
+    bool prefetch;             /* queued by cache_prefetch, behind the rest */
+    bool abandoned;            /* called off: everybody who waited gave up */
+    struct cache_entry *entry; /* the entry it fetches for */
     struct cache_waiter *parked;     /* waiters to tell when done */
     struct cache_flight *queue_next; /* in the cache's queue */
     cache_fetch_fn fetch;            /* when queued: what to run */
@@ -78,18 +78,18 @@ struct cache_flight {
 struct cache_entry {
     char *key;
     size_t hash;
-    struct cache_entry *bucket_next; /* also links entries awaiting release */
-    struct lru_link lru;             /* in the cache's order of use */
-    void *value;                     /* the cache's reference, or NULL */
-    bool negative;                   /* -ENOENT remembered; value is NULL */
-    size_t bytes;                    /* charged against the budget */
-    double fetched_at, expires_at;   /* seconds on the cache's clock */
-    double retry_at;                 /* after a failed refresh: serve the stale
-                                        value without fetching until then */
-    struct cache_flight *flight;     /* non-NULL while a fetch runs */
-    bool invalidated;                /* expired by cache_expire_all: known or
-                                        suspected out of date, so its next
-                                        reader waits for the refresh */
+    struct cache_entry *dead_next; /* links entries awaiting release */
+    struct lru_link lru;           /* in the cache's order of use */
+    void *value;                   /* the cache's reference, or NULL */
+    bool negative;                 /* -ENOENT remembered; value is NULL */
+    size_t bytes;                  /* charged against the budget */
+    double fetched_at, expires_at; /* seconds on the cache's clock */
+    double retry_at;               /* after a failed refresh: serve the stale
+                                      value without fetching until then */
+    struct cache_flight *flight;   /* non-NULL while a fetch runs */
+    bool invalidated;              /* expired by cache_expire_all: known or
+                                      suspected out of date, so its next
+                                      reader waits for the refresh */
 };
 
 struct cache {
@@ -97,16 +97,18 @@ struct cache {
     struct cache_value_ops ops; /* read-only after cache_new */
     pthread_mutex_t lock;
     /* Everything below is protected by lock. */
-    struct cache_entry **buckets;
-    size_t bucket_count;          /* a power of two */
+    struct hindex index; /* the entries by key: refs are entry pointers */
     struct lru_list lru; /* the entries, most recently used first */
     size_t entries, bytes;
     size_t waiting; /* callers in cache_wait() */
     size_t parked;  /* waiters parked on flights */
     unsigned long long hits, misses, stale_served, evictions;
-    unsigned long long refreshes, refreshed, refresh_failures, cancelled;
-    /* Flights for the fetch threads, oldest first. */
-    struct cache_flight *queue_head, *queue_tail;
+    unsigned long long refreshes, refreshed, refresh_failures, cancelled, prefetches;
+    /* Flights for the fetch threads: those someone waits for (or a refresh)
+     * oldest first, then the prefetches, oldest first; queue_urgent_tail is
+     * the last of the former (NULL: none). A read ahead of a walk must not
+     * hold up an `ls` of another folder. */
+    struct cache_flight *queue_head, *queue_tail, *queue_urgent_tail;
     pthread_cond_t work_cond; /* signalled when the queue grows or stopping */
     bool stopping;            /* cache_stop: nothing more is queued */
     pthread_t *threads;       /* config.fetch_threads of them, once started */
@@ -152,14 +154,18 @@ static size_t cache_negative_bytes(const struct cache_entry *entry)
     return sizeof(*entry) + strlen(entry->key) + 1;
 }
 
+/* hindex_eq_fn: whether the entry `ref` points to has the key. */
+static bool cache_entry_eq(const void *ctx, size_t ref, const void *key)
+{
+    (void)ctx;
+    return strcmp(((const struct cache_entry *)(uintptr_t)ref)->key, key) == 0;
+}
+
 static struct cache_entry *cache_find(struct cache *cache, const char *key, size_t hash)
 {
-    struct cache_entry *entry = cache->buckets[hash & (cache->bucket_count - 1)];
+    size_t ref = hindex_find(&cache->index, hash, cache_entry_eq, NULL, key);
 
-    for (; entry; entry = entry->bucket_next)
-        if (entry->hash == hash && strcmp(entry->key, key) == 0)
-            return entry;
-    return NULL;
+    return ref == HINDEX_FREE ? NULL : (struct cache_entry *)(uintptr_t)ref;
 }
 
 /* The entry of a link of the cache's list, or NULL. */
@@ -168,43 +174,21 @@ static struct cache_entry *cache_lru_entry(struct lru_link *link)
     return link ? lru_entry(link, struct cache_entry, lru) : NULL;
 }
 
-/* Doubles the bucket array. Failing to grow only costs speed, so an
- * allocation failure here is ignored. */
-static void cache_grow(struct cache *cache)
+/* Files `entry`, whose key is not in the table: 0, or -ENOMEM (nothing
+ * changed). */
+static int cache_insert(struct cache *cache, struct cache_entry *entry)
 {
-    size_t count = cache->bucket_count * 2;
-    struct cache_entry **buckets;
+    struct hindex_cell *cell;
+    bool found;
 
-    if (count < cache->bucket_count || count > SIZE_MAX / sizeof(*buckets))
-        return;
-    buckets = calloc(count, sizeof(*buckets));
-    if (!buckets)
-        return;
-    for (size_t i = 0; i < cache->bucket_count; i++) {
-        struct cache_entry *entry = cache->buckets[i], *next;
-
-        for (; entry; entry = next) {
-            next = entry->bucket_next;
-            entry->bucket_next = buckets[entry->hash & (count - 1)];
-            buckets[entry->hash & (count - 1)] = entry;
-        }
-    }
-    free(cache->buckets);
-    cache->buckets = buckets;
-    cache->bucket_count = count;
-}
-
-static void cache_insert(struct cache *cache, struct cache_entry *entry)
-{
-    size_t slot;
-
-    if (cache->entries >= cache->bucket_count)
-        cache_grow(cache);
-    slot = entry->hash & (cache->bucket_count - 1);
-    entry->bucket_next = cache->buckets[slot];
-    cache->buckets[slot] = entry;
+    if (hindex_make_room(&cache->index))
+        return -ENOMEM;
+    cell = hindex_probe(&cache->index, entry->hash, cache_entry_eq, NULL, entry->key,
+                        &found);
+    hindex_put(&cache->index, cell, entry->hash, (size_t)(uintptr_t)entry);
     lru_push_newest(&cache->lru, &entry->lru);
     cache->entries++;
+    return 0;
 }
 
 /* Takes `entry` out of the table and puts it on *dead, to be released by
@@ -212,15 +196,16 @@ static void cache_insert(struct cache *cache, struct cache_entry *entry)
 static void cache_remove(struct cache *cache, struct cache_entry *entry,
                          struct cache_entry **dead)
 {
-    struct cache_entry **link = &cache->buckets[entry->hash & (cache->bucket_count - 1)];
+    bool found;
+    struct hindex_cell *cell = hindex_probe(&cache->index, entry->hash, cache_entry_eq,
+                                            NULL, entry->key, &found);
 
-    while (*link != entry)
-        link = &(*link)->bucket_next;
-    *link = entry->bucket_next;
+    if (found) /* it is, for every entry in the lru list */
+        hindex_take(&cache->index, cell);
     lru_unlink(&cache->lru, &entry->lru);
     cache->entries--;
     cache->bytes -= entry->bytes;
-    entry->bucket_next = *dead;
+    entry->dead_next = *dead;
     *dead = entry;
 }
 
@@ -230,7 +215,7 @@ static void cache_release(struct cache *cache, struct cache_entry *dead)
     struct cache_entry *next;
 
     for (; dead; dead = next) {
-        next = dead->bucket_next;
+        next = dead->dead_next;
         if (dead->value)
             cache->ops.unref(dead->value);
         free(dead->key);
@@ -341,10 +326,7 @@ struct cache *cache_new(const struct cache_config *config,
         return NULL;
     cache->config = *config;
     cache->ops = *ops;
-    cache->bucket_count = CACHE_INITIAL_BUCKETS;
-    cache->buckets = calloc(cache->bucket_count, sizeof(*cache->buckets));
-    if (!cache->buckets)
-        goto fail;
+    cache->index = (struct hindex)HINDEX_INIT;
     if (pthread_mutex_init(&cache->lock, NULL) != 0)
         goto fail;
     locked = true;
@@ -371,7 +353,7 @@ fail:
         pthread_cond_destroy(&cache->work_cond);
     if (locked)
         pthread_mutex_destroy(&cache->lock);
-    free(cache->buckets);
+    hindex_free(&cache->index);
     free(cache);
     return NULL;
 }
@@ -447,12 +429,20 @@ static void cache_serve(struct cache *cache, struct cache_entry *entry, bool sta
 
 static void cache_queue_push(struct cache *cache, struct cache_flight *flight)
 {
-    flight->queue_next = NULL;
-    if (cache->queue_tail)
-        cache->queue_tail->queue_next = flight;
-    else
-        cache->queue_head = flight;
-    cache->queue_tail = flight;
+    struct cache_flight **link;
+
+    if (flight->prefetch) {
+        link = cache->queue_tail ? &cache->queue_tail->queue_next : &cache->queue_head;
+    } else {
+        /* After the other urgent flights, before every prefetch. */
+        link = cache->queue_urgent_tail ? &cache->queue_urgent_tail->queue_next
+                                        : &cache->queue_head;
+        cache->queue_urgent_tail = flight;
+    }
+    flight->queue_next = *link;
+    *link = flight;
+    if (!flight->queue_next)
+        cache->queue_tail = flight;
     pthread_cond_signal(&cache->work_cond);
 }
 
@@ -467,6 +457,9 @@ static void cache_queue_remove(struct cache *cache, struct cache_flight *flight)
     *link = flight->queue_next;
     if (cache->queue_tail == flight)
         cache->queue_tail = prev;
+    /* The urgent flights come first: the one before is urgent too. */
+    if (cache->queue_urgent_tail == flight)
+        cache->queue_urgent_tail = prev;
     flight->queue_next = NULL;
 }
 
@@ -481,11 +474,14 @@ static struct cache_flight *cache_flight_start(struct cache *cache, const char *
         return NULL;
     if (!entry) {
         entry = cache_entry_new(key, hash);
-        if (!entry) {
+        if (!entry || cache_insert(cache, entry)) {
+            if (entry) {
+                free(entry->key);
+                free(entry);
+            }
             cache_flight_leave(flight);
             return NULL;
         }
-        cache_insert(cache, entry);
     }
     entry->flight = flight;
     flight->entry = entry;
@@ -530,6 +526,12 @@ static int cache_park(struct cache *cache, struct cache_flight *flight,
 
     if (!pending)
         return -ENOMEM;
+    if (flight->prefetch && flight->state == CACHE_FLIGHT_QUEUED) {
+        /* Someone waits for it now: to the front with the others. */
+        cache_queue_remove(cache, flight);
+        flight->prefetch = false;
+        cache_queue_push(cache, flight);
+    }
     memset(pending, 0, sizeof(*pending));
     memcpy(pending->key, key, len);
     waiter->pending = pending;
@@ -620,8 +622,8 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     }
     /* A refresh failed a moment ago: every caller in between gets the copy
      * already being served, rather than one more doomed fetch each. */
-    if (entry && entry->value && !(flags & CACHE_GET_REFRESH) && !cache_is_fresh(entry, now) &&
-        now < entry->retry_at) {
+    if (entry && entry->value && !(flags & CACHE_GET_REFRESH) &&
+        !cache_is_fresh(entry, now) && now < entry->retry_at) {
         cache_serve(cache, entry, true, value);
         return 0;
     }
@@ -1004,12 +1006,53 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     return rc;
 }
 
+int cache_prefetch(struct cache *cache, const char *key,
+                   const struct cache_fetcher *fetcher)
+{
+    size_t hash = (size_t)hash_str(key);
+    struct cache_entry *entry;
+    struct cache_flight *flight;
+    int rc = 0;
+
+    if (!fetcher || !fetcher->fetch || !fetcher->copy_arg || !cache->config.fetch_threads)
+        return -EOPNOTSUPP;
+    pthread_mutex_lock(&cache->lock);
+    entry = cache_find(cache, key, hash);
+    if (cache->stopping) {
+        rc = -ECANCELED;
+    } else if (!entry || (!entry->flight && !cache_is_fresh(entry, cache_now(cache)))) {
+        flight = cache_flight_start(cache, key, hash, entry);
+        if (!flight) {
+            rc = -ENOMEM;
+        } else {
+            flight->prefetch = true;
+            rc = cache_flight_queue(cache, flight, fetcher);
+            if (rc)
+                cache_flight_drop(cache, flight);
+            else
+                cache->prefetches++;
+        }
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return rc;
+}
+
 int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_fn fetch,
               void *arg, void **value)
 {
     struct cache_fetcher fetcher = {.fetch = fetch, .arg = arg};
 
     return cache_get_with(cache, key, flags, &fetcher, value);
+}
+
+/* With the lock held: the entry is out of date; its next reader waits
+ * for the refresh. */
+static void cache_entry_expire(struct cache_entry *entry, double now)
+{
+    if (entry->expires_at > now)
+        entry->expires_at = now;
+    entry->retry_at = 0; /* asked for fresh data: try again at once */
+    entry->invalidated = true;
 }
 
 void cache_expire_all(struct cache *cache)
@@ -1019,12 +1062,19 @@ void cache_expire_all(struct cache *cache)
     pthread_mutex_lock(&cache->lock);
     now = cache_now(cache);
     for (struct cache_entry *entry = cache_lru_entry(cache->lru.newest); entry;
-         entry = cache_lru_entry(entry->lru.older)) {
-        if (entry->expires_at > now)
-            entry->expires_at = now;
-        entry->retry_at = 0; /* asked for fresh data: try again at once */
-        entry->invalidated = true;
-    }
+         entry = cache_lru_entry(entry->lru.older))
+        cache_entry_expire(entry, now);
+    pthread_mutex_unlock(&cache->lock);
+}
+
+void cache_expire(struct cache *cache, const char *key)
+{
+    struct cache_entry *entry;
+
+    pthread_mutex_lock(&cache->lock);
+    entry = cache_find(cache, key, (size_t)hash_str(key));
+    if (entry)
+        cache_entry_expire(entry, cache_now(cache));
     pthread_mutex_unlock(&cache->lock);
 }
 
@@ -1054,6 +1104,7 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->waiting = cache->waiting;
     out->parked = cache->parked;
     out->refreshes = cache->refreshes;
+    out->prefetches = cache->prefetches;
     out->refreshed = cache->refreshed;
     out->refresh_failures = cache->refresh_failures;
     out->cancelled = cache->cancelled;
@@ -1075,7 +1126,7 @@ void cache_free(struct cache *cache)
         free(entry);
     }
     free(cache->threads);
-    free(cache->buckets);
+    hindex_free(&cache->index);
     pthread_cond_destroy(&cache->work_cond);
     pthread_mutex_destroy(&cache->lock);
     free(cache);

@@ -32,30 +32,13 @@
 #include "batchfs/live.h"
 #include "batchfs/log.h"
 #include "batchfs/transport.h"
+#include "catalog_private.h"
 
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
     "pending", "processing", "completed", "failed", "skipped", "cancelled",
 };
 
 /* ---- sets of ids ------------------------------------------------------ */
-
-/* How many items each status folder of a job holds, by its counters, in
- * the order of catalog_item_statuses; 0 = none or unknown. */
-struct folder_sizes {
-    size_t of[CATALOG_ITEM_STATUS_COUNT];
-};
-
-/* A set of ids, each with the folder sizes of a job (unused by some sets);
- * the caller holds catalog->lock. An account may hold hundreds of
- * thousands of jobs, and each job of a listing is put here under the lock:
- * the ids are found through a hindex over their indices, never by a scan.
- * Ids are never removed. */
-struct id_set {
-    char **ids; /* in the order they were added */
-    struct folder_sizes *sizes;
-    size_t count, cap;
-    struct hindex index; /* refs: indices into ids */
-};
 
 static bool id_set_eq(const void *ctx, size_t index, const void *id)
 {
@@ -145,23 +128,6 @@ static void id_set_free(struct id_set *set)
     memset(set, 0, sizeof(*set));
 }
 
-struct catalog {
-    struct api *api;
-    struct cache *cache;
-    struct pagecache *pages; /* pages of finished jobs' folders, within the
-                                cache's budget together with the listings */
-    size_t building; /* atomic: what the listings being built hold so far */
-    struct live *live; /* listings in use, found again after eviction */
-    double ttl_s, terminal_ttl_s;
-
-    pthread_mutex_t lock;      /* protects the fields below */
-    struct id_set known_batches; /* ids found by lookup, for servers without a list */
-    struct id_set finished_jobs; /* jobs seen finished: that never changes back */
-    struct id_set job_sizes;     /* each job's folder sizes, from its latest object */
-    struct timespec batches_unsupported_until; /* the list endpoint is missing */
-    bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
-};
-
 static void cache_value_ref(void *value)
 {
     listing_ref(value);
@@ -207,7 +173,7 @@ static int catalog_job_status_terminal(struct catalog *catalog, const char *job_
 
 /* A copy of request `req` (`size` bytes) whose id (the pointer at `id_at`)
  * points into the copy, for a fetch thread to own; NULL on no memory. */
-static void *catalog_request_copy(const void *req, size_t size, size_t id_at)
+void *catalog_request_copy(const void *req, size_t size, size_t id_at)
 {
     const char *id;
     char *copy, *id_copy;
@@ -335,6 +301,9 @@ static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *
         return api_list_batches(catalog->api, builder_add_objects, b);
     case LISTING_BATCH:
         return api_get_batch(catalog->api, req->id, builder_add_batch, b);
+    case LISTING_DOCS:
+    case LISTING_DOC:
+        break; /* catalog_docs.c's: never asked for here */
     }
     return -EINVAL;
 }
@@ -438,6 +407,9 @@ static int catalog_get(struct catalog *catalog, struct fetch_request *req, unsig
     case LISTING_BATCH:
         snprintf(key, sizeof(key), "batch/%s", req->id);
         break;
+    case LISTING_DOCS:
+    case LISTING_DOC:
+        return -EINVAL; /* catalog_docs.c's */
     }
     req->catalog = catalog;
     rc = cache_get_with(catalog->cache, key, flags,
@@ -746,6 +718,7 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->refreshes = cs.refreshes;
     out->refreshed = cs.refreshed;
     out->cancelled = cs.cancelled;
+    out->prefetches = cs.prefetches;
     pagecache_get_stats(catalog->pages, &out->pages);
 }
 
@@ -848,6 +821,24 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
     return rc;
 }
 
+/* A batch's errors.tsv: its results' errors, then its documents'. */
+static int catalog_batch_errors(struct catalog *catalog, const struct listing *batch,
+                                struct entry *self)
+{
+    struct buf out = BUF_INIT;
+    int rc;
+
+    rc = derive_errors_tsv(&batch, 1, false, &out);
+    if (!rc)
+        rc = catalog_docs_failures(catalog, batch, &out);
+    if (!rc) {
+        self->content = blob_new(out.data ? out.data : "", out.len);
+        rc = self->content ? 0 : -ENOMEM;
+    }
+    buf_free(&out);
+    return rc;
+}
+
 static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id,
                                    enum catalog_file kind, struct entry *self, size_t *bytes)
 {
@@ -860,7 +851,12 @@ static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id
     if (rc)
         return rc;
     self->mtime = batch->self.mtime;
-    rc = catalog_aggregate(&batch, 1, kind, false, self, bytes);
+    if (kind == CATALOG_FILE_EXTRACTED)
+        rc = catalog_docs_extracted_ndjson(catalog, batch_id, self);
+    else if (kind == CATALOG_FILE_ERRORS)
+        rc = catalog_batch_errors(catalog, batch, self);
+    else
+        rc = catalog_aggregate(&batch, 1, kind, false, self, bytes);
     if (!rc && catalog_job_is_terminal(batch->self.status))
         rc = 1;
     listing_release(batch);
@@ -922,5 +918,80 @@ int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catal
                                                 .free_arg = free},
                         &value);
     *out = rc ? NULL : value;
+    return rc;
+}
+
+/* ---- bytes dropped for the budget -------------------------------------- */
+
+struct present_request {
+    struct catalog *catalog; /* unused by the fetch; for the request copy */
+    struct blob *blob;       /* referenced by a copy: the key names its address */
+};
+
+static void *present_request_copy(const void *arg)
+{
+    const struct present_request *req = arg;
+    struct present_request *copy = malloc(sizeof(*copy));
+
+    if (copy) {
+        *copy = *req;
+        blob_ref(copy->blob);
+    }
+    return copy;
+}
+
+static void present_request_free(void *arg)
+{
+    struct present_request *req = arg;
+
+    blob_unref(req->blob);
+    free(req);
+}
+
+/* Fetches the blob's bytes again (pins and lets go: they stay, the most
+ * recently used) and answers with a token listing, fresh for no time. */
+static int present_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                         double *ttl_s)
+{
+    struct present_request *req = arg;
+    struct listing *token;
+    const char *text;
+    size_t len;
+    int rc;
+
+    (void)key;
+    rc = blob_text_begin(req->blob, &text, &len);
+    if (rc)
+        /* Not -ENOENT, which the cache would remember for the address. */
+        return rc == -ENOENT ? -ESTALE : rc;
+    blob_text_end(req->blob);
+    token = listing_new(LISTING_DOC);
+    if (!token)
+        return -ENOMEM;
+    *value = token;
+    *bytes = sizeof(*token);
+    *ttl_s = 0;
+    return 0;
+}
+
+int catalog_make_present(struct catalog *catalog, struct blob *content)
+{
+    struct present_request req = {.catalog = catalog, .blob = content};
+    char key[48];
+    void *value = NULL;
+    int rc;
+
+    if (blob_present(content))
+        return 0;
+    snprintf(key, sizeof(key), "present/%p", (void *)content);
+    /* Never an earlier token served stale: the bytes are what is wanted. */
+    rc = cache_get_with(catalog->cache, key, CACHE_GET_REFRESH,
+                        &(struct cache_fetcher){.fetch = present_fetch,
+                                                .arg = &req,
+                                                .copy_arg = present_request_copy,
+                                                .free_arg = present_request_free},
+                        &value);
+    if (!rc)
+        listing_release(value);
     return rc;
 }

@@ -826,3 +826,26 @@ bool jsontext_count(const char *text, struct json_span span, size_t *out)
     *out = (size_t)d;
     return true;
 }
+
+int jsontext_append_string(struct buf *out, const char *s, size_t len)
+{
+    int rc = buf_append_char(out, '"');
+
+    for (size_t i = 0; i < len && !rc; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *short_form = c == '"'    ? "\\\""
+                                 : c == '\\' ? "\\\\"
+                                 : c == '\n' ? "\\n"
+                                 : c == '\t' ? "\\t"
+                                 : c == '\r' ? "\\r"
+                                             : NULL;
+
+        if (short_form)
+            rc = buf_append_str(out, short_form);
+        else if (c < 0x20)
+            rc = buf_printf(out, "\\u%04x", c);
+        else
+            rc = buf_append_char(out, (char)c);
+    }
+    return rc ? rc : buf_append_char(out, '"');
+}

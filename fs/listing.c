@@ -68,6 +68,8 @@ void listing_release(struct listing *listing)
     entry_clear(&listing->self);
     free(listing->entries);
     free(listing->by_name);
+    free(listing->job_ids);
+    free(listing->note);
     free(listing->strings);
     free(listing);
 }

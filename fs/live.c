@@ -2,9 +2,11 @@
  * live — the listings still in use, found again by their cache key (see
  * include/batchfs/live.h).
  *
- * A hash table of chains, linked through the listings themselves: a mount
- * of thousands of jobs holds thousands of listings, and every cache miss
- * looks here first. Within a chain the newest listing comes first.
+ * The one hash table (hindex.h) files each key under its newest listing;
+ * the listings of one key (an old one still in use and its refresh) are
+ * chained through the listings themselves, newest first. A mount of
+ * thousands of jobs holds thousands of listings, and every cache miss looks
+ * here first.
  *
  * Reviving a listing races with its last release: live_take takes a
  * reference only from a count that is not zero, under the lock, and a
@@ -15,20 +17,19 @@
 #include "batchfs/live.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "batchfs/hash.h"
+#include "batchfs/hindex.h"
 #include "batchfs/listing.h"
-
-#define LIVE_INITIAL_BUCKETS 64
 
 struct live {
     pthread_mutex_t lock;
     /* Everything below is protected by lock. */
-    struct listing **buckets;
-    size_t bucket_count; /* a power of two */
+    struct hindex index; /* each key's newest listing (refs: pointers) */
     size_t count;
     unsigned epoch;
     unsigned long long reused;
@@ -47,48 +48,23 @@ static uint64_t live_hash(const char *key)
     return hash_str(key);
 }
 
-static struct listing **live_bucket(struct live *live, uint64_t hash)
+static struct listing *live_listing(size_t ref)
 {
-    return &live->buckets[hash & (live->bucket_count - 1)];
+    return (struct listing *)(uintptr_t)ref;
 }
 
-/* Puts `listing` first in its chain (live->lock held). */
-static void live_link(struct live *live, struct listing *listing)
+/* hindex_eq_fn: whether the listing `ref` is filed under `key`. */
+static bool live_eq(const void *ctx, size_t ref, const void *key)
 {
-    struct listing_link *link = listing_link(listing);
-    struct listing **head = live_bucket(live, link->key_hash);
-
-    link->prev = NULL;
-    link->next = *head;
-    if (*head)
-        listing_link(*head)->prev = listing;
-    *head = listing;
+    (void)ctx;
+    return strcmp(listing_link(live_listing(ref))->key, key) == 0;
 }
 
-/* Doubles the table when it is full (live->lock held). Without memory the
- * chains just grow longer. Walking each old chain from its tail keeps the
- * newest listing of a key first. */
-static void live_grow(struct live *live)
+/* The cell of `key`, filed or where it would go (live->lock held). */
+static struct hindex_cell *live_cell(struct live *live, uint64_t hash, const char *key,
+                                     bool *found)
 {
-    struct listing **old = live->buckets;
-    size_t old_count = live->bucket_count;
-    struct listing **grown = calloc(old_count * 2, sizeof(*grown));
-
-    if (!grown)
-        return;
-    live->buckets = grown;
-    live->bucket_count = old_count * 2;
-    for (size_t b = 0; b < old_count; b++) {
-        struct listing *tail = old[b], *prev;
-
-        while (tail && listing_link(tail)->next)
-            tail = listing_link(tail)->next;
-        for (; tail; tail = prev) {
-            prev = listing_link(tail)->prev;
-            live_link(live, tail);
-        }
-    }
-    free(old);
+    return hindex_probe(&live->index, hash, live_eq, NULL, key, found);
 }
 
 struct live *live_new(void)
@@ -97,12 +73,7 @@ struct live *live_new(void)
 
     if (!live)
         return NULL;
-    live->bucket_count = LIVE_INITIAL_BUCKETS;
-    live->buckets = calloc(live->bucket_count, sizeof(*live->buckets));
-    if (!live->buckets) {
-        free(live);
-        return NULL;
-    }
+    live->index = (struct hindex)HINDEX_INIT;
     pthread_mutex_init(&live->lock, NULL);
     return live;
 }
@@ -113,8 +84,12 @@ void live_free(struct live *live)
 
     if (!live)
         return;
-    for (size_t b = 0; b < live->bucket_count; b++) {
-        for (struct listing *l = live->buckets[b]; l; l = next) {
+    for (size_t c = 0; c < live->index.cap; c++) {
+        size_t ref = live->index.cells[c].ref;
+
+        if (ref == HINDEX_FREE || ref == HINDEX_GONE)
+            continue;
+        for (struct listing *l = live_listing(ref); l; l = next) {
             struct listing_link *link = listing_link(l);
 
             next = link->next;
@@ -123,7 +98,7 @@ void live_free(struct live *live)
         }
     }
     pthread_mutex_destroy(&live->lock);
-    free(live->buckets);
+    hindex_free(&live->index);
     free(live);
 }
 
@@ -131,6 +106,8 @@ void live_add(struct live *live, struct listing *listing, const char *key, doubl
 {
     struct listing_link *link = listing_link(listing);
     char *copy = strdup(key);
+    struct hindex_cell *cell;
+    bool found;
 
     if (!copy || link->home) {
         free(copy);
@@ -141,11 +118,25 @@ void live_add(struct live *live, struct listing *listing, const char *key, doubl
     link->key_hash = live_hash(key);
     link->fresh_until = live_now() + ttl_s;
     pthread_mutex_lock(&live->lock);
-    if (live->count >= live->bucket_count)
-        live_grow(live);
+    if (hindex_make_room(&live->index)) {
+        /* Not registered: it is only not found again after eviction. */
+        pthread_mutex_unlock(&live->lock);
+        link->key = NULL;
+        link->forget = NULL;
+        free(copy);
+        return;
+    }
+    cell = live_cell(live, link->key_hash, key, &found);
     link->epoch = live->epoch;
     link->home = live;
-    live_link(live, listing);
+    link->prev = NULL;
+    link->next = found ? live_listing(cell->ref) : NULL;
+    if (found) {
+        listing_link(link->next)->prev = listing;
+        cell->ref = (size_t)(uintptr_t)listing;
+    } else {
+        hindex_put(&live->index, cell, link->key_hash, (size_t)(uintptr_t)listing);
+    }
     live->count++;
     pthread_mutex_unlock(&live->lock);
 }
@@ -156,13 +147,15 @@ struct listing *live_take(struct live *live, const char *key, double *ttl_left)
     uint64_t hash = live_hash(key);
     struct listing *found = NULL;
 
+    size_t head;
+
     pthread_mutex_lock(&live->lock);
-    for (struct listing *l = *live_bucket(live, hash); l && !found;
+    head = hindex_find(&live->index, hash, live_eq, NULL, key);
+    for (struct listing *l = head == HINDEX_FREE ? NULL : live_listing(head); l && !found;
          l = listing_link(l)->next) {
         struct listing_link *link = listing_link(l);
 
-        if (link->key_hash != hash || link->epoch != live->epoch ||
-            now >= link->fresh_until || strcmp(link->key, key) != 0)
+        if (link->epoch != live->epoch || now >= link->fresh_until)
             continue;
         if (listing_ref_if_alive(l)) {
             found = l;
@@ -180,11 +173,20 @@ void live_forget(struct listing *listing)
     struct live *live = link->home;
 
     if (live) {
+        bool found;
+        struct hindex_cell *cell;
+
         pthread_mutex_lock(&live->lock);
-        if (link->prev)
+        if (link->prev) {
             listing_link(link->prev)->next = link->next;
-        else
-            *live_bucket(live, link->key_hash) = link->next;
+        } else {
+            /* The newest of its key: the next one is, or the key goes. */
+            cell = live_cell(live, link->key_hash, link->key, &found);
+            if (found && link->next)
+                cell->ref = (size_t)(uintptr_t)link->next;
+            else if (found)
+                hindex_take(&live->index, cell);
+        }
         if (link->next)
             listing_link(link->next)->prev = link->prev;
         live->count--;

@@ -300,9 +300,12 @@ static int ops_read_run(struct ops_call *call)
 {
     struct blob *content;
     bool unchanged;
-    int rc = tree_read(ops_context(call->req)->tree, call->ino, &content, &unchanged);
+    struct tree *tree = ops_context(call->req)->tree;
+    int rc = tree_read(tree, call->ino, &content, &unchanged);
     fuse_req_t req;
 
+    if (!rc && (rc = tree_make_present(tree, content)))
+        blob_unref(content);
     if (rc == CACHE_PARKED)
         return rc;
     req = ops_answer(call);
@@ -315,6 +318,24 @@ static int ops_read_run(struct ops_call *call)
     return 0;
 }
 
+/* A read of an open file whose bytes were dropped for the budget: they are
+ * fetched again while the request waits parked, holding no thread. */
+static int ops_read_dropped_run(struct ops_call *call)
+{
+    struct blob *content = (struct blob *)(uintptr_t)call->fi.fh;
+    int rc = tree_make_present(ops_context(call->req)->tree, content);
+    fuse_req_t req;
+
+    if (rc == CACHE_PARKED)
+        return rc;
+    req = ops_answer(call);
+    if (rc)
+        fuse_reply_err(req, ops_errno(rc));
+    else
+        ops_reply_read(req, content, call->size, call->off);
+    return 0;
+}
+
 static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
@@ -322,6 +343,10 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
     if (!content) {
         ops_start(req, ops_read_run, ino, NULL, size, off, NULL);
+        return;
+    }
+    if (!blob_present(content)) {
+        ops_start(req, ops_read_dropped_run, ino, NULL, size, off, fi);
         return;
     }
     ops_reply_read(req, content, size, off);

@@ -357,8 +357,20 @@ static void page_free(void *state)
         pagecache_destroy(pc);
 }
 
+static bool page_present(void *state)
+{
+    struct page *p = state;
+    bool present;
+
+    pthread_mutex_lock(&p->pc->lock);
+    present = p->bytes && !p->fetching;
+    pthread_mutex_unlock(&p->pc->lock);
+    return present;
+}
+
 static const struct blob_pager page_pager = {
-    page_pin, page_unpin, page_free, sizeof(struct page) + 256 /* its where */};
+    page_pin, page_unpin, page_free, sizeof(struct page) + 256 /* its where */,
+    page_present};
 
 struct blob *pagecache_add(struct pagecache *pc, char *bytes, size_t len,
                            pagecache_fetch_fn fetch, void *arg, const char *where)

@@ -21,7 +21,9 @@ struct request {
 };
 
 const char *const api_endpoint_names[API_ENDPOINT_COUNT] = {
-    "list_jobs", "get_job", "list_items", "list_batches", "get_batch", "other",
+    "list_jobs",  "get_job",          "list_items",           "list_batches",
+    "get_batch",  "get_parse",        "get_extract",          "get_parse_result",
+    "list_directory_files", "other",
 };
 
 const char *const api_outcome_names[API_OUTCOME_COUNT] = {
@@ -32,7 +34,19 @@ static enum api_endpoint request_endpoint_of(const char *path_query)
 {
     static const char v1[] = "/api/v1/beta/batch-processing";
     static const char v2[] = "/api/v2/batches";
+    static const struct {
+        const char *prefix;
+        enum api_endpoint endpoint;
+    } produced[] = {
+        {"/api/v2/parse/", API_GET_PARSE},
+        {"/api/v2/extract/", API_GET_EXTRACT},
+        {"/api/v1/parsing/job/", API_GET_PARSE_RESULT},
+        {"/api/v1/beta/directories/", API_LIST_DIRECTORY_FILES},
+    };
 
+    for (size_t i = 0; i < sizeof(produced) / sizeof(produced[0]); i++)
+        if (!strncmp(path_query, produced[i].prefix, strlen(produced[i].prefix)))
+            return produced[i].endpoint;
     if (!strncmp(path_query, v2, sizeof(v2) - 1))
         return path_query[sizeof(v2) - 1] == '/' ? API_GET_BATCH : API_LIST_BATCHES;
     if (strncmp(path_query, v1, sizeof(v1) - 1))

@@ -42,33 +42,46 @@
 
 /* Fixed entries of the folders whose contents never change. */
 static const struct fixed_entry root_entries[] = {
-    {".batchfs", NODE_META, -1},
-    {"batches", NODE_BATCHES, -1},
-    {"by-status", NODE_BY, BY_STATUS},
-    {"by-type", NODE_BY, BY_TYPE},
-    {"jobs", NODE_JOBS, -1},
+    {".batchfs", NODE_META, -1, 0},
+    {"batches", NODE_BATCHES, -1, 0},
+    {"by-status", NODE_BY, BY_STATUS, 0},
+    {"by-type", NODE_BY, BY_TYPE, 0},
+    {"jobs", NODE_JOBS, -1, 0},
 };
 
+#define HAS_MARKDOWN (1u << CATALOG_MARKDOWN)
+#define HAS_TEXT (1u << CATALOG_TEXT)
+#define HAS_EXTRACTED (1u << CATALOG_EXTRACTED)
+
 static const struct fixed_entry job_entries[] = {
-    {"job.json", NODE_JOB_JSON, -1},  {"pending", NODE_STATUS, 0},
-    {"processing", NODE_STATUS, 1},   {"completed", NODE_STATUS, 2},
-    {"failed", NODE_STATUS, 3},       {"skipped", NODE_STATUS, 4},
-    {"cancelled", NODE_STATUS, 5},
-    {"items.ndjson", NODE_JOB_FILE, CATALOG_FILE_NDJSON},
-    {"errors.tsv", NODE_JOB_FILE, CATALOG_FILE_ERRORS},
-    {"progress", NODE_JOB_FILE, CATALOG_FILE_PROGRESS},
+    {"job.json", NODE_JOB_JSON, -1, 0},
+    {"pending", NODE_STATUS, 0, 0},
+    {"processing", NODE_STATUS, 1, 0},
+    {"completed", NODE_STATUS, 2, 0},
+    {"failed", NODE_STATUS, 3, 0},
+    {"skipped", NODE_STATUS, 4, 0},
+    {"cancelled", NODE_STATUS, 5, 0},
+    {"items.ndjson", NODE_JOB_FILE, CATALOG_FILE_NDJSON, 0},
+    {"errors.tsv", NODE_JOB_FILE, CATALOG_FILE_ERRORS, 0},
+    {"progress", NODE_JOB_FILE, CATALOG_FILE_PROGRESS, 0},
+    {"markdown", NODE_DOCS, CATALOG_MARKDOWN, HAS_MARKDOWN},
+    {"text", NODE_DOCS, CATALOG_TEXT, HAS_TEXT},
 };
 
 static const struct fixed_entry batch_entries[] = {
-    {"batch.json", NODE_BATCH_JSON, -1},
-    {"results", NODE_RESULTS, -1},
-    {"results.ndjson", NODE_BATCH_FILE, CATALOG_FILE_NDJSON},
-    {"errors.tsv", NODE_BATCH_FILE, CATALOG_FILE_ERRORS},
+    {"batch.json", NODE_BATCH_JSON, -1, 0},
+    {"results", NODE_RESULTS, -1, 0},
+    {"results.ndjson", NODE_BATCH_FILE, CATALOG_FILE_NDJSON, 0},
+    {"errors.tsv", NODE_BATCH_FILE, CATALOG_FILE_ERRORS, 0},
+    {"markdown", NODE_DOCS, CATALOG_MARKDOWN, HAS_MARKDOWN},
+    {"text", NODE_DOCS, CATALOG_TEXT, HAS_TEXT},
+    {"extracted", NODE_DOCS, CATALOG_EXTRACTED, HAS_EXTRACTED},
+    {"extracted.ndjson", NODE_BATCH_FILE, CATALOG_FILE_EXTRACTED, HAS_EXTRACTED},
 };
 
 static const struct fixed_entry meta_entries[] = {
-    {"config", NODE_META_FILE, TREE_META_CONFIG},
-    {"stats", NODE_META_FILE, TREE_META_STATS},
+    {"config", NODE_META_FILE, TREE_META_CONFIG, 0},
+    {"stats", NODE_META_FILE, TREE_META_STATS, 0},
 };
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -111,12 +124,15 @@ int node_view_fill(const struct node *node, struct node_view *view)
 
     view->ino = node->ino;
     view->kind = node->kind;
-    /* An item is found through its folder's status. */
-    view->status_index =
-        node->kind == NODE_ITEM ? node->parent->status_index : node->status_index;
+    /* An item is found through its folder's status, a document through its
+     * folder's content. */
+    view->status_index = node->kind == NODE_ITEM || node->kind == NODE_DOC
+                             ? node->parent->status_index
+                             : node->status_index;
     view->owner_id[0] = '\0';
     view->group[0] = '\0';
     view->terminal = false;
+    view->batch_owner = false;
     if (strlen(node->name) >= sizeof(view->name))
         return -ENAMETOOLONG;
     strcpy(view->name, node->name);
@@ -131,6 +147,7 @@ int node_view_fill(const struct node *node, struct node_view *view)
             return -ENAMETOOLONG;
         strcpy(view->owner_id, owner->name);
         view->terminal = owner->terminal;
+        view->batch_owner = owner->kind == NODE_BATCH;
     }
     return 0;
 }
@@ -145,8 +162,8 @@ static int node_view_child(const struct node *parent, const char *name, enum nod
         return rc;
     view->ino = 0;
     view->kind = kind;
-    /* Items, groups and links go by their folder's status_index. */
-    if (kind != NODE_ITEM && kind != NODE_BY_GROUP && kind != NODE_LINK)
+    /* Items, documents, groups and links go by their folder's status_index. */
+    if (kind != NODE_ITEM && kind != NODE_DOC && kind != NODE_BY_GROUP && kind != NODE_LINK)
         view->status_index = status_index;
     if (strlen(name) >= sizeof(view->name))
         return -ENAMETOOLONG;
@@ -159,6 +176,7 @@ static int node_view_child(const struct node *parent, const char *name, enum nod
         if (strlen(name) >= sizeof(view->owner_id))
             return -ENOENT; /* not an id */
         strcpy(view->owner_id, name);
+        view->batch_owner = kind == NODE_BATCH;
     }
     return 0;
 }
@@ -172,6 +190,48 @@ void resolved_release(struct resolved *r)
     if (r->listing)
         listing_release(r->listing);
     memset(r, 0, sizeof(*r));
+}
+
+/* How many content folders a job or batch with `contents` has. */
+static nlink_t contents_count(unsigned contents)
+{
+    return (nlink_t)__builtin_popcount(contents);
+}
+
+/* A content folder, or a document in it, of the job or batch whose entry
+ * (a job, or a batch's self) is `owner`. */
+static int resolve_docs(struct tree *tree, const struct node_view *view,
+                        const struct entry *owner, bool want_listing, struct resolved *r)
+{
+    enum catalog_content content = (enum catalog_content)view->status_index;
+    struct listing *docs;
+    const struct entry *doc;
+    int rc;
+
+    if (view->status_index < 0 || view->status_index >= CATALOG_CONTENT_COUNT ||
+        !(catalog_contents(owner, view->batch_owner) & 1u << content))
+        return -ENOENT;
+    if (view->kind == NODE_DOCS) {
+        r->nlink = 2;
+        return want_listing ? catalog_docs(tree->catalog, view->batch_owner, view->owner_id,
+                                           content, &r->listing)
+                            : 0;
+    }
+    rc = catalog_docs(tree->catalog, view->batch_owner, view->owner_id, content, &docs);
+    if (rc)
+        return rc;
+    doc = listing_find(docs, view->name);
+    if (!doc) {
+        rc = -ENOENT;
+    } else {
+        rc = catalog_doc_content(tree->catalog, view->owner_id, docs,
+                                 (size_t)(doc - docs->entries), content, &r->content);
+        r->nlink = 1;
+        if (doc->mtime.tv_sec || doc->mtime.tv_nsec)
+            r->mtime = doc->mtime;
+    }
+    listing_release(docs);
+    return rc;
 }
 
 static int resolve_job(struct tree *tree, const struct node_view *view, bool want_listing,
@@ -188,7 +248,7 @@ static int resolve_job(struct tree *tree, const struct node_view *view, bool wan
     r->terminal = catalog_job_is_terminal(job->status);
     switch (view->kind) {
     case NODE_JOB:
-        r->nlink = 2 + CATALOG_ITEM_STATUS_COUNT;
+        r->nlink = 2 + CATALOG_ITEM_STATUS_COUNT + contents_count(catalog_contents(job, false));
         if (want_listing) {
             r->listing = listing_ref(owner);
             r->self = job;
@@ -197,6 +257,10 @@ static int resolve_job(struct tree *tree, const struct node_view *view, bool wan
     case NODE_JOB_JSON:
         r->nlink = 1;
         r->content = blob_ref(job->content);
+        break;
+    case NODE_DOCS:
+    case NODE_DOC:
+        rc = resolve_docs(tree, view, job, want_listing, r);
         break;
     default: /* NODE_STATUS */
         r->nlink = 2;
@@ -242,9 +306,14 @@ static int resolve_batch(struct tree *tree, const struct node_view *view, bool w
         return rc;
     r->mtime = batch->self.mtime;
     r->terminal = catalog_job_is_terminal(batch->self.status);
+    if (view->kind == NODE_DOCS || view->kind == NODE_DOC) {
+        rc = resolve_docs(tree, view, &batch->self, want_listing, r);
+        listing_release(batch);
+        return rc;
+    }
     switch (view->kind) {
     case NODE_BATCH:
-        r->nlink = 3;
+        r->nlink = 3 + contents_count(catalog_contents(&batch->self, true));
         break;
     case NODE_BATCH_JSON:
         r->nlink = 1;
@@ -435,6 +504,11 @@ int resolve_view(struct tree *tree, const struct node_view *view, bool want_list
     case NODE_RESULT:
         rc = resolve_batch(tree, view, want_listing, r);
         break;
+    case NODE_DOCS:
+    case NODE_DOC:
+        rc = view->batch_owner ? resolve_batch(tree, view, want_listing, r)
+                               : resolve_job(tree, view, want_listing, r);
+        break;
     }
     if (rc)
         resolved_release(r);
@@ -608,6 +682,9 @@ static int child_kind(enum node_kind parent, const char *name, enum node_kind *k
         return names_is_id(name) ? 0 : -ENOENT;
     case NODE_RESULTS:
         *kind = NODE_RESULT;
+        return 0;
+    case NODE_DOCS:
+        *kind = NODE_DOC;
         return 0;
     default:
         return -ENOTDIR;
@@ -787,6 +864,11 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     return 0;
 }
 
+int tree_make_present(struct tree *tree, struct blob *content)
+{
+    return catalog_make_present(tree->catalog, content);
+}
+
 int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out)
 {
     struct node_view view;
@@ -810,6 +892,46 @@ int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out)
 
 /* ---- extended attributes (the fields themselves: xattr.c) ------------ */
 
+/* The attributes of document `view`, as the JSON text of an item that has
+ * only a status and a job_id (xattr.c reads them from it). */
+static int xattr_doc(struct tree *tree, const struct node_view *view, struct blob **content)
+{
+    struct listing *docs;
+    const struct entry *doc;
+    struct buf text = BUF_INIT;
+    int rc;
+
+    rc = catalog_docs(tree->catalog, view->batch_owner, view->owner_id,
+                      (enum catalog_content)view->status_index, &docs);
+    if (rc)
+        return rc;
+    doc = listing_find(docs, view->name);
+    if (!doc) {
+        rc = -ENOENT;
+        goto out;
+    }
+    rc = buf_append_str(&text, "{\"status\":");
+    if (!rc)
+        rc = jsontext_append_string(&text, doc->status, strlen(doc->status));
+    if (!rc)
+        rc = buf_append_str(&text, ",\"job_id\":");
+    if (!rc) {
+        const char *job_id = docs->job_ids[doc - docs->entries];
+
+        rc = jsontext_append_string(&text, job_id, strlen(job_id));
+    }
+    if (!rc)
+        rc = buf_append_char(&text, '}');
+    if (!rc) {
+        *content = blob_new(text.data, text.len);
+        rc = *content ? 0 : -ENOMEM;
+    }
+out:
+    buf_free(&text);
+    listing_release(docs);
+    return rc;
+}
+
 /* The file of the object behind node `ino`, and which kind of object it is;
  * -ENODATA for nodes without one. */
 static int xattr_content(struct tree *tree, uint64_t ino, enum xattr_object *kind,
@@ -823,6 +945,10 @@ static int xattr_content(struct tree *tree, uint64_t ino, enum xattr_object *kin
     rc = tree_view_of(tree, ino, &view);
     if (rc)
         return rc;
+    if (view.kind == NODE_DOC) {
+        *kind = XATTR_ITEM;
+        return xattr_doc(tree, &view, content);
+    }
     *kind = view.kind == NODE_ITEM ? XATTR_ITEM : view.kind == NODE_RESULT ? XATTR_RESULT
                                                                             : XATTR_OTHER;
     if (view.kind == NODE_JOB)

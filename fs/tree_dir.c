@@ -30,8 +30,10 @@
 struct tree_dir {
     struct node_view view;            /* the folder itself */
     uint64_t parent_ino;
-    const struct fixed_entry *fixed;  /* ROOT, JOB, BATCH */
+    const struct fixed_entry *fixed;  /* ROOT, JOB, BATCH, META */
     size_t fixed_count;
+    /* JOB, BATCH: the fixed entries this one has (`fixed` points here). */
+    struct fixed_entry present[16];
     struct listing *listing;          /* the folder's listing (JOB, BATCH: the owner's) */
     const struct entry *self;         /* JOB: the job's entry */
     char **names;                     /* BY: the groups; BY_GROUP: the job ids (owned) */
@@ -41,6 +43,8 @@ struct tree_dir {
     pthread_mutex_t ahead_lock;       /* protects the range below */
     size_t ahead_from, ahead_to;      /* entries whose nodes may have been made ahead */
 };
+
+#define COUNT_PRESENT (sizeof(((struct tree_dir *)0)->present) / sizeof(struct fixed_entry))
 
 /* Adds a copy of `name` to the snapshot unless `seen`, the names added so
  * far, holds it: a lookup, not a scan, for a job list may hold hundreds of
@@ -95,6 +99,22 @@ static int dir_fill_groups(struct tree_dir *dir)
     return rc;
 }
 
+/* Keeps the fixed entries of a job's or batch's folder that it has: its
+ * content folders depend on what kind of job or batch it is. */
+static void dir_keep_present(struct tree_dir *dir)
+{
+    const struct entry *owner =
+        dir->view.kind == NODE_JOB ? dir->self : &dir->listing->self;
+    unsigned contents = owner ? catalog_contents(owner, dir->view.kind == NODE_BATCH) : 0;
+    size_t n = 0;
+
+    for (size_t i = 0; i < dir->fixed_count && n < COUNT_PRESENT; i++)
+        if (fixed_entry_present(&dir->fixed[i], contents))
+            dir->present[n++] = dir->fixed[i];
+    dir->fixed = dir->present;
+    dir->fixed_count = n;
+}
+
 int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *unchanged)
 {
     struct tree_dir *dir;
@@ -137,6 +157,8 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
         dir->view.terminal = r.terminal;
     resolved_release(&r);
     dir->fixed = folder_fixed_entries(dir->view.kind, &dir->fixed_count);
+    if (dir->view.kind == NODE_JOB || dir->view.kind == NODE_BATCH)
+        dir_keep_present(dir);
     if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP) {
         rc = dir_fill_groups(dir);
         if (rc) {
@@ -229,6 +251,8 @@ static enum node_kind listing_child_kind(enum node_kind folder)
         return NODE_BATCH;
     case NODE_STATUS:
         return NODE_ITEM;
+    case NODE_DOCS:
+        return NODE_DOC;
     default:
         return NODE_RESULT;
     }
@@ -279,6 +303,7 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
             break;
         case NODE_STATUS:
         case NODE_RESULTS:
+        case NODE_DOCS:
             r->nlink = 2;
             break;
         default: /* jobs/, batches/ */
@@ -329,7 +354,7 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     struct resolved r;
     struct node *folder, *node = NULL;
     enum node_kind kind;
-    bool terminal, inval = false;
+    bool terminal, unlinked, inval = false;
     int status_index = -1, rc = 0;
 
     if (index >= tree_dir_count(dir))
@@ -357,7 +382,10 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
         status_index = dir->view.status_index;
     }
 
-    if (node_kind_is_made(kind))
+    /* A file whose content is made on demand, or a document not fetched
+     * yet, has no size to give: the kernel looks it up when it needs one. */
+    unlinked = node_kind_is_made(kind) || (kind == NODE_DOC && !r.content);
+    if (unlinked)
         link = false;
     pthread_mutex_lock(&tree->lock);
     folder = tree_find_ino(tree, dir->view.ino);
@@ -380,7 +408,7 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
     }
     if (!rc) {
         attr_fill(tree, kind, node ? node->ino : 0, &r, terminal, out);
-        out->unlinked = node_kind_is_made(kind);
+        out->unlinked = unlinked;
     }
     pthread_mutex_unlock(&tree->lock);
     if (inval)
@@ -432,9 +460,14 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
 
         pthread_mutex_lock(&tree->lock);
         folder = tree_find_ino(tree, dir->view.ino);
-        for (; folder && i < stop; i++)
-            if (!tree_link_child(tree, folder, dir->listing->entries[i - 2].name, kind, -1, 0))
+        for (; folder && i < stop; i++) {
+            const struct entry *e = &dir->listing->entries[i - 2];
+
+            if (kind == NODE_DOC && !e->content)
+                continue; /* given out without a node */
+            if (!tree_link_child(tree, folder, e->name, kind, -1, 0))
                 folder = NULL; /* out of memory: readdirplus will say so */
+        }
         pthread_mutex_unlock(&tree->lock);
         if (!folder)
             break;

@@ -50,6 +50,9 @@ enum node_kind {
     NODE_BY,         /* by-status/, by-type/ (status_index 0 and 1) */
     NODE_BY_GROUP,   /* by-status/<status>/, by-type/<type>/ */
     NODE_LINK,       /* by-…/<group>/<job id> -> ../../jobs/<job id> */
+    NODE_DOCS,       /* {jobs,batches}/<id>/{markdown,text,extracted}/
+                        (status_index: enum catalog_content) */
+    NODE_DOC,        /* a document in it */
 };
 
 /* Where a grouped view's links point, before the job id. */
@@ -62,7 +65,7 @@ static inline bool node_kind_is_dir(enum node_kind kind)
 {
     return kind != NODE_JOB_JSON && kind != NODE_ITEM && kind != NODE_BATCH_JSON &&
            kind != NODE_RESULT && kind != NODE_JOB_FILE && kind != NODE_BATCH_FILE &&
-           kind != NODE_META_FILE && kind != NODE_LINK;
+           kind != NODE_META_FILE && kind != NODE_LINK && kind != NODE_DOC;
 }
 
 struct node {
@@ -114,12 +117,23 @@ struct fixed_entry {
     const char *name;
     enum node_kind kind;
     int status_index;
+    /* 0: always there; else there when the job or batch has one of these
+     * content folders (a mask of 1u << enum catalog_content). */
+    unsigned contents;
 };
 
 /* The entries of a folder of kind `folder` (root, job, batch, .batchfs/),
  * static, with their count in *count; NULL and 0 for a folder whose entries
- * come from a listing. No lock needed. (tree.c) */
+ * come from a listing. Some are there only for some jobs or batches (see
+ * fixed_entry.contents). No lock needed. (tree.c) */
 const struct fixed_entry *folder_fixed_entries(enum node_kind folder, size_t *count);
+
+/* Whether fixed entry `fixed` is there for a job or batch whose content
+ * folders are `contents` (catalog_contents). Pure. (tree.c) */
+static inline bool fixed_entry_present(const struct fixed_entry *fixed, unsigned contents)
+{
+    return !fixed->contents || (fixed->contents & contents);
+}
 
 /* ---- node tables (tree_nodes.c) -------------------------------------- */
 
@@ -190,6 +204,7 @@ struct node_view {
     enum node_kind kind;
     int status_index;
     bool terminal;                          /* of the job or batch above */
+    bool batch_owner;                       /* owner_id is a batch's, not a job's */
     char owner_id[NAMES_MAX_ID_LEN + 1];    /* the job or batch id above */
     char name[NAMES_MAX_LEN + 1];
     char group[NAMES_MAX_LEN + 1];          /* NODE_BY_GROUP, NODE_LINK: the group */

@@ -88,6 +88,10 @@ enum api_endpoint {
     API_LIST_ITEMS,
     API_LIST_BATCHES,
     API_GET_BATCH,
+    API_GET_PARSE,            /* GET /api/v2/parse/{id} */
+    API_GET_EXTRACT,          /* GET /api/v2/extract/{id} */
+    API_GET_PARSE_RESULT,     /* GET /api/v1/parsing/job/{id}/result/... */
+    API_LIST_DIRECTORY_FILES, /* GET /api/v1/beta/directories/{id}/files */
     API_OTHER_ENDPOINT,
     API_ENDPOINT_COUNT,
 };

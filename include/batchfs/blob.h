@@ -21,6 +21,7 @@
 #ifndef BATCHFS_BLOB_H
 #define BATCHFS_BLOB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,10 @@ struct blob_pager {
     void (*unpin)(void *state);
     void (*free)(void *state); /* with the blob's last reference */
     size_t footprint;          /* the memory of the blob and its state */
+    /* Optional: whether pin would find the bytes at hand, without
+     * fetching or waiting (NULL: always). A hint, true or false the moment
+     * after. */
+    bool (*present)(void *state);
 };
 
 /* A blob holding a copy of data, with one reference; NULL on ENOMEM. */
@@ -111,6 +116,11 @@ void *blob_pager_state(const struct blob *blob, const struct blob_pager *pager);
  */
 int blob_pin(const struct blob *blob, const char **bytes);
 void blob_unpin(const struct blob *blob);
+
+/* Whether the blob's bytes (or, rendered, its source's) can be read now
+ * without fetching them again (see blob_pager.present). A hint for callers
+ * that would rather wait elsewhere than block in blob_read. Thread-safe. */
+bool blob_present(const struct blob *blob);
 
 /*
  * The text the blob is rendered from (its own bytes for a held or paged

@@ -117,6 +117,7 @@ struct cache_stats {
     unsigned long long refreshed;        /* ...that brought a new value */
     unsigned long long refresh_failures; /* ...that failed (the copy is kept) */
     unsigned long long cancelled;        /* fetches dropped: nobody waited any more */
+    unsigned long long prefetches;       /* fetches queued by cache_prefetch */
 };
 
 struct cache;
@@ -145,6 +146,18 @@ int cache_get(struct cache *cache, const char *key, unsigned flags, cache_fetch_
  */
 int cache_get_with(struct cache *cache, const char *key, unsigned flags,
                    const struct cache_fetcher *fetcher, void **value);
+
+/*
+ * Starts fetching `key` on a fetch thread, unless it is cached and fresh or
+ * a fetch of it is under way, and returns at once. Nobody waits for it: it
+ * runs behind every fetch somebody waits for (a read-ahead must not hold up
+ * the request of another reader), is not called off, and fills the cache;
+ * a caller that asks for the key meanwhile joins it (and moves it to the
+ * front when it parks on it). 0 when started or not needed; -EOPNOTSUPP
+ * without fetch threads or a fetcher that can be copied; -ECANCELED once
+ * the cache stops; -ENOMEM. Thread-safe.
+ */
+int cache_prefetch(struct cache *cache, const char *key, const struct cache_fetcher *fetcher);
 
 /*
  * A caller that parks instead of waiting. Owned by the caller; initialise
@@ -204,6 +217,10 @@ void cache_stop(struct cache *cache);
 /* Marks every entry expired (next get refetches; stale-if-error still may
  * serve them). Thread-safe. */
 void cache_expire_all(struct cache *cache);
+
+/* Marks the entry of `key`, if any, expired as cache_expire_all does.
+ * Thread-safe. */
+void cache_expire(struct cache *cache, const char *key);
 
 /* Drops every entry not being fetched. Thread-safe. */
 void cache_clear(struct cache *cache);

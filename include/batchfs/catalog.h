@@ -45,6 +45,7 @@ struct catalog_stats {
     size_t parked;             /* requests waiting for a fetch right now */
     unsigned long long refreshes, refreshed; /* background refreshes: started, landed */
     unsigned long long cancelled;            /* fetches dropped: nobody waited any more */
+    unsigned long long prefetches;           /* documents fetched ahead of a walk */
     struct pagecache_stats pages; /* the pages of finished jobs' folders */
 };
 
@@ -93,6 +94,7 @@ enum catalog_file {
     CATALOG_FILE_NDJSON,   /* items.ndjson / results.ndjson */
     CATALOG_FILE_ERRORS,   /* errors.tsv */
     CATALOG_FILE_PROGRESS, /* progress (jobs only) */
+    CATALOG_FILE_EXTRACTED, /* extracted.ndjson (extract_v2 batches only) */
 };
 
 /*
@@ -102,6 +104,60 @@ enum catalog_file {
  */
 int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catalog_file kind,
                  struct listing **out);
+
+/* ---- what a batch or a job produced (catalog_docs.c) ---------------- */
+
+/* The content folders: what the documents of a batch or a job became. */
+enum catalog_content {
+    CATALOG_MARKDOWN,  /* markdown/<name>.md: parse_v2 batches, v1 parse jobs */
+    CATALOG_TEXT,      /* text/<name>.txt: the same */
+    CATALOG_EXTRACTED, /* extracted/<name>.json: extract_v2 batches */
+};
+#define CATALOG_CONTENT_COUNT 3
+
+/* "markdown", "text", "extracted", by enum catalog_content. */
+extern const char *const catalog_content_names[CATALOG_CONTENT_COUNT];
+
+/*
+ * Which content folders a batch (its listing's self, `batch` true) or a job
+ * (its entry) has: a mask of 1u << enum catalog_content, from the object's
+ * config.job.type (parse_v2, extract_v2) or job_type (parse). 0 when it
+ * has none or its text cannot be read. Thread-safe; sends nothing.
+ */
+unsigned catalog_contents(const struct entry *owner, bool batch);
+
+/*
+ * The documents of content folder `content` of batch or job `id`: a
+ * LISTING_DOCS listing, one entry per document, with job_ids[i] the job
+ * whose output entry i is. Entries of a batch's folder have their content;
+ * those of a job's folder may not (NULL: catalog_doc_content fetches it).
+ * -ENOENT when the batch or job has no such folder; else as the getters
+ * above (CACHE_PARKED for a parked caller).
+ */
+int catalog_docs(struct catalog *catalog, bool batch, const char *id,
+                 enum catalog_content content, struct listing **out);
+
+/*
+ * The content of entry `index` of `docs` (from catalog_docs with the same
+ * `id` and `content`): a new reference in *out. What the entry has, or else
+ * its document, fetched (one request, cached for terminal_ttl). A lookup
+ * that follows the one before it in folder order is taken for a walk: the
+ * next documents are fetched ahead, up to max_connections at once. -ENOENT
+ * when the document is gone (its results expired): the folder is then
+ * listed without it from the next catalog_docs on. Thread-safe.
+ */
+int catalog_doc_content(struct catalog *catalog, const char *id, struct listing *docs,
+                        size_t index, enum catalog_content content, struct blob **out);
+
+/*
+ * Makes the bytes of `content` (a file the catalog gave) present, when the
+ * page cache dropped them for the budget: they are fetched again on a
+ * fetch thread, so that a parked caller gets CACHE_PARKED instead of
+ * holding its thread while they come; others fetch them on their own
+ * thread. 0 when they are at hand (then blob_read costs no request, unless
+ * they are dropped again meanwhile), or the fetch's error. Thread-safe.
+ */
+int catalog_make_present(struct catalog *catalog, struct blob *content);
 
 /* Whether a job status is final (completed, failed, cancelled). */
 bool catalog_job_is_terminal(const char *status);

@@ -126,6 +126,14 @@ int jsontext_array_elements(const char *text, size_t len, struct json_span **spa
                             size_t *count);
 
 /*
+ * Appends `len` bytes of `s` as one JSON string token: quotes, backslashes
+ * and control bytes escaped (\" \\ \n \t \r, others \u00XX), every
+ * other byte as it is (so that bytes that are not UTF-8 reach a reader
+ * that keeps them, as jsontext_string does). 0 or -ENOMEM.
+ */
+int jsontext_append_string(struct buf *out, const char *s, size_t len);
+
+/*
  * Checks that `text` is exactly one valid JSON value (RFC 8259; \u0000
  * allowed, the bytes inside strings not checked: see above). Returns 0 or
  * -EINVAL.

@@ -45,6 +45,8 @@ enum listing_kind {
     LISTING_ITEMS,   /* entries: items of one job in one status */
     LISTING_BATCHES, /* entries: v2 batches, named by id */
     LISTING_BATCH,   /* self: the batch; entries: its results */
+    LISTING_DOCS,    /* entries: the documents of one content folder */
+    LISTING_DOC,     /* self: one document (self.content NULL: none, see note) */
 };
 
 /*
@@ -87,6 +89,17 @@ struct listing {
     char *strings;
     size_t strings_bytes;
     bool results_null; /* LISTING_BATCH: the API gave "results": null */
+    /* LISTING_DOCS: the job whose output each entry is, at the entry's
+     * index (strings in `strings`); NULL for other listings. */
+    const char **job_ids;
+    /* LISTING_DOCS of a batch: the errors.tsv lines of its documents that
+     * failed or expired; LISTING_DOC: why it has no content. Malloc'd, or
+     * NULL. */
+    char *note;
+    /* LISTING_DOCS: the index a walk of the folder in its order would look
+     * up next. A hint for reading ahead, not content: read and written
+     * atomically by any thread. */
+    size_t walk_next;
     size_t bytes;      /* memory held, for the cache budget */
     /* The register's (live.c), through listing_link(). */
     struct listing_link link;

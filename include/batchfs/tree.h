@@ -151,6 +151,11 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
  */
 int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged);
 
+/* Has the bytes of `content` (from tree_read) fetched again if they were
+ * dropped for the budget: 0, CACHE_PARKED for a parked caller, or the
+ * fetch's error (see catalog_make_present). */
+int tree_make_present(struct tree *tree, struct blob *content);
+
 /* The target of a grouped view's link ("../../jobs/<id>"), appended to
  * out. -EINVAL for anything but a link. */
 int tree_readlink(struct tree *tree, uint64_t ino, struct buf *out);

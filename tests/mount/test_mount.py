@@ -63,8 +63,10 @@ class LayoutChecks:
     def test_job_folders(self):
         for job in self.dataset().jobs:
             names = sorted(os.listdir(self.path("jobs", job["id"])))
-            self.assertEqual(names, sorted(STATUSES + ["job.json", "items.ndjson", "errors.tsv",
-                                                       "progress"]))
+            # Parse jobs show what their documents became too.
+            content = ["markdown", "text"] if job["job_type"] == "parse" else []
+            self.assertEqual(names, sorted(STATUSES + content + [
+                "job.json", "items.ndjson", "errors.tsv", "progress"]))
 
     def test_job_json_exact(self):
         for job in self.dataset().jobs:
@@ -196,12 +198,23 @@ class LayoutChecks:
     def test_tar_archives_a_job(self):
         data = self.dataset()
         job = max(data.jobs, key=lambda j: len(data.items[j["id"]]))
+        docs = [d for d in data.job_documents(job["id"])
+                if d.status in ("SUCCESS", "PARTIAL_SUCCESS", None)]  # the completed items
+        expired = [d for d in docs if d.status is None]
         res = subprocess.run("tar -C %s -cf - %s | tar -tf -" % (
             self.path("jobs"), job["id"]), shell=True, capture_output=True, check=True)
         files = [l for l in res.stdout.split(b"\n") if l and not l.endswith(b"/")]
-        # job.json, items.ndjson, errors.tsv, progress and the items
-        self.assertEqual(len(files), 4 + len(data.items[job["id"]]))
+        # job.json, items.ndjson, errors.tsv, progress, the items, and for a
+        # parse job each document whose results are there, as .md and .txt
+        self.assertEqual(len(files),
+                         4 + len(data.items[job["id"]]) + 2 * (len(docs) - len(expired)))
         self.assertNotIn(b"file changed as we read it", res.stderr)
+        # A document whose results expired is listed (that costs no request)
+        # but gone when read: tar says so, for those and nothing else.
+        gone = [l for l in res.stderr.split(b"\n") if l]
+        self.assertEqual(len(gone), 2 * len(expired), res.stderr)
+        for line in gone:
+            self.assertIn(b"File removed before we read it", line)
 
     def test_batches(self):
         data = self.dataset()
@@ -209,8 +222,11 @@ class LayoutChecks:
                          sorted(b["id"] for b in data.batches))
         for batch in data.batches:
             base = self.path("batches", batch["id"])
-            self.assertEqual(sorted(os.listdir(base)),
-                             ["batch.json", "errors.tsv", "results", "results.ndjson"])
+            kind = batch["config"]["job"]["type"]
+            content = {"parse_v2": ["markdown", "text"],
+                       "extract_v2": ["extracted", "extracted.ndjson"]}.get(kind, [])
+            self.assertEqual(sorted(os.listdir(base)), sorted(
+                ["batch.json", "errors.tsv", "results", "results.ndjson"] + content))
             with open(os.path.join(base, "batch.json")) as f:
                 self.assertEqual(f.read(), apidouble.render(harness.expected_batch(data, batch)))
             results = data.results[batch["id"]] or []
@@ -256,7 +272,12 @@ class Behaviour(harness.MountTestCase):
         self.assertEqual(self.double.requests(), before)
 
     def test_second_walk_costs_no_request(self):
-        run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+")
+        # The first walk finds the documents of parse jobs whose results
+        # expired gone (listed, then ENOENT: see test_tar_archives_a_job);
+        # the folders are listed without them from then on.
+        first = run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+", check=False)
+        errors = [l for l in first.stderr.split(b"\n") if l]
+        self.assertTrue(all(b"No such file or directory" in l for l in errors), errors)
         before = self.double.requests()
         first = run("find", self.root, "-type", "f", "-exec", "cat", "{}", "+").stdout
         run("ls", "-lR", self.root)
@@ -401,6 +422,49 @@ class FinishedJobSmallCache(harness.MountTestCase):
         out = run("grep", "-rlF", '"status": "completed"', self.folder, text=True).stdout
         self.assertEqual(len(out.split("\n")) - 1, len(self.expected))
         self.assertLessEqual(self.list_items() - before, pages)
+
+    def test_0_dropped_page_read_waits_parked(self):
+        """A read of a file whose page was dropped waits parked while the
+        page is fetched again, holding no thread: the fetch runs on a fetch
+        thread. On a mount of its own, so that the kernel has read nothing."""
+        mount = harness.Mount(self.double, *self.MOUNT_OPTIONS)
+        reader = None
+
+        def stats():
+            with open(os.path.join(mount.path, ".batchfs", "stats")) as f:
+                return json.load(f)
+
+        try:
+            os.stat(os.path.join(mount.path, "jobs", self.job))  # seen finished
+            folder = os.path.join(mount.path, "jobs", self.job, "completed")
+            names = os.listdir(folder)
+            # Read the last pages, so that the first one is dropped.
+            for name in names[-1500:]:
+                with open(os.path.join(folder, name), "rb") as f:
+                    f.read()
+            self.assertGreater(stats()["cache"]["pages"]["dropped"], 0)
+            self.double.faults([{"kind": "stall", "path": "/items$", "ms": 120000,
+                                 "query": "(^|&)offset=0(&|$)"}])
+            try:
+                reader = subprocess.Popen(["cat", os.path.join(folder, names[0])],
+                                          stdout=subprocess.PIPE)
+                harness.wait_until(lambda: stats()["fetching"]["parked"] == 1,
+                                   "the read parked")
+                harness.wait_until(lambda: self.double.stats()["stalled"] == 1,
+                                   "the page's fetch held by the double")
+            finally:
+                self.double.faults([])
+                self.double.control("release", {})
+            content = reader.communicate(timeout=60)[0].decode()
+            item = self.expected[json.loads(content)["item_id"]]
+            self.assertEqual(content, apidouble.render(item))
+            self.assertEqual(stats()["fetching"]["parked"], 0)
+        finally:
+            if reader and reader.poll() is None:
+                reader.kill()
+                reader.wait()
+            err = mount.stop()
+            harness.check_driver_output(err, mount.status)
 
     # Files are read once each, first those of the faults (the kernel keeps
     # what it has read: a file read before would not reach batchfs).

@@ -111,7 +111,14 @@ class Toolbox(harness.MountTestCase):
             self.assertEqual([json.loads(l) for l in lines], results)
             with open(os.path.join(base, "errors.tsv")) as f:
                 errors = f.read().splitlines()
-            self.assertEqual(len(errors), sum(1 for r in results if r.get("error_message")))
+            # The results' errors, then the documents whose job failed, was
+            # cancelled or expired.
+            failed = [d for d in DATA.batch_documents(batch["id"])
+                      if d.status in ("FAILED", "CANCELLED", None)]
+            self.assertEqual(len(errors), sum(1 for r in results if r.get("error_message")) +
+                             len(failed))
+            self.assertEqual(sorted(l.split("\t")[1] for l in errors[len(errors) - len(failed):]),
+                             sorted(d.file_id for d in failed))
 
     def test_grouped_views(self):
         for view, key in (("by-status", "status"), ("by-type", "job_type")):

@@ -207,7 +207,13 @@ static void test_pager_free(void *state)
     ((struct test_pager *)state)->frees++;
 }
 
-static const struct blob_pager test_pager_ops = {test_pin, test_unpin, test_pager_free, 100};
+static bool test_present(void *state)
+{
+    return ((struct test_pager *)state)->bytes != NULL;
+}
+
+static const struct blob_pager test_pager_ops = {test_pin, test_unpin, test_pager_free, 100,
+                                                 test_present};
 
 /* A paged blob's bytes are pinned while read, whether the blob is read
  * itself or rendered from; a failed fetch is the reader's error; what its
@@ -227,11 +233,16 @@ static void test_paged_blob(void **state)
     assert_null(blob_bytes(page));
     two = blob_new_rendered(page, 4, 9, shout, 10, 7);
     assert_non_null(two);
+    /* Dropped: neither the page nor what is rendered from it is at hand. */
+    assert_false(blob_present(page));
+    assert_false(blob_present(two));
     /* Reading fetches the dropped bytes, and lets go of them after. */
     assert_int_equal(blob_read(two, 0, 100, &scratch, &bytes), 10);
     assert_memory_equal(bytes, "TWO WORDS\n", 10);
     assert_int_equal(pager.fetches, 1);
     assert_int_equal(pager.pins, 0);
+    assert_true(blob_present(page));
+    assert_true(blob_present(two));
     assert_int_equal(blob_read(page, 14, 100, &scratch, &bytes), 5);
     assert_memory_equal(bytes, "three", 5);
     assert_int_equal(pager.pins, 0);

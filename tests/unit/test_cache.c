@@ -975,16 +975,29 @@ static void test_out_of_memory(void **state)
     assert_int_equal(get_id(cache, "new", 0, &s), 2);
     assert_int_equal(get_id(cache, "old", 0, &s), 3);
 
-    /* Past the three allocations of a new key comes only the growth of the
-     * table, which may fail without failing the call. They stay fresh long
-     * enough to be checked, however slow the machine (sanitizers, load). */
+    /* Past the three allocations of a new key comes, now and then, the
+     * growth of the table: failing it fails the call without fetching and
+     * leaves the table as it was, and the same call then succeeds. They
+     * stay fresh long enough to be checked, however slow the machine
+     * (sanitizers, load). */
     alloc_failures = 0;
     s.ttl_s = 600;
     for (int i = 0; i < 200; i++) {
+        void *value = NULL;
+        int calls = s.calls, rc;
+
         snprintf(key, sizeof(key), "g%d", i);
         alloc_fail_after = 3;
-        get_id(cache, key, 0, &s);
+        rc = cache_get(cache, key, 0, script_fetch, &s, &value);
         alloc_fail_after = -1;
+        if (rc == -ENOMEM) {
+            assert_int_equal(s.calls, calls);
+            assert_false(peek_present(cache, key));
+            get_id(cache, key, 0, &s);
+        } else {
+            assert_int_equal(rc, 0);
+            test_value_unref(value);
+        }
     }
     assert_true(alloc_failures > 0);
     assert_int_equal(stats_of(cache).entries, 202);
@@ -1388,6 +1401,86 @@ static void test_cancel_drops_a_fetch_nobody_waits_for(void **state)
     gated_destroy(&g);
 }
 
+/* Prefetches queue behind every fetch somebody waits for, are not repeated
+ * while queued, and run on a fetch thread with nobody waiting. */
+static void test_prefetch_runs_behind_waited_fetches(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    struct test_waiter a, b;
+    struct cache_fetcher f;
+    struct gated g;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = 0;
+    /* "a" holds the only fetch thread. */
+    assert_int_equal(parked_get(cache, &a, "a", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_int_equal(cache_prefetch(cache, "p1", gated_fetcher(&g, &f)), 0);
+    assert_int_equal(cache_prefetch(cache, "p2", gated_fetcher(&g, &f)), 0);
+    assert_int_equal(cache_prefetch(cache, "p1", gated_fetcher(&g, &f)), 0); /* queued */
+    assert_int_equal(parked_get(cache, &b, "b", &g, &value), CACHE_PARKED);
+    assert_int_equal(stats_of(cache).prefetches, 2);
+    gate_open(&g, true);
+    wait_count(&g.script.calls, 4);
+    wait_count(&b.readies, 1);
+    /* Values are numbered in the order they were fetched: "b" first. */
+    assert_int_equal(get_id(cache, "a", CACHE_GET_PEEK, NULL), 1);
+    assert_int_equal(get_id(cache, "b", CACHE_GET_PEEK, NULL), 2);
+    cache_stop(cache); /* the last prefetch has ended */
+    assert_int_equal(get_id(cache, "p1", CACHE_GET_PEEK, NULL), 3);
+    assert_int_equal(get_id(cache, "p2", CACHE_GET_PEEK, NULL), 4);
+    /* Once stopped, nothing more is queued. */
+    assert_int_equal(cache_prefetch(cache, "p3", gated_fetcher(&g, &f)), -ECANCELED);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
+/* A caller that parks on a queued prefetch moves it to the front; a fresh
+ * value is not fetched again; a cache without fetch threads cannot. */
+static void test_prefetch_joined_moves_to_front(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    struct cache *plain = make_cache(0, false, 0, 0);
+    struct test_waiter a, b, c;
+    struct cache_fetcher f;
+    struct gated g;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    cache_waiter_init(&c.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = c.readies = 0;
+    assert_int_equal(parked_get(cache, &a, "a", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_int_equal(cache_prefetch(cache, "p1", gated_fetcher(&g, &f)), 0);
+    assert_int_equal(cache_prefetch(cache, "p2", gated_fetcher(&g, &f)), 0);
+    assert_int_equal(parked_get(cache, &b, "p2", &g, &value), CACHE_PARKED);
+    assert_int_equal(parked_get(cache, &c, "c", &g, &value), CACHE_PARKED);
+    gate_open(&g, true);
+    wait_count(&g.script.calls, 4);
+    cache_stop(cache);
+    /* p2, joined, ran before p1 and before "c", parked on after it. */
+    assert_int_equal(get_id(cache, "p2", CACHE_GET_PEEK, NULL), 2);
+    assert_int_equal(get_id(cache, "c", CACHE_GET_PEEK, NULL), 3);
+    assert_int_equal(get_id(cache, "p1", CACHE_GET_PEEK, NULL), 4);
+    assert_int_equal(b.readies, 1);
+    assert_int_equal(cache_prefetch(plain, "x", gated_fetcher(&g, &f)), -EOPNOTSUPP);
+    cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
+    cache_waiter_reset(&c.waiter);
+    free_and_check(cache);
+    free_and_check(plain);
+    gated_destroy(&g);
+}
+
 static void *stop_run(void *arg)
 {
     cache_stop(arg);
@@ -1602,6 +1695,8 @@ int main(void)
         cmocka_unit_test_setup(test_stale_while_revalidate, reset),
         cmocka_unit_test_setup(test_strict_without_stale_if_error, reset),
         cmocka_unit_test_setup(test_cancel_calls_off_a_running_fetch, reset),
+        cmocka_unit_test_setup(test_prefetch_runs_behind_waited_fetches, reset),
+        cmocka_unit_test_setup(test_prefetch_joined_moves_to_front, reset),
     };
 
     log_setup(LOG_LEVEL_WARNING, false);

@@ -159,8 +159,9 @@ static void unreachable_free(void *state)
     (void)state;
 }
 
-static const struct blob_pager unreachable = {unreachable_pin, unreachable_unpin,
-                                              unreachable_free, 0};
+static const struct blob_pager unreachable = {.pin = unreachable_pin,
+                                              .unpin = unreachable_unpin,
+                                              .free = unreachable_free};
 
 /* Lines measured when listed size items.ndjson without the items' text:
  * its size needs no page, even one that cannot be fetched; its bytes do,

@@ -69,6 +69,13 @@ static void test_found_by_key_through_growth(void **state)
     assert_ptr_equal(found(live, "items/j/completed"), older);
     listing_release(older);
     assert_null(found(live, "items/j/completed"));
+    /* The older of two released first: the newer stays filed. */
+    older = registered(live, "items/j/completed", 60);
+    newer = registered(live, "items/j/completed", 60);
+    listing_release(older);
+    assert_ptr_equal(found(live, "items/j/completed"), newer);
+    listing_release(newer);
+    assert_null(found(live, "items/j/completed"));
     for (int i = 0; i < MANY; i += 2)
         listing_release(all[i]);
     for (int i = 0; i < MANY; i++) {

@@ -252,15 +252,23 @@ static void test_jobs_and_job_folder(void **state)
     assert_true(has_name(names, 4, JOB2));
     job = lookup_ok(env, jobs, JOB1, &attr);
     assert_true(S_ISDIR(attr.st.st_mode));
-    assert_int_equal(attr.st.st_nlink, 8);
+    /* A parse job: six status folders, markdown/ and text/. */
+    assert_int_equal(attr.st.st_nlink, 10);
     assert_int_equal(attr.st.st_mtim.tv_sec, 1740823200); /* created_at */
     assert_int_equal(attr.st.st_mtim.tv_nsec, 123000000);
-    assert_int_equal(list_names(env, job, false, names, sizeof(names)), 12);
-    assert_true(has_name(names, 12, "job.json"));
-    assert_true(has_name(names, 12, "cancelled"));
-    assert_true(has_name(names, 12, "items.ndjson"));
-    assert_true(has_name(names, 12, "errors.tsv"));
-    assert_true(has_name(names, 12, "progress"));
+    assert_int_equal(list_names(env, job, false, names, sizeof(names)), 14);
+    assert_true(has_name(names, 14, "job.json"));
+    assert_true(has_name(names, 14, "cancelled"));
+    assert_true(has_name(names, 14, "items.ndjson"));
+    assert_true(has_name(names, 14, "errors.tsv"));
+    assert_true(has_name(names, 14, "progress"));
+    assert_true(has_name(names, 14, "markdown"));
+    assert_true(has_name(names, 14, "text"));
+    assert_false(has_name(names, 14, "extracted"));
+    /* An extract job has no content folder, and costs no request to say so. */
+    assert_int_equal(tree_lookup(env->tree, lookup_ok(env, jobs, JOB2, NULL), "markdown",
+                                 &attr),
+                     -ENOENT);
     json = lookup_ok(env, job, "job.json", &attr);
     assert_true(S_ISREG(attr.st.st_mode));
     assert_int_equal(attr.st.st_mode & 07777, 0444);
@@ -487,7 +495,8 @@ static void test_batches(void **state)
     /* The aggregate files are named but not described by readdirplus. */
     assert_true(has_name(names, 3, "bat-1"));
     batch = lookup_ok(env, batches, "bat-1", &attr);
-    assert_int_equal(attr.st.st_nlink, 3);
+    /* A parse_v2 batch: results/, markdown/ and text/. */
+    assert_int_equal(attr.st.st_nlink, 5);
     json = lookup_ok(env, batch, "batch.json", &attr);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_non_null(strstr(content->data, "\"results\": [\n"));

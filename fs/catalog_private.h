@@ -1,0 +1,85 @@
+/*
+ * catalog_private.h — what the catalog's files share: fs/catalog.c (the
+ * listings of jobs, items and batches, and the aggregate files) and
+ * fs/catalog_docs.c (the documents a batch or a job produced). Nothing here
+ * is a promise to anyone outside those two files; everything else goes
+ * through include/batchfs/catalog.h.
+ */
+#ifndef BATCHFS_CATALOG_PRIVATE_H
+#define BATCHFS_CATALOG_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "batchfs/buf.h"
+#include "batchfs/catalog.h"
+#include "batchfs/hindex.h"
+
+struct api;
+struct cache;
+struct live;
+struct pagecache;
+
+/* How many items each status folder of a job holds, by its counters, in
+ * the order of catalog_item_statuses; 0 = none or unknown. */
+struct folder_sizes {
+    size_t of[CATALOG_ITEM_STATUS_COUNT];
+};
+
+/* A set of ids, each with the folder sizes of a job (unused by some sets);
+ * the caller holds catalog->lock. An account may hold hundreds of
+ * thousands of jobs, and each job of a listing is put here under the lock:
+ * the ids are found through a hindex over their indices, never by a scan.
+ * Ids are never removed. */
+struct id_set {
+    char **ids; /* in the order they were added */
+    struct folder_sizes *sizes;
+    size_t count, cap;
+    struct hindex index; /* refs: indices into ids */
+};
+
+struct catalog {
+    struct api *api;
+    struct cache *cache;
+    struct pagecache *pages; /* pages of finished jobs' folders, within the
+                                cache's budget together with the listings */
+    size_t building;         /* atomic: what the listings being built hold so far */
+    struct live *live;       /* listings in use, found again after eviction */
+    double ttl_s, terminal_ttl_s;
+
+    pthread_mutex_t lock;        /* protects the fields below */
+    struct id_set known_batches; /* ids found by lookup, for servers without a list */
+    struct id_set finished_jobs; /* jobs seen finished: that never changes back */
+    struct id_set job_sizes;     /* each job's folder sizes, from its latest object */
+    struct timespec batches_unsupported_until; /* the list endpoint is missing */
+    bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
+};
+
+/*
+ * A copy of request `req` (`size` bytes) whose id (the pointer at `id_at`)
+ * points into the copy, for a fetch thread to own; NULL on no memory.
+ * (catalog.c)
+ */
+void *catalog_request_copy(const void *req, size_t size, size_t id_at);
+
+/*
+ * Appends to `out` the errors.tsv lines of the documents of `batch` (a
+ * LISTING_BATCH) that failed or expired, one per job: from the listing of
+ * one of its content folders (fetched if needed: the documents' statuses
+ * are only known by asking). 0, or a negative errno as catalog_docs.
+ * (catalog_docs.c)
+ */
+int catalog_docs_failures(struct catalog *catalog, const struct listing *batch,
+                          struct buf *out);
+
+/*
+ * extracted.ndjson of batch `batch_id` into self->content (a held blob) and
+ * self->mtime, from its extracted/ listing. 0 or a negative errno.
+ * (catalog_docs.c)
+ */
+int catalog_docs_extracted_ndjson(struct catalog *catalog, const char *batch_id,
+                                  struct entry *self);
+
+#endif
