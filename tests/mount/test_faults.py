@@ -588,20 +588,36 @@ class FaultTest(unittest.TestCase):
         self.mounted("cache_ttl=1", "terminal_ttl=1")
         self.assert_folder_exact("completed")
         self.arm(kind="status", status=503)
-        time.sleep(1.5)
-        # The copy at once, while the refresh runs in the background; once
-        # that has failed, one warning says what is served.
-        self.assert_folder_exact("completed")
-        harness.wait_until(lambda: "serving cached copy" in self.mount.stderr(),
-                           "the background refresh to fail")
+
+        # Every listing is the copy: fresh at first; once expired, served at
+        # once while the refresh runs in the background. Once that has
+        # failed, one warning says what is served.
+        def listed_until_refresh_failed():
+            self.assert_folder_exact("completed")
+            return "serving cached copy" in self.mount.stderr()
+
+        harness.wait_until(listed_until_refresh_failed, "a background refresh to fail")
+        self.assertGreaterEqual(self.mount.stats()["fetching"]["refreshes"], 1)
         self.assert_folder_exact("completed")
         self.assertEqual(self.mount.stderr().count("serving cached copy"), 1)
 
     def test_stale_if_error_off_fails(self):
         self.mounted("cache_ttl=1", "terminal_ttl=1", "stale_if_error=0")
         self.assert_folder_exact("completed")
+        names = sorted(os.listdir(self.folder("completed")))
         self.arm(kind="status", status=503)
-        time.sleep(1.5)
+
+        # The copy while it is fresh; once it has expired, the refresh is
+        # waited for, and its failure is the answer.
+        def listing_failed():
+            try:
+                self.assertEqual(sorted(os.listdir(self.folder("completed"))), names)
+            except OSError as e:
+                return e.errno
+            return None
+
+        failed = harness.wait_until(listing_failed, "the expired listing to be fetched again")
+        self.assertEqual(failed, errno.EIO, os.strerror(failed))
         self.listing_fails("completed", (errno.EIO,), 20)
 
     def stop_with_a_request_in_flight(self, stop, *options):
