@@ -267,6 +267,43 @@ class FaultTest(unittest.TestCase):
             self.arm(kind="redirect", status=302, location=location)
             self.listing_fails("completed", (errno.EIO,), 10)
 
+    # ---- the log ----------------------------------------------------------------
+
+    # A fault, the errno it gives, and what its log line says.
+    LOGGED_FAILURES = (
+        ({"kind": "status", "status": 503}, errno.EIO, ": HTTP 503 after 3 attempts"),
+        ({"kind": "reset"}, errno.EIO, ": no complete response after 3 attempts (Recv failure"),
+        ({"kind": "stall", "ms": 30000}, errno.ETIMEDOUT,
+         ": timed out after 3 attempts (no byte for 2 s)"),
+        ({"kind": "redirect", "status": 302, "location": "http://127.0.0.2:1/x"}, errno.EIO,
+         ": HTTP 302 redirect to 127.0.0.2 refused"),
+        ({"kind": "status", "status": 401}, errno.EACCES, ": HTTP 401"),
+        ({"kind": "malformed"}, errno.EIO, ": body is not JSON"),
+    )
+
+    def test_one_log_line_per_failed_request(self):
+        """Each failed request is logged once, in one line that names it
+        (never the key) and says what came back and why, whichever layer
+        understood the failure."""
+        for fault, expect, why in self.LOGGED_FAILURES:
+            with self.subTest(fault=fault["kind"], status=fault.get("status")):
+                self.mounted()
+                try:
+                    self.arm(**fault)
+                    self.listing_fails("completed", (expect,), 30)
+                    err = self.mount.stderr()
+                    self.assertNotIn(harness.TEST_KEY, err)
+                    failed = re.findall(
+                        r"^batchfs .* GET (\S*/items\?\S*status=completed\S*):", err, re.M)
+                    self.assertTrue(failed, err)
+                    for url in set(failed):
+                        lines = [line for line in err.splitlines() if url in line]
+                        self.assertEqual(len(lines), 1, lines)
+                        self.assertIn(url + why, lines[0])
+                finally:  # each case unmounts, even one that failed
+                    self.tearDown()
+                    self.setUp()
+
     # ---- hostile bodies -------------------------------------------------------
 
     def test_malformed_bodies_are_eio(self):
