@@ -56,7 +56,7 @@ int api_fetch_again(void *arg, const char *again, struct buf *body)
     int rc = request_fetch(api_request(arg), again, &resp, &status);
 
     if (rc) {
-        request_log_failure(again, rc, status, NULL);
+        request_log_failure(again, rc, &resp, NULL);
         return rc;
     }
     *body = resp.body;
@@ -113,7 +113,7 @@ int api_check_access(struct api *api)
         goto out;
     rc = request_fetch(api->request, url.data, &resp, &status);
     if (rc < 0)
-        request_log_failure(url.data, rc, status, NULL);
+        request_log_failure(url.data, rc, &resp, NULL);
 out:
     http_response_free(&resp);
     buf_free(&url);
@@ -212,7 +212,7 @@ int api_get_job(struct api *api, const char *job_id, api_objects_fn fn, void *ar
     }
     if (rc < 0) {
         if (rc != -ENOMEM)
-            request_log_failure(url, rc, status, reason);
+            request_log_failure(url, rc, &resp, reason);
         goto out;
     }
     rc = fn(arg, &object, 1);
@@ -356,7 +356,7 @@ int api_get_batch(struct api *api, const char *batch_id, api_batch_fn fn, void *
                                &results_null, reason, sizeof(reason));
     if (rc < 0) {
         if (rc != -ENOMEM)
-            request_log_failure(url, rc, status, reason);
+            request_log_failure(url, rc, &resp, reason);
         goto out;
     }
     if (count > request_limits(api->request)->max_items) {

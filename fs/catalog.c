@@ -480,6 +480,8 @@ struct catalog *catalog_new(const struct catalog_config *config)
         .max_stale_s = config->max_stale_s,
         .negative_ttl_s = config->ttl_s,
         .fetch_threads = config->fetch_threads,
+        .clock = config->clock,
+        .clock_arg = config->clock_arg,
         .cancel_begin = catalog_cancel_begin,
         .cancel_fire = catalog_cancel_fire,
         .cancel_end = catalog_cancel_end,
@@ -493,7 +495,7 @@ struct catalog *catalog_new(const struct catalog_config *config)
     catalog->terminal_ttl_s = config->terminal_ttl_s;
     pthread_mutex_init(&catalog->lock, NULL);
     catalog->cache = cache_new(&cc, &catalog_cache_ops);
-    catalog->live = live_new();
+    catalog->live = live_new(config->clock, config->clock_arg);
     catalog->pages = pagecache_new(&(struct pagecache_config){
         .max_bytes = config->cache_bytes,
         .other_bytes = catalog_listing_bytes,

@@ -670,9 +670,11 @@ static void http_complete(struct http_request *req, int rc, long status, bool re
 
     call->resp = (struct http_response)HTTP_RESPONSE_INIT;
     if (rc == 0) {
-        if (retryable)
+        if (retryable) {
             log_warning("GET %s: HTTP %ld after %u attempt%s", req->path_query, status,
                         req->attempt, req->attempt == 1 ? "" : "s");
+            req->logged = true;
+        }
         call->resp.status = status;
         /* A body may be kept as long as its listing (item files are
          * rendered from it): keep none of the room it grew into. */
@@ -682,12 +684,15 @@ static void http_complete(struct http_request *req, int rc, long status, bool re
     } else if (!req->logged && rc == -EFBIG) {
         log_warning("GET %s: response larger than %zu bytes refused", req->path_query,
                     client->max_response);
+        req->logged = true;
     } else if (!req->logged && rc != -ECANCELED && req->attempt > 0) {
         log_warning("GET %s: %s after %u attempt%s (%s)", req->path_query,
                     http_errno_text(rc), req->attempt, req->attempt == 1 ? "" : "s",
                     t->error);
+        req->logged = true;
     }
     call->resp.attempts = req->attempt;
+    call->resp.logged = req->logged;
     call->rc = rc;
     pthread_mutex_lock(&client->calls_lock);
     call->impl = NULL;

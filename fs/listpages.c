@@ -616,7 +616,7 @@ static int listpages_page_process(struct listpages_page *page, struct paginate *
         goto drop;
     if (page->rc < 0) {
         rc = page->rc;
-        request_log_failure(page->path_query, rc, page->status, page->reason);
+        request_log_failure(page->path_query, rc, &page->resp, page->reason);
         goto drop;
     }
     fresh = listpages_page_take_ids(page, &page->list->ids);
@@ -883,7 +883,7 @@ int listpages_walk_cursor(struct request *req, const char *base, const char *id,
         }
         if (page.rc < 0) {
             rc = page.rc;
-            request_log_failure(page.path_query, rc, page.status, page.reason);
+            request_log_failure(page.path_query, rc, &page.resp, page.reason);
             listpages_page_release(&page);
             break;
         }

@@ -33,12 +33,16 @@ struct live {
     size_t count;
     unsigned epoch;
     unsigned long long reused;
+    double (*clock)(void *arg); /* read-only after live_new */
+    void *clock_arg;
 };
 
-static double live_now(void)
+static double live_now(const struct live *live)
 {
     struct timespec ts;
 
+    if (live->clock)
+        return live->clock(live->clock_arg);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
@@ -67,12 +71,14 @@ static struct hindex_cell *live_cell(struct live *live, uint64_t hash, const cha
     return hindex_probe(&live->index, hash, live_eq, NULL, key, found);
 }
 
-struct live *live_new(void)
+struct live *live_new(double (*clock)(void *arg), void *clock_arg)
 {
     struct live *live = calloc(1, sizeof(*live));
 
     if (!live)
         return NULL;
+    live->clock = clock;
+    live->clock_arg = clock_arg;
     live->index = (struct hindex)HINDEX_INIT;
     pthread_mutex_init(&live->lock, NULL);
     return live;
@@ -116,7 +122,7 @@ void live_add(struct live *live, struct listing *listing, const char *key, doubl
     link->key = copy;
     link->forget = live_forget;
     link->key_hash = live_hash(key);
-    link->fresh_until = live_now() + ttl_s;
+    link->fresh_until = live_now(live) + ttl_s;
     pthread_mutex_lock(&live->lock);
     if (hindex_make_room(&live->index)) {
         /* Not registered: it is only not found again after eviction. */
@@ -143,7 +149,7 @@ void live_add(struct live *live, struct listing *listing, const char *key, doubl
 
 struct listing *live_take(struct live *live, const char *key, double *ttl_left)
 {
-    double now = live_now();
+    double now = live_now(live);
     uint64_t hash = live_hash(key);
     struct listing *found = NULL;
 

@@ -49,7 +49,12 @@
  */
 static struct fuse_session *main_session;
 static sem_t main_wake;
-static volatile sig_atomic_t main_hangup;
+/* A SIGHUP not yet acted on. Atomic, not just volatile sig_atomic_t: the
+ * watcher thread reads it, not the thread the handler ran on. Lock-free, so
+ * safe in a handler. */
+static atomic_int main_hangup;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+               "a signal handler may touch lock-free atomics only");
 /* SIGHUPs acted on, counted once every cache has been dropped: what
  * .batchfs/stats reports as "hangups", so a script (or a test) that sent
  * one can tell when it has taken effect. */
@@ -66,7 +71,7 @@ static void main_on_exit_signal(int sig)
 static void main_on_hangup(int sig)
 {
     (void)sig;
-    main_hangup = 1;
+    atomic_store(&main_hangup, 1);
     sem_post(&main_wake);
 }
 
@@ -119,8 +124,9 @@ static void *main_watch(void *arg)
         sem_timedwait(&main_wake, &deadline);
         if (fuse_session_exited(w->session))
             break;
-        if (main_hangup) {
-            main_hangup = 0;
+        /* Taken and cleared at once: a SIGHUP that comes meanwhile is acted
+         * on next time round, never lost. */
+        if (atomic_exchange(&main_hangup, 0)) {
             log_info("SIGHUP: dropping every cached listing");
             catalog_expire_all(w->catalog);
             tree_invalidate_all(w->tree);

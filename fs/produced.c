@@ -75,7 +75,7 @@ static int produced_fetch(struct request *req, const char *url, bool markdown,
         log_info("GET %s: HTTP 400: no markdown for this job (fast tier)", url);
         rc = -EOPNOTSUPP;
     } else {
-        request_log_failure(url, rc, status, NULL);
+        request_log_failure(url, rc, resp, NULL);
     }
     return rc;
 }
@@ -304,7 +304,7 @@ static int produced_get_v2(struct request *req, bool parse, const char *job_id,
     else
         rc = produced_read_extract(&resp.body, out, reason);
     if (rc == -EIO)
-        request_log_failure(url, rc, resp.status, reason);
+        request_log_failure(url, rc, &resp, reason);
 out:
     if (rc < 0)
         produced_job_free(out);
@@ -349,7 +349,7 @@ int produced_get_v1_result(struct request *req, const char *job_id,
         goto out;
     rc = produced_read_v1(&resp.body, markdown ? "markdown" : "text", out, reason);
     if (rc == -EIO)
-        request_log_failure(url, rc, resp.status, reason);
+        request_log_failure(url, rc, &resp, reason);
 out:
     http_response_free(&resp);
     free(url);

@@ -170,8 +170,13 @@ static int request_status_errno(long status)
     return -EIO;
 }
 
-void request_log_failure(const char *path_query, int rc, long status, const char *reason)
+void request_log_failure(const char *path_query, int rc, const struct http_response *resp,
+                         const char *reason)
 {
+    long status = resp ? resp->status : 0;
+
+    if (resp && resp->logged)
+        return;
     if (reason && *reason)
         log_warning("GET %s: %s", path_query, reason);
     else if (status == 404)
@@ -194,13 +199,15 @@ int request_settle(struct request *req, const char *path_query, int rc,
                         [request_outcome_of(rc, rc < 0 ? 0 : resp->status)],
             1, __ATOMIC_RELAXED);
     if (rc < 0) {
-        http_response_free(resp);
+        /* What the transport said of the failure stays for the log. */
+        buf_free(&resp->body);
+        resp->status = 0;
         return rc;
     }
     *status = resp->status;
     rc = request_status_errno(resp->status);
     if (rc < 0)
-        http_response_free(resp);
+        buf_free(&resp->body);
     return rc;
 }
 

@@ -20,6 +20,7 @@ void http_response_free(struct http_response *resp)
     buf_free(&resp->body);
     resp->status = 0;
     resp->attempts = 0;
+    resp->logged = false;
 }
 
 static _Thread_local struct transport_cancel *transport_current_token;
@@ -145,7 +146,8 @@ int transport_get_by_submit(const struct transport *transport, const char *path_
     rc = w.call.rc;
     *out = w.call.resp;
     if (rc) {
-        /* How many attempts it took stays: the caller may report it. */
+        /* How many attempts it took, and whether the failure was logged,
+         * stay: the caller may report it. */
         buf_free(&out->body);
         out->status = 0;
     }

@@ -36,6 +36,10 @@ struct catalog_config {
     /* Threads that fetch listings for parked requests and refresh expired
      * ones in the background (see cache.h); 0: callers fetch themselves. */
     unsigned fetch_threads;
+    /* The clock listings expire by (see cache_config.clock); NULL:
+     * CLOCK_MONOTONIC. For tests, which move time instead of sleeping. */
+    double (*clock)(void *arg);
+    void *clock_arg;
 };
 
 struct catalog_stats {

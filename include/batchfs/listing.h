@@ -62,7 +62,7 @@ struct listing_link {
     struct listing *prev, *next; /* its chain in the register */
     char *key;                   /* its cache key */
     uint64_t key_hash;
-    double fresh_until; /* CLOCK_MONOTONIC seconds */
+    double fresh_until; /* seconds on the register's clock (live_new) */
     unsigned epoch;     /* live_expire_all calls before it was added */
     /* Set with `key` by the register: unlinks the listing and frees `key`.
      * Leaves the listing module free of the register's header. */

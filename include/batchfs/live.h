@@ -22,8 +22,12 @@
 
 struct live;
 
-/* An empty register; NULL on ENOMEM. */
-struct live *live_new(void);
+/*
+ * An empty register; NULL on ENOMEM. Freshness is read from `clock` (as
+ * cache_config.clock: seconds that never go back, called with
+ * clock_arg), or from CLOCK_MONOTONIC when it is NULL.
+ */
+struct live *live_new(double (*clock)(void *arg), void *clock_arg);
 
 /* Frees the register. Listings still registered are detached from it (they
  * stay valid); no other call on it may be in progress. Safe on NULL. */

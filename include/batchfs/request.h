@@ -43,8 +43,9 @@ void request_get_stats(struct request *req, struct api_stats *out);
 /*
  * GETs path_query and counts it in the stats. 0 with a 2xx response in
  * *resp; otherwise a negative errno, *status the HTTP status (0 when none
- * came) and *resp empty. Does not log: the caller knows whether the failure
- * matters. Thread-safe.
+ * came) and *resp without a body (what else it holds says how the request
+ * failed, for request_log_failure). Does not log: the caller knows whether
+ * the failure matters. Thread-safe.
  */
 int request_fetch(struct request *req, const char *path_query, struct http_response *resp,
                   long *status);
@@ -63,9 +64,16 @@ void request_cancel(struct request *req, struct transport_call *call);
 int request_settle(struct request *req, const char *path_query, int rc,
                    struct http_response *resp, long *status);
 
-/* The one log line for a failed request (debug for a 404 or -ECANCELED,
- * else a warning). */
-void request_log_failure(const char *path_query, int rc, long status, const char *reason);
+/*
+ * The one log line for a failed request: `reason` (what was wrong with a
+ * response that did come), else its HTTP status, else the errno; debug for
+ * a 404 or -ECANCELED, else a warning. Nothing when the transport has
+ * logged the failure already (resp->logged: retries used up, no complete
+ * response, a refused redirect or body). resp is the request's, as
+ * request_fetch left it; NULL when none was sent.
+ */
+void request_log_failure(const char *path_query, int rc, const struct http_response *resp,
+                         const char *reason);
 
 /* Appends base [+ "/" + escaped id + tail] to b. 0 or -ENOMEM. */
 int request_append_path(struct buf *b, const char *base, const char *id,

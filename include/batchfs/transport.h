@@ -24,9 +24,14 @@ struct http_response {
     long status;     /* final HTTP status, e.g. 200, 404 */
     struct buf body; /* the whole decoded body; never a partial one */
     unsigned attempts; /* how many tries it took (1 = first try) */
+    /* The transport has logged this failure itself, in the one line it
+     * deserves (with its attempts and cause): whoever handles the outcome
+     * must not log it again (see request_log_failure). Kept, with
+     * attempts, when the call ends in a negative errno. */
+    bool logged;
 };
 
-#define HTTP_RESPONSE_INIT {0, BUF_INIT, 0}
+#define HTTP_RESPONSE_INIT {0, BUF_INIT, 0, false}
 
 /* Frees the body; the response is HTTP_RESPONSE_INIT again. */
 void http_response_free(struct http_response *resp);
@@ -50,7 +55,8 @@ struct transport_call {
 
     /* Set before done is called. */
     int rc;                    /* 0, or a negative errno as for get */
-    struct http_response resp; /* filled in when rc is 0 */
+    struct http_response resp; /* filled in when rc is 0; else its
+                                  attempts and logged only */
 
     void *impl; /* the transport's; NULL once done has been called */
 };

@@ -174,6 +174,18 @@ class Mount:
             time.sleep(0.02)
         raise RuntimeError("batchfs did not mount: " + self.stderr())
 
+    def stats(self):
+        """The driver's .batchfs/stats, parsed."""
+        with open(os.path.join(self.path, ".batchfs", "stats")) as f:
+            return json.load(f)
+
+    def hangup(self):
+        """SIGHUP (every cached listing expires), then waits until the
+        driver reports that it acted on it."""
+        seen = self.stats()["hangups"]
+        self.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.stats()["hangups"] > seen, "SIGHUP to be acted on")
+
     def stderr(self):
         self.errfile.flush()
         self.errfile.seek(0)

@@ -5,7 +5,8 @@ items the double keeps moving between statuses, with a one-second cache
 lifetime and intermittent 503s, truncated bodies and resets. For a fixed
 number of rounds, every file that is read must be complete, valid JSON of the
 folder's status, or fail with a clear errno; the driver must not crash, hang
-or report a sanitizer error.
+or report a sanitizer error. Between rounds a SIGHUP expires every listing,
+so each round reads the moved items from new listings.
 """
 import json
 import os
@@ -44,6 +45,8 @@ class ConcurrentReaders(harness.MountTestCase):
             {"kind": "reset", "probability": 0.05},
         ])
         checked = 0
+        seen = {}  # item id: the folder it was last read from
+        moved = 0
         for round_no in range(ROUNDS):
             self.double.control("advance", {"job_id": job, "count": 25})
             script = (
@@ -71,11 +74,15 @@ class ConcurrentReaders(harness.MountTestCase):
                 # A file read from a folder always holds an item of that status:
                 # the content and the folder come from one listing.
                 self.assertEqual(obj["status"], status, name)
+                moved += seen.get(obj["item_id"], status) != status
+                seen[obj["item_id"]] = status
                 checked += 1
-            time.sleep(1.1)  # let the listings expire before the next round
             self.assertIsNone(self.mount.proc.poll(), "batchfs died: " + self.mount.stderr())
+            self.mount.hangup()  # the next round reads from new listings
             del res
         self.assertGreater(checked, ROUNDS * 100)
+        # The rounds saw the double's moves: the listings were refreshed.
+        self.assertGreater(moved, 0)
 
     @classmethod
     def setUpClass(cls):

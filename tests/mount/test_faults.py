@@ -267,6 +267,43 @@ class FaultTest(unittest.TestCase):
             self.arm(kind="redirect", status=302, location=location)
             self.listing_fails("completed", (errno.EIO,), 10)
 
+    # ---- the log ----------------------------------------------------------------
+
+    # A fault, the errno it gives, and what its log line says.
+    LOGGED_FAILURES = (
+        ({"kind": "status", "status": 503}, errno.EIO, ": HTTP 503 after 3 attempts"),
+        ({"kind": "reset"}, errno.EIO, ": no complete response after 3 attempts (Recv failure"),
+        ({"kind": "stall", "ms": 30000}, errno.ETIMEDOUT,
+         ": timed out after 3 attempts (no byte for 2 s)"),
+        ({"kind": "redirect", "status": 302, "location": "http://127.0.0.2:1/x"}, errno.EIO,
+         ": HTTP 302 redirect to 127.0.0.2 refused"),
+        ({"kind": "status", "status": 401}, errno.EACCES, ": HTTP 401"),
+        ({"kind": "malformed"}, errno.EIO, ": body is not JSON"),
+    )
+
+    def test_one_log_line_per_failed_request(self):
+        """Each failed request is logged once, in one line that names it
+        (never the key) and says what came back and why, whichever layer
+        understood the failure."""
+        for fault, expect, why in self.LOGGED_FAILURES:
+            with self.subTest(fault=fault["kind"], status=fault.get("status")):
+                self.mounted()
+                try:
+                    self.arm(**fault)
+                    self.listing_fails("completed", (expect,), 30)
+                    err = self.mount.stderr()
+                    self.assertNotIn(harness.TEST_KEY, err)
+                    failed = re.findall(
+                        r"^batchfs .* GET (\S*/items\?\S*status=completed\S*):", err, re.M)
+                    self.assertTrue(failed, err)
+                    for url in set(failed):
+                        lines = [line for line in err.splitlines() if url in line]
+                        self.assertEqual(len(lines), 1, lines)
+                        self.assertIn(url + why, lines[0])
+                finally:  # each case unmounts, even one that failed
+                    self.tearDown()
+                    self.setUp()
+
     # ---- hostile bodies -------------------------------------------------------
 
     def test_malformed_bodies_are_eio(self):
@@ -588,20 +625,36 @@ class FaultTest(unittest.TestCase):
         self.mounted("cache_ttl=1", "terminal_ttl=1")
         self.assert_folder_exact("completed")
         self.arm(kind="status", status=503)
-        time.sleep(1.5)
-        # The copy at once, while the refresh runs in the background; once
-        # that has failed, one warning says what is served.
-        self.assert_folder_exact("completed")
-        harness.wait_until(lambda: "serving cached copy" in self.mount.stderr(),
-                           "the background refresh to fail")
+
+        # Every listing is the copy: fresh at first; once expired, served at
+        # once while the refresh runs in the background. Once that has
+        # failed, one warning says what is served.
+        def listed_until_refresh_failed():
+            self.assert_folder_exact("completed")
+            return "serving cached copy" in self.mount.stderr()
+
+        harness.wait_until(listed_until_refresh_failed, "a background refresh to fail")
+        self.assertGreaterEqual(self.mount.stats()["fetching"]["refreshes"], 1)
         self.assert_folder_exact("completed")
         self.assertEqual(self.mount.stderr().count("serving cached copy"), 1)
 
     def test_stale_if_error_off_fails(self):
         self.mounted("cache_ttl=1", "terminal_ttl=1", "stale_if_error=0")
         self.assert_folder_exact("completed")
+        names = sorted(os.listdir(self.folder("completed")))
         self.arm(kind="status", status=503)
-        time.sleep(1.5)
+
+        # The copy while it is fresh; once it has expired, the refresh is
+        # waited for, and its failure is the answer.
+        def listing_failed():
+            try:
+                self.assertEqual(sorted(os.listdir(self.folder("completed"))), names)
+            except OSError as e:
+                return e.errno
+            return None
+
+        failed = harness.wait_until(listing_failed, "the expired listing to be fetched again")
+        self.assertEqual(failed, errno.EIO, os.strerror(failed))
         self.listing_fails("completed", (errno.EIO,), 20)
 
     def stop_with_a_request_in_flight(self, stop, *options):

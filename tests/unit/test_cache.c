@@ -32,6 +32,8 @@
 
 #include <cmocka.h>
 
+#include "fake_clock.h"
+
 #define THREADS 16
 
 /* ---- allocation failure injection ---- */
@@ -121,22 +123,6 @@ static int value_id(void *value)
     return ((struct test_value *)value)->id;
 }
 
-/* ---- the test's clock ---- */
-
-/* Microseconds since the start of the test; moved only by advance(). */
-static atomic_llong clock_us;
-
-static double test_clock(void *arg)
-{
-    (void)arg;
-    return (double)atomic_load(&clock_us) / 1e6;
-}
-
-static void advance(double seconds)
-{
-    atomic_fetch_add(&clock_us, (long long)(seconds * 1e6));
-}
-
 /* ---- scripted fetches ---- */
 
 /* How long a fetch waits for the other callers to queue behind it before
@@ -223,7 +209,7 @@ static struct cache *make_cache(size_t max_bytes, bool stale, double max_stale_s
         .stale_if_error = stale,
         .max_stale_s = max_stale_s,
         .negative_ttl_s = negative_ttl_s,
-        .clock = test_clock,
+        .clock = fake_clock_now,
     };
     struct cache *cache = cache_new(&config, &test_ops);
 
@@ -275,7 +261,7 @@ static int reset(void **state)
     values_created = values_freed = bad_unrefs = 0;
     alloc_fail_after = -1;
     alloc_failures = 0;
-    clock_us = 0;
+    fake_clock_reset();
     return 0;
 }
 
@@ -387,9 +373,9 @@ static void test_ttl_expiry(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.05);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    advance(0.049);
+    fake_clock_advance(0.049);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    advance(0.001);
+    fake_clock_advance(0.001);
     assert_int_equal(get_id(cache, "k", 0, &s), 2);
     assert_int_equal(s.calls, 2);
     /* The replaced value was released. */
@@ -469,10 +455,10 @@ static void test_negative_entries(void **state)
     assert_int_equal(stats_of(cache).hits, 1);
 
     /* Once the negative entry expires the key is asked for again. */
-    advance(0.049);
+    fake_clock_advance(0.049);
     expect_error(cache, "gone", 0, &s, -ENOENT);
     assert_int_equal(s.calls, 1);
-    advance(0.001);
+    fake_clock_advance(0.001);
     s.rc = 0;
     assert_int_equal(get_id(cache, "gone", 0, &s), 1);
     assert_int_equal(s.calls, 2);
@@ -510,7 +496,7 @@ static void test_stale_served_and_logged(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.05);
     assert_int_equal(get_id(cache, "jobs/1", 0, &s), 1);
-    advance(0.2);
+    fake_clock_advance(0.2);
     s.rc = -EIO;
     capture_start();
     assert_int_equal(cache_get(cache, "jobs/1", 0, script_fetch, &s, &value), 0);
@@ -553,7 +539,7 @@ static void test_stale_shared_with_waiters(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.01);
     assert_int_equal(get_id(cache, "jobs", 0, &s), 1);
-    advance(0.1);
+    fake_clock_advance(0.1);
     s.rc = -EIO;
     wait_for_waiters(&s, cache, THREADS - 1);
     capture_start();
@@ -583,7 +569,7 @@ static void test_stale_not_for_answers(void **state)
     for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
         s.rc = 0;
         get_id(cache, "k", CACHE_GET_REFRESH, &s);
-        advance(0.06);
+        fake_clock_advance(0.06);
         s.rc = answers[i];
         capture_start();
         expect_error(cache, "k", 0, &s, answers[i]);
@@ -608,7 +594,7 @@ static void test_stale_not_beyond_max_stale(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.01);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    advance(0.3);
+    fake_clock_advance(0.3);
     s.rc = -EIO;
     capture_start();
     expect_error(cache, "k", 0, &s, -EIO);
@@ -626,7 +612,7 @@ static void test_stale_disabled(void **state)
     (void)state;
     script_init(&s, 0, 10, 0.01);
     assert_int_equal(get_id(cache, "k", 0, &s), 1);
-    advance(0.06);
+    fake_clock_advance(0.06);
     s.rc = -EIO;
     expect_error(cache, "k", 0, &s, -EIO);
     assert_int_equal(stats_of(cache).stale_served, 0);
@@ -882,7 +868,7 @@ static void test_stats(void **state)
     (void)state;
     script_init(&s, 0, 50, 0.01);
     get_id(cache, "a", 0, &s); /* miss */
-    advance(0.05);
+    fake_clock_advance(0.05);
     s.rc = -EIO;
     capture_start();
     get_id(cache, "a", 0, &s); /* miss, stale */
@@ -930,7 +916,7 @@ static void test_fetch_without_value(void **state)
 static void test_out_of_memory(void **state)
 {
     struct cache_config config = {
-        .stale_if_error = true, .max_stale_s = 30, .clock = test_clock};
+        .stale_if_error = true, .max_stale_s = 30, .clock = fake_clock_now};
     struct cache *cache = NULL;
     struct script s;
     char key[16];
@@ -953,7 +939,7 @@ static void test_out_of_memory(void **state)
 
     script_init(&s, 0, 10, 0.01);
     get_id(cache, "old", 0, &s);
-    advance(0.05);
+    fake_clock_advance(0.05);
     /* A new key needs a flight, an entry and a key copy; failing any of
      * them fails the call without fetching and leaves the table as it was. */
     for (int n = 0; n < 3; n++) {
@@ -1077,7 +1063,7 @@ static void *stress_disturb(void *arg)
             cache_clear(st->cache);
         /* Time moves on by the disturber's hand. The pause only paces the
          * disturbance, so that the workers get a turn; nothing waits on it. */
-        advance(0.001);
+        fake_clock_advance(0.001);
         nanosleep(&(struct timespec){0, 1000000L}, NULL);
     }
     return NULL;
@@ -1268,7 +1254,7 @@ static struct cache *make_threaded_cache(bool stale, unsigned threads)
     struct cache_config config = {
         .stale_if_error = stale,
         .max_stale_s = 60,
-        .clock = test_clock,
+        .clock = fake_clock_now,
         .fetch_threads = threads,
     };
     struct cache *cache = cache_new(&config, &test_ops);
@@ -1537,7 +1523,7 @@ static void test_stale_while_revalidate(void **state)
     assert_int_equal(value_id(value), 1);
     test_value_unref(value);
     gate_open(&g, false);
-    advance(11);
+    fake_clock_advance(11);
     /* Expired: the copy at once, the refresh on a fetch thread, held. */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
@@ -1555,7 +1541,7 @@ static void test_stale_while_revalidate(void **state)
 
     /* A failed refresh keeps the copy, with one warning, and is tried
      * again only after a while. */
-    advance(11);
+    fake_clock_advance(11);
     g.script.rc = -EIO;
     capture_start();
     assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
@@ -1568,7 +1554,7 @@ static void test_stale_while_revalidate(void **state)
         test_value_unref(value);
     }
     assert_int_equal(stats_of(cache).refreshes, 2);
-    advance(10);
+    fake_clock_advance(10);
     g.script.rc = 0;
     assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
     test_value_unref(value);
@@ -1577,7 +1563,7 @@ static void test_stale_while_revalidate(void **state)
     assert_int_equal(get_id(cache, "k", 0, &g.script), 3);
 
     /* Past max_stale the caller waits for the fetch. */
-    advance(100);
+    fake_clock_advance(100);
     assert_int_equal(cache_get_with(cache, "k", 0, gated_fetcher(&g, &f), &value), 0);
     assert_int_equal(value_id(value), 4);
     test_value_unref(value);
@@ -1606,7 +1592,7 @@ static void test_strict_without_stale_if_error(void **state)
     gated_init(&g, 0, 10);
     gate_open(&g, true);
     assert_int_equal(get_id(cache, "k", 0, &g.script), 1);
-    advance(11);
+    fake_clock_advance(11);
     g.script.rc = -EIO;
     /* stale_if_error=0: the refresh is waited for, and its error is the
      * answer. */
@@ -1620,7 +1606,7 @@ static void test_cancel_calls_off_a_running_fetch(void **state)
 {
     struct gated g;
     struct cache_config config = {
-        .clock = test_clock,
+        .clock = fake_clock_now,
         .fetch_threads = 1,
         .cancel_begin = gated_cancel_begin,
         .cancel_fire = gated_cancel_fire,

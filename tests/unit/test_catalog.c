@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -20,6 +19,7 @@
 #include "batchfs/catalog.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
+#include "fake_clock.h"
 #include "fake_transport.h"
 
 static void test_parse_time(void **state)
@@ -70,10 +70,14 @@ static int env_setup(void **state)
 {
     struct env *env = calloc(1, sizeof(*env));
     struct api_config ac = {.page_size = 1000, .max_parallel = 2, .max_items = 1000};
-    /* Unfinished things expire at once; finished ones are kept. */
-    struct catalog_config cc = {.ttl_s = 0.001, .terminal_ttl_s = 600,
-                                .cache_bytes = 1 << 20};
+    /* On the test's clock: unfinished things stay fresh for a second,
+     * finished ones for ten minutes. */
+    struct catalog_config cc = {.ttl_s = 1,
+                                .terminal_ttl_s = 600,
+                                .cache_bytes = 1 << 20,
+                                .clock = fake_clock_now};
 
+    fake_clock_reset();
     env->fake = fake_transport_new();
     ac.transport = fake_transport_transport(env->fake);
     env->api = api_new(&ac);
@@ -137,7 +141,7 @@ static void test_finished_jobs_cached_longer(void **state)
     listing_release(items);
     assert_int_equal(catalog_items(env->catalog, "bjb-run1", 2, &items), 0);
     listing_release(items);
-    usleep(20000);
+    fake_clock_advance(60);
     before = fake_transport_count(env->fake);
     /* The finished job's items are still fresh: no request. */
     assert_int_equal(catalog_items(env->catalog, "bjb-done1", 2, &items), 0);
@@ -297,12 +301,16 @@ static void test_item_files(void **state)
 
 /* A listing the cache evicted while someone still held it is handed back
  * by the next fetch of its key, with no request and no second copy; once
- * nobody holds it, or after everything was expired, it is fetched again. */
+ * nobody holds it, after everything was expired, or once it is out of date,
+ * it is fetched again. */
 static void test_listing_in_use_found_again(void **state)
 {
     struct env *env = *state;
-    struct catalog_config cc = {.api = env->api, .ttl_s = 600, .terminal_ttl_s = 600,
-                                .cache_bytes = 1};
+    struct catalog_config cc = {.api = env->api,
+                                .ttl_s = 600,
+                                .terminal_ttl_s = 600,
+                                .cache_bytes = 1,
+                                .clock = fake_clock_now};
     struct catalog *small = catalog_new(&cc);
     struct listing *held, *other, *again;
     struct catalog_stats st;
@@ -333,6 +341,14 @@ static void test_listing_in_use_found_again(void **state)
     assert_int_equal(catalog_items(small, "bjb-done1", 2, &again), 0);
     assert_ptr_not_equal(again, held);
     assert_true(fake_transport_count(env->fake) > before);
+
+    /* Out of date by the catalog's clock: fetched again although still held. */
+    fake_clock_advance(601);
+    before = fake_transport_count(env->fake);
+    assert_int_equal(catalog_items(small, "bjb-done1", 2, &other), 0);
+    assert_ptr_not_equal(other, again);
+    assert_true(fake_transport_count(env->fake) > before);
+    listing_release(other);
     listing_release(again);
 
     /* Released by everyone: gone, and fetched again. */

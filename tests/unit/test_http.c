@@ -594,6 +594,8 @@ static void test_404_is_a_status(void **state)
     assert_int_equal(http_client_transport(client)->get(client, "/x", &resp), 0);
     assert_int_equal(resp.status, 404);
     assert_int_equal(resp.attempts, 1);
+    /* Not logged here: whether a 404 matters is the caller's to say. */
+    assert_false(resp.logged);
     assert_string_equal(resp.body.data, "{\"detail\":\"Not Found\"}");
     assert_int_equal(server_accepted(s), 1);
     http_response_free(&resp);
@@ -647,6 +649,7 @@ static void test_retries_exhausted_returns_last_status(void **state)
     assert_string_equal(resp.body.data, "bad");
     assert_int_equal(server_accepted(s), 3);
     assert_true(log_contains("GET /y?a=1: HTTP 502 after 3 attempts"));
+    assert_true(resp.logged); /* the caller does not log it again */
     http_response_free(&resp);
     http_client_free(client);
     server_free(s, true);
@@ -726,6 +729,7 @@ static void test_truncated_body_never_returned(void **state)
     assert_int_equal(resp.body.len, 0);
     assert_int_equal(server_accepted(s), 2);
     assert_true(log_contains("GET /t: no complete response after 2 attempts"));
+    assert_true(resp.logged);
     http_response_free(&resp);
     http_client_free(client);
     server_free(s, true);
@@ -751,6 +755,7 @@ static void test_stall_times_out(void **state)
     assert_int_equal(resp.attempts, 2);
     assert_null(resp.body.data);
     assert_true(log_contains("GET /s: timed out after 2 attempts (no byte for 1 s)"));
+    assert_true(resp.logged);
     http_client_free(client);
     server_free(s, true);
 }
@@ -899,6 +904,7 @@ static void test_redirect_refused_key_stays_home(void **state)
     assert_int_equal(server_accepted(elsewhere), 0);
     assert_true(log_contains("redirect to 127.0.0.1 refused"));
     assert_false(log_contains("sig=secret"));
+    assert_true(resp.logged);
     http_client_free(client);
     server_free(home, true);
     server_free(elsewhere, true);
@@ -923,8 +929,10 @@ static void test_body_cap(void **state)
     assert_int_equal(resp.attempts, 1);
     assert_null(resp.body.data);
     assert_true(log_contains("GET /big: response larger than 1000 bytes refused"));
+    assert_true(resp.logged);
     assert_int_equal(http_client_transport(client)->get(client, "/fits", &resp), 0);
     assert_int_equal(resp.status, 200);
+    assert_false(resp.logged);
     assert_int_equal(resp.body.len, 1000);
     http_response_free(&resp);
     http_client_free(client);

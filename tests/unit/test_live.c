@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "batchfs/catalog.h"
+#include "fake_clock.h"
 
 #define MANY 500 /* well past the table's first size: it grows several times */
 
@@ -42,7 +43,7 @@ static struct listing *found(struct live *live, const char *key)
 
 static void test_found_by_key_through_growth(void **state)
 {
-    struct live *live = live_new();
+    struct live *live = live_new(NULL, NULL);
     struct listing *all[MANY], *older, *newer;
     char key[32];
 
@@ -93,7 +94,7 @@ static void test_found_by_key_through_growth(void **state)
 
 static void test_stale_or_expired_not_found(void **state)
 {
-    struct live *live = live_new();
+    struct live *live = live_new(NULL, NULL);
     struct listing *stale, *fresh;
 
     (void)state;
@@ -113,11 +114,31 @@ static void test_stale_or_expired_not_found(void **state)
     live_free(live);
 }
 
+/* Freshness is read from the register's clock: a listing is found until
+ * its time to live has passed on that clock. */
+static void test_expires_by_its_clock(void **state)
+{
+    struct live *live = live_new(fake_clock_now, NULL);
+    struct listing *l;
+
+    (void)state;
+    assert_non_null(live);
+    fake_clock_reset();
+    l = registered(live, "jobs", 10);
+    fake_clock_advance(9.5);
+    assert_ptr_equal(found(live, "jobs"), l);
+    fake_clock_advance(1);
+    assert_null(found(live, "jobs"));
+    listing_release(l);
+    live_free(live);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_found_by_key_through_growth),
         cmocka_unit_test(test_stale_or_expired_not_found),
+        cmocka_unit_test(test_expires_by_its_clock),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
