@@ -70,6 +70,16 @@ show "cut -f3 jobs/$job/errors.tsv | sort | uniq -c | sort -rn | head -n 3"
 show "ls by-status/*"
 show "find jobs -name '*.json' | wc -l"
 show ls batches
+# What a batch produced: the first of a few batches with parsed documents.
+for b in $(ls batches | head -n 5); do
+    if [ -n "$(ls "batches/$b/markdown" 2>/dev/null)" ]; then
+        show ls "batches/$b"
+        show "ls batches/$b/markdown | head -n 3"
+        show "grep -rl 'net revenue' batches/$b/markdown/ | head -n 3"
+        show "wc -w batches/$b/text/*.txt | tail -n 1"
+        break
+    fi
+done
 cd "$root"
 if [ $keep -eq 1 ]; then
     echo
