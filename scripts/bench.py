@@ -4,8 +4,10 @@ the kernel allow.
 
 Starts the API double (scripts/apidouble.py) once with one job of N items
 (--big-job: 90% completed, 5% failed, 3% skipped, 1% cancelled, 0.5%
-processing, 0.5% pending) and a simulated round trip per request, and
-measures in one run:
+processing, 0.5% pending; an extract job, so that its folder holds the item
+files alone: a parse job's also shows its documents, which the documents
+phase measures) and a simulated round trip per request, and measures in one
+run:
 
   batchfs   cold `ls -f` and `ls -l` of completed/, cold `grep -rl` over
             failed/, warm `grep -r` over the whole job, `find | wc -l` cold

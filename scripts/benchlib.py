@@ -69,13 +69,16 @@ class Double:
     """The API double on a free loopback port, for the whole run."""
 
     def __init__(self, items, latency_ms, workdir, dataset=None, name="double"):
-        """Serves one big job of `items` items, or the data set that the
+        """Serves one big extract job of `items` items, or the data set that the
         double's arguments `dataset` describe; `name` names its files in
         workdir. start_seconds is how long it took to listen."""
         port_file = os.path.join(workdir, name + ".port")
         self.log = open(os.path.join(workdir, name + ".log"), "w+")
         if dataset is None:
-            dataset = ["--jobs", "0", "--batches", "0", "--big-job", str(items)]
+            # An extract job: its folder holds the item files alone (a
+            # parse job's also shows its documents: the documents phase).
+            dataset = ["--jobs", "0", "--batches", "0", "--big-job", str(items),
+                       "--big-job-type", "extract"]
         start = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, DOUBLE, "--port", "0", "--port-file", port_file,
