@@ -458,7 +458,7 @@ class DocsPhases:
         for key in info["corpora"]:
             if "curl_docs_" + key not in f:
                 continue
-            lines.append("[%s, %d reps cold]" % (key, len(f["curl_docs_" + key].seconds)))
+            lines.append("[%s: %d cold repetitions]" % (key, len(f["curl_docs_" + key].seconds)))
             keys = ["curl_docs_" + key]
             for side in self.sides():
                 keys += [side.prefix + "bfs_docs_%s_%s" % (key, what)
