@@ -64,8 +64,8 @@ bench_scale.py (a 1,000,000-item job walked under cache_size 64M and 256M, a
 200,000-job account, stat while 50 folders hang), which take minutes each.
 --baseline-bin measures a second binary in the same run, taking turns with
 the first, and prints every figure of both side by side.
-At the defaults (100,000 items, 20 ms, 3 reps) the standard phase takes about
-three minutes on two cores, the documents phase about three more.
+At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three and a
+half minutes on two cores, two of them the documents phase's.
 Needs root or the right to mount FUSE, fusermount3, curl, openssl, nghttpx
 (nghttp2-proxy), and build/batchfs.
 Exit status: 0 when every target and check passed, 1 otherwise, 2 when the
