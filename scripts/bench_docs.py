@@ -64,11 +64,13 @@ TLS_VARIANTS = (("h2", "HTTP/2 offered", True), ("h1", "HTTP/1.1 only", False))
 
 # One content folder and the documents behind it.
 #   key        "batch" or "job": the figures' keys and the report's rows
+#   title      what it is, for the report
 #   folder     the folder grep walks, relative to the mount
 #   paths      the API path (with query) of each document, in listing order
 #   field      the JSON field of an answer that holds the document
 #   doc_endpoint  the double's endpoint name of those requests
 #   listing    {double endpoint: requests the folder needs besides documents}
+#   listing_text  the same in words
 #   reps       repetitions of the cold figures
 Corpus = collections.namedtuple("Corpus", "key title folder paths field doc_endpoint listing "
                                 "listing_text reps")
