@@ -480,13 +480,14 @@ def _make_output_batch(seed, count, project):
 
 
 def make_dataset(seed=1, jobs=6, items=300, big_job=0, batches=4, results=50,
-                 output_batch=0, output_job=0, large_kb=3072):
+                 output_batch=0, output_job=0, large_kb=3072, big_job_type="parse"):
     """The data set the server serves, deterministic in its arguments.
 
     Each part draws from its own random stream, so changing one size (say
     --items or --big-job) leaves the ids of the jobs and batches unchanged.
     output_batch and output_job add a parse_v2 batch and a v1 parse job
     whose documents are all available; large_kb sizes the large documents.
+    big_job_type is the big job's job_type (its items do not depend on it).
     """
     rng = random.Random("%s/jobs" % seed)
     project = "prj-" + _rng_uuid(rng)
@@ -509,7 +510,7 @@ def make_dataset(seed=1, jobs=6, items=300, big_job=0, batches=4, results=50,
         created_ms = BASE_MS - 30 * 24 * HOUR_MS
         big_items = _make_items(random.Random("%s/big/items" % seed), big_job, BIG_JOB_MIX,
                                 created_ms + 60000, False, lambda i: "doc-%06d.pdf" % i)
-        job = _make_job(big_rng, -1, "completed", "parse", project, directories[0],
+        job = _make_job(big_rng, -1, "completed", big_job_type, project, directories[0],
                         created_ms, big_items)
         job["id"] = "bjb-big-" + job["id"][4:]
         job_list.append(job)
@@ -2333,6 +2334,9 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=6)
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--big-job", type=int, default=0)
+    parser.add_argument("--big-job-type", choices=JOB_TYPES, default="parse",
+                        help="job_type of the big job: a parse job's folder also shows "
+                        "its documents (markdown/, text/)")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--results", type=int, default=50)
     parser.add_argument("--output-batch", type=int, default=0,
@@ -2366,7 +2370,8 @@ def parse_args(argv):
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     dataset = make_dataset(opts.seed, opts.jobs, opts.items, opts.big_job, opts.batches,
-                           opts.results, opts.output_batch, opts.output_job, opts.large_kb)
+                           opts.results, opts.output_batch, opts.output_job, opts.large_kb,
+                           opts.big_job_type)
     state = State(dataset, opts)
     state.faults = opts.fault_list
     server = Server(opts.port, state, opts.quiet)

@@ -4,8 +4,10 @@ the kernel allow.
 
 Starts the API double (scripts/apidouble.py) once with one job of N items
 (--big-job: 90% completed, 5% failed, 3% skipped, 1% cancelled, 0.5%
-processing, 0.5% pending) and a simulated round trip per request, and
-measures in one run:
+processing, 0.5% pending; an extract job, so that its folder holds the item
+files alone: a parse job's also shows its documents, which the documents
+phase measures) and a simulated round trip per request, and measures in one
+run:
 
   batchfs   cold `ls -f` and `ls -l` of completed/, cold `grep -rl` over
             failed/, warm `grep -r` over the whole job, `find | wc -l` cold
@@ -50,15 +52,20 @@ fast one. Output goes to a file on tmpfs, never to the terminal.
 Usage: scripts/bench.py [-n ITEMS] [--latency-ms MS] [--reps R]
                         [--max-connections M] [--json PATH]
                         [--capped-timeout S] [--binary PATH] [--tls-only] [-q]
-                        [--phases standard,million,accounts,hung]
+                        [--phases standard,documents,million,accounts,hung]
                         [--baseline-bin PATH]
---phases picks the phases: standard (everything above, the default) and the
-scale phases of bench_scale.py (a 1,000,000-item job walked under cache_size
-64M and 256M, a 200,000-job account, stat while 50 folders hang), which take
-minutes each. --baseline-bin measures a second binary in the same run, taking
-turns with the first, and prints every figure of both side by side.
-At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three
-minutes on two cores.
+--phases picks the phases: standard (everything above), documents (see
+bench_docs.py: cold and second `grep -rl` over the markdown/ of a parse_v2
+batch of 1,000 documents and of a v1 parse job of 10,000, against curl
+--parallel fetching the same documents and grep on a tmpfs copy, the requests
+against documents + listing pages, and the batch's cold grep over TLS with
+HTTP/2 and HTTP/1.1), both run by default, and the scale phases of
+bench_scale.py (a 1,000,000-item job walked under cache_size 64M and 256M, a
+200,000-job account, stat while 50 folders hang), which take minutes each.
+--baseline-bin measures a second binary in the same run, taking turns with
+the first, and prints every figure of both side by side.
+At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three and a
+half minutes on two cores, two of them the documents phase's.
 Needs root or the right to mount FUSE, fusermount3, curl, openssl, nghttpx
 (nghttp2-proxy), and build/batchfs.
 Exit status: 0 when every target and check passed, 1 otherwise, 2 when the
@@ -79,6 +86,7 @@ import threading
 import time
 import urllib.request
 
+import bench_docs
 import bench_scale
 import tlsproxy
 from benchlib import (GREP_TEXT, ITEMS_PATH, KEY, PAGE, ROOT, STATUSES, Abort, Double, Figure,
@@ -86,10 +94,11 @@ from benchlib import (GREP_TEXT, ITEMS_PATH, KEY, PAGE, ROOT, STATUSES, Abort, D
                       count_lines, die_on_signal, fmt_bytes, fmt_s, read_bytes, run_timed,
                       sorted_lines)
 
-PHASES = ("standard", "million", "accounts", "hung")
+PHASES = ("standard", "documents", "million", "accounts", "hung")
+DEFAULT_PHASES = "standard,documents"
 
 
-class Bench(bench_scale.ScalePhases):
+class Bench(bench_scale.ScalePhases, bench_docs.DocsPhases):
     def __init__(self, opts):
         self.opts = opts
         # The side being measured: its binary, and the prefix of its
@@ -730,6 +739,8 @@ class Bench(bench_scale.ScalePhases):
         """Prints the figures of every phase that ran, then the problems."""
         lines = self.standard_report() if "standard" in self.opts.phases else [
             "batchfs benchmark, phases %s" % ",".join(self.opts.phases)]
+        if "documents" in self.info:
+            lines += [""] + self.documents_report()
         lines += self.scale_report()
         base = self.baseline_report()
         lines += [""] + base if base else []
@@ -872,8 +883,12 @@ class Bench(bench_scale.ScalePhases):
                               self.double, [])
             self.log("TLS")
             self.tls_phase()
+            lines = self.tls_report()
+            if not o.no_docs_tls:
+                self.docs_tls_only()
+                lines += [""] + self.documents_report()
             print("\n".join(["batchfs benchmark, TLS phase only: %d items, %d reps"
-                             % (o.items, o.reps), ""] + self.tls_report() + self.trailer()),
+                             % (o.items, o.reps), ""] + lines + self.trailer()),
                   flush=True)
             if o.json:
                 with open(o.json, "w") as f:
@@ -931,8 +946,9 @@ def parse_args(argv):
     p.add_argument("--latency-ms", type=float, default=20,
                    help="simulated round trip per request (default 20)")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    p.add_argument("--max-connections", type=int, default=8,
-                   help="passed to batchfs, and the curl floor's parallelism (default 8)")
+    p.add_argument("--max-connections", type=int,
+                   help="passed to batchfs, and the curl floor's parallelism (default 8; "
+                   "the documents phase uses batchfs's own unless given)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--binary", default=os.environ.get("BATCHFS_BIN",
                                                       os.path.join(ROOT, "build", "batchfs")),
@@ -940,26 +956,33 @@ def parse_args(argv):
     p.add_argument("--baseline-bin", metavar="PATH",
                    help="a second binary measured in the same run, taking turns with the "
                    "first; its figures are printed side by side with the first's")
-    p.add_argument("--phases", default="standard",
-                   help="comma-separated phases to run: standard (the figures of one big "
-                   "job, the default), million (a 1,000,000-item job walked under "
-                   "cache_size 64M and 256M: peak memory), accounts (a 200,000-job account: "
-                   "ls jobs/ against curl, job.json after the list expired), hung (stat of a "
-                   "cached file while 50 folders hang); the last three take minutes")
+    p.add_argument("--phases", default=DEFAULT_PHASES,
+                   help="comma-separated phases to run (default %(default)s): standard "
+                   "(the figures of one big job), documents (grep -rl over a batch's and a "
+                   "job's markdown/ against curl and tmpfs, over TLS too), million (a "
+                   "1,000,000-item job walked under cache_size 64M and 256M: peak memory), "
+                   "accounts (a 200,000-job account: ls jobs/ against curl, job.json after "
+                   "the list expired), hung (stat of a cached file while 50 folders hang); "
+                   "the last three take minutes")
     p.add_argument("--timeout", type=int, default=600,
                    help="seconds one command may take (default 600)")
     p.add_argument("--capped-timeout", type=int, default=90,
                    help="seconds the walk of the capped mount may take (default 90)")
     p.add_argument("--tls-only", action="store_true",
-                   help="run the TLS phase alone (cold ls -f through nghttpx, HTTP/2 and "
-                   "HTTP/1.1, beside curl --parallel)")
+                   help="run the TLS phase alone (cold ls -f, and the documents' cold "
+                   "grep -rl, through nghttpx, HTTP/2 and HTTP/1.1, beside curl --parallel)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     bench_scale.add_arguments(p)
+    bench_docs.add_arguments(p)
     opts = p.parse_args(argv)
+    opts.max_connections_given = opts.max_connections is not None
+    if not opts.max_connections_given:
+        opts.max_connections = 8
     opts.phases = [x.strip() for x in opts.phases.split(",") if x.strip()]
     if not opts.phases or set(opts.phases) - set(PHASES):
         p.error("--phases takes some of %s" % ",".join(PHASES))
     bench_scale.check_arguments(p, opts)
+    bench_docs.check_arguments(p, opts)
     if opts.items < 1000 or opts.reps < 1 or opts.max_connections < 1:
         p.error("needs -n >= 1000, --reps >= 1 and --max-connections >= 1")
     for binary in filter(None, (opts.binary, opts.baseline_bin)):

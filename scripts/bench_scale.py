@@ -219,7 +219,8 @@ class ScalePhases:
         sorted `sha256sum` lines of every item file."""
         import apidouble
         self.log("  computing the expected files (%d items) ..." % self.opts.million_items)
-        dataset = apidouble.make_dataset(jobs=0, batches=0, big_job=self.opts.million_items)
+        dataset = apidouble.make_dataset(jobs=0, batches=0, big_job=self.opts.million_items,
+                                         big_job_type="extract")
         if dataset.jobs[0]["id"] != job_id:
             raise Abort("the double serves job %s, the data set here is %s"
                         % (job_id, dataset.jobs[0]["id"]))

@@ -228,6 +228,18 @@ class DatasetTest(unittest.TestCase):
         self.assertEqual(len(data.items[big["id"]]), 2000)
         self.assertEqual(data.jobs[0]["id"], DATA.jobs[0]["id"])
 
+    def test_big_job_type(self):
+        # The benchmark's extract job has the parse job's id and items.
+        parse = apidouble.make_dataset(jobs=0, big_job=300, batches=0)
+        extract = apidouble.make_dataset(jobs=0, big_job=300, batches=0,
+                                         big_job_type="extract")
+        self.assertEqual(parse.jobs[0]["job_type"], "parse")
+        self.assertEqual(extract.jobs[0]["job_type"], "extract")
+        self.assertEqual(extract.jobs[0]["id"], parse.jobs[0]["id"])
+        self.assertEqual(extract.items, parse.items)
+        args = apidouble.parse_args(["--big-job", "300", "--big-job-type", "extract"])
+        self.assertEqual(args.big_job_type, "extract")
+
     def test_render(self):
         self.assertEqual(apidouble.render({"a": 1}), '{\n  "a": 1\n}\n')
 
