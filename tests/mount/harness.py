@@ -7,6 +7,7 @@ report in the driver's output fails the test that caused it.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,11 @@ class Double:
 
     def stats(self):
         return self.control("stats")
+
+    def requested(self):
+        """Every API request (path and query) the double has answered or
+        begun answering, in order; needs --verbose (or config verbose)."""
+        return re.findall(r'^apidouble: "[A-Z]+ (\S+) HTTP/', self.output(), re.M)
 
     def requests(self):
         return self.stats()["requests"]

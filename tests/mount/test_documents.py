@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -579,6 +580,39 @@ class FirstListings(Checks, harness.MountTestCase):
                 self.assert_exact(path, live, mtime=lambda d: d.completed_at)
 
 
+class Freshness(harness.MountTestCase):
+    """A folder with unfinished documents lives for cache_ttl, one whose
+    documents are all finished for terminal_ttl."""
+    DOUBLE_ARGS = ("--large-kb", "64", "--output-batch", "10", "--verbose")
+    MOUNT_OPTIONS = ("cache_ttl=1", "terminal_ttl=600")
+
+    def asked(self, jobs):
+        return [p for p in self.double.requested()
+                if p.startswith("/api/v2/parse/") and p.split("?")[0].split("/")[-1] in jobs]
+
+    def test_unfinished_folder_refreshed_finished_one_kept(self):
+        data = apidouble.make_dataset(large_kb=64, output_batch=10)
+        finished = self.path("batches", data.batches[-1]["id"], "markdown")
+        unfinished = self.path("batches", PARSE_BATCH["id"], "markdown")
+        self.assertTrue(any(d.status in ("RUNNING", "PENDING")
+                            for d in data.batch_documents(PARSE_BATCH["id"])))
+        self.assertEqual(len(os.listdir(finished)), 10)
+        first = len(os.listdir(unfinished))
+        self.double.reset()
+
+        def refreshed():
+            self.assertEqual(len(os.listdir(unfinished)), first)
+            return self.double.stats()["by_endpoint"]["parse_v2"] > 0
+        harness.wait_until(refreshed, "the unfinished folder asked for again")
+        # More than cache_ttl has passed: the finished folder is still cached.
+        jobs = {d.job_id for d in data.batch_documents(data.batches[-1]["id"])}
+        self.assertEqual(len(self.asked(jobs)), 10)
+        self.assertEqual(len(os.listdir(finished)), 10)
+        for name in os.listdir(finished):
+            read(os.path.join(finished, name))
+        self.assertEqual(len(self.asked(jobs)), 10)
+
+
 # --------------------------------------------------------------------------
 # Requests.
 # --------------------------------------------------------------------------
@@ -594,7 +628,7 @@ assert OUT_BATCH["id"].startswith("bat-out-") and OUT_JOB["id"].startswith("bjb-
 
 class Requests(Checks, harness.MountTestCase):
     """What listing and reading cost, counted by the double and the mount."""
-    DOUBLE_ARGS = OUT_ARGS + ("--latency-ms", "20")
+    DOUBLE_ARGS = OUT_ARGS + ("--latency-ms", "20", "--verbose")
     MOUNT_OPTIONS = ("cache_ttl=300", "max_connections=4")
 
     def by_endpoint(self):
@@ -620,6 +654,7 @@ class Requests(Checks, harness.MountTestCase):
         # In parallel, never more than max_connections at once.
         self.assertLessEqual(stats["in_flight_max"], 4)
         self.assertGreaterEqual(stats["in_flight_max"], 2)
+        self.assert_one_request_per_job("markdown_full")
         mine = mount_stats(self.root)["requests"]["by_endpoint"]
         self.assertEqual(sum(mine["get_parse"].values()), 30)
         self.assertEqual(sum(mine["list_directory_files"].values()), 1)
@@ -636,6 +671,20 @@ class Requests(Checks, harness.MountTestCase):
         by = self.by_endpoint()
         self.assertEqual(by["parse_v2"], 60)
         self.assertEqual(by["directory_files"], 1)
+        self.assert_one_request_per_job("text_full")
+
+    def assert_one_request_per_job(self, expand):
+        """Each job of the batch asked for once, with `expand`."""
+        jobs = []
+        for path in self.double.requested():
+            url = urllib.parse.urlsplit(path)
+            if not url.path.startswith("/api/v2/parse/"):
+                continue
+            query = urllib.parse.parse_qs(url.query)
+            if expand in ",".join(query.get("expand", [])).split(","):
+                jobs.append(url.path.split("/")[-1])
+        self.assertEqual(sorted(jobs),
+                         sorted(d.job_id for d in OUT_DATA.batch_documents(OUT_BATCH["id"])))
 
     def test_2_v1_listing_costs_no_request_per_document(self):
         self.double.reset()
@@ -656,7 +705,9 @@ class Requests(Checks, harness.MountTestCase):
         stats = self.double.stats()
         self.assertEqual(stats["by_endpoint"]["parse_v1_markdown"], 40)
         self.assertEqual(stats["requests"], 40)
+        # Fetched ahead in parallel, never more than max_connections at once.
         self.assertLessEqual(stats["in_flight_max"], 4)
+        self.assertGreaterEqual(stats["in_flight_max"], 2)
         mine = mount_stats(self.root)["requests"]["by_endpoint"]
         self.assertEqual(sum(mine["get_parse_result"].values()), 40)
         # Read again: cached.
