@@ -107,6 +107,15 @@ def read(path):
         return f.read()
 
 
+def drop_kernel_copy(path):
+    """Drops the kernel's cached pages of one file (clean pages only)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def mount_stats(root):
     with open(os.path.join(root, ".batchfs", "stats")) as f:
         return json.load(f)
@@ -856,6 +865,15 @@ class Faults(Checks, harness.FreshMountTestCase):
         path, _ = self.large_v1()
         self.assert_fails(lambda: os.stat(path), (errno.EAGAIN,))
 
+    def test_one_document_failing_fails_the_listing(self):
+        """Never a listing silently short of a document."""
+        self.mounted()
+        doc = OUT_DATA.batch_documents(OUT_BATCH["id"])[5]
+        self.arm(r"^/api/v2/parse/%s$" % doc.job_id, kind="status", status=503)
+        self.listing_fails(self.v2(), (errno.EIO,))
+        self.double.faults([])
+        self.assert_v2_exact()
+
     def test_directory_listing_fails_the_folder(self):
         self.mounted()
         self.arm(DIRECTORY, kind="status", status=503)
@@ -978,6 +996,26 @@ class SmallCache(Checks, harness.MountTestCase):
                 self.assertGreater(max(len(v[1]) for v in files.values()), 2 << 20)
                 for _ in range(2):
                     self.assert_exact(folder, files)
+                    # The budget holds though a document is larger.
+                    self.assertLessEqual(mount_stats(self.root)["cache"]["bytes"], 2 << 20)
+
+    def test_document_larger_than_the_cache_is_fetched_again(self):
+        """Once other documents were read after it, the largest document is
+        no longer kept (doc/design.md: kept only while among the most
+        recently read): read again, it is fetched again, still exact. The
+        kernel's copies are dropped first, so that every read reaches
+        batchfs."""
+        for folder, files in self.folders():
+            name = max(files, key=lambda n: len(files[n][1]))
+            path, want = os.path.join(folder, name), files[name][1]
+            with self.subTest(folder=folder):
+                for other in [name] + sorted(set(files) - {name}):
+                    drop_kernel_copy(os.path.join(folder, other))
+                    self.assertTrue(read(os.path.join(folder, other)) == files[other][1])
+                drop_kernel_copy(path)
+                before = self.double.stats()["requests"]
+                self.assertTrue(read(path) == want)
+                self.assertGreaterEqual(self.double.stats()["requests"], before + 1)
 
     def test_reads_at_any_offset(self):
         for folder, files in self.folders():
