@@ -547,13 +547,25 @@ class FirstListings(Checks, harness.MountTestCase):
                                    d.file_id.encode(), tsv_field(message))))
         return out
 
-    def test_errors_tsv_before_any_listing_has_only_the_results(self):
-        for batch in (PARSE_BATCH, EXTRACT_BATCH):
-            lines = tsv_lines(read(self.path("batches", batch["id"], "errors.tsv")))
-            self.assertEqual(len(lines), sum(1 for r in DATA.results[batch["id"]]
-                                             if r.get("error_message")))
+    def test_1_errors_tsv_lists_the_documents_on_a_fresh_mount(self):
+        """Its content never depends on what was looked at before: read
+        first, it holds the document lines, by listing text/ (extracted/),
+        whose requests are then shared with that folder."""
+        for batch, folder, suffix, endpoint in (
+                (PARSE_BATCH, "text", b".md", "parse_v2"),
+                (EXTRACT_BATCH, "extracted", b".json", "extract_v2")):
+            with self.subTest(batch=batch["id"]):
+                self.double.reset()
+                lines = tsv_lines(read(self.path("batches", batch["id"], "errors.tsv")))
+                results = sum(1 for r in DATA.results[batch["id"]] if r.get("error_message"))
+                self.assertEqual(sorted(lines[results:]),
+                                 sorted(self.expected_error_lines(batch, suffix)))
+                asked = self.double.stats()["by_endpoint"][endpoint]
+                self.assertEqual(asked, len(DATA.batch_documents(batch["id"])))
+                os.listdir(self.path("batches", batch["id"], folder))
+                self.assertEqual(self.double.stats()["by_endpoint"][endpoint], asked)
 
-    def test_errors_tsv_gains_the_failed_documents(self):
+    def test_2_errors_tsv_once_per_job_and_logged(self):
         for batch, folders, suffix in ((PARSE_BATCH, ("markdown", "text"), b".md"),
                                        (EXTRACT_BATCH, ("extracted",), b".json")):
             with self.subTest(batch=batch["id"]):
@@ -585,7 +597,7 @@ class FirstListings(Checks, harness.MountTestCase):
                     self.assertTrue(any(d.status == status
                                         for d in DATA.batch_documents(batch["id"])))
 
-    def test_v1_expired_document_is_enoent(self):
+    def test_3_v1_expired_document_is_enoent(self):
         job = OTHER_PARSE_JOB
         for suffix, folder in ((b".md", "markdown"), (b".txt", "text")):
             with self.subTest(folder=folder):
@@ -975,8 +987,11 @@ BIG_DATA = apidouble.make_dataset(jobs=0, batches=0, output_batch=20, output_job
 
 class SmallCache(Checks, harness.MountTestCase):
     """cache_size=2M with documents of 3 MB: still byte-exact."""
-    DOUBLE_ARGS = BIG_ARGS
+    DOUBLE_ARGS = BIG_ARGS + ("--verbose",)
     MOUNT_OPTIONS = ("cache_size=2M", "cache_ttl=300")
+
+    def asked(self, job):
+        return sum(1 for path in self.double.requested() if job in path)
 
     def folders(self):
         batch, job = BIG_DATA.batches[-1]["id"], BIG_DATA.jobs[-1]["id"]
@@ -1008,14 +1023,18 @@ class SmallCache(Checks, harness.MountTestCase):
         for folder, files in self.folders():
             name = max(files, key=lambda n: len(files[n][1]))
             path, want = os.path.join(folder, name), files[name][1]
+            job = files[name][0].job_id
             with self.subTest(folder=folder):
-                for other in [name] + sorted(set(files) - {name}):
+                drop_kernel_copy(path)
+                self.assertTrue(read(path) == want)
+                asked = self.asked(job)
+                for other in sorted(set(files) - {name}):
                     drop_kernel_copy(os.path.join(folder, other))
                     self.assertTrue(read(os.path.join(folder, other)) == files[other][1])
                 drop_kernel_copy(path)
-                before = self.double.stats()["requests"]
                 self.assertTrue(read(path) == want)
-                self.assertGreaterEqual(self.double.stats()["requests"], before + 1)
+                # Asked for again (when read, or ahead of the reads).
+                self.assertGreater(self.asked(job), asked)
 
     def test_reads_at_any_offset(self):
         for folder, files in self.folders():
