@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -893,6 +894,45 @@ class Faults(Checks, harness.FreshMountTestCase):
         self.double.faults([])
         self.assert_v2_exact()
 
+    def test_failed_refresh_keeps_the_folder(self):
+        """stale_if_error: a folder whose refresh fails is still served,
+        its documents exact."""
+        self.mounted("cache_ttl=1", "terminal_ttl=1")
+        self.assert_v2_exact()
+        self.arm(V2_DOCS, kind="status", status=503)
+
+        def refresh_failed():
+            self.assertEqual(len(os.listdir(self.v2())), 30)
+            return self.double.stats()["by_status"].get("503", 0) > 0
+        harness.wait_until(refresh_failed, "a refresh of the folder answered 503")
+        self.assert_v2_exact()
+
+    def test_concurrent_readers_share_each_fetch(self):
+        """Four readers walking a v1 folder at once, in different orders:
+        still one request per document, and every reader gets exact bytes."""
+        self.mounted()
+        files = v1_files(OUT_DATA, OUT_JOB["id"], b".md")
+        self.arm(V1_DOCS, kind="delay", ms=50)
+        names = sorted(files)
+        orders = [names, names[::-1], names[1::2] + names[::2], names[20:] + names[:20]]
+        errors = []
+
+        def walk(order):
+            try:
+                for name in order:
+                    if read(os.path.join(self.v1(), name)) != files[name][1]:
+                        errors.append(name)
+            except OSError as err:
+                errors.append(err)
+        threads = [threading.Thread(target=walk, args=(order,)) for order in orders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        self.assertFalse(any(thread.is_alive() for thread in threads))
+        self.assertEqual(errors, [])
+        self.assertEqual(self.double.stats()["by_endpoint"]["parse_v1_markdown"], len(files))
+
     # ---- slow, stalled and cut short ------------------------------------------
 
     def test_latency(self):
@@ -1050,12 +1090,19 @@ class SmallCache(Checks, harness.MountTestCase):
                 finally:
                     os.close(fd)
 
-    def test_tar_and_wc_of_a_folder_larger_than_the_cache(self):
-        folder, files = self.folders()[0]
-        self.assert_tar_round_trip(folder, files)
-        res = run("wc", "-c", "--", *sorted(files), cwd=folder)
-        total = res.stdout.split(b"\n")[-2].split()[0]
-        self.assertEqual(int(total), sum(len(v[1]) for v in files.values()))
+    def test_tar_cp_wc_of_folders_larger_than_the_cache(self):
+        for folder, files in self.folders():
+            with self.subTest(folder=folder):
+                self.assert_tar_round_trip(folder, files)
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = os.path.join(os.fsencode(tmp), b"copy")
+                    run("cp", "-r", folder, copy)
+                    self.assertEqual(sorted(os.listdir(copy)), sorted(files))
+                    for name, (_, want) in files.items():
+                        self.assertTrue(read(os.path.join(copy, name)) == want, name)
+                res = run("wc", "-c", "--", *sorted(files), cwd=folder)
+                total = res.stdout.split(b"\n")[-2].split()[0]
+                self.assertEqual(int(total), sum(len(v[1]) for v in files.values()))
 
 
 if __name__ == "__main__":
