@@ -15,6 +15,7 @@ import datetime
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -125,22 +126,26 @@ def mount_stats(root):
 class Checks:
     """Assertions shared by the test classes."""
 
-    def assert_exact(self, folder, files, stat_first=True, mtime=None):
+    def assert_exact(self, folder, files, mtime=None):
         """Folder `folder` (bytes path) holds exactly `files` {name: (doc,
-        bytes)}, each with st_size (asked before reading) and st_mtime right."""
+        bytes)}, each a 0444 regular file with st_size (asked before
+        reading) and st_mtime (mtime(doc), when given) right."""
         self.assertEqual(sorted(os.listdir(folder)), sorted(files))
         for name, (doc, want) in sorted(files.items()):
-            path = os.path.join(folder, name)
-            if stat_first:
-                st = os.stat(path)
-                self.assertEqual(st.st_size, len(want), name)
-                self.assertEqual(st.st_mode & 0o7777, 0o444, name)
-                if mtime is not None:
-                    self.assertAlmostEqual(st.st_mtime, moment(mtime(doc)), delta=0.001,
-                                           msg=name)
-            data = read(path)
-            self.assertEqual(len(data), len(want), name)
-            self.assertTrue(data == want, "%r: content differs" % name)
+            self.assert_file(os.path.join(folder, name), want,
+                             None if mtime is None else mtime(doc))
+
+    def assert_file(self, path, want, mtime=None):
+        """One document file: stat first (size, mode, mtime), then bytes."""
+        st = os.stat(path)
+        self.assertTrue(stat.S_ISREG(st.st_mode), path)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o444, path)
+        self.assertEqual(st.st_size, len(want), path)
+        if mtime is not None:
+            self.assertAlmostEqual(st.st_mtime, moment(mtime), delta=0.001, msg=path)
+        data = read(path)
+        self.assertEqual(len(data), len(want), path)
+        self.assertTrue(data == want, "%r: content differs" % path)
 
     def assert_tar_round_trip(self, folder, files):
         """tar of `folder`, unpacked elsewhere, gives exactly `files`."""
@@ -156,13 +161,16 @@ class Checks:
             for name, (_, want) in files.items():
                 self.assertTrue(read(os.path.join(out, name)) == want, name)
 
-    def listing_fails(self, folder, allowed, within=30):
+    def assert_fails(self, call, allowed, within=30):
+        """call() fails with an errno of `allowed`, within `within` seconds."""
         start = time.monotonic()
         with self.assertRaises(OSError) as cm:
-            os.listdir(folder)
+            call()
         self.assertIn(cm.exception.errno, allowed, os.strerror(cm.exception.errno))
         self.assertLess(time.monotonic() - start, within)
-        return cm.exception.errno
+
+    def listing_fails(self, folder, allowed):
+        self.assert_fails(lambda: os.listdir(folder), allowed)
 
 
 # --------------------------------------------------------------------------
@@ -341,11 +349,7 @@ class Layout(Checks, harness.MountTestCase):
         self.assertLessEqual(set(live), listed)
         self.assertLessEqual(listed, set(files))
         for name, (doc, want) in sorted(live.items()):
-            path = os.path.join(folder, name)
-            st = os.stat(path)
-            self.assertEqual(st.st_size, len(want), name)
-            self.assertAlmostEqual(st.st_mtime, moment(doc.completed_at), delta=0.001)
-            self.assertTrue(read(path) == want, "%r: content differs" % name)
+            self.assert_file(os.path.join(folder, name), want, doc.completed_at)
         return files
 
     def test_v1_markdown_exact(self):
@@ -825,13 +829,6 @@ class Faults(Checks, harness.FreshMountTestCase):
         name = max(files, key=lambda n: len(files[n][1]))
         self.assertGreater(len(files[name][1]), 200 * 1024)
         return os.path.join(self.v1(), name), files[name][1]
-
-    def assert_fails(self, call, allowed, within=30):
-        start = time.monotonic()
-        with self.assertRaises(OSError) as cm:
-            call()
-        self.assertIn(cm.exception.errno, allowed, os.strerror(cm.exception.errno))
-        self.assertLess(time.monotonic() - start, within)
 
     # ---- statuses -------------------------------------------------------------
 
