@@ -884,6 +884,38 @@ class Faults(Checks, harness.FreshMountTestCase):
         self.double.faults([])
         self.assert_v2_exact()
 
+    def test_hostile_bodies_are_eio_then_exact(self):
+        """Malformed, not an object, without its job or content, or a
+        redirect: EIO for the folder (v2) or the file (v1), never content."""
+        self.mounted()
+        path, _ = self.large_v1()
+        for kind in ("malformed", "not_object", "missing_required", "redirect"):
+            with self.subTest(kind=kind):
+                self.arm(V2_DOCS, kind=kind)
+                self.listing_fails(self.v2(), (errno.EIO,))
+                self.arm(V1_DOCS, kind=kind)
+                self.assert_fails(lambda: os.stat(path), (errno.EIO,))
+        self.double.faults([])
+        self.assert_v2_exact()
+        self.assert_v1_exact()
+
+    def test_gzip_bodies(self):
+        """Compressed answers decode to the same bytes; a corrupt one is
+        EIO; a bomb beyond max_response is EFBIG."""
+        self.mounted("max_response=1M")
+        path, _ = self.large_v1()
+        self.double.control("config", {"gzip": True})
+        try:
+            self.arm(V2_DOCS, kind="bad_gzip")
+            self.listing_fails(self.v2(), (errno.EIO,))
+            self.arm(V1_DOCS, kind="gzip_bomb", size=64 << 20)
+            self.assert_fails(lambda: os.stat(path), (errno.EFBIG,))
+            self.double.faults([])
+            self.assert_v2_exact()
+            self.assert_v1_exact()
+        finally:
+            self.double.control("config", {"gzip": False})
+
     def test_directory_listing_fails_the_folder(self):
         self.mounted()
         self.arm(DIRECTORY, kind="status", status=503)
