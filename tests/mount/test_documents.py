@@ -568,7 +568,14 @@ class FirstListings(Checks, harness.MountTestCase):
                 asked = self.double.stats()["by_endpoint"][endpoint]
                 self.assertEqual(asked, len(DATA.batch_documents(batch["id"])))
                 os.listdir(self.path("batches", batch["id"], folder))
+                if folder == "extracted":
+                    read(self.path("batches", batch["id"], "extracted.ndjson"))
                 self.assertEqual(self.double.stats()["by_endpoint"][endpoint], asked)
+        mine = mount_stats(self.root)["requests"]["by_endpoint"]
+        self.assertEqual(sum(mine["get_parse"].values()),
+                         len(DATA.batch_documents(PARSE_BATCH["id"])))
+        self.assertEqual(sum(mine["get_extract"].values()),
+                         len(DATA.batch_documents(EXTRACT_BATCH["id"])))
 
     def test_2_errors_tsv_once_per_job_and_logged(self):
         for batch, folders, suffix in ((PARSE_BATCH, ("markdown", "text"), b".md"),
