@@ -1142,5 +1142,58 @@ class SmallCache(Checks, harness.MountTestCase):
                 self.assertEqual(int(total), sum(len(v[1]) for v in files.values()))
 
 
+
+class ChangedDocument(Checks, harness.FreshMountTestCase):
+    """A document dropped for the budget that comes back other than it was
+    (doc/design.md's failure table): ESTALE, never the changed bytes under
+    the size first given, one warning; the folder is listed again, and the
+    file is then the server's document as it is now."""
+    DOUBLE_ARGS = BIG_ARGS
+
+    def check(self, folder, files, path_of):
+        self.mounted("cache_size=2M", "cache_ttl=300")
+        folder = os.fsencode(os.path.join(self.mount.path, folder))
+        name = max(files, key=lambda n: len(files[n][1]))
+        path, (doc, want) = os.path.join(folder, name), files[name]
+        self.assert_file(path, want)
+        # The server's copy changes (same length, first byte); armed before
+        # the other reads, so that a read ahead gets the change too.
+        self.double.faults([{"kind": "content_revision", "value": "~",
+                             "path": path_of(doc)}])
+        changed = b"~" + want[1:]
+        for other in sorted(set(files) - {name}):
+            self.assertTrue(read(os.path.join(folder, other)) == files[other][1])
+        drop_kernel_copy(path)
+        self.assert_fails(lambda: read(path), (errno.ESTALE,))
+        self.assertEqual(mount_stats(self.mount.path)["cache"]["pages"]["changed"], 1)
+        harness.wait_until(lambda: any(" warning: " in line and doc.job_id in line
+                                       for line in self.mount.stderr().split("\n")),
+                           "the warning about the changed document")
+
+        def servers_copy():
+            self.assertIn(name, os.listdir(folder))
+            try:
+                size = os.stat(path).st_size
+                data = read(path)
+            except OSError as err:
+                self.assertEqual(err.errno, errno.ESTALE)
+                return False
+            self.assertEqual(size, len(data))
+            self.assertTrue(data == changed, "neither ESTALE nor the server's copy")
+            return True
+        harness.wait_until(servers_copy, "the changed document read as the server has it")
+        for other in sorted(set(files) - {name}):
+            self.assertTrue(read(os.path.join(folder, other)) == files[other][1])
+
+    def test_v1_document_changed(self):
+        job = BIG_DATA.jobs[-1]["id"]
+        self.check(os.path.join("jobs", job, "markdown"), v1_files(BIG_DATA, job, b".md"),
+                   lambda doc: r"^/api/v1/parsing/job/%s/result/" % doc.job_id)
+
+    def test_v2_document_changed(self):
+        batch = BIG_DATA.batches[-1]["id"]
+        self.check(os.path.join("batches", batch, "text"), v2_files(BIG_DATA, batch, "text_full"),
+                   lambda doc: r"^/api/v2/parse/%s$" % doc.job_id)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
