@@ -7,9 +7,10 @@ extract_v2 batches), with st_size and st_mtime right before it is read;
 that only completed documents appear and errors.tsv says why the others do
 not; that hostile display names follow doc/naming.md; that grep, tar, cat,
 wc and cmp see the same bytes; the xattrs; the requests a listing and a
-walk cost; and that faults on the document endpoints give the right bytes
-or the right errno, never wrong bytes, also with documents larger than the
-cache.
+walk cost, and how long a folder is kept; that faults on the document
+endpoints give the right bytes or the right errno, never wrong bytes, also
+with documents larger than the cache; and that a document which changed
+on the server is ESTALE, then read as the server has it.
 """
 import datetime
 import errno
