@@ -82,7 +82,9 @@ request from the seed and the job id, so make_dataset() costs nothing more):
   a directory listing, and treat the single objects of the other endpoints
   as a page of one: those that rewrite the first object change it (for
   example missing_required drops "job" from a parse answer), the others
-  leave it as it was.
+  leave it as it was. content_revision changes a document's text (its
+  first character) without changing its length: a document that changed
+  on the server.
 """
 
 import argparse
@@ -1854,6 +1856,24 @@ def fault_item_revision(page, fault):
     _rewrite(page, 0, dict(page.objs[0], x_revision=str(fault.param("value", "A"))))
 
 
+def fault_content_revision(page, fault):
+    """A document's text (markdown_full, text_full, or a v1 result's
+    markdown or text) has its first character replaced by `value` (one
+    character, default "~"): the same length in bytes for ASCII text, other
+    bytes. Other answers are left as they are."""
+    if page.style != "object" or not page.objs or not isinstance(page.objs[0], dict):
+        return
+    obj = dict(page.objs[0])
+    value = str(fault.param("value", "~"))
+    changed = False
+    for key in ("markdown_full", "text_full", "markdown", "text"):
+        if isinstance(obj.get(key), str) and obj[key]:
+            obj[key] = value + obj[key][1:]
+            changed = True
+    if changed:
+        _rewrite(page, 0, obj)
+
+
 def fault_shrink_mid_listing(page, fault):
     """`count` items (100) are deleted from the front of the list right after
     the first page at offset 0 is served: every later page is cut from the
@@ -1993,6 +2013,7 @@ PAGE_FAULTS = {
     "hostile_groups": fault_hostile_groups,
     "job_grows_shrinks": fault_job_grows_shrinks,
     "item_revision": fault_item_revision,
+    "content_revision": fault_content_revision,
     "shrink_mid_listing": fault_shrink_mid_listing,
     "repeat_within_page": fault_repeat_within_page,
 }

@@ -7,6 +7,7 @@ report in the driver's output fails the test that caused it.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,11 @@ class Double:
 
     def stats(self):
         return self.control("stats")
+
+    def requested(self):
+        """Every API request (path and query) the double has answered or
+        begun answering, in order; needs --verbose (or config verbose)."""
+        return re.findall(r'^apidouble: "[A-Z]+ (\S+) HTTP/', self.output(), re.M)
 
     def requests(self):
         return self.stats()["requests"]
@@ -269,6 +275,42 @@ class MountTestCase(unittest.TestCase):
         return os.path.join(self.root, *parts)
 
 
+class FreshMountTestCase(unittest.TestCase):
+    """One double per class (DOUBLE_ARGS), and a fresh mount per test from
+    mounted(): no cache hides what a test arms. Faults are cleared and
+    stalled requests let go after each test."""
+    DOUBLE_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.double = Double(*cls.DOUBLE_ARGS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.double.stop()
+
+    def setUp(self):
+        self.double.faults([])
+        self.mount = None
+
+    def tearDown(self):
+        self.double.faults([])
+        self.double.control("release", {})
+        if self.mount:
+            mount, self.mount = self.mount, None
+            err = mount.stop()
+            check_driver_output(err, mount.status)
+
+    def mounted(self, *options):
+        """Mounts afresh (unmounting the test's earlier mount) and resets
+        the double's counters; returns the mount point."""
+        if self.mount:
+            self.tearDown()
+        self.mount = Mount(self.double, *options)
+        self.double.reset()
+        return self.mount.path
+
+
 def check_driver_output(err, status):
     for mark in SANITIZER_MARKS:
         if mark in err:
@@ -282,3 +324,107 @@ def expected_batch(dataset, batch):
     obj = dict(batch)
     obj["results"] = dataset.results[batch["id"]]
     return obj
+
+
+# ---- file names by the rules of doc/naming.md -------------------------------
+
+NAME_MAX = 255
+NAME_MAX_ID = 128
+
+
+def fnv1a(data):
+    """FNV-1a, 64 bits, of bytes: the hash rule 4 shows."""
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def _utf8_len(lead):
+    if lead < 0x80:
+        return 1
+    if 0xC2 <= lead <= 0xDF:
+        return 2
+    if 0xE0 <= lead <= 0xEF:
+        return 3
+    if 0xF0 <= lead <= 0xF4:
+        return 4
+    return 0
+
+
+def sanitise_name(data):
+    """Rule 1 on bytes: "/", control bytes and every byte of an ill-formed
+    UTF-8 sequence become "_"; the length in bytes is kept."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        n = _utf8_len(data[i])
+        try:
+            ok = n > 0 and len(data[i:i + n].decode("utf-8")) == 1
+        except UnicodeDecodeError:
+            ok = False
+        if not ok or (n == 1 and (data[i] in b"/\x7f" or data[i] < 0x20)):
+            out += b"_"
+            i += 1
+        else:
+            out += data[i:i + n]
+            i += n
+    return bytes(out)
+
+
+def file_names(entries, suffix):
+    """{raw id: file name} for (raw id, raw name or None) pairs of one
+    folder, by rules 1 to 5 of doc/naming.md (all bytes)."""
+    items = []
+    for rid, name in entries:
+        sid = sanitise_name(rid)
+        base = sanitise_name(name or b"") or sid
+        items.append({"rid": rid, "sid": sid, "base": base, "hash": fnv1a(rid),
+                      "unfit": not rid or len(rid) > NAME_MAX_ID})
+
+    def tagged(it, tag):
+        room = NAME_MAX - 1 - len(tag) - len(suffix)
+        k = min(room, len(it["base"]))
+        while 0 < k < len(it["base"]) and it["base"][k] & 0xC0 == 0x80:
+            k -= 1
+        return it["base"][:k] + b"~" + tag + suffix
+
+    def candidate(it):
+        if it["stage"] == 0:
+            return it["base"] + suffix
+        if it["stage"] == 1 and not it["unfit"]:
+            return tagged(it, it["sid"])
+        return tagged(it, b"%016x" % it["hash"])
+
+    def next_stage(it):
+        return (2 if it["unfit"] else 1) if it["stage"] == 0 else it["stage"] + 1
+
+    for it in items:
+        it["stage"] = 0
+        if len(it["base"]) + len(suffix) > NAME_MAX:
+            it["stage"] = next_stage(it)
+        it["name"] = candidate(it)
+    while True:
+        groups = {}
+        for it in items:
+            groups.setdefault(it["name"], []).append(it)
+        movers = []
+        for group in groups.values():
+            low = min(it["stage"] for it in group)
+            if len(group) >= 2 and low < 2:
+                movers += [it for it in group if it["stage"] == low]
+        if not movers:
+            break
+        for it in movers:
+            it["stage"] = next_stage(it)
+            it["name"] = candidate(it)
+    stuck = sorted((it for group in groups.values() if len(group) >= 2 for it in group),
+                   key=lambda it: it["rid"])
+    taken = {it["name"] for it in items if it not in stuck}
+    for it in stuck:
+        k = 1
+        while tagged(it, b"%016x-%d" % (it["hash"], k)) in taken:
+            k += 1
+        it["name"] = tagged(it, b"%016x-%d" % (it["hash"], k))
+        taken.add(it["name"])
+    return {it["rid"]: it["name"] for it in items}

@@ -1026,6 +1026,24 @@ class OutputsEndpointTest(unittest.TestCase):
                                   % PARSE_BATCH["source_directory_id"], page_size=4)
         self.assertEqual(len(body["items"]), 5)
 
+    def test_content_revision(self):
+        """A document's text gets another first character, same length;
+        other answers stay as they were."""
+        doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"]) if d.markdown_full)
+        v1 = next(d for d in DATA.job_documents(v1_parse_job()["id"]) if d.text)
+        DOUBLE.faults({"kind": "content_revision", "value": "!"})
+        for path, key, want in (
+                ("/api/v2/parse/%s?expand=markdown_full" % doc.job_id, "markdown_full",
+                 doc.markdown_full),
+                ("/api/v2/parse/%s?expand=text_full" % doc.job_id, "text_full", doc.text_full),
+                ("/api/v1/parsing/job/%s/result/text" % v1.job_id, "text", v1.text)):
+            got = json.loads(DOUBLE.request(path)[2])[key]
+            self.assertEqual(got, "!" + want[1:], path)
+        status, body = DOUBLE.get("/api/v1/beta/directories/%s/files"
+                                  % PARSE_BATCH["source_directory_id"], page_size=3)
+        self.assertEqual(body["items"], DATA.directory_files(
+            PARSE_BATCH["source_directory_id"])[:3])
+
     def test_every_page_fault_is_harmless_on_single_objects(self):
         doc = next(d for d in DATA.batch_documents(PARSE_BATCH["id"]) if d.markdown_full)
         done = next(d for d in DATA.batch_documents(EXTRACT_BATCH["id"])
