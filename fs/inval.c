@@ -17,6 +17,13 @@
  * with their attribute timeouts, and memory stays bounded. */
 #define INVAL_QUEUE_MAX 65536
 
+/* A name in a folder whose kernel entry must go. */
+struct inval_entry {
+    struct inval_entry *next;
+    uint64_t parent;
+    char name[];
+};
+
 struct inval_queue {
     struct fuse_session *session;
     pthread_t thread;
@@ -25,9 +32,29 @@ struct inval_queue {
     pthread_cond_t wake;
     uint64_t *inos;
     size_t count;
+    struct inval_entry *entries; /* names to look up again, newest first */
+    size_t entry_count;
     bool stopping;
     unsigned long long dropped;
 };
+
+/* Sends and frees a list of entries (without the lock). */
+static void inval_send_entries(struct inval_queue *q, struct inval_entry *e)
+{
+    struct inval_entry *next;
+
+    for (; e; e = next) {
+        int rc = fuse_lowlevel_notify_inval_entry(q->session, e->parent, e->name,
+                                                  strlen(e->name));
+
+        /* -ENOENT: the kernel no longer has the entry; nothing to drop. */
+        if (rc && rc != -ENOENT && rc != -ENOTCONN)
+            log_debug("cannot invalidate an entry of inode %llu: %s",
+                      (unsigned long long)e->parent, strerror(-rc));
+        next = e->next;
+        free(e);
+    }
+}
 
 static void *inval_thread(void *arg)
 {
@@ -38,10 +65,21 @@ static void *inval_thread(void *arg)
     for (;;) {
         size_t n;
 
-        while (!q->count && !q->stopping)
+        struct inval_entry *entries;
+
+        while (!q->count && !q->entries && !q->stopping)
             pthread_cond_wait(&q->wake, &q->lock);
         if (q->stopping)
             break;
+        entries = q->entries;
+        q->entries = NULL;
+        q->entry_count = 0;
+        if (entries) {
+            pthread_mutex_unlock(&q->lock);
+            inval_send_entries(q, entries);
+            pthread_mutex_lock(&q->lock);
+            continue;
+        }
         n = q->count < 256 ? q->count : 256;
         q->count -= n;
         memcpy(batch, q->inos + q->count, n * sizeof(*batch));
@@ -105,6 +143,30 @@ out:
     pthread_mutex_unlock(&q->lock);
 }
 
+void inval_queue_push_entry(void *queue, uint64_t parent, const char *name)
+{
+    struct inval_queue *q = queue;
+    size_t len = strlen(name) + 1;
+    struct inval_entry *e;
+
+    if (!q)
+        return;
+    e = malloc(sizeof(*e) + len);
+    pthread_mutex_lock(&q->lock);
+    if (!e || q->entry_count == INVAL_QUEUE_MAX) {
+        q->dropped++;
+        free(e);
+    } else {
+        e->parent = parent;
+        memcpy(e->name, name, len);
+        e->next = q->entries;
+        q->entries = e;
+        q->entry_count++;
+        pthread_cond_signal(&q->wake);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
 void inval_queue_free(struct inval_queue *q)
 {
     if (!q)
@@ -118,6 +180,10 @@ void inval_queue_free(struct inval_queue *q)
         log_debug("%llu kernel cache invalidations were dropped", q->dropped);
     pthread_cond_destroy(&q->wake);
     pthread_mutex_destroy(&q->lock);
+    for (struct inval_entry *e = q->entries, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
     free(q->inos);
     free(q);
 }

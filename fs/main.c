@@ -494,6 +494,7 @@ int main(int argc, char *argv[])
             .uid = getuid(),
             .gid = getgid(),
             .inval = inval_queue_push,
+            .inval_entry = inval_queue_push_entry,
             .inval_arg = inval,
             .meta = main_meta,
             .meta_arg = &meta,

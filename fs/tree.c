@@ -616,11 +616,17 @@ struct node *tree_link_version(struct tree *tree, struct node *parent, const cha
     return tree_link_child(tree, parent, name, kind, status_index, 1);
 }
 
+/* A name whose inode the kernel must look up again. */
+struct stale_name {
+    uint64_t parent; /* 0: none */
+    char name[NAMES_MAX_LEN + 1];
+};
+
 /* When `node` stands for another version than r->content (tree->lock
  * held): detaches it, makes *r that version (*newer takes r->content, to
- * unref without the lock) and returns true. */
+ * unref without the lock), notes its name in *stale and returns true. */
 static bool node_take_version(struct tree *tree, struct node *node, struct resolved *r,
-                              struct blob **newer)
+                              struct blob **newer, struct stale_name *stale)
 {
     if (!node_outdated(node, r->content))
         return false;
@@ -628,8 +634,23 @@ static bool node_take_version(struct tree *tree, struct node *node, struct resol
     r->content = blob_ref(node->snapshot);
     r->mtime = node->mtime;
     r->nlink = 1;
+    /* The kernel's entry for the name leads to this inode until it expires:
+     * for a name it never asks for again (a file readdirplus hands out
+     * without attributes, whose entry a listing does not refresh), every
+     * access would keep getting the old version. */
+    if (node->parent && strlen(node->name) < sizeof(stale->name)) {
+        stale->parent = node->parent->ino;
+        strcpy(stale->name, node->name);
+    }
     tree_detach(tree, node);
     return true;
+}
+
+/* Tells the kernel to look `stale`'s name up again (without tree->lock). */
+static void tree_notify_stale(struct tree *tree, const struct stale_name *stale)
+{
+    if (stale->parent && tree->inval_entry)
+        tree->inval_entry(tree->inval_arg, stale->parent, stale->name);
 }
 
 /* A view of an old version answers from its snapshot (tree->lock held):
@@ -769,13 +790,14 @@ static int tree_view_of(struct tree *tree, uint64_t ino, struct node_view *view)
  * node_keeps_version). */
 static bool tree_record(struct tree *tree, struct node_view *view, struct resolved *r)
 {
+    struct stale_name stale = {0};
     struct blob *newer = NULL;
     struct node *node;
     bool inval = false;
 
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, view->ino);
-    if (node && !node_take_version(tree, node, r, &newer)) {
+    if (node && !node_take_version(tree, node, r, &newer, &stale)) {
         if (node->kind == NODE_JOB || node->kind == NODE_BATCH) {
             node->terminal = r->terminal;
             view->terminal = r->terminal;
@@ -786,6 +808,7 @@ static bool tree_record(struct tree *tree, struct node_view *view, struct resolv
     pthread_mutex_unlock(&tree->lock);
     if (newer)
         blob_unref(newer); /* outside the lock: it may hold the last listing */
+    tree_notify_stale(tree, &stale);
     return inval;
 }
 
@@ -823,6 +846,7 @@ int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out)
 
 int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unchanged)
 {
+    struct stale_name stale = {0};
     struct blob *newer = NULL;
     struct node_view view;
     struct resolved r;
@@ -850,7 +874,7 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
         *unchanged = node->served == r.content->digest;
         node->served = r.content->digest;
         /* The bytes of the version whose size the kernel was told. */
-        if (!frozen && node_take_version(tree, node, &r, &newer))
+        if (!frozen && node_take_version(tree, node, &r, &newer, &stale))
             *unchanged = true;
         else if (!frozen)
             node_keep_snapshot(node, r.content, r.mtime);
@@ -858,6 +882,7 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     pthread_mutex_unlock(&tree->lock);
     if (newer)
         blob_unref(newer); /* outside the lock: it may hold the last listing */
+    tree_notify_stale(tree, &stale);
     *content = r.content;
     r.content = NULL;
     resolved_release(&r);

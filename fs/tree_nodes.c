@@ -201,6 +201,7 @@ struct tree *tree_new(const struct tree_config *config)
     tree->uid = config->uid;
     tree->gid = config->gid;
     tree->inval = config->inval;
+    tree->inval_entry = config->inval_entry;
     tree->inval_arg = config->inval_arg;
     tree->meta = config->meta;
     tree->meta_arg = config->meta_arg;

@@ -100,6 +100,7 @@ struct tree {
     uid_t uid;
     gid_t gid;
     tree_inval_fn inval;
+    tree_inval_entry_fn inval_entry;
     void *inval_arg;
     tree_meta_fn meta;
     void *meta_arg;

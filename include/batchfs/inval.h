@@ -21,6 +21,10 @@ struct inval_queue *inval_queue_new(struct fuse_session *session);
  * Thread-safe, never blocks on the kernel. A tree_inval_fn. */
 void inval_queue_push(void *queue, uint64_t ino);
 
+/* Queues the entry `name` of folder `parent`: the kernel looks the name up
+ * again. Thread-safe, never blocks on the kernel. A tree_inval_entry_fn. */
+void inval_queue_push_entry(void *queue, uint64_t parent, const char *name);
+
 /* Stops the thread, dropping what is still queued. Safe on NULL. */
 void inval_queue_free(struct inval_queue *queue);
 

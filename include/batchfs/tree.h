@@ -41,6 +41,13 @@ struct blob;
  */
 typedef void (*tree_inval_fn)(void *arg, uint64_t ino);
 
+/*
+ * Called when the kernel's entry for `name` in folder `parent` leads to an
+ * inode that stands for an outdated version of the file: the kernel should
+ * look the name up again. Same rules as tree_inval_fn.
+ */
+typedef void (*tree_inval_entry_fn)(void *arg, uint64_t parent, const char *name);
+
 struct buf;
 
 /* The files of .batchfs/. */
@@ -59,7 +66,8 @@ struct tree_config {
     uid_t uid;                /* owner shown on every node */
     gid_t gid;
     tree_inval_fn inval;      /* optional */
-    void *inval_arg;
+    tree_inval_entry_fn inval_entry; /* optional */
+    void *inval_arg;          /* of both */
     tree_meta_fn meta;        /* optional: without it .batchfs/ files are ENOENT */
     void *meta_arg;
 };
