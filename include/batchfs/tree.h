@@ -65,9 +65,9 @@ struct tree_config {
     double terminal_ttl_s;    /* ...and for finished jobs and batches */
     uid_t uid;                /* owner shown on every node */
     gid_t gid;
-    tree_inval_fn inval;      /* optional */
+    tree_inval_fn inval;             /* optional */
     tree_inval_entry_fn inval_entry; /* optional */
-    void *inval_arg;          /* of both */
+    void *inval_arg;                 /* of both */
     tree_meta_fn meta;        /* optional: without it .batchfs/ files are ENOENT */
     void *meta_arg;
 };
