@@ -157,17 +157,21 @@ static struct timespec builder_object_mtime(const char *text,
  * [off, off + object->raw_len) of `source` (or NULL: no source): rendered on
  * read when the object is small and has a source, else pretty-printed now
  * through `scratch`; and *line_len to the length of its compact form, so
- * that items.ndjson is measured without reading the items again. */
+ * that items.ndjson is measured without reading the items again. Jobs
+ * (`job`) have no such file: their line is left unmeasured (0), and a job
+ * pretty-printed now is not measured first. */
 static int builder_content(const struct api_object *object, struct blob *source,
-                           size_t off, struct buf *scratch, struct blob **content,
-                           size_t *line_len)
+                           size_t off, bool job, struct buf *scratch,
+                           struct blob **content, size_t *line_len)
 {
     size_t len;
     int rc;
 
     *content = NULL;
-    rc = jsontext_measure(object->raw, object->raw_len, &len, line_len);
-    if (rc)
+    *line_len = 0;
+    if (job && !source)
+        len = 0; /* pretty-printed below, which validates the text */
+    else if ((rc = jsontext_measure(object->raw, object->raw_len, &len, line_len)))
         return rc;
     if (source && object->raw_len <= BUILDER_RENDER_ON_READ_MAX) {
         *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
@@ -211,7 +215,8 @@ static int builder_render(const struct api_object *object, struct blob *source,
         out->known[i] =
             fields[FIELD_COUNTERS + i].len &&
             jsontext_count(object->raw, fields[FIELD_COUNTERS + i], &out->counts[i]);
-    rc = builder_content(object, source, off, scratch, &out->content, &out->line_len);
+    rc = builder_content(object, source, off, n_fields == FIELD_JOB_COUNT, scratch,
+                         &out->content, &out->line_len);
     if (rc)
         return rc;
     out->source = source;
