@@ -313,9 +313,10 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
             page->count++;
             objects[i].prepared = &page->items[i];
         } else if (rc == -EINVAL) {
-            /* Left for the builder to count as unusable. */
-            objects[i].prepared = NULL;
+            /* Left for the builder to count as unusable: without content,
+             * or without preparation (rendered again from its page). */
             memset(&page->items[i], 0, sizeof(page->items[i]));
+            objects[i].prepared = page->source ? NULL : &page->items[i];
             page->count++;
             rc = 0;
         }
@@ -325,6 +326,9 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
         builder_release_page(NULL, page);
         return rc;
     }
+    /* Jobs need their page no more: nothing reads their text again. */
+    if (!page->source)
+        buf_free(body);
     *state = page;
     return 0;
 }
@@ -345,6 +349,8 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
     memset(strings, 0, sizeof(*strings));
     if (object->prepared) {
         r = *(const struct rendered *)object->prepared;
+        if (!r.content)
+            return -EINVAL; /* not valid JSON, found by the preparer */
         entry->content = blob_ref(r.content);
     } else {
         decoded = malloc(object->raw_len);

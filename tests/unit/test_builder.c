@@ -307,7 +307,8 @@ static void tell_jobs(void *arg, const struct builder_job *jobs, size_t count)
 
 /* The jobs of each page are told as they are added, with their status and
  * counters, whether the page went through the preparer or not; jobs left
- * out are not told, and a job's file is still pretty-printed up front. */
+ * out are not told, and a job's file is still pretty-printed up front, so
+ * that the preparer frees the page at once. */
 static void test_jobs_told_page_by_page(void **state)
 {
     static const char j1[] = "{\"id\":\"bjb-1\",\"status\":\"completed\","
@@ -321,11 +322,12 @@ static void test_jobs_told_page_by_page(void **state)
     struct api_object first[] = {object_of(j1, strlen(j1), "bjb-1"),
                                  object_of(head, strlen(head), "HEAD")};
     struct buf body = BUF_INIT;
-    struct api_object second[2];
+    static const char broken[] = "{\"id\":\"bjb-4\",";
+    struct api_object second[3];
     struct api_preparer preparer;
     struct told_jobs told = {0};
     void *page_state = NULL;
-    size_t j2_at, j3_at;
+    size_t j2_at, j3_at, broken_at;
     struct builder b;
     struct listing *l = NULL;
 
@@ -334,9 +336,12 @@ static void test_jobs_told_page_by_page(void **state)
     j2_at = body.len;
     assert_int_equal(buf_printf(&body, "%s, ", j2), 0);
     j3_at = body.len;
-    assert_int_equal(buf_printf(&body, "%s]}", j3), 0);
+    assert_int_equal(buf_printf(&body, "%s, ", j3), 0);
+    broken_at = body.len;
+    assert_int_equal(buf_printf(&body, "%s]}", broken), 0);
     second[0] = object_of(body.data + j2_at, strlen(j2), "bjb-2");
     second[1] = object_of(body.data + j3_at, strlen(j3), "bjb-3");
+    second[2] = object_of(body.data + broken_at, strlen(broken), "bjb-4");
 
     assert_int_equal(builder_init(&b, LISTING_JOBS, "jobs"), 0);
     builder_on_jobs(&b, tell_jobs, &told);
@@ -353,11 +358,11 @@ static void test_jobs_told_page_by_page(void **state)
     assert_false(told.jobs[0].known[2]); /* 1.5 */
     assert_false(told.jobs[0].known[3]); /* -1 */
 
-    assert_int_equal(preparer.prepare(preparer.arg, second, 2, &body, NULL, &page_state),
+    assert_int_equal(preparer.prepare(preparer.arg, second, 3, &body, NULL, &page_state),
                      0);
-    assert_int_equal(builder_add_objects(&b, second, 2), 0);
+    assert_null(body.data); /* freed: its jobs are rendered */
+    assert_int_equal(builder_add_objects(&b, second, 3), 0);
     preparer.release(preparer.arg, page_state);
-    buf_free(&body);
     assert_int_equal(told.calls, 2);
     assert_int_equal(told.count, 3);
     assert_string_equal(told.id[1], "bjb-2");
