@@ -690,6 +690,90 @@ static int builder_name_entries(struct builder *b)
     return 0;
 }
 
+/*
+ * A sort key of an entry: 8 bytes of its name from where the names of the
+ * listing start to differ, big-endian and padded with NULs, so that most
+ * comparisons are of two numbers, not of two names scattered over the
+ * listing's block (a job list of 200,000 spent most of its sorting there).
+ */
+struct builder_sort_key {
+    uint64_t head;
+    size_t index;
+};
+_Static_assert(sizeof(struct builder_sort_key) <= sizeof(struct builder_strings) &&
+                   _Alignof(struct builder_sort_key) <= _Alignof(struct builder_strings),
+               "the keys are made where the entries' strings were");
+
+/* strcmp's order of the names, by their keys first. */
+static int builder_compare_keys(const void *a, const void *b, void *entries)
+{
+    const struct builder_sort_key *x = a, *y = b;
+    const struct entry *e = entries;
+
+    if (x->head != y->head)
+        return x->head < y->head ? -1 : 1;
+    return strcmp(e[x->index].name, e[y->index].name);
+}
+
+/* How many bytes every name of `l` (count > 0) starts with. */
+static size_t builder_common_prefix(const struct listing *l)
+{
+    const char *first = l->entries[0].name;
+    size_t n = strlen(first);
+
+    for (size_t i = 1; i < l->count && n; i++) {
+        const char *name = l->entries[i].name;
+        size_t k = 0;
+
+        while (k < n && name[k] == first[k])
+            k++;
+        n = k;
+    }
+    return n;
+}
+
+/* Sorts the entries by name (strcmp), as qsort with entry_compare_names
+ * would, through keys (see builder_sort_key) made in `keys`, room for
+ * l->count of them, then moves each entry once. */
+static void builder_sort_entries(struct listing *l, struct builder_sort_key *keys)
+{
+    size_t skip;
+
+    skip = builder_common_prefix(l);
+    for (size_t i = 0; i < l->count; i++) {
+        const unsigned char *p = (const unsigned char *)l->entries[i].name + skip;
+
+        keys[i].head = 0;
+        keys[i].index = i;
+        for (int k = 0; k < 8; k++) {
+            keys[i].head = keys[i].head << 8 | *p;
+            p += *p != 0;
+        }
+    }
+    qsort_r(keys, l->count, sizeof(*keys), builder_compare_keys, l->entries);
+    /* Entry i becomes entries[keys[i].index], following each cycle once
+     * (a key whose index is its own place is done). */
+    for (size_t i = 0; i < l->count; i++) {
+        struct entry first;
+        size_t j = i;
+
+        if (keys[i].index == i)
+            continue;
+        first = l->entries[i];
+        for (;;) {
+            size_t from = keys[j].index;
+
+            keys[j].index = j;
+            if (from == i) {
+                l->entries[j] = first;
+                break;
+            }
+            l->entries[j] = l->entries[from];
+            j = from;
+        }
+    }
+}
+
 /* Names the entries, sorts them, and hands the listing over. */
 int builder_finish(struct builder *b, struct listing **out)
 {
@@ -703,7 +787,9 @@ int builder_finish(struct builder *b, struct listing **out)
     if (l->kind == LISTING_ITEMS)
         rc = listing_index_names(l); /* items stay in page order */
     else if (l->count > 1) /* qsort must not see the NULL of an empty listing */
-        qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
+        /* The entries' strings are placed: their offsets make room for the
+         * keys, without more memory at the peak of a listing. */
+        builder_sort_entries(l, (struct builder_sort_key *)(void *)b->strings);
     if (rc)
         goto out;
     l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name) + l->strings_bytes;

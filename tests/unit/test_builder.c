@@ -386,6 +386,45 @@ static void test_jobs_told_page_by_page(void **state)
     listing_release(l);
 }
 
+/* A big list is sorted in strcmp's order whatever its names share: a long
+ * common start, names that begin alike for more than eight bytes after it,
+ * names that are the start of others, and upper case before lower. */
+static void test_jobs_sorted_like_strcmp(void **state)
+{
+    enum { COUNT = 600 };
+    static const char *const tails[] = {"",          "0",        "00000000", "000000001",
+                                        "00000000a", "0000000a", "1",        "A1",
+                                        "Z9",        "a1",       "_1",       "-1"};
+    struct api_object *objects = calloc(COUNT, sizeof(*objects));
+    char(*raw)[96] = calloc(COUNT, sizeof(*raw));
+    char(*ids)[48] = calloc(COUNT, sizeof(*ids));
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_non_null(objects);
+    assert_non_null(raw);
+    assert_non_null(ids);
+    for (size_t i = 0; i < COUNT; i++) {
+        /* A scrambled order, and ids that repeat no name. */
+        size_t k = (i * 7919) % COUNT;
+
+        snprintf(ids[i], sizeof(ids[i]), "bjb-%03zu%s", k / 12,
+                 tails[k % (sizeof(tails) / sizeof(*tails))]);
+        snprintf(raw[i], sizeof(raw[i]), "{\"id\":\"%s\"}", ids[i]);
+        objects[i] = object_of(raw[i], strlen(raw[i]), ids[i]);
+    }
+    assert_int_equal(build(LISTING_JOBS, objects, COUNT, &l), 0);
+    assert_int_equal(l->count, COUNT);
+    for (size_t i = 1; i < l->count; i++)
+        assert_true(strcmp(l->entries[i - 1].name, l->entries[i].name) < 0);
+    for (size_t i = 0; i < l->count; i++)
+        assert_string_equal(l->entries[i].id, ids[l->entries[i].api_index]);
+    listing_release(l);
+    free(ids);
+    free(raw);
+    free(objects);
+}
+
 /* A batch is the listing's self; its results are named by their ids. */
 static void test_batch(void **state)
 {
@@ -513,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_items_repeated_id),
         cmocka_unit_test(test_prepared_page),
         cmocka_unit_test(test_jobs_told_page_by_page),
+        cmocka_unit_test(test_jobs_sorted_like_strcmp),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_entries_by_id),
         cmocka_unit_test(test_discard),
