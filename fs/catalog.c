@@ -266,21 +266,23 @@ static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
 }
 
 /* builder_jobs_fn: notes which jobs of a page have finished and their
- * folders' sizes, as the page arrives. */
+ * folders' sizes, as the page arrives. The lock is taken per job: a page
+ * of a job list refreshed while it is in use would hold it long enough to
+ * slow every lookup meanwhile. */
 static void catalog_note_jobs(void *arg, const struct builder_job *jobs, size_t count)
 {
     struct catalog *catalog = arg;
 
-    pthread_mutex_lock(&catalog->lock);
     for (size_t i = 0; i < count; i++) {
         struct folder_sizes sizes;
 
         catalog_folder_sizes(jobs[i].counts, jobs[i].known, &sizes);
+        pthread_mutex_lock(&catalog->lock);
         if (catalog_job_is_terminal(jobs[i].status))
             id_set_add(&catalog->finished_jobs, jobs[i].id);
         id_set_put(&catalog->job_sizes, jobs[i].id, &sizes);
+        pthread_mutex_unlock(&catalog->lock);
     }
-    pthread_mutex_unlock(&catalog->lock);
 }
 
 /* One reading of the listing `req` asks for, into builder `b` made here: 0
