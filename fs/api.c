@@ -122,8 +122,16 @@ out:
 
 int api_list_jobs(struct api *api, api_objects_fn fn, void *arg)
 {
-    struct listpages list = {
-        .request = api->request, .limits = *request_limits(api->request), .id_key = "id"};
+    return api_list_jobs_prepared(api, NULL, fn, arg);
+}
+
+int api_list_jobs_prepared(struct api *api, const struct api_preparer *preparer,
+                           api_objects_fn fn, void *arg)
+{
+    struct listpages list = {.request = api->request,
+                             .limits = *request_limits(api->request),
+                             .id_key = "id",
+                             .preparer = preparer};
     int rc;
 
     snprintf(list.path, sizeof(list.path), "%s", API_V1_JOBS);

@@ -28,19 +28,28 @@
 #include "batchfs/pagecache.h"
 
 /* The fields of an object that the builder reads, in the order of
- * builder_field_keys. */
+ * builder_field_keys. A job's counters are read from jobs only. */
 enum builder_field {
     FIELD_STATUS,
     FIELD_ITEM_NAME,
     FIELD_TIMES, /* the timestamps, most final first: the first one present
                     that parses is the file's time */
     FIELD_COUNT = FIELD_TIMES + 5,
+    FIELD_COUNTERS = FIELD_COUNT, /* a job's, in builder_job's order */
+    FIELD_JOB_COUNT = FIELD_COUNTERS + BUILDER_JOB_COUNTERS,
 };
 
-static const char *const builder_field_keys[FIELD_COUNT] = {
-    "status",     "item_name",    "completed_at", "updated_at",
-    "started_at", "effective_at", "created_at",
+static const char *const builder_field_keys[FIELD_JOB_COUNT] = {
+    "status",          "item_name",    "completed_at",  "updated_at",
+    "started_at",      "effective_at", "created_at",    "total_items",
+    "processed_items", "failed_items", "skipped_items",
 };
+
+/* How many of builder_field_keys the objects of `kind` are read for. */
+static size_t builder_field_count(enum listing_kind kind)
+{
+    return kind == LISTING_JOBS || kind == LISTING_JOB ? FIELD_JOB_COUNT : FIELD_COUNT;
+}
 
 void builder_discard(struct builder *b)
 {
@@ -49,6 +58,7 @@ void builder_discard(struct builder *b)
     names_free(b->names);
     blob_unref(b->last_page);
     free(b->strings);
+    free(b->jobs);
     buf_free(&b->arena);
     buf_free(&b->scratch);
     listing_release(b->listing);
@@ -64,6 +74,7 @@ int builder_init(struct builder *b, enum listing_kind kind, const char *what)
     b->listing->bytes = sizeof(*b->listing);
     b->what = what;
     b->named_by_id = kind == LISTING_BATCH;
+    b->n_fields = builder_field_count(kind);
     if (kind == LISTING_ITEMS || kind == LISTING_BATCH) {
         int rc;
 
@@ -98,6 +109,9 @@ struct rendered {
     struct timespec mtime;
     const char *status, *name; /* decoded; lengths BUILDER_ABSENT when none */
     size_t status_len, name_len;
+    /* A job's counters (read for jobs only): see struct builder_job. */
+    size_t counts[BUILDER_JOB_COUNTERS];
+    bool known[BUILDER_JOB_COUNTERS];
 };
 
 /* Decodes the string at `span` of `text` into *at (advanced past it and
@@ -143,17 +157,21 @@ static struct timespec builder_object_mtime(const char *text,
  * [off, off + object->raw_len) of `source` (or NULL: no source): rendered on
  * read when the object is small and has a source, else pretty-printed now
  * through `scratch`; and *line_len to the length of its compact form, so
- * that items.ndjson is measured without reading the items again. */
+ * that items.ndjson is measured without reading the items again. Jobs
+ * (`job`) have no such file: their line is left unmeasured (0), and a job
+ * pretty-printed now is not measured first. */
 static int builder_content(const struct api_object *object, struct blob *source,
-                           size_t off, struct buf *scratch, struct blob **content,
-                           size_t *line_len)
+                           size_t off, bool job, struct buf *scratch,
+                           struct blob **content, size_t *line_len)
 {
     size_t len;
     int rc;
 
     *content = NULL;
-    rc = jsontext_measure(object->raw, object->raw_len, &len, line_len);
-    if (rc)
+    *line_len = 0;
+    if (job && !source)
+        len = 0; /* pretty-printed below, which validates the text */
+    else if ((rc = jsontext_measure(object->raw, object->raw_len, &len, line_len)))
         return rc;
     if (source && object->raw_len <= BUILDER_RENDER_ON_READ_MAX) {
         *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
@@ -173,27 +191,32 @@ static int builder_content(const struct api_object *object, struct blob *source,
  * status and item name decoded at *strings, which needs room for the text
  * of those two values (object->fields says where it is; without fields,
  * object->raw_len bytes): decoded strings never outgrow their quoted text.
- * *strings is advanced past what they took. Pure apart from allocating the blob;
- * any thread.
+ * *strings is advanced past what they took. With n_fields FIELD_JOB_COUNT,
+ * also a job's counters. Pure apart from allocating the blob; any thread.
  */
 static int builder_render(const struct api_object *object, struct blob *source,
                           size_t off, struct buf *scratch, char **strings,
-                          struct rendered *out)
+                          size_t n_fields, struct rendered *out)
 {
-    struct json_span found[FIELD_COUNT];
+    struct json_span found[FIELD_JOB_COUNT];
     const struct json_span *fields = object->fields;
     int rc;
 
     memset(out, 0, sizeof(*out));
     /* A page's objects come with them, found while the API read the page. */
     if (!fields) {
-        rc = jsontext_members(object->raw, object->raw_len, builder_field_keys,
-                              FIELD_COUNT, found);
+        rc = jsontext_members(object->raw, object->raw_len, builder_field_keys, n_fields,
+                              found);
         if (rc)
             return rc;
         fields = found;
     }
-    rc = builder_content(object, source, off, scratch, &out->content, &out->line_len);
+    for (size_t i = 0; n_fields == FIELD_JOB_COUNT && i < BUILDER_JOB_COUNTERS; i++)
+        out->known[i] =
+            fields[FIELD_COUNTERS + i].len &&
+            jsontext_count(object->raw, fields[FIELD_COUNTERS + i], &out->counts[i]);
+    rc = builder_content(object, source, off, n_fields == FIELD_JOB_COUNT, scratch,
+                         &out->content, &out->line_len);
     if (rc)
         return rc;
     out->source = source;
@@ -222,7 +245,8 @@ static void builder_release_page(void *arg, void *state)
     (void)arg;
     for (size_t i = 0; i < page->count; i++)
         blob_unref(page->items[i].content);
-    blob_unpin(page->source); /* pinned while its objects were read */
+    if (page->source)
+        blob_unpin(page->source); /* pinned while its objects were read */
     blob_unref(page->source);
     free(page);
 }
@@ -249,6 +273,7 @@ static struct blob *builder_page_source(const struct builder *b, struct buf *bod
 static int builder_prepare_page(void *arg, struct api_object *objects, size_t count,
                                 struct buf *body, const char *again, void **state)
 {
+    const struct builder *b = arg;
     struct rendered_page *page;
     struct buf scratch = BUF_INIT;
     const char *text;
@@ -265,10 +290,13 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     if (!page)
         return -ENOMEM;
     /* The objects point into the body; the source takes it without moving
-     * it (and keeps it pinned until the page is released). */
+     * it (and keeps it pinned until the page is released). Jobs are
+     * pretty-printed here, as a job looked up alone is: their page is not
+     * kept. */
     text = body->data;
-    page->source = builder_page_source(arg, body, again);
-    if (!page->source) {
+    page->source = NULL;
+    if (b->n_fields != FIELD_JOB_COUNT &&
+        !(page->source = builder_page_source(b, body, again))) {
         free(page);
         return -ENOMEM;
     }
@@ -280,14 +308,15 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     strings = page->strings;
     for (size_t i = 0; i < count && !rc; i++) {
         rc = builder_render(&objects[i], page->source, (size_t)(objects[i].raw - text),
-                            &scratch, &strings, &page->items[i]);
+                            &scratch, &strings, b->n_fields, &page->items[i]);
         if (!rc) {
             page->count++;
             objects[i].prepared = &page->items[i];
         } else if (rc == -EINVAL) {
-            /* Left for the builder to count as unusable. */
-            objects[i].prepared = NULL;
+            /* Left for the builder to count as unusable: without content,
+             * or without preparation (rendered again from its page). */
             memset(&page->items[i], 0, sizeof(page->items[i]));
+            objects[i].prepared = page->source ? NULL : &page->items[i];
             page->count++;
             rc = 0;
         }
@@ -297,16 +326,21 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
         builder_release_page(NULL, page);
         return rc;
     }
+    /* Jobs need their page no more: nothing reads their text again. */
+    if (!page->source)
+        buf_free(body);
     *state = page;
     return 0;
 }
 
-/* Fills `entry` (file, time) and `strings` from one API object, rendered
+/*
+ * Fills `entry` (file, time) and `strings` from one API object, rendered
  * already by builder_prepare_page or rendered here, and adds it to `names`
- * unless that is NULL. */
+ * unless that is NULL; and *job's counters unless that is NULL.
+ */
 static int builder_read_object(struct builder *b, const struct api_object *object,
                                struct names *names, struct entry *entry,
-                               struct builder_strings *strings)
+                               struct builder_strings *strings, struct builder_job *job)
 {
     struct rendered r;
     char *decoded = NULL, *cursor;
@@ -315,16 +349,22 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
     memset(strings, 0, sizeof(*strings));
     if (object->prepared) {
         r = *(const struct rendered *)object->prepared;
+        if (!r.content)
+            return -EINVAL; /* not valid JSON, found by the preparer */
         entry->content = blob_ref(r.content);
     } else {
         decoded = malloc(object->raw_len);
         if (!decoded)
             return -ENOMEM;
         cursor = decoded;
-        rc = builder_render(object, NULL, 0, &b->scratch, &cursor, &r);
+        rc = builder_render(object, NULL, 0, &b->scratch, &cursor, b->n_fields, &r);
         entry->content = r.content;
         if (rc)
             goto out;
+    }
+    if (job) {
+        memcpy(job->counts, r.counts, sizeof(job->counts));
+        memcpy(job->known, r.known, sizeof(job->known));
     }
     /* Pages kept in the pagecache learn their order, for reading ahead. */
     if (b->pages && r.source && r.source != b->last_page) {
@@ -419,6 +459,41 @@ static size_t builder_entry_estimate(const struct entry *e, const struct builder
            (e->content ? blob_footprint(e->content) : 0);
 }
 
+/* Room for the jobs of a page of `count` objects, for on_jobs. */
+static int builder_jobs_room(struct builder *b, size_t count)
+{
+    struct builder_job *jobs;
+
+    if (count <= b->jobs_cap)
+        return 0;
+    jobs = realloc(b->jobs, count * sizeof(*jobs));
+    if (!jobs)
+        return -ENOMEM;
+    b->jobs = jobs;
+    b->jobs_cap = count;
+    return 0;
+}
+
+/* Tells on_jobs of the entries [first, count) just made, whose counters
+ * are in b->jobs[0..): their strings are in the arena, which no longer
+ * moves during the call. */
+static void builder_tell_jobs(struct builder *b, size_t first)
+{
+    size_t n = b->listing->count - first;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct builder_strings *s = &b->strings[first + i];
+        const char *status =
+            s->status_len == BUILDER_ABSENT ? NULL : b->arena.data + s->status;
+
+        b->jobs[i].id = b->arena.data + s->id;
+        b->jobs[i].status =
+            status && !memchr(status, '\0', s->status_len) ? status : NULL;
+    }
+    if (n > 0)
+        b->on_jobs(b->on_jobs_arg, b->jobs, n);
+}
+
 /* api_objects_fn: render and keep each object of a page. */
 int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
 {
@@ -426,6 +501,8 @@ int builder_add_objects(void *arg, const struct api_object *objects, size_t coun
     size_t first = b->listing->count, made = 0;
     int rc = 0;
 
+    if (b->on_jobs && (rc = builder_jobs_room(b, count)))
+        return rc;
     for (size_t i = 0; i < count; i++) {
         struct listing *l = b->listing;
         struct entry *entry;
@@ -439,7 +516,8 @@ int builder_add_objects(void *arg, const struct api_object *objects, size_t coun
             return rc;
         entry = &l->entries[l->count];
         memset(entry, 0, sizeof(*entry));
-        rc = builder_read_object(b, &objects[i], b->names, entry, &b->strings[l->count]);
+        rc = builder_read_object(b, &objects[i], b->names, entry, &b->strings[l->count],
+                                 b->on_jobs ? &b->jobs[l->count - first] : NULL);
         if (rc == -EINVAL) {
             /* The API layer hands on valid JSON only; be safe anyway. */
             entry_clear(entry);
@@ -460,6 +538,8 @@ int builder_add_objects(void *arg, const struct api_object *objects, size_t coun
         b->charged += made;
         __atomic_add_fetch(b->charge, made, __ATOMIC_RELAXED);
     }
+    if (b->on_jobs)
+        builder_tell_jobs(b, first);
     if (b->expected)
         builder_presize(b);
     return 0;
@@ -472,7 +552,7 @@ int builder_add_batch(void *arg, const struct api_object *batch,
     struct builder *b = arg;
     int rc;
 
-    rc = builder_read_object(b, batch, NULL, &b->listing->self, &b->self_strings);
+    rc = builder_read_object(b, batch, NULL, &b->listing->self, &b->self_strings, NULL);
     if (rc)
         return rc;
     b->listing->results_null = results_null;
@@ -507,11 +587,17 @@ void builder_keep_pages(struct builder *b, struct pagecache *pages,
     b->fetch_arg = fetch_arg;
 }
 
+void builder_on_jobs(struct builder *b, builder_jobs_fn fn, void *arg)
+{
+    b->on_jobs = fn;
+    b->on_jobs_arg = arg;
+}
+
 void builder_preparer(struct builder *b, struct api_preparer *out)
 {
     *out =
         (struct api_preparer){builder_prepare_page, builder_release_page, builder_expect,
-                              builder_field_keys,   FIELD_COUNT,          b};
+                              builder_field_keys,   b->n_fields,          b};
 }
 
 /* Where builder_place_strings puts an entry's strings: the listing's block
@@ -604,6 +690,90 @@ static int builder_name_entries(struct builder *b)
     return 0;
 }
 
+/*
+ * A sort key of an entry: 8 bytes of its name from where the names of the
+ * listing start to differ, big-endian and padded with NULs, so that most
+ * comparisons are of two numbers, not of two names scattered over the
+ * listing's block (a job list of 200,000 spent most of its sorting there).
+ */
+struct builder_sort_key {
+    uint64_t head;
+    size_t index;
+};
+_Static_assert(sizeof(struct builder_sort_key) <= sizeof(struct builder_strings) &&
+                   _Alignof(struct builder_sort_key) <= _Alignof(struct builder_strings),
+               "the keys are made where the entries' strings were");
+
+/* strcmp's order of the names, by their keys first. */
+static int builder_compare_keys(const void *a, const void *b, void *entries)
+{
+    const struct builder_sort_key *x = a, *y = b;
+    const struct entry *e = entries;
+
+    if (x->head != y->head)
+        return x->head < y->head ? -1 : 1;
+    return strcmp(e[x->index].name, e[y->index].name);
+}
+
+/* How many bytes every name of `l` (count > 0) starts with. */
+static size_t builder_common_prefix(const struct listing *l)
+{
+    const char *first = l->entries[0].name;
+    size_t n = strlen(first);
+
+    for (size_t i = 1; i < l->count && n; i++) {
+        const char *name = l->entries[i].name;
+        size_t k = 0;
+
+        while (k < n && name[k] == first[k])
+            k++;
+        n = k;
+    }
+    return n;
+}
+
+/* Sorts the entries by name (strcmp), as qsort with entry_compare_names
+ * would, through keys (see builder_sort_key) made in `keys`, room for
+ * l->count of them, then moves each entry once. */
+static void builder_sort_entries(struct listing *l, struct builder_sort_key *keys)
+{
+    size_t skip;
+
+    skip = builder_common_prefix(l);
+    for (size_t i = 0; i < l->count; i++) {
+        const unsigned char *p = (const unsigned char *)l->entries[i].name + skip;
+
+        keys[i].head = 0;
+        keys[i].index = i;
+        for (int k = 0; k < 8; k++) {
+            keys[i].head = keys[i].head << 8 | *p;
+            p += *p != 0;
+        }
+    }
+    qsort_r(keys, l->count, sizeof(*keys), builder_compare_keys, l->entries);
+    /* Entry i becomes entries[keys[i].index], following each cycle once
+     * (a key whose index is its own place is done). */
+    for (size_t i = 0; i < l->count; i++) {
+        struct entry first;
+        size_t j = i;
+
+        if (keys[i].index == i)
+            continue;
+        first = l->entries[i];
+        for (;;) {
+            size_t from = keys[j].index;
+
+            keys[j].index = j;
+            if (from == i) {
+                l->entries[j] = first;
+                break;
+            }
+            l->entries[j] = l->entries[from];
+            j = from;
+        }
+    }
+}
+
 /* Names the entries, sorts them, and hands the listing over. */
 int builder_finish(struct builder *b, struct listing **out)
 {
@@ -617,7 +787,9 @@ int builder_finish(struct builder *b, struct listing **out)
     if (l->kind == LISTING_ITEMS)
         rc = listing_index_names(l); /* items stay in page order */
     else if (l->count > 1) /* qsort must not see the NULL of an empty listing */
-        qsort(l->entries, l->count, sizeof(*l->entries), entry_compare_names);
+        /* The entries' strings are placed: their offsets make room for the
+         * keys, without more memory at the peak of a listing. */
+        builder_sort_entries(l, (struct builder_sort_key *)(void *)b->strings);
     if (rc)
         goto out;
     l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name) + l->strings_bytes;

@@ -234,16 +234,13 @@ static int catalog_job_counters(const struct entry *job, size_t n[4], bool known
  * and so are pending/, processing/ and cancelled/: what is left of
  * total_items bounds the three together, too loosely to send requests on.
  * Only a hint (see api_list_items_prepared): a count too high by more than
- * a page costs requests for pages that are not there, once per listing. Pure.
+ * a page costs requests for pages that are not there, once per listing. The
+ * counters n[], known[] as catalog_job_counters gives them. Pure.
  */
-static void catalog_folder_sizes(const struct entry *job, struct folder_sizes *out)
+static void catalog_folder_sizes(const size_t n[4], const bool known[4],
+                                 struct folder_sizes *out)
 {
-    size_t n[4];
-    bool known[4];
-
     memset(out, 0, sizeof(*out));
-    if (catalog_job_counters(job, n, known) < 0)
-        return;
     if (!known[0] || !known[1] || n[1] > n[0])
         return;
     if (known[2] && n[2] <= n[1])
@@ -268,6 +265,26 @@ static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
     return size;
 }
 
+/* builder_jobs_fn: notes which jobs of a page have finished and their
+ * folders' sizes, as the page arrives. The lock is taken per job: a page
+ * of a job list refreshed while it is in use would hold it long enough to
+ * slow every lookup meanwhile. */
+static void catalog_note_jobs(void *arg, const struct builder_job *jobs, size_t count)
+{
+    struct catalog *catalog = arg;
+
+    for (size_t i = 0; i < count; i++) {
+        struct folder_sizes sizes;
+
+        catalog_folder_sizes(jobs[i].counts, jobs[i].known, &sizes);
+        pthread_mutex_lock(&catalog->lock);
+        if (catalog_job_is_terminal(jobs[i].status))
+            id_set_add(&catalog->finished_jobs, jobs[i].id);
+        id_set_put(&catalog->job_sizes, jobs[i].id, &sizes);
+        pthread_mutex_unlock(&catalog->lock);
+    }
+}
+
 /* One reading of the listing `req` asks for, into builder `b` made here: 0
  * or a negative errno. Either way `b` is the caller's to finish or
  * discard (a builder that could not be made discards as a no-op). */
@@ -287,9 +304,11 @@ static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *
         builder_keep_pages(b, catalog->pages, api_fetch_again, catalog->api);
     builder_charge_to(b, &catalog->building);
     builder_preparer(b, &preparer);
+    if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB)
+        builder_on_jobs(b, catalog_note_jobs, catalog);
     switch (req->kind) {
     case LISTING_JOBS:
-        return api_list_jobs(catalog->api, builder_add_objects, b);
+        return api_list_jobs_prepared(catalog->api, &preparer, builder_add_objects, b);
     case LISTING_JOB:
         return api_get_job(catalog->api, req->id, builder_add_objects, b);
     case LISTING_ITEMS:
@@ -357,19 +376,8 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         catalog->jobs_listed = true;
         pthread_mutex_unlock(&catalog->lock);
     }
-    if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB) {
-        for (size_t i = 0; i < listing->count; i++) {
-            const struct entry *job = &listing->entries[i];
-            struct folder_sizes sizes;
-
-            catalog_folder_sizes(job, &sizes); /* reads JSON: not under the lock */
-            pthread_mutex_lock(&catalog->lock);
-            if (catalog_job_is_terminal(job->status))
-                id_set_add(&catalog->finished_jobs, job->id);
-            id_set_put(&catalog->job_sizes, job->id, &sizes);
-            pthread_mutex_unlock(&catalog->lock);
-        }
-    }
+    /* The jobs' counters and statuses were noted as their pages came
+     * (catalog_note_jobs). */
     *ttl_s = catalog->ttl_s;
     if (req->kind == LISTING_JOB && catalog_job_is_terminal(listing->entries[0].status))
         *ttl_s = catalog->terminal_ttl_s;

@@ -5,15 +5,16 @@
  * For: fetching the pages of a v1 list as paginate.c plans them, a wave at
  * a time through the transport's asynchronous call; reading each body with
  * jsontext; dropping malformed, repeated and wrong-status objects; running
- * the preparer; and delivering page by page. Also the readers of a body and its objects that
- * api.c uses for single objects. Not for: URLs, statuses and the requests
- * themselves (api.c), the pagination rules (paginate.c), caching, FUSE.
+ * the preparer; and delivering page by page. Also the readers of a body and its objects
+ * that api.c uses for single objects. Not for: URLs, statuses and the requests themselves
+ * (api.c), the pagination rules (paginate.c), caching, FUSE.
  *
- * The pages of one listing are in flight together (up to max_parallel),
- * but all else runs on the listing's own thread: it submits the requests
- * and reads each body as it arrives (no thread is made), and everything
- * that depends on order — duplicate detection, the paginator, the
- * callback — runs one page at a time, in offset order.
+ * The pages of one listing are in flight together (up to max_parallel).
+ * The listing's own thread submits the requests; the bodies that have
+ * arrived are read side by side by it and by the readers, a few threads
+ * shared by every listing (see listpages_readers); everything that depends
+ * on order — duplicate detection, the paginator, the callback — runs on the
+ * listing's thread, one page at a time, in offset order.
  */
 #include "batchfs/listpages.h"
 
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batchfs/buf.h"
 #include "batchfs/idset.h"
@@ -273,8 +275,8 @@ out:
 }
 
 /* Reads a fetched page (rc, resp, status set): its objects, count, token
- * and total, then the list's preparer. On the listing's thread or the
- * caller's. */
+ * and total, then the list's preparer. On a reader, the listing's thread
+ * or the caller's. */
 static void listpages_page_read(struct listpages_page *page)
 {
     const struct api_preparer *preparer = page->list->preparer;
@@ -312,45 +314,176 @@ void listpages_page_fetch(struct listpages_page *page)
 /*
  * One wave of pages being fetched. The listing's thread submits the pages
  * in offset order, at most max_parallel in flight, so that pages arrive in
- * about the order they are delivered; their answers come on the
- * transport's thread (listpages_page_arrived only queues them and signals)
- * and are parsed on the listing's thread as they come, while the rest are
- * on the wire. A page past an empty page of the wave is not requested: the
- * listing ends at the empty page, and the paginator would drop the later
- * ones unread (so a total_size that lies high costs at most the requests
- * already under way, not the rest of the wave). No thread is made.
+ * about the order they are delivered. Their answers come on the
+ * transport's thread, which queues them for the readers
+ * (listpages_page_arrived); the readers read them (parse them and run the
+ * preparer) while the rest are on the wire, side by side; the listing's
+ * thread takes them back in whatever order they are read, and delivers
+ * them in offset order. A page past an empty page of the wave is not
+ * requested: the listing ends at the empty page, and the paginator would
+ * drop the later ones unread (so a total_size that lies high costs at most
+ * the requests already under way, not the rest of the wave). For that,
+ * while a page that arrived is still being read, at most max_parallel more
+ * are sent: a lying total_size costs at most twice max_parallel requests.
  */
 struct listpages_wave {
     struct request *request;
     pthread_mutex_t lock;
-    pthread_cond_t arrived;          /* a page joined `ready` */
-    struct listpages_page *ready;    /* protected by lock: arrived, not yet read */
+    pthread_cond_t arrived;          /* a page arrived or was read */
+    struct listpages_page *ready;    /* protected by lock: read, not yet taken back */
+    size_t unread;                   /* protected by lock: arrived, not yet read */
+    size_t queued;                   /* protected by listpages_readers.lock: its
+                                        pages in the readers' queue */
     atomic_bool cancelled;           /* the listing's cancel token fired */
     struct transport_cancel *token;  /* the calling thread's, or NULL */
     /* The listing's thread's alone. */
     struct listpages_page *pages;
     size_t n, next;      /* pages[next..n) are not sent yet */
-    size_t in_flight;    /* sent, not yet read */
+    size_t in_flight;    /* sent, not yet taken back */
     size_t max_parallel;
     size_t stop_offset;  /* pages beyond it are not requested */
+    size_t sent_unsettled; /* sent since a page arrived that is still unread */
     bool stopped;        /* the listing failed: request nothing more */
 };
 
-/* The transport's thread: hand the page to the listing's thread. */
-static void listpages_page_arrived(struct transport_call *call)
+/* ---- the readers ------------------------------------------------------ */
+
+/* Reader threads at most: reading a page is a few milliseconds of one
+ * processor, and a listing has max_parallel pages in flight. */
+#define LISTPAGES_READERS_MAX 3
+
+/*
+ * Pages that arrived and wait to be read: a queue that a few threads made
+ * once for the process serve (one fewer than the processors, at least
+ * one), and that each listing's own thread serves too, for its own pages,
+ * while it waits for them: no listing depends on the readers to make
+ * progress (none made, or all busy with other listings). A page in the
+ * queue belongs to its wave, which waits for it before it ends. Lock
+ * order: a wave's lock, then this one.
+ */
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t lock;
+    pthread_cond_t queued;              /* a page joined the queue */
+    struct listpages_page *head, *tail; /* protected by lock */
+} listpages_readers = {PTHREAD_ONCE_INIT, PTHREAD_MUTEX_INITIALIZER,
+                       PTHREAD_COND_INITIALIZER, NULL, NULL};
+
+/* Reads an arrived page: its response, then its body and objects. Any
+ * thread, for a page no other thread touches meanwhile. */
+static void listpages_page_read_arrived(struct listpages_page *page)
 {
-    struct listpages_page *page = call->arg;
+    page->resp = page->call.resp;
+    page->call.resp = (struct http_response)HTTP_RESPONSE_INIT;
+    page->rc = request_settle(page->list->request, page->path_query, page->call.rc,
+                              &page->resp, &page->status);
+    listpages_page_read(page);
+}
+
+/* `page` is read: hands it back to its listing's thread. Touches neither
+ * it nor its wave once the wave's lock is let go (the wave may end then). */
+static void listpages_page_read_done(struct listpages_page *page)
+{
     struct listpages_wave *wave = page->wave;
 
     pthread_mutex_lock(&wave->lock);
     page->ready_next = wave->ready;
     wave->ready = page;
+    wave->unread--;
     pthread_cond_signal(&wave->arrived);
     pthread_mutex_unlock(&wave->lock);
 }
 
+/* Takes the first page of the readers' queue (of `wave`'s, unless it is
+ * NULL), or NULL when it holds none. Under listpages_readers.lock. */
+static struct listpages_page *listpages_readers_take_locked(struct listpages_wave *wave)
+{
+    struct listpages_page *page, *prev = NULL;
+
+    for (page = listpages_readers.head; page && wave && page->wave != wave;
+         page = page->read_next)
+        prev = page;
+    if (!page)
+        return NULL;
+    if (prev)
+        prev->read_next = page->read_next;
+    else
+        listpages_readers.head = page->read_next;
+    if (listpages_readers.tail == page)
+        listpages_readers.tail = prev;
+    page->wave->queued--;
+    return page;
+}
+
+static void *listpages_reader(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct listpages_page *page;
+
+        pthread_mutex_lock(&listpages_readers.lock);
+        while (!(page = listpages_readers_take_locked(NULL)))
+            pthread_cond_wait(&listpages_readers.queued, &listpages_readers.lock);
+        pthread_mutex_unlock(&listpages_readers.lock);
+        listpages_page_read_arrived(page);
+        listpages_page_read_done(page);
+    }
+    return NULL;
+}
+
+/* Makes the readers, once; those that cannot be made are done without. */
+static void listpages_readers_start(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = cpus > LISTPAGES_READERS_MAX ? LISTPAGES_READERS_MAX : cpus - 1;
+    pthread_attr_t attr;
+
+    if (n < 1)
+        n = 1;
+    if (pthread_attr_init(&attr))
+        return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (long i = 0; i < n; i++) {
+        pthread_t thread;
+        int rc = pthread_create(&thread, &attr, listpages_reader, NULL);
+
+        if (rc) {
+            log_debug("page readers: %ld of %ld made: %s", i, n, strerror(rc));
+            break;
+        }
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* The transport's thread: queue the page for the readers, and tell the
+ * listing's thread, which reads it itself if no reader comes first. */
+static void listpages_page_arrived(struct transport_call *call)
+{
+    struct listpages_page *page = call->arg;
+    struct listpages_wave *wave = page->wave;
+
+    pthread_once(&listpages_readers.once, listpages_readers_start);
+    pthread_mutex_lock(&wave->lock);
+    page->in_flight = false;
+    wave->unread++;
+    pthread_mutex_lock(&listpages_readers.lock);
+    page->read_next = NULL;
+    if (listpages_readers.tail)
+        listpages_readers.tail->read_next = page;
+    else
+        listpages_readers.head = page;
+    listpages_readers.tail = page;
+    wave->queued++;
+    pthread_cond_signal(&listpages_readers.queued);
+    pthread_mutex_unlock(&listpages_readers.lock);
+    pthread_cond_signal(&wave->arrived);
+    pthread_mutex_unlock(&wave->lock);
+}
+
+/* ---- a wave ----------------------------------------------------------- */
+
 /* Cancels every page in flight (a failed listing, a fired token). Under
- * the wave's lock, so that no page is read and released meanwhile. */
+ * the wave's lock, so that no page arrives meanwhile. */
 static void listpages_wave_cancel_locked(struct listpages_wave *wave)
 {
     for (size_t i = 0; i < wave->next; i++)
@@ -369,10 +502,45 @@ static void listpages_wave_fired(void *arg)
     pthread_mutex_unlock(&wave->lock);
 }
 
+/* Takes back the pages of the list `ready`, read. */
+static void listpages_wave_took(struct listpages_wave *wave, struct listpages_page *ready)
+{
+    for (struct listpages_page *page = ready; page; page = page->ready_next) {
+        wave->in_flight--;
+        if (page->rc == 0 && page->count == 0 && page->offset < wave->stop_offset)
+            wave->stop_offset = page->offset;
+        page->pending = false;
+    }
+}
+
+/* Takes back the pages read so far; true when no page that arrived is
+ * still being read, so that an empty one among them has set stop_offset. */
+static bool listpages_wave_settle(struct listpages_wave *wave)
+{
+    struct listpages_page *ready;
+    bool settled;
+
+    pthread_mutex_lock(&wave->lock);
+    ready = wave->ready;
+    wave->ready = NULL;
+    settled = !wave->unread;
+    pthread_mutex_unlock(&wave->lock);
+    listpages_wave_took(wave, ready);
+    return settled;
+}
+
 /* Sends what may be sent; a page that is not to be sent is done at once. */
 static void listpages_wave_send(struct listpages_wave *wave)
 {
-    while (wave->next < wave->n && wave->in_flight < wave->max_parallel) {
+    bool settled;
+
+    if (wave->next == wave->n || wave->in_flight == wave->max_parallel)
+        return;
+    settled = listpages_wave_settle(wave);
+    if (settled)
+        wave->sent_unsettled = 0;
+    while (wave->next < wave->n && wave->in_flight < wave->max_parallel &&
+           (settled || wave->sent_unsettled < wave->max_parallel)) {
         struct listpages_page *page = &wave->pages[wave->next++];
         int rc;
 
@@ -390,8 +558,10 @@ static void listpages_wave_send(struct listpages_wave *wave)
             .arg = page,
         };
         pthread_mutex_lock(&wave->lock);
+        page->in_flight = true;
         rc = request_submit(wave->request, &page->call);
-        page->in_flight = rc == 0;
+        if (rc)
+            page->in_flight = false;
         pthread_mutex_unlock(&wave->lock);
         if (rc) {
             page->rc = rc;
@@ -399,36 +569,37 @@ static void listpages_wave_send(struct listpages_wave *wave)
             continue;
         }
         wave->in_flight++;
+        wave->sent_unsettled += !settled;
     }
 }
 
-/* Reads the pages that arrived; waits for one first when none has. */
-static void listpages_wave_read_arrived(struct listpages_wave *wave)
+/* Takes back the pages that have been read; waits first until one has,
+ * reading the wave's queued pages itself meanwhile. */
+static void listpages_wave_take_read(struct listpages_wave *wave)
 {
     struct listpages_page *ready;
 
     pthread_mutex_lock(&wave->lock);
-    while (!wave->ready)
+    while (!wave->ready) {
+        struct listpages_page *page;
+
+        pthread_mutex_lock(&listpages_readers.lock);
+        page = listpages_readers_take_locked(wave);
+        pthread_mutex_unlock(&listpages_readers.lock);
+        if (page) {
+            pthread_mutex_unlock(&wave->lock);
+            listpages_page_read_arrived(page);
+            listpages_page_read_done(page);
+            pthread_mutex_lock(&wave->lock);
+            continue;
+        }
+        /* A page queued or read from here on signals under the lock. */
         pthread_cond_wait(&wave->arrived, &wave->lock);
+    }
     ready = wave->ready;
     wave->ready = NULL;
-    for (struct listpages_page *p = ready; p; p = p->ready_next)
-        p->in_flight = false;
     pthread_mutex_unlock(&wave->lock);
-    while (ready) {
-        struct listpages_page *page = ready;
-
-        ready = page->ready_next;
-        wave->in_flight--;
-        page->resp = page->call.resp;
-        page->call.resp = (struct http_response)HTTP_RESPONSE_INIT;
-        page->rc = request_settle(wave->request, page->path_query, page->call.rc,
-                                  &page->resp, &page->status);
-        listpages_page_read(page);
-        if (page->rc == 0 && page->count == 0 && page->offset < wave->stop_offset)
-            wave->stop_offset = page->offset;
-        page->pending = false;
-    }
+    listpages_wave_took(wave, ready);
 }
 
 /* Starts fetching pages[0..n), at most max_parallel at once. */
@@ -444,6 +615,8 @@ static int listpages_wave_start(struct listpages_wave *wave, struct request *req
     }
     wave->request = request;
     wave->ready = NULL;
+    wave->unread = 0;
+    wave->queued = 0;
     atomic_init(&wave->cancelled, false);
     wave->pages = pages;
     wave->n = n;
@@ -451,6 +624,7 @@ static int listpages_wave_start(struct listpages_wave *wave, struct request *req
     wave->in_flight = 0;
     wave->max_parallel = max_parallel ? max_parallel : 1;
     wave->stop_offset = SIZE_MAX;
+    wave->sent_unsettled = 0;
     wave->stopped = false;
     for (size_t i = 0; i < n; i++)
         pages[i].pending = true;
@@ -468,7 +642,7 @@ static void listpages_wave_wait(struct listpages_wave *wave, struct listpages_pa
         listpages_wave_send(wave);
         if (!page->pending)
             break;
-        listpages_wave_read_arrived(wave);
+        listpages_wave_take_read(wave);
     }
     listpages_wave_send(wave);
 }

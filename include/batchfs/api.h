@@ -65,6 +65,11 @@ int api_check_access(struct api *api);
  * moved while it was (see listpages_read_v1); read it again. */
 int api_list_jobs(struct api *api, api_objects_fn fn, void *arg);
 
+/* The same, with each page's objects prepared by `preparer` (may be NULL)
+ * before they reach fn, as api_list_items_prepared does. */
+int api_list_jobs_prepared(struct api *api, const struct api_preparer *preparer,
+                           api_objects_fn fn, void *arg);
+
 /* GET /api/v1/beta/batch-processing/{job_id}/items?status=…, every page.
  * Objects lacking a string "item_id", or whose "status" is not `status`,
  * are dropped (with a warning). */

@@ -40,7 +40,8 @@ struct api_object {
  * frees once the page has been delivered or dropped. It also receives the
  * page's body, which the objects' `raw` point into: it may take the body
  * (buf_steal) to keep those bytes beyond the listing without copying them,
- * and must then keep them valid until release(). `again` is the path and
+ * and must then keep them valid until release(), or free it when its fn
+ * reads no object's `raw` (they then point to freed bytes). `again` is the path and
  * query that fetch the page again (api_fetch_again) when the page was asked
  * for by offset, else NULL (a page reached by a token may not be had
  * again); borrowed for the call. prepare() runs on

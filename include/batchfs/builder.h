@@ -38,6 +38,25 @@ struct builder_strings {
     size_t status, status_len; /* BUILDER_ABSENT when none */
 };
 
+/* The counters of a job that the builder reads: total_items,
+ * processed_items, failed_items and skipped_items, in that order. */
+#define BUILDER_JOB_COUNTERS 4
+
+/* A job of a job list (or a job looked up) as its page gave it, for
+ * builder_on_jobs. Borrowed: valid during the call only. */
+struct builder_job {
+    const char *id;     /* decoded, NUL-terminated, no NUL inside */
+    const char *status; /* decoded; NULL when absent, not a string or
+                           holding a NUL */
+    /* counts[i] where known[i]; known[i] is false for a counter that is
+     * absent or not a whole number from 0 to 2^53 (jsontext_count). */
+    size_t counts[BUILDER_JOB_COUNTERS];
+    bool known[BUILDER_JOB_COUNTERS];
+};
+
+/* Receives the jobs a builder has just made entries of, page by page. */
+typedef void (*builder_jobs_fn)(void *arg, const struct builder_job *jobs, size_t count);
+
 /* A listing under construction. The fields are builder.c's, but for
  * `listing`, whose entries a caller may complete (time, content) between
  * the last builder_add_* and builder_finish. */
@@ -47,6 +66,7 @@ struct builder {
     struct names *names; /* items and results: names.c picks names */
     size_t expected;     /* entries the listing announced, not yet made room for */
     bool named_by_id;    /* results: the file id is the item name */
+    size_t n_fields;     /* how many of the builder's keys each object is read for */
     struct builder_strings *strings; /* parallel to listing->entries */
     struct builder_strings self_strings;
     struct buf arena;   /* every decoded string, NUL-terminated */
@@ -65,6 +85,11 @@ struct builder {
      * builder_charge_to. */
     size_t *charge;
     size_t charged;
+    /* Jobs and a job: told of each entry made (see builder_on_jobs). */
+    builder_jobs_fn on_jobs;
+    void *on_jobs_arg;
+    struct builder_job *jobs; /* the page's, for on_jobs */
+    size_t jobs_cap;
 };
 
 /*
@@ -96,10 +121,20 @@ void builder_keep_pages(struct builder *b, struct pagecache *pages,
 void builder_charge_to(struct builder *b, size_t *charge);
 
 /*
+ * For a listing of jobs or a job: calls fn(arg, …) with the jobs of each
+ * page once their entries are made, on the thread that delivers the
+ * objects (builder_add_objects), before the listing is finished, so that
+ * what depends on each job (its counters, whether it finished) is noted
+ * while the next pages are fetched. A listing that then fails has still
+ * told of the jobs it made. Call before the fetch starts.
+ */
+void builder_on_jobs(struct builder *b, builder_jobs_fn fn, void *arg);
+
+/*
  * Sets *out to the preparer that renders a page's objects on the thread
- * that fetched it (for api_list_items_prepared), with `b` as its arg. Its
- * prepare and release run on any thread and only read what
- * builder_keep_pages set in `b`; its
+ * that fetched it (for api_list_items_prepared and api_list_jobs_prepared),
+ * with `b` as its arg. Its prepare and release run on any thread and only
+ * read what builder_init and builder_keep_pages set in `b`; its
  * expect writes to `b`, on the thread that delivers the objects to
  * builder_add_objects.
  */

@@ -71,10 +71,12 @@ struct listpages_page {
     size_t offset;
     bool by_offset; /* asked for by offset alone: path_query fetches it again */
     bool pending; /* not yet fetched and read (the listing's thread) */
-    /* While it is fetched by a listing: its request, and its place in the
-     * queue of arrived pages (listpages.c's). */
+    /* While it is fetched by a listing: its request, its place in the
+     * readers' queue once it arrived, then in its wave's list of pages
+     * read (listpages.c's). */
     struct transport_call call;
     struct listpages_wave *wave;
+    struct listpages_page *read_next;
     struct listpages_page *ready_next;
     bool in_flight; /* submitted, not yet arrived: under the wave's lock */
 
@@ -103,9 +105,12 @@ struct listpages_page {
  * read: what fn was given may miss some and hold deleted ones; the caller
  * may read it again); -EFBIG past max_items objects or max_items + 2
  * pages; else the first failure (logged once) or fn's error.
- * Everything runs on the calling thread: it submits up to max_parallel
- * page requests at once through the transport and reads each body as it
- * arrives; no thread is made. When a cancel token is current for the
+ * The calling thread submits up to max_parallel page requests at once
+ * through the transport; each body is read (parsed, and prepared by the
+ * list's preparer) as it arrives, by one of a few reader threads made once
+ * for the process (never a thread per listing or per page) or by the
+ * calling thread while it waits; all that depends on order (duplicates,
+ * the paginator, fn) runs on the calling thread. When a cancel token is current for the
  * calling thread (transport.h) and fires, the requests in flight are
  * cancelled and the listing ends with -ECANCELED.
  */

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,6 +280,151 @@ static void test_prepared_page(void **state)
     buf_free(&body);
 }
 
+/* What builder_on_jobs told, copied. */
+struct told_jobs {
+    size_t calls, count;
+    char id[8][16], status[8][16];
+    bool has_status[8];
+    struct builder_job jobs[8];
+};
+
+static void tell_jobs(void *arg, const struct builder_job *jobs, size_t count)
+{
+    struct told_jobs *told = arg;
+
+    told->calls++;
+    for (size_t i = 0; i < count; i++) {
+        size_t k = told->count++;
+
+        assert_true(k < 8);
+        told->jobs[k] = jobs[i];
+        snprintf(told->id[k], sizeof(told->id[k]), "%s", jobs[i].id);
+        told->has_status[k] = jobs[i].status != NULL;
+        if (jobs[i].status)
+            snprintf(told->status[k], sizeof(told->status[k]), "%s", jobs[i].status);
+    }
+}
+
+/* The jobs of each page are told as they are added, with their status and
+ * counters, whether the page went through the preparer or not; jobs left
+ * out are not told, and a job's file is still pretty-printed up front, so
+ * that the preparer frees the page at once. */
+static void test_jobs_told_page_by_page(void **state)
+{
+    static const char j1[] = "{\"id\":\"bjb-1\",\"status\":\"completed\","
+                             "\"total_items\":10,\"processed_items\":9,"
+                             "\"failed_items\":1.5,\"skipped_items\":-1}";
+    static const char head[] = "{\"id\":\"HEAD\",\"status\":\"completed\"}";
+    static const char j2[] = "{\"id\":\"bjb-2\",\"status\":\"fail\\u0000ed\","
+                             "\"total_items\":\"10\",\"failed_items\":2}";
+    static const char j3[] = "{\"id\":\"bjb-3\",\"total_items\":1e1,"
+                             "\"processed_items\":0,\"skipped_items\":0}";
+    struct api_object first[] = {object_of(j1, strlen(j1), "bjb-1"),
+                                 object_of(head, strlen(head), "HEAD")};
+    struct buf body = BUF_INIT;
+    static const char broken[] = "{\"id\":\"bjb-4\",";
+    struct api_object second[3];
+    struct api_preparer preparer;
+    struct told_jobs told = {0};
+    void *page_state = NULL;
+    size_t j2_at, j3_at, broken_at;
+    struct builder b;
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_int_equal(buf_append_str(&body, "{\"items\": ["), 0);
+    j2_at = body.len;
+    assert_int_equal(buf_printf(&body, "%s, ", j2), 0);
+    j3_at = body.len;
+    assert_int_equal(buf_printf(&body, "%s, ", j3), 0);
+    broken_at = body.len;
+    assert_int_equal(buf_printf(&body, "%s]}", broken), 0);
+    second[0] = object_of(body.data + j2_at, strlen(j2), "bjb-2");
+    second[1] = object_of(body.data + j3_at, strlen(j3), "bjb-3");
+    second[2] = object_of(body.data + broken_at, strlen(broken), "bjb-4");
+
+    assert_int_equal(builder_init(&b, LISTING_JOBS, "jobs"), 0);
+    builder_on_jobs(&b, tell_jobs, &told);
+    builder_preparer(&b, &preparer);
+    assert_true(preparer.n_keys <= API_PREPARER_MAX_KEYS);
+    assert_int_equal(builder_add_objects(&b, first, 2), 0);
+    assert_int_equal(told.calls, 1);
+    assert_int_equal(told.count, 1); /* HEAD is not an id: left out */
+    assert_string_equal(told.id[0], "bjb-1");
+    assert_string_equal(told.status[0], "completed");
+    assert_true(told.jobs[0].known[0] && told.jobs[0].known[1]);
+    assert_int_equal(told.jobs[0].counts[0], 10);
+    assert_int_equal(told.jobs[0].counts[1], 9);
+    assert_false(told.jobs[0].known[2]); /* 1.5 */
+    assert_false(told.jobs[0].known[3]); /* -1 */
+
+    assert_int_equal(preparer.prepare(preparer.arg, second, 3, &body, NULL, &page_state),
+                     0);
+    assert_null(body.data); /* freed: its jobs are rendered */
+    assert_int_equal(builder_add_objects(&b, second, 3), 0);
+    preparer.release(preparer.arg, page_state);
+    assert_int_equal(told.calls, 2);
+    assert_int_equal(told.count, 3);
+    assert_string_equal(told.id[1], "bjb-2");
+    assert_false(told.has_status[1]);    /* it holds a NUL */
+    assert_false(told.jobs[1].known[0]); /* a string */
+    assert_false(told.jobs[1].known[1]); /* absent */
+    assert_true(told.jobs[1].known[2]);
+    assert_int_equal(told.jobs[1].counts[2], 2);
+    assert_string_equal(told.id[2], "bjb-3");
+    assert_false(told.has_status[2]);
+    assert_true(told.jobs[2].known[0] && told.jobs[2].known[1] && told.jobs[2].known[3]);
+    assert_int_equal(told.jobs[2].counts[0], 10);
+    assert_false(told.jobs[2].known[2]);
+
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_int_equal(l->count, 3);
+    assert_string_equal(l->entries[1].status, "fail_ed");
+    for (size_t i = 0; i < l->count; i++)
+        assert_non_null(blob_bytes(l->entries[i].content)); /* pretty-printed now */
+    assert_pretty(l->entries[2].content, j3, strlen(j3));
+    listing_release(l);
+}
+
+/* A big list is sorted in strcmp's order whatever its names share: a long
+ * common start, names that begin alike for more than eight bytes after it,
+ * names that are the start of others, and upper case before lower. */
+static void test_jobs_sorted_like_strcmp(void **state)
+{
+    enum { COUNT = 600 };
+    static const char *const tails[] = {"",          "0",        "00000000", "000000001",
+                                        "00000000a", "0000000a", "1",        "A1",
+                                        "Z9",        "a1",       "_1",       "-1"};
+    struct api_object *objects = calloc(COUNT, sizeof(*objects));
+    char(*raw)[96] = calloc(COUNT, sizeof(*raw));
+    char(*ids)[48] = calloc(COUNT, sizeof(*ids));
+    struct listing *l = NULL;
+
+    (void)state;
+    assert_non_null(objects);
+    assert_non_null(raw);
+    assert_non_null(ids);
+    for (size_t i = 0; i < COUNT; i++) {
+        /* A scrambled order, and ids that repeat no name. */
+        size_t k = (i * 7919) % COUNT;
+
+        snprintf(ids[i], sizeof(ids[i]), "bjb-%03zu%s", k / 12,
+                 tails[k % (sizeof(tails) / sizeof(*tails))]);
+        snprintf(raw[i], sizeof(raw[i]), "{\"id\":\"%s\"}", ids[i]);
+        objects[i] = object_of(raw[i], strlen(raw[i]), ids[i]);
+    }
+    assert_int_equal(build(LISTING_JOBS, objects, COUNT, &l), 0);
+    assert_int_equal(l->count, COUNT);
+    for (size_t i = 1; i < l->count; i++)
+        assert_true(strcmp(l->entries[i - 1].name, l->entries[i].name) < 0);
+    for (size_t i = 0; i < l->count; i++)
+        assert_string_equal(l->entries[i].id, ids[l->entries[i].api_index]);
+    listing_release(l);
+    free(ids);
+    free(raw);
+    free(objects);
+}
+
 /* A batch is the listing's self; its results are named by their ids. */
 static void test_batch(void **state)
 {
@@ -405,6 +551,8 @@ int main(void)
         cmocka_unit_test(test_strings_in_one_block),
         cmocka_unit_test(test_items_repeated_id),
         cmocka_unit_test(test_prepared_page),
+        cmocka_unit_test(test_jobs_told_page_by_page),
+        cmocka_unit_test(test_jobs_sorted_like_strcmp),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_entries_by_id),
         cmocka_unit_test(test_discard),

@@ -154,6 +154,46 @@ static void test_finished_jobs_cached_longer(void **state)
     assert_int_equal(catalog_items(env->catalog, "bjb-run1", 6, &items), -EINVAL);
 }
 
+/* The counters of the jobs in the job list size their folders' first
+ * fetch too: they are noted as the list's pages come. */
+static void test_job_list_counters_size_first_fetch(void **state)
+{
+    struct env *env = *state;
+    struct listing *jobs, *items;
+
+    fake_transport_reset(env->fake);
+    fake_transport_add_body(
+        env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
+        "{\"items\": [{\"id\": \"bjb-big1\", \"status\": \"completed\", "
+        "\"total_items\": 5000, \"processed_items\": 4500, "
+        "\"failed_items\": 200, \"skipped_items\": 300}, "
+        "{\"id\": \"bjb-big2\", \"status\": \"running\"}], "
+        "\"total_size\": 2}");
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*", 200,
+                            "{\"items\": [], \"total_size\": 2}");
+    fake_transport_add_body(
+        env->fake, "*/items?*offset=0&status=completed*", 200,
+        "{\"items\": [{\"item_id\": \"i1\", \"item_name\": \"x.pdf\", "
+        "\"status\": \"completed\"}], \"total_size\": 1}");
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing/*/items?*", 200,
+                            "{\"items\": [], \"total_size\": 0}");
+    assert_int_equal(catalog_jobs(env->catalog, &jobs), 0);
+    assert_int_equal(jobs->count, 2);
+    listing_release(jobs);
+    /* completed/: 4500 - 200 - 300 = 4000 may be there. */
+    assert_int_equal(catalog_items(env->catalog, "bjb-big1", 2, &items), 0);
+    assert_int_equal(items->count, 1);
+    listing_release(items);
+    assert_int_equal(
+        fake_transport_count_matching(env->fake, "*bjb-big1/items?*offset=1000*"), 1);
+    /* bjb-big2 has no counters: one page first. */
+    assert_int_equal(catalog_items(env->catalog, "bjb-big2", 2, &items), 0);
+    listing_release(items);
+    assert_int_equal(
+        fake_transport_count_matching(env->fake, "*bjb-big2/items?*offset=1000*"), 0);
+    assert_int_equal(fake_transport_unmatched(env->fake), 0);
+}
+
 /* A job's counters size its folders' first fetch: a folder that holds
  * more than a page asks for its pages at once; one that does not, or has
  * no count, asks for one, and so does a folder of a job never seen. */
@@ -440,6 +480,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_item_files, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_job_counters_size_first_fetch, env_setup,
                                         env_teardown),
+        cmocka_unit_test_setup_teardown(test_job_list_counters_size_first_fetch,
+                                        env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_listing_in_use_found_again, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_listing_revived_under_threads, env_setup,
