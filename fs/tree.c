@@ -208,7 +208,12 @@ static int resolve_docs(struct tree *tree, const struct node_view *view,
     const struct entry *doc;
     int rc;
 
-    if (view->status_index < 0 || view->status_index >= CATALOG_CONTENT_COUNT ||
+    if (view->status_index < 0 || view->status_index >= CATALOG_CONTENT_COUNT)
+        return -ENOENT;
+    /* A document: its folder's listing says (-ENOENT where there is no such
+     * folder) without reading the owner's text again, which for a batch is
+     * every result, on every lookup, getattr and read. */
+    if (view->kind == NODE_DOCS &&
         !(catalog_contents(owner, view->batch_owner) & 1u << content))
         return -ENOENT;
     if (view->kind == NODE_DOCS) {
