@@ -934,8 +934,7 @@ int catalog_file(struct catalog *catalog, bool batch, const char *id, enum catal
 /* ---- bytes dropped for the budget -------------------------------------- */
 
 struct present_request {
-    struct catalog *catalog; /* unused by the fetch; for the request copy */
-    struct blob *blob;       /* referenced by a copy: the key names its address */
+    struct blob *blob; /* referenced by a copy: the key names its address */
 };
 
 static void *present_request_copy(const void *arg)
@@ -986,7 +985,7 @@ static int present_fetch(void *arg, const char *key, void **value, size_t *bytes
 
 int catalog_make_present(struct catalog *catalog, struct blob *content)
 {
-    struct present_request req = {.catalog = catalog, .blob = content};
+    struct present_request req = {.blob = content};
     char key[48];
     void *value = NULL;
     int rc;

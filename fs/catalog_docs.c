@@ -75,77 +75,73 @@ static char doc_source_of(bool batch, enum catalog_content content)
 
 /* ---- fields of the objects ------------------------------------------- */
 
-/* The string at `path` (depth member names, each inside the value of the
- * one before) of the JSON object `text`, decoded into out (reset first):
- * 0, or -ENOENT when a member is missing or the value is not a string. */
-static int docs_text_string(const char *text, size_t len, const char *const *path,
-                            size_t depth, struct buf *out)
+int catalog_entry_string(const struct entry *entry, const char *const *path, size_t depth,
+                         char *out, size_t size, size_t *len)
 {
     struct json_span span;
-    size_t n;
-    int rc;
-
-    buf_reset(out);
-    for (size_t i = 0; i < depth; i++) {
-        if (text[0] != '{' || jsontext_member(text, len, path[i], &span))
-            return -ENOENT;
-        text += span.start;
-        len = span.len;
-    }
-    if (text[0] != '"')
-        return -ENOENT;
-    rc = buf_reserve(out, len);
-    if (rc)
-        return rc;
-    if (jsontext_string(text, len, out->data, &n))
-        return -ENOENT;
-    out->len = n;
-    return 0;
-}
-
-/* docs_text_string on a blob's text. */
-static int docs_blob_string(const struct blob *blob, const char *const *path,
-                            size_t depth, struct buf *out)
-{
     const char *text;
-    size_t len;
+    size_t text_len;
     int rc;
 
-    buf_reset(out);
-    if (!blob)
+    if (!entry->content || blob_text_begin(entry->content, &text, &text_len))
         return -ENOENT;
-    rc = blob_text_begin(blob, &text, &len);
-    if (rc)
-        return rc;
-    rc = text && len ? docs_text_string(text, len, path, depth, out) : -ENOENT;
-    blob_text_end(blob);
+    rc = text && text_len ? 0 : -ENOENT;
+    for (size_t i = 0; !rc && i < depth; i++) {
+        if (jsontext_member(text, text_len, path[i], &span)) {
+            rc = -ENOENT;
+        } else {
+            text += span.start;
+            text_len = span.len;
+        }
+    }
+    /* jsontext_string wants room for the text: a longer one is too long
+     * without decoding it. */
+    if (!rc && (text[0] != '"' || text_len > size || jsontext_string(text, text_len, out, len)))
+        rc = -ENOENT;
+    blob_text_end(entry->content);
     return rc;
 }
 
-/* Whether the string is `value`, with no NUL inside. */
-static bool docs_buf_is(const struct buf *b, const char *value)
+/* Longest text of an id that may decode to one names_is_id accepts. */
+#define DOCS_ID_TEXT_MAX (6 * NAMES_MAX_ID_LEN + 2)
+
+/* The id at `path` of the entry's object, decoded into out (room for
+ * DOCS_ID_TEXT_MAX bytes): 0, or -ENOENT when it is missing, not a string,
+ * empty, holds a NUL or is longer than an id may be. */
+static int docs_entry_id(const struct entry *entry, const char *const *path, size_t depth,
+                         char *out)
 {
-    return b->data && b->len == strlen(value) && !memcmp(b->data, value, b->len);
+    size_t n;
+
+    if (catalog_entry_string(entry, path, depth, out, DOCS_ID_TEXT_MAX, &n) || !n ||
+        memchr(out, '\0', n) || n > NAMES_MAX_ID_LEN)
+        return -ENOENT;
+    return 0;
+}
+
+/* Whether the string at `path` of the entry's object is `value`. */
+static bool docs_entry_is(const struct entry *entry, const char *const *path, size_t depth,
+                          const char *value)
+{
+    char text[32];
+    size_t n;
+
+    return !catalog_entry_string(entry, path, depth, text, sizeof(text), &n) &&
+           n == strlen(value) && !memcmp(text, value, n);
 }
 
 unsigned catalog_contents(const struct entry *owner, bool batch)
 {
     static const char *const batch_type[] = {"config", "job", "type"};
     static const char *const job_type[] = {"job_type"};
-    struct buf type = BUF_INIT;
-    unsigned mask = 0;
 
-    if (batch && !docs_blob_string(owner->content, batch_type, 3, &type)) {
-        if (docs_buf_is(&type, "parse_v2"))
-            mask = 1u << CATALOG_MARKDOWN | 1u << CATALOG_TEXT;
-        else if (docs_buf_is(&type, "extract_v2"))
-            mask = 1u << CATALOG_EXTRACTED;
-    } else if (!batch && !docs_blob_string(owner->content, job_type, 1, &type) &&
-               docs_buf_is(&type, "parse")) {
-        mask = 1u << CATALOG_MARKDOWN | 1u << CATALOG_TEXT;
-    }
-    buf_free(&type);
-    return mask;
+    if (batch && docs_entry_is(owner, batch_type, 3, "parse_v2"))
+        return 1u << CATALOG_MARKDOWN | 1u << CATALOG_TEXT;
+    if (batch && docs_entry_is(owner, batch_type, 3, "extract_v2"))
+        return 1u << CATALOG_EXTRACTED;
+    if (!batch && docs_entry_is(owner, job_type, 1, "parse"))
+        return 1u << CATALOG_MARKDOWN | 1u << CATALOG_TEXT;
+    return 0;
 }
 
 /* ---- one document ----------------------------------------------------- */
@@ -696,7 +692,7 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
 {
     static const char *const ref_type[] = {"job_reference", "type"};
     static const char *const ref_id[] = {"job_reference", "id"};
-    struct buf value = BUF_INIT;
+    char job_id[DOCS_ID_TEXT_MAX];
     int rc = 0;
 
     d->counted = calloc(d->batch->count ? d->batch->count : 1, sizeof(*d->counted));
@@ -709,15 +705,13 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
         uint64_t hash;
         bool found;
 
-        if (docs_blob_string(result->content, ref_type, 2, &value) ||
-            !docs_buf_is(&value, type) ||
-            docs_blob_string(result->content, ref_id, 2, &value) || !value.len ||
-            memchr(value.data, '\0', value.len) || value.len > NAMES_MAX_ID_LEN)
+        if (!docs_entry_is(result, ref_type, 2, type) ||
+            docs_entry_id(result, ref_id, 2, job_id))
             continue;
         c->result = i;
         c->name_len = SIZE_MAX;
         c->job_id = d->arena.len;
-        rc = buf_append(&d->arena, value.data, value.len + 1);
+        rc = buf_append(&d->arena, job_id, strlen(job_id) + 1);
         if (rc)
             break;
         hash = hash_str(result->id);
@@ -726,7 +720,6 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
             hindex_put(&d->by_file, cell, hash, d->count);
         d->count++;
     }
-    buf_free(&value);
     return rc;
 }
 
@@ -821,7 +814,7 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
     struct docs_builder b = {0};
     struct listing *batch = NULL;
     struct names *names = NULL;
-    struct buf dir_id = BUF_INIT;
+    char dir_id[DOCS_ID_TEXT_MAX];
     bool final;
     int rc;
 
@@ -835,11 +828,10 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
         goto out;
     }
     rc = docs_batch_count(&d, content == CATALOG_EXTRACTED ? "extract_v2" : "parse_v2");
-    if (!rc && d.count && !docs_blob_string(batch->self.content, directory, 1, &dir_id) &&
-        dir_id.len && !memchr(dir_id.data, '\0', dir_id.len)) {
+    if (!rc && d.count && !docs_entry_id(&batch->self, directory, 1, dir_id)) {
         struct listing *files = NULL;
 
-        rc = docs_directory(catalog, dir_id.data, final, &files);
+        rc = docs_directory(catalog, dir_id, final, &files);
         if (!rc)
             rc = docs_batch_names(&d, files);
         else if (rc == -ENOENT) /* the directory is gone: every file is named by id */
@@ -872,7 +864,6 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
 out:
     docs_builder_free(&b);
     names_free(names);
-    buf_free(&dir_id);
     buf_free(&d.arena);
     free(d.counted);
     hindex_free(&d.by_file);
@@ -892,7 +883,8 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
     struct docs_builder b = {0};
     struct listing *owner = NULL, *items = NULL;
     const struct entry *job;
-    struct buf parse_id = BUF_INIT, name = BUF_INIT;
+    struct buf name = BUF_INIT;
+    char parse_id[DOCS_ID_TEXT_MAX];
     bool final;
     int rc;
 
@@ -911,12 +903,11 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
         struct listing *doc = NULL;
         struct blob *content_blob = NULL;
 
-        if (docs_blob_string(item->content, parse_job, 1, &parse_id) || !parse_id.len ||
-            memchr(parse_id.data, '\0', parse_id.len) || parse_id.len > NAMES_MAX_ID_LEN)
+        if (docs_entry_id(item, parse_job, 1, parse_id))
             continue;
         /* A document already fetched gives its size now; one known to be
          * gone is left out. */
-        if (!doc_get(catalog, source, parse_id.data, CACHE_GET_PEEK, &doc)) {
+        if (!doc_get(catalog, source, parse_id, CACHE_GET_PEEK, &doc)) {
             bool gone = !doc->self.content;
 
             content_blob = gone ? NULL : blob_ref(doc->self.content);
@@ -933,7 +924,7 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
             rc = buf_append_str(&name, suffix);
         if (!rc)
             rc = docs_builder_add(&b, name.data, name.len, item->id, item->status,
-                                  parse_id.data, content_blob, item->mtime);
+                                  parse_id, content_blob, item->mtime);
         else
             blob_unref(content_blob);
     }
@@ -943,7 +934,6 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
         *ttl_s = final ? catalog->terminal_ttl_s : catalog->ttl_s;
 out:
     docs_builder_free(&b);
-    buf_free(&parse_id);
     buf_free(&name);
     listing_release(items);
     listing_release(owner);

@@ -362,21 +362,14 @@ static bool group_name_ok(const char *name)
  * that can name a folder. */
 bool job_group_value(const struct entry *job, int by, char *out, size_t len)
 {
+    static const char *const job_type[] = {"job_type"};
     char decoded[GROUP_TEXT_MAX];
-    struct json_span span;
-    const char *text;
-    size_t text_len, n = 0;
-    bool found;
+    size_t n;
 
     if (by == BY_STATUS) /* decoded when listed; a NUL already '_' */
         return job->status && names_group(job->status, strlen(job->status), out, len);
-    if (!job->content || blob_text_begin(job->content, &text, &text_len))
-        return false;
-    found = text && !jsontext_member(text, text_len, "job_type", &span) &&
-            text[span.start] == '"' && span.len <= sizeof(decoded) &&
-            !jsontext_string(text + span.start, span.len, decoded, &n);
-    blob_text_end(job->content);
-    return found && names_group(decoded, n, out, len);
+    return !catalog_entry_string(job, job_type, 1, decoded, sizeof(decoded), &n) &&
+           names_group(decoded, n, out, len);
 }
 
 /* by-…/<group>/ and its links: checked against the job list. */

@@ -123,6 +123,18 @@ enum catalog_content {
 extern const char *const catalog_content_names[CATALOG_CONTENT_COUNT];
 
 /*
+ * The string at `path` (`depth` member names, each inside the value of the
+ * one before) of the object of `entry`'s file, read from its text and
+ * decoded into `out`, which has room for `size` bytes: 0 and *len (NULs
+ * possible, a NUL written after), or -ENOENT when a member is missing, the
+ * value is not a string, or its text is longer than `size` (so that a
+ * 10 MB value costs no decoding). Thread-safe; sends nothing, but a paged
+ * text may be fetched again.
+ */
+int catalog_entry_string(const struct entry *entry, const char *const *path, size_t depth,
+                         char *out, size_t size, size_t *len);
+
+/*
  * Which content folders a batch (its listing's self, `batch` true) or a job
  * (its entry) has: a mask of 1u << enum catalog_content, from the object's
  * config.job.type (parse_v2, extract_v2) or job_type (parse). 0 when it
