@@ -316,11 +316,11 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
     r->mtime = (*entry)->mtime;
     switch (listing_child_kind(dir->view.kind)) {
     case NODE_JOB:
-        r->nlink = 2 + CATALOG_ITEM_STATUS_COUNT;
-        *terminal = catalog_job_is_terminal((*entry)->status);
-        break;
     case NODE_BATCH:
-        r->nlink = 3;
+        /* How many content folders it has depends on its type, which only
+         * its text tells: rather than read every job's text for a listing,
+         * 1 tells find(1) not to count on it (a lookup gives the count). */
+        r->nlink = 1;
         *terminal = catalog_job_is_terminal((*entry)->status);
         break;
     default:

@@ -197,6 +197,26 @@ static size_t list_names(struct env *env, uint64_t ino, bool link, char *out, si
     return count;
 }
 
+/* The link count readdir(plus) gives entry `name` of folder `ino`. */
+static nlink_t listed_nlink(struct env *env, uint64_t ino, const char *name)
+{
+    struct tree_dir *dir;
+    bool unchanged;
+    nlink_t nlink = 0;
+
+    assert_int_equal(tree_opendir(env->tree, ino, &dir, &unchanged), 0);
+    for (size_t i = 2; i < tree_dir_count(dir); i++) {
+        struct tree_attr attr;
+        const char *entry;
+
+        assert_int_equal(tree_dir_entry(env->tree, dir, i, false, &entry, &attr), 0);
+        if (!strcmp(entry, name))
+            nlink = attr.st.st_nlink;
+    }
+    tree_closedir(dir);
+    return nlink;
+}
+
 static bool has_name(const char *names, size_t count, const char *name)
 {
     for (size_t i = 0; i < count; i++, names += strlen(names) + 1)
@@ -259,6 +279,9 @@ static void test_jobs_and_job_folder(void **state)
     assert_true(S_ISDIR(attr.st.st_mode));
     /* A parse job: six status folders, markdown/ and text/. */
     assert_int_equal(attr.st.st_nlink, 10);
+    /* A listing cannot tell a job's type without reading its text: it says 1
+     * (do not count on it), never fewer folders than there are. */
+    assert_int_equal(listed_nlink(env, jobs, JOB1), 1);
     assert_int_equal(attr.st.st_mtim.tv_sec, 1740823200); /* created_at */
     assert_int_equal(attr.st.st_mtim.tv_nsec, 123000000);
     assert_int_equal(list_names(env, job, false, names, sizeof(names)), 14);
@@ -502,6 +525,7 @@ static void test_batches(void **state)
     batch = lookup_ok(env, batches, "bat-1", &attr);
     /* A parse_v2 batch: results/, markdown/ and text/. */
     assert_int_equal(attr.st.st_nlink, 5);
+    assert_int_equal(listed_nlink(env, batches, "bat-1"), 1);
     json = lookup_ok(env, batch, "batch.json", &attr);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_non_null(strstr(content->data, "\"results\": [\n"));
