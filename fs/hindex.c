@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
-/* Rehashes into `cap` cells (a power of two, more than twice the keys),
- * leaving the tombstones behind. */
+/* Rehashes into `cap` cells (a power of two, with room for the keys at
+ * most three quarters full), leaving the tombstones behind. */
 static int hindex_rehash(struct hindex *h, size_t cap)
 {
     struct hindex_cell *cells;
@@ -37,21 +37,29 @@ static int hindex_rehash(struct hindex *h, size_t cap)
     return 0;
 }
 
-/* Cells for `count` keys at most half full. */
+/* Whether `cap` cells hold `count` keys (tombstones included) at most
+ * three quarters full. */
+static bool hindex_fits(size_t cap, size_t count)
+{
+    return count <= cap / 4 * 3;
+}
+
+/* Cells for `count` keys at most three quarters full. */
 static size_t hindex_cap_for(size_t count)
 {
     size_t cap = 64;
 
-    while (cap / 2 < count + 1 && cap <= SIZE_MAX / 4)
+    while (!hindex_fits(cap, count + 1) && cap <= SIZE_MAX / 4)
         cap *= 2;
     return cap;
 }
 
 int hindex_make_room(struct hindex *h)
 {
-    if ((h->used + 1) * 2 <= h->cap)
+    if (hindex_fits(h->cap, h->used + 1))
         return 0;
-    /* A quarter full afterwards, so that growth costs O(1) a key. */
+    /* At most three eighths full afterwards, so that growth costs O(1) a
+     * key. */
     return hindex_rehash(h, hindex_cap_for(2 * h->count + 2));
 }
 
