@@ -1,6 +1,6 @@
 /*
  * idset — a set of byte strings (see include/batchfs/idset.h).
- * The keys are numbered in the order they came; a hindex finds the number.
+ * The keys lie one after another in one buffer; a hindex finds the offset.
  */
 #include "batchfs/idset.h"
 
@@ -12,45 +12,72 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Where a key lies in set->keys. A removed key's span and bytes stay,
- * unused. */
-struct idset_key {
-    size_t at, len;
-};
-
+/*
+ * A key lies in set->keys as its length (a varint: 7 bits a byte, low bits
+ * first, the high bit saying more follow) and then its bytes; its number in
+ * the hindex is the offset of its length. Ids are 20 to 60 bytes, so a key
+ * costs its bytes and one more, with no array of spans beside them. A
+ * removed key's bytes stay, unused.
+ */
 struct idset_sought {
     const char *key;
     size_t len;
 };
 
+/* Decodes the length at p, setting *len; returns the key's first byte. */
+static const char *idset_key_at(const char *p, size_t *len)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t n = 0;
+    unsigned shift = 0;
+
+    do {
+        n |= (size_t)(*u & 0x7f) << shift;
+        shift += 7;
+    } while (*u++ & 0x80);
+    *len = n;
+    return (const char *)u;
+}
+
+/* The bytes of a varint of `len`. */
+static size_t idset_len_bytes(size_t len)
+{
+    size_t n = 1;
+
+    while (len >= 0x80) {
+        len >>= 7;
+        n++;
+    }
+    return n;
+}
+
 static bool idset_eq(const void *ctx, size_t ref, const void *key)
 {
     const struct idset *set = ctx;
     const struct idset_sought *sought = key;
-    const struct idset_key *span = &set->spans[ref];
+    size_t len;
+    const char *bytes = idset_key_at(set->keys.data + ref, &len);
 
-    return span->len == sought->len &&
-           (sought->len == 0 ||
-            memcmp(set->keys.data + span->at, sought->key, sought->len) == 0);
+    return len == sought->len && (len == 0 || memcmp(bytes, sought->key, len) == 0);
 }
 
-/* Room for `count` spans in all. 0 or -ENOMEM. */
-static int idset_spans_reserve(struct idset *set, size_t count)
+/* Appends key[0, len) with its length to set->keys; *at is where it went.
+ * 0 or -ENOMEM. */
+static int idset_append(struct idset *set, const char *key, size_t len, size_t *at)
 {
-    size_t cap = set->spans_cap ? set->spans_cap : 64;
-    struct idset_key *spans;
+    size_t need = idset_len_bytes(len);
+    unsigned char *p;
+    int rc = buf_reserve(&set->keys, need + len);
 
-    if (count <= set->spans_cap)
-        return 0;
-    while (cap < count && cap <= SIZE_MAX / 2 / sizeof(*spans))
-        cap *= 2;
-    if (cap < count)
-        return -ENOMEM;
-    spans = realloc(set->spans, cap * sizeof(*spans));
-    if (!spans)
-        return -ENOMEM;
-    set->spans = spans;
-    set->spans_cap = cap;
+    if (rc)
+        return rc;
+    *at = set->keys.len;
+    p = (unsigned char *)set->keys.data + set->keys.len;
+    for (size_t n = len; need--; n >>= 7)
+        *p++ = (unsigned char)((n & 0x7f) | (need ? 0x80 : 0));
+    if (len)
+        memcpy(p, key, len);
+    set->keys.len += idset_len_bytes(len) + len;
     return 0;
 }
 
@@ -59,6 +86,7 @@ int idset_add(struct idset *set, const char *key, size_t len)
     struct idset_sought sought = {key, len};
     uint64_t hash = hash_bytes(key, len);
     struct hindex_cell *c;
+    size_t at;
     bool found;
     int rc;
 
@@ -68,14 +96,10 @@ int idset_add(struct idset *set, const char *key, size_t len)
     c = hindex_probe(&set->index, hash, idset_eq, set, &sought, &found);
     if (found)
         return 0;
-    rc = idset_spans_reserve(set, set->spans_len + 1);
+    rc = idset_append(set, key, len, &at);
     if (rc)
         return rc;
-    rc = buf_append(&set->keys, key, len);
-    if (rc)
-        return rc;
-    set->spans[set->spans_len] = (struct idset_key){set->keys.len - len, len};
-    hindex_put(&set->index, c, hash, set->spans_len++);
+    hindex_put(&set->index, c, hash, at);
     set->count++;
     return 1;
 }
@@ -99,17 +123,14 @@ int idset_expect(struct idset *set, size_t count, size_t bytes)
 {
     int rc = hindex_reserve(&set->index, count);
 
-    if (!rc && count > set->count)
-        rc = idset_spans_reserve(set, set->spans_len + (count - set->count));
-    if (!rc && count > set->count && bytes <= SIZE_MAX / (count - set->count))
-        rc = buf_reserve(&set->keys, (count - set->count) * bytes);
+    if (!rc && count > set->count && bytes < SIZE_MAX / (count - set->count))
+        rc = buf_reserve(&set->keys, (count - set->count) * (bytes + 1));
     return rc;
 }
 
 void idset_free(struct idset *set)
 {
     hindex_free(&set->index);
-    free(set->spans);
     buf_free(&set->keys);
     memset(set, 0, sizeof(*set));
 }

@@ -2,8 +2,9 @@
  * idset — a set of byte strings: the ids, or the page tokens, seen by one
  * listing.
  *
- * A hindex over one buffer that holds every key, so that a listing
- * of 100,000 items makes no allocation per id, and a set presized from a
+ * A hindex over one buffer that holds every key with its length, so
+ * that a listing of 100,000 items makes no allocation per id and costs
+ * each id its bytes, one more and its hindex cell, and a set presized from a
  * total_size never rehashes. Keys may hold any bytes, NULs included.
  * Removing a key (rare: a page held back gives its ids back) leaves a
  * tombstone, cleared at the next rehash. Not thread-safe: a set belongs to
@@ -18,19 +19,15 @@
 #include "batchfs/buf.h"
 #include "batchfs/hindex.h"
 
-struct idset_key;
-
 struct idset {
-    struct idset_key *spans; /* where each key lies in keys; spans_len of them */
-    size_t spans_len, spans_cap;
-    struct hindex index; /* refs: numbers into spans */
+    struct hindex index; /* refs: where each key lies in keys */
     size_t count;        /* keys in the set */
-    struct buf keys;     /* the keys' bytes, one after another */
+    struct buf keys;     /* each key's length and bytes, one after another */
 };
 
 #define IDSET_INIT                                                                       \
     {                                                                                    \
-        NULL, 0, 0, HINDEX_INIT, 0, BUF_INIT                                             \
+        HINDEX_INIT, 0, BUF_INIT                                                         \
     }
 
 /* Adds a copy of key[0, len). 1 when added, 0 when it was there already,

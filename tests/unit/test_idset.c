@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,8 +110,9 @@ static void test_expect(void **state)
     assert_int_equal(idset_expect(&set, N, 24), 0);
     cap = set.index.cap;
     cells = set.index.cells;
-    assert_true(cap >= 2 * N);
-    assert_true(set.keys.cap >= (N - 1) * 24);
+    assert_true(cap / 4 * 3 >= N);
+    /* Each key's bytes and its length's byte, nothing beside. */
+    assert_true(set.keys.cap >= (N - 1) * 25);
     for (size_t i = 1; i < N; i++) {
         int len = key_of(i, key, sizeof(key));
 
@@ -180,6 +182,33 @@ static void test_allocation_failure(void **state)
     }
 }
 
+/* Keys whose lengths take one, two and three bytes to write, the empty
+ * one among them: each found again, none taken for another that shares
+ * its first bytes. */
+static void test_key_lengths(void **state)
+{
+    static const size_t lens[] = {0, 1, 127, 128, 129, 300, 16383, 16384, 20000};
+    enum { N = sizeof(lens) / sizeof(lens[0]) };
+    static char key[20000];
+    struct idset set = IDSET_INIT;
+
+    (void)state;
+    memset(key, 'k', sizeof(key));
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(idset_add(&set, key, lens[i]), 1);
+    assert_int_equal(set.count, N);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(idset_add(&set, key, lens[i]), 0);
+        if (lens[i] > 1) {
+            size_t shorter = lens[i] - 1;
+            bool added = shorter == 127 || shorter == 128 || shorter == 16383;
+
+            assert_int_equal(contains(&set, key, shorter), added);
+        }
+    }
+    idset_free(&set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_many),
         cmocka_unit_test(test_expect),
         cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_key_lengths),
         cmocka_unit_test(test_allocation_failure),
     };
 
