@@ -73,6 +73,7 @@ int builder_init(struct builder *b, enum listing_kind kind, const char *what)
         return -ENOMEM;
     b->listing->bytes = sizeof(*b->listing);
     b->what = what;
+    b->last_status_len = BUILDER_NO_STRING;
     b->named_by_id = kind == LISTING_BATCH;
     b->n_fields = builder_field_count(kind);
     if (kind == LISTING_ITEMS || kind == LISTING_BATCH) {
@@ -87,18 +88,40 @@ int builder_init(struct builder *b, enum listing_kind kind, const char *what)
     return 0;
 }
 
-/* Keeps bytes in the arena, with a NUL after them; *at is where they went. */
-static int builder_keep(struct builder *b, const char *data, size_t len, size_t *at)
+/* Keeps bytes in the arena, with a NUL after them; *at is where they went.
+ * -ENOMEM beyond the 4 GiB that builder_strings can point into. */
+static int builder_keep(struct builder *b, const char *data, size_t len, uint32_t *at)
 {
-    int rc = buf_reserve(&b->arena, len + 1);
+    int rc;
 
-    if (rc)
+    if (len >= UINT32_MAX - b->arena.len)
+        return -ENOMEM;
+    if ((rc = buf_reserve(&b->arena, len + 1)))
         return rc;
-    *at = b->arena.len;
+    *at = (uint32_t)b->arena.len;
     memcpy(b->arena.data + b->arena.len, data, len);
     b->arena.data[b->arena.len + len] = '\0';
     b->arena.len += len + 1;
     return 0;
+}
+
+/* Keeps a status in the arena for `strings`, sharing the one kept last
+ * when it is the same. 0 or -ENOMEM. */
+static int builder_keep_status(struct builder *b, const char *status, size_t len,
+                               struct builder_strings *strings)
+{
+    int rc = 0;
+
+    if (b->last_status_len != len ||
+        memcmp(b->arena.data + b->last_status, status, len) != 0) {
+        rc = builder_keep(b, status, len, &b->last_status);
+        b->last_status_len = rc ? BUILDER_NO_STRING : (uint32_t)len;
+    }
+    if (!rc) {
+        strings->status = b->last_status;
+        strings->status_len = b->last_status_len;
+    }
+    return rc;
 }
 
 /* What one object renders to before it joins a listing; made on any thread. */
@@ -373,12 +396,12 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         b->last_page = blob_ref(r.source);
     }
     entry->mtime = r.mtime;
-    entry->line_len = r.line_len;
-    strings->id_len = object->id_len;
-    strings->status_len = r.status_len;
+    entry->line_len = r.line_len <= UINT32_MAX ? (uint32_t)r.line_len : 0;
+    strings->status_len = BUILDER_NO_STRING;
     rc = builder_keep(b, object->id, object->id_len, &strings->id);
+    strings->id_len = (uint32_t)object->id_len; /* below 4 GiB, or rc says so */
     if (!rc && r.status)
-        rc = builder_keep(b, r.status, r.status_len, &strings->status);
+        rc = builder_keep_status(b, r.status, r.status_len, strings);
     if (!rc && names && b->named_by_id)
         rc = names_add(names, object->id, object->id_len, object->id, object->id_len);
     else if (!rc && names)
@@ -395,6 +418,8 @@ static int builder_grow_to(struct builder *b, size_t cap)
     struct entry *entries;
     struct builder_strings *strings;
 
+    if (cap > LISTING_MAX_ENTRIES)
+        return -ENOMEM;
     entries = realloc(b->listing->entries, cap * sizeof(*entries));
     if (!entries)
         return -ENOMEM;
@@ -409,7 +434,11 @@ static int builder_grow_to(struct builder *b, size_t cap)
 
 static int builder_grow(struct builder *b)
 {
-    return builder_grow_to(b, b->cap ? b->cap * 2 : 64);
+    size_t cap = b->cap ? b->cap * 2 : 64;
+
+    if (cap > LISTING_MAX_ENTRIES && b->cap < LISTING_MAX_ENTRIES)
+        cap = LISTING_MAX_ENTRIES;
+    return builder_grow_to(b, cap);
 }
 
 /* Most entries made room for on a listing's word: a total_size that lies
@@ -455,7 +484,7 @@ void builder_charge_to(struct builder *b, size_t *charge)
 static size_t builder_entry_estimate(const struct entry *e, const struct builder_strings *s)
 {
     return sizeof(*e) + sizeof(e) /* by_name */ + 2 * (s->id_len + 1) +
-           (s->status_len == BUILDER_ABSENT ? 0 : s->status_len + 1) +
+           (s->status_len == BUILDER_NO_STRING ? 0 : s->status_len + 1) +
            (e->content ? blob_footprint(e->content) : 0);
 }
 
@@ -484,7 +513,7 @@ static void builder_tell_jobs(struct builder *b, size_t first)
     for (size_t i = 0; i < n; i++) {
         const struct builder_strings *s = &b->strings[first + i];
         const char *status =
-            s->status_len == BUILDER_ABSENT ? NULL : b->arena.data + s->status;
+            s->status_len == BUILDER_NO_STRING ? NULL : b->arena.data + s->status;
 
         b->jobs[i].id = b->arena.data + s->id;
         b->jobs[i].status =
@@ -529,7 +558,7 @@ int builder_add_objects(void *arg, const struct api_object *objects, size_t coun
             entry_clear(entry);
             return rc;
         }
-        entry->api_index = l->count;
+        entry->api_index = (uint32_t)l->count;
         l->count++;
     }
     if (b->charge) {
@@ -569,12 +598,12 @@ int builder_add_id(struct builder *b, const char *id)
         return rc;
     e = &l->entries[l->count];
     memset(e, 0, sizeof(*e));
-    e->api_index = l->count;
+    e->api_index = (uint32_t)l->count;
     rc = builder_keep(b, id, strlen(id), &b->strings[l->count].id);
     if (rc)
         return rc;
-    b->strings[l->count].id_len = strlen(id);
-    b->strings[l->count].status_len = BUILDER_ABSENT;
+    b->strings[l->count].id_len = (uint32_t)strlen(id);
+    b->strings[l->count].status_len = BUILDER_NO_STRING;
     l->count++;
     return 0;
 }
@@ -636,7 +665,7 @@ static void builder_place_strings(const struct builder *b, struct strings_cursor
                                   const char *name, size_t name_len)
 {
     const char *arena = b->arena.data;
-    const char *status = s->status_len == BUILDER_ABSENT ? NULL : arena + s->status;
+    const char *status = s->status_len == BUILDER_NO_STRING ? NULL : arena + s->status;
     char *id = builder_place(c, arena + s->id, s->id_len, false);
     char *placed = id;
 
@@ -700,8 +729,9 @@ struct builder_sort_key {
     uint64_t head;
     size_t index;
 };
-_Static_assert(sizeof(struct builder_sort_key) <= sizeof(struct builder_strings) &&
-                   _Alignof(struct builder_sort_key) <= _Alignof(struct builder_strings),
+/* The keys are made in the block of the entries' strings, which malloc
+ * aligned for any type. */
+_Static_assert(sizeof(struct builder_sort_key) <= sizeof(struct builder_strings),
                "the keys are made where the entries' strings were");
 
 /* strcmp's order of the names, by their keys first. */

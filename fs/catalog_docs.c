@@ -534,8 +534,8 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
         e->status = l->strings + item->status;
         e->content = item->content;
         e->mtime = item->mtime;
-        e->api_index = i;
-        e->line_len = item->name_len;
+        e->api_index = (uint32_t)i;
+        e->line_len = (uint32_t)item->name_len;
         l->job_ids[i] = l->strings + item->job_id;
         bytes += entry_bytes(e);
     }

@@ -28,14 +28,19 @@
 
 struct names;
 
-/* No such string: the value of builder_strings lengths. */
+/* No such string: the length of a decoded value that is not a string. */
 #define BUILDER_ABSENT SIZE_MAX
 
+/* No such string: the value of builder_strings lengths. */
+#define BUILDER_NO_STRING UINT32_MAX
+
 /* An entry's decoded strings, as offsets into the builder's arena until the
- * listing is finished (the arena moves as it grows). */
+ * listing is finished (the arena moves as it grows). 32 bits each, the
+ * arena staying below 4 GiB, so that a listing of a million items pays 16
+ * bytes an entry for them while it is built. */
 struct builder_strings {
-    size_t id, id_len;
-    size_t status, status_len; /* BUILDER_ABSENT when none */
+    uint32_t id, id_len;
+    uint32_t status, status_len; /* BUILDER_NO_STRING when none */
 };
 
 /* The counters of a job that the builder reads: total_items,
@@ -70,6 +75,9 @@ struct builder {
     struct builder_strings *strings; /* parallel to listing->entries */
     struct builder_strings self_strings;
     struct buf arena;   /* every decoded string, NUL-terminated */
+    /* The status kept last, which the next entry shares when it has the
+     * same (the entries of a folder of items all do). */
+    uint32_t last_status, last_status_len;
     struct buf scratch; /* one object's rendering */
     const char *what;   /* for log lines */
     size_t skipped;

@@ -33,11 +33,16 @@ struct entry {
     char *status;          /* as the API spelt it; NULL when absent */
     struct blob *content;  /* the object's file: job.json, batch object, item, result */
     struct timespec mtime; /* from the object's timestamps; 0 when it has none */
-    size_t api_index;      /* position in the API's order */
-    size_t line_len;       /* its compact JSON's length (its items.ndjson line
-                              less the newline), measured when listed; 0 when
-                              not measured */
+    /* 32 bits each, as a listing holds at most LISTING_MAX_ENTRIES: a
+     * million-item listing pays every byte of its entries. */
+    uint32_t api_index; /* position in the API's order */
+    /* Its compact JSON's length (its items.ndjson line less the newline),
+     * measured when listed; 0 when not measured (or over 4 GiB). */
+    uint32_t line_len;
 };
+
+/* The most entries a listing holds: api_index is 32 bits. */
+#define LISTING_MAX_ENTRIES ((size_t)UINT32_MAX)
 
 enum listing_kind {
     LISTING_JOBS,    /* entries: jobs, named by id */
