@@ -483,7 +483,7 @@ void builder_charge_to(struct builder *b, size_t *charge)
  * id standing in for the name, which is not known yet). */
 static size_t builder_entry_estimate(const struct entry *e, const struct builder_strings *s)
 {
-    return sizeof(*e) + sizeof(e) /* by_name */ + 2 * (s->id_len + 1) +
+    return sizeof(*e) + sizeof(uint32_t) /* by_name */ + 2 * (s->id_len + 1) +
            (s->status_len == BUILDER_NO_STRING ? 0 : s->status_len + 1) +
            (e->content ? blob_footprint(e->content) : 0);
 }

@@ -79,38 +79,55 @@ int entry_compare_names(const void *a, const void *b)
     return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
 
-/* entry_compare_names for two elements of a listing's by_name. */
-static int entry_compare_name_refs(const void *a, const void *b)
+/* entry_compare_names for two elements of a listing's by_name, the
+ * listing's entries given as `entries`. */
+static int entry_compare_name_refs(const void *a, const void *b, void *entries)
 {
-    return entry_compare_names(*(struct entry *const *)a, *(struct entry *const *)b);
+    const struct entry *e = entries;
+
+    return strcmp(e[*(const uint32_t *)a].name, e[*(const uint32_t *)b].name);
 }
 
 const struct entry *listing_find(const struct listing *listing, const char *name)
 {
-    struct entry key = {.name = (char *)name}, *key_ref = &key, **found;
+    struct entry key = {.name = (char *)name};
+    size_t low = 0, high = listing->count;
 
     if (!listing->count)
         return NULL;
     if (!listing->by_name)
         return bsearch(&key, listing->entries, listing->count, sizeof(struct entry),
                        entry_compare_names);
-    found = bsearch(&key_ref, listing->by_name, listing->count, sizeof(*listing->by_name),
-                    entry_compare_name_refs);
-    return found ? *found : NULL;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        const struct entry *e = &listing->entries[listing->by_name[mid]];
+        int cmp = strcmp(name, e->name);
+
+        if (!cmp)
+            return e;
+        if (cmp < 0)
+            high = mid;
+        else
+            low = mid + 1;
+    }
+    return NULL;
 }
 
 int listing_index_names(struct listing *listing)
 {
-    struct entry **by_name;
+    uint32_t *by_name;
 
     if (listing->count < 2)
         return 0; /* in name order already */
+    if (listing->count > LISTING_MAX_ENTRIES)
+        return -ENOMEM;
     by_name = malloc(listing->count * sizeof(*by_name));
     if (!by_name)
         return -ENOMEM;
     for (size_t i = 0; i < listing->count; i++)
-        by_name[i] = &listing->entries[i];
-    qsort(by_name, listing->count, sizeof(*by_name), entry_compare_name_refs);
+        by_name[i] = (uint32_t)i;
+    qsort_r(by_name, listing->count, sizeof(*by_name), entry_compare_name_refs,
+            listing->entries);
     free(listing->by_name);
     listing->by_name = by_name;
     return 0;

@@ -84,9 +84,10 @@ struct listing {
      * Other listings: sorted by name (strcmp). */
     struct entry *entries;
     size_t count;
-    /* The entries sorted by name, for listing_find; NULL when `entries`
-     * are in name order themselves. */
-    struct entry **by_name;
+    /* The indices of the entries sorted by name, for listing_find (4
+     * bytes an entry, not a pointer's 8); NULL when `entries` are in name
+     * order themselves. */
+    uint32_t *by_name;
     struct entry self; /* LISTING_BATCH: the batch itself (name = id) */
     /* The names, ids and statuses of the entries and of self, one after
      * another: one allocation for a whole listing rather than one per
