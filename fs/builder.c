@@ -479,13 +479,34 @@ void builder_charge_to(struct builder *b, size_t *charge)
     b->charge = charge;
 }
 
-/* What an entry made from `s` will hold once named (entry_bytes, with the
- * id standing in for the name, which is not known yet). */
-static size_t builder_entry_estimate(const struct entry *e, const struct builder_strings *s)
+/*
+ * What the builder holds now, room made ahead included, for the charge
+ * (builder_charge_to): the entries, their strings' offsets and the arena,
+ * the names being settled, the entries' files; and what finishing adds
+ * beside them (the index by name, and the block of names and ids, with
+ * each id standing in for its name, not known yet).
+ */
+static size_t builder_footprint(const struct builder *b)
 {
-    return sizeof(*e) + sizeof(uint32_t) /* by_name */ + 2 * (s->id_len + 1) +
-           (s->status_len == BUILDER_NO_STRING ? 0 : s->status_len + 1) +
-           (e->content ? blob_footprint(e->content) : 0);
+    return b->cap * (sizeof(struct entry) + sizeof(struct builder_strings) +
+                     sizeof(uint32_t) /* by_name */) +
+           b->arena.cap + (b->names ? names_footprint(b->names) : 0) + b->content_bytes +
+           b->final_bytes;
+}
+
+/* Brings the charge up to date with builder_footprint. */
+static void builder_recharge(struct builder *b)
+{
+    size_t held;
+
+    if (!b->charge)
+        return;
+    held = builder_footprint(b);
+    if (held > b->charged)
+        __atomic_add_fetch(b->charge, held - b->charged, __ATOMIC_RELAXED);
+    else
+        __atomic_sub_fetch(b->charge, b->charged - held, __ATOMIC_RELAXED);
+    b->charged = held;
 }
 
 /* Room for the jobs of a page of `count` objects, for on_jobs. */
@@ -527,7 +548,7 @@ static void builder_tell_jobs(struct builder *b, size_t first)
 int builder_add_objects(void *arg, const struct api_object *objects, size_t count)
 {
     struct builder *b = arg;
-    size_t first = b->listing->count, made = 0;
+    size_t first = b->listing->count;
     int rc = 0;
 
     if (b->on_jobs && (rc = builder_jobs_room(b, count)))
@@ -561,16 +582,17 @@ int builder_add_objects(void *arg, const struct api_object *objects, size_t coun
         entry->api_index = (uint32_t)l->count;
         l->count++;
     }
-    if (b->charge) {
-        for (size_t i = first; i < b->listing->count; i++)
-            made += builder_entry_estimate(&b->listing->entries[i], &b->strings[i]);
-        b->charged += made;
-        __atomic_add_fetch(b->charge, made, __ATOMIC_RELAXED);
+    for (size_t i = first; i < b->listing->count; i++) {
+        const struct entry *e = &b->listing->entries[i];
+
+        b->content_bytes += e->content ? blob_footprint(e->content) : 0;
+        b->final_bytes += 2 * ((size_t)b->strings[i].id_len + 1);
     }
     if (b->on_jobs)
         builder_tell_jobs(b, first);
     if (b->expected)
         builder_presize(b);
+    builder_recharge(b);
     return 0;
 }
 
@@ -624,9 +646,13 @@ void builder_on_jobs(struct builder *b, builder_jobs_fn fn, void *arg)
 
 void builder_preparer(struct builder *b, struct api_preparer *out)
 {
-    *out =
-        (struct api_preparer){builder_prepare_page, builder_release_page, builder_expect,
-                              builder_field_keys,   b->n_fields,          b};
+    *out = (struct api_preparer){.prepare = builder_prepare_page,
+                                 .release = builder_release_page,
+                                 .expect = builder_expect,
+                                 .keys = builder_field_keys,
+                                 .n_keys = b->n_fields,
+                                 .arg = b,
+                                 .charge = b->charge};
 }
 
 /* Where builder_place_strings puts an entry's strings: the listing's block

@@ -128,6 +128,11 @@ int idset_expect(struct idset *set, size_t count, size_t bytes)
     return rc;
 }
 
+size_t idset_footprint(const struct idset *set)
+{
+    return set->index.cap * sizeof(*set->index.cells) + set->keys.cap;
+}
+
 void idset_free(struct idset *set)
 {
     hindex_free(&set->index);

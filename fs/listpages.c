@@ -702,6 +702,22 @@ static void listpages_page_give_back_ids(struct listpages_page *page, struct ids
     }
 }
 
+/* Brings what the listing's set of ids holds, as counted in the
+ * preparer's charge (api_preparer.charge), up to date: `held` is what it
+ * holds now (0 when the listing ends). */
+static void listpages_charge(struct listpages *list, size_t held)
+{
+    size_t *charge = list->preparer ? list->preparer->charge : NULL;
+
+    if (!charge || held == list->charged)
+        return;
+    if (held > list->charged)
+        __atomic_add_fetch(charge, held - list->charged, __ATOMIC_RELAXED);
+    else
+        __atomic_sub_fetch(charge, list->charged - held, __ATOMIC_RELAXED);
+    list->charged = held;
+}
+
 /* Most ids a listing makes room for on its total_size's word: one that
  * lies high must not reserve gigabytes. Beyond it, the set grows. */
 #define LISTPAGES_EXPECT_MAX ((size_t)1 << 20)
@@ -718,6 +734,7 @@ static void listpages_expect(struct listpages *list, size_t total)
     (void)idset_expect(&list->ids,
                        count < LISTPAGES_EXPECT_MAX ? count : LISTPAGES_EXPECT_MAX,
                        seen ? list->ids.keys.len / seen + 1 : 64);
+    listpages_charge(list, idset_footprint(&list->ids));
     if (list->preparer && list->preparer->expect)
         list->preparer->expect(list->preparer->arg, count);
 }
@@ -794,6 +811,7 @@ static int listpages_page_process(struct listpages_page *page, struct paginate *
         goto drop;
     }
     fresh = listpages_page_take_ids(page, &page->list->ids);
+    listpages_charge(page->list, idset_footprint(&page->list->ids));
     if (fresh < 0) {
         rc = (int)fresh;
         goto drop;
@@ -1003,6 +1021,8 @@ out:
     free(held);
     free(pages);
     free(reqs);
+    /* The ids are freed next by the caller: no longer counted. */
+    listpages_charge(list, 0);
     return rc;
 }
 

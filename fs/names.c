@@ -397,6 +397,19 @@ struct names *names_new(const char *suffix, int *err)
     return n;
 }
 
+size_t names_footprint(const struct names *n)
+{
+    /* The work lists names_finish makes (counted ahead, as finishing will
+     * need them): 2 * count + 1 each for two of them,
+     * count each for the other two. */
+    size_t work = n ? (6 * n->count + 2) * sizeof(size_t) : 0;
+
+    return n ? sizeof(*n) + n->text.cap + n->items_cap * sizeof(*n->items) +
+                   n->table.groups_cap * sizeof(*n->table.groups) +
+                   n->table.index.cap * sizeof(*n->table.index.cells) + work
+             : 0;
+}
+
 void names_free(struct names *n)
 {
     if (!n)

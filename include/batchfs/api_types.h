@@ -61,6 +61,12 @@ struct api_preparer {
     const char *const *keys;
     size_t n_keys;
     void *arg;
+    /* When not NULL: an atomic counter of the memory the listing holds
+     * while it is fetched, to which the API adds what it holds for the
+     * listing itself (the ids seen, to catch repeats: tens of megabytes at
+     * a million items) and takes it back when the listing ends, so that
+     * whoever keeps a memory budget can count it. */
+    size_t *charge;
 };
 
 #define API_PREPARER_MAX_KEYS 12

@@ -88,11 +88,14 @@ struct builder {
     pagecache_fetch_fn fetch_again;
     void *fetch_arg;
     struct blob *last_page; /* the page of the last entry made (referenced) */
-    /* What the entries made so far will hold, added as they are made to
-     * *charge (atomically) and taken back when the builder is done: see
-     * builder_charge_to. */
+    /* What the builder holds (see builder_charge_to), as added to *charge
+     * (atomically) after each page and taken back when the builder is
+     * done; and two parts of it that are not in its arrays: the
+     * footprints of the entries' files, the bytes their names and ids will
+     * take once finished. */
     size_t *charge;
     size_t charged;
+    size_t content_bytes, final_bytes;
     /* Jobs and a job: told of each entry made (see builder_on_jobs). */
     builder_jobs_fn on_jobs;
     void *on_jobs_arg;
@@ -121,10 +124,13 @@ void builder_keep_pages(struct builder *b, struct pagecache *pages,
                         pagecache_fetch_fn fetch_again, void *fetch_arg);
 
 /*
- * Counts what the listing's entries will hold in *charge while it is built
- * (an atomic counter that others read: the catalog's page budget counts a
- * listing under construction like a cached one). The builder takes its
- * share back when finished or discarded.
+ * Counts what the listing holds in *charge while it is built (an atomic
+ * counter that others read: the catalog's page budget counts a listing
+ * under construction like a cached one): the entries, the names being
+ * settled, the room made for them, and, through the preparer
+ * (api_preparer.charge), what the API holds for the listing. The builder
+ * takes its share back when finished or discarded. Call before
+ * builder_preparer.
  */
 void builder_charge_to(struct builder *b, size_t *charge);
 

@@ -41,6 +41,9 @@ void idset_remove(struct idset *set, const char *key, size_t len);
  * 0 or -ENOMEM; a hint, so a failure loses nothing. */
 int idset_expect(struct idset *set, size_t count, size_t bytes);
 
+/* The bytes the set holds (reserved room included). Pure. */
+size_t idset_footprint(const struct idset *set);
+
 /* Frees the set; it is IDSET_INIT again. */
 void idset_free(struct idset *set);
 

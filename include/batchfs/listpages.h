@@ -53,6 +53,7 @@ struct listpages {
     size_t expected;                     /* items it may hold, 0 = unknown (paginate.h) */
     char path[512];                      /* the listing's path, for log lines */
     struct idset ids;                    /* ids delivered (or tentatively taken) so far */
+    size_t charged; /* bytes of `ids` added to preparer->charge */
     size_t delivered;                    /* objects handed to the callback */
     bool hinted;                         /* preparer->expect has been called */
 };

@@ -62,6 +62,10 @@ int names_finish(struct names *n);
  * there is no such entry. */
 const char *names_file_name(const struct names *n, size_t index, size_t *len);
 
+/* The bytes the folder holds now (room made ahead included), for a
+ * memory budget. Safe on NULL (0). */
+size_t names_footprint(const struct names *n);
+
 /* Frees the folder and its names. Safe on NULL. */
 void names_free(struct names *n);
 

@@ -502,6 +502,8 @@ struct hooks_seen {
     atomic_size_t again_given;  /* pages that came with the means to fetch them again */
     atomic_size_t again_same;   /* ...which fetched again gave the same body */
     atomic_size_t again_tokens; /* ...whose means named a page token */
+    size_t charge;              /* the preparer's charge (atomic) */
+    size_t charge_at_expect;    /* ...as expect() found it */
 };
 
 static int hooks_prepare(void *arg, struct api_object *objects, size_t count, struct buf *body,
@@ -550,6 +552,7 @@ static void hooks_expect(void *arg, size_t total)
 
     seen->expect_calls++;
     seen->expected = total;
+    seen->charge_at_expect = __atomic_load_n(&seen->charge, __ATOMIC_RELAXED);
     seen->delivered_before = seen->c.n;
 }
 
@@ -565,7 +568,8 @@ static int list_with_hooks(struct env *env, size_t total, size_t max_items,
                       .total = total,
                       .tokens = total ? SIM_TOKENS_NONE : SIM_TOKENS_NEXT};
     struct api_preparer preparer = {hooks_prepare, hooks_release, hooks_expect,
-                                    hooks_keys,    3,             seen};
+                                    hooks_keys,    3,             seen,
+                                    &seen->charge};
     int rc;
 
     assert_non_null(api);
@@ -591,6 +595,10 @@ static void test_preparer_expect(void **state)
     assert_int_equal(seen.expect_calls, 1);
     assert_int_equal(seen.expected, 2500);
     assert_int_equal(seen.delivered_before, 0);
+    /* The room made for the announced ids is counted in the charge (16
+     * bytes a cell and the ids' bytes), and no longer once it is over. */
+    assert_true(seen.charge_at_expect >= 2500 * (16 + 8));
+    assert_int_equal(seen.charge, 0);
     assert_true(atomic_load(&seen.prepared) >= 2500);
     assert_int_equal(atomic_load(&seen.fields_wrong), 0);
     assert_true(atomic_load(&seen.released) >= 3);
