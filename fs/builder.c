@@ -398,7 +398,10 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
     entry->mtime = r.mtime;
     entry->line_len = r.line_len <= UINT32_MAX ? (uint32_t)r.line_len : 0;
     strings->status_len = BUILDER_NO_STRING;
-    rc = builder_keep(b, object->id, object->id_len, &strings->id);
+    /* names.c keeps the ids of the entries it names: no second copy. */
+    strings->id = BUILDER_NO_STRING;
+    rc = names ? (object->id_len < UINT32_MAX ? 0 : -ENOMEM)
+               : builder_keep(b, object->id, object->id_len, &strings->id);
     strings->id_len = (uint32_t)object->id_len; /* below 4 GiB, or rc says so */
     if (!rc && r.status)
         rc = builder_keep_status(b, r.status, r.status_len, strings);
@@ -683,16 +686,17 @@ static char *builder_place(struct strings_cursor *c, const char *bytes, size_t l
     return at;
 }
 
-/* Gives an entry its strings from the arena, in the listing's block (or
- * counts them): `name` overrides the id as the entry's name when not NULL;
- * an entry named by its id shares it. */
+/* Gives an entry its strings, in the listing's block (or counts them): its
+ * id at `raw_id` (s->id_len bytes), its status from the arena; `name`
+ * overrides the id as the entry's name when not NULL; an entry named by its
+ * id shares it. */
 static void builder_place_strings(const struct builder *b, struct strings_cursor *c,
                                   struct entry *entry, const struct builder_strings *s,
-                                  const char *name, size_t name_len)
+                                  const char *raw_id, const char *name, size_t name_len)
 {
     const char *arena = b->arena.data;
     const char *status = s->status_len == BUILDER_NO_STRING ? NULL : arena + s->status;
-    char *id = builder_place(c, arena + s->id, s->id_len, false);
+    char *id = builder_place(c, raw_id, s->id_len, false);
     char *placed = id;
 
     if (name)
@@ -716,13 +720,17 @@ static void builder_place_all(const struct builder *b, struct strings_cursor *c)
     struct listing *l = b->listing;
 
     for (size_t i = 0; i < l->count; i++) {
-        size_t len = 0;
+        const struct builder_strings *s = &b->strings[i];
+        size_t len = 0, id_len = s->id_len;
         const char *name = b->names ? names_file_name(b->names, i, &len) : NULL;
+        const char *id = s->id == BUILDER_NO_STRING ? names_item_id(b->names, i, &id_len)
+                                                    : b->arena.data + s->id;
 
-        builder_place_strings(b, c, &l->entries[i], &b->strings[i], name, len);
+        builder_place_strings(b, c, &l->entries[i], s, id, name, len);
     }
     if (l->self.content)
-        builder_place_strings(b, c, &l->self, &b->self_strings, NULL, 0);
+        builder_place_strings(b, c, &l->self, &b->self_strings,
+                              b->arena.data + b->self_strings.id, NULL, 0);
 }
 
 /* Names the entries (items and results by names.c, the rest by id), their

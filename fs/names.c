@@ -738,6 +738,14 @@ const char *names_file_name(const struct names *n, size_t index, size_t *len)
     return n->text.data + g->name;
 }
 
+const char *names_item_id(const struct names *n, size_t index, size_t *len)
+{
+    if (index >= n->count)
+        return NULL;
+    *len = n->items[index].rid_len;
+    return n->text.data + n->items[index].rid;
+}
+
 int names_assign(struct names_entry *entries, size_t count, const char *suffix)
 {
     struct names *n;

@@ -39,7 +39,7 @@ struct names;
  * arena staying below 4 GiB, so that a listing of a million items pays 16
  * bytes an entry for them while it is built. */
 struct builder_strings {
-    uint32_t id, id_len;
+    uint32_t id, id_len; /* id BUILDER_NO_STRING: names.c keeps it */
     uint32_t status, status_len; /* BUILDER_NO_STRING when none */
 };
 

@@ -66,6 +66,11 @@ const char *names_file_name(const struct names *n, size_t index, size_t *len);
  * memory budget. Safe on NULL (0). */
 size_t names_footprint(const struct names *n);
 
+/* The id entry `index` was added with: its bytes (not NUL-terminated,
+ * *len of them), valid until names_free, so that the caller need keep no
+ * copy; NULL when there is no such entry. */
+const char *names_item_id(const struct names *n, size_t index, size_t *len);
+
 /* Frees the folder and its names. Safe on NULL. */
 void names_free(struct names *n);
 
