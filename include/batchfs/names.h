@@ -63,7 +63,8 @@ int names_finish(struct names *n);
 const char *names_file_name(const struct names *n, size_t index, size_t *len);
 
 /* The bytes the folder holds now (room made ahead included), for a
- * memory budget. Safe on NULL (0). */
+ * memory budget: its strings, and until names_finish its work to settle
+ * them. Safe on NULL (0). */
 size_t names_footprint(const struct names *n);
 
 /* Frees the folder and its names. Safe on NULL. */

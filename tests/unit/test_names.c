@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -959,6 +960,86 @@ static void test_random_folders_digests(void **state)
     }
 }
 
+static double seconds_now(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/*
+ * The bytes a folder of a million ordinary entries holds once settled: at
+ * most its raw ids and file names with two bytes each, and 40 bytes an
+ * entry besides (about 64 in all are held today, against 300 before). The
+ * figures and the time are printed for comparison, not asserted.
+ */
+static void test_footprint_million(void **state)
+{
+    enum { N = 1000000 };
+    struct names *n;
+    size_t strings = 0, added;
+    uint64_t s = 88172645463325252ULL;
+    double t0, t1, t2;
+    int rc;
+
+    (void)state;
+    n = names_new(".json", &rc);
+    assert_non_null(n);
+    t0 = seconds_now();
+    for (size_t i = 0; i < N; i++) {
+        char id[48], name[24];
+        uint64_t a = folder_rng(&s), b = folder_rng(&s);
+        int id_len =
+            snprintf(id, sizeof(id), "itm-%08x-%04x-%04x-%04x-%012llx", (unsigned)a,
+                     (unsigned)(a >> 32) & 0xFFFF, (unsigned)(a >> 48),
+                     (unsigned)b & 0xFFFF, (unsigned long long)(b >> 16));
+        int name_len = snprintf(name, sizeof(name), "doc-%06zu.pdf", i);
+
+        assert_int_equal(names_add(n, id, (size_t)id_len, name, (size_t)name_len), 0);
+        strings += (size_t)id_len;
+    }
+    t1 = seconds_now();
+    added = names_footprint(n);
+    assert_int_equal(names_finish(n), 0);
+    t2 = seconds_now();
+    for (size_t i = 0; i < N; i++) {
+        size_t len;
+
+        assert_non_null(names_file_name(n, i, &len));
+        strings += len + 2;
+    }
+    printf("names of %d entries: %.1f bytes an entry after the adds, %.1f after "
+           "names_finish (bound %.1f); adds %.3f s, names_finish %.3f s\n",
+           N, (double)added / N, (double)names_footprint(n) / N,
+           (double)(strings + 40 * (size_t)N) / N, t1 - t0, t2 - t1);
+    assert_true(names_footprint(n) <= strings + 40 * (size_t)N);
+    names_free(n);
+    assert_int_equal(names_footprint(NULL), 0);
+}
+
+/* A count that lies high reserves a bounded room, and loses nothing. */
+static void test_expect_lying_count(void **state)
+{
+    struct names *n;
+    const char *name;
+    int rc;
+
+    (void)state;
+    n = names_new(".json", &rc);
+    assert_non_null(n);
+    assert_int_equal(names_add(n, "bji-1", 5, "a", 1), 0);
+    rc = names_expect(n, SIZE_MAX / 2);
+    assert_true(rc == 0 || rc == -ENOMEM);
+    assert_true(names_footprint(n) < (size_t)256 << 20);
+    assert_int_equal(names_add(n, "bji-2", 5, "a", 1), 0);
+    assert_int_equal(names_finish(n), 0);
+    name = names_file_name(n, 1, NULL);
+    assert_non_null(name);
+    assert_string_equal(name, "a~bji-2.json");
+    names_free(n);
+}
+
 static void test_errors(void **state)
 {
     struct names_entry e[2] = {
@@ -1087,6 +1168,8 @@ int main(void)
         cmocka_unit_test(test_many_entries),
         cmocka_unit_test(test_one_huge_group),
         cmocka_unit_test(test_random_folders_digests),
+        cmocka_unit_test(test_footprint_million),
+        cmocka_unit_test(test_expect_lying_count),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_other_suffix),
         cmocka_unit_test(test_allocation_failure),
