@@ -99,6 +99,7 @@ struct names {
     struct names_slot *slots; /* slots_cap of them, a power of two, or NULL */
     size_t slots_cap, slots_used;
     bool finished;
+    bool failed; /* names_finish failed: nothing more to do but free */
     /* Held names to examine this round and next (each by one entry holding
      * it), entries moving this round, names left to the final stage. */
     struct names_list work, next_work, movers, stuck;
@@ -570,7 +571,7 @@ int names_expect(struct names *n, size_t count)
 
     if (count > NAMES_EXPECT_MAX)
         count = NAMES_EXPECT_MAX;
-    if (n->finished || count <= n->count)
+    if (n->finished || n->failed || count <= n->count)
         return 0;
     if ((rc = names_items_reserve(n, count)) || (rc = names_slots_reserve(n, count)))
         return rc;
@@ -588,7 +589,8 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
     char *text;
     int rc;
 
-    if (n->finished || (!item_id && item_id_len) || (!item_name && item_name_len))
+    if (n->finished || n->failed || (!item_id && item_id_len) ||
+        (!item_name && item_name_len))
         return -EINVAL;
     rc = names_reserve(n, item_id_len, item_name_len);
     if (rc)
@@ -804,34 +806,44 @@ static int names_final(struct names *n)
     return 0;
 }
 
-/* -EINVAL when two entries share a raw id. */
-static int names_check_ids(const struct names *n)
+/*
+ * -EINVAL when two entries share a raw id. Run once the names are settled,
+ * in the slots of their table when they are enough, so that the check adds
+ * nothing to the peak.
+ */
+static int names_check_ids(struct names *n)
 {
     size_t cap = 16, mask;
     struct names_slot *slots;
-    int rc = 0;
 
     while (cap < n->count * 2)
         cap *= 2;
+    if (n->slots_cap >= cap) {
+        cap = n->slots_cap;
+        for (size_t i = 0; i < cap; i++)
+            n->slots[i].head = NAMES_NONE;
+    } else {
+        free(n->slots);
+        n->slots = NULL;
+        n->slots_cap = 0;
+        if (!(n->slots = names_slots_empty(cap)))
+            return -ENOMEM;
+        n->slots_cap = cap;
+    }
+    /* The names' table is gone: nothing may look names up from here on. */
+    n->slots_used = 0;
+    slots = n->slots;
     mask = cap - 1;
-    slots = names_slots_empty(cap);
-    if (!slots)
-        return -ENOMEM;
     for (uint32_t e = 0; e < n->count; e++) {
         uint32_t hash = (uint32_t)names_id_hash(n, &n->items[e]);
         size_t i = hash & mask;
 
-        for (; slots[i].head != NAMES_NONE; i = (i + 1) & mask) {
-            if (slots[i].hash == hash && names_cmp_id(n, slots[i].head, e) == 0) {
-                rc = -EINVAL;
-                goto out;
-            }
-        }
+        for (; slots[i].head != NAMES_NONE; i = (i + 1) & mask)
+            if (slots[i].hash == hash && names_cmp_id(n, slots[i].head, e) == 0)
+                return -EINVAL;
         slots[i] = (struct names_slot){hash, e};
     }
-out:
-    free(slots);
-    return rc;
+    return 0;
 }
 
 /* Keeps of each entry only the offset of its file name, and gives back
@@ -864,28 +876,32 @@ static int names_keep_names(struct names *n)
 
 int names_finish(struct names *n)
 {
-    int rc;
+    int rc = 0;
 
-    if (n->finished)
+    if (n->finished || n->failed)
         return -EINVAL;
-    rc = names_check_ids(n);
-    if (rc)
-        return rc;
-    while (n->next_work.len) {
+    /* Repeated ids settle like any others (in the end they are numbered),
+     * and are refused after that, when the table of names can be reused. */
+    while (!rc && n->next_work.len) {
         struct names_list tmp = n->work;
 
         n->work = n->next_work;
         n->next_work = tmp;
         n->next_work.len = 0;
         rc = names_round(n);
-        if (rc)
-            return rc;
     }
-    rc = names_final(n);
+    if (!rc)
+        rc = names_final(n);
+    if (!rc)
+        rc = names_check_ids(n);
     if (!rc)
         rc = names_keep_names(n);
-    if (rc)
+    if (rc) {
+        /* Half settled, the work is of no use. */
+        names_free_work(n);
+        n->failed = true;
         return rc;
+    }
     n->finished = true;
     return 0;
 }

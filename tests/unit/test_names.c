@@ -522,6 +522,24 @@ static void test_incremental(void **state)
     free(e);
 }
 
+/* A folder whose settling failed gives out no name and takes no more. */
+static void test_failed_finish(void **state)
+{
+    int rc;
+    struct names *n = names_new(".json", &rc);
+
+    (void)state;
+    assert_non_null(n);
+    assert_int_equal(names_add(n, "same", 4, "a", 1), 0);
+    assert_int_equal(names_add(n, "same", 4, "a", 1), 0);
+    assert_int_equal(names_finish(n), -EINVAL);
+    assert_null(names_file_name(n, 0, NULL));
+    assert_int_equal(names_add(n, "other", 5, "b", 1), -EINVAL);
+    assert_int_equal(names_finish(n), -EINVAL);
+    assert_null(names_file_name(n, 0, NULL));
+    names_free(n);
+}
+
 /* A folder of 100,000 items with many shared names. Speed is measured by
  * scripts/bench.py, not here; a quadratic pass would still run into the
  * test's time limit. */
@@ -1165,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_long_names_equal_prefix),
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_incremental),
+        cmocka_unit_test(test_failed_finish),
         cmocka_unit_test(test_many_entries),
         cmocka_unit_test(test_one_huge_group),
         cmocka_unit_test(test_random_folders_digests),
