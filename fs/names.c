@@ -775,6 +775,11 @@ static int names_final(struct names *n)
         names_slot_remove(n, i);
     }
     names_sort_by_id(n, n->movers.at, n->movers.len);
+    /* Repeated ids would number each other one by one, in time quadratic
+     * in their count, only to be refused: refused at once. */
+    for (size_t m = 1; m < n->movers.len; m++)
+        if (names_cmp_id(n, n->movers.at[m - 1], n->movers.at[m]) == 0)
+            return -EINVAL;
     for (size_t m = 0; m < n->movers.len; m++) {
         uint32_t e = n->movers.at[m];
         struct names_item *it = &n->items[e];
@@ -880,8 +885,8 @@ int names_finish(struct names *n)
 
     if (n->finished || n->failed)
         return -EINVAL;
-    /* Repeated ids settle like any others (in the end they are numbered),
-     * and are refused after that, when the table of names can be reused. */
+    /* Repeated ids are refused once the names are settled, when the check
+     * can reuse the table of names (or sooner, by the final stage). */
     while (!rc && n->next_work.len) {
         struct names_list tmp = n->work;
 

@@ -540,6 +540,22 @@ static void test_failed_finish(void **state)
     names_free(n);
 }
 
+/* Many entries repeating one id and one name are refused without numbering
+ * them one by one first (quadratic: this would run into the time limit). */
+static void test_many_repeated_ids(void **state)
+{
+    enum { N = 50000 };
+    int rc;
+    struct names *n = names_new(".json", &rc);
+
+    (void)state;
+    assert_non_null(n);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(names_add(n, "same", 4, "a", 1), 0);
+    assert_int_equal(names_finish(n), -EINVAL);
+    names_free(n);
+}
+
 /* A folder of 100,000 items with many shared names. Speed is measured by
  * scripts/bench.py, not here; a quadratic pass would still run into the
  * test's time limit. */
@@ -1184,6 +1200,7 @@ int main(void)
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_incremental),
         cmocka_unit_test(test_failed_finish),
+        cmocka_unit_test(test_many_repeated_ids),
         cmocka_unit_test(test_many_entries),
         cmocka_unit_test(test_one_huge_group),
         cmocka_unit_test(test_random_folders_digests),
