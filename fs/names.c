@@ -507,16 +507,39 @@ void names_free(struct names *n)
     free(n);
 }
 
+/* Slots for checking the ids of `count` entries: at most half full. */
+static size_t names_ids_cap(size_t count)
+{
+    size_t cap = 16;
+
+    while (cap < count * 2)
+        cap *= 2;
+    return cap;
+}
+
 size_t names_footprint(const struct names *n)
 {
+    size_t ahead = 0, ids_cap;
+
     if (!n)
         return 0;
+    /* Counted ahead, as finishing will need it while the rest is held:
+     * the offsets of the names it keeps, and slots for the id check when
+     * the names' table has too few (the work lists grow with collisions
+     * and are counted as they do). */
+    if (!n->finished && !n->failed) {
+        ids_cap = names_ids_cap(n->count);
+        ahead =
+            n->count * sizeof(*n->names) +
+            (ids_cap > n->slots_cap ? (ids_cap - n->slots_cap) * sizeof(*n->slots) : 0);
+    }
     return sizeof(*n) + n->text.cap +
            n->items_cap * (sizeof(*n->items) + sizeof(*n->stages)) +
            (n->names ? n->count * sizeof(*n->names) : 0) +
            n->slots_cap * sizeof(*n->slots) +
            (n->work.cap + n->next_work.cap + n->movers.cap + n->stuck.cap) *
-               sizeof(uint32_t);
+               sizeof(uint32_t) +
+           ahead;
 }
 
 /* Room for `count` entries in items and stages. */
@@ -818,11 +841,9 @@ static int names_final(struct names *n)
  */
 static int names_check_ids(struct names *n)
 {
-    size_t cap = 16, mask;
+    size_t cap = names_ids_cap(n->count), mask;
     struct names_slot *slots;
 
-    while (cap < n->count * 2)
-        cap *= 2;
     if (n->slots_cap >= cap) {
         cap = n->slots_cap;
         for (size_t i = 0; i < cap; i++)
