@@ -32,65 +32,77 @@
 
 #include "batchfs/buf.h"
 #include "batchfs/hash.h"
-#include "batchfs/hindex.h"
 #include "batchfs/utf8.h"
 
 #define NAMES_MAX_SUFFIX 16
 #define NAMES_HASH_DIGITS 16
-#define NAMES_NONE SIZE_MAX
 #define NAMES_STAGE_FINAL 3
+/* No entry; also a free slot of the table. */
+#define NAMES_NONE UINT32_MAX
+/* Entries are numbered below NAMES_NONE, and text offsets fit 32 bits. */
+#define NAMES_MAX_COUNT ((size_t)UINT32_MAX - 1)
+#define NAMES_MAX_TEXT ((size_t)UINT32_MAX)
+/* Most entries names_expect makes room for: a count that lies high must
+ * not reserve gigabytes. Beyond it, the room grows. */
+#define NAMES_EXPECT_MAX ((size_t)1 << 20)
 
 /*
- * Every string of a folder (raw ids, sanitised ids and names, candidate
- * names) lives in one buffer, `text`, and is referred to by offset: the
+ * Every string of a folder (raw ids, sanitised names, candidate names)
+ * lives in one buffer, `text`, and is referred to by a 32-bit offset: the
  * buffer moves as it grows. One buffer instead of a few allocations per
- * entry is what keeps naming 100,000 entries cheap.
+ * entry is what keeps naming 100,000 entries cheap, and 32-bit offsets and
+ * indices what keeps a million entries small.
+ *
+ * An entry's strings are its raw id followed by its base (the sanitised
+ * name, or the sanitised id when that is empty) with the suffix and a NUL,
+ * which is its plain name. What is needed only on the rare way up the
+ * ladder (the sanitised id, the hash of the raw id) is computed again there.
  */
-
-/* One distinct candidate name and the entries holding it. Groups are never
- * removed (a name nobody holds keeps count 0), so their indices are stable
- * and the work lists can refer to them while the hash index grows. */
-struct names_group {
-    size_t name; /* offset in text of the name, NUL-terminated */
-    size_t len;
-    size_t head;  /* first entry holding this name, or NAMES_NONE */
-    size_t count; /* entries holding this name */
-    bool queued;  /* on the work list of the coming round */
-    bool stuck;   /* on the list of groups left to the final stage */
-};
-
-/* A hindex over indices into `groups`. */
-struct names_table {
-    struct hindex index;
-    struct names_group *groups;
-    size_t used;
-    size_t groups_cap;
-};
-
 struct names_item {
-    size_t rid, rid_len; /* raw id, in text */
-    size_t sid;          /* sanitised id (rid_len bytes), in text; == rid when
-                            sanitising changed nothing */
-    size_t base, base_len; /* sanitised name, or sanitised id when that is empty */
-    uint64_t hash;         /* FNV-1a of the raw id */
-    int stage;
-    size_t group;      /* group of the current candidate name */
-    size_t prev, next; /* other entries holding the same name */
+    uint32_t rid;  /* raw id, at text[rid, base) */
+    uint32_t base; /* base + suffix, NUL-terminated, in text */
+    uint32_t name; /* current candidate name, NUL-terminated, in text */
+    uint32_t next; /* next entry holding the same name, or NAMES_NONE */
+};
+
+/*
+ * A slot of the table of names held: the entries holding one name form a
+ * chain from `head`, so a name held by one entry costs its slot alone.
+ * Open addressing with linear probing, at most half full; a name nobody
+ * holds any more leaves the table (backward shift, no tombstones).
+ */
+struct names_slot {
+    uint32_t hash; /* NAMES_SLOT_HASH bits of the name's hash, and flags */
+    uint32_t head; /* first entry holding the name, or NAMES_NONE: free */
+};
+
+#define NAMES_SLOT_HASH 0x3FFFFFFFu
+#define NAMES_SLOT_QUEUED 0x40000000u /* on the work list of the coming round */
+#define NAMES_SLOT_STUCK 0x80000000u  /* on the list left to the final stage */
+
+/* A growable list of entry numbers. */
+struct names_list {
+    uint32_t *at;
+    size_t len, cap;
 };
 
 struct names {
     char suffix[NAMES_MAX_SUFFIX + 1];
     size_t suffix_len;
     struct buf text;
+    /* Until names_finish: items and stages (items_cap of each); after it,
+     * `names` (count of them), the offset in text of each file name. */
     struct names_item *items;
+    uint8_t *stages;
+    uint32_t *names;
     size_t count, items_cap;
-    struct names_table table;
+    struct names_slot *slots; /* slots_cap of them, a power of two, or NULL */
+    size_t slots_cap, slots_used;
     bool finished;
-    /* Groups to examine this round and next (2 * count + 1 room each),
-     * entries moving this round, groups left to the final stage (count
-     * room each); made by names_finish. */
-    size_t *work, *next_work, *movers, *stuck;
-    size_t work_len, next_len, movers_len, stuck_len;
+    bool failed; /* names_finish failed: nothing more to do but free */
+    /* Held names to examine this round and next (each by one entry holding
+     * it), entries moving this round, names left to the final stage. */
+    struct names_list work, next_work, movers, stuck;
 };
 
 /* The hash as shown in names: 16 lowercase hex digits and a NUL. */
@@ -156,55 +168,70 @@ static size_t names_cut(const char *base, size_t base_len, size_t max)
     return k;
 }
 
+static size_t names_rid_len(const struct names_item *it)
+{
+    return it->base - it->rid;
+}
+
 /* True when renamed forms show the id's hash rather than the id. */
 static bool names_id_unfit(const struct names_item *it)
 {
-    return it->rid_len == 0 || it->rid_len > NAMES_MAX_ID_LEN;
+    return names_rid_len(it) == 0 || names_rid_len(it) > NAMES_MAX_ID_LEN;
+}
+
+/* FNV-1a of the raw id of `it`, as shown at stage 2 and the final stage. */
+static uint64_t names_id_hash(const struct names *n, const struct names_item *it)
+{
+    return hash_bytes(n->text.data + it->rid, names_rid_len(it));
 }
 
 /*
  * Appends base + "~" + tag + suffix and a NUL to text, shortening the base
- * so the whole fits NAMES_MAX_LEN; *at and *len locate it. `tag` is at most
+ * so the whole fits NAMES_MAX_LEN; *at locates it. `tag` is at most
  * NAMES_MAX_ID_LEN + 22 bytes and not in text, so a shortened base always
  * keeps some bytes.
  */
 static int names_tagged(struct names *n, const struct names_item *it, const char *tag,
-                        size_t tag_len, size_t *at, size_t *len)
+                        size_t tag_len, size_t *at)
 {
-    size_t room = NAMES_MAX_LEN - 1 - tag_len - n->suffix_len, k;
+    size_t room = NAMES_MAX_LEN - 1 - tag_len - n->suffix_len, k, len;
+    size_t base_len = strlen(n->text.data + it->base) - n->suffix_len;
     char *out;
-    int rc = buf_reserve(&n->text, NAMES_MAX_LEN + 1);
+    int rc;
 
+    if (n->text.len > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2)
+        return -ENOMEM;
+    rc = buf_reserve(&n->text, NAMES_MAX_LEN + 1);
     if (rc)
         return rc;
-    k = names_cut(n->text.data + it->base, it->base_len, room);
+    k = names_cut(n->text.data + it->base, base_len, room);
     *at = n->text.len;
-    *len = k + 1 + tag_len + n->suffix_len;
+    len = k + 1 + tag_len + n->suffix_len;
     out = n->text.data + *at;
     memcpy(out, n->text.data + it->base, k);
     out[k] = '~';
     memcpy(out + k + 1, tag, tag_len);
     memcpy(out + k + 1 + tag_len, n->suffix, n->suffix_len);
-    out[*len] = '\0';
-    n->text.len += *len + 1;
+    out[len] = '\0';
+    n->text.len += len + 1;
     return 0;
 }
 
 /* Appends the candidate name of `it` at `stage` (1 or 2) to text. */
 static int names_candidate(struct names *n, const struct names_item *it, int stage,
-                           size_t *at, size_t *len)
+                           size_t *at)
 {
     char tag[NAMES_MAX_ID_LEN + 1];
     size_t tag_len;
 
     if (stage == 1 && !names_id_unfit(it)) {
-        tag_len = it->rid_len;
-        memcpy(tag, n->text.data + it->sid, tag_len);
+        tag_len = names_rid_len(it);
+        names_sanitise(n->text.data + it->rid, tag_len, tag);
     } else {
-        names_hex(it->hash, tag);
+        names_hex(names_id_hash(n, it), tag);
         tag_len = NAMES_HASH_DIGITS;
     }
-    return names_tagged(n, it, tag, tag_len, at, len);
+    return names_tagged(n, it, tag, tag_len, at);
 }
 
 /* The stage an entry moves to from `stage`, skipping stages whose name
@@ -232,123 +259,179 @@ static void *names_grown(void *items, size_t *cap, size_t size, size_t want)
     return grown;
 }
 
-/* A name sought in the table: text[at, at + len). */
-struct names_sought {
-    size_t at, len;
-};
-
-static bool names_group_eq(const void *ctx, size_t group, const void *key)
+/* Appends entry `e` to `list`. 0 or -ENOMEM. */
+static int names_list_push(struct names_list *list, uint32_t e)
 {
-    const struct names *n = ctx;
-    const struct names_sought *sought = key;
-    const struct names_group *g = &n->table.groups[group];
+    if (list->len == list->cap) {
+        uint32_t *at = names_grown(list->at, &list->cap, sizeof(*at),
+                                   list->cap ? list->cap * 2 : 16);
 
-    return g->len == sought->len &&
-           memcmp(n->text.data + g->name, n->text.data + sought->at, sought->len) == 0;
-}
-
-/*
- * Finds or adds the group for the name at text[at, at + len); *group
- * receives its index and *added whether it is new (a name already known
- * keeps the text of its first holder).
- */
-static int names_table_intern(struct names *n, size_t at, size_t len, size_t *group,
-                              bool *added)
-{
-    struct names_table *t = &n->table;
-    struct names_sought sought = {at, len};
-    uint64_t hash = hash_bytes(n->text.data + at, len);
-    struct hindex_cell *c;
-    bool found;
-    int rc;
-
-    *added = false;
-    if ((rc = hindex_make_room(&t->index)))
-        return rc;
-    c = hindex_probe(&t->index, hash, names_group_eq, n, &sought, &found);
-    if (found) {
-        *group = c->ref;
-        return 0;
-    }
-    if (t->used == t->groups_cap) {
-        struct names_group *groups = names_grown(t->groups, &t->groups_cap, sizeof(*groups),
-                                                 t->groups_cap ? t->groups_cap * 2 : 64);
-
-        if (!groups)
+        if (!at)
             return -ENOMEM;
-        t->groups = groups;
+        list->at = at;
     }
-    t->groups[t->used] = (struct names_group){at, len, NAMES_NONE, 0, false, false};
-    hindex_put(&t->index, c, hash, t->used);
-    *group = t->used++;
-    *added = true;
+    list->at[list->len++] = e;
     return 0;
 }
 
-/* Group holding the name at text[at, at + len), or NAMES_NONE. */
-static size_t names_table_find(const struct names *n, size_t at, size_t len)
+static void names_list_free(struct names_list *list)
 {
-    struct names_sought sought = {at, len};
-    size_t g = hindex_find(&n->table.index, hash_bytes(n->text.data + at, len),
-                           names_group_eq, n, &sought);
-
-    return g == HINDEX_FREE ? NAMES_NONE : g;
+    free(list->at);
+    *list = (struct names_list){0};
 }
 
-static void names_unlink(struct names *n, size_t e)
+static uint32_t names_slot_hash(const char *name)
 {
-    struct names_item *it = &n->items[e];
-    struct names_group *g = &n->table.groups[it->group];
-
-    if (it->prev != NAMES_NONE)
-        n->items[it->prev].next = it->next;
-    else
-        g->head = it->next;
-    if (it->next != NAMES_NONE)
-        n->items[it->next].prev = it->prev;
-    g->count--;
-    it->prev = it->next = NAMES_NONE;
-}
-
-/* Queues group `g` for the next round (once) when it holds two or more;
- * only once names_finish has made the work lists. */
-static void names_queue(struct names *n, size_t g)
-{
-    struct names_group *gr = &n->table.groups[g];
-
-    if (n->next_work && gr->count >= 2 && !gr->queued) {
-        gr->queued = true;
-        n->next_work[n->next_len++] = g;
-    }
+    return (uint32_t)hash_str_from(HASH_FNV_BASIS, name) & NAMES_SLOT_HASH;
 }
 
 /*
- * Gives entry e the candidate name at text[at, at + len), the last string
- * appended to text, and files it under that name's group. A name already
- * held by a group is dropped from text again when `drop` allows it.
+ * The slot of the name `name` (NUL-terminated, hashed to `hash`), or, when
+ * no entry holds it, the free slot to put it in; then *found is false.
  */
-static int names_place(struct names *n, size_t e, size_t at, size_t len, bool drop)
+static size_t names_slot_probe(const struct names *n, const char *name, uint32_t hash,
+                               bool *found)
 {
-    struct names_item *it = &n->items[e];
-    struct names_group *gr;
-    size_t g;
-    bool added;
+    size_t mask = n->slots_cap - 1, i = hash & mask;
+
+    for (;; i = (i + 1) & mask) {
+        const struct names_slot *s = &n->slots[i];
+
+        if (s->head == NAMES_NONE) {
+            *found = false;
+            return i;
+        }
+        if ((s->hash & NAMES_SLOT_HASH) == hash &&
+            strcmp(n->text.data + n->items[s->head].name, name) == 0) {
+            *found = true;
+            return i;
+        }
+    }
+}
+
+/* `cap` free slots, or NULL when out of memory. */
+static struct names_slot *names_slots_empty(size_t cap)
+{
+    struct names_slot *slots;
+
+    if (cap > SIZE_MAX / sizeof(*slots))
+        return NULL;
+    slots = malloc(cap * sizeof(*slots));
+    for (size_t i = 0; slots && i < cap; i++)
+        slots[i].head = NAMES_NONE;
+    return slots;
+}
+
+/* Rehashes into `cap` slots (a power of two). 0 or -ENOMEM, and then the
+ * table is unchanged. */
+static int names_slots_resize(struct names *n, size_t cap)
+{
+    struct names_slot *slots = names_slots_empty(cap);
+
+    if (!slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < n->slots_cap; i++) {
+        size_t j = n->slots[i].hash & NAMES_SLOT_HASH & (cap - 1);
+
+        if (n->slots[i].head == NAMES_NONE)
+            continue;
+        while (slots[j].head != NAMES_NONE)
+            j = (j + 1) & (cap - 1);
+        slots[j] = n->slots[i];
+    }
+    free(n->slots);
+    n->slots = slots;
+    n->slots_cap = cap;
+    return 0;
+}
+
+/* Room in the table for `count` names in all, at most half full. */
+static int names_slots_reserve(struct names *n, size_t count)
+{
+    size_t cap = n->slots_cap ? n->slots_cap : 64;
+
+    if (count > SIZE_MAX / 4)
+        return -ENOMEM;
+    while (cap < 2 * count)
+        cap *= 2;
+    return cap == n->slots_cap ? 0 : names_slots_resize(n, cap);
+}
+
+/* Takes slot `i` out of the table, moving back the slots after it that
+ * would no longer be found past the hole. */
+static void names_slot_remove(struct names *n, size_t i)
+{
+    size_t mask = n->slots_cap - 1, j = i;
+
+    for (;;) {
+        size_t home;
+
+        j = (j + 1) & mask;
+        if (n->slots[j].head == NAMES_NONE)
+            break;
+        home = n->slots[j].hash & NAMES_SLOT_HASH & mask;
+        /* Slot j stays unless its home lies cyclically outside (i, j]. */
+        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+            n->slots[i] = n->slots[j];
+            i = j;
+        }
+    }
+    n->slots[i].head = NAMES_NONE;
+    n->slots_used--;
+}
+
+/* Slot `i`, holding a name held by two or more, on the next round's list
+ * (once). */
+static int names_queue(struct names *n, size_t i)
+{
+    struct names_slot *s = &n->slots[i];
+
     int rc;
 
-    rc = names_table_intern(n, at, len, &g, &added);
+    if (s->hash & NAMES_SLOT_QUEUED)
+        return 0;
+    rc = names_list_push(&n->next_work, s->head);
+    if (!rc)
+        s->hash |= NAMES_SLOT_QUEUED;
+    return rc;
+}
+
+/*
+ * Gives entry e the candidate name at text[at], and files it under that
+ * name. A name already held is dropped from text again when `drop` allows
+ * it (it is then the last string of text), and queued for the next round.
+ */
+static int names_place(struct names *n, uint32_t e, size_t at, bool drop)
+{
+    struct names_item *it = &n->items[e], *head;
+    const char *name = n->text.data + at;
+    uint32_t hash = names_slot_hash(name);
+    size_t i;
+    bool found;
+    int rc;
+
+    if ((n->slots_used + 1) * 2 > n->slots_cap &&
+        (rc = names_slots_reserve(n, n->slots_used + 1)))
+        return rc;
+    i = names_slot_probe(n, name, hash, &found);
+    if (!found) {
+        n->slots[i] = (struct names_slot){hash, e};
+        n->slots_used++;
+        it->name = (uint32_t)at;
+        it->next = NAMES_NONE;
+        return 0;
+    }
+    /* Queued first, so that on failure nothing has changed. */
+    rc = names_queue(n, i);
     if (rc)
         return rc;
-    if (!added && drop)
+    head = &n->items[n->slots[i].head];
+    it->name = drop ? head->name : (uint32_t)at;
+    if (drop)
         n->text.len = at;
-    gr = &n->table.groups[g];
-    it->group = g;
-    it->prev = NAMES_NONE;
-    it->next = gr->head;
-    if (gr->head != NAMES_NONE)
-        n->items[gr->head].prev = e;
-    gr->head = e;
-    gr->count++;
-    names_queue(n, g);
+    /* After the head, so that the slot keeps its entry. */
+    it->next = head->next;
+    head->next = e;
     return 0;
 }
 
@@ -397,78 +480,126 @@ struct names *names_new(const char *suffix, int *err)
     return n;
 }
 
-size_t names_footprint(const struct names *n)
+/* Frees what only settling needs. */
+static void names_free_work(struct names *n)
 {
-    /* The work lists names_finish makes (counted ahead, as finishing will
-     * need them): 2 * count + 1 each for two of them,
-     * count each for the other two. */
-    size_t work = n ? (6 * n->count + 2) * sizeof(size_t) : 0;
-
-    return n ? sizeof(*n) + n->text.cap + n->items_cap * sizeof(*n->items) +
-                   n->table.groups_cap * sizeof(*n->table.groups) +
-                   n->table.index.cap * sizeof(*n->table.index.cells) + work
-             : 0;
+    free(n->items);
+    n->items = NULL;
+    free(n->stages);
+    n->stages = NULL;
+    n->items_cap = 0;
+    free(n->slots);
+    n->slots = NULL;
+    n->slots_cap = n->slots_used = 0;
+    names_list_free(&n->work);
+    names_list_free(&n->next_work);
+    names_list_free(&n->movers);
+    names_list_free(&n->stuck);
 }
 
 void names_free(struct names *n)
 {
     if (!n)
         return;
+    names_free_work(n);
     buf_free(&n->text);
-    free(n->items);
-    hindex_free(&n->table.index);
-    free(n->table.groups);
-    free(n->work);
-    free(n->next_work);
-    free(n->movers);
-    free(n->stuck);
+    free(n->names);
     free(n);
 }
 
+/* Slots for checking the ids of `count` entries: at most half full. */
+static size_t names_ids_cap(size_t count)
+{
+    size_t cap = 16;
+
+    while (cap < count * 2)
+        cap *= 2;
+    return cap;
+}
+
+size_t names_footprint(const struct names *n)
+{
+    size_t ahead = 0, ids_cap;
+
+    if (!n)
+        return 0;
+    /* Counted ahead, as finishing will need it while the rest is held:
+     * the offsets of the names it keeps, and slots for the id check when
+     * the names' table has too few (the work lists grow with collisions
+     * and are counted as they do). */
+    if (!n->finished && !n->failed) {
+        ids_cap = names_ids_cap(n->count);
+        ahead =
+            n->count * sizeof(*n->names) +
+            (ids_cap > n->slots_cap ? (ids_cap - n->slots_cap) * sizeof(*n->slots) : 0);
+    }
+    return sizeof(*n) + n->text.cap +
+           n->items_cap * (sizeof(*n->items) + sizeof(*n->stages)) +
+           (n->names ? n->count * sizeof(*n->names) : 0) +
+           n->slots_cap * sizeof(*n->slots) +
+           (n->work.cap + n->next_work.cap + n->movers.cap + n->stuck.cap) *
+               sizeof(uint32_t) +
+           ahead;
+}
+
+/* Room for `count` entries in items and stages. */
+static int names_items_reserve(struct names *n, size_t count)
+{
+    size_t cap = n->items_cap, stages_cap = n->items_cap;
+    struct names_item *items;
+    uint8_t *stages;
+
+    if (count <= n->items_cap)
+        return 0;
+    items = names_grown(n->items, &cap, sizeof(*items), count);
+    if (!items)
+        return -ENOMEM;
+    n->items = items;
+    stages = names_grown(n->stages, &stages_cap, sizeof(*stages), count);
+    if (!stages)
+        return -ENOMEM; /* items_cap unchanged: the larger items go unused */
+    n->stages = stages;
+    n->items_cap = count;
+    return 0;
+}
+
 /*
- * Room in text for an entry's strings: the raw id, its sanitised copy, and
- * the base with the suffix and a NUL (at stage 0 the base and its plain
+ * Room for an entry: its slot in items, and in text its raw id and its
+ * base with the suffix and a NUL (at stage 0 the base and its plain
  * candidate name share their bytes).
  */
 static int names_reserve(struct names *n, size_t id_len, size_t name_len)
 {
-    size_t base = name_len ? name_len : id_len;
+    size_t base = name_len ? name_len : id_len, need;
+    int rc;
 
-    if (id_len > (SIZE_MAX - 64) / 4 || name_len > (SIZE_MAX - 64) / 4)
+    if (n->count >= NAMES_MAX_COUNT || id_len > NAMES_MAX_TEXT || base > NAMES_MAX_TEXT)
         return -ENOMEM;
-    if (n->count == n->items_cap) {
-        struct names_item *items = names_grown(n->items, &n->items_cap, sizeof(*items),
-                                               n->items_cap ? n->items_cap * 2 : 64);
-
-        if (!items)
-            return -ENOMEM;
-        n->items = items;
-    }
-    return buf_reserve(&n->text, 2 * id_len + base + n->suffix_len + 1);
+    need = id_len + base + n->suffix_len + 1;
+    /* Offsets, including those of the candidates to come, fit 32 bits. */
+    if (n->text.len > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2 ||
+        need > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2 - n->text.len)
+        return -ENOMEM;
+    if (n->count == n->items_cap &&
+        (rc = names_items_reserve(n, n->items_cap ? n->items_cap * 2 : 64)))
+        return rc;
+    return buf_reserve(&n->text, need);
 }
 
 int names_expect(struct names *n, size_t count)
 {
     /* Text per entry as seen so far, or a guess before the first. */
     size_t per = n->count ? n->text.len / n->count + 1 : 64;
-    struct names_item *items;
-    struct names_group *groups;
     int rc;
 
-    if (n->finished || count <= n->count)
+    if (count > NAMES_EXPECT_MAX)
+        count = NAMES_EXPECT_MAX;
+    if (n->finished || n->failed || count <= n->count)
         return 0;
-    if (count > SIZE_MAX / 4 / per)
-        return -ENOMEM;
-    items = names_grown(n->items, &n->items_cap, sizeof(*n->items), count);
-    if (!items)
-        return -ENOMEM;
-    n->items = items;
-    groups = names_grown(n->table.groups, &n->table.groups_cap, sizeof(*groups), count);
-    if (!groups)
-        return -ENOMEM;
-    n->table.groups = groups;
-    if ((rc = hindex_reserve(&n->table.index, count)))
+    if ((rc = names_items_reserve(n, count)) || (rc = names_slots_reserve(n, count)))
         return rc;
+    if (per > (NAMES_MAX_TEXT - n->text.len) / (count - n->count))
+        return -ENOMEM;
     return buf_reserve_exact(&n->text, (count - n->count) * per);
 }
 
@@ -476,112 +607,141 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
               size_t item_name_len)
 {
     struct names_item *it;
-    size_t e = n->count, at, len;
+    uint32_t e = (uint32_t)n->count;
+    size_t at, base_len, rid;
     char *text;
     int rc;
 
-    if (n->finished || (!item_id && item_id_len) || (!item_name && item_name_len))
+    if (n->finished || n->failed || (!item_id && item_id_len) ||
+        (!item_name && item_name_len))
         return -EINVAL;
     rc = names_reserve(n, item_id_len, item_name_len);
     if (rc)
         return rc;
     it = &n->items[e];
     text = n->text.data;
-    it->rid = n->text.len;
-    it->rid_len = item_id_len;
+    rid = n->text.len;
     if (item_id_len)
-        memcpy(text + it->rid, item_id, item_id_len);
-    it->hash = hash_bytes(item_id, item_id_len);
-    it->sid = it->rid + item_id_len;
-    if (names_sanitise(item_id, item_id_len, text + it->sid))
-        it->sid = it->rid;
-    /* The base goes last, so that the plain name can extend it in place. */
-    it->base = it->sid == it->rid ? it->rid + item_id_len : it->sid + item_id_len;
+        memcpy(text + rid, item_id, item_id_len);
+    it->rid = (uint32_t)rid;
+    it->base = (uint32_t)(rid + item_id_len);
     if (item_name_len) {
         names_sanitise(item_name, item_name_len, text + it->base);
-        it->base_len = item_name_len;
+        base_len = item_name_len;
     } else {
-        memcpy(text + it->base, text + it->sid, item_id_len);
-        it->base_len = item_id_len;
+        names_sanitise(item_id, item_id_len, text + it->base);
+        base_len = item_id_len;
     }
-    memcpy(text + it->base + it->base_len, n->suffix, n->suffix_len + 1);
-    n->text.len = it->base + it->base_len + n->suffix_len + 1;
-    n->count++;
-    it->prev = it->next = NAMES_NONE;
-    it->stage = 0;
-    if (it->base_len + n->suffix_len <= NAMES_MAX_LEN)
-        return names_place(n, e, it->base, it->base_len + n->suffix_len, false);
-    it->stage = names_next_stage(it, 0);
-    rc = names_candidate(n, it, it->stage, &at, &len);
-    if (!rc)
-        rc = names_place(n, e, at, len, true);
+    memcpy(text + it->base + base_len, n->suffix, n->suffix_len + 1);
+    n->text.len = it->base + base_len + n->suffix_len + 1;
+    n->stages[e] = 0;
+    if (base_len + n->suffix_len <= NAMES_MAX_LEN)
+        rc = names_place(n, e, it->base, false);
+    else {
+        n->stages[e] = (uint8_t)names_next_stage(it, 0);
+        rc = names_candidate(n, it, n->stages[e], &at);
+        if (!rc)
+            rc = names_place(n, e, at, true);
+    }
     if (rc)
-        n->count--; /* not added; its strings stay in text, unused */
-    return rc;
+        return rc; /* not added; its strings stay in text, unused */
+    n->count++;
+    return 0;
 }
-/* One round: choose the movers from every colliding group, then move them. */
+
+/*
+ * Decides for the name held by `rep`: when two or more hold it, those at
+ * the lowest stage leave it (onto movers), unless all are at stage 2 or
+ * above, which leaves the name to the final stage.
+ */
+static int names_decide(struct names *n, uint32_t rep)
+{
+    const char *name = n->text.data + n->items[rep].name;
+    size_t i, count = 0, kept = 0;
+    uint32_t head, keep = NAMES_NONE, *tail = &keep;
+    int low = NAMES_STAGE_FINAL, rc;
+    bool found;
+
+    i = names_slot_probe(n, name, names_slot_hash(name), &found);
+    n->slots[i].hash &= ~NAMES_SLOT_QUEUED;
+    head = n->slots[i].head;
+    for (uint32_t e = head; e != NAMES_NONE; e = n->items[e].next) {
+        count++;
+        if (n->stages[e] < low)
+            low = n->stages[e];
+    }
+    if (count < 2)
+        return 0;
+    if (low >= 2) {
+        if (n->slots[i].hash & NAMES_SLOT_STUCK)
+            return 0;
+        n->slots[i].hash |= NAMES_SLOT_STUCK;
+        return names_list_push(&n->stuck, head);
+    }
+    for (uint32_t e = head, next; e != NAMES_NONE; e = next) {
+        next = n->items[e].next;
+        if (n->stages[e] == low) {
+            if ((rc = names_list_push(&n->movers, e)))
+                return rc;
+        } else {
+            *tail = e;
+            tail = &n->items[e].next;
+            kept++;
+        }
+    }
+    *tail = NAMES_NONE;
+    if (!kept) {
+        names_slot_remove(n, i);
+        return 0;
+    }
+    n->slots[i].head = keep;
+    /* Those left behind may still collide among themselves. */
+    return kept >= 2 ? names_queue(n, i) : 0;
+}
+
+/* One round: choose the movers from every colliding name, then move them.
+ * The choices depend on nothing the moves change, so taking each mover out
+ * of its name while choosing decides as if all were chosen first. */
 static int names_round(struct names *n)
 {
     int rc;
 
-    n->movers_len = 0;
-    for (size_t w = 0; w < n->work_len; w++) {
-        struct names_group *gr = &n->table.groups[n->work[w]];
-        int low = NAMES_STAGE_FINAL;
-
-        gr->queued = false;
-        if (gr->count < 2)
-            continue;
-        for (size_t e = gr->head; e != NAMES_NONE; e = n->items[e].next)
-            if (n->items[e].stage < low)
-                low = n->items[e].stage;
-        if (low >= 2) {
-            if (!gr->stuck) {
-                gr->stuck = true;
-                n->stuck[n->stuck_len++] = n->work[w];
-            }
-            continue;
-        }
-        for (size_t e = gr->head; e != NAMES_NONE; e = n->items[e].next) {
-            if (n->items[e].stage == low)
-                n->movers[n->movers_len++] = e;
-        }
-    }
-    n->next_len = 0;
-    for (size_t m = 0; m < n->movers_len; m++) {
-        size_t e = n->movers[m], old = n->items[e].group, at, len;
-        struct names_item *it = &n->items[e];
-
-        it->stage = names_next_stage(it, it->stage);
-        rc = names_candidate(n, it, it->stage, &at, &len);
-        if (rc)
+    n->movers.len = 0;
+    for (size_t w = 0; w < n->work.len; w++)
+        if ((rc = names_decide(n, n->work.at[w])))
             return rc;
-        names_unlink(n, e);
-        /* Those left behind may still collide among themselves. */
-        names_queue(n, old);
-        rc = names_place(n, e, at, len, true);
+    for (size_t m = 0; m < n->movers.len; m++) {
+        uint32_t e = n->movers.at[m];
+        struct names_item *it = &n->items[e];
+        size_t at;
+
+        n->stages[e] = (uint8_t)names_next_stage(it, n->stages[e]);
+        rc = names_candidate(n, it, n->stages[e], &at);
+        if (!rc)
+            rc = names_place(n, e, at, true);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-static int names_cmp_id(const struct names *n, size_t a, size_t b)
+static int names_cmp_id(const struct names *n, uint32_t a, uint32_t b)
 {
     const struct names_item *x = &n->items[a], *y = &n->items[b];
-    size_t len = x->rid_len < y->rid_len ? x->rid_len : y->rid_len;
+    size_t xl = names_rid_len(x), yl = names_rid_len(y), len = xl < yl ? xl : yl;
     int c = len ? memcmp(n->text.data + x->rid, n->text.data + y->rid, len) : 0;
 
     if (c)
         return c;
-    return (x->rid_len > y->rid_len) - (x->rid_len < y->rid_len);
+    return (xl > yl) - (xl < yl);
 }
 
 /* Moves v[root] down the max-heap v[0, end). */
-static void names_sift(const struct names *n, size_t *v, size_t root, size_t end)
+static void names_sift(const struct names *n, uint32_t *v, size_t root, size_t end)
 {
     for (;;) {
-        size_t child = 2 * root + 1, tmp;
+        size_t child = 2 * root + 1;
+        uint32_t tmp;
 
         if (child >= end)
             return;
@@ -600,12 +760,12 @@ static void names_sift(const struct names *n, size_t *v, size_t root, size_t end
  * Heap sort by raw id: qsort would need the state through a global, which
  * this module does not keep, to be safe from any thread.
  */
-static void names_sort_by_id(const struct names *n, size_t *v, size_t count)
+static void names_sort_by_id(const struct names *n, uint32_t *v, size_t count)
 {
     for (size_t start = count / 2; start-- > 0;)
         names_sift(n, v, start, count);
     for (size_t end = count; end-- > 1;) {
-        size_t tmp = v[0];
+        uint32_t tmp = v[0];
 
         v[0] = v[end];
         v[end] = tmp;
@@ -613,43 +773,59 @@ static void names_sort_by_id(const struct names *n, size_t *v, size_t count)
     }
 }
 
-/* Settles groups that even the hash could not separate. */
+/*
+ * Settles the names that even the hash could not separate. Their holders
+ * leave them all at once: a numbered name (`~` hash `-` N, N shorter than
+ * 16 digits) is never a stage 2 name (16 hex digits before the suffix), so
+ * which stage 2 names are still held cannot change which numbers are free.
+ */
 static int names_final(struct names *n)
 {
-    size_t count = 0;
     int rc;
 
-    for (size_t i = 0; i < n->stuck_len; i++) {
-        struct names_group *gr = &n->table.groups[n->stuck[i]];
+    n->movers.len = 0;
+    for (size_t s = 0; s < n->stuck.len; s++) {
+        const char *name = n->text.data + n->items[n->stuck.at[s]].name;
+        bool found;
+        size_t i = names_slot_probe(n, name, names_slot_hash(name), &found);
+        uint32_t head = n->slots[i].head;
 
-        if (gr->count < 2)
+        if (n->items[head].next == NAMES_NONE)
             continue;
-        for (size_t e = gr->head; e != NAMES_NONE; e = n->items[e].next)
-            n->movers[count++] = e;
+        for (uint32_t e = head; e != NAMES_NONE; e = n->items[e].next)
+            if ((rc = names_list_push(&n->movers, e)))
+                return rc;
+        names_slot_remove(n, i);
     }
-    names_sort_by_id(n, n->movers, count);
-    for (size_t m = 0; m < count; m++) {
-        size_t e = n->movers[m];
+    names_sort_by_id(n, n->movers.at, n->movers.len);
+    /* Repeated ids would number each other one by one, in time quadratic
+     * in their count, only to be refused: refused at once. */
+    for (size_t m = 1; m < n->movers.len; m++)
+        if (names_cmp_id(n, n->movers.at[m - 1], n->movers.at[m]) == 0)
+            return -EINVAL;
+    for (size_t m = 0; m < n->movers.len; m++) {
+        uint32_t e = n->movers.at[m];
         struct names_item *it = &n->items[e];
         char hash[NAMES_HASH_DIGITS + 1];
 
-        it->stage = NAMES_STAGE_FINAL;
-        names_unlink(n, e);
-        names_hex(it->hash, hash);
+        n->stages[e] = NAMES_STAGE_FINAL;
+        names_hex(names_id_hash(n, it), hash);
         for (unsigned long long k = 1;; k++) {
             char tag[NAMES_HASH_DIGITS + 24];
             int tag_len = snprintf(tag, sizeof(tag), "%s-%llu", hash, k);
-            size_t at, len, g;
+            size_t at;
+            bool found;
 
-            rc = names_tagged(n, it, tag, (size_t)tag_len, &at, &len);
+            rc = names_tagged(n, it, tag, (size_t)tag_len, &at);
             if (rc)
                 return rc;
-            g = names_table_find(n, at, len);
-            if (g != NAMES_NONE && n->table.groups[g].count > 0) {
+            names_slot_probe(n, n->text.data + at, names_slot_hash(n->text.data + at),
+                             &found);
+            if (found) {
                 n->text.len = at;
                 continue;
             }
-            rc = names_place(n, e, at, len, true);
+            rc = names_place(n, e, at, true);
             if (rc)
                 return rc;
             break;
@@ -658,84 +834,114 @@ static int names_final(struct names *n)
     return 0;
 }
 
-/* -EINVAL when two entries share a raw id. */
-static int names_check_ids(const struct names *n)
+/*
+ * -EINVAL when two entries share a raw id. Run once the names are settled,
+ * in the slots of their table when they are enough, so that the check adds
+ * nothing to the peak.
+ */
+static int names_check_ids(struct names *n)
 {
-    size_t cap = 16, *slots;
-    int rc = 0;
+    size_t cap = names_ids_cap(n->count), mask;
+    struct names_slot *slots;
 
-    while (cap < n->count * 2)
-        cap *= 2;
-    slots = malloc(cap * sizeof(*slots));
-    if (!slots)
-        return -ENOMEM;
-    for (size_t i = 0; i < cap; i++)
-        slots[i] = NAMES_NONE;
-    for (size_t e = 0; e < n->count; e++) {
-        const struct names_item *it = &n->items[e];
-        size_t i = (size_t)it->hash & (cap - 1);
-
-        while (slots[i] != NAMES_NONE) {
-            if (names_cmp_id(n, slots[i], e) == 0) {
-                rc = -EINVAL;
-                goto out;
-            }
-            i = (i + 1) & (cap - 1);
-        }
-        slots[i] = e;
+    if (n->slots_cap >= cap) {
+        cap = n->slots_cap;
+        for (size_t i = 0; i < cap; i++)
+            n->slots[i].head = NAMES_NONE;
+    } else {
+        free(n->slots);
+        n->slots = NULL;
+        n->slots_cap = 0;
+        if (!(n->slots = names_slots_empty(cap)))
+            return -ENOMEM;
+        n->slots_cap = cap;
     }
-out:
-    free(slots);
-    return rc;
+    /* The names' table is gone: nothing may look names up from here on. */
+    n->slots_used = 0;
+    slots = n->slots;
+    mask = cap - 1;
+    for (uint32_t e = 0; e < n->count; e++) {
+        uint32_t hash = (uint32_t)names_id_hash(n, &n->items[e]);
+        size_t i = hash & mask;
+
+        for (; slots[i].head != NAMES_NONE; i = (i + 1) & mask)
+            if (slots[i].hash == hash && names_cmp_id(n, slots[i].head, e) == 0)
+                return -EINVAL;
+        slots[i] = (struct names_slot){hash, e};
+    }
+    return 0;
+}
+
+/* Keeps of each entry only the offset of its file name, and gives back
+ * what settling used. 0 or -ENOMEM, and then nothing has changed. */
+static int names_keep_names(struct names *n)
+{
+    uint32_t *names = malloc((n->count ? n->count : 1) * sizeof(*names));
+    char *text;
+
+    if (!names)
+        return -ENOMEM;
+    /* The text's room beyond its bytes, up to as much again after growing
+     * by doubling; an allocator that cannot even shrink it is out of
+     * memory. */
+    if (n->text.data && n->text.cap > n->text.len + 1) {
+        text = realloc(n->text.data, n->text.len + 1);
+        if (!text) {
+            free(names);
+            return -ENOMEM;
+        }
+        n->text.data = text;
+        n->text.cap = n->text.len + 1;
+    }
+    for (size_t e = 0; e < n->count; e++)
+        names[e] = n->items[e].name;
+    names_free_work(n);
+    n->names = names;
+    return 0;
 }
 
 int names_finish(struct names *n)
 {
-    size_t work_cap = 2 * n->count + 1;
-    int rc;
+    int rc = 0;
 
-    if (n->finished)
+    if (n->finished || n->failed)
         return -EINVAL;
-    rc = names_check_ids(n);
-    if (rc)
-        return rc;
-    /* Every move queues at most two groups, and an entry moves at most
-     * twice before the final stage. */
-    n->work = malloc(work_cap * sizeof(size_t));
-    n->next_work = malloc(work_cap * sizeof(size_t));
-    n->movers = malloc((n->count + 1) * sizeof(size_t));
-    n->stuck = malloc((n->count + 1) * sizeof(size_t));
-    if (!n->work || !n->next_work || !n->movers || !n->stuck)
-        return -ENOMEM;
-    for (size_t g = 0; g < n->table.used; g++)
-        names_queue(n, g);
-    while (n->next_len) {
-        size_t *tmp = n->work;
+    /* Repeated ids are refused once the names are settled, when the check
+     * can reuse the table of names (or sooner, by the final stage). */
+    while (!rc && n->next_work.len) {
+        struct names_list tmp = n->work;
 
         n->work = n->next_work;
-        n->work_len = n->next_len;
         n->next_work = tmp;
+        n->next_work.len = 0;
         rc = names_round(n);
-        if (rc)
-            return rc;
     }
-    rc = names_final(n);
-    if (rc)
+    if (!rc)
+        rc = names_final(n);
+    if (!rc)
+        rc = names_check_ids(n);
+    if (!rc)
+        rc = names_keep_names(n);
+    if (rc) {
+        /* Half settled, the work is of no use. */
+        names_free_work(n);
+        n->failed = true;
         return rc;
+    }
     n->finished = true;
     return 0;
 }
 
 const char *names_file_name(const struct names *n, size_t index, size_t *len)
 {
-    const struct names_group *g;
+    const char *name;
 
     if (!n->finished || index >= n->count)
         return NULL;
-    g = &n->table.groups[n->items[index].group];
+    name = n->text.data + n->names[index];
     if (len)
-        *len = g->len;
-    return n->text.data + g->name;
+        *len = strlen(name);
+    return name;
 }
 
 const char *names_item_id(const struct names *n, size_t index, size_t *len)

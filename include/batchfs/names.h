@@ -53,8 +53,9 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
  * 0 or -ENOMEM, and then nothing is lost. */
 int names_expect(struct names *n, size_t count);
 
-/* Settles the collisions. 0, -EINVAL (two entries share an id, or called
- * twice) or -ENOMEM; on error no name is given out. */
+/* Settles the collisions, and gives back the room only settling needs.
+ * 0, -EINVAL (two entries share an id, or called twice) or -ENOMEM; on
+ * error no name is given out, and the folder can only be freed. */
 int names_finish(struct names *n);
 
 /* After names_finish: the file name of entry `index` (NUL-terminated; its
@@ -63,7 +64,8 @@ int names_finish(struct names *n);
 const char *names_file_name(const struct names *n, size_t index, size_t *len);
 
 /* The bytes the folder holds now (room made ahead included), for a
- * memory budget. Safe on NULL (0). */
+ * memory budget: its strings, and until names_finish its work to settle
+ * them. Safe on NULL (0). */
 size_t names_footprint(const struct names *n);
 
 /* The id entry `index` was added with: its bytes (not NUL-terminated,
