@@ -721,9 +721,9 @@ static void builder_place_all(const struct builder *b, struct strings_cursor *c)
 
     for (size_t i = 0; i < l->count; i++) {
         const struct builder_strings *s = &b->strings[i];
-        size_t len = 0, id_len = s->id_len;
+        size_t len = 0;
         const char *name = b->names ? names_file_name(b->names, i, &len) : NULL;
-        const char *id = s->id == BUILDER_NO_STRING ? names_item_id(b->names, i, &id_len)
+        const char *id = s->id == BUILDER_NO_STRING ? names_item_id(b->names, i)
                                                     : b->arena.data + s->id;
 
         builder_place_strings(b, c, &l->entries[i], s, id, name, len);

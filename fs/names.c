@@ -91,7 +91,8 @@ struct names {
     size_t suffix_len;
     struct buf text;
     /* Until names_finish: items and stages (items_cap of each); after it,
-     * `names` (count of them), the offset in text of each file name. */
+     * `names` (2 * count of them): the offset in text of each file name,
+     * then of each raw id. */
     struct names_item *items;
     uint8_t *stages;
     uint32_t *names;
@@ -530,12 +531,12 @@ size_t names_footprint(const struct names *n)
     if (!n->finished && !n->failed) {
         ids_cap = names_ids_cap(n->count);
         ahead =
-            n->count * sizeof(*n->names) +
+            2 * n->count * sizeof(*n->names) +
             (ids_cap > n->slots_cap ? (ids_cap - n->slots_cap) * sizeof(*n->slots) : 0);
     }
     return sizeof(*n) + n->text.cap +
            n->items_cap * (sizeof(*n->items) + sizeof(*n->stages)) +
-           (n->names ? n->count * sizeof(*n->names) : 0) +
+           (n->names ? 2 * n->count * sizeof(*n->names) : 0) +
            n->slots_cap * sizeof(*n->slots) +
            (n->work.cap + n->next_work.cap + n->movers.cap + n->stuck.cap) *
                sizeof(uint32_t) +
@@ -872,11 +873,12 @@ static int names_check_ids(struct names *n)
     return 0;
 }
 
-/* Keeps of each entry only the offset of its file name, and gives back
- * what settling used. 0 or -ENOMEM, and then nothing has changed. */
+/* Keeps of each entry only the offsets of its file name and of its raw id
+ * (names_item_id), and gives back what settling used. 0 or -ENOMEM, and
+ * then nothing has changed. */
 static int names_keep_names(struct names *n)
 {
-    uint32_t *names = malloc((n->count ? n->count : 1) * sizeof(*names));
+    uint32_t *names = malloc((n->count ? 2 * n->count : 1) * sizeof(*names));
     char *text;
 
     if (!names)
@@ -893,8 +895,10 @@ static int names_keep_names(struct names *n)
         n->text.data = text;
         n->text.cap = n->text.len + 1;
     }
-    for (size_t e = 0; e < n->count; e++)
+    for (size_t e = 0; e < n->count; e++) {
         names[e] = n->items[e].name;
+        names[n->count + e] = n->items[e].rid;
+    }
     names_free_work(n);
     n->names = names;
     return 0;
@@ -944,12 +948,11 @@ const char *names_file_name(const struct names *n, size_t index, size_t *len)
     return name;
 }
 
-const char *names_item_id(const struct names *n, size_t index, size_t *len)
+const char *names_item_id(const struct names *n, size_t index)
 {
-    if (index >= n->count)
+    if (!n->finished || index >= n->count)
         return NULL;
-    *len = n->items[index].rid_len;
-    return n->text.data + n->items[index].rid;
+    return n->text.data + n->names[n->count + index];
 }
 
 int names_assign(struct names_entry *entries, size_t count, const char *suffix)

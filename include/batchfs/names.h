@@ -68,10 +68,11 @@ const char *names_file_name(const struct names *n, size_t index, size_t *len);
  * them. Safe on NULL (0). */
 size_t names_footprint(const struct names *n);
 
-/* The id entry `index` was added with: its bytes (not NUL-terminated,
- * *len of them), valid until names_free, so that the caller need keep no
- * copy; NULL when there is no such entry. */
-const char *names_item_id(const struct names *n, size_t index, size_t *len);
+/* After names_finish: the bytes of the id entry `index` was added with (as
+ * many as names_add was given; not NUL-terminated), valid until
+ * names_free, so that the caller need keep no copy. NULL before, or when
+ * there is no such entry. */
+const char *names_item_id(const struct names *n, size_t index);
 
 /* Frees the folder and its names. Safe on NULL. */
 void names_free(struct names *n);

@@ -522,6 +522,28 @@ static void test_incremental(void **state)
     free(e);
 }
 
+/* Once settled, a folder gives back each entry's id as it was added, NULs
+ * and all, so that its caller keeps no copy; not before. */
+static void test_item_ids_kept(void **state)
+{
+    static const char odd[] = {'i', '\0', 'd', '/', '\n'};
+    int err;
+    struct names *n = names_new(".json", &err);
+
+    (void)state;
+    assert_non_null(n);
+    assert_int_equal(names_add(n, "itm-1", 5, "a.pdf", 5), 0);
+    assert_int_equal(names_add(n, odd, sizeof(odd), "a.pdf", 5), 0);
+    assert_int_equal(names_add(n, "", 0, NULL, 0), 0);
+    assert_null(names_item_id(n, 0));
+    assert_int_equal(names_finish(n), 0);
+    assert_memory_equal(names_item_id(n, 0), "itm-1", 5);
+    assert_memory_equal(names_item_id(n, 1), odd, sizeof(odd));
+    assert_non_null(names_item_id(n, 2));
+    assert_null(names_item_id(n, 3));
+    names_free(n);
+}
+
 /* A folder whose settling failed gives out no name and takes no more. */
 static void test_failed_finish(void **state)
 {
@@ -1212,6 +1234,7 @@ int main(void)
         cmocka_unit_test(test_other_suffix),
         cmocka_unit_test(test_allocation_failure),
         cmocka_unit_test(test_is_id),
+        cmocka_unit_test(test_item_ids_kept),
         cmocka_unit_test(test_group_cases),
     };
 
