@@ -15,6 +15,7 @@
 #include "batchfs/tree.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,15 +107,25 @@ static void table_remove(struct node_table *t, struct node *node, bool by_ino)
 
 /* ---- node lifetime (tree->lock held) --------------------------------- */
 
-/* A zeroed node called `name`. */
-static struct node *node_new(const char *name)
+/* A zeroed node called `name`, its malloc chunk counted in node_bytes. */
+static struct node *node_new(struct tree *tree, const char *name)
 {
     size_t len = strlen(name);
     struct node *node = calloc(1, sizeof(*node) + len + 1);
 
-    if (node)
+    if (node) {
         memcpy(node->name, name, len + 1);
+        tree->node_bytes += malloc_usable_size(node) + sizeof(size_t);
+    }
     return node;
+}
+
+/* Frees a node made by node_new, with its snapshot. */
+static void node_delete(struct tree *tree, struct node *node)
+{
+    blob_unref(node->snapshot);
+    tree->node_bytes -= malloc_usable_size(node) + sizeof(size_t);
+    free(node);
 }
 
 /* The child `name` of `parent`, created if needed, with `lookups` (0 or 1)
@@ -128,7 +139,7 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
         node->nlookup += lookups;
         return node;
     }
-    node = node_new(name);
+    node = node_new(tree, name);
     if (!node)
         return NULL;
     node->ino = tree->next_ino++;
@@ -157,8 +168,7 @@ static struct node *node_free_unused(struct tree *tree, struct node *node)
         table_remove(&tree->by_name, node, false);
     tree->count--;
     parent->children--;
-    blob_unref(node->snapshot);
-    free(node);
+    node_delete(tree, node);
     return parent;
 }
 
@@ -210,7 +220,7 @@ struct tree *tree_new(const struct tree_config *config)
     tree->next_ino = TREE_ROOT_INO + 1;
     if (table_init(&tree->by_ino) || table_init(&tree->by_name))
         goto fail;
-    tree->root = node_new("/");
+    tree->root = node_new(tree, "/");
     if (!tree->root)
         goto fail;
     tree->root->ino = TREE_ROOT_INO;
@@ -235,8 +245,7 @@ void tree_free(struct tree *tree)
             while (node) {
                 struct node *next = node->next_by_ino;
 
-                blob_unref(node->snapshot);
-                free(node);
+                node_delete(tree, node);
                 node = next;
             }
         }
@@ -288,5 +297,7 @@ void tree_get_stats(struct tree *tree, struct tree_stats *out)
 {
     pthread_mutex_lock(&tree->lock);
     out->nodes = tree->count;
+    out->bytes = tree->node_bytes +
+                 (tree->by_ino.size + tree->by_name.size) * sizeof(*tree->by_ino.buckets);
     pthread_mutex_unlock(&tree->lock);
 }

@@ -109,6 +109,7 @@ struct tree {
     pthread_mutex_t lock; /* protects everything below and every node */
     struct node_table by_ino, by_name;
     size_t count;
+    size_t node_bytes; /* the nodes' malloc chunks (see tree_stats) */
     uint64_t next_ino;
     struct node *root;
 };
