@@ -27,6 +27,12 @@
 
 /* ---- hash tables (tree->lock held) ------------------------------------ */
 
+/* Nodes per bucket, on average, at most: a table doubles when its nodes
+ * reach twice its buckets. So a node costs 4 to 8 bytes of buckets in each
+ * table (rather than 8 to 16 at load 1), and a find walks 1 to 2 nodes of
+ * a chain on average, each a compare of a number or of a parent and a name. */
+#define TABLE_LOAD 2
+
 static struct node **chain_next(struct node *node, bool by_ino)
 {
     return by_ino ? &node->next_by_ino : &node->next_by_name;
@@ -81,7 +87,7 @@ static void table_reserve(struct node_table *t, bool by_ino, size_t count)
 {
     size_t size = t->size;
 
-    while (size < count && size <= SIZE_MAX / 2 / sizeof(struct node *))
+    while (size < count / TABLE_LOAD && size <= SIZE_MAX / 2 / sizeof(struct node *))
         size *= 2;
     if (size > t->size)
         table_resize(t, by_ino, size);
@@ -148,9 +154,9 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
     node->status_index = status_index;
     node->nlookup = lookups;
     parent->children++;
-    if (tree->count >= tree->by_ino.size)
+    if (tree->count >= TABLE_LOAD * tree->by_ino.size)
         table_grow(&tree->by_ino, true);
-    if (tree->count >= tree->by_name.size)
+    if (tree->count >= TABLE_LOAD * tree->by_name.size)
         table_grow(&tree->by_name, false);
     table_insert(&tree->by_ino, node, true);
     table_insert(&tree->by_name, node, false);
