@@ -116,8 +116,10 @@ static void table_remove(struct node_table *t, struct node *node, bool by_ino)
 /* A zeroed node called `name`, its malloc chunk counted in node_bytes. */
 static struct node *node_new(struct tree *tree, const char *name)
 {
-    size_t len = strlen(name);
-    struct node *node = calloc(1, sizeof(*node) + len + 1);
+    size_t len = strlen(name), size = offsetof(struct node, name) + len + 1;
+    /* The name may end before the struct's tail padding: still allocated,
+     * so that no access to a field can reach past the chunk. */
+    struct node *node = calloc(1, size < sizeof(*node) ? sizeof(*node) : size);
 
     if (node) {
         memcpy(node->name, name, len + 1);
@@ -129,9 +131,31 @@ static struct node *node_new(struct tree *tree, const char *name)
 /* Frees a node made by node_new, with its snapshot. */
 static void node_delete(struct tree *tree, struct node *node)
 {
-    blob_unref(node->snapshot);
+    if (!node_kind_is_dir((enum node_kind)node->kind))
+        blob_unref(node->file.snapshot);
     tree->node_bytes -= malloc_usable_size(node) + sizeof(size_t);
     free(node);
+}
+
+/* A number for a new node. Numbers go up from 2 (1 is the root's) and,
+ * past UINT32_MAX, start again at 2, skipping those still in use: a node
+ * takes 4 bytes for it rather than 8, and 32-bit programs can stat every
+ * file. Four billion nodes made in one mount take thousands of walks of a
+ * million files; a number comes back only after the kernel forgot it (its
+ * node is freed then), which FUSE allows. There is always a free number:
+ * four billion nodes would take hundreds of GiB. */
+static uint32_t tree_next_ino(struct tree *tree)
+{
+    for (;;) {
+        uint32_t ino = tree->next_ino++;
+
+        if (tree->next_ino == 0) {
+            tree->next_ino = TREE_ROOT_INO + 1;
+            tree->ino_wrapped = true;
+        }
+        if (!tree->ino_wrapped || !tree_find_ino(tree, ino))
+            return ino;
+    }
 }
 
 /* The child `name` of `parent`, created if needed, with `lookups` (0 or 1)
@@ -142,18 +166,24 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
     struct node *node = tree_find_child(tree, parent, name);
 
     if (node) {
-        node->nlookup += lookups;
+        node_add_lookups(node, (uint32_t)lookups);
         return node;
     }
+    /* Neither can happen (a folder of four billion nodes would not fit in
+     * memory; every status_index is a small constant), but both are
+     * checked rather than wrapped. */
+    if (parent->dir.children == UINT32_MAX || status_index < -1 ||
+        status_index > NODE_STATUS_INDEX_MAX)
+        return NULL;
     node = node_new(tree, name);
     if (!node)
         return NULL;
-    node->ino = tree->next_ino++;
+    node->ino = tree_next_ino(tree);
     node->kind = kind;
     node->parent = parent;
     node->status_index = status_index;
-    node->nlookup = lookups;
-    parent->children++;
+    node->nlookup = (uint32_t)lookups;
+    parent->dir.children++;
     if (tree->count >= TABLE_LOAD * tree->by_ino.size)
         table_grow(&tree->by_ino, true);
     if (tree->count >= TABLE_LOAD * tree->by_name.size)
@@ -173,7 +203,7 @@ static struct node *node_free_unused(struct tree *tree, struct node *node)
     if (!node->detached)
         table_remove(&tree->by_name, node, false);
     tree->count--;
-    parent->children--;
+    parent->dir.children--;
     node_delete(tree, node);
     return parent;
 }
@@ -181,7 +211,7 @@ static struct node *node_free_unused(struct tree *tree, struct node *node)
 /* Frees `node` and then any ancestor it kept alive, once nothing holds them. */
 void tree_release_unused(struct tree *tree, struct node *node)
 {
-    while (node && node != tree->root && !node->nlookup && !node->children)
+    while (node && node != tree->root && !node->nlookup && !node_children(node))
         node = node_free_unused(tree, node);
 }
 
@@ -193,7 +223,7 @@ void tree_detach(struct tree *tree, struct node *node)
     node->detached = true;
     /* Never given to the kernel (made ahead of a readdirplus): nobody can
      * reach it any more. Its parent is held by the request that got here. */
-    if (!node->nlookup && !node->children)
+    if (!node->nlookup && !node_children(node))
         node_free_unused(tree, node);
 }
 
@@ -271,7 +301,7 @@ void tree_forget(struct tree *tree, uint64_t ino, uint64_t count)
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, ino);
     if (node && node != tree->root) {
-        node->nlookup = count < node->nlookup ? node->nlookup - count : 0;
+        node_forget_lookups(node, count);
         tree_release_unused(tree, node);
     }
     pthread_mutex_unlock(&tree->lock);
@@ -286,7 +316,7 @@ void tree_invalidate_all(struct tree *tree)
     inos = malloc(tree->count * sizeof(*inos));
     for (size_t i = 0; i < tree->by_ino.size; i++) {
         for (struct node *node = tree->by_ino.buckets[i]; node; node = node->next_by_ino) {
-            node->served = 0;
+            node_forget_served(node);
             if (inos)
                 inos[count++] = node->ino;
         }
