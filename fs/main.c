@@ -159,14 +159,15 @@ static json_t *main_stats_json(const struct meta *m)
     http_client_stats(m->http, &hs);
     catalog_get_stats(m->catalog, &cs);
     tree_get_stats(m->tree, &ts);
-    root = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I}}",
+    root = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I}}",
                      "requests", "sent", (json_int_t)hs.requests, "retries",
                      (json_int_t)hs.retries, "throttled", (json_int_t)hs.throttled, "bytes",
                      (json_int_t)hs.bytes, "cache", "hits", (json_int_t)cs.hits, "misses",
                      (json_int_t)cs.misses, "stale_served", (json_int_t)cs.stale_served,
                      "evictions", (json_int_t)cs.evictions, "reused", (json_int_t)cs.reused,
                      "entries", (json_int_t)cs.entries,
-                     "bytes", (json_int_t)cs.bytes, "inodes", "known", (json_int_t)ts.nodes);
+                     "bytes", (json_int_t)cs.bytes, "inodes", "known", (json_int_t)ts.nodes,
+                     "bytes", (json_int_t)ts.bytes);
     if (root)
         json_object_set_new(
             root, "fetching",

@@ -86,6 +86,12 @@ static const struct fixed_entry meta_entries[] = {
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
+_Static_assert(CATALOG_ITEM_STATUS_COUNT - 1 <= NODE_STATUS_INDEX_MAX &&
+                   CATALOG_CONTENT_COUNT - 1 <= NODE_STATUS_INDEX_MAX &&
+                   CATALOG_FILE_EXTRACTED <= NODE_STATUS_INDEX_MAX &&
+                   TREE_META_CONFIG <= NODE_STATUS_INDEX_MAX,
+               "struct node: status_index takes 4 bits");
+
 static const struct fixed_entry *fixed_find(const struct fixed_entry *entries, size_t count,
                                             const char *name)
 {
@@ -584,23 +590,91 @@ static bool node_keeps_version(enum node_kind kind)
     return !node_kind_is_dir(kind) && kind != NODE_LINK;
 }
 
+/* The version `node` keeps (borrowed), or NULL: folders keep none. */
+static struct blob *node_snapshot(const struct node *node)
+{
+    return node_kind_is_dir((enum node_kind)node->kind) ? NULL : node->file.snapshot;
+}
+
+/* The mtime told with the snapshot. */
+static struct timespec node_mtime(const struct node *node)
+{
+    int64_t ms = node->file.mtime_ms, sec = ms / 1000, rem = ms % 1000;
+
+    if (rem < 0) { /* before 1970: the division rounded up */
+        sec--;
+        rem += 1000;
+    }
+    return (struct timespec){.tv_sec = (time_t)sec,
+                             .tv_nsec = (long)(rem * 1000000 + node->mtime_sub_ms)};
+}
+
+/* Keeps `mtime` with the snapshot, exactly: whole milliseconds and the
+ * nanoseconds past them. Its nanoseconds are below 1e9 and its seconds
+ * within ±292 million years (listing_parse_time and clock_gettime make
+ * them so); anything else is clamped rather than overflowed. */
+static void node_set_mtime(struct node *node, struct timespec mtime)
+{
+    const int64_t max_sec = INT64_MAX / 1000 - 1;
+    int64_t sec = mtime.tv_sec < -max_sec  ? -max_sec
+                  : mtime.tv_sec > max_sec ? max_sec
+                                           : mtime.tv_sec;
+    long nsec = mtime.tv_nsec < 0            ? 0
+                : mtime.tv_nsec > 999999999L ? 999999999L
+                                             : mtime.tv_nsec;
+
+    node->file.mtime_ms = sec * 1000 + nsec / 1000000;
+    node->mtime_sub_ms = (unsigned)(nsec % 1000000);
+}
+
 /* Whether `node` stands for a version other than `content` (tree->lock). */
 static bool node_outdated(const struct node *node, const struct blob *content)
 {
-    return node->snapshot && content &&
-           (node->snapshot->digest != content->digest || node->snapshot->len != content->len);
+    const struct blob *snapshot = node_snapshot(node);
+
+    return snapshot && content &&
+           (snapshot->digest != content->digest || snapshot->len != content->len);
 }
 
-void node_keep_snapshot(struct node *node, struct blob *content, struct timespec mtime)
+/* Keeps `content` as the version of file `node` (tree->lock held); folders
+ * and links keep nothing. */
+static void node_keep_snapshot(struct node *node, struct blob *content,
+                               struct timespec mtime)
 {
-    struct blob *old = node->snapshot;
+    struct blob *old;
 
-    node->snapshot = NULL;
-    if (content && node_keeps_version(node->kind)) {
-        node->snapshot = blob_ref(content);
-        node->mtime = mtime;
+    if (!node_keeps_version((enum node_kind)node->kind))
+        return;
+    old = node->file.snapshot;
+    node->file.snapshot = NULL;
+    node->served = 0; /* what it was given was the old snapshot */
+    if (content) {
+        node->file.snapshot = blob_ref(content);
+        node_set_mtime(node, mtime);
     }
     blob_unref(old);
+}
+
+/* The digest of what the kernel was last given of file `node`: its
+ * snapshot's, or 0 for nothing (or for something other than the snapshot,
+ * which is compared only with the snapshot: see tree_read). */
+static uint64_t node_served_digest(const struct node *node)
+{
+    return node->served && node->file.snapshot ? node->file.snapshot->digest : 0;
+}
+
+bool node_note_version(struct node *node, struct blob *content, struct timespec mtime)
+{
+    uint64_t served;
+
+    if (!content || !node_keeps_version((enum node_kind)node->kind)) {
+        node_keep_snapshot(node, content, mtime);
+        return false;
+    }
+    served = node_served_digest(node);
+    node_keep_snapshot(node, content, mtime);
+    node->served = 1;
+    return served && served != content->digest;
 }
 
 struct node *tree_link_version(struct tree *tree, struct node *parent, const char *name,
@@ -629,8 +703,8 @@ static bool node_take_version(struct tree *tree, struct node *node, struct resol
     if (!node_outdated(node, r->content))
         return false;
     *newer = r->content;
-    r->content = blob_ref(node->snapshot);
-    r->mtime = node->mtime;
+    r->content = blob_ref(node->file.snapshot);
+    r->mtime = node_mtime(node);
     r->nlink = 1;
     /* The kernel's entry for the name leads to this inode until it expires:
      * for a name it never asks for again (a file readdirplus hands out
@@ -655,11 +729,11 @@ static void tree_notify_stale(struct tree *tree, const struct stale_name *stale)
  * true and *r filled when `node` is one. */
 static bool node_resolve_frozen(const struct node *node, struct resolved *r)
 {
-    if (!node || !node->detached || !node->snapshot)
+    if (!node || !node->detached || !node_snapshot(node))
         return false;
     memset(r, 0, sizeof(*r));
-    r->content = blob_ref(node->snapshot);
-    r->mtime = node->mtime;
+    r->content = blob_ref(node->file.snapshot);
+    r->mtime = node_mtime(node);
     r->nlink = 1;
     return true;
 }
@@ -757,8 +831,7 @@ unlock:
             node->terminal = r.terminal;
             view.terminal = r.terminal;
         }
-        inval = node_note_content(node, r.content);
-        node_keep_snapshot(node, r.content, r.mtime);
+        inval = node_note_version(node, r.content, r.mtime);
         ino = node->ino;
         attr_fill(tree, kind, ino, &r, view.terminal, out);
     }
@@ -800,8 +873,7 @@ static bool tree_record(struct tree *tree, struct node_view *view, struct resolv
             node->terminal = r->terminal;
             view->terminal = r->terminal;
         }
-        inval = node_note_content(node, r->content);
-        node_keep_snapshot(node, r->content, r->mtime);
+        inval = node_note_version(node, r->content, r->mtime);
     }
     pthread_mutex_unlock(&tree->lock);
     if (newer)
@@ -869,13 +941,20 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, ino);
     if (node) {
-        *unchanged = node->served == r.content->digest;
-        node->served = r.content->digest;
-        /* The bytes of the version whose size the kernel was told. */
-        if (!frozen && node_take_version(tree, node, &r, &newer, &stale))
+        *unchanged = node_served_digest(node) == r.content->digest;
+        if (frozen) {
+            node->served = 1; /* r.content is the snapshot */
+        } else if (node_take_version(tree, node, &r, &newer, &stale)) {
+            /* The bytes of the version whose size the kernel was told.
+             * What was asked for was the newer version: served stays
+             * unset, so the next read of this inode does not count on
+             * the kernel's cached copy. */
             *unchanged = true;
-        else if (!frozen)
+            node->served = 0;
+        } else {
             node_keep_snapshot(node, r.content, r.mtime);
+            node->served = 1;
+        }
     }
     pthread_mutex_unlock(&tree->lock);
     if (newer)

@@ -176,8 +176,8 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
 
         if (node->kind == NODE_JOB || node->kind == NODE_BATCH)
             node->terminal = dir->view.terminal;
-        *unchanged = node->served == version;
-        node->served = version;
+        *unchanged = node->dir.served == version;
+        node->dir.served = version;
     }
     pthread_mutex_unlock(&tree->lock);
     *out = dir;
@@ -197,14 +197,14 @@ static void dir_drop_ahead(struct tree *tree, struct tree_dir *dir)
     if (!folder)
         return; /* gone, and its children with it */
     /* Held while its children go, so that it cannot go with them. */
-    folder->nlookup++;
+    node_add_lookups(folder, 1);
     for (size_t i = dir->ahead_from; i < dir->ahead_to; i++) {
         struct node *node = tree_find_child(tree, folder, dir->listing->entries[i - 2].name);
 
-        if (node && !node->nlookup && !node->children)
+        if (node && !node->nlookup && !node_children(node))
             tree_release_unused(tree, node);
     }
-    folder->nlookup--;
+    node_forget_lookups(folder, 1);
     tree_release_unused(tree, folder);
 }
 
@@ -402,8 +402,7 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
         if (kind == NODE_JOB || kind == NODE_BATCH)
             node->terminal = terminal;
         if (link) {
-            inval = node_note_content(node, r.content);
-            node_keep_snapshot(node, r.content, r.mtime);
+            inval = node_note_version(node, r.content, r.mtime);
         }
     }
     if (!rc) {

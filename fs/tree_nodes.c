@@ -15,6 +15,7 @@
 #include "batchfs/tree.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,12 @@
 #include "tree_private.h"
 
 /* ---- hash tables (tree->lock held) ------------------------------------ */
+
+/* Nodes per bucket, on average, at most: a table doubles when its nodes
+ * reach twice its buckets. So a node costs 4 to 8 bytes of buckets in each
+ * table (rather than 8 to 16 at load 1), and a find walks 1 to 2 nodes of
+ * a chain on average, each a compare of a number or of a parent and a name. */
+#define TABLE_LOAD 2
 
 static struct node **chain_next(struct node *node, bool by_ino)
 {
@@ -80,7 +87,7 @@ static void table_reserve(struct node_table *t, bool by_ino, size_t count)
 {
     size_t size = t->size;
 
-    while (size < count && size <= SIZE_MAX / 2 / sizeof(struct node *))
+    while (size < count / TABLE_LOAD && size <= SIZE_MAX / 2 / sizeof(struct node *))
         size *= 2;
     if (size > t->size)
         table_resize(t, by_ino, size);
@@ -106,15 +113,49 @@ static void table_remove(struct node_table *t, struct node *node, bool by_ino)
 
 /* ---- node lifetime (tree->lock held) --------------------------------- */
 
-/* A zeroed node called `name`. */
-static struct node *node_new(const char *name)
+/* A zeroed node called `name`, its malloc chunk counted in node_bytes. */
+static struct node *node_new(struct tree *tree, const char *name)
 {
-    size_t len = strlen(name);
-    struct node *node = calloc(1, sizeof(*node) + len + 1);
+    size_t len = strlen(name), size = offsetof(struct node, name) + len + 1;
+    /* The name may end before the struct's tail padding: still allocated,
+     * so that no access to a field can reach past the chunk. */
+    struct node *node = calloc(1, size < sizeof(*node) ? sizeof(*node) : size);
 
-    if (node)
+    if (node) {
         memcpy(node->name, name, len + 1);
+        tree->node_bytes += malloc_usable_size(node) + sizeof(size_t);
+    }
     return node;
+}
+
+/* Frees a node made by node_new, with its snapshot. */
+static void node_delete(struct tree *tree, struct node *node)
+{
+    if (!node_kind_is_dir((enum node_kind)node->kind))
+        blob_unref(node->file.snapshot);
+    tree->node_bytes -= malloc_usable_size(node) + sizeof(size_t);
+    free(node);
+}
+
+/* A number for a new node. Numbers go up from 2 (1 is the root's) and,
+ * past UINT32_MAX, start again at 2, skipping those still in use: a node
+ * takes 4 bytes for it rather than 8, and 32-bit programs can stat every
+ * file. Four billion nodes made in one mount take thousands of walks of a
+ * million files; a number comes back only after the kernel forgot it (its
+ * node is freed then), which FUSE allows. There is always a free number:
+ * four billion nodes would take hundreds of GiB. */
+static uint32_t tree_next_ino(struct tree *tree)
+{
+    for (;;) {
+        uint32_t ino = tree->next_ino++;
+
+        if (tree->next_ino == 0) {
+            tree->next_ino = TREE_ROOT_INO + 1;
+            tree->ino_wrapped = true;
+        }
+        if (!tree->ino_wrapped || !tree_find_ino(tree, ino))
+            return ino;
+    }
 }
 
 /* The child `name` of `parent`, created if needed, with `lookups` (0 or 1)
@@ -125,21 +166,27 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
     struct node *node = tree_find_child(tree, parent, name);
 
     if (node) {
-        node->nlookup += lookups;
+        node_add_lookups(node, (uint32_t)lookups);
         return node;
     }
-    node = node_new(name);
+    /* Neither can happen (a folder of four billion nodes would not fit in
+     * memory; every status_index is a small constant), but both are
+     * checked rather than wrapped. */
+    if (parent->dir.children == UINT32_MAX || status_index < -1 ||
+        status_index > NODE_STATUS_INDEX_MAX)
+        return NULL;
+    node = node_new(tree, name);
     if (!node)
         return NULL;
-    node->ino = tree->next_ino++;
+    node->ino = tree_next_ino(tree);
     node->kind = kind;
     node->parent = parent;
     node->status_index = status_index;
-    node->nlookup = lookups;
-    parent->children++;
-    if (tree->count >= tree->by_ino.size)
+    node->nlookup = (uint32_t)lookups;
+    parent->dir.children++;
+    if (tree->count >= TABLE_LOAD * tree->by_ino.size)
         table_grow(&tree->by_ino, true);
-    if (tree->count >= tree->by_name.size)
+    if (tree->count >= TABLE_LOAD * tree->by_name.size)
         table_grow(&tree->by_name, false);
     table_insert(&tree->by_ino, node, true);
     table_insert(&tree->by_name, node, false);
@@ -156,16 +203,15 @@ static struct node *node_free_unused(struct tree *tree, struct node *node)
     if (!node->detached)
         table_remove(&tree->by_name, node, false);
     tree->count--;
-    parent->children--;
-    blob_unref(node->snapshot);
-    free(node);
+    parent->dir.children--;
+    node_delete(tree, node);
     return parent;
 }
 
 /* Frees `node` and then any ancestor it kept alive, once nothing holds them. */
 void tree_release_unused(struct tree *tree, struct node *node)
 {
-    while (node && node != tree->root && !node->nlookup && !node->children)
+    while (node && node != tree->root && !node->nlookup && !node_children(node))
         node = node_free_unused(tree, node);
 }
 
@@ -177,7 +223,7 @@ void tree_detach(struct tree *tree, struct node *node)
     node->detached = true;
     /* Never given to the kernel (made ahead of a readdirplus): nobody can
      * reach it any more. Its parent is held by the request that got here. */
-    if (!node->nlookup && !node->children)
+    if (!node->nlookup && !node_children(node))
         node_free_unused(tree, node);
 }
 
@@ -210,7 +256,7 @@ struct tree *tree_new(const struct tree_config *config)
     tree->next_ino = TREE_ROOT_INO + 1;
     if (table_init(&tree->by_ino) || table_init(&tree->by_name))
         goto fail;
-    tree->root = node_new("/");
+    tree->root = node_new(tree, "/");
     if (!tree->root)
         goto fail;
     tree->root->ino = TREE_ROOT_INO;
@@ -235,8 +281,7 @@ void tree_free(struct tree *tree)
             while (node) {
                 struct node *next = node->next_by_ino;
 
-                blob_unref(node->snapshot);
-                free(node);
+                node_delete(tree, node);
                 node = next;
             }
         }
@@ -256,7 +301,7 @@ void tree_forget(struct tree *tree, uint64_t ino, uint64_t count)
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, ino);
     if (node && node != tree->root) {
-        node->nlookup = count < node->nlookup ? node->nlookup - count : 0;
+        node_forget_lookups(node, count);
         tree_release_unused(tree, node);
     }
     pthread_mutex_unlock(&tree->lock);
@@ -271,7 +316,7 @@ void tree_invalidate_all(struct tree *tree)
     inos = malloc(tree->count * sizeof(*inos));
     for (size_t i = 0; i < tree->by_ino.size; i++) {
         for (struct node *node = tree->by_ino.buckets[i]; node; node = node->next_by_ino) {
-            node->served = 0;
+            node_forget_served(node);
             if (inos)
                 inos[count++] = node->ino;
         }
@@ -288,5 +333,7 @@ void tree_get_stats(struct tree *tree, struct tree_stats *out)
 {
     pthread_mutex_lock(&tree->lock);
     out->nodes = tree->count;
+    out->bytes = tree->node_bytes +
+                 (tree->by_ino.size + tree->by_name.size) * sizeof(*tree->by_ino.buckets);
     pthread_mutex_unlock(&tree->lock);
 }

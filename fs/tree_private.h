@@ -68,25 +68,88 @@ static inline bool node_kind_is_dir(enum node_kind kind)
            kind != NODE_META_FILE && kind != NODE_LINK && kind != NODE_DOC;
 }
 
+/*
+ * A node: what the tree keeps for each inode the kernel holds, which may be
+ * a million (a folder of a million items after readdirplus). The bound is
+ * 100 bytes an inode in all: the node's malloc chunk (glibc: the request
+ * and 8 bytes, rounded up to 16) and its share of both tables' buckets.
+ * With the fields below, 52 bytes and the name, a name of up to 19 bytes
+ * ("doc-000123.pdf.json") makes an 80-byte chunk, and the buckets add 8 to
+ * 16 bytes (two tables at load 1 to 2: see TABLE_LOAD). So nothing is
+ * wider than it must be, and what only files or only folders need shares
+ * its room (`file` and `dir` below: node_kind_is_dir says which).
+ */
 struct node {
-    uint64_t ino;
-    enum node_kind kind;
-    struct node *parent;   /* NULL for the root */
-    int status_index;      /* NODE_STATUS: the status; NODE_*_FILE: which file */
-    uint64_t nlookup;      /* lookups the kernel has not forgotten */
-    size_t children;       /* nodes whose parent this is */
-    uint64_t served;       /* files: digest of the content the kernel was given;
-                              folders: generation of the listing; 0 = nothing yet */
-    bool terminal;         /* NODE_JOB, NODE_BATCH: known to be finished */
-    bool detached;         /* out of by_name: a newer version of the file has
-                              another inode, this one keeps its snapshot */
-    struct blob *snapshot; /* files: the version whose size the kernel was
-                              told (see fs/tree.c, one inode per version) */
-    struct timespec mtime; /* ...and the mtime it was told with it */
     struct node *next_by_ino, *next_by_name;
-    char name[];           /* in the node's own allocation: one per entry
-                              listed, so one malloc rather than two */
+    struct node *parent; /* NULL for the root */
+    union {
+        struct {                   /* files and links (links keep nothing) */
+            struct blob *snapshot; /* the version whose size the kernel was
+                                      told (see fs/tree.c, one inode per
+                                      version) */
+            int64_t mtime_ms;      /* ...and the mtime it was told with it,
+                                      in whole milliseconds since the epoch,
+                                      the rest in mtime_sub_ms: exact (a
+                                      struct timespec takes 16 bytes) */
+        } file;
+        struct {               /* folders */
+            uint64_t served;   /* generation of the listing the kernel
+                                  was given; 0 = nothing yet */
+            uint32_t children; /* nodes whose parent this is */
+        } dir;
+    };
+    uint32_t ino;               /* see tree_next_ino: unique among the nodes */
+    uint32_t nlookup;           /* lookups the kernel has not forgotten; once at
+                                   UINT32_MAX it stays there (see node_add_lookups) */
+    unsigned kind : 5;          /* enum node_kind */
+    signed status_index : 4;    /* NODE_STATUS: the status; NODE_*_FILE: which
+                                   file (-1 to 7: see NODE_STATUS_INDEX_MAX) */
+    unsigned terminal : 1;      /* NODE_JOB, NODE_BATCH: known to be finished */
+    unsigned detached : 1;      /* out of by_name: a newer version of the file
+                                   has another inode, this one keeps its
+                                   snapshot */
+    unsigned served : 1;        /* files: the kernel was given the snapshot
+                                   (what it was given is then the snapshot's
+                                   digest); 0 = nothing yet, or something
+                                   other than the snapshot (tree_read) */
+    unsigned mtime_sub_ms : 20; /* files: the mtime's nanoseconds past
+                                   mtime_ms */
+    char name[];                /* in the node's own allocation: one per
+                                   entry listed, so one malloc rather than
+                                   two */
 };
+
+/* The status_index values a node holds: -1 (none) and the statuses, files,
+ * contents and views, all below 8 (fs/tree.c checks). */
+#define NODE_STATUS_INDEX_MAX 7
+_Static_assert(NODE_DOC < 32, "struct node: kind takes 5 bits");
+
+/* Lookups the kernel made of `node` (0 or 1 more). A count that reaches
+ * UINT32_MAX stays there for good: the kernel counts lookups in 64 bits
+ * (FORGET's nlookup is a uint64_t), so past that the tree no longer knows
+ * how many it holds, and keeps the node until unmount rather than free it
+ * while the kernel may still use it. Four billion lookups of one inode
+ * that the kernel never forgets in between take hours of a loop of stats
+ * under entry_timeout 0 at the least. (tree->lock held.) */
+static inline void node_add_lookups(struct node *node, uint32_t count)
+{
+    node->nlookup =
+        node->nlookup > UINT32_MAX - count ? UINT32_MAX : node->nlookup + count;
+}
+
+/* The kernel forgot `count` lookups of `node` (tree->lock held); a count
+ * at UINT32_MAX is kept (see node_add_lookups). */
+static inline void node_forget_lookups(struct node *node, uint64_t count)
+{
+    if (node->nlookup != UINT32_MAX)
+        node->nlookup = count < node->nlookup ? node->nlookup - (uint32_t)count : 0;
+}
+
+/* The nodes whose parent `node` is (0 for a file). */
+static inline uint32_t node_children(const struct node *node)
+{
+    return node_kind_is_dir((enum node_kind)node->kind) ? node->dir.children : 0;
+}
 
 /* A chained hash table of nodes; the chain link is chosen by the user. */
 struct node_table {
@@ -109,7 +172,9 @@ struct tree {
     pthread_mutex_t lock; /* protects everything below and every node */
     struct node_table by_ino, by_name;
     size_t count;
-    uint64_t next_ino;
+    size_t node_bytes; /* the nodes' malloc chunks (see tree_stats) */
+    uint32_t next_ino; /* see tree_next_ino */
+    bool ino_wrapped;  /* next_ino went past UINT32_MAX once */
     struct node *root;
 };
 
@@ -250,24 +315,22 @@ bool job_group_value(const struct entry *job, int by, char *out, size_t len);
 void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino,
                const struct resolved *r, bool terminal, struct tree_attr *out);
 
-/* Records what the kernel is being told about a file (tree->lock held) and
- * says whether its cached copy must be dropped. */
-static inline bool node_note_content(struct node *node, const struct blob *content)
+/* Records what the kernel is being told about node `node`, `content` with
+ * `mtime` (tree->lock held): a file keeps that version (`content` itself:
+ * fs/tree.c, one inode per version, so that a refreshed listing's bytes
+ * replace the equal old ones). Says whether the kernel's cached copy must
+ * be dropped. Folders and links keep nothing (they have no content). */
+bool node_note_version(struct node *node, struct blob *content, struct timespec mtime);
+
+/* Forgets what the kernel was given of `node` (tree->lock held): the next
+ * version it gets is news. */
+static inline void node_forget_served(struct node *node)
 {
-    bool changed;
-
-    if (!content)
-        return false;
-    changed = node->served && node->served != content->digest;
-    node->served = content->digest;
-    return changed;
+    if (node_kind_is_dir((enum node_kind)node->kind))
+        node->dir.served = 0;
+    else
+        node->served = 0;
 }
-
-/* Keeps the version of a file whose size the kernel is being told
- * (tree->lock held): `content` itself (fs/tree.c: one inode per version),
- * so that a refreshed listing's bytes replace the equal old ones. Folders
- * and links keep nothing. */
-void node_keep_snapshot(struct node *node, struct blob *content, struct timespec mtime);
 
 /* The child `name` of `parent` given to the kernel for `content`, with one
  * more lookup counted (tree->lock held): the node found when it stands for

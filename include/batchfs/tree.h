@@ -183,7 +183,10 @@ int tree_getxattr(struct tree *tree, uint64_t ino, const char *name, struct buf 
 void tree_invalidate_all(struct tree *tree);
 
 struct tree_stats {
-    size_t nodes;
+    size_t nodes; /* the inodes the kernel holds (and a few made ahead) */
+    size_t bytes; /* what they take: each node's malloc chunk (its usable
+                     size and the allocator's 8-byte header) and the
+                     buckets of the tables that find them */
 };
 void tree_get_stats(struct tree *tree, struct tree_stats *out);
 

@@ -16,11 +16,15 @@
 #include <cmocka.h>
 
 #include "batchfs/api.h"
+#include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/log.h"
 #include "batchfs/tree.h"
 #include "fake_clock.h"
 #include "fake_transport.h"
+/* The tree's own fields, for what the API cannot reach in a test: inode
+ * numbers past UINT32_MAX, four billion lookups, a callback set late. */
+#include "../../fs/tree_private.h"
 
 #define JOB1 "bjb-0001"
 #define JOB2 "bjb-0002"
@@ -79,11 +83,17 @@ static void record_inval(void *arg, uint64_t ino)
         env->invalidated[env->n_invalidated++] = ino;
 }
 
-/* The environment, with `jobs` the first page of the job list. */
-static int env_setup_jobs(void **state, double ttl, const char *jobs)
+/* Items in the big folder of test_node_bytes: enough for the tables to
+ * have grown many times, with a listing per page of the API. */
+#define BIG_FOLDER_ITEMS 100000
+
+/* The environment, with `jobs` the first page of the job list, and `big`
+ * a handler of JOB1's completed items (or NULL: none). */
+static int env_setup_big(void **state, double ttl, const char *jobs, fake_handler_fn big)
 {
     struct env *env = calloc(1, sizeof(*env));
-    struct api_config ac = {.page_size = 1000, .max_parallel = 4, .max_items = 100000};
+    struct api_config ac = {
+        .page_size = 1000, .max_parallel = 4, .max_items = BIG_FOLDER_ITEMS};
     /* Listings expire by the test's clock, moved by hand. */
     struct catalog_config cc = {.ttl_s = ttl,
                                 .terminal_ttl_s = ttl,
@@ -104,6 +114,13 @@ static int env_setup_jobs(void **state, double ttl, const char *jobs)
     tc.inval_arg = env;
     env->tree = tree_new(&tc);
     assert_non_null(env->tree);
+    if (big) {
+        struct fake_rule rule = {.pattern = "/api/v1/beta/batch-processing/" JOB1
+                                            "/items?*status=completed*",
+                                 .handler = big};
+
+        assert_int_equal(fake_transport_add(env->fake, &rule), 0);
+    }
     /* Pages past the first are empty, as past the end of a real listing. */
     fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
                             jobs);
@@ -125,6 +142,11 @@ static int env_setup_jobs(void **state, double ttl, const char *jobs)
                             "\"status\": \"RUNNING\", \"results\": null}]}");
     *state = env;
     return 0;
+}
+
+static int env_setup_jobs(void **state, double ttl, const char *jobs)
+{
+    return env_setup_big(state, ttl, jobs, NULL);
 }
 
 static int env_setup_ttl(void **state, double ttl)
@@ -630,6 +652,185 @@ static void test_group_names_sanitised(void **state)
     }
 }
 
+/* A page of BIG_FOLDER_ITEMS completed items named "doc-000123.pdf", whose
+ * files are named like "doc-000123.pdf.json" (19 bytes). */
+static int big_items_page(void *arg, const char *path_query, struct http_response *out)
+{
+    const char *offset_at = strstr(path_query, "offset=");
+    const char *limit_at = strstr(path_query, "limit=");
+    size_t offset = offset_at ? strtoul(offset_at + 7, NULL, 10) : 0;
+    size_t limit = limit_at ? strtoul(limit_at + 6, NULL, 10) : 100;
+    int rc;
+
+    (void)arg;
+    out->status = 200;
+    rc = buf_append_str(&out->body, "{\"items\": [");
+    for (size_t i = offset; i < offset + limit && i < BIG_FOLDER_ITEMS && !rc; i++)
+        rc =
+            buf_printf(&out->body,
+                       "%s{\"item_id\": \"itm-%06zu\", \"item_name\": \"doc-%06zu.pdf\", "
+                       "\"status\": \"completed\"}",
+                       i > offset ? "," : "", i, i);
+    if (!rc)
+        rc = buf_printf(&out->body, "], \"total_size\": %d}", BIG_FOLDER_ITEMS);
+    return rc;
+}
+
+static int env_setup_big_folder(void **state)
+{
+    return env_setup_big(state, 300, jobs_page, big_items_page);
+}
+
+/* The tree's bytes for each inode the kernel holds, for a folder of many
+ * items looked up one by one: the node's malloc chunk and its share of the
+ * tables' buckets. At most 100 bytes, of the peak memory's bound of 100
+ * bytes for each inode the kernel holds. */
+static void test_node_bytes(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+    uint64_t completed = lookup_ok(env, job, "completed", NULL);
+    struct tree_stats before, after;
+    struct tree_dir *dir;
+    bool unchanged;
+    size_t items;
+    double per_node;
+
+    tree_get_stats(env->tree, &before);
+    assert_int_equal(tree_opendir(env->tree, completed, &dir, &unchanged), 0);
+    items = tree_dir_count(dir) - 2;
+    assert_int_equal(items, BIG_FOLDER_ITEMS);
+    assert_int_equal(strlen(tree_dir_name(dir, 2)), 19);
+    for (size_t i = 2; i < items + 2; i++)
+        lookup_ok(env, completed, tree_dir_name(dir, i), NULL);
+    tree_closedir(dir);
+    tree_get_stats(env->tree, &after);
+    assert_int_equal(after.nodes, before.nodes + BIG_FOLDER_ITEMS);
+    per_node = (double)after.bytes / (double)after.nodes;
+    printf("tree: %zu nodes, %zu bytes, %.1f bytes a node\n", after.nodes, after.bytes,
+           per_node);
+    assert_true(per_node <= 100.0);
+}
+
+/* Inode numbers start again at 2 past UINT32_MAX, skipping those in use. */
+static void test_inode_numbers_wrap(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL), job, failed, batches;
+    struct tree_attr attr;
+
+    assert_int_equal(jobs, TREE_ROOT_INO + 1);
+    env->tree->next_ino = UINT32_MAX;
+    job = lookup_ok(env, jobs, JOB1, NULL);
+    assert_int_equal(job, UINT32_MAX);
+    /* 2 is jobs/, still held. */
+    failed = lookup_ok(env, job, "failed", NULL);
+    assert_int_equal(failed, TREE_ROOT_INO + 2);
+    batches = lookup_ok(env, TREE_ROOT_INO, "batches", NULL);
+    assert_int_equal(batches, TREE_ROOT_INO + 3);
+    /* Each finds its own node, and a number past 32 bits none. */
+    assert_int_equal(tree_getattr(env->tree, job, &attr), 0);
+    assert_true(S_ISDIR(attr.st.st_mode));
+    assert_int_equal(
+        tree_getattr(env->tree, (uint64_t)UINT32_MAX + TREE_ROOT_INO + 1, &attr),
+        -ESTALE);
+    /* A number comes back once its node is gone. */
+    tree_forget(env->tree, batches, 1);
+    env->tree->next_ino = TREE_ROOT_INO + 3;
+    assert_int_equal(lookup_ok(env, TREE_ROOT_INO, "by-type", NULL), TREE_ROOT_INO + 3);
+}
+
+/* A lookup count that reaches UINT32_MAX stays there: the node outlives
+ * any forget rather than go while the kernel may still hold it. */
+static void test_lookup_count_saturates(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    struct tree_attr attr;
+
+    lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    tree_find_ino(env->tree, jobs)->nlookup = UINT32_MAX - 1;
+    lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    tree_forget(env->tree, jobs, UINT32_MAX);
+    tree_forget(env->tree, jobs, (uint64_t)UINT32_MAX + 5);
+    assert_int_equal(tree_getattr(env->tree, jobs, &attr), 0);
+    /* Below it, counts add and forgets subtract. */
+    lookup_ok(env, TREE_ROOT_INO, "batches", &attr);
+    lookup_ok(env, TREE_ROOT_INO, "batches", NULL);
+    tree_forget(env->tree, attr.st.st_ino, 1);
+    assert_int_equal(tree_getattr(env->tree, attr.st.st_ino, &attr), 0);
+    tree_forget(env->tree, attr.st.st_ino, 1);
+    assert_int_equal(tree_getattr(env->tree, attr.st.st_ino, &attr), -ESTALE);
+}
+
+/* .batchfs/stats for test_old_version_keeps_its_mtime: longer each time. */
+static int growing_meta(void *arg, int which, struct buf *out)
+{
+    static unsigned calls;
+
+    (void)arg;
+    (void)which;
+    calls++;
+    return buf_printf(out, "%*u\n", (int)calls, calls);
+}
+
+/* An old version of a file answers getattr with the mtime it was told
+ * with, to the nanosecond, before 1970 too. */
+static void test_old_version_keeps_its_mtime(void **state)
+{
+    static const char jobs_1969[] =
+        "{\"items\": [{\"id\": \"" JOB1
+        "\", \"job_type\": \"parse\", \"status\": \"running\", "
+        "\"created_at\": \"1969-07-20T20:17:40.987Z\"}], \"total_size\": 1}";
+    struct env *env;
+    uint64_t meta, stats, jobs, job, json;
+    struct tree_attr told, attr;
+    struct tree_dir *dir;
+    bool unchanged;
+
+    env_setup_jobs(state, 10, jobs_1969);
+    env = *state;
+    env->tree->meta = growing_meta;
+    meta = lookup_ok(env, TREE_ROOT_INO, ".batchfs", NULL);
+    stats = lookup_ok(env, meta, "stats", &told);
+    /* The next getattr makes a longer text: this inode keeps the old one. */
+    assert_int_equal(tree_getattr(env->tree, stats, &attr), 0);
+    assert_int_equal(attr.st.st_size, told.st.st_size);
+    assert_int_equal(attr.st.st_mtim.tv_sec, told.st.st_mtim.tv_sec);
+    assert_int_equal(attr.st.st_mtim.tv_nsec, told.st.st_mtim.tv_nsec);
+    assert_int_equal(tree_getattr(env->tree, stats, &attr), 0);
+    assert_int_equal(attr.st.st_mtim.tv_nsec, told.st.st_mtim.tv_nsec);
+
+    jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    /* Listed: the job's file comes from the job list. */
+    assert_int_equal(tree_opendir(env->tree, jobs, &dir, &unchanged), 0);
+    tree_closedir(dir);
+    job = lookup_ok(env, jobs, JOB1, NULL);
+    json = lookup_ok(env, job, "job.json", &told);
+    assert_int_equal(told.st.st_mtim.tv_sec, -14182940);
+    assert_int_equal(told.st.st_mtim.tv_nsec, 987000000);
+    fake_transport_reset(env->fake);
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
+                            "{\"items\": [{\"id\": \"" JOB1
+                            "\", \"job_type\": \"parse\", "
+                            "\"status\": \"completed\", \"created_at\": "
+                            "\"2025-03-01T10:00:00Z\"}], \"total_size\": 1}");
+    fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*", 200,
+                            empty_page);
+    fake_clock_advance(11);
+    assert_int_equal(tree_opendir(env->tree, jobs, &dir, &unchanged), 0);
+    tree_closedir(dir);
+    assert_int_equal(tree_getattr(env->tree, json, &attr), 0);
+    assert_int_equal(attr.st.st_size, told.st.st_size);
+    assert_int_equal(attr.st.st_mtim.tv_sec, -14182940);
+    assert_int_equal(attr.st.st_mtim.tv_nsec, 987000000);
+    assert_int_not_equal(lookup_ok(env, job, "job.json", &attr), json);
+    assert_int_equal(attr.st.st_mtim.tv_sec, 1740823200);
+    env_teardown(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -647,6 +848,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_names_sanitised,
                                         env_setup_hostile_groups, env_teardown),
         cmocka_unit_test(test_changed_content_gets_a_new_inode),
+        cmocka_unit_test_setup_teardown(test_node_bytes, env_setup_big_folder,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_inode_numbers_wrap, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_count_saturates, env_setup,
+                                        env_teardown),
+        cmocka_unit_test(test_old_version_keeps_its_mtime),
     };
 
     log_setup(getenv("TEST_LOG_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR, false);
