@@ -63,7 +63,9 @@ HTTP/2 and HTTP/1.1), both run by default, and the scale phases of
 bench_scale.py (a 1,000,000-item job walked under cache_size 64M and 256M, a
 200,000-job account, stat while 50 folders hang), which take minutes each.
 --baseline-bin measures a second binary in the same run, taking turns with
-the first, and prints every figure of both side by side.
+the first, and prints every figure of both side by side; --baseline-env runs
+the baseline (by default the same binary) with settings of its own, such as
+an allocator's tunables.
 At the defaults (100,000 items, 20 ms, 3 reps) a run takes about three and a
 half minutes on two cores, two of them the documents phase's.
 Needs root or the right to mount FUSE, fusermount3, curl, openssl, nghttpx
@@ -104,6 +106,7 @@ class Bench(bench_scale.ScalePhases, bench_docs.DocsPhases):
         # The side being measured: its binary, and the prefix of its
         # figures' keys ("" for --binary, "base_" for --baseline-bin).
         self.binary, self.prefix = opts.binary, ""
+        self.env_extra = {}  # the side's environment for batchfs (--baseline-env)
         self.figures = {}
         self.checks = []      # (name, value text, target text, passed)
         self.problems = []    # output or exit status checks that failed
@@ -139,7 +142,7 @@ class Bench(bench_scale.ScalePhases, bench_docs.DocsPhases):
 
     def do_mount(self, extra=()):
         self.mount = Mount(self.binary, self.double, self.mnt, self.mount_options(extra),
-                           self.driver_log)
+                           self.driver_log, self.env_extra)
         return self.mount
 
     def do_unmount(self):
@@ -291,7 +294,7 @@ class Bench(bench_scale.ScalePhases, bench_docs.DocsPhases):
         info["bfs_connections"], info["bfs_versions"] = [], []
         for _ in range(self.opts.reps):
             self.mount = Mount(self.binary, server, self.mnt, self.mount_options(extra),
-                               self.driver_log)
+                               self.driver_log, self.env_extra)
             try:
                 self.measure(fig, self.commands()[0][2], cwd=self.mnt)
                 with open(os.path.join(self.mnt, ".batchfs", "stats")) as f:
@@ -850,6 +853,7 @@ class Bench(bench_scale.ScalePhases, bench_docs.DocsPhases):
                "reps": self.opts.reps, "max_connections": self.opts.max_connections,
                "phases": self.opts.phases, "binary": self.opts.binary,
                "baseline_bin": self.opts.baseline_bin,
+               "baseline_env": self.opts.baseline_env,
                "job": getattr(self, "job", None), "counts": getattr(self, "counts", None),
                "item_bytes": getattr(self, "item_bytes", None),
                "item_bytes_source": "sum of the sizes of the item files in the tmpfs copy",
@@ -956,6 +960,11 @@ def parse_args(argv):
     p.add_argument("--baseline-bin", metavar="PATH",
                    help="a second binary measured in the same run, taking turns with the "
                    "first; its figures are printed side by side with the first's")
+    p.add_argument("--baseline-env", metavar="NAME=VALUE", action="append", default=[],
+                   help="set NAME=VALUE in the baseline's environment (repeatable); without "
+                   "--baseline-bin the baseline is --binary itself, so that a setting such "
+                   "as GLIBC_TUNABLES=glibc.malloc.arena_max=2 is measured beside the "
+                   "defaults")
     p.add_argument("--phases", default=DEFAULT_PHASES,
                    help="comma-separated phases to run (default %(default)s): standard "
                    "(the figures of one big job), documents (grep -rl over a batch's and a "
@@ -985,6 +994,11 @@ def parse_args(argv):
     bench_docs.check_arguments(p, opts)
     if opts.items < 1000 or opts.reps < 1 or opts.max_connections < 1:
         p.error("needs -n >= 1000, --reps >= 1 and --max-connections >= 1")
+    if any("=" not in x or x.startswith("=") for x in opts.baseline_env):
+        p.error("--baseline-env takes NAME=VALUE")
+    opts.baseline_env = dict(x.split("=", 1) for x in opts.baseline_env)
+    if opts.baseline_env and not opts.baseline_bin:
+        opts.baseline_bin = opts.binary
     for binary in filter(None, (opts.binary, opts.baseline_bin)):
         if not os.access(binary, os.X_OK):
             p.error("%s is not built (meson setup build && meson compile -C build)" % binary)

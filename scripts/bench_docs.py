@@ -436,7 +436,7 @@ class DocsPhases:
                                       "over TLS, %s" % (label, name), "documents TLS")
                     self.mount = Mount(self.binary, proxy, self.mnt,
                                        self.docs_options(["ca_file=" + certs.ca]),
-                                       self.driver_log)
+                                       self.driver_log, self.env_extra)
                     try:
                         self.docs_cold(fig, corpus, info)
                     finally:

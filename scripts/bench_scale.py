@@ -39,7 +39,7 @@ import time
 from benchlib import (GREP_TEXT, ITEMS_PATH, KEY, PAGE, STATUSES, Abort, Double, Mount,
                       fmt_bytes, fmt_s, kill_group, read_bytes, run_timed)
 
-Side = collections.namedtuple("Side", "name binary prefix")
+Side = collections.namedtuple("Side", "name binary prefix env")
 JOBS_PATH = "/api/v1/beta/batch-processing"
 MIB = 1 << 20
 
@@ -126,20 +126,21 @@ class ScalePhases:
     opts, figures, measure(), problem(), log(), mount and double."""
 
     def sides(self):
-        sides = [Side("batchfs", self.opts.binary, "")]
+        sides = [Side("batchfs", self.opts.binary, "", {})]
         if self.opts.baseline_bin:
-            sides.append(Side("baseline", self.opts.baseline_bin, "base_"))
+            sides.append(Side("baseline", self.opts.baseline_bin, "base_",
+                              self.opts.baseline_env))
         return sides
 
     @contextlib.contextmanager
     def as_side(self, side):
         """Mounts and figures of the block belong to `side`."""
-        saved = self.binary, self.prefix
-        self.binary, self.prefix = side.binary, side.prefix
+        saved = self.binary, self.prefix, self.env_extra
+        self.binary, self.prefix, self.env_extra = side.binary, side.prefix, side.env
         try:
             yield
         finally:
-            self.binary, self.prefix = saved
+            self.binary, self.prefix, self.env_extra = saved
 
     @contextlib.contextmanager
     def serving(self, double):
@@ -157,7 +158,8 @@ class ScalePhases:
 
     def mount_with(self, options):
         """A mount of the current side on self.double with exactly `options`."""
-        self.mount = Mount(self.binary, self.double, self.mnt, options, self.driver_log)
+        self.mount = Mount(self.binary, self.double, self.mnt, options, self.driver_log,
+                           self.env_extra)
         return self.mount
 
     def curl_list(self, fig, urls):
@@ -609,8 +611,10 @@ class ScalePhases:
         """Every figure measured on both sides, side by side."""
         if not self.opts.baseline_bin:
             return []
-        lines = ["before/after in one run: %s against the baseline %s"
-                 % (self.opts.binary, self.opts.baseline_bin)]
+        env = " ".join("%s=%s" % kv for kv in sorted(self.opts.baseline_env.items()))
+        lines = ["before/after in one run: %s against the baseline %s%s"
+                 % (self.opts.binary, self.opts.baseline_bin,
+                    " run with " + env if env else "")]
         row = "%-64s %10s %10s %8s"
         head = row % ("figure (median s)", "batchfs", "baseline", "ratio")
         lines += [head, "-" * len(head)]

@@ -188,10 +188,11 @@ def is_mounted(path):
 class Mount:
     """batchfs in the foreground on `path`; stop() unmounts and reaps it."""
 
-    def __init__(self, binary, double, path, options, errlog):
+    def __init__(self, binary, double, path, options, errlog, env_extra=None):
         self.path = path
         env = {k: v for k, v in os.environ.items()
                if k not in ("LLAMA_PARSE_API_KEY", "LLAMA_CLOUD_BASE_URL")}
+        env.update(env_extra or {})
         env["LLAMA_CLOUD_API_KEY"] = KEY
         opts = ["base_url=" + double.url] + options
         self.err = tempfile.TemporaryFile(mode="w+")
