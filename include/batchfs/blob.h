@@ -10,7 +10,8 @@
  *   or paged (an item's JSON within its page), and a function that renders
  *   that text into its bytes (pretty-printing), run on each read: a listing
  *   of 100,000 items then costs their sizes, not 100,000 renderings nobody
- *   may read;
+ *   may read (one rendered by jsontext_pretty leaves the function out:
+ *   40 bytes in all);
  * - a made blob keeps what its bytes are made from and makes any range of
  *   them on demand (items.ndjson: the item listings, so that the file costs
  *   no second copy of the items).
@@ -31,6 +32,7 @@ enum blob_kind {
     BLOB_HELD,     /* the bytes are in data */
     BLOB_ADOPTED,  /* held too, in a buffer of their own: data points to it */
     BLOB_RENDERED, /* data: the source text and the renderer */
+    BLOB_PRETTY,   /* rendered by jsontext_pretty: data, the source text alone */
     BLOB_MADE,     /* data: a blob_maker and its state */
     BLOB_PAGED,    /* data: a blob_pager and its state */
 };
@@ -86,8 +88,8 @@ struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t l
  * [off, off + text_len) of the held or paged blob `source`, which it
  * references (taking a reference of its own). `len` and `digest` are the
  * caller's to give: the length render will produce, and a digest that
- * changes whenever the bytes do. NULL on ENOMEM or when source is neither
- * held (or adopted) nor paged. */
+ * changes whenever the bytes do. NULL on ENOMEM, when source is neither
+ * held (or adopted) nor paged, or when off or text_len exceeds 4 GiB. */
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest);
 

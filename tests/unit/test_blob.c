@@ -11,9 +11,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <malloc.h>
 
 #include "batchfs/blob.h"
 #include "batchfs/buf.h"
+#include "batchfs/jsontext.h"
 
 static void test_held_blob(void **state)
 {
@@ -312,12 +314,53 @@ static void test_adopted_blob(void **state)
     blob_unref(held);
 }
 
+/* jsontext_pretty by another name: the general form of a rendered blob. */
+static int pretty_too(const char *text, size_t len, struct buf *out)
+{
+    return jsontext_pretty(text, len, out);
+}
+
+/* A blob rendered by jsontext_pretty, as every item's file is, reads as
+ * the general form does and takes a 48-byte chunk of malloc's, not 64. */
+static void test_pretty_blob(void **state)
+{
+    static const char text[] = "{\"item_id\":\"itm-1\",\"n\":[1,2]}";
+    struct buf want = BUF_INIT, scratch = BUF_INIT, scratch2 = BUF_INIT;
+    struct blob *source = blob_new(text, strlen(text)), *pretty, *general;
+    const char *a, *b;
+
+    (void)state;
+    assert_int_equal(jsontext_pretty(text, strlen(text), &want), 0);
+    pretty = blob_new_rendered(source, 0, strlen(text), jsontext_pretty, want.len, 1);
+    general = blob_new_rendered(source, 0, strlen(text), pretty_too, want.len, 1);
+    assert_non_null(pretty);
+    assert_non_null(general);
+    assert_int_equal(blob_read(pretty, 0, 4096, &scratch, &a), (long)want.len);
+    assert_int_equal(blob_read(general, 0, 4096, &scratch2, &b), (long)want.len);
+    assert_memory_equal(a, want.data, want.len);
+    assert_memory_equal(b, want.data, want.len);
+    assert_int_equal(blob_read(pretty, 3, 5, &scratch, &a), 5);
+    assert_memory_equal(a, want.data + 3, 5);
+    assert_true(blob_present(pretty));
+    assert_true(blob_footprint(pretty) < blob_footprint(general));
+    assert_true(malloc_usable_size(pretty) <= 40);
+    /* An offset beyond its source is refused. */
+    assert_null(blob_new_rendered(source, (size_t)UINT32_MAX + 1, 0, jsontext_pretty, 0, 0));
+    blob_unref(pretty);
+    blob_unref(general);
+    blob_unref(source);
+    buf_free(&want);
+    buf_free(&scratch);
+    buf_free(&scratch2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_held_blob),
         cmocka_unit_test(test_made_blob),
         cmocka_unit_test(test_rendered_blob),
+        cmocka_unit_test(test_pretty_blob),
         cmocka_unit_test(test_paged_blob),
         cmocka_unit_test(test_adopted_blob),
     };
