@@ -383,12 +383,17 @@ class ScalePhases:
         """A cold `ls -f jobs/` on a fresh mount; the job ids it printed."""
         fig = self.figure("bfs_accounts_ls", "batchfs cold ls -f jobs/ (%d jobs)"
                           % self.opts.account_jobs, "200k-job account")
+        long_fig = self.figure("bfs_accounts_ls_l", "batchfs ls -l jobs/ after it (listed)",
+                               "200k-job account")
         self.mount_with(self.mount_options())
         try:
             self.measure(fig, ["ls", "-f", "--", "jobs"], cwd=self.mnt)
+            names = [n for n in read_bytes(self.out).decode().splitlines()
+                     if n not in (".", "..")]
+            # What every job's attributes cost once the list is at hand.
+            self.measure(long_fig, ["ls", "-l", "--", "jobs"], cwd=self.mnt)
         finally:
             self.do_unmount()
-        names = [n for n in read_bytes(self.out).decode().splitlines() if n not in (".", "..")]
         if len(names) != self.opts.account_jobs:
             self.problem("%s: %d jobs, expected %d" % (fig.label, len(names),
                                                        self.opts.account_jobs))
@@ -438,7 +443,8 @@ class ScalePhases:
         row = "%-58s %9s %9s %9s %s"
         head = row % ("measurement", "median s", "max s", "requests", "")
         lines += [head, "-" * len(head)]
-        for key in ("curl_accounts", "bfs_accounts_ls", "base_bfs_accounts_ls"):
+        for key in ("curl_accounts", "bfs_accounts_ls", "base_bfs_accounts_ls",
+                    "bfs_accounts_ls_l", "base_bfs_accounts_ls_l"):
             fig = self.figures.get(key)
             if fig:
                 ratio = "" if key == "curl_accounts" else \
