@@ -45,19 +45,12 @@ def timed(fn, *args):
     return time.monotonic() - start, result
 
 
-class Parking(unittest.TestCase):
+class Parking(harness.FreshMountTestCase):
+    DOUBLE_ARGS = DOUBLE_ARGS
     FLAGS = ()
-    @classmethod
-    def setUpClass(cls):
-        cls.double = harness.Double(*DOUBLE_ARGS)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.double.stop()
 
     def setUp(self):
-        self.double.faults([])
-        self.mount = None
+        super().setUp()
         self.readers = []
 
     def tearDown(self):
@@ -68,11 +61,7 @@ class Parking(unittest.TestCase):
                 reader.kill()
         for reader in self.readers:
             reader.wait()
-        self.double.faults([])
-        self.double.control("release", {})
-        if self.mount:
-            err = self.mount.stop()
-            harness.check_driver_output(err, self.mount.status)
+        super().tearDown()
 
     def mounted(self, *options):
         self.mount = harness.Mount(self.double, *options, flags=self.FLAGS)
