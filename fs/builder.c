@@ -53,8 +53,7 @@ static size_t builder_field_count(enum listing_kind kind)
 
 void builder_discard(struct builder *b)
 {
-    if (b->charge)
-        __atomic_sub_fetch(b->charge, b->charged, __ATOMIC_RELAXED);
+    api_charge_update(b->charge, &b->charged, 0);
     names_free(b->names);
     blob_unref(b->last_page);
     free(b->strings);
@@ -500,16 +499,8 @@ static size_t builder_footprint(const struct builder *b)
 /* Brings the charge up to date with builder_footprint. */
 static void builder_recharge(struct builder *b)
 {
-    size_t held;
-
-    if (!b->charge)
-        return;
-    held = builder_footprint(b);
-    if (held > b->charged)
-        __atomic_add_fetch(b->charge, held - b->charged, __ATOMIC_RELAXED);
-    else
-        __atomic_sub_fetch(b->charge, b->charged - held, __ATOMIC_RELAXED);
-    b->charged = held;
+    if (b->charge)
+        api_charge_update(b->charge, &b->charged, builder_footprint(b));
 }
 
 /* Room for the jobs of a page of `count` objects, for on_jobs. */

@@ -707,15 +707,7 @@ static void listpages_page_give_back_ids(struct listpages_page *page, struct ids
  * holds now (0 when the listing ends). */
 static void listpages_charge(struct listpages *list, size_t held)
 {
-    size_t *charge = list->preparer ? list->preparer->charge : NULL;
-
-    if (!charge || held == list->charged)
-        return;
-    if (held > list->charged)
-        __atomic_add_fetch(charge, held - list->charged, __ATOMIC_RELAXED);
-    else
-        __atomic_sub_fetch(charge, list->charged - held, __ATOMIC_RELAXED);
-    list->charged = held;
+    api_charge_update(list->preparer ? list->preparer->charge : NULL, &list->charged, held);
 }
 
 /* Most ids a listing makes room for on its total_size's word: one that

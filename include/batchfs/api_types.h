@@ -71,6 +71,20 @@ struct api_preparer {
 
 #define API_PREPARER_MAX_KEYS 12
 
+/* Brings what one holder counts in an api_preparer.charge counter from
+ * *charged to `held` bytes (the counter is atomic: others read it while
+ * the holder changes it). Safe with charge NULL. */
+static inline void api_charge_update(size_t *charge, size_t *charged, size_t held)
+{
+    if (!charge || held == *charged)
+        return;
+    if (held > *charged)
+        __atomic_add_fetch(charge, held - *charged, __ATOMIC_RELAXED);
+    else
+        __atomic_sub_fetch(charge, *charged - held, __ATOMIC_RELAXED);
+    *charged = held;
+}
+
 /*
  * Receives a listing's objects page by page, in the API's order (pages
  * fetched in parallel are still delivered in offset order), never
