@@ -443,16 +443,13 @@ static int builder_grow(struct builder *b)
     return builder_grow_to(b, cap);
 }
 
-/* Most entries made room for on a listing's word: a total_size that lies
- * high must not reserve gigabytes. Beyond it, room grows as needed. */
-#define BUILDER_EXPECT_MAX ((size_t)1 << 20)
-
-/* api_preparer.expect: how many objects the listing says are coming. */
+/* api_preparer.expect: how many objects the listing says are coming (the
+ * API caps it at API_EXPECT_MAX). */
 static void builder_expect(void *arg, size_t total)
 {
     struct builder *b = arg;
 
-    b->expected = total < BUILDER_EXPECT_MAX ? total : BUILDER_EXPECT_MAX;
+    b->expected = total;
 }
 
 /*

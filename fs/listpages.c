@@ -710,10 +710,6 @@ static void listpages_charge(struct listpages *list, size_t held)
     api_charge_update(list->preparer ? list->preparer->charge : NULL, &list->charged, held);
 }
 
-/* Most ids a listing makes room for on its total_size's word: one that
- * lies high must not reserve gigabytes. Beyond it, the set grows. */
-#define LISTPAGES_EXPECT_MAX ((size_t)1 << 20)
-
 /* The listing's first total_size: room for its ids, at the rate of key
  * bytes seen so far, and the preparer's hint. */
 static void listpages_expect(struct listpages *list, size_t total)
@@ -722,10 +718,10 @@ static void listpages_expect(struct listpages *list, size_t total)
     size_t seen = list->ids.count;
 
     list->hinted = true;
+    if (count > API_EXPECT_MAX)
+        count = API_EXPECT_MAX;
     /* Only a hint: without the room, the set grows as it would have. */
-    (void)idset_expect(&list->ids,
-                       count < LISTPAGES_EXPECT_MAX ? count : LISTPAGES_EXPECT_MAX,
-                       seen ? list->ids.keys.len / seen + 1 : 64);
+    (void)idset_expect(&list->ids, count, seen ? list->ids.keys.len / seen + 1 : 64);
     listpages_charge(list, idset_footprint(&list->ids));
     if (list->preparer && list->preparer->expect)
         list->preparer->expect(list->preparer->arg, count);

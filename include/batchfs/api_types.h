@@ -48,10 +48,11 @@ struct api_object {
  * several threads at once and must be thread-safe; a negative errno from
  * it ends the listing. The members named by `keys` (at most
  * API_PREPARER_MAX_KEYS) are located in the same pass over each object as
- * its identity, and given to prepare() in `fields`. expect(), when not NULL, is called
- * once on the delivering thread before the first objects, with the total_size of the
- * first page that gives one (at most max_items): a hint for sizing what
- * the objects go into, which the server may get wrong either way.
+ * its identity, and given to prepare() in `fields`. expect(), when not
+ * NULL, is called once on the delivering thread before the first objects,
+ * with the total_size of the first page that gives one (at most max_items
+ * and API_EXPECT_MAX): a hint for sizing what the objects go into, which
+ * the server may get wrong either way.
  */
 struct api_preparer {
     int (*prepare)(void *arg, struct api_object *objects, size_t count, struct buf *body,
@@ -70,6 +71,11 @@ struct api_preparer {
 };
 
 #define API_PREPARER_MAX_KEYS 12
+
+/* The most objects a listing's total_size makes room for (expect() is
+ * told no more): one that lies high must not reserve gigabytes. Beyond
+ * it, room grows as objects come. */
+#define API_EXPECT_MAX ((size_t)1 << 20)
 
 /* Brings what one holder counts in an api_preparer.charge counter from
  * *charged to `held` bytes (the counter is atomic: others read it while
