@@ -100,22 +100,37 @@ static long jt_hex4(const char *t, size_t len, size_t pos)
     return v;
 }
 
+#define JT_ONES 0x0101010101010101ULL
+#define JT_HIGHS 0x8080808080808080ULL
+
+/* The 8 bytes at p as one word. */
+static uint64_t jt_word(const char *p)
+{
+    uint64_t w;
+
+    memcpy(&w, p, sizeof(w));
+    return w;
+}
+
+/* Sets the top bit of each byte of `w` that is a quote or a backslash
+ * (among others, but never misses one: borrows cannot cause false
+ * negatives). Byte-parallel; only the top bits count. */
+static uint64_t jt_word_quotes(uint64_t w)
+{
+    uint64_t quote = w ^ (JT_ONES * '"'), backslash = w ^ (JT_ONES * '\\');
+
+    return ((quote - JT_ONES) & ~quote) | ((backslash - JT_ONES) & ~backslash);
+}
+
 /*
  * Whether any of the 8 bytes at p ends a plain run of a string: a control
  * character, a quote, a backslash, or a byte of a multi-byte sequence.
- * Byte-parallel tests on one word (each term sets a byte's top bit when
- * the byte is of its kind; borrows cannot cause false negatives).
  */
 static bool jt_word_needs_look(const char *p)
 {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    uint64_t w, quote, backslash;
+    uint64_t w = jt_word(p);
 
-    memcpy(&w, p, sizeof(w));
-    quote = w ^ (ones * '"');
-    backslash = w ^ (ones * '\\');
-    return ((w - ones * 0x20) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
-            w) & highs;
+    return ((w - JT_ONES * 0x20) | jt_word_quotes(w) | w) & JT_HIGHS;
 }
 
 /*
@@ -650,7 +665,66 @@ int jsontext_string(const char *text, size_t len, char *out, size_t *out_len)
 typedef int (*jt_visit_fn)(void *ctx, const char *text, struct json_span name,
                            struct json_span value);
 
-static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, void *ctx)
+/* Just past the string of validated text whose opening quote is at t[p]:
+ * only quotes and backslashes are looked at. len when it is not closed
+ * (text that was not validated after all). */
+static size_t jt_skip_valid_string(const char *t, size_t len, size_t p)
+{
+    p++;
+    for (;;) {
+        while (len - p >= 8 && !(jt_word_quotes(jt_word(t + p)) & JT_HIGHS))
+            p += 8;
+        while (p < len && t[p] != '"' && t[p] != '\\')
+            p++;
+        if (p >= len)
+            return len;
+        if (t[p] == '"')
+            return p + 1;
+        if (len - p <= 2)
+            return len;
+        p += 2; /* the backslash and the byte it escapes (a \u escape's digits are plain) */
+    }
+}
+
+/* Just past the value of validated text that starts at t[p]: strings are
+ * skipped whole, brackets counted, nothing checked. Never beyond len. */
+static size_t jt_skip_valid(const char *t, size_t len, size_t p)
+{
+    size_t depth = 0;
+
+    while (p < len) {
+        char c = t[p];
+
+        if (c == '"') {
+            p = jt_skip_valid_string(t, len, p);
+            if (depth == 0)
+                return p;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            p++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return p; /* not a value: text that was not validated */
+            p++;
+            if (--depth == 0)
+                return p;
+        } else if (depth == 0) {
+            /* A number or a literal runs to the next separator. */
+            while (p < len && t[p] != ',' && t[p] != '}' && t[p] != ']' &&
+                   !jt_is_space((unsigned char)t[p]))
+                p++;
+            return p;
+        } else {
+            p++;
+        }
+    }
+    return len;
+}
+
+/* With `valid`, the text was validated whole before: values are skipped,
+ * not walked (see jt_skip_valid), and member names found, not checked. */
+static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit_fn visit,
+                   void *ctx)
 {
     struct jt_writer w = {JT_VALIDATE, NULL, 0, 0};
     char close = open == '{' ? '}' : ']';
@@ -674,8 +748,9 @@ static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, v
             if (open == '{') {
                 if (p >= len || text[p] != '"')
                     return -EINVAL;
-                rc = jt_scan_string(text, len, p, &end);
-                if (rc)
+                if (valid)
+                    end = jt_skip_valid_string(text, len, p);
+                else if ((rc = jt_scan_string(text, len, p, &end)))
                     return rc;
                 name.start = p;
                 name.len = end - p;
@@ -685,9 +760,12 @@ static int jt_each(const char *text, size_t len, char open, jt_visit_fn visit, v
                 p = jt_skip_space(text, len, p + 1);
             }
             value.start = p;
-            rc = jt_walk(text, len, &p, &w);
-            if (rc)
+            if (valid)
+                p = jt_skip_valid(text, len, p);
+            else if ((rc = jt_walk(text, len, &p, &w)))
                 return rc;
+            if (p == value.start)
+                return -EINVAL; /* no value: text that was not validated */
             value.len = p - value.start;
             rc = visit(ctx, text, name, value);
             if (rc)
@@ -713,6 +791,7 @@ struct jt_member_ctx {
     const char *const *keys;
     size_t count;
     size_t key_lens[JSONTEXT_MAX_KEYS];
+    uint64_t short_lens; /* bit n: a key is n < 64 bytes long */
     struct json_span *found; /* [count] */
 };
 
@@ -720,7 +799,22 @@ static int jt_member_visit(void *ctx, const char *text, struct json_span name,
                            struct json_span value)
 {
     struct jt_member_ctx *m = ctx;
+    const char *raw = text + name.start + 1;
+    size_t n = name.len - 2;
 
+    /* A name without escapes, the rule, can only be a key of its length:
+     * most names of an object are no key at all and cost one bit test. */
+    if (!memchr(raw, '\\', n)) {
+        if (n < 64 && !((m->short_lens >> n) & 1))
+            return 0;
+        for (size_t i = 0; i < m->count; i++) {
+            if (m->key_lens[i] == n && memcmp(raw, m->keys[i], n) == 0) {
+                m->found[i] = value;
+                break;
+            }
+        }
+        return 0;
+    }
     for (size_t i = 0; i < m->count; i++) {
         if (jt_key_equals(text, name.start, name.start + name.len, m->keys[i],
                           m->key_lens[i])) {
@@ -731,10 +825,10 @@ static int jt_member_visit(void *ctx, const char *text, struct json_span name,
     return 0;
 }
 
-int jsontext_members(const char *text, size_t len, const char *const *keys, size_t count,
-                     struct json_span *out)
+static int jt_members(const char *text, size_t len, bool valid, const char *const *keys,
+                      size_t count, struct json_span *out)
 {
-    struct jt_member_ctx m = {keys, count, {0}, out};
+    struct jt_member_ctx m = {keys, count, {0}, 0, out};
 
     if (!keys || !out || count > JSONTEXT_MAX_KEYS)
         return -EINVAL;
@@ -742,9 +836,23 @@ int jsontext_members(const char *text, size_t len, const char *const *keys, size
         if (!keys[i])
             return -EINVAL;
         m.key_lens[i] = strlen(keys[i]);
+        if (m.key_lens[i] < 64)
+            m.short_lens |= (uint64_t)1 << m.key_lens[i];
         out[i] = (struct json_span){0, 0};
     }
-    return jt_each(text, len, '{', jt_member_visit, &m);
+    return jt_each(text, len, '{', valid, jt_member_visit, &m);
+}
+
+int jsontext_members(const char *text, size_t len, const char *const *keys, size_t count,
+                     struct json_span *out)
+{
+    return jt_members(text, len, false, keys, count, out);
+}
+
+int jsontext_members_valid(const char *text, size_t len, const char *const *keys,
+                           size_t count, struct json_span *out)
+{
+    return jt_members(text, len, true, keys, count, out);
 }
 
 int jsontext_member(const char *text, size_t len, const char *key, struct json_span *out)
@@ -789,13 +897,13 @@ static int jt_elements_visit(void *ctx, const char *text, struct json_span name,
     return 0;
 }
 
-int jsontext_array_elements(const char *text, size_t len, struct json_span **spans,
-                            size_t *count)
+static int jt_array_elements(const char *text, size_t len, bool valid,
+                             struct json_span **spans, size_t *count)
 {
     struct jt_elements_ctx e = {NULL, 0, 0};
     int rc;
 
-    rc = jt_each(text, len, '[', jt_elements_visit, &e);
+    rc = jt_each(text, len, '[', valid, jt_elements_visit, &e);
     if (rc) {
         free(e.spans);
         *spans = NULL;
@@ -805,6 +913,18 @@ int jsontext_array_elements(const char *text, size_t len, struct json_span **spa
     *spans = e.spans;
     *count = e.count;
     return 0;
+}
+
+int jsontext_array_elements(const char *text, size_t len, struct json_span **spans,
+                            size_t *count)
+{
+    return jt_array_elements(text, len, false, spans, count);
+}
+
+int jsontext_array_elements_valid(const char *text, size_t len, struct json_span **spans,
+                                  size_t *count)
+{
+    return jt_array_elements(text, len, true, spans, count);
 }
 
 /* See jsontext.h. */

@@ -119,7 +119,8 @@ static bool listpages_read_object_fields(const char *text, struct json_span span
         if (where[k] == n)
             keys[n++] = extra[k];
     }
-    if (!span.len || element[0] != '{' || jsontext_members(element, span.len, keys, n, fields) < 0)
+    if (!span.len || element[0] != '{' ||
+        jsontext_members_valid(element, span.len, keys, n, fields) < 0)
         return false;
     object->id_len = listpages_decode_clean(element, fields[0], dst);
     if (!object->id_len)
@@ -150,7 +151,7 @@ bool listpages_read_object(const char *text, struct json_span span, const char *
 int listpages_locate_elements(const char *text, struct json_span array,
                               struct json_span **spans, size_t *count)
 {
-    int rc = jsontext_array_elements(text + array.start, array.len, spans, count);
+    int rc = jsontext_array_elements_valid(text + array.start, array.len, spans, count);
 
     if (rc < 0)
         return rc == -ENOMEM ? rc : -EIO;

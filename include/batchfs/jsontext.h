@@ -126,6 +126,20 @@ int jsontext_array_elements(const char *text, size_t len, struct json_span **spa
                             size_t *count);
 
 /*
+ * jsontext_members and jsontext_array_elements for text already validated
+ * whole: a value inside a document that jsontext_validate (or a member
+ * lookup on it) accepted. Values are stepped over by their quotes and
+ * brackets instead of being checked, several times faster: a page of the
+ * API is validated once and then searched. On text that was never
+ * validated the spans found are meaningless, but nothing outside [text,
+ * text + len) is read and the call still ends.
+ */
+int jsontext_members_valid(const char *text, size_t len, const char *const *keys,
+                           size_t count, struct json_span *out);
+int jsontext_array_elements_valid(const char *text, size_t len, struct json_span **spans,
+                                  size_t *count);
+
+/*
  * Appends `len` bytes of `s` as one JSON string token: quotes, backslashes
  * and control bytes escaped (\" \\ \n \t \r, others \u00XX), every
  * other byte as it is (so that bytes that are not UTF-8 reach a reader

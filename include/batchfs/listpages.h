@@ -169,7 +169,8 @@ size_t listpages_decode_clean(const char *text, struct json_span span, char *dst
  * `id_key`, is decoded into dst (room for span.len bytes); the object
  * borrows text and dst. With `status`, *status_ok says whether its "status"
  * is that string. False when the element is not an object with an
- * identity. Pure.
+ * identity. `text` is a body that listpages_body_members accepted, which
+ * validated it whole: its elements are searched, not checked again. Pure.
  */
 bool listpages_read_object(const char *text, struct json_span span, const char *id_key,
                            const char *status, bool *status_ok, char *dst,
@@ -177,8 +178,10 @@ bool listpages_read_object(const char *text, struct json_span span, const char *
 
 /*
  * The elements of the array at `array` (a span of text), as spans relative
- * to `text`: *spans is malloc'd (the caller frees it) and holds *count.
- * 0, -ENOMEM, or -EIO when the array is not one.
+ * to `text`, a body that listpages_body_members accepted (validated whole,
+ * so the elements are stepped over, not checked): *spans is malloc'd (the
+ * caller frees it) and holds *count. 0, -ENOMEM, or -EIO when the array is
+ * not one.
  */
 int listpages_locate_elements(const char *text, struct json_span array,
                               struct json_span **spans, size_t *count);

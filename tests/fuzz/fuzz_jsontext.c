@@ -5,7 +5,9 @@
  * that pretty output is itself valid, ends in a newline, is a fixed point of
  * pretty-printing and compacts to the same bytes as the input does, that
  * compacting is idempotent, and that member and element spans are valid
- * values inside the text. Errors must leave the output buffer as it was.
+ * values inside the text, which the readings for validated text find too
+ * (and on any input they end within it). Errors must leave the output
+ * buffer as it was.
  */
 #include "batchfs/jsontext.h"
 
@@ -107,6 +109,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     free(spans);
+    spans = NULL;
+
+    /* The readings for validated text: on valid input the same spans as the
+     * checking ones; on any input, an end within the text. */
+    {
+        struct json_span checked[5], fast[5], *fast_spans = NULL;
+        size_t fast_count = 0;
+
+        rc = jsontext_members_valid(text, size, keys, 5, fast);
+        if (valid == 0 && jsontext_members(text, size, keys, 5, checked) == 0) {
+            if (rc != 0 || memcmp(checked, fast, sizeof(fast)) != 0)
+                abort();
+        } else if (rc == 0) {
+            for (size_t k = 0; k < 5; k++)
+                if (fast[k].start > size || fast[k].len > size - fast[k].start)
+                    abort();
+        }
+        rc = jsontext_array_elements_valid(text, size, &fast_spans, &fast_count);
+        if (valid == 0 && jsontext_array_elements(text, size, &spans, &count) == 0) {
+            if (rc != 0 || fast_count != count ||
+                (count && memcmp(spans, fast_spans, count * sizeof(*spans)) != 0))
+                abort();
+        } else if (rc == 0) {
+            for (size_t i = 0; i < fast_count; i++)
+                if (fast_spans[i].start > size || fast_spans[i].len > size - fast_spans[i].start)
+                    abort();
+        }
+        free(fast_spans);
+        free(spans);
+    }
     buf_free(&pretty);
     buf_free(&compact);
     buf_free(&again);

@@ -59,6 +59,18 @@ static char *read_fixture(const char *rel, size_t *len)
     return data;
 }
 
+/* Fixture `dir`/`name``ext` (a case of list_cases), which must exist. */
+static char *read_case(const char *dir, const char *name, const char *ext, size_t *len)
+{
+    char rel[512];
+    char *text;
+
+    snprintf(rel, sizeof(rel), "%s/%s%s", dir, name, ext);
+    text = read_fixture(rel, len);
+    assert_non_null(text);
+    return text;
+}
+
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -119,20 +131,13 @@ static void test_valid_fixtures(void **state)
     (void)state;
     assert_true(n >= 20);
     for (size_t i = 0; i < n; i++) {
-        char rel[512];
         size_t len, exp_len, cmp_len, measured = 0, measured_compact = 0;
         char *text, *expected, *compact;
         struct buf out = BUF_INIT, again = BUF_INIT;
 
-        snprintf(rel, sizeof(rel), "valid/%s.json", cases[i]);
-        text = read_fixture(rel, &len);
-        snprintf(rel, sizeof(rel), "valid/%s.expected", cases[i]);
-        expected = read_fixture(rel, &exp_len);
-        snprintf(rel, sizeof(rel), "valid/%s.compact", cases[i]);
-        compact = read_fixture(rel, &cmp_len);
-        assert_non_null(text);
-        assert_non_null(expected);
-        assert_non_null(compact);
+        text = read_case("valid", cases[i], ".json", &len);
+        expected = read_case("valid", cases[i], ".expected", &exp_len);
+        compact = read_case("valid", cases[i], ".compact", &cmp_len);
 
         assert_int_equal(jsontext_validate(text, len), 0);
         assert_int_equal(jsontext_pretty(text, len, &out), 0);
@@ -200,13 +205,10 @@ static void test_invalid_fixtures(void **state)
     (void)state;
     assert_true(n >= 50);
     for (size_t i = 0; i < n; i++) {
-        char rel[512];
         size_t len;
         char *text;
 
-        snprintf(rel, sizeof(rel), "invalid/%s.json", cases[i]);
-        text = read_fixture(rel, &len);
-        assert_non_null(text);
+        text = read_case("invalid", cases[i], ".json", &len);
         assert_refused(cases[i], text, len);
         free(text);
     }
@@ -221,13 +223,10 @@ static void test_truncated_everywhere(void **state)
 
     (void)state;
     for (size_t i = 0; i < n; i++) {
-        char rel[512];
         size_t len, first = 0, end;
         char *text;
 
-        snprintf(rel, sizeof(rel), "valid/%s.json", cases[i]);
-        text = read_fixture(rel, &len);
-        assert_non_null(text);
+        text = read_case("valid", cases[i], ".json", &len);
         while (first < len && strchr(" \t\r\n", text[first]))
             first++;
         if (first < len && (text[first] == '{' || text[first] == '[')) {
@@ -570,6 +569,85 @@ static void test_array_elements(void **state)
     assert_int_equal(count, 0);
 }
 
+/* Both readings of one text: the checking one and the one for validated
+ * text (jsontext_*_valid) find the same spans. */
+static void assert_same_readings(const char *what, const char *text, size_t len)
+{
+    static const char *const keys[] = {"a", "id", "status", "items", "\"", "\\", "b c"};
+    enum { N_KEYS = sizeof(keys) / sizeof(keys[0]) };
+    struct json_span checked[N_KEYS], skipped[N_KEYS];
+    struct json_span *spans = NULL, *fast = NULL;
+    size_t count = 0, fast_count = 0;
+    int rc = jsontext_members(text, len, keys, N_KEYS, checked);
+
+    if (rc == 0) {
+        assert_int_equal(jsontext_members_valid(text, len, keys, N_KEYS, skipped), 0);
+        for (size_t k = 0; k < N_KEYS; k++)
+            if (checked[k].start != skipped[k].start || checked[k].len != skipped[k].len)
+                fail_msg("%s: member '%s' at %zu+%zu, found at %zu+%zu when validated",
+                         what, keys[k], checked[k].start, checked[k].len,
+                         skipped[k].start, skipped[k].len);
+    }
+    rc = jsontext_array_elements(text, len, &spans, &count);
+    if (rc == 0) {
+        assert_int_equal(jsontext_array_elements_valid(text, len, &fast, &fast_count), 0);
+        assert_int_equal(fast_count, count);
+        for (size_t i = 0; i < count; i++)
+            if (spans[i].start != fast[i].start || spans[i].len != fast[i].len)
+                fail_msg("%s: element %zu at %zu+%zu, found at %zu+%zu when validated",
+                         what, i, spans[i].start, spans[i].len, fast[i].start, fast[i].len);
+    }
+    free(spans);
+    free(fast);
+}
+
+static void test_valid_readings(void **state)
+{
+    static const char *const texts[] = {
+        "{\"a\": \"x\\\"}\", \"id\": \"\\\\\", \"b c\": [\"]\", {\"}\": 1}], \"status\": -1e5}",
+        "{\"\\\"\": \"q\", \"\\u005c\": true, \"a\": {\"a\": [[], {}]}, \"a\": null}",
+        " [ \"[\" , {\"a\" : \"\\\\\\\"]\"} , 12.5 , false , [ [ \"x\" ] ] ] ",
+        "{\"items\": [{\"id\": \"\\u00e9\\ud800\", \"status\": \"ok\"}, 0], \"id\": 7}",
+    };
+    char **cases;
+    size_t n = list_cases("valid", &cases);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        assert_int_equal(jsontext_validate(texts[i], strlen(texts[i])), 0);
+        assert_same_readings(texts[i], texts[i], strlen(texts[i]));
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        char *text;
+
+        text = read_case("valid", cases[i], ".json", &len);
+        assert_same_readings(cases[i], text, len);
+        /* Every prefix is text that was never validated: the reading for
+         * validated text must still end, and within it (ASan sees the
+         * copy's end). */
+        for (size_t cut = 0; cut < len; cut++) {
+            struct json_span found[2], *spans = NULL;
+            static const char *const two[] = {"a", "items"};
+            char *prefix = malloc(cut ? cut : 1);
+            size_t count = 0;
+
+            assert_non_null(prefix);
+            memcpy(prefix, text, cut);
+            if (jsontext_members_valid(prefix, cut, two, 2, found) == 0)
+                for (size_t k = 0; k < 2; k++)
+                    assert_true(found[k].start + found[k].len <= cut);
+            if (jsontext_array_elements_valid(prefix, cut, &spans, &count) == 0)
+                for (size_t k = 0; k < count; k++)
+                    assert_true(spans[k].start + spans[k].len <= cut);
+            free(spans);
+            free(prefix);
+        }
+        free(text);
+    }
+    free_cases(cases, n);
+}
+
 static void test_many_elements(void **state)
 {
     enum { N = 5000 };
@@ -777,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_string_in_place),
         cmocka_unit_test(test_string_not_unicode),
         cmocka_unit_test(test_array_elements),
+        cmocka_unit_test(test_valid_readings),
         cmocka_unit_test(test_many_elements),
         cmocka_unit_test(test_page_round_trip),
         cmocka_unit_test(test_pretty_allocation_failure),
