@@ -47,75 +47,59 @@ static bool id_set_eq(const void *ctx, size_t index, const void *id)
     return strcmp(set->ids[index], id) == 0;
 }
 
-static bool id_set_find(const struct id_set *set, const char *id, size_t *index)
+/* The index of `id` (filed under `hash`), or HINDEX_FREE. */
+static size_t id_set_index(const struct id_set *set, const char *id, uint64_t hash)
 {
-    size_t i = hindex_find(&set->index, hash_str(id), id_set_eq, set, id);
-
-    if (i == HINDEX_FREE)
-        return false;
-    *index = i;
-    return true;
+    return hindex_find(&set->index, hash, id_set_eq, set, id);
 }
 
-static bool id_set_has(const struct id_set *set, const char *id)
-{
-    size_t i;
-
-    return id_set_find(set, id, &i);
-}
-
-/* Makes room for one more id: in the arrays and in an index kept at most
- * half full. 0 or -ENOMEM (the set is then unchanged). */
+/* Makes room for one more id: in the arrays and in the index. 0 or
+ * -ENOMEM (the set is then unchanged). */
 static int id_set_grow(struct id_set *set)
 {
     if (set->count == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 16;
         char **ids = realloc(set->ids, cap * sizeof(*ids));
-        struct folder_sizes *grown;
+        struct job_facts *grown;
 
         if (!ids)
             return -ENOMEM;
         set->ids = ids;
-        grown = realloc(set->sizes, cap * sizeof(*grown));
+        grown = realloc(set->facts, cap * sizeof(*grown));
         if (!grown)
             return -ENOMEM;
-        set->sizes = grown;
+        set->facts = grown;
         set->cap = cap;
     }
     return hindex_make_room(&set->index);
 }
 
-/* Adds `id` with `sizes`, or sets the sizes of the `id` already there; on
- * no memory the set just stays without it. */
-static void id_set_put(struct id_set *set, const char *id,
-                       const struct folder_sizes *sizes)
+/* The facts of `id`, added (zeroed) when the set lacks it; NULL on no
+ * memory, the set then left without it. The id is hashed once. */
+static struct job_facts *id_set_put(struct id_set *set, const char *id)
 {
     uint64_t hash = hash_str(id);
+    size_t i = id_set_index(set, id, hash);
     struct hindex_cell *c;
     bool found;
-    size_t i;
 
-    if (id_set_find(set, id, &i)) {
-        set->sizes[i] = *sizes;
-        return;
-    }
+    if (i != HINDEX_FREE)
+        return &set->facts[i];
     if (id_set_grow(set))
-        return;
+        return NULL;
     c = hindex_probe(&set->index, hash, id_set_eq, set, id, &found);
     set->ids[set->count] = strdup(id);
-    if (set->ids[set->count]) {
-        set->sizes[set->count] = *sizes;
-        hindex_put(&set->index, c, hash, set->count);
-        set->count++;
-    }
+    if (!set->ids[set->count])
+        return NULL;
+    memset(&set->facts[set->count], 0, sizeof(set->facts[set->count]));
+    hindex_put(&set->index, c, hash, set->count);
+    return &set->facts[set->count++];
 }
 
-/* Adds `id`, for the sets that keep no sizes. */
+/* Adds `id`, for the sets that keep no facts. */
 static void id_set_add(struct id_set *set, const char *id)
 {
-    static const struct folder_sizes none;
-
-    id_set_put(set, id, &none);
+    (void)id_set_put(set, id);
 }
 
 static void id_set_free(struct id_set *set)
@@ -123,7 +107,7 @@ static void id_set_free(struct id_set *set)
     for (size_t i = 0; i < set->count; i++)
         free(set->ids[i]);
     free(set->ids);
-    free(set->sizes);
+    free(set->facts);
     hindex_free(&set->index);
     memset(set, 0, sizeof(*set));
 }
@@ -225,6 +209,12 @@ static int catalog_job_counters(const struct entry *job, size_t n[4], bool known
     return rc < 0 ? -EIO : 0;
 }
 
+/* A count as a 32-bit hint: capped, never wrapped. */
+static uint32_t catalog_hint(size_t n)
+{
+    return n < UINT32_MAX ? (uint32_t)n : UINT32_MAX;
+}
+
 /*
  * How many items the status folders of `job` hold, by the job's own
  * counters: failed_items and skipped_items for theirs, processed_items
@@ -238,17 +228,17 @@ static int catalog_job_counters(const struct entry *job, size_t n[4], bool known
  * counters n[], known[] as catalog_job_counters gives them. Pure.
  */
 static void catalog_folder_sizes(const size_t n[4], const bool known[4],
-                                 struct folder_sizes *out)
+                                 uint32_t out[CATALOG_ITEM_STATUS_COUNT])
 {
-    memset(out, 0, sizeof(*out));
+    memset(out, 0, CATALOG_ITEM_STATUS_COUNT * sizeof(*out));
     if (!known[0] || !known[1] || n[1] > n[0])
         return;
     if (known[2] && n[2] <= n[1])
-        out->of[catalog_item_status_index("failed")] = n[2];
+        out[catalog_item_status_index("failed")] = catalog_hint(n[2]);
     if (known[3] && n[3] <= n[1])
-        out->of[catalog_item_status_index("skipped")] = n[3];
+        out[catalog_item_status_index("skipped")] = catalog_hint(n[3]);
     if (known[2] && known[3] && n[2] <= n[1] && n[3] <= n[1] - n[2])
-        out->of[catalog_item_status_index("completed")] = n[1] - n[2] - n[3];
+        out[catalog_item_status_index("completed")] = catalog_hint(n[1] - n[2] - n[3]);
 }
 
 /* How many items folder `status_index` of job `job_id` holds, by the job's
@@ -259,8 +249,9 @@ static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
     size_t i, size = 0;
 
     pthread_mutex_lock(&catalog->lock);
-    if (id_set_find(&catalog->job_sizes, job_id, &i))
-        size = catalog->job_sizes.sizes[i].of[status_index];
+    i = id_set_index(&catalog->jobs, job_id, hash_str(job_id));
+    if (i != HINDEX_FREE)
+        size = catalog->jobs.facts[i].folder_size[status_index];
     pthread_mutex_unlock(&catalog->lock);
     return size;
 }
@@ -274,13 +265,17 @@ static void catalog_note_jobs(void *arg, const struct builder_job *jobs, size_t 
     struct catalog *catalog = arg;
 
     for (size_t i = 0; i < count; i++) {
-        struct folder_sizes sizes;
+        uint32_t sizes[CATALOG_ITEM_STATUS_COUNT];
+        bool finished = catalog_job_is_terminal(jobs[i].status);
+        struct job_facts *facts;
 
-        catalog_folder_sizes(jobs[i].counts, jobs[i].known, &sizes);
+        catalog_folder_sizes(jobs[i].counts, jobs[i].known, sizes);
         pthread_mutex_lock(&catalog->lock);
-        if (catalog_job_is_terminal(jobs[i].status))
-            id_set_add(&catalog->finished_jobs, jobs[i].id);
-        id_set_put(&catalog->job_sizes, jobs[i].id, &sizes);
+        facts = id_set_put(&catalog->jobs, jobs[i].id);
+        if (facts) {
+            memcpy(facts->folder_size, sizes, sizeof(sizes));
+            facts->finished = facts->finished || finished;
+        }
         pthread_mutex_unlock(&catalog->lock);
     }
 }
@@ -537,8 +532,7 @@ void catalog_free(struct catalog *catalog)
         cache_free(catalog->cache);
     live_free(catalog->live);
     id_set_free(&catalog->known_batches);
-    id_set_free(&catalog->finished_jobs);
-    id_set_free(&catalog->job_sizes);
+    id_set_free(&catalog->jobs);
     pthread_mutex_destroy(&catalog->lock);
     free(catalog);
 }
@@ -602,10 +596,13 @@ int catalog_job(struct catalog *catalog, const char *job_id, struct listing **ow
 /* Whether a job is known to be finished, without sending a request. */
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id)
 {
-    bool finished;
+    bool finished = false;
+    size_t i;
 
     pthread_mutex_lock(&catalog->lock);
-    finished = id_set_has(&catalog->finished_jobs, job_id);
+    i = id_set_index(&catalog->jobs, job_id, hash_str(job_id));
+    if (i != HINDEX_FREE)
+        finished = catalog->jobs.facts[i].finished;
     pthread_mutex_unlock(&catalog->lock);
     return finished;
 }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "batchfs/buf.h"
@@ -22,20 +23,24 @@ struct cache;
 struct live;
 struct pagecache;
 
-/* How many items each status folder of a job holds, by its counters, in
- * the order of catalog_item_statuses; 0 = none or unknown. */
-struct folder_sizes {
-    size_t of[CATALOG_ITEM_STATUS_COUNT];
+/* What the catalog knows of a job from its latest object, without a
+ * request: how many items each status folder holds by its counters (in the
+ * order of catalog_item_statuses; 0 = none or unknown, a hint capped at
+ * UINT32_MAX), and whether it was ever seen finished (that never changes
+ * back). Zero for a job not noted, and for the sets of other ids. */
+struct job_facts {
+    uint32_t folder_size[CATALOG_ITEM_STATUS_COUNT];
+    bool finished;
 };
 
-/* A set of ids, each with the folder sizes of a job (unused by some sets);
- * the caller holds catalog->lock. An account may hold hundreds of
- * thousands of jobs, and each job of a listing is put here under the lock:
- * the ids are found through a hindex over their indices, never by a scan.
- * Ids are never removed. */
+/* A set of ids, each with the facts of a job (unused by some sets); the
+ * caller holds catalog->lock. An account may hold hundreds of thousands of
+ * jobs, and each job of a listing is put here under the lock: the ids are
+ * found through a hindex over their indices, never by a scan. Ids are
+ * never removed. */
 struct id_set {
     char **ids; /* in the order they were added */
-    struct folder_sizes *sizes;
+    struct job_facts *facts;
     size_t count, cap;
     struct hindex index; /* refs: indices into ids */
 };
@@ -51,8 +56,7 @@ struct catalog {
 
     pthread_mutex_t lock;        /* protects the fields below */
     struct id_set known_batches; /* ids found by lookup, for servers without a list */
-    struct id_set finished_jobs; /* jobs seen finished: that never changes back */
-    struct id_set job_sizes;     /* each job's folder sizes, from its latest object */
+    struct id_set jobs;          /* the jobs noted from job lists, with their facts */
     struct timespec batches_unsupported_until; /* the list endpoint is missing */
     bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
 };
