@@ -168,15 +168,17 @@ static size_t http_on_body(char *data, size_t size, size_t nmemb, void *userdata
         return 0;
     }
     if (!t->body.cap) {
-        /* A body of known length gets its room at once: pages are
-         * hundreds of kilobytes, and growing by doubling copies each one
-         * several times into fresh memory. A gzip length is only a floor. */
+        /* A body of known length gets its room at once, and no more:
+         * pages are hundreds of kilobytes, growing by doubling copies each
+         * one several times into fresh memory, and rounding up to a power
+         * of two leaves a hole the size of the slack when the body is
+         * trimmed. A gzip length is only a floor. */
         curl_off_t length = -1;
 
         if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) ==
                 CURLE_OK &&
             length > 0 && (uint64_t)length <= t->client->max_response &&
-            buf_reserve(&t->body, (size_t)length)) {
+            buf_reserve_exact(&t->body, (size_t)length)) {
             t->no_memory = true;
             return 0;
         }
