@@ -104,6 +104,9 @@ struct names {
     /* Held names to examine this round and next (each by one entry holding
      * it), entries moving this round, names left to the final stage. */
     struct names_list work, next_work, movers, stuck;
+    /* Steps of settling beyond one an entry: candidate names tried beyond
+     * each entry's plain name, and slots probed checking the ids. */
+    size_t tries;
 };
 
 /* The hash as shown in names: 16 lowercase hex digits and a NUL. */
@@ -518,6 +521,11 @@ static size_t names_ids_cap(size_t count)
     return cap;
 }
 
+size_t names_steps(const struct names *n)
+{
+    return n ? n->tries : 0;
+}
+
 size_t names_footprint(const struct names *n)
 {
     size_t ahead = 0, ids_cap;
@@ -717,6 +725,7 @@ static int names_round(struct names *n)
         size_t at;
 
         n->stages[e] = (uint8_t)names_next_stage(it, n->stages[e]);
+        n->tries++;
         rc = names_candidate(n, it, n->stages[e], &at);
         if (!rc)
             rc = names_place(n, e, at, true);
@@ -782,20 +791,31 @@ static void names_sort_by_id(const struct names *n, uint32_t *v, size_t count)
  */
 static int names_final(struct names *n)
 {
-    int rc;
+    /* The number each group tries next, less one (see below). */
+    unsigned long long *next = NULL;
+    uint32_t groups = 0;
+    int rc = 0;
 
     n->movers.len = 0;
     for (size_t s = 0; s < n->stuck.len; s++) {
         const char *name = n->text.data + n->items[n->stuck.at[s]].name;
         bool found;
         size_t i = names_slot_probe(n, name, names_slot_hash(name), &found);
-        uint32_t head = n->slots[i].head;
+        uint32_t head = n->slots[i].head, e = head;
 
         if (n->items[head].next == NAMES_NONE)
             continue;
-        for (uint32_t e = head; e != NAMES_NONE; e = n->items[e].next)
+        /* The holders of one name form a group, which their chain links,
+         * free from here until each is placed again, now number. */
+        while (e != NAMES_NONE) {
+            uint32_t following = n->items[e].next;
+
             if ((rc = names_list_push(&n->movers, e)))
                 return rc;
+            n->items[e].next = groups;
+            e = following;
+        }
+        groups++;
         names_slot_remove(n, i);
     }
     names_sort_by_id(n, n->movers.at, n->movers.len);
@@ -804,22 +824,30 @@ static int names_final(struct names *n)
     for (size_t m = 1; m < n->movers.len; m++)
         if (names_cmp_id(n, n->movers.at[m - 1], n->movers.at[m]) == 0)
             return -EINVAL;
-    for (size_t m = 0; m < n->movers.len; m++) {
+    /* The members of a group try the same numbered names, and a name once
+     * held stays held here: a member starts past the number the one before
+     * it took, where it would have arrived by trying each number from 1,
+     * so that m ids with one hash cost m tries rather than m * m / 2. */
+    if (groups && !(next = calloc(groups, sizeof(*next))))
+        return -ENOMEM;
+    for (size_t m = 0; m < n->movers.len && !rc; m++) {
         uint32_t e = n->movers.at[m];
         struct names_item *it = &n->items[e];
+        uint32_t group = it->next;
         char hash[NAMES_HASH_DIGITS + 1];
 
         n->stages[e] = NAMES_STAGE_FINAL;
         names_hex(names_id_hash(n, it), hash);
-        for (unsigned long long k = 1;; k++) {
+        for (unsigned long long k = next[group] + 1;; k++) {
             char tag[NAMES_HASH_DIGITS + 24];
             int tag_len = snprintf(tag, sizeof(tag), "%s-%llu", hash, k);
             size_t at;
             bool found;
 
+            n->tries++;
             rc = names_tagged(n, it, tag, (size_t)tag_len, &at);
             if (rc)
-                return rc;
+                break;
             names_slot_probe(n, n->text.data + at, names_slot_hash(n->text.data + at),
                              &found);
             if (found) {
@@ -827,18 +855,43 @@ static int names_final(struct names *n)
                 continue;
             }
             rc = names_place(n, e, at, true);
-            if (rc)
-                return rc;
+            next[group] = k;
             break;
         }
     }
-    return 0;
+    free(next);
+    return rc;
+}
+
+/* Longest run of slots the id check probes for one id. Ids of hashes
+ * drawn at random make runs this long in a half-full table practically
+ * never; ids made to share a hash make them at once. */
+#define NAMES_PROBE_MAX 256
+
+/* -EINVAL when two entries share a raw id, found by sorting: for ids whose
+ * hashes collide, where the table would compare each with every other.
+ * -ENOMEM when the order cannot be made. */
+static int names_check_ids_sorted(struct names *n)
+{
+    uint32_t *order = malloc((n->count ? n->count : 1) * sizeof(*order));
+    int rc = 0;
+
+    if (!order)
+        return -ENOMEM;
+    for (uint32_t e = 0; e < n->count; e++)
+        order[e] = e;
+    names_sort_by_id(n, order, n->count);
+    for (size_t k = 1; k < n->count && !rc; k++)
+        if (names_cmp_id(n, order[k - 1], order[k]) == 0)
+            rc = -EINVAL;
+    free(order);
+    return rc;
 }
 
 /*
  * -EINVAL when two entries share a raw id. Run once the names are settled,
  * in the slots of their table when they are enough, so that the check adds
- * nothing to the peak.
+ * nothing to the peak; by sorting when ids crowd one run of the table.
  */
 static int names_check_ids(struct names *n)
 {
@@ -865,9 +918,13 @@ static int names_check_ids(struct names *n)
         uint32_t hash = (uint32_t)names_id_hash(n, &n->items[e]);
         size_t i = hash & mask;
 
-        for (; slots[i].head != NAMES_NONE; i = (i + 1) & mask)
+        for (size_t run = 0; slots[i].head != NAMES_NONE; i = (i + 1) & mask) {
+            if (++run > NAMES_PROBE_MAX)
+                return names_check_ids_sorted(n);
+            n->tries++;
             if (slots[i].hash == hash && names_cmp_id(n, slots[i].head, e) == 0)
                 return -EINVAL;
+        }
         slots[i] = (struct names_slot){hash, e};
     }
     return 0;
@@ -975,7 +1032,7 @@ int names_assign(struct names_entry *entries, size_t count, const char *suffix)
     if (!rc)
         rc = names_finish(n);
     for (e = 0; !rc && e < count; e++) {
-        size_t len;
+        size_t len = 0;
         const char *name = names_file_name(n, e, &len);
 
         entries[e].file_name = malloc(len + 1);

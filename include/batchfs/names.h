@@ -74,6 +74,12 @@ size_t names_footprint(const struct names *n);
  * there is no such entry. */
 const char *names_item_id(const struct names *n, size_t index);
 
+/* The steps settling took beyond one an entry: candidate names tried
+ * beyond each entry's plain name, and table slots probed to check that no
+ * two ids are equal. A few an entry, however many entries share a name or
+ * the hash of their ids. For tests and statistics; safe on NULL. */
+size_t names_steps(const struct names *n);
+
 /* Frees the folder and its names. Safe on NULL. */
 void names_free(struct names *n);
 
