@@ -496,6 +496,8 @@ struct catalog *catalog_new(const struct catalog_config *config)
     catalog->api = config->api;
     catalog->ttl_s = config->ttl_s;
     catalog->terminal_ttl_s = config->terminal_ttl_s;
+    catalog->clock = config->clock;
+    catalog->clock_arg = config->clock_arg;
     pthread_mutex_init(&catalog->lock, NULL);
     catalog->cache = cache_new(&cc, &catalog_cache_ops);
     catalog->live = live_new(config->clock, config->clock_arg);
@@ -641,12 +643,15 @@ int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing 
     return rc;
 }
 
-static bool catalog_now_before(const struct timespec *t)
+/* Seconds on the catalog's clock, the one its listings expire by. */
+static double catalog_now(const struct catalog *catalog)
 {
     struct timespec now;
 
+    if (catalog->clock)
+        return catalog->clock(catalog->clock_arg);
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec < t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec < t->tv_nsec);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
 /* For servers without GET /api/v2/batches: the batches looked up so far. */
@@ -687,7 +692,7 @@ int catalog_batches(struct catalog *catalog, struct listing **out)
     int rc;
 
     pthread_mutex_lock(&catalog->lock);
-    unsupported = catalog_now_before(&catalog->batches_unsupported_until);
+    unsupported = catalog_now(catalog) < catalog->batches_unsupported_until;
     pthread_mutex_unlock(&catalog->lock);
     if (unsupported)
         return catalog_known_batches(catalog, out);
@@ -697,8 +702,7 @@ int catalog_batches(struct catalog *catalog, struct listing **out)
         return rc;
     /* Ask again only after a while: the server will not grow the endpoint soon. */
     pthread_mutex_lock(&catalog->lock);
-    clock_gettime(CLOCK_MONOTONIC, &catalog->batches_unsupported_until);
-    catalog->batches_unsupported_until.tv_sec += 3600;
+    catalog->batches_unsupported_until = catalog_now(catalog) + 3600;
     pthread_mutex_unlock(&catalog->lock);
     return catalog_known_batches(catalog, out);
 }

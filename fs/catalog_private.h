@@ -53,11 +53,13 @@ struct catalog {
     size_t building;         /* atomic: what the listings being built hold so far */
     struct live *live;       /* listings in use, found again after eviction */
     double ttl_s, terminal_ttl_s;
+    double (*clock)(void *arg); /* the config's, or NULL: CLOCK_MONOTONIC */
+    void *clock_arg;
 
     pthread_mutex_t lock;        /* protects the fields below */
     struct id_set known_batches; /* ids found by lookup, for servers without a list */
     struct id_set jobs;          /* the jobs noted from job lists, with their facts */
-    struct timespec batches_unsupported_until; /* the list endpoint is missing */
+    double batches_unsupported_until; /* on `clock`: the list endpoint is missing */
     bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
 };
 

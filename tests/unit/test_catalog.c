@@ -154,6 +154,28 @@ static void test_finished_jobs_cached_longer(void **state)
     assert_int_equal(catalog_items(env->catalog, "bjb-run1", 6, &items), -EINVAL);
 }
 
+/* A server without the batch list is asked again an hour later, on the
+ * catalog's clock; meanwhile the batches looked up stand in for the list. */
+static void test_missing_batch_list_asked_hourly(void **state)
+{
+    struct env *env = *state;
+    struct listing *batches;
+
+    fake_transport_add_body(env->fake, "/api/v2/batches*", 404, "{\"detail\": \"Not Found\"}");
+    assert_int_equal(catalog_batches(env->catalog, &batches), 0);
+    assert_int_equal(batches->count, 0);
+    listing_release(batches);
+    assert_int_equal(fake_transport_count_matching(env->fake, "/api/v2/batches*"), 1);
+    fake_clock_advance(3599);
+    assert_int_equal(catalog_batches(env->catalog, &batches), 0);
+    listing_release(batches);
+    assert_int_equal(fake_transport_count_matching(env->fake, "/api/v2/batches*"), 1);
+    fake_clock_advance(2);
+    assert_int_equal(catalog_batches(env->catalog, &batches), 0);
+    listing_release(batches);
+    assert_int_equal(fake_transport_count_matching(env->fake, "/api/v2/batches*"), 2);
+}
+
 /* The counters of the jobs in the job list size their folders' first
  * fetch too: they are noted as the list's pages come. */
 static void test_job_list_counters_size_first_fetch(void **state)
@@ -475,6 +497,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jobs_listing_drops_non_ids, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_finished_jobs_cached_longer, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_batch_list_asked_hourly, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_empty_listing, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_item_files, env_setup, env_teardown),
