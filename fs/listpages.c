@@ -84,43 +84,58 @@ static bool listpages_string_equals(const char *text, struct json_span span,
     return len == strlen(want) && memcmp(decoded, want, len) == 0;
 }
 
+/* The members one pass over an object looks for: its identity `id_key`,
+ * "status" when the list filters by it, then the preparer's keys (a key
+ * that is one of the first two is looked up once and handed to both). */
+struct listpages_keys {
+    const char *keys[2 + API_PREPARER_MAX_KEYS];
+    size_t n;
+    size_t where[API_PREPARER_MAX_KEYS]; /* the preparer's key k is keys[where[k]] */
+    size_t n_extra;
+};
+
+/* False when there are more than API_PREPARER_MAX_KEYS `extra` keys. */
+static bool listpages_keys_make(const char *id_key, const char *status,
+                                const char *const *extra, size_t n_extra,
+                                struct listpages_keys *k)
+{
+    if (n_extra > API_PREPARER_MAX_KEYS)
+        return false;
+    k->n = 0;
+    k->n_extra = n_extra;
+    k->keys[k->n++] = id_key;
+    if (status)
+        k->keys[k->n++] = "status";
+    for (size_t e = 0; e < n_extra; e++) {
+        k->where[e] = k->n;
+        for (size_t j = 0; j < k->n; j++)
+            if (!strcmp(k->keys[j], extra[e]))
+                k->where[e] = j;
+        if (k->where[e] == k->n)
+            k->keys[k->n++] = extra[e];
+    }
+    return true;
+}
+
 /*
- * Fills `object` from the element at text[span): its identity, the member
- * `id_key`, is decoded into dst (room for span.len bytes). With `status`,
- * *status_ok says whether its "status" is that string. The values of
- * `extra` (n_extra of them, at most API_PREPARER_MAX_KEYS) go to extra_out,
- * found in the same pass (object->fields then points there). Returns false
- * when the element is not an object with an identity.
+ * Fills `object` from the element at text[span): its identity, the first of
+ * `k`'s keys, is decoded into dst (room for span.len bytes). With `status`,
+ * *status_ok says whether its "status" is that string. The values of k's
+ * preparer keys go to extra_out, found in the same pass (object->fields
+ * then points there). Returns false when the element is not an object with
+ * an identity.
  */
 static bool listpages_read_object_fields(const char *text, struct json_span span,
-                                         const char *id_key, const char *status,
+                                         const struct listpages_keys *k, const char *status,
                                          bool *status_ok, char *dst,
-                                         const char *const *extra, size_t n_extra,
                                          struct json_span *extra_out,
                                          struct api_object *object)
 {
-    const char *keys[2 + API_PREPARER_MAX_KEYS];
-    size_t where[API_PREPARER_MAX_KEYS], n = 0;
     const char *element = text + span.start;
     struct json_span fields[2 + API_PREPARER_MAX_KEYS];
 
-    if (n_extra > API_PREPARER_MAX_KEYS)
-        return false;
-    keys[n++] = id_key;
-    if (status)
-        keys[n++] = "status";
-    /* A key the API reads anyway (the identity, the status) is looked up
-     * once and handed to both. */
-    for (size_t k = 0; k < n_extra; k++) {
-        where[k] = n;
-        for (size_t j = 0; j < n; j++)
-            if (!strcmp(keys[j], extra[k]))
-                where[k] = j;
-        if (where[k] == n)
-            keys[n++] = extra[k];
-    }
     if (!span.len || element[0] != '{' ||
-        jsontext_members_valid(element, span.len, keys, n, fields) < 0)
+        jsontext_members_valid(element, span.len, k->keys, k->n, fields) < 0)
         return false;
     object->id_len = listpages_decode_clean(element, fields[0], dst);
     if (!object->id_len)
@@ -132,9 +147,9 @@ static bool listpages_read_object_fields(const char *text, struct json_span span
     object->fields = NULL;
     if (status)
         *status_ok = listpages_string_equals(element, fields[1], status);
-    if (n_extra) {
-        for (size_t k = 0; k < n_extra; k++)
-            extra_out[k] = fields[where[k]];
+    if (k->n_extra) {
+        for (size_t e = 0; e < k->n_extra; e++)
+            extra_out[e] = fields[k->where[e]];
         object->fields = extra_out;
     }
     return true;
@@ -144,8 +159,10 @@ bool listpages_read_object(const char *text, struct json_span span, const char *
                            const char *status, bool *status_ok, char *dst,
                            struct api_object *object)
 {
-    return listpages_read_object_fields(text, span, id_key, status, status_ok, dst, NULL,
-                                        0, NULL, object);
+    struct listpages_keys k;
+
+    listpages_keys_make(id_key, status, NULL, 0, &k);
+    return listpages_read_object_fields(text, span, &k, status, status_ok, dst, NULL, object);
 }
 
 int listpages_locate_elements(const char *text, struct json_span array,
@@ -213,6 +230,9 @@ static int listpages_page_parse(struct listpages_page *page)
     struct json_span members[3], *spans = NULL;
     size_t n_spans = 0, used = 0;
     size_t n_keys = list->preparer ? list->preparer->n_keys : 0;
+    struct listpages_keys k;
+    bool keys_ok = listpages_keys_make(list->id_key, list->status,
+                                       n_keys ? list->preparer->keys : NULL, n_keys, &k);
     int rc;
 
     rc = listpages_body_members(&page->resp, keys, 3, members, page->reason,
@@ -255,9 +275,9 @@ static int listpages_page_parse(struct listpages_page *page)
         struct listpages_candidate *c = &page->candidates[page->n_candidates];
         bool status_ok = true;
 
-        if (!listpages_read_object_fields(body, spans[i], list->id_key, list->status,
-                                          &status_ok, page->ids + used,
-                                          n_keys ? list->preparer->keys : NULL, n_keys,
+        if (!keys_ok ||
+            !listpages_read_object_fields(body, spans[i], &k, list->status, &status_ok,
+                                          page->ids + used,
                                           page->fields + page->n_candidates * n_keys,
                                           &c->object)) {
             page->malformed++;
