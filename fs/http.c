@@ -476,9 +476,9 @@ static void http_count_transfer(struct http_client *client, CURL *easy, CURLcode
     pthread_mutex_unlock(&client->stats_lock);
 }
 
-/* Logs a refused redirect, naming the target host only: a full Location
- * may carry a signed query string. */
-static void http_log_redirect(CURL *easy, const char *path_query, long status)
+/* Says why a redirect was refused, naming the target host only: a full
+ * Location may carry a signed query string. */
+static void http_redirect_failure(CURL *easy, long status, char *out, size_t size)
 {
     char *location = NULL, *host = NULL;
     CURLU *url = NULL;
@@ -490,9 +490,9 @@ static void http_log_redirect(CURL *easy, const char *path_query, long status)
             curl_url_get(url, CURLUPART_HOST, &host, 0);
     }
     if (host)
-        log_warning("GET %s: HTTP %ld redirect to %s refused", path_query, status, host);
+        snprintf(out, size, "HTTP %ld redirect to %s refused", status, host);
     else
-        log_warning("GET %s: HTTP %ld redirect refused", path_query, status);
+        snprintf(out, size, "HTTP %ld redirect refused", status);
     curl_free(host);
     curl_url_cleanup(url);
 }
@@ -549,7 +549,9 @@ struct http_request {
     char *url;
     unsigned attempt, attempts;
     double deadline; /* monotonic ms; 0 = no budget */
-    bool logged;     /* the failure was logged where it was understood */
+    /* Why it failed, said where it was understood (http_response.failure);
+     * "" until then. */
+    char failure[sizeof(((struct http_response *)0)->failure)];
 };
 
 static bool http_check_stall(struct engine_transfer *xfer);
@@ -672,29 +674,24 @@ static void http_complete(struct http_request *req, int rc, long status, bool re
 
     call->resp = (struct http_response)HTTP_RESPONSE_INIT;
     if (rc == 0) {
-        if (retryable) {
-            log_warning("GET %s: HTTP %ld after %u attempt%s", req->path_query, status,
-                        req->attempt, req->attempt == 1 ? "" : "s");
-            req->logged = true;
-        }
+        if (retryable)
+            snprintf(req->failure, sizeof(req->failure), "HTTP %ld after %u attempt%s",
+                     status, req->attempt, req->attempt == 1 ? "" : "s");
         call->resp.status = status;
         /* A body may be kept as long as its listing (item files are
          * rendered from it): keep none of the room it grew into. */
         buf_trim(&t->body);
         call->resp.body = t->body;
         t->body = (struct buf)BUF_INIT;
-    } else if (!req->logged && rc == -EFBIG) {
-        log_warning("GET %s: response larger than %zu bytes refused", req->path_query,
-                    client->max_response);
-        req->logged = true;
-    } else if (!req->logged && rc != -ECANCELED && req->attempt > 0) {
-        log_warning("GET %s: %s after %u attempt%s (%s)", req->path_query,
-                    http_errno_text(rc), req->attempt, req->attempt == 1 ? "" : "s",
-                    t->error);
-        req->logged = true;
+    } else if (!req->failure[0] && rc == -EFBIG) {
+        snprintf(req->failure, sizeof(req->failure), "response larger than %zu bytes refused",
+                 client->max_response);
+    } else if (!req->failure[0] && rc != -ECANCELED && req->attempt > 0) {
+        snprintf(req->failure, sizeof(req->failure), "%s after %u attempt%s (%.200s)",
+                 http_errno_text(rc), req->attempt, req->attempt == 1 ? "" : "s", t->error);
     }
     call->resp.attempts = req->attempt;
-    call->resp.logged = req->logged;
+    memcpy(call->resp.failure, req->failure, sizeof(call->resp.failure));
     call->rc = rc;
     pthread_mutex_lock(&client->calls_lock);
     call->impl = NULL;
@@ -744,8 +741,7 @@ static void http_finished(struct engine_transfer *xfer, CURLcode code, bool canc
                       (double)total_us / 1000.0, req->attempt);
     }
     if (rc == 0 && status >= 300 && status <= 399) {
-        http_log_redirect(t->easy, req->path_query, status);
-        req->logged = true;
+        http_redirect_failure(t->easy, status, req->failure, sizeof(req->failure));
         rc = -EIO;
     } else if (rc == 0) {
         retryable =

@@ -175,9 +175,9 @@ void request_log_failure(const char *path_query, int rc, const struct http_respo
 {
     long status = resp ? resp->status : 0;
 
-    if (resp && resp->logged)
-        return;
-    if (reason && *reason)
+    if (resp && resp->failure[0])
+        log_warning("GET %s: %s", path_query, resp->failure);
+    else if (reason && *reason)
         log_warning("GET %s: %s", path_query, reason);
     else if (status == 404)
         log_debug("GET %s: HTTP 404", path_query);

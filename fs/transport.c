@@ -20,7 +20,7 @@ void http_response_free(struct http_response *resp)
     buf_free(&resp->body);
     resp->status = 0;
     resp->attempts = 0;
-    resp->logged = false;
+    resp->failure[0] = '\0';
 }
 
 static _Thread_local struct transport_cancel *transport_current_token;

@@ -65,11 +65,11 @@ int request_settle(struct request *req, const char *path_query, int rc,
                    struct http_response *resp, long *status);
 
 /*
- * The one log line for a failed request: `reason` (what was wrong with a
- * response that did come), else its HTTP status, else the errno; debug for
- * a 404 or -ECANCELED, else a warning. Nothing when the transport has
- * logged the failure already (resp->logged: retries used up, no complete
- * response, a refused redirect or body). resp is the request's, as
+ * The one log line for a failed request, on the caller's thread: the
+ * transport's account of it (resp->failure: retries used up, no complete
+ * response, a refused redirect or body), else `reason` (what was wrong
+ * with a response that did come), else its HTTP status, else the errno;
+ * debug for a 404 or -ECANCELED, else a warning. resp is the request's, as
  * request_fetch left it; NULL when none was sent.
  */
 void request_log_failure(const char *path_query, int rc, const struct http_response *resp,

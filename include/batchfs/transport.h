@@ -24,14 +24,17 @@ struct http_response {
     long status;     /* final HTTP status, e.g. 200, 404 */
     struct buf body; /* the whole decoded body; never a partial one */
     unsigned attempts; /* how many tries it took (1 = first try) */
-    /* The transport has logged this failure itself, in the one line it
-     * deserves (with its attempts and cause): whoever handles the outcome
-     * must not log it again (see request_log_failure). Kept, with
-     * attempts, when the call ends in a negative errno. */
-    bool logged;
+    /* The transport's account of a failure it gave up on, without the
+     * request ("HTTP 503 after 3 attempts", "timed out after 2 attempts
+     * (no byte for 30 s)", a refused redirect or body), for the one line
+     * the caller logs (request_log_failure) on its own thread, where it
+     * may be said together with what the failure led to. "" when the
+     * transport has nothing to add. Kept, with attempts, when the call
+     * ends in a negative errno. */
+    char failure[320];
 };
 
-#define HTTP_RESPONSE_INIT {0, BUF_INIT, 0, false}
+#define HTTP_RESPONSE_INIT {0, BUF_INIT, 0, ""}
 
 /* Frees the body; the response is HTTP_RESPONSE_INIT again. */
 void http_response_free(struct http_response *resp);
