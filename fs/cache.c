@@ -755,17 +755,25 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
     return flight->result;
 }
 
-/* Without the lock: what cache_finish left to do. */
+/* Without the lock: what cache_finish left to do. `holding`: the thread
+ * held back the fetch's last failure line (log_hold), which the warning
+ * that a cached copy is served then says in its place: one failure, one
+ * line. */
 static void cache_done_release(struct cache *cache, const char *key,
-                               struct cache_done *done)
+                               struct cache_done *done, bool holding)
 {
     struct cache_waiter *w, *next;
 
     if (done->stale_error) {
-        char reason[128];
+        char reason[1024];
+        const char *why = reason;
 
+        if (!holding || !log_release(reason, sizeof(reason)))
+            why = strerror_r(-done->stale_error, reason, sizeof(reason));
         log_warning("serving cached copy of %s from %.0f s ago: %s", key, done->stale_age,
-                    strerror_r(-done->stale_error, reason, sizeof(reason)));
+                    why);
+    } else if (holding) {
+        log_release(NULL, 0);
     }
     if (done->old_value)
         cache->ops.unref(done->old_value);
@@ -791,6 +799,7 @@ static void *cache_fetch_thread(void *arg)
         void (*free_arg)(void *);
         size_t bytes = 0;
         double ttl_s = 0;
+        bool holding;
         char *key;
         int rc;
 
@@ -809,6 +818,7 @@ static void *cache_fetch_thread(void *arg)
         if (cache->config.cancel_begin)
             flight->cancel = cache->config.cancel_begin(cache->config.cancel_arg);
         pthread_mutex_unlock(&cache->lock);
+        holding = log_hold();
         rc = flight->fetch(flight_arg, key, &fetched, &bytes, &ttl_s);
         free_arg(flight_arg);
         key = strdup(key); /* for the warning, once the entry may be gone */
@@ -820,7 +830,7 @@ static void *cache_fetch_thread(void *arg)
         cache_finish(cache, flight, rc, fetched, bytes, ttl_s, NULL, &done);
         cache_flight_leave(flight);
         pthread_mutex_unlock(&cache->lock);
-        cache_done_release(cache, key ? key : "a cached listing", &done);
+        cache_done_release(cache, key ? key : "a cached listing", &done, holding);
         free(key);
         pthread_mutex_lock(&cache->lock);
     }
@@ -927,7 +937,7 @@ void cache_stop(struct cache *cache)
         cache_flight_leave(flight);
         pthread_mutex_unlock(&cache->lock);
         free_arg(arg);
-        cache_done_release(cache, "", &done);
+        cache_done_release(cache, "", &done, false);
         pthread_mutex_lock(&cache->lock);
     }
     pthread_mutex_unlock(&cache->lock);
@@ -942,6 +952,7 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     struct cache_waiter *waiter = cache_parking;
     struct cache_flight *flight = NULL;
     struct cache_done done = {0};
+    bool holding;
     struct cache_outcome *outcome;
     void *fetched = NULL;
     size_t bytes = 0, hash = (size_t)hash_str(key);
@@ -995,6 +1006,7 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
         arg = fetcher->arg;
     }
     pthread_mutex_unlock(&cache->lock);
+    holding = log_hold();
     rc = fetch(arg, key, &fetched, &bytes, &ttl_s);
     if (free_arg)
         free_arg(owned_arg);
@@ -1002,7 +1014,7 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     rc = cache_finish(cache, flight, rc, fetched, bytes, ttl_s, value, &done);
     cache_flight_leave(flight);
     pthread_mutex_unlock(&cache->lock);
-    cache_done_release(cache, key, &done);
+    cache_done_release(cache, key, &done, holding);
     return rc;
 }
 

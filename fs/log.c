@@ -4,7 +4,8 @@
  * The threshold, destination and secrets are set once before threads start
  * and only read afterwards, so they need no lock. Each line is formatted in
  * full, redacted, and then written with a single call so that lines from
- * different threads never interleave.
+ * different threads never interleave. A line held back (log_hold) is kept
+ * per thread, so it too needs no lock.
  */
 #include "batchfs/log.h"
 
@@ -102,9 +103,58 @@ bool log_last_problem(char *out, size_t len, time_t *when)
     return found;
 }
 
-void log_message(enum log_level level, const char *fmt, ...)
+/* The line held back on this thread (log_hold): per thread, so no lock. */
+static _Thread_local bool log_holding;
+static _Thread_local bool log_held;
+static _Thread_local enum log_level log_held_level;
+static _Thread_local char log_held_line[LOG_LINE_MAX];
+
+/* Writes one formatted, redacted line at `level`. */
+static void log_write(enum log_level level, const char *line)
 {
     static const int syslog_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+
+    if (!log_enabled(level))
+        return;
+    if (log_to_syslog) {
+        syslog(syslog_priority[level], "%s", line);
+    } else {
+        struct timespec now;
+        struct tm tm;
+        char stamp[32];
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+        fprintf(stderr, "batchfs %s.%03ld %s: %s\n", stamp, now.tv_nsec / 1000000L,
+                log_level_name(level), line);
+    }
+}
+
+bool log_hold(void)
+{
+    if (log_holding)
+        return false;
+    log_holding = true;
+    log_held = false;
+    return true;
+}
+
+bool log_release(char *out, size_t size)
+{
+    bool held = log_held;
+
+    log_holding = false;
+    log_held = false;
+    if (held && out && size)
+        snprintf(out, size, "%s", log_held_line);
+    else if (held)
+        log_write(log_held_level, log_held_line);
+    return held;
+}
+
+void log_message(enum log_level level, const char *fmt, ...)
+{
     char line[LOG_LINE_MAX];
     va_list ap;
 
@@ -124,21 +174,15 @@ void log_message(enum log_level level, const char *fmt, ...)
         log_last_time = time(NULL);
         pthread_mutex_unlock(&log_last_lock);
     }
-    if (!log_enabled(level))
+    if (log_holding && level <= LOG_LEVEL_WARNING) {
+        if (log_held)
+            log_write(log_held_level, log_held_line);
+        memcpy(log_held_line, line, sizeof(line));
+        log_held_level = level;
+        log_held = true;
         return;
-    if (log_to_syslog) {
-        syslog(syslog_priority[level], "%s", line);
-    } else {
-        struct timespec now;
-        struct tm tm;
-        char stamp[32];
-
-        clock_gettime(CLOCK_REALTIME, &now);
-        gmtime_r(&now.tv_sec, &tm);
-        strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-        fprintf(stderr, "batchfs %s.%03ld %s: %s\n", stamp, now.tv_nsec / 1000000L,
-                log_level_name(level), line);
     }
+    log_write(level, line);
 }
 
 static enum log_level log_level_of_libfuse(enum fuse_log_level level)

@@ -44,6 +44,23 @@ bool log_last_problem(char *out, size_t len, time_t *when);
  */
 void log_take_libfuse_messages(void);
 
+/*
+ * Holds back the last warning or error this thread logs from now on (a
+ * held line is written when a later one takes its place) until
+ * log_release: for a caller about to say in one line what that failure led
+ * to, so that one failure makes one line. True when this call started
+ * holding; false when the thread holds already (the caller then must not
+ * release).
+ */
+bool log_hold(void);
+
+/*
+ * Stops holding. True when a line was held: with `out`, it is copied there
+ * (`size` bytes, cut to fit) and dropped, for the caller's own line to say
+ * it; without, it is written now. False when none was.
+ */
+bool log_release(char *out, size_t size);
+
 void log_message(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

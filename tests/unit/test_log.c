@@ -1,5 +1,6 @@
 /*
- * Unit tests of the logger (fs/log.c): libfuse's own messages go through it.
+ * Unit tests of the logger (fs/log.c): libfuse's own messages go through it,
+ * and a line held back is written once.
  */
 #include <errno.h>
 #include <fuse_log.h>
@@ -122,6 +123,44 @@ static void test_libfuse_line_in_pieces(void **state)
     free(out);
 }
 
+/* A held failure line is said once: in the caller's line, or on its own
+ * at release; a later one writes the one it replaces. */
+static void test_held_line(void **state)
+{
+    struct capture c;
+    char held[64];
+    char *out;
+
+    (void)state;
+    capture_start(&c);
+    assert_true(log_hold());
+    assert_false(log_hold()); /* already holding: the first holder releases */
+    log_warning("first failure");
+    log_info("progress, not held");
+    log_error("second failure");
+    assert_true(log_release(held, sizeof(held)));
+    out = capture_end(&c);
+    assert_string_equal(held, "second failure");
+    assert_non_null(strstr(out, " warning: first failure\n"));
+    assert_non_null(strstr(out, " info: progress, not held\n"));
+    assert_null(strstr(out, "second failure"));
+    /* Held until the second failure took its place. */
+    assert_true(strstr(out, "progress") < strstr(out, "first failure"));
+    free(out);
+
+    /* Released without a caller's line: written as it was. */
+    capture_start(&c);
+    assert_true(log_hold());
+    log_warning("GET /x: HTTP 503 after 3 attempts");
+    assert_true(log_release(NULL, 0));
+    assert_false(log_release(NULL, 0));
+    log_warning("not held");
+    out = capture_end(&c);
+    assert_non_null(strstr(out, " warning: GET /x: HTTP 503 after 3 attempts\n"));
+    assert_non_null(strstr(out, " warning: not held\n"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -129,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_libfuse_messages_are_redacted),
         cmocka_unit_test(test_libfuse_levels_and_lines),
         cmocka_unit_test(test_libfuse_line_in_pieces),
+        cmocka_unit_test(test_held_line),
     };
 
     log_setup(LOG_LEVEL_INFO, false);
