@@ -25,6 +25,7 @@
  */
 #include "batchfs/cache.h"
 
+#include "batchfs/clocks.h"
 #include "batchfs/hash.h"
 #include "batchfs/hindex.h"
 #include "batchfs/log.h"
@@ -136,12 +137,7 @@ static _Thread_local bool cache_parked_here;
 
 static double cache_now(const struct cache *cache)
 {
-    struct timespec ts;
-
-    if (cache->config.clock)
-        return cache->config.clock(cache->config.clock_arg);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clocks_now(cache->config.clock, cache->config.clock_arg);
 }
 
 static bool cache_is_fresh(const struct cache_entry *entry, double now)

@@ -25,6 +25,7 @@
 #include "batchfs/buf.h"
 #include "batchfs/builder.h"
 #include "batchfs/cache.h"
+#include "batchfs/clocks.h"
 #include "batchfs/derive.h"
 #include "batchfs/hash.h"
 #include "batchfs/hindex.h"
@@ -51,6 +52,14 @@ static bool id_set_eq(const void *ctx, size_t index, const void *id)
 static size_t id_set_index(const struct id_set *set, const char *id, uint64_t hash)
 {
     return hindex_find(&set->index, hash, id_set_eq, set, id);
+}
+
+/* The facts of `id`, or NULL when the set lacks it. */
+static const struct job_facts *id_set_facts(const struct id_set *set, const char *id)
+{
+    size_t i = id_set_index(set, id, hash_str(id));
+
+    return i == HINDEX_FREE ? NULL : &set->facts[i];
 }
 
 /* Makes room for one more id: in the arrays and in the index. 0 or
@@ -246,12 +255,12 @@ static void catalog_folder_sizes(const size_t n[4], const bool known[4],
 static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
                                   int status_index)
 {
-    size_t i, size = 0;
+    const struct job_facts *facts;
+    size_t size;
 
     pthread_mutex_lock(&catalog->lock);
-    i = id_set_index(&catalog->jobs, job_id, hash_str(job_id));
-    if (i != HINDEX_FREE)
-        size = catalog->jobs.facts[i].folder_size[status_index];
+    facts = id_set_facts(&catalog->jobs, job_id);
+    size = facts ? facts->folder_size[status_index] : 0;
     pthread_mutex_unlock(&catalog->lock);
     return size;
 }
@@ -598,13 +607,12 @@ int catalog_job(struct catalog *catalog, const char *job_id, struct listing **ow
 /* Whether a job is known to be finished, without sending a request. */
 static int catalog_job_status_terminal(struct catalog *catalog, const char *job_id)
 {
-    bool finished = false;
-    size_t i;
+    const struct job_facts *facts;
+    bool finished;
 
     pthread_mutex_lock(&catalog->lock);
-    i = id_set_index(&catalog->jobs, job_id, hash_str(job_id));
-    if (i != HINDEX_FREE)
-        finished = catalog->jobs.facts[i].finished;
+    facts = id_set_facts(&catalog->jobs, job_id);
+    finished = facts && facts->finished;
     pthread_mutex_unlock(&catalog->lock);
     return finished;
 }
@@ -646,12 +654,7 @@ int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing 
 /* Seconds on the catalog's clock, the one its listings expire by. */
 static double catalog_now(const struct catalog *catalog)
 {
-    struct timespec now;
-
-    if (catalog->clock)
-        return catalog->clock(catalog->clock_arg);
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    return clocks_now(catalog->clock, catalog->clock_arg);
 }
 
 /* For servers without GET /api/v2/batches: the batches looked up so far. */

@@ -65,19 +65,19 @@ static bool idset_eq(const void *ctx, size_t ref, const void *key)
  * 0 or -ENOMEM. */
 static int idset_append(struct idset *set, const char *key, size_t len, size_t *at)
 {
-    size_t need = idset_len_bytes(len);
+    size_t head = idset_len_bytes(len), left = head;
     unsigned char *p;
-    int rc = buf_reserve(&set->keys, need + len);
+    int rc = buf_reserve(&set->keys, head + len);
 
     if (rc)
         return rc;
     *at = set->keys.len;
     p = (unsigned char *)set->keys.data + set->keys.len;
-    for (size_t n = len; need--; n >>= 7)
-        *p++ = (unsigned char)((n & 0x7f) | (need ? 0x80 : 0));
+    for (size_t n = len; left--; n >>= 7)
+        *p++ = (unsigned char)((n & 0x7f) | (left ? 0x80 : 0));
     if (len)
         memcpy(p, key, len);
-    set->keys.len += idset_len_bytes(len) + len;
+    set->keys.len += head + len;
     return 0;
 }
 

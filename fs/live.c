@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batchfs/clocks.h"
 #include "batchfs/hash.h"
 #include "batchfs/hindex.h"
 #include "batchfs/listing.h"
@@ -39,12 +40,7 @@ struct live {
 
 static double live_now(const struct live *live)
 {
-    struct timespec ts;
-
-    if (live->clock)
-        return live->clock(live->clock_arg);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clocks_now(live->clock, live->clock_arg);
 }
 
 static uint64_t live_hash(const char *key)

@@ -129,8 +129,8 @@ int jsontext_array_elements(const char *text, size_t len, struct json_span **spa
  * jsontext_members and jsontext_array_elements for text already validated
  * whole: a value inside a document that jsontext_validate (or a member
  * lookup on it) accepted. Values are stepped over by their quotes and
- * brackets instead of being checked, several times faster: a page of the
- * API is validated once and then searched. On text that was never
+ * brackets instead of being checked again, so that a page of the API is
+ * validated once and then searched. On text that was never
  * validated the spans found are meaningless, but nothing outside [text,
  * text + len) is read and the call still ends.
  */
