@@ -27,6 +27,7 @@
 #include "batchfs/apikey.h"
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
+#include "batchfs/fuseio.h"
 #include "batchfs/http.h"
 #include "batchfs/inval.h"
 #include "batchfs/log.h"
@@ -453,6 +454,10 @@ int main(int argc, char *argv[])
     if (fuse_session_mount(se, cmd.mountpoint))
         goto out;
     mounted = true;
+    /* Lookups and readdirs of one folder in parallel (see fuseio.h); without
+     * it, as before, one at a time. */
+    if (fuseio_install(se))
+        fprintf(stderr, "batchfs: lookups of one folder will run one at a time\n");
     /* The engine's thread would not survive the fork: it starts again with
      * the next request. */
     http_client_park(http);
