@@ -61,6 +61,9 @@ struct cache_flight {
     unsigned waiting;          /* blocked plus parked: who wants the outcome */
     bool background;           /* a refresh that nobody waits for */
     bool prefetch;             /* queued by cache_prefetch, behind the rest */
+    /* Wanted by a CACHE_GET_START caller, which learns of its outcome
+     * elsewhere: never called off when its parked waiters leave. */
+    bool held;
     bool abandoned;            /* called off: everybody who waited gave up */
     struct cache_entry *entry; /* the entry it fetches for */
     struct cache_waiter *parked;     /* waiters to tell when done */
@@ -601,6 +604,16 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     if (entry && entry->flight) {
         flight = entry->flight;
         cache->misses++;
+        if (flags & CACHE_GET_START) {
+            flight->held = true;
+            if (flight->prefetch && flight->state == CACHE_FLIGHT_QUEUED) {
+                /* Someone wants it now: to the front with the others. */
+                cache_queue_remove(cache, flight);
+                flight->prefetch = false;
+                cache_queue_push(cache, flight);
+            }
+            return flight->state == CACHE_FLIGHT_QUEUED ? CACHE_PARKED : CACHE_RUNNING;
+        }
         if (waiter) {
             if (waiter->cancelled)
                 return -EINTR;
@@ -635,11 +648,22 @@ static int cache_lookup(struct cache *cache, const char *key, size_t hash, unsig
     cache->misses++;
     if (waiter && waiter->cancelled)
         return -EINTR;
-    if (waiter && cache->stopping)
+    if ((waiter || (flags & CACHE_GET_START)) && cache->stopping)
         return -ECANCELED;
+    if ((flags & CACHE_GET_START) && !may_queue)
+        return -EOPNOTSUPP;
     flight = cache_flight_start(cache, key, hash, entry);
     if (!flight)
         return -ENOMEM;
+    if (flags & CACHE_GET_START) {
+        flight->held = true;
+        rc = cache_flight_queue(cache, flight, fetcher);
+        if (rc) {
+            cache_flight_drop(cache, flight);
+            return rc;
+        }
+        return CACHE_PARKED;
+    }
     if (waiter) {
         rc = cache_flight_queue(cache, flight, fetcher);
         if (!rc)
@@ -890,7 +914,7 @@ bool cache_waiter_cancel(struct cache_waiter *waiter)
         flight->waiting--;
         cache->parked--;
         parked = true;
-        if (flight->waiting == 0 && !flight->background) {
+        if (flight->waiting == 0 && !flight->background && !flight->held) {
             if (flight->state == CACHE_FLIGHT_QUEUED) {
                 cache_queue_remove(cache, flight);
                 arg = flight->arg;
@@ -963,7 +987,10 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
         return CACHE_PARKED;
     if (!(flags & CACHE_GET_PEEK) && (!fetcher || !fetcher->fetch))
         return -EINVAL;
-    /* Only a fetch thread can run what a parked caller needs. */
+    /* Only a fetch thread can run what a parked caller needs; a caller
+     * that starts a fetch does not park. */
+    if (flags & CACHE_GET_START)
+        waiter = NULL;
     if (waiter && (waiter->cache != cache || !cache->config.fetch_threads || !fetcher ||
                    !fetcher->copy_arg))
         waiter = NULL;

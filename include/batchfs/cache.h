@@ -35,6 +35,10 @@
  */
 #define CACHE_PARKED (-EINPROGRESS)
 
+/* What cache_get returns with CACHE_GET_START when the fetch it wants has
+ * begun already. No outcome of a fetch is handed to such a caller. */
+#define CACHE_RUNNING (-EALREADY)
+
 struct cache_value_ops {
     void (*ref)(void *value);   /* take one more reference */
     void (*unref)(void *value); /* drop one; frees at zero */
@@ -103,6 +107,17 @@ enum cache_get_flags {
     CACHE_GET_PEEK = 1 << 0,
     /* Fetch even if fresh (a fresh value is replaced). */
     CACHE_GET_REFRESH = 1 << 1,
+    /* Never wait nor park: when the value needs a fetch, or another
+     * caller's, see that it runs on a fetch thread (as a parked caller's
+     * would, ahead of prefetches) and return at once, no waiter
+     * registered: CACHE_PARKED when the fetch has not begun (the fetch
+     * function will be called after this returns), CACHE_RUNNING when it
+     * has. The caller learns of the outcome elsewhere (it is cached as
+     * usual). A fetch so wanted is never called off. A value at hand
+     * (fresh, or stale and served as cache_get would) is returned as
+     * usual. -EOPNOTSUPP without fetch threads or a fetcher that can be
+     * copied. */
+    CACHE_GET_START = 1 << 2,
 };
 
 struct cache_stats {

@@ -1467,6 +1467,109 @@ static void test_prefetch_joined_moves_to_front(void **state)
     gated_destroy(&g);
 }
 
+/* A cache of one fetch thread whose fetches `g` gates and can call off. */
+static struct cache *make_cancellable_cache(struct gated *g)
+{
+    struct cache_config config = {
+        .clock = fake_clock_now,
+        .fetch_threads = 1,
+        .cancel_begin = gated_cancel_begin,
+        .cancel_fire = gated_cancel_fire,
+        .cancel_end = gated_cancel_end,
+        .cancel_arg = g,
+    };
+    struct cache *cache = cache_new(&config, &test_ops);
+
+    assert_non_null(cache);
+    return cache;
+}
+
+/* CACHE_GET_START: a fetch started without waiting, joined if under way,
+ * ahead of prefetches; a value at hand is returned as usual. */
+static void test_start_fetches_without_waiting(void **state)
+{
+    struct cache *cache = make_threaded_cache(false, 1);
+    struct cache *plain = make_cache(0, false, 0, 0);
+    struct test_waiter a;
+    struct cache_fetcher f;
+    struct gated g;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    a.readies = 0;
+    /* "a" holds the only fetch thread: what START asks for is queued. */
+    assert_int_equal(parked_get(cache, &a, "a", &g, &value), CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_int_equal(cache_prefetch(cache, "p", gated_fetcher(&g, &f)), 0);
+    assert_int_equal(
+        cache_get_with(cache, "s", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_PARKED);
+    assert_null(value);
+    assert_int_equal(
+        cache_get_with(cache, "s", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_PARKED);                           /* queued once */
+    assert_int_equal(stats_of(cache).parked, 1); /* "a" only: START never parks */
+    gate_open(&g, true);
+    wait_count(&g.script.calls, 3);
+    cache_stop(cache);
+    /* "s" ran before the prefetch queued ahead of it, once. */
+    assert_int_equal(get_id(cache, "a", CACHE_GET_PEEK, NULL), 1);
+    assert_int_equal(get_id(cache, "s", CACHE_GET_PEEK, NULL), 2);
+    assert_int_equal(get_id(cache, "p", CACHE_GET_PEEK, NULL), 3);
+    /* At hand: returned as by any get. */
+    assert_int_equal(
+        cache_get_with(cache, "s", CACHE_GET_START, gated_fetcher(&g, &f), &value), 0);
+    assert_int_equal(value_id(value), 2);
+    test_value_unref(value);
+    value = NULL;
+    assert_int_equal(
+        cache_get_with(plain, "s", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        -EOPNOTSUPP);
+    cache_waiter_reset(&a.waiter);
+    free_and_check(cache);
+    free_and_check(plain);
+    gated_destroy(&g);
+}
+
+/* A fetch that runs says so (CACHE_RUNNING), and one a START caller wants
+ * is not called off when the callers parked on it leave. */
+static void test_start_running_is_not_called_off(void **state)
+{
+    struct gated g;
+    struct cache *cache = make_cancellable_cache(&g);
+    struct test_waiter a;
+    struct cache_fetcher f;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    cache_waiter_init(&a.waiter, cache, test_waiter_ready);
+    a.readies = 0;
+    assert_int_equal(
+        cache_get_with(cache, "r", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_int_equal(
+        cache_get_with(cache, "r", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_RUNNING);
+    /* A caller parks on it, then is interrupted: nobody waits, but the
+     * START caller still wants it. */
+    assert_int_equal(parked_get(cache, &a, "r", &g, &value), CACHE_PARKED);
+    assert_true(cache_waiter_cancel(&a.waiter));
+    assert_int_equal(g.fires, 0);
+    assert_int_equal(stats_of(cache).cancelled, 0);
+    gate_open(&g, true);
+    wait_count(&g.script.calls, 1);
+    cache_stop(cache);
+    assert_int_equal(get_id(cache, "r", CACHE_GET_PEEK, NULL), 1);
+    assert_int_equal(a.readies, 0);
+    cache_waiter_reset(&a.waiter);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
 static void *stop_run(void *arg)
 {
     cache_stop(arg);
@@ -1605,22 +1708,13 @@ static void test_strict_without_stale_if_error(void **state)
 static void test_cancel_calls_off_a_running_fetch(void **state)
 {
     struct gated g;
-    struct cache_config config = {
-        .clock = fake_clock_now,
-        .fetch_threads = 1,
-        .cancel_begin = gated_cancel_begin,
-        .cancel_fire = gated_cancel_fire,
-        .cancel_end = gated_cancel_end,
-        .cancel_arg = &g,
-    };
     struct cache *cache;
     struct test_waiter a, b;
     void *value = NULL;
 
     (void)state;
     gated_init(&g, 0, 60);
-    cache = cache_new(&config, &test_ops);
-    assert_non_null(cache);
+    cache = make_cancellable_cache(&g);
     cache_waiter_init(&a.waiter, cache, test_waiter_ready);
     cache_waiter_init(&b.waiter, cache, test_waiter_ready);
     a.readies = b.readies = 0;
@@ -1683,6 +1777,8 @@ int main(void)
         cmocka_unit_test_setup(test_cancel_calls_off_a_running_fetch, reset),
         cmocka_unit_test_setup(test_prefetch_runs_behind_waited_fetches, reset),
         cmocka_unit_test_setup(test_prefetch_joined_moves_to_front, reset),
+        cmocka_unit_test_setup(test_start_fetches_without_waiting, reset),
+        cmocka_unit_test_setup(test_start_running_is_not_called_off, reset),
     };
 
     log_setup(LOG_LEVEL_WARNING, false);
