@@ -528,6 +528,7 @@ static void builder_tell_jobs(struct builder *b, size_t first)
             s->status_len == BUILDER_NO_STRING ? NULL : b->arena.data + s->status;
 
         b->jobs[i].id = b->arena.data + s->id;
+        b->jobs[i].mtime = b->listing->entries[first + i].mtime;
         b->jobs[i].status =
             status && !memchr(status, '\0', s->status_len) ? status : NULL;
     }

@@ -32,6 +32,7 @@
 #include "batchfs/jsontext.h"
 #include "batchfs/live.h"
 #include "batchfs/log.h"
+#include "batchfs/stream.h"
 #include "batchfs/transport.h"
 #include "catalog_private.h"
 
@@ -265,13 +266,43 @@ static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
     return size;
 }
 
+/* What the jobs of a fetch's pages are noted in: the catalog's facts, and
+ * the stream of a job list (NULL for a job looked up alone). */
+struct catalog_noting {
+    struct catalog *catalog;
+    struct stream *stream;
+    bool stream_failed; /* no memory for it: it has ended */
+    size_t charged;     /* its memory, counted in catalog->building */
+};
+
+/* Hands the jobs of a page to the job list's stream, as they arrive. */
+static void catalog_stream_jobs(struct catalog_noting *n, const struct builder_job *jobs,
+                                size_t count)
+{
+    int rc = 0;
+
+    if (!n->stream || n->stream_failed)
+        return;
+    for (size_t i = 0; i < count && !rc; i++)
+        rc = stream_add(n->stream, jobs[i].id, jobs[i].status, jobs[i].mtime);
+    if (rc) {
+        /* The folders open on it say so; the listing goes on. */
+        n->stream_failed = true;
+        stream_finish(n->stream, rc);
+    } else {
+        stream_publish(n->stream);
+    }
+    api_charge_update(&n->catalog->building, &n->charged, stream_bytes(n->stream));
+}
+
 /* builder_jobs_fn: notes which jobs of a page have finished and their
- * folders' sizes, as the page arrives. The lock is taken per job: a page
- * of a job list refreshed while it is in use would hold it long enough to
- * slow every lookup meanwhile. */
+ * folders' sizes, as the page arrives, and hands them to the stream. The
+ * lock is taken per job: a page of a job list refreshed while it is in use
+ * would hold it long enough to slow every lookup meanwhile. */
 static void catalog_note_jobs(void *arg, const struct builder_job *jobs, size_t count)
 {
-    struct catalog *catalog = arg;
+    struct catalog_noting *n = arg;
+    struct catalog *catalog = n->catalog;
 
     for (size_t i = 0; i < count; i++) {
         uint32_t sizes[CATALOG_ITEM_STATUS_COUNT];
@@ -287,13 +318,74 @@ static void catalog_note_jobs(void *arg, const struct builder_job *jobs, size_t 
         }
         pthread_mutex_unlock(&catalog->lock);
     }
+    catalog_stream_jobs(n, jobs, count);
+}
+
+/* The start of a fetch of the job list: the stream it fills, the one an
+ * opener made for it if any. NULL on no memory (folders opened meanwhile
+ * then wait for the listing). */
+static struct stream *catalog_stream_begin(struct catalog *catalog)
+{
+    struct stream *stream;
+
+    pthread_mutex_lock(&catalog->lock);
+    stream = catalog->jobs_stream_next ? catalog->jobs_stream_next : stream_new();
+    catalog->jobs_stream_next = NULL;
+    catalog->jobs_stream = stream;
+    catalog->jobs_running = true;
+    catalog->jobs_started++;
+    pthread_mutex_unlock(&catalog->lock);
+    return stream ? stream_ref(stream) : NULL;
+}
+
+/* Every job of the list is in (rc 0), or the list could not be read
+ * (rc < 0): the folders open on the stream are told. */
+static void catalog_stream_end(struct catalog_noting *n, int rc)
+{
+    if (n->stream)
+        stream_finish(n->stream, rc);
+    api_charge_update(&n->catalog->building, &n->charged, 0);
+}
+
+/* The fetch of the job list returns: folders opened from now on wait for
+ * its outcome in the cache. */
+static void catalog_stream_close(struct catalog_noting *n)
+{
+    struct catalog *catalog = n->catalog;
+    struct stream *held = NULL;
+
+    pthread_mutex_lock(&catalog->lock);
+    if (catalog->jobs_stream == n->stream) {
+        held = catalog->jobs_stream;
+        catalog->jobs_stream = NULL;
+    }
+    catalog->jobs_running = false;
+    pthread_mutex_unlock(&catalog->lock);
+    stream_release(held);
+    stream_release(n->stream);
+    n->stream = NULL;
+}
+
+/* The entries of a listing taken whole (from the register), for the
+ * stream a job list's fetch fills. */
+static void catalog_stream_listing(struct catalog_noting *n,
+                                   const struct listing *listing)
+{
+    int rc = 0;
+
+    for (size_t i = 0; n->stream && i < listing->count && !rc; i++)
+        rc = stream_add(n->stream, listing->entries[i].id, listing->entries[i].status,
+                        listing->entries[i].mtime);
+    if (rc)
+        n->stream_failed = true;
 }
 
 /* One reading of the listing `req` asks for, into builder `b` made here: 0
  * or a negative errno. Either way `b` is the caller's to finish or
  * discard (a builder that could not be made discards as a no-op). */
 static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *req,
-                                 const char *key, struct builder *b)
+                                 const char *key, struct builder *b,
+                                 struct catalog_noting *noting)
 {
     struct api_preparer preparer;
     int rc;
@@ -309,7 +401,7 @@ static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *
     builder_charge_to(b, &catalog->building);
     builder_preparer(b, &preparer);
     if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB)
-        builder_on_jobs(b, catalog_note_jobs, catalog);
+        builder_on_jobs(b, catalog_note_jobs, noting);
     switch (req->kind) {
     case LISTING_JOBS:
         return api_list_jobs_prepared(catalog->api, &preparer, builder_add_objects, b);
@@ -331,10 +423,11 @@ static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *
     return -EINVAL;
 }
 
-static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes,
-                         double *ttl_s)
+/* catalog_fetch, the jobs of a job list noted in `noting` (see there). */
+static int catalog_fetch_noting(struct fetch_request *req, const char *key, void **value,
+                                size_t *bytes, double *ttl_s,
+                                struct catalog_noting *noting)
 {
-    struct fetch_request *req = arg;
     struct catalog *catalog = req->catalog;
     struct listing *listing = NULL;
     struct builder b;
@@ -342,6 +435,7 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
 
     listing = live_take(catalog->live, key, ttl_s);
     if (listing) {
+        catalog_stream_listing(noting, listing);
         *value = listing;
         *bytes = listing->bytes;
         return 0;
@@ -351,12 +445,14 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
      * miss some and hold deleted ones. It is read again once; if it moves
      * again, what the second reading gave is kept, with a warning. */
     for (int attempt = 0;; attempt++) {
-        rc = catalog_fetch_listing(catalog, req, key, &b);
+        rc = catalog_fetch_listing(catalog, req, key, &b, noting);
         if (rc != -ESTALE)
             break;
         if (attempt == 0) {
             log_debug("%s changed while it was listed: listing it again", key);
             builder_discard(&b);
+            if (noting->stream)
+                stream_restart(noting->stream);
             continue;
         }
         log_warning("%s is still changing while it is listed (its total_size moved "
@@ -371,6 +467,9 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
         builder_discard(&b);
         return rc;
     }
+    /* Every job is in: the folders open on the stream need not wait for
+     * the listing to be sorted. */
+    catalog_stream_end(noting, 0);
     rc = builder_finish(&b, &listing);
     if (rc)
         return rc;
@@ -393,6 +492,25 @@ static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes
     *value = listing;
     *bytes = listing->bytes;
     return 0;
+}
+
+static int catalog_fetch(void *arg, const char *key, void **value, size_t *bytes,
+                         double *ttl_s)
+{
+    struct fetch_request *req = arg;
+    struct catalog_noting noting = {.catalog = req->catalog};
+    int rc;
+
+    /* A job list is handed to the folders opened meanwhile as it comes
+     * (catalog_jobs_open), from the fetch's start to its return. */
+    if (req->kind == LISTING_JOBS)
+        noting.stream = catalog_stream_begin(req->catalog);
+    rc = catalog_fetch_noting(req, key, value, bytes, ttl_s, &noting);
+    if (req->kind == LISTING_JOBS) {
+        catalog_stream_end(&noting, rc);
+        catalog_stream_close(&noting);
+    }
+    return rc;
 }
 
 static int catalog_get(struct catalog *catalog, struct fetch_request *req, unsigned flags,
@@ -530,8 +648,21 @@ struct cache *catalog_cache(struct catalog *catalog)
 
 void catalog_stop(struct catalog *catalog)
 {
+    struct stream *next;
+
     if (catalog && catalog->cache)
         cache_stop(catalog->cache);
+    if (!catalog)
+        return;
+    /* A fetch that was queued and will never run now: the folders opened
+     * on its stream are told. */
+    pthread_mutex_lock(&catalog->lock);
+    next = catalog->jobs_stream_next;
+    catalog->jobs_stream_next = NULL;
+    pthread_mutex_unlock(&catalog->lock);
+    if (next)
+        stream_finish(next, -ECANCELED);
+    stream_release(next);
 }
 
 void catalog_free(struct catalog *catalog)
@@ -542,6 +673,8 @@ void catalog_free(struct catalog *catalog)
     if (catalog->cache)
         cache_free(catalog->cache);
     live_free(catalog->live);
+    stream_release(catalog->jobs_stream);
+    stream_release(catalog->jobs_stream_next);
     id_set_free(&catalog->known_batches);
     id_set_free(&catalog->jobs);
     pthread_mutex_destroy(&catalog->lock);
@@ -553,6 +686,51 @@ int catalog_jobs(struct catalog *catalog, struct listing **out)
     struct fetch_request req = {.kind = LISTING_JOBS};
 
     return catalog_get(catalog, &req, CACHE_GET_DEFAULT, out);
+}
+
+/* How many times catalog_jobs_open looks again when the fetch it found
+ * ended before it could take its stream: one, but for a rare race. */
+#define CATALOG_OPEN_TRIES 8
+
+int catalog_jobs_open(struct catalog *catalog, struct listing **out,
+                      struct stream **stream)
+{
+    struct fetch_request req = {.kind = LISTING_JOBS};
+
+    *out = NULL;
+    *stream = NULL;
+    for (int tries = 0; tries < CATALOG_OPEN_TRIES; tries++) {
+        unsigned long long started;
+        int rc;
+
+        pthread_mutex_lock(&catalog->lock);
+        started = catalog->jobs_started;
+        pthread_mutex_unlock(&catalog->lock);
+        rc = catalog_get(catalog, &req, CACHE_GET_START, out);
+        if (rc != CACHE_PARKED && rc != CACHE_RUNNING)
+            return rc == -EOPNOTSUPP ? catalog_jobs(catalog, out) : rc;
+        /* A fetch of the list that runs fills jobs_stream from its start
+         * to its return. One that the cache had queued has not started:
+         * unless one started since (which may be it), it takes
+         * jobs_stream_next when it does. Otherwise (a fetch about to start
+         * or just ended) look again. */
+        pthread_mutex_lock(&catalog->lock);
+        if (catalog->jobs_running && catalog->jobs_stream) {
+            *stream = stream_ref(catalog->jobs_stream);
+        } else if (rc == CACHE_PARKED && catalog->jobs_started == started) {
+            if (!catalog->jobs_stream_next)
+                catalog->jobs_stream_next = stream_new();
+            if (catalog->jobs_stream_next)
+                *stream = stream_ref(catalog->jobs_stream_next);
+        }
+        catalog->jobs_streamed += *stream != NULL;
+        pthread_mutex_unlock(&catalog->lock);
+        if (*stream)
+            return 0;
+    }
+    /* No stream to be had (no memory, or fetches starting or ending just
+     * then): wait for the listing, as any other caller. */
+    return catalog_jobs(catalog, out);
 }
 
 int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,
@@ -733,6 +911,10 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->refreshed = cs.refreshed;
     out->cancelled = cs.cancelled;
     out->prefetches = cs.prefetches;
+    pthread_mutex_lock(&catalog->lock);
+    out->streamed = catalog->jobs_streamed;
+    pthread_mutex_unlock(&catalog->lock);
+    out->stream_waiting = stream_waiting();
     pagecache_get_stats(catalog->pages, &out->pages);
 }
 

@@ -61,6 +61,13 @@ struct catalog {
     struct id_set jobs;          /* the jobs noted from job lists, with their facts */
     double batches_unsupported_until; /* on `clock`: the list endpoint is missing */
     bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
+    /* The job list as its pages arrive (catalog_jobs_open), while a fetch
+     * of it runs (jobs_running), or made by an opener for the fetch it
+     * found queued (jobs_stream_next), which takes it when it starts.
+     * jobs_started counts the fetches of the job list that have started. */
+    struct stream *jobs_stream, *jobs_stream_next;
+    bool jobs_running;
+    unsigned long long jobs_started, jobs_streamed;
 };
 
 /*

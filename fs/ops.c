@@ -32,6 +32,7 @@
 #include "batchfs/catalog.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
+#include "batchfs/stream.h"
 #include "batchfs/tree.h"
 
 /* d_ino of an entry that has no inode yet (as libfuse's high-level API). */
@@ -89,6 +90,11 @@ static void ops_fill_entry(struct fuse_entry_param *e, const struct tree_attr *a
  * can be run again from another thread. */
 struct ops_call {
     struct cache_waiter waiter; /* first: its ready function gets this */
+    /* A readdir of a folder handed out as it arrives parks here, on the
+     * folder (`dir`, held by the call) rather than on the cache. */
+    struct stream_waiter more;
+    struct tree_dir *dir;
+    bool plus;
     fuse_req_t req;
     /* Replies and returns 0, or returns CACHE_PARKED without replying
      * when the call was parked (it then no longer belongs to the caller). */
@@ -103,6 +109,7 @@ struct ops_call {
 static void ops_call_free(struct ops_call *call)
 {
     cache_waiter_reset(&call->waiter);
+    tree_closedir(call->dir);
     free(call->name);
     free(call);
 }
@@ -125,13 +132,22 @@ static void ops_ready(struct cache_waiter *waiter)
     ops_drive((struct ops_call *)waiter);
 }
 
+_Static_assert(STREAM_PARKED == CACHE_PARKED, "a call parks on either the same way");
+
+/* stream_waiter.ready: more entries of the folder, or its end. */
+static void ops_more(struct stream_waiter *more)
+{
+    ops_drive((struct ops_call *)((char *)more - offsetof(struct ops_call, more)));
+}
+
 /* fuse_req_interrupt_func: answers a parked call at once. A call not parked
  * is answered by its run, which sees the waiter cancelled if it parks. */
 static void ops_interrupted(fuse_req_t req, void *data)
 {
     struct ops_call *call = data;
 
-    if (!cache_waiter_cancel(&call->waiter))
+    /* Parked on one or the other, never both. */
+    if (!cache_waiter_cancel(&call->waiter) && !stream_waiter_cancel(&call->more))
         return;
     fuse_reply_err(req, EINTR);
     ops_call_free(call);
@@ -148,19 +164,20 @@ static fuse_req_t ops_answer(struct ops_call *call)
     return call->req;
 }
 
-/* Makes a call of `req` and runs it; ENOMEM if it cannot be made. */
-static void ops_start(fuse_req_t req, int (*run)(struct ops_call *call), fuse_ino_t ino,
-                      const char *name, size_t size, off_t off,
-                      const struct fuse_file_info *fi)
+/* A call of `req`, not started; NULL after answering ENOMEM. */
+static struct ops_call *ops_call_new(fuse_req_t req, int (*run)(struct ops_call *call),
+                                     fuse_ino_t ino, const char *name, size_t size,
+                                     off_t off, const struct fuse_file_info *fi)
 {
     struct ops_call *call = calloc(1, sizeof(*call));
 
     if (!call || (name && !(call->name = strdup(name)))) {
         free(call);
         fuse_reply_err(req, ENOMEM);
-        return;
+        return NULL;
     }
     cache_waiter_init(&call->waiter, ops_context(req)->cache, ops_ready);
+    stream_waiter_init(&call->more, ops_more);
     call->req = req;
     call->run = run;
     call->ino = ino;
@@ -168,8 +185,25 @@ static void ops_start(fuse_req_t req, int (*run)(struct ops_call *call), fuse_in
     call->off = off;
     if (fi)
         call->fi = *fi;
-    fuse_req_interrupt_func(req, ops_interrupted, call);
+    return call;
+}
+
+/* Runs a call made by ops_call_new, which may park. */
+static void ops_call_start(struct ops_call *call)
+{
+    fuse_req_interrupt_func(call->req, ops_interrupted, call);
     ops_drive(call);
+}
+
+/* Makes a call of `req` and runs it; ENOMEM if it cannot be made. */
+static void ops_start(fuse_req_t req, int (*run)(struct ops_call *call), fuse_ino_t ino,
+                      const char *name, size_t size, off_t off,
+                      const struct fuse_file_info *fi)
+{
+    struct ops_call *call = ops_call_new(req, run, ino, name, size, off, fi);
+
+    if (call)
+        ops_call_start(call);
 }
 
 static int ops_lookup_run(struct ops_call *call)
@@ -376,7 +410,7 @@ static int ops_opendir_run(struct ops_call *call)
     call->fi.fh = (uintptr_t)dir;
     /* The kernel may keep the listing it read, and reuse it while the
      * listing it came from is the one we still hold. */
-    call->fi.cache_readdir = 1;
+    call->fi.cache_readdir = !tree_dir_streamed(dir);
     call->fi.keep_cache = unchanged;
     if (fuse_reply_open(req, &call->fi))
         tree_closedir(dir);
@@ -388,17 +422,17 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
     ops_start(req, ops_opendir_run, ino, NULL, 0, 0, fi);
 }
 
-static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                               struct fuse_file_info *fi, bool plus)
+/* Replies to a readdir(plus) of `dir` from entry `off` with the entries at
+ * hand. */
+static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
+                              off_t off, bool plus)
 {
     struct tree *tree = ops_context(req)->tree;
-    struct tree_dir *dir = (struct tree_dir *)(uintptr_t)fi->fh;
     size_t count = tree_dir_count(dir), used = 0, start = off < 0 ? 0 : (size_t)off, index;
     char *buf;
     bool ahead;
     int rc = 0;
 
-    (void)ino;
     buf = malloc(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -454,6 +488,42 @@ static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_
         tree_dir_prepare(tree, dir, index, index - start);
         tree_closedir(dir);
     }
+}
+
+/* A readdir of a folder handed out as it arrives: past the entries at
+ * hand, it waits parked for more (or the end) rather than answer the end
+ * of the folder. */
+static int ops_readdir_run(struct ops_call *call)
+{
+    int rc = tree_dir_wait(call->dir, call->off < 0 ? 0 : (size_t)call->off, &call->more);
+    fuse_req_t req;
+
+    if (rc == STREAM_PARKED)
+        return rc;
+    req = ops_answer(call);
+    if (rc)
+        fuse_reply_err(req, ops_errno(rc));
+    else
+        ops_readdir_reply(req, call->dir, call->size, call->off, call->plus);
+    return 0;
+}
+
+static void ops_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                               struct fuse_file_info *fi, bool plus)
+{
+    struct tree_dir *dir = (struct tree_dir *)(uintptr_t)fi->fh;
+    struct ops_call *call;
+
+    if (!tree_dir_streamed(dir)) {
+        ops_readdir_reply(req, dir, size, off, plus);
+        return;
+    }
+    call = ops_call_new(req, ops_readdir_run, ino, NULL, size, off, fi);
+    if (!call)
+        return;
+    call->dir = tree_dir_hold(dir);
+    call->plus = plus;
+    ops_call_start(call);
 }
 
 static void ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

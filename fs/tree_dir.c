@@ -25,6 +25,7 @@
 #include "batchfs/catalog.h"
 #include "batchfs/idset.h"
 #include "batchfs/names.h"
+#include "batchfs/stream.h"
 #include "tree_private.h"
 
 struct tree_dir {
@@ -35,6 +36,9 @@ struct tree_dir {
     /* JOB, BATCH: the fixed entries this one has (`fixed` points here). */
     struct fixed_entry present[16];
     struct listing *listing;          /* the folder's listing (JOB, BATCH: the owner's) */
+    /* JOBS opened while the job list is read: its jobs as they arrive, in
+     * the API's order, instead of `listing` (NULL). */
+    struct stream *stream;
     const struct entry *self;         /* JOB: the job's entry */
     char **names;                     /* BY: the groups; BY_GROUP: the job ids (owned) */
     size_t name_count;
@@ -45,6 +49,19 @@ struct tree_dir {
 };
 
 #define COUNT_PRESENT (sizeof(((struct tree_dir *)0)->present) / sizeof(struct fixed_entry))
+
+/* How many entries a listing folder's snapshot holds now (a stream's
+ * grow). */
+static size_t dir_listed_count(const struct tree_dir *dir)
+{
+    return dir->stream ? stream_count(dir->stream) : dir->listing->count;
+}
+
+/* Entry `i` of a listing folder's snapshot, below dir_listed_count. */
+static const struct entry *dir_listed(const struct tree_dir *dir, size_t i)
+{
+    return dir->stream ? stream_entry(dir->stream, i) : &dir->listing->entries[i];
+}
 
 /* Adds a copy of `name` to the snapshot unless `seen`, the names added so
  * far, holds it: a lookup, not a scan, for a job list may hold hundreds of
@@ -147,15 +164,22 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
     if (rc)
         goto fail;
 
-    rc = resolve_view(tree, &dir->view, true, &r);
-    if (rc)
-        goto fail;
-    dir->listing = r.listing;
-    dir->self = r.self;
-    r.listing = NULL;
-    if (dir->view.kind == NODE_JOB || dir->view.kind == NODE_BATCH)
-        dir->view.terminal = r.terminal;
-    resolved_release(&r);
+    if (dir->view.kind == NODE_JOBS) {
+        /* A job list being read is handed out as it arrives. */
+        rc = catalog_jobs_open(tree->catalog, &dir->listing, &dir->stream);
+        if (rc)
+            goto fail;
+    } else {
+        rc = resolve_view(tree, &dir->view, true, &r);
+        if (rc)
+            goto fail;
+        dir->listing = r.listing;
+        dir->self = r.self;
+        r.listing = NULL;
+        if (dir->view.kind == NODE_JOB || dir->view.kind == NODE_BATCH)
+            dir->view.terminal = r.terminal;
+        resolved_release(&r);
+    }
     dir->fixed = folder_fixed_entries(dir->view.kind, &dir->fixed_count);
     if (dir->view.kind == NODE_JOB || dir->view.kind == NODE_BATCH)
         dir_keep_present(dir);
@@ -171,12 +195,12 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
     node = tree_find_ino(tree, ino);
     if (node) {
         /* Folders with fixed entries never change; listings change when
-         * refetched. */
-        uint64_t version = dir->fixed ? 1 : dir->listing->generation;
+         * refetched; a stream is never what the kernel kept (0). */
+        uint64_t version = dir->fixed ? 1 : dir->listing ? dir->listing->generation : 0;
 
         if (node->kind == NODE_JOB || node->kind == NODE_BATCH)
             node->terminal = dir->view.terminal;
-        *unchanged = node->dir.served == version;
+        *unchanged = version && node->dir.served == version;
         node->dir.served = version;
     }
     pthread_mutex_unlock(&tree->lock);
@@ -199,7 +223,7 @@ static void dir_drop_ahead(struct tree *tree, struct tree_dir *dir)
     /* Held while its children go, so that it cannot go with them. */
     node_add_lookups(folder, 1);
     for (size_t i = dir->ahead_from; i < dir->ahead_to; i++) {
-        struct node *node = tree_find_child(tree, folder, dir->listing->entries[i - 2].name);
+        struct node *node = tree_find_child(tree, folder, dir_listed(dir, i - 2)->name);
 
         if (node && !node->nlookup && !node_children(node))
             tree_release_unused(tree, node);
@@ -226,6 +250,7 @@ void tree_closedir(struct tree_dir *dir)
     pthread_mutex_destroy(&dir->ahead_lock);
     if (dir->listing)
         listing_release(dir->listing);
+    stream_release(dir->stream);
     for (size_t i = 0; i < dir->name_count; i++)
         free(dir->names[i]);
     free(dir->names);
@@ -238,7 +263,19 @@ size_t tree_dir_count(const struct tree_dir *dir)
         return 2 + dir->fixed_count;
     if (dir->view.kind == NODE_BY || dir->view.kind == NODE_BY_GROUP)
         return 2 + dir->name_count;
-    return 2 + dir->listing->count;
+    return 2 + dir_listed_count(dir);
+}
+
+int tree_dir_wait(struct tree_dir *dir, size_t index, struct stream_waiter *waiter)
+{
+    if (!dir->stream || index < 2)
+        return 0;
+    return stream_wait(dir->stream, index - 2, waiter);
+}
+
+bool tree_dir_streamed(const struct tree_dir *dir)
+{
+    return dir->stream != NULL;
 }
 
 /* Kind of the nodes a listing folder holds. */
@@ -312,7 +349,7 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
         }
         return;
     }
-    *entry = &dir->listing->entries[index];
+    *entry = dir_listed(dir, index);
     r->mtime = (*entry)->mtime;
     switch (listing_child_kind(dir->view.kind)) {
     case NODE_JOB:
@@ -343,7 +380,7 @@ const char *tree_dir_name(const struct tree_dir *dir, size_t index)
         return dir->names[index];
     if (dir->fixed)
         return dir->fixed[index].name;
-    return dir->listing->entries[index].name;
+    return dir_listed(dir, index)->name;
 }
 
 int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
@@ -425,7 +462,7 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
     size_t first = index < 2 ? 2 : index, end = first;
     enum node_kind kind;
 
-    if (!dir->listing || dir->fixed || dir->view.kind == NODE_BY ||
+    if ((!dir->listing && !dir->stream) || dir->fixed || dir->view.kind == NODE_BY ||
         dir->view.kind == NODE_BY_GROUP)
         return;
     kind = listing_child_kind(dir->view.kind);
@@ -460,7 +497,7 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
         pthread_mutex_lock(&tree->lock);
         folder = tree_find_ino(tree, dir->view.ino);
         for (; folder && i < stop; i++) {
-            const struct entry *e = &dir->listing->entries[i - 2];
+            const struct entry *e = dir_listed(dir, i - 2);
 
             if (kind == NODE_DOC && !e->content)
                 continue; /* given out without a node */

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "batchfs/api.h"
 #include "batchfs/buf.h"
@@ -57,6 +58,7 @@ struct builder_job {
      * absent or not a whole number from 0 to 2^53 (jsontext_count). */
     size_t counts[BUILDER_JOB_COUNTERS];
     bool known[BUILDER_JOB_COUNTERS];
+    struct timespec mtime; /* its entry's */
 };
 
 /* Receives the jobs a builder has just made entries of, page by page. */

@@ -24,7 +24,7 @@
 
 struct api;
 struct live;
-
+struct stream;
 
 struct catalog_config {
     struct api *api;        /* borrowed */
@@ -50,6 +50,10 @@ struct catalog_stats {
     unsigned long long refreshes, refreshed; /* background refreshes: started, landed */
     unsigned long long cancelled;            /* fetches dropped: nobody waited any more */
     unsigned long long prefetches;           /* documents fetched ahead of a walk */
+    /* Job-list folders opened while the list was read, handed out as it
+     * arrived (catalog_jobs_open); readdirs of them waiting for more. */
+    unsigned long long streamed;
+    size_t stream_waiting;
     struct pagecache_stats pages; /* the pages of finished jobs' folders */
 };
 
@@ -78,6 +82,17 @@ int catalog_item_status_index(const char *name);
  * listing_release), or a negative errno as api.h describes. Thread-safe.
  */
 int catalog_jobs(struct catalog *catalog, struct listing **out);
+
+/*
+ * The job list for a folder being opened, without waiting for it: 0 and
+ * either *out, the listing (as catalog_jobs gives it when it is at hand:
+ * cached, or stale and being refreshed), or *stream, the list as its pages
+ * arrive, in the API's order (a referenced stream.h stream, release with
+ * stream_release; the listing itself is cached once the stream ends). A
+ * negative errno as catalog_jobs otherwise. Thread-safe; never parks.
+ */
+int catalog_jobs_open(struct catalog *catalog, struct listing **out,
+                      struct stream **stream);
 int catalog_items(struct catalog *catalog, const char *job_id, int status_index,
                   struct listing **out);
 int catalog_batches(struct catalog *catalog, struct listing **out);

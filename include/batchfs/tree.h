@@ -102,6 +102,7 @@ int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out);
 
 /* A snapshot of one folder's entries, stable while it is open. */
 struct tree_dir;
+struct stream_waiter;
 
 /*
  * Opens folder `ino`: fetches its listing if needed and takes a snapshot.
@@ -118,8 +119,23 @@ struct tree_dir *tree_dir_hold(struct tree_dir *dir);
 /* Drops a reference; the last one closes the folder. Safe on NULL. */
 void tree_closedir(struct tree_dir *dir);
 
-/* Entries in the snapshot, "." and ".." included (they come first). */
+/* Entries in the snapshot, "." and ".." included (they come first). For
+ * a folder handed out as it arrives (tree_dir_streamed), the entries at
+ * hand now: more may come (see tree_dir_wait). */
 size_t tree_dir_count(const struct tree_dir *dir);
+
+/*
+ * For a readdir from entry `index`: 0 when the snapshot holds it or holds
+ * all it will (tree_dir_count is then final); a negative errno when the
+ * folder could not be read to its end and has no entry `index`; or
+ * STREAM_PARKED, and `waiter` is told once (stream.h) when more entries
+ * are at hand or the reading has ended. Thread-safe.
+ */
+int tree_dir_wait(struct tree_dir *dir, size_t index, struct stream_waiter *waiter);
+
+/* Whether the snapshot is handed out as it arrives (the job list while it
+ * is read), in the API's order rather than by name. */
+bool tree_dir_streamed(const struct tree_dir *dir);
 
 /* The name of entry `index` of the snapshot (borrowed from it), or NULL past
  * the end. Cheap: no lock, no lookup. */

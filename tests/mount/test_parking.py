@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.request
 
 import harness
 import apidouble
@@ -45,9 +46,8 @@ def timed(fn, *args):
     return time.monotonic() - start, result
 
 
-class Parking(harness.FreshMountTestCase):
-    DOUBLE_ARGS = DOUBLE_ARGS
-    FLAGS = ()
+class Readers:
+    """Tools started in the background, all stopped after each test."""
 
     def setUp(self):
         super().setUp()
@@ -62,6 +62,16 @@ class Parking(harness.FreshMountTestCase):
         for reader in self.readers:
             reader.wait()
         super().tearDown()
+
+    def start(self, *argv, stdout=subprocess.DEVNULL, **kwargs):
+        reader = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.DEVNULL, **kwargs)
+        self.readers.append(reader)
+        return reader
+
+
+class Parking(Readers, harness.FreshMountTestCase):
+    DOUBLE_ARGS = DOUBLE_ARGS
+    FLAGS = ()
 
     def mounted(self, *options):
         self.mount = harness.Mount(self.double, *options, flags=self.FLAGS)
@@ -80,11 +90,6 @@ class Parking(harness.FreshMountTestCase):
 
     def parked(self):
         return self.stats()["fetching"]["parked"]
-
-    def start(self, *argv):
-        reader = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.readers.append(reader)
-        return reader
 
     def test_fifty_hung_folders_leave_the_rest_answering(self):
         self.mounted("timeout=120", "retries=2", "cache_ttl=300")
@@ -209,6 +214,106 @@ class Parking(harness.FreshMountTestCase):
                            "the refresh to land")
         harness.wait_until(lambda: len(os.listdir(folder)) == len(names) - 1,
                            "the new listing")
+
+
+JOB_LIST = r"^/api/v1/beta/batch-processing$"
+# Prints each entry of a folder as soon as readdir gives it.
+LISTER = "import os, sys\nfor e in os.scandir(sys.argv[1]):\n    print(e.name, flush=True)\n"
+
+
+class StreamedJobList(Readers, harness.FreshMountTestCase):
+    """jobs/ opened while the job list is read is handed out as its pages
+    arrive, in the API's order: a readdir past the jobs at hand waits
+    parked for the next page, Ctrl-C answers it at once, and a page that
+    fails ends the listing with the error after the jobs already given."""
+    DOUBLE_ARGS = ("--jobs", "2500", "--items", "0")
+
+    def mounted(self, *options):
+        self.jobs = os.path.join(super().mounted(*options), "jobs")
+
+    def fetching(self):
+        return self.mount.stats()["fetching"]
+
+    def page_ids(self, offset):
+        """The ids of one page of the job list, in the API's order."""
+        request = urllib.request.Request(
+            "%s/api/v1/beta/batch-processing?limit=1000&offset=%d" % (self.double.url, offset),
+            headers={"Authorization": "Bearer " + harness.TEST_KEY})
+        with urllib.request.urlopen(request) as response:
+            return [job["id"] for job in json.load(response)["items"]]
+
+    def test_first_pages_listed_while_the_last_hangs(self):
+        self.mounted("timeout=120", "retries=2")
+        first = self.page_ids(0) + self.page_ids(1000)
+        third_page = self.page_ids(2000)
+        every = sorted(first + third_page)
+        self.assertEqual(len(every), 2500)
+        self.double.faults([{"kind": "stall", "path": JOB_LIST, "query": "offset=2000",
+                             "ms": 120000}])
+        lister = self.start(sys.executable, "-c", LISTER, self.jobs,
+                            stdout=subprocess.PIPE, text=True)
+        # Read off the pipe as readdir gives them: the first two pages, in
+        # the API's order, while the third is held by the API.
+        shown = [lister.stdout.readline().rstrip("\n") for _ in first]
+        self.assertEqual(shown, first)
+        harness.wait_until(lambda: self.fetching()["readdirs_waiting"] == 1,
+                           "the readdir past the second page parked")
+        self.assertEqual(self.double.stats()["stalled"], 1)
+        self.assertIsNone(lister.poll())
+        self.assertEqual(self.fetching()["streamed"], 1)
+        # ls opened meanwhile joins the same reading, and waits parked too.
+        ls = self.start("ls", "-f", self.jobs)
+        harness.wait_until(lambda: self.fetching()["readdirs_waiting"] == 2, "ls parked")
+        self.assertEqual(self.fetching()["streamed"], 2)
+        # Lookups in the folder go on meanwhile: a job not listed yet is
+        # looked up by itself (the kernel is told lookups and readdirs of
+        # one folder may run together; otherwise it would wait, asleep,
+        # behind the readdirs).
+        third = third_page[0]
+        looker = self.start("stat", "-c", "%n", os.path.join(self.jobs, third),
+                            stdout=subprocess.PIPE, text=True)
+        start = time.monotonic()
+        harness.wait_until(lambda: looker.poll() is not None or
+                           time.monotonic() - start > HANG, "stat of a job to end")
+        note("stat of a job while the job list's readdirs wait", time.monotonic() - start)
+        self.assertEqual(looker.poll(), 0, "stat of a job waited behind the readdirs")
+        self.assertEqual(looker.stdout.read().strip(), os.path.join(self.jobs, third))
+        looker.stdout.close()
+        lister.stdout.close()
+        for what, reader in (("the lister", lister), ("ls -f", ls)):
+            start = time.monotonic()
+            reader.send_signal(signal.SIGINT)
+            reader.wait(30)
+            seconds = time.monotonic() - start
+            note("Ctrl-C on %s of a job list half read" % what, seconds)
+            self.assertLess(seconds, INTERRUPT, what)
+        harness.wait_until(lambda: self.fetching()["readdirs_waiting"] == 0,
+                           "both readdirs answered")
+        # The reading goes on: once the API answers, the list is whole,
+        # and cached (in name order) for the next ls.
+        self.double.faults([])
+        self.double.control("release", {})
+        self.assertEqual(sorted(os.listdir(self.jobs)), every)
+        requests = self.double.stats()["requests"]
+        self.assertEqual(harness.run("ls", self.jobs, text=True).stdout.split(), every)
+        self.assertEqual(self.double.stats()["requests"], requests)
+
+    def test_a_page_that_fails_ends_the_listing_with_its_error(self):
+        self.mounted("timeout=120", "retries=1")
+        first = self.page_ids(0) + self.page_ids(1000)
+        self.double.faults([{"kind": "status", "status": 500, "path": JOB_LIST,
+                             "query": "offset=2000"}])
+        listed = harness.run("ls", "-f", self.jobs, check=False, text=True)
+        self.assertNotEqual(listed.returncode, 0)
+        self.assertIn("Input/output error", listed.stderr)
+        self.assertEqual(sorted(set(listed.stdout.split()) - {".", ".."}), sorted(first))
+        failures = [line for line in self.mount.stderr().splitlines()
+                    if "offset=2000" in line]
+        self.assertEqual(len(failures), 1, failures)
+        self.assertIn("500", failures[0])
+        # Not remembered: once the API answers, the whole list shows.
+        self.double.faults([])
+        self.assertEqual(len(os.listdir(self.jobs)), 2500)
 
 
 class ParkingSingleThreaded(Parking):
