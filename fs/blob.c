@@ -97,7 +97,7 @@ struct blob *blob_new(const char *data, size_t len)
         return NULL;
     blob->refs = 1;
     blob->kind = BLOB_HELD;
-    blob->len = len;
+    blob->length = len;
     blob->digest = blob_digest(data, len);
     memcpy(blob->data, data, len);
     blob->data[len] = '\0';
@@ -115,7 +115,7 @@ struct blob *blob_adopt(char *data, size_t len)
     data[len] = '\0';
     blob->refs = 1;
     blob->kind = BLOB_ADOPTED;
-    blob->len = len;
+    blob->length = len;
     blob->digest = blob_digest(data, len);
     memcpy(blob->data, &data, sizeof(data));
     return blob;
@@ -131,7 +131,7 @@ static struct blob *blob_new_kind(unsigned kind, const void *data, size_t size, 
         return NULL;
     blob->refs = 1;
     blob->kind = kind;
-    blob->len = len;
+    blob->length = len;
     blob->digest = digest;
     memcpy(blob->data, data, size);
     return blob;
@@ -166,8 +166,8 @@ struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
     struct blob_pretty pretty = {source, (uint32_t)off, (uint32_t)text_len};
     struct blob *blob;
 
-    if ((!blob_bytes(source) && source->kind != BLOB_PAGED) || off > source->len ||
-        text_len > source->len - off || off > UINT32_MAX || text_len > UINT32_MAX)
+    if ((!blob_bytes(source) && source->kind != BLOB_PAGED) || off > source->length ||
+        text_len > source->length - off || off > UINT32_MAX || text_len > UINT32_MAX)
         return NULL;
     if (render == jsontext_pretty)
         blob = blob_new_kind(BLOB_PRETTY, &pretty, sizeof(pretty), len, digest);
@@ -176,6 +176,67 @@ struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
     if (blob)
         blob_ref(source);
     return blob;
+}
+
+size_t blob_len(const struct blob *blob)
+{
+    /* Relaxed: the length is all a measurer publishes, and each one stores
+     * the same value. */
+    return __atomic_load_n(&blob->length, __ATOMIC_RELAXED);
+}
+
+/* Measures a rendered blob's length from its text into *len. */
+static int blob_measure_text(const struct blob *blob, size_t *len)
+{
+    struct blob_rendered rendered;
+    struct buf out = BUF_INIT;
+    const char *text;
+    size_t text_len;
+    int rc;
+
+    if (!blob_rendered_of(blob, &rendered))
+        return -EIO; /* only rendered blobs are made without a length */
+    rc = blob_text_begin(blob, &text, &text_len);
+    if (rc)
+        return rc;
+    /* jsontext_measure counts what jsontext_pretty writes, without
+     * writing it: the one renderer blobs are made without a length for in
+     * bulk. */
+    if (rendered.render == jsontext_pretty) {
+        rc = jsontext_pretty_length(text, text_len, len);
+    } else {
+        rc = rendered.render(text, text_len, &out);
+        *len = out.len;
+    }
+    blob_text_end(blob);
+    buf_free(&out);
+    return rc == -EINVAL ? -EIO : rc;
+}
+
+int blob_measure(const struct blob *blob, size_t *len)
+{
+    int rc;
+
+    *len = blob_len(blob);
+    if (*len != BLOB_LEN_UNMEASURED)
+        return 0;
+    rc = blob_measure_text(blob, len);
+    if (rc || *len == BLOB_LEN_UNMEASURED) {
+        *len = 0;
+        return rc ? rc : -EIO;
+    }
+    /* The blob is immutable but for this: a cache of what its text
+     * determines. */
+    __atomic_store_n(&((struct blob *)blob)->length, *len, __ATOMIC_RELAXED);
+    return 0;
+}
+
+bool blob_same(const struct blob *a, const struct blob *b)
+{
+    size_t a_len = blob_len(a), b_len = blob_len(b);
+
+    return a->digest == b->digest && (a_len == b_len || a_len == BLOB_LEN_UNMEASURED ||
+                                      b_len == BLOB_LEN_UNMEASURED);
 }
 
 struct blob *blob_ref(struct blob *blob)
@@ -284,7 +345,7 @@ int blob_text_begin(const struct blob *blob, const char **text, size_t *len)
     case BLOB_PAGED:
         rc = blob_pin(blob, text);
         if (!rc)
-            *len = blob->len;
+            *len = blob->length; /* held and paged blobs' is fixed */
         return rc;
     case BLOB_RENDERED:
     case BLOB_PRETTY:
@@ -319,7 +380,7 @@ size_t blob_footprint(const struct blob *blob)
     switch (blob->kind) {
     case BLOB_HELD:
     case BLOB_ADOPTED:
-        return sizeof(*blob) + blob->len + 1;
+        return sizeof(*blob) + blob->length + 1;
     case BLOB_RENDERED:
     case BLOB_PRETTY:
         blob_rendered_of(blob, &rendered);
@@ -334,25 +395,25 @@ size_t blob_footprint(const struct blob *blob)
     }
 }
 
-/* Renders the whole of a rendered blob into scratch and keeps the range
- * asked for at its start. */
-static int blob_render_range(const struct blob *blob, size_t off, size_t size,
+/* Renders the whole of a rendered blob, whose length is `len`, into
+ * scratch and keeps the range asked for at its start. */
+static int blob_render_range(const struct blob *blob, size_t len, size_t off, size_t size,
                              struct buf *scratch)
 {
     struct blob_rendered rendered;
     const char *text;
-    size_t len;
+    size_t text_len;
     int rc;
 
     blob_rendered_of(blob, &rendered);
-    rc = blob_text_begin(blob, &text, &len);
+    rc = blob_text_begin(blob, &text, &text_len);
     if (rc)
         return rc;
-    rc = rendered.render(text, len, scratch);
+    rc = rendered.render(text, text_len, scratch);
     blob_text_end(blob);
     if (rc)
         return rc;
-    if (scratch->len != blob->len)
+    if (scratch->len != len)
         return -EIO;
     memmove(scratch->data, scratch->data + off, size);
     scratch->len = size;
@@ -377,13 +438,17 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
                const char **bytes)
 {
     struct blob_made made;
+    size_t len;
     int rc;
 
     *bytes = NULL;
-    if (off >= blob->len || size == 0)
+    rc = blob_measure(blob, &len);
+    if (rc)
+        return rc;
+    if (off >= len || size == 0)
         return 0;
-    if (size > blob->len - off)
-        size = blob->len - off;
+    if (size > len - off)
+        size = len - off;
     if (size > (size_t)LONG_MAX)
         size = (size_t)LONG_MAX;
     if (blob_bytes(blob)) {
@@ -392,7 +457,7 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
     }
     buf_reset(scratch);
     if (blob->kind == BLOB_RENDERED || blob->kind == BLOB_PRETTY) {
-        rc = blob_render_range(blob, off, size, scratch);
+        rc = blob_render_range(blob, len, off, size, scratch);
     } else if (blob->kind == BLOB_PAGED) {
         rc = blob_copy_range(blob, off, size, scratch);
     } else {

@@ -33,6 +33,7 @@
 #include "batchfs/catalog.h"
 #include "batchfs/buf.h"
 #include "batchfs/jsontext.h"
+#include "batchfs/log.h"
 #include "batchfs/names.h"
 #include "batchfs/xattr.h"
 #include "tree_private.h"
@@ -523,6 +524,28 @@ int resolve_view(struct tree *tree, const struct node_view *view, bool want_list
 
 /* ---- attributes and what the kernel was told ------------------------- */
 
+bool resolved_sized(const struct resolved *r)
+{
+    size_t len;
+
+    return !r->content || !blob_measure(r->content, &len);
+}
+
+/* Has the size attr_fill gives for `view` measured (see resolved_sized): 0,
+ * or a negative errno, logged here, the one place that knows the file. */
+static int resolved_measure(const struct resolved *r, const struct node_view *view)
+{
+    char reason[128];
+    size_t len;
+    int rc = r->content ? blob_measure(r->content, &len) : 0;
+
+    if (rc)
+        log_error("%s%s%s: the size of the file could not be had: %s", view->owner_id,
+                  view->owner_id[0] ? "/" : "", view->name,
+                  strerror_r(-rc, reason, sizeof(reason)));
+    return rc;
+}
+
 void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino,
                const struct resolved *r, bool terminal, struct tree_attr *out)
 {
@@ -546,8 +569,12 @@ void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino,
     } else if (node_kind_is_dir(kind)) {
         st->st_mode = S_IFDIR | 0555;
     } else {
+        /* Measured (resolved_measure, resolved_sized), but for entries
+         * handed out without their attributes. */
+        size_t len = r->content ? blob_len(r->content) : 0;
+
         st->st_mode = S_IFREG | 0444;
-        st->st_size = r->content ? (off_t)r->content->len : 0;
+        st->st_size = len == BLOB_LEN_UNMEASURED ? 0 : (off_t)len;
         st->st_blocks = (st->st_size + 511) / 512;
     }
     out->timeout_s = terminal ? tree->terminal_ttl_s : tree->ttl_s;
@@ -632,8 +659,7 @@ static bool node_outdated(const struct node *node, const struct blob *content)
 {
     const struct blob *snapshot = node_snapshot(node);
 
-    return snapshot && content &&
-           (snapshot->digest != content->digest || snapshot->len != content->len);
+    return snapshot && content && !blob_same(snapshot, content);
 }
 
 /* Keeps `content` as the version of file `node` (tree->lock held); folders
@@ -819,6 +845,8 @@ unlock:
         return rc;
 
     rc = resolve_view(tree, &view, false, &r);
+    if (!rc && (rc = resolved_measure(&r, &view)))
+        resolved_release(&r);
     if (rc)
         return rc;
 
@@ -905,6 +933,8 @@ int tree_getattr(struct tree *tree, uint64_t ino, struct tree_attr *out)
     if (rc)
         return rc;
     rc = resolve_version(tree, &view, &r, &frozen);
+    if (!rc && (rc = resolved_measure(&r, &view)))
+        resolved_release(&r);
     if (rc)
         return rc;
     if (!frozen && tree_record(tree, &view, &r))
@@ -936,6 +966,8 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     /* Asked of the catalog even when the node keeps a version: a page
      * dropped from the cache comes back through the listing it is in now. */
     rc = resolve_version(tree, &view, &r, &frozen);
+    if (!rc && (rc = resolved_measure(&r, &view)))
+        resolved_release(&r);
     if (rc)
         return rc;
     pthread_mutex_lock(&tree->lock);

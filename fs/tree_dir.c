@@ -419,9 +419,11 @@ int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool l
         status_index = dir->view.status_index;
     }
 
-    /* A file whose content is made on demand, or a document not fetched
-     * yet, has no size to give: the kernel looks it up when it needs one. */
-    unlinked = node_kind_is_made(kind) || (kind == NODE_DOC && !r.content);
+    /* A file whose content is made on demand, a document not fetched yet,
+     * or one whose size cannot be had, has no size to give: the kernel
+     * looks it up when it needs one. */
+    unlinked = node_kind_is_made(kind) || (kind == NODE_DOC && !r.content) ||
+               !resolved_sized(&r);
     if (unlinked)
         link = false;
     pthread_mutex_lock(&tree->lock);

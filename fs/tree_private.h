@@ -309,9 +309,18 @@ bool job_group_value(const struct entry *job, int by, char *out, size_t len);
 
 /* ---- attributes and the kernel's copies (tree.c) ---------------------- */
 
+/* Whether the size of what `r` resolved is known, measuring r->content now
+ * if it was not (a job's file is measured when it is looked up or listed in
+ * its job's folder, not when jobs/ is: see builder.c): true when r has no
+ * content or its length is had. Quiet: a lookup of the file reports the
+ * failure. Without tree->lock (a paged source could be fetched again;
+ * a job's text is held). */
+bool resolved_sized(const struct resolved *r);
+
 /* The attributes of a node of kind `kind` numbered `ino`, from `r`, with the
- * timeout of a terminal or unfinished node. Reads only the tree's
- * configuration: any lock or none. */
+ * timeout of a terminal or unfinished node: r->content's size must have
+ * been had (resolved_sized), or the attributes are not handed out. Reads
+ * only the tree's configuration: any lock or none. */
 void attr_fill(const struct tree *tree, enum node_kind kind, uint64_t ino,
                const struct resolved *r, bool terminal, struct tree_attr *out);
 

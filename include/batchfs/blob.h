@@ -15,9 +15,12 @@
  * - a made blob keeps what its bytes are made from and makes any range of
  *   them on demand (items.ndjson: the item listings, so that the file costs
  *   no second copy of the items).
- * All have a length and a digest fixed when they are created; readers go
- *   through blob_read and need not know the kind. Any thread may read a blob
- * without a lock.
+ * All have a digest fixed when they are created, and a length: fixed too,
+ * but for a rendered blob made without one, whose length is measured from
+ * its text the first time it is needed (blob_measure): a job list of
+ * 200,000 is read for its folders, and nothing needs its jobs' file sizes
+ * until a job's file is looked up. Readers go through blob_read and need
+ * not know the kind. Any thread may read a blob without a lock.
  */
 #ifndef BATCHFS_BLOB_H
 #define BATCHFS_BLOB_H
@@ -37,12 +40,17 @@ enum blob_kind {
     BLOB_PAGED,    /* data: a blob_pager and its state */
 };
 
+/* The length of a rendered blob not measured yet (see blob_measure). */
+#define BLOB_LEN_UNMEASURED SIZE_MAX
+
 struct blob {
     unsigned refs;    /* atomic */
     unsigned kind;    /* enum blob_kind */
     uint64_t digest;  /* of the bytes: equal digests = same content */
-    size_t len;
-    char data[];      /* held: len bytes and a NUL; else what makes them */
+    /* Atomic: BLOB_LEN_UNMEASURED until measured. Read it through
+     * blob_measure or blob_len, never directly. */
+    size_t length;
+    char data[];      /* held: length bytes and a NUL; else what makes them */
 };
 
 /* Renders text into bytes, appending to out: 0 or a negative errno. */
@@ -87,8 +95,10 @@ struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t l
 /* A rendered blob: its bytes are render(text) where text is bytes
  * [off, off + text_len) of the held or paged blob `source`, which it
  * references (taking a reference of its own). `len` and `digest` are the
- * caller's to give: the length render will produce, and a digest that
- * changes whenever the bytes do. NULL on ENOMEM, when source is neither
+ * caller's to give: the length render will produce (or
+ * BLOB_LEN_UNMEASURED: measured when first needed, see blob_measure), and
+ * a digest that changes whenever the bytes do (a digest of the text does,
+ * render being a function of it). NULL on ENOMEM, when source is neither
  * held (or adopted) nor paged, or when off or text_len exceeds 4 GiB. */
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest);
@@ -99,6 +109,30 @@ struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
  * pager->free. */
 struct blob *blob_new_paged(const struct blob_pager *pager, void *state, size_t len,
                             uint64_t digest);
+
+/*
+ * The length of the blob's bytes in *len: 0, or a negative errno and *len
+ * 0. A rendered blob made without a length is measured the first time
+ * (by jsontext_measure for jsontext_pretty, by rendering for another
+ * renderer), which pins its source: for a paged source that may fetch it
+ * again, whose error is returned; -EIO when the text does not render (it
+ * is not valid JSON). The length measured is kept, so that later calls
+ * only load it; a failure is not kept (the next call tries again).
+ * Thread-safe: any thread may be first, and concurrent measurers store the
+ * same value.
+ */
+int blob_measure(const struct blob *blob, size_t *len);
+
+/* The length of a blob whose length is known: every blob but a rendered
+ * one made without a length that blob_measure has not measured yet, for
+ * which it is BLOB_LEN_UNMEASURED. Never measures. Thread-safe. */
+size_t blob_len(const struct blob *blob);
+
+/* Whether `a` and `b` are the same bytes, as far as can be told without
+ * making or measuring them: equal digests, and equal lengths where both
+ * are known (a length not measured yet follows from the text the digest
+ * was made of). Thread-safe. */
+bool blob_same(const struct blob *a, const struct blob *b);
 
 struct blob *blob_ref(struct blob *blob);
 void blob_unref(struct blob *blob);
@@ -140,14 +174,15 @@ void blob_text_end(const struct blob *blob);
  * many (0 at or past the end). A held blob's bytes are its own; the others'
  * are made into `scratch`, which the caller frees. A renderer or maker that
  * produces a length other than the one promised gives -EIO, never short or
- * long bytes. Negative errno on failure.
+ * long bytes. A blob not measured yet is measured first (blob_measure's
+ * errors). Negative errno on failure.
  */
 long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scratch,
                const char **bytes);
 
 /* The memory a blob stands for, for cache budgets: its own, and for a
  * rendered blob of a held source its share of the source (the text it
- * renders). A paged source is its pager's to count. */
+ * renders). A paged source is its pager's to count. Never measures. */
 size_t blob_footprint(const struct blob *blob);
 
 /* A 64-bit digest of len bytes (for equality only, never stored). */

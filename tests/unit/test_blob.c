@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <malloc.h>
+#include <pthread.h>
 
 #include "batchfs/blob.h"
 #include "batchfs/buf.h"
@@ -25,7 +26,7 @@ static void test_held_blob(void **state)
 
     (void)state;
     assert_non_null(a);
-    assert_int_equal(a->len, 3);
+    assert_int_equal(blob_len(a), 3);
     assert_int_equal(a->data[3], '\0');
     assert_ptr_equal(blob_bytes(a), a->data);
     assert_true(a->digest == b->digest);
@@ -78,7 +79,7 @@ static void test_made_blob(void **state)
     (void)state;
     assert_non_null(blob);
     assert_null(blob_bytes(blob));
-    assert_int_equal(blob->len, 100);
+    assert_int_equal(blob_len(blob), 100);
     assert_true(blob->digest == 42);
     assert_int_equal(blob_read(blob, 25, 3, &scratch, &bytes), 3);
     assert_memory_equal(bytes, "zab", 3);
@@ -132,7 +133,7 @@ static void test_rendered_blob(void **state)
     (void)state;
     assert_non_null(two);
     assert_null(blob_bytes(two));
-    assert_int_equal(two->len, 10);
+    assert_int_equal(blob_len(two), 10);
     assert_true(two->digest == 7);
     /* Its text is the range of the source, in place. */
     assert_int_equal(blob_text_begin(two, &text, &len), 0);
@@ -294,7 +295,7 @@ static void test_adopted_blob(void **state)
     assert_non_null(adopted);
     assert_ptr_equal(blob_bytes(adopted), data);
     assert_int_equal(data[7], '\0');
-    assert_int_equal(adopted->len, 7);
+    assert_int_equal(blob_len(adopted), 7);
     assert_true(adopted->digest == held->digest); /* same bytes, same digest */
     assert_int_equal(blob_text_begin(adopted, &text, &len), 0);
     assert_ptr_equal(text, data);
@@ -354,6 +355,231 @@ static void test_pretty_blob(void **state)
     buf_free(&scratch2);
 }
 
+/* A job's text as a job list gives it, in a page with others around it. */
+static const char job_page[] =
+    "{\"items\": [{\"id\": \"bjb-1\", \"status\": \"running\", \"n\": [1, 2.50, null],"
+    " \"o\": {\"k\": \"\\u00e9\\n\"}}, {\"id\": \"bjb-2\"}], \"total_size\": 2}";
+#define JOB_OFF 11
+#define JOB_LEN 82
+
+/* A rendered blob made without a length has none until something needs it:
+ * the first to ask measures it from the text (the bytes jsontext_pretty
+ * writes), and keeps it. What it stands for is known without measuring. */
+static void test_lazy_length(void **state)
+{
+    struct blob *page = blob_new(job_page, strlen(job_page));
+    struct blob *job, *again, *other;
+    struct buf want = BUF_INIT, scratch = BUF_INIT;
+    const char *bytes;
+    size_t len, footprint;
+
+    (void)state;
+    assert_memory_equal(job_page + JOB_OFF, "{\"id\": \"bjb-1\"", 14);
+    assert_memory_equal(job_page + JOB_OFF + JOB_LEN - 2, "}}", 2);
+    assert_int_equal(jsontext_pretty(job_page + JOB_OFF, JOB_LEN, &want), 0);
+    job = blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty, BLOB_LEN_UNMEASURED,
+                            blob_digest(job_page + JOB_OFF, JOB_LEN));
+    assert_non_null(job);
+    assert_int_equal(blob_len(job), BLOB_LEN_UNMEASURED);
+    /* Counted without measuring: itself and its share of the page. */
+    footprint = blob_footprint(job);
+    assert_true(footprint >= JOB_LEN && footprint < JOB_LEN + 64);
+    assert_true(blob_present(job));
+    assert_int_equal(blob_len(job), BLOB_LEN_UNMEASURED);
+    /* The first to ask measures. */
+    assert_int_equal(blob_measure(job, &len), 0);
+    assert_int_equal(len, want.len);
+    assert_int_equal(blob_len(job), want.len);
+    assert_int_equal(blob_measure(job, &len), 0);
+    assert_int_equal(len, want.len);
+    assert_int_equal(blob_footprint(job), footprint);
+    /* Every range reads as the pretty-printed text, the last byte too. */
+    assert_int_equal(blob_read(job, 0, 1 << 20, &scratch, &bytes), (long)want.len);
+    assert_memory_equal(bytes, want.data, want.len);
+    assert_int_equal(blob_read(job, want.len - 1, 10, &scratch, &bytes), 1);
+    assert_int_equal(bytes[0], '\n');
+    assert_int_equal(blob_read(job, want.len, 10, &scratch, &bytes), 0);
+    /* A reader may be the first: blob_read measures, then reads. */
+    again =
+        blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty, BLOB_LEN_UNMEASURED,
+                          blob_digest(job_page + JOB_OFF, JOB_LEN));
+    assert_non_null(again);
+    assert_int_equal(blob_read(again, 5, 7, &scratch, &bytes), 7);
+    assert_memory_equal(bytes, want.data + 5, 7);
+    assert_int_equal(blob_len(again), want.len);
+    blob_unref(again);
+    /* The same text, not measured yet, is the same file; measured at
+     * another length it is not (a digest that collided). */
+    again = blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty,
+                              BLOB_LEN_UNMEASURED, job->digest);
+    other = blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty, want.len + 1,
+                              job->digest);
+    assert_true(blob_same(job, again));
+    assert_true(blob_same(again, other));
+    assert_false(blob_same(job, other));
+    assert_int_equal(blob_len(again), BLOB_LEN_UNMEASURED);
+    blob_unref(again);
+    blob_unref(other);
+    other = blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty,
+                              BLOB_LEN_UNMEASURED, job->digest + 1);
+    assert_false(blob_same(job, other));
+    blob_unref(other);
+    blob_unref(job);
+    blob_unref(page);
+    buf_free(&want);
+    buf_free(&scratch);
+}
+
+/* Another renderer is measured by rendering; text that does not render is
+ * an I/O error for whoever asks, with no length kept, never a wrong one. */
+static void test_lazy_length_failures(void **state)
+{
+    static const char text[] = "{\"id\": \"bjb-1\", \"n\": [1,";
+    struct blob *source = blob_new(text, strlen(text));
+    struct blob *broken, *shouted, *refused;
+    struct buf scratch = BUF_INIT;
+    const char *bytes;
+    size_t len = 99;
+
+    (void)state;
+    broken = blob_new_rendered(source, 0, strlen(text), jsontext_pretty,
+                               BLOB_LEN_UNMEASURED, 1);
+    shouted = blob_new_rendered(source, 1, 5, shout, BLOB_LEN_UNMEASURED, 2);
+    refused = blob_new_rendered(source, 0, 3, refuse, BLOB_LEN_UNMEASURED, 3);
+    assert_non_null(broken);
+    assert_non_null(shouted);
+    assert_non_null(refused);
+    assert_int_equal(blob_measure(broken, &len), -EIO);
+    assert_int_equal(len, 0);
+    assert_int_equal(blob_len(broken), BLOB_LEN_UNMEASURED);
+    assert_int_equal(blob_read(broken, 0, 10, &scratch, &bytes), -EIO);
+    assert_null(bytes);
+    assert_int_equal(blob_measure(broken, &len), -EIO);
+    assert_int_equal(blob_measure(refused, &len), -EIO);
+    assert_int_equal(blob_read(refused, 0, 10, &scratch, &bytes), -EIO);
+    assert_int_equal(blob_measure(shouted, &len), 0);
+    assert_int_equal(len, 6);
+    assert_int_equal(blob_read(shouted, 0, 10, &scratch, &bytes), 6);
+    assert_memory_equal(bytes, "\"ID\":\n", 6);
+    blob_unref(broken);
+    blob_unref(shouted);
+    blob_unref(refused);
+    blob_unref(source);
+    buf_free(&scratch);
+}
+
+/* Measuring a blob of a paged source fetches the page if it was dropped;
+ * a failed fetch is the measurer's error, and the next one tries again. */
+static void test_lazy_length_paged(void **state)
+{
+    struct test_pager pager = {.source = job_page};
+    struct blob *page = blob_new_paged(&test_pager_ops, &pager, strlen(job_page),
+                                       blob_digest(job_page, 1));
+    struct blob *job;
+    struct buf want = BUF_INIT;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(jsontext_pretty(job_page + JOB_OFF, JOB_LEN, &want), 0);
+    job = blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty, BLOB_LEN_UNMEASURED,
+                            1);
+    assert_non_null(job);
+    /* A paged source is its pager's to count: measuring never runs. */
+    assert_true(blob_footprint(job) < sizeof(struct blob) + 32);
+    assert_int_equal(pager.fetches, 0);
+    pager.fail = -ETIMEDOUT;
+    assert_int_equal(blob_measure(job, &len), -ETIMEDOUT);
+    assert_int_equal(blob_len(job), BLOB_LEN_UNMEASURED);
+    pager.fail = 0;
+    assert_int_equal(blob_measure(job, &len), 0);
+    assert_int_equal(len, want.len);
+    assert_int_equal(pager.fetches, 1);
+    assert_int_equal(pager.pins, 0);
+    /* Measured once: dropped again, the length needs no fetch. */
+    pager.bytes = NULL;
+    pager.fail = -ETIMEDOUT;
+    assert_int_equal(blob_measure(job, &len), 0);
+    assert_int_equal(len, want.len);
+    assert_int_equal(pager.fetches, 1);
+    blob_unref(job);
+    blob_unref(page);
+    buf_free(&want);
+}
+
+#define MEASURERS 8
+#define MEASURE_ROUNDS 64
+
+/* What each thread of test_lazy_length_concurrent does. */
+struct measurer {
+    pthread_barrier_t *start;
+    struct blob **jobs; /* MEASURE_ROUNDS of them, none measured */
+    size_t lens[MEASURE_ROUNDS];
+    int rcs[MEASURE_ROUNDS];
+    bool read; /* reads instead of measuring */
+};
+
+static void *measure_jobs(void *arg)
+{
+    struct measurer *m = arg;
+    struct buf scratch = BUF_INIT;
+    const char *bytes;
+
+    pthread_barrier_wait(m->start);
+    for (size_t i = 0; i < MEASURE_ROUNDS; i++) {
+        if (m->read) {
+            long n = blob_read(m->jobs[i], 0, 1 << 20, &scratch, &bytes);
+
+            m->rcs[i] = n < 0 ? (int)n : 0;
+            m->lens[i] = n < 0 ? 0 : (size_t)n;
+        } else {
+            m->rcs[i] = blob_measure(m->jobs[i], &m->lens[i]);
+        }
+    }
+    buf_free(&scratch);
+    return NULL;
+}
+
+/* Any thread may be the first to measure; those measuring at once all get
+ * the one length (run under ThreadSanitizer: the length is stored
+ * atomically). */
+static void test_lazy_length_concurrent(void **state)
+{
+    struct blob *page = blob_new(job_page, strlen(job_page));
+    struct blob *jobs[MEASURE_ROUNDS];
+    struct measurer m[MEASURERS];
+    pthread_t threads[MEASURERS];
+    pthread_barrier_t start;
+    struct buf want = BUF_INIT;
+
+    (void)state;
+    assert_int_equal(jsontext_pretty(job_page + JOB_OFF, JOB_LEN, &want), 0);
+    for (size_t i = 0; i < MEASURE_ROUNDS; i++) {
+        jobs[i] = blob_new_rendered(page, JOB_OFF, JOB_LEN, jsontext_pretty,
+                                    BLOB_LEN_UNMEASURED, 1);
+        assert_non_null(jobs[i]);
+    }
+    assert_int_equal(pthread_barrier_init(&start, NULL, MEASURERS), 0);
+    for (size_t t = 0; t < MEASURERS; t++) {
+        m[t] = (struct measurer){.start = &start, .jobs = jobs, .read = t % 2};
+        assert_int_equal(pthread_create(&threads[t], NULL, measure_jobs, &m[t]), 0);
+    }
+    for (size_t t = 0; t < MEASURERS; t++)
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+    for (size_t t = 0; t < MEASURERS; t++) {
+        for (size_t i = 0; i < MEASURE_ROUNDS; i++) {
+            assert_int_equal(m[t].rcs[i], 0);
+            assert_int_equal(m[t].lens[i], want.len);
+        }
+    }
+    for (size_t i = 0; i < MEASURE_ROUNDS; i++) {
+        assert_int_equal(blob_len(jobs[i]), want.len);
+        blob_unref(jobs[i]);
+    }
+    pthread_barrier_destroy(&start);
+    blob_unref(page);
+    buf_free(&want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +589,10 @@ int main(void)
         cmocka_unit_test(test_pretty_blob),
         cmocka_unit_test(test_paged_blob),
         cmocka_unit_test(test_adopted_blob),
+        cmocka_unit_test(test_lazy_length),
+        cmocka_unit_test(test_lazy_length_failures),
+        cmocka_unit_test(test_lazy_length_paged),
+        cmocka_unit_test(test_lazy_length_concurrent),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,8 +39,8 @@ static void assert_pretty(const struct blob *content, const char *raw, size_t ra
     const char *bytes;
 
     assert_int_equal(jsontext_pretty(raw, raw_len, &expect), 0);
-    assert_int_equal(content->len, expect.len);
-    assert_int_equal(blob_read(content, 0, content->len, &scratch, &bytes),
+    assert_int_equal(blob_len(content), expect.len);
+    assert_int_equal(blob_read(content, 0, blob_len(content), &scratch, &bytes),
                      (long)expect.len);
     assert_memory_equal(bytes, expect.data, expect.len);
     buf_free(&expect);
@@ -487,7 +487,7 @@ static void test_entries_by_id(void **state)
     assert_string_equal(l->entries[1].id, "bat-2");
     assert_int_equal(l->entries[1].api_index, 0);
     assert_int_equal(l->entries[1].mtime.tv_sec, NEW_YEAR);
-    assert_int_equal(l->entries[1].content->len, 3);
+    assert_int_equal(blob_len(l->entries[1].content), 3);
     assert_true(l->bytes >= sizeof(*l) + entry_bytes(&l->entries[1]));
     listing_release(l);
 }

@@ -87,10 +87,10 @@ static void test_ndjson_in_api_order(void **state)
     /* The file keeps the listing it reads from. */
     listing_release(l);
     assert_null(blob_bytes(blob));
-    assert_int_equal(blob->len, strlen(want));
+    assert_int_equal(blob_len(blob), strlen(want));
     assert_true(bytes > 0 && bytes < 200);
     /* Every way of cutting it into reads gives the same bytes. */
-    for (size_t step = 1; step <= blob->len + 1; step++) {
+    for (size_t step = 1; step <= blob_len(blob) + 1; step++) {
         read_all(blob, step, &out);
         assert_int_equal(out.len, strlen(want));
         assert_memory_equal(out.data, want, out.len);
@@ -184,7 +184,8 @@ static void test_ndjson_sized_from_measured_lines(void **state)
     l->entries[0].content = blob_new_rendered(page, 0, 16, jsontext_compact, 16, 1);
     l->entries[0].line_len = strlen("{\"item_id\":\"a\"}");
     assert_int_equal(derive_ndjson(&l, 1, &blob, &held), 0);
-    assert_int_equal(blob->len, strlen("{\"item_id\":\"a\"}\n{\"item_id\":\"b\",\"n\":[1,2]}\n"));
+    assert_int_equal(blob_len(blob),
+                     strlen("{\"item_id\":\"a\"}\n{\"item_id\":\"b\",\"n\":[1,2]}\n"));
     assert_int_equal(blob_read(blob, 0, 10, &scratch, &bytes), -ETIMEDOUT);
     /* The second line's text is at hand. */
     assert_int_equal(blob_read(blob, 16, 100, &scratch, &bytes), 26);

@@ -325,10 +325,10 @@ static void test_jobs_and_job_folder(void **state)
     /* The lookup already told the kernel of this version. */
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_true(unchanged);
-    assert_int_equal((size_t)attr.st.st_size, content->len);
+    assert_int_equal((size_t)attr.st.st_size, blob_len(content));
     assert_non_null(strstr(content->data, "{\n  \"id\": \"" JOB1 "\",\n"));
     assert_non_null(strstr(content->data, "\"x_unknown\": [\n    1,\n    2.50,\n    null\n  ]"));
-    assert_int_equal(content->data[content->len - 1], '\n');
+    assert_int_equal(content->data[blob_len(content) - 1], '\n');
     blob_unref(content);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_true(unchanged);
@@ -551,7 +551,7 @@ static void test_batches(void **state)
     json = lookup_ok(env, batch, "batch.json", &attr);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_non_null(strstr(content->data, "\"results\": [\n"));
-    assert_int_equal((size_t)attr.st.st_size, content->len);
+    assert_int_equal((size_t)attr.st.st_size, blob_len(content));
     blob_unref(content);
     results = lookup_ok(env, batch, "results", NULL);
     assert_int_equal(list_names(env, results, true, names, sizeof(names)), 4);
@@ -581,7 +581,7 @@ static void test_changed_content_gets_a_new_inode(void **state)
     job = lookup_ok(env, jobs, JOB1, NULL);
     json = lookup_ok(env, job, "job.json", &told);
     assert_int_equal(tree_read(env->tree, json, &old, &unchanged), 0);
-    assert_int_equal((off_t)old->len, told.st.st_size);
+    assert_int_equal((off_t)blob_len(old), told.st.st_size);
     /* The job list changes. */
     fake_transport_reset(env->fake);
     fake_transport_add_body(env->fake, "/api/v1/beta/batch-processing?*offset=0*", 200,
@@ -610,7 +610,7 @@ static void test_changed_content_gets_a_new_inode(void **state)
     json2 = lookup_ok(env, job, "job.json", &attr);
     assert_int_not_equal(json2, json);
     assert_int_equal(tree_read(env->tree, json2, &content, &unchanged), 0);
-    assert_int_equal((off_t)content->len, attr.st.st_size);
+    assert_int_equal((off_t)blob_len(content), attr.st.st_size);
     assert_non_null(strstr(content->data, "\"completed\""));
     assert_null(strstr(old->data, "\"completed\""));
     blob_unref(content);
