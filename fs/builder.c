@@ -177,34 +177,45 @@ static struct timespec builder_object_mtime(const char *text,
 
 /* Sets *content to the file of an object whose text is bytes
  * [off, off + object->raw_len) of `source` (or NULL: no source): rendered on
- * read when the object is small and has a source, else pretty-printed now
- * through `scratch`; and *line_len to the length of its compact form, so
- * that items.ndjson is measured without reading the items again. Jobs
- * (`job`) have no such file: their line is left unmeasured (0), and a job
- * pretty-printed now is not measured first. */
+ * read when the object is small, else pretty-printed now through `scratch`;
+ * and *line_len to the length of its compact form, so that items.ndjson is
+ * measured without reading the items again. A small object without a
+ * source is rendered from a copy of its text when it is a job (`job`), and
+ * pretty-printed now otherwise. A job's file is not measured here either:
+ * its length is measured when the file is first looked up (blob_measure),
+ * since a job list of 200,000 is read for its folders and measuring every
+ * job cost what pretty-printing them did; jobs have no items.ndjson, so
+ * their line is left unmeasured (0). Its digest is of its text, as every
+ * rendered file's is, whether it came in a page or alone. */
 static int builder_content(const struct api_object *object, struct blob *source,
                            size_t off, bool job, struct buf *scratch,
                            struct blob **content, size_t *line_len)
 {
-    size_t len;
+    struct blob *copy = NULL;
+    size_t len = BLOB_LEN_UNMEASURED;
     int rc;
 
     *content = NULL;
     *line_len = 0;
-    if (job && !source)
-        len = 0; /* pretty-printed below, which validates the text */
-    else if ((rc = jsontext_measure(object->raw, object->raw_len, &len, line_len)))
+    if (!job && (rc = jsontext_measure(object->raw, object->raw_len, &len, line_len)))
         return rc;
-    if (source && object->raw_len <= BUILDER_RENDER_ON_READ_MAX) {
-        *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
-                                     blob_digest(object->raw, object->raw_len));
-    } else {
+    if (object->raw_len > BUILDER_RENDER_ON_READ_MAX || (!source && !job)) {
         buf_reset(scratch);
         rc = jsontext_pretty(object->raw, object->raw_len, scratch);
         if (rc)
             return rc;
         *content = blob_new(scratch->data, scratch->len);
+        return *content ? 0 : -ENOMEM;
     }
+    if (!source) {
+        source = copy = blob_new(object->raw, object->raw_len);
+        off = 0;
+        if (!copy)
+            return -ENOMEM;
+    }
+    *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
+                                 blob_digest(object->raw, object->raw_len));
+    blob_unref(copy);
     return *content ? 0 : -ENOMEM;
 }
 
@@ -312,13 +323,10 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     if (!page)
         return -ENOMEM;
     /* The objects point into the body; the source takes it without moving
-     * it (and keeps it pinned until the page is released). Jobs are
-     * pretty-printed here, as a job looked up alone is: their page is not
-     * kept. */
+     * it (and keeps it pinned until the page is released). */
     text = body->data;
-    page->source = NULL;
-    if (b->n_fields != FIELD_JOB_COUNT &&
-        !(page->source = builder_page_source(b, body, again))) {
+    page->source = builder_page_source(b, body, again);
+    if (!page->source) {
         free(page);
         return -ENOMEM;
     }
@@ -338,7 +346,7 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
             /* Left for the builder to count as unusable: without content,
              * or without preparation (rendered again from its page). */
             memset(&page->items[i], 0, sizeof(page->items[i]));
-            objects[i].prepared = page->source ? NULL : &page->items[i];
+            objects[i].prepared = NULL;
             page->count++;
             rc = 0;
         }
@@ -348,9 +356,6 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
         builder_release_page(NULL, page);
         return rc;
     }
-    /* Jobs need their page no more: nothing reads their text again. */
-    if (!page->source)
-        buf_free(body);
     *state = page;
     return 0;
 }

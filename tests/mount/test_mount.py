@@ -72,6 +72,29 @@ class LayoutChecks:
             with open(self.path("jobs", job["id"], "job.json"), "rb") as f:
                 self.assertEqual(f.read().decode(), apidouble.render(job))
 
+    def test_job_json_sizes_after_listing(self):
+        # A job's size is measured when it is first asked for, not when
+        # jobs/ is listed: whichever asks first (stat, ls -l of its folder,
+        # a stat through by-type/), the size is the number of bytes read.
+        run("ls", "-f", self.path("jobs"))
+        for n, job in enumerate(self.dataset().jobs):
+            want = apidouble.render(job).encode()
+            path = self.path("jobs", job["id"], "job.json")
+            if n % 3 == 0:
+                size = os.stat(path).st_size
+            elif n % 3 == 1:
+                listed = run("ls", "-ln", self.path("jobs", job["id"]), text=True).stdout
+                size = int(next(line.split()[4] for line in listed.splitlines()
+                                if line.endswith(" job.json")))
+            else:
+                size = os.stat(self.path("by-type", job["job_type"], job["id"],
+                                         "job.json")).st_size
+            self.assertEqual(size, len(want), job["id"])
+            self.assertEqual(run("cat", path).stdout, want)
+            self.assertEqual(os.stat(path).st_size, len(want))
+            self.assertEqual(run("wc", "-c", path, text=True).stdout.split()[0],
+                             str(len(want)))
+
     def test_every_item_once_in_right_folder_exact(self):
         data = self.dataset()
         for job in data.jobs:

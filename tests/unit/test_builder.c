@@ -37,8 +37,11 @@ static void assert_pretty(const struct blob *content, const char *raw, size_t ra
 {
     struct buf expect = BUF_INIT, scratch = BUF_INIT;
     const char *bytes;
+    size_t len;
 
     assert_int_equal(jsontext_pretty(raw, raw_len, &expect), 0);
+    assert_int_equal(blob_measure(content, &len), 0); /* jobs': measured now */
+    assert_int_equal(len, expect.len);
     assert_int_equal(blob_len(content), expect.len);
     assert_int_equal(blob_read(content, 0, blob_len(content), &scratch, &bytes),
                      (long)expect.len);
@@ -102,7 +105,11 @@ static void test_jobs_named_by_id(void **state)
     assert_string_equal(e->status, "running");
     assert_int_equal(e->api_index, 1);
     assert_int_equal(e->mtime.tv_sec, NEW_YEAR);
-    assert_non_null(blob_bytes(e->content)); /* no page to render from: rendered now */
+    /* No page to render from: rendered from a copy of its text, measured
+     * when first asked. */
+    assert_null(blob_bytes(e->content));
+    assert_int_equal(blob_len(e->content), BLOB_LEN_UNMEASURED);
+    assert_true(e->content->digest == blob_digest(j0, strlen(j0)));
     assert_pretty(e->content, j0, strlen(j0));
 
     e = &l->entries[1];
@@ -308,8 +315,8 @@ static void tell_jobs(void *arg, const struct builder_job *jobs, size_t count)
 
 /* The jobs of each page are told as they are added, with their status and
  * counters, whether the page went through the preparer or not; jobs left
- * out are not told, and a job's file is still pretty-printed up front, so
- * that the preparer frees the page at once. */
+ * out are not told. A job's file is rendered from its page, which the
+ * listing keeps, and measured only when first asked. */
 static void test_jobs_told_page_by_page(void **state)
 {
     static const char j1[] = "{\"id\":\"bjb-1\",\"status\":\"completed\","
@@ -361,7 +368,7 @@ static void test_jobs_told_page_by_page(void **state)
 
     assert_int_equal(preparer.prepare(preparer.arg, second, 3, &body, NULL, &page_state),
                      0);
-    assert_null(body.data); /* freed: its jobs are rendered */
+    assert_null(body.data); /* taken: its jobs are rendered from it */
     assert_int_equal(builder_add_objects(&b, second, 3), 0);
     preparer.release(preparer.arg, page_state);
     assert_int_equal(told.calls, 2);
@@ -381,10 +388,106 @@ static void test_jobs_told_page_by_page(void **state)
     assert_int_equal(builder_finish(&b, &l), 0);
     assert_int_equal(l->count, 3);
     assert_string_equal(l->entries[1].status, "fail_ed");
-    for (size_t i = 0; i < l->count; i++)
-        assert_non_null(blob_bytes(l->entries[i].content)); /* pretty-printed now */
+    /* Rendered on read, measured when first asked: a job list is read for
+     * its folders, not its files. */
+    for (size_t i = 0; i < l->count; i++) {
+        assert_null(blob_bytes(l->entries[i].content));
+        assert_int_equal(blob_len(l->entries[i].content), BLOB_LEN_UNMEASURED);
+    }
     assert_pretty(l->entries[2].content, j3, strlen(j3));
     listing_release(l);
+}
+
+/*
+ * A job list keeps its pages, counted once: each job's file stands for its
+ * own text in the page, not for a pretty-printed copy, and is measured when
+ * first asked, not while the list is read. A job looked up alone is the
+ * same file (same digest, same bytes), so that the job list coming in
+ * after it does not make a new version of it.
+ */
+static void test_job_list_keeps_its_page(void **state)
+{
+    enum { N = 50 };
+    struct api_object objects[N], alone;
+    size_t at[N], lens[N], raw_total = 0, footprints = 0, charge = 0, len;
+    char ids[N][16];
+    struct buf body = BUF_INIT, text = BUF_INIT, a = BUF_INIT, b_bytes = BUF_INIT;
+    struct api_preparer preparer;
+    void *page_state = NULL;
+    struct listing *l = NULL, *one = NULL;
+    const struct entry *e;
+    const char *x, *y;
+    struct builder b;
+
+    (void)state;
+    assert_int_equal(buf_append_str(&body, "{\"items\": ["), 0);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "bjb-%03zu", i);
+        at[i] = body.len;
+        assert_int_equal(
+            buf_printf(&body,
+                       "{\"id\":\"%s\",\"status\":\"running\",\"total_items\":%zu,"
+                       "\"x\":[1,{\"k\":\"v\"}]}",
+                       ids[i], i),
+            0);
+        lens[i] = body.len - at[i];
+        raw_total += lens[i];
+        assert_int_equal(buf_append_str(&body, i + 1 < N ? ", " : "]}"), 0);
+    }
+    for (size_t i = 0; i < N; i++)
+        objects[i] = object_of(body.data + at[i], lens[i], ids[i]);
+
+    assert_int_equal(builder_init(&b, LISTING_JOBS, "jobs"), 0);
+    builder_charge_to(&b, &charge);
+    builder_preparer(&b, &preparer);
+    assert_int_equal(preparer.prepare(preparer.arg, objects, N, &body, NULL, &page_state),
+                     0);
+    assert_null(body.data); /* taken by the listing */
+    assert_int_equal(builder_add_objects(&b, objects, N), 0);
+    preparer.release(preparer.arg, page_state);
+    /* The charge covers the jobs' text once, and no copy of it. */
+    assert_true(b.content_bytes >= raw_total);
+    assert_true(b.content_bytes < raw_total + N * 64);
+    assert_true(charge >= b.content_bytes);
+    assert_int_equal(builder_finish(&b, &l), 0);
+    assert_int_equal(l->count, N);
+    for (size_t i = 0; i < N; i++) {
+        e = listing_find(l, ids[i]);
+        assert_non_null(e);
+        assert_null(blob_bytes(e->content));
+        assert_int_equal(blob_len(e->content), BLOB_LEN_UNMEASURED);
+        footprints += blob_footprint(e->content);
+        assert_int_equal(blob_len(e->content), BLOB_LEN_UNMEASURED);
+    }
+    assert_true(footprints >= raw_total && footprints < raw_total + N * 64);
+    assert_true(l->bytes >= footprints && l->bytes < footprints + N * 128);
+    /* Measured when asked, and read as the text pretty-printed. */
+    e = listing_find(l, ids[7]);
+    assert_int_equal(buf_printf(&text,
+                                "{\"id\":\"%s\",\"status\":\"running\",\"total_items\":7,"
+                                "\"x\":[1,{\"k\":\"v\"}]}",
+                                ids[7]),
+                     0);
+    assert_pretty(e->content, text.data, text.len);
+    assert_true(e->content->digest == blob_digest(text.data, text.len));
+
+    /* The same job looked up alone. */
+    alone = object_of(text.data, text.len, ids[7]);
+    assert_int_equal(build(LISTING_JOB, &alone, 1, &one), 0);
+    assert_int_equal(one->count, 1);
+    assert_true(one->entries[0].content->digest == e->content->digest);
+    assert_true(blob_same(one->entries[0].content, e->content));
+    assert_int_equal(blob_measure(one->entries[0].content, &len), 0);
+    assert_int_equal(len, blob_len(e->content));
+    assert_true(blob_same(one->entries[0].content, e->content));
+    assert_int_equal(blob_read(one->entries[0].content, 0, len, &a, &x), (long)len);
+    assert_int_equal(blob_read(e->content, 0, len, &b_bytes, &y), (long)len);
+    assert_memory_equal(x, y, len);
+    listing_release(one);
+    listing_release(l);
+    buf_free(&text);
+    buf_free(&a);
+    buf_free(&b_bytes);
 }
 
 /* A big list is sorted in strcmp's order whatever its names share: a long
@@ -565,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_items_repeated_id),
         cmocka_unit_test(test_prepared_page),
         cmocka_unit_test(test_jobs_told_page_by_page),
+        cmocka_unit_test(test_job_list_keeps_its_page),
         cmocka_unit_test(test_jobs_sorted_like_strcmp),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_entries_by_id),

@@ -239,6 +239,25 @@ static nlink_t listed_nlink(struct env *env, uint64_t ino, const char *name)
     return nlink;
 }
 
+/* The whole of file `content`, read as the filesystem reads it: a string
+ * the caller frees (its length is blob_len's once read). */
+static char *read_text(const struct blob *content)
+{
+    struct buf scratch = BUF_INIT;
+    const char *bytes;
+    size_t len;
+    char *text;
+
+    assert_int_equal(blob_measure(content, &len), 0);
+    text = malloc(len + 1);
+    assert_non_null(text);
+    assert_int_equal(blob_read(content, 0, len, &scratch, &bytes), (long)len);
+    memcpy(text, bytes, len);
+    text[len] = '\0';
+    buf_free(&scratch);
+    return text;
+}
+
 static bool has_name(const char *names, size_t count, const char *name)
 {
     for (size_t i = 0; i < count; i++, names += strlen(names) + 1)
@@ -291,6 +310,7 @@ static void test_jobs_and_job_folder(void **state)
     struct tree_attr attr;
     struct blob *content;
     bool unchanged;
+    char *text;
     char names[4096];
     uint64_t job, json;
 
@@ -325,10 +345,12 @@ static void test_jobs_and_job_folder(void **state)
     /* The lookup already told the kernel of this version. */
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_true(unchanged);
+    text = read_text(content);
     assert_int_equal((size_t)attr.st.st_size, blob_len(content));
-    assert_non_null(strstr(content->data, "{\n  \"id\": \"" JOB1 "\",\n"));
-    assert_non_null(strstr(content->data, "\"x_unknown\": [\n    1,\n    2.50,\n    null\n  ]"));
-    assert_int_equal(content->data[blob_len(content) - 1], '\n');
+    assert_non_null(strstr(text, "{\n  \"id\": \"" JOB1 "\",\n"));
+    assert_non_null(strstr(text, "\"x_unknown\": [\n    1,\n    2.50,\n    null\n  ]"));
+    assert_int_equal(text[blob_len(content) - 1], '\n');
+    free(text);
     blob_unref(content);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
     assert_true(unchanged);
@@ -539,6 +561,7 @@ static void test_batches(void **state)
     struct tree_attr attr;
     struct blob *content;
     bool unchanged;
+    char *text;
     char names[4096];
 
     assert_int_equal(list_names(env, batches, true, names, sizeof(names)), 3);
@@ -550,7 +573,9 @@ static void test_batches(void **state)
     assert_int_equal(listed_nlink(env, batches, "bat-1"), 1);
     json = lookup_ok(env, batch, "batch.json", &attr);
     assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
-    assert_non_null(strstr(content->data, "\"results\": [\n"));
+    text = read_text(content);
+    assert_non_null(strstr(text, "\"results\": [\n"));
+    free(text);
     assert_int_equal((size_t)attr.st.st_size, blob_len(content));
     blob_unref(content);
     results = lookup_ok(env, batch, "results", NULL);
@@ -571,6 +596,7 @@ static void test_changed_content_gets_a_new_inode(void **state)
     struct blob *content, *old;
     struct tree_attr attr, told;
     bool unchanged;
+    char *text;
     char names[4096];
 
     env_setup_ttl(state, 10);
@@ -611,8 +637,12 @@ static void test_changed_content_gets_a_new_inode(void **state)
     assert_int_not_equal(json2, json);
     assert_int_equal(tree_read(env->tree, json2, &content, &unchanged), 0);
     assert_int_equal((off_t)blob_len(content), attr.st.st_size);
-    assert_non_null(strstr(content->data, "\"completed\""));
-    assert_null(strstr(old->data, "\"completed\""));
+    text = read_text(content);
+    assert_non_null(strstr(text, "\"completed\""));
+    free(text);
+    text = read_text(old);
+    assert_null(strstr(text, "\"completed\""));
+    free(text);
     blob_unref(content);
     /* Forgetting the old inode frees it; the new one stays. */
     tree_forget(env->tree, json, 1);
@@ -831,6 +861,106 @@ static void test_old_version_keeps_its_mtime(void **state)
     env_teardown(state);
 }
 
+/* The attributes readdirplus gives entry `name` of folder `ino`. */
+static void listed_attr(struct env *env, uint64_t ino, const char *name,
+                        struct tree_attr *out)
+{
+    struct tree_dir *dir;
+    bool unchanged, found = false;
+
+    assert_int_equal(tree_opendir(env->tree, ino, &dir, &unchanged), 0);
+    for (size_t i = 2; i < tree_dir_count(dir); i++) {
+        struct tree_attr attr;
+        const char *entry;
+
+        assert_int_equal(tree_dir_entry(env->tree, dir, i, true, &entry, &attr), 0);
+        if (!strcmp(entry, name)) {
+            *out = attr;
+            found = true;
+        }
+    }
+    tree_closedir(dir);
+    assert_true(found);
+}
+
+/* A job's file is measured when it is first needed, not when jobs/ is
+ * listed: whichever asks first (readdirplus of its folder, a lookup, a
+ * getattr), the size told is the number of bytes read, for every job. */
+static void test_job_json_sizes_after_listing(void **state)
+{
+    struct env *env = *state;
+    static const char *const ids[] = {JOB1, JOB2};
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    char names[4096];
+
+    assert_int_equal(list_names(env, jobs, true, names, sizeof(names)), 4);
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        uint64_t job = lookup_ok(env, jobs, ids[i], NULL), json;
+        struct tree_attr listed, looked, got;
+        struct blob *content;
+        bool unchanged;
+        char *text;
+
+        /* The first job is described by readdirplus first, the second by
+         * its lookup. */
+        if (i == 0) {
+            listed_attr(env, job, "job.json", &listed);
+            assert_false(listed.unlinked);
+            json = lookup_ok(env, job, "job.json", &looked);
+        } else {
+            json = lookup_ok(env, job, "job.json", &looked);
+            listed_attr(env, job, "job.json", &listed);
+        }
+        assert_int_equal(listed.st.st_ino, json);
+        assert_int_equal(tree_getattr(env->tree, json, &got), 0);
+        assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+        assert_true(unchanged); /* the version whose size was told */
+        text = read_text(content);
+        assert_true(strlen(text) > 50);
+        assert_int_equal((size_t)looked.st.st_size, strlen(text));
+        assert_int_equal((size_t)listed.st.st_size, strlen(text));
+        assert_int_equal((size_t)got.st.st_size, strlen(text));
+        assert_int_equal(looked.st.st_blocks, (strlen(text) + 511) / 512);
+        assert_non_null(strstr(text, ids[i]));
+        free(text);
+        blob_unref(content);
+    }
+}
+
+/* A job's file looked up alone, before the job list, is the same version as
+ * the one the job list then gives: the same inode, nothing to drop. */
+static void test_job_alone_then_listed_same_version(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL), json, json2;
+    struct tree_attr alone, listed;
+    struct blob *content;
+    bool unchanged;
+    char names[4096];
+    char *text;
+
+    json = lookup_ok(env, job, "job.json", &alone);
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    text = read_text(content);
+    assert_int_equal((size_t)alone.st.st_size, strlen(text));
+    blob_unref(content);
+    assert_int_equal(env->n_invalidated, 0);
+    /* Now the job list: the job's file comes from it. */
+    assert_int_equal(list_names(env, jobs, true, names, sizeof(names)), 4);
+    json2 = lookup_ok(env, job, "job.json", &listed);
+    assert_int_equal(json2, json);
+    assert_int_equal(listed.st.st_size, alone.st.st_size);
+    assert_int_equal(env->n_invalidated, 0);
+    assert_int_equal(tree_read(env->tree, json, &content, &unchanged), 0);
+    assert_true(unchanged);
+    free(text);
+    text = read_text(content);
+    assert_int_equal((size_t)listed.st.st_size, strlen(text));
+    free(text);
+    blob_unref(content);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -838,6 +968,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_junk_names_cost_no_request, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_jobs_and_job_folder, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_job_json_sizes_after_listing, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_job_alone_then_listed_same_version, env_setup,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_items_hostile_names, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_forget_frees_nodes, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_made_ahead, env_setup, env_teardown),
