@@ -272,6 +272,7 @@ struct catalog_noting {
     struct catalog *catalog;
     struct stream *stream;
     bool stream_failed; /* no memory for it: it has ended */
+    bool restarted;     /* the list is read again: the stream holds both readings */
     size_t charged;     /* its memory, counted in catalog->building */
 };
 
@@ -402,6 +403,10 @@ static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *
     builder_preparer(b, &preparer);
     if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB)
         builder_on_jobs(b, catalog_note_jobs, noting);
+    /* The listing the stream's entries are, unless read twice. */
+    if (noting->stream)
+        stream_set_generation(noting->stream,
+                              noting->restarted ? 0 : b->listing->generation);
     switch (req->kind) {
     case LISTING_JOBS:
         return api_list_jobs_prepared(catalog->api, &preparer, builder_add_objects, b);
@@ -435,6 +440,8 @@ static int catalog_fetch_noting(struct fetch_request *req, const char *key, void
 
     listing = live_take(catalog->live, key, ttl_s);
     if (listing) {
+        if (noting->stream)
+            stream_set_generation(noting->stream, listing->generation);
         catalog_stream_listing(noting, listing);
         *value = listing;
         *bytes = listing->bytes;
@@ -451,6 +458,7 @@ static int catalog_fetch_noting(struct fetch_request *req, const char *key, void
         if (attempt == 0) {
             log_debug("%s changed while it was listed: listing it again", key);
             builder_discard(&b);
+            noting->restarted = true;
             if (noting->stream)
                 stream_restart(noting->stream);
             continue;

@@ -410,7 +410,7 @@ static int ops_opendir_run(struct ops_call *call)
     call->fi.fh = (uintptr_t)dir;
     /* The kernel may keep the listing it read, and reuse it while the
      * listing it came from is the one we still hold. */
-    call->fi.cache_readdir = !tree_dir_streamed(dir);
+    call->fi.cache_readdir = 1;
     call->fi.keep_cache = unchanged;
     if (fuse_reply_open(req, &call->fi))
         tree_closedir(dir);
@@ -478,6 +478,8 @@ static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
     ahead = plus && !rc && index > start;
     if (ahead)
         tree_dir_hold(dir);
+    if (!rc && start >= count)
+        tree_dir_end_given(dir);
     /* Entries already written stand; an error is reported only if none was. */
     if (rc && !used)
         fuse_reply_err(req, ops_errno(rc));

@@ -41,6 +41,7 @@ struct stream {
     size_t published;           /* atomic: entries readers may take */
     struct stream_table *table; /* atomic pointer: readers load it */
     size_t bytes;               /* atomic: memory held */
+    uint64_t generation;        /* atomic: see stream_set_generation */
 
     /* The writer's alone. */
     size_t added;                /* entries added, published or not */
@@ -359,6 +360,16 @@ size_t stream_waiting(void)
     n = stream_parked;
     pthread_mutex_unlock(&stream_lock);
     return n;
+}
+
+void stream_set_generation(struct stream *stream, uint64_t generation)
+{
+    __atomic_store_n(&stream->generation, generation, __ATOMIC_RELAXED);
+}
+
+uint64_t stream_generation(const struct stream *stream)
+{
+    return __atomic_load_n(&stream->generation, __ATOMIC_RELAXED);
 }
 
 size_t stream_bytes(const struct stream *stream)

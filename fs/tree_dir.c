@@ -50,6 +50,17 @@ struct tree_dir {
 
 #define COUNT_PRESENT (sizeof(((struct tree_dir *)0)->present) / sizeof(struct fixed_entry))
 
+/* The generation of the listing a stream's entries are, once the stream
+ * has ended well (they are all there); 0 before, or when it failed. */
+static uint64_t dir_stream_version(const struct tree_dir *dir)
+{
+    int rc;
+
+    if (!dir->stream || !stream_done(dir->stream, &rc) || rc)
+        return 0;
+    return stream_generation(dir->stream);
+}
+
 /* How many entries a listing folder's snapshot holds now (a stream's
  * grow). */
 static size_t dir_listed_count(const struct tree_dir *dir)
@@ -195,8 +206,10 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
     node = tree_find_ino(tree, ino);
     if (node) {
         /* Folders with fixed entries never change; listings change when
-         * refetched; a stream is never what the kernel kept (0). */
-        uint64_t version = dir->fixed ? 1 : dir->listing ? dir->listing->generation : 0;
+         * refetched (a stream is its listing once it has ended well). */
+        uint64_t version = dir->fixed     ? 1
+                           : dir->listing ? dir->listing->generation
+                                          : dir_stream_version(dir);
 
         if (node->kind == NODE_JOB || node->kind == NODE_BATCH)
             node->terminal = dir->view.terminal;
@@ -230,6 +243,23 @@ static void dir_drop_ahead(struct tree *tree, struct tree_dir *dir)
     }
     node_forget_lookups(folder, 1);
     tree_release_unused(tree, folder);
+}
+
+void tree_dir_end_given(struct tree_dir *dir)
+{
+    uint64_t version = dir_stream_version(dir);
+    struct node *node;
+
+    /* The kernel has kept every entry of a folder read to its end: from a
+     * stream that ended well, that is the listing the stream was, which the
+     * next opendir may then let it keep. */
+    if (!version)
+        return;
+    pthread_mutex_lock(&dir->tree->lock);
+    node = tree_find_ino(dir->tree, dir->view.ino);
+    if (node)
+        node->dir.served = version;
+    pthread_mutex_unlock(&dir->tree->lock);
 }
 
 struct tree_dir *tree_dir_hold(struct tree_dir *dir)

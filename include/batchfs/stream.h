@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "batchfs/listing.h"
@@ -112,6 +113,14 @@ bool stream_waiter_cancel(struct stream_waiter *waiter);
 /* Waiters parked right now, on every stream (for statistics and tests).
  * Thread-safe. */
 size_t stream_waiting(void);
+
+/*
+ * The generation of the listing whose entries the stream holds (listing.h:
+ * equal generations, same entries), once the writer knows it; 0 until then
+ * or when they may differ (a list read again). Thread-safe.
+ */
+void stream_set_generation(struct stream *stream, uint64_t generation);
+uint64_t stream_generation(const struct stream *stream);
 
 /* The memory the stream holds. Thread-safe. */
 size_t stream_bytes(const struct stream *stream);

@@ -133,6 +133,10 @@ size_t tree_dir_count(const struct tree_dir *dir);
  */
 int tree_dir_wait(struct tree_dir *dir, size_t index, struct stream_waiter *waiter);
 
+/* Says that readdir answered the end of the folder: the kernel holds every
+ * entry of the snapshot (see ops.c, cache_readdir). Thread-safe. */
+void tree_dir_end_given(struct tree_dir *dir);
+
 /* Whether the snapshot is handed out as it arrives (the job list while it
  * is read), in the API's order rather than by name. */
 bool tree_dir_streamed(const struct tree_dir *dir);
