@@ -1,4 +1,5 @@
-"""Many readers over a running job while its cache expires and faults fire.
+"""Many readers over a running job while its cache expires and faults fire,
+and many listers of jobs/ while the job list arrives.
 
 Sixteen `cat` processes (xargs -P16) read every item file of a job whose
 items the double keeps moving between statuses, with a one-second cache
@@ -97,6 +98,55 @@ class ConcurrentReaders(harness.MountTestCase):
             cls.double.faults([])
         finally:
             shutil.rmtree(cls.outdir, ignore_errors=True)
+            super().tearDownClass()
+
+
+class ConcurrentJobListings(harness.MountTestCase):
+    """Many `ls` of jobs/ at once, each round on a job list read afresh and
+    handed out as its pages arrive, while pages fail now and then: every ls
+    lists every job, or fails with a clear error after some of them."""
+    DOUBLE_ARGS = ("--jobs", "2500", "--items", "0")
+    MOUNT_OPTIONS = ("retries=1", "timeout=5", "max_connections=4")
+    READERS = 8
+
+    def test_listers_while_the_list_arrives(self):
+        every = set(os.listdir(self.path("jobs")))
+        self.assertEqual(len(every), 2500)
+        self.double.faults([
+            {"kind": "status", "status": 503, "probability": 0.25,
+             "path": r"^/api/v1/beta/batch-processing$"},
+            {"kind": "reset", "probability": 0.02},
+        ])
+        whole = failed = 0
+        for round_no in range(ROUNDS):
+            self.mount.hangup()  # the next ls reads the list afresh
+            streamed = self.mount.stats()["fetching"]["streamed"]
+            listers = [subprocess.Popen(["ls", "-f", self.path("jobs")],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True) for _ in range(self.READERS)]
+            for lister in listers:
+                out, err = lister.communicate(timeout=240)
+                shown = set(out.split()) - {".", ".."}
+                if lister.returncode == 0:
+                    self.assertEqual(shown, every, "round %d" % round_no)
+                    whole += 1
+                else:
+                    # Some of the jobs, never one that is not there, and the
+                    # error said.
+                    self.assertLessEqual(shown, every)
+                    self.assertRegex(err, "Input/output error|Resource temporarily "
+                                     "unavailable|Connection timed out")
+                    failed += 1
+            self.assertGreater(self.mount.stats()["fetching"]["streamed"], streamed)
+            self.assertIsNone(self.mount.proc.poll(), "batchfs died: " + self.mount.stderr())
+        self.assertGreater(whole, 0)
+        print("  ls of jobs/ whole: %d, failed: %d" % (whole, failed), file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.double.faults([])
+        finally:
             super().tearDownClass()
 
 
