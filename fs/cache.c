@@ -890,6 +890,27 @@ struct cache_waiter *cache_park_on(struct cache_waiter *waiter)
     return previous;
 }
 
+/* With the lock held: a flight nobody waits for any more is dropped if it
+ * has not started, and called off if it has; *arg and *free_arg get the
+ * argument of one dropped, to free once the lock is let go. */
+static void cache_flight_unwanted_locked(struct cache *cache, struct cache_flight *flight,
+                                         void **arg, void (**free_arg)(void *))
+{
+    if (flight->waiting != 0 || flight->background || flight->held)
+        return;
+    if (flight->state == CACHE_FLIGHT_QUEUED) {
+        cache_queue_remove(cache, flight);
+        *arg = flight->arg;
+        *free_arg = flight->free_arg;
+        cache_flight_drop(cache, flight);
+        cache->cancelled++;
+    } else if (flight->cancel) {
+        flight->abandoned = true;
+        cache->config.cancel_fire(flight->cancel);
+        cache->cancelled++;
+    }
+}
+
 bool cache_waiter_cancel(struct cache_waiter *waiter)
 {
     struct cache *cache = waiter->cache;
@@ -914,24 +935,29 @@ bool cache_waiter_cancel(struct cache_waiter *waiter)
         flight->waiting--;
         cache->parked--;
         parked = true;
-        if (flight->waiting == 0 && !flight->background && !flight->held) {
-            if (flight->state == CACHE_FLIGHT_QUEUED) {
-                cache_queue_remove(cache, flight);
-                arg = flight->arg;
-                free_arg = flight->free_arg;
-                cache_flight_drop(cache, flight);
-                cache->cancelled++;
-            } else if (flight->cancel) {
-                flight->abandoned = true;
-                cache->config.cancel_fire(flight->cancel);
-                cache->cancelled++;
-            }
-        }
+        cache_flight_unwanted_locked(cache, flight, &arg, &free_arg);
     }
     pthread_mutex_unlock(&cache->lock);
     if (free_arg)
         free_arg(arg);
     return parked;
+}
+
+void cache_let_go(struct cache *cache, const char *key)
+{
+    struct cache_entry *entry;
+    void *arg = NULL;
+    void (*free_arg)(void *) = NULL;
+
+    pthread_mutex_lock(&cache->lock);
+    entry = cache_find(cache, key, (size_t)hash_str(key));
+    if (entry && entry->flight && entry->flight->held) {
+        entry->flight->held = false;
+        cache_flight_unwanted_locked(cache, entry->flight, &arg, &free_arg);
+    }
+    pthread_mutex_unlock(&cache->lock);
+    if (free_arg)
+        free_arg(arg);
 }
 
 void cache_stop(struct cache *cache)

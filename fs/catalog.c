@@ -731,7 +731,10 @@ int catalog_jobs_open(struct catalog *catalog, struct listing **out,
             if (catalog->jobs_stream_next)
                 *stream = stream_ref(catalog->jobs_stream_next);
         }
-        catalog->jobs_streamed += *stream != NULL;
+        if (*stream) {
+            stream_reader_add(*stream);
+            catalog->jobs_streamed++;
+        }
         pthread_mutex_unlock(&catalog->lock);
         if (*stream)
             return 0;
@@ -739,6 +742,29 @@ int catalog_jobs_open(struct catalog *catalog, struct listing **out,
     /* No stream to be had (no memory, or fetches starting or ending just
      * then): wait for the listing, as any other caller. */
     return catalog_jobs(catalog, out);
+}
+
+void catalog_jobs_close(struct catalog *catalog, struct stream *stream)
+{
+    struct stream *unwanted = NULL;
+
+    pthread_mutex_lock(&catalog->lock);
+    if (stream_reader_drop(stream) && !stream_done(stream, NULL)) {
+        /* Nobody reads it any more: folders opened from now on wait for the
+         * listing, as any other caller, and the fetch may be called off. */
+        if (catalog->jobs_stream == stream) {
+            catalog->jobs_stream = NULL;
+            unwanted = stream;
+        } else if (catalog->jobs_stream_next == stream) {
+            catalog->jobs_stream_next = NULL;
+            unwanted = stream;
+        }
+    }
+    pthread_mutex_unlock(&catalog->lock);
+    if (!unwanted)
+        return;
+    stream_release(unwanted); /* the catalog's: its fetch keeps its own */
+    cache_let_go(catalog->cache, "jobs");
 }
 
 int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,
@@ -921,6 +947,9 @@ void catalog_get_stats(struct catalog *catalog, struct catalog_stats *out)
     out->prefetches = cs.prefetches;
     pthread_mutex_lock(&catalog->lock);
     out->streamed = catalog->jobs_streamed;
+    out->stream_readers = catalog->jobs_stream ? stream_readers(catalog->jobs_stream) : 0;
+    if (catalog->jobs_stream_next)
+        out->stream_readers += stream_readers(catalog->jobs_stream_next);
     pthread_mutex_unlock(&catalog->lock);
     out->stream_waiting = stream_waiting();
     pagecache_get_stats(catalog->pages, &out->pages);

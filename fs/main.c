@@ -172,12 +172,13 @@ static json_t *main_stats_json(const struct meta *m)
     if (root)
         json_object_set_new(
             root, "fetching",
-            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "parked", (json_int_t)cs.parked,
-                      "refreshes", (json_int_t)cs.refreshes, "refreshed",
-                      (json_int_t)cs.refreshed, "cancelled", (json_int_t)cs.cancelled,
-                      "prefetched", (json_int_t)cs.prefetches, "streamed",
-                      (json_int_t)cs.streamed, "readdirs_waiting",
-                      (json_int_t)cs.stream_waiting));
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "parked",
+                      (json_int_t)cs.parked, "refreshes", (json_int_t)cs.refreshes,
+                      "refreshed", (json_int_t)cs.refreshed, "cancelled",
+                      (json_int_t)cs.cancelled, "prefetched", (json_int_t)cs.prefetches,
+                      "streamed", (json_int_t)cs.streamed, "readdirs_waiting",
+                      (json_int_t)cs.stream_waiting, "stream_readers",
+                      (json_int_t)cs.stream_readers));
     if (root) {
         json_t *pages = json_pack(
             "{s:I,s:I,s:I,s:I,s:I,s:I}", "alive", (json_int_t)cs.pages.pages, "kept",

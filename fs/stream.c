@@ -42,6 +42,7 @@ struct stream {
     struct stream_table *table; /* atomic pointer: readers load it */
     size_t bytes;               /* atomic: memory held */
     uint64_t generation;        /* atomic: see stream_set_generation */
+    unsigned readers;           /* atomic: see stream_reader_add */
 
     /* The writer's alone. */
     size_t added;                /* entries added, published or not */
@@ -350,6 +351,21 @@ bool stream_waiter_cancel(struct stream_waiter *waiter)
     waiter->cancelled = true;
     pthread_mutex_unlock(&stream_lock);
     return parked;
+}
+
+void stream_reader_add(struct stream *stream)
+{
+    __atomic_add_fetch(&stream->readers, 1, __ATOMIC_RELAXED);
+}
+
+bool stream_reader_drop(struct stream *stream)
+{
+    return __atomic_sub_fetch(&stream->readers, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
+unsigned stream_readers(const struct stream *stream)
+{
+    return __atomic_load_n(&stream->readers, __ATOMIC_RELAXED);
 }
 
 size_t stream_waiting(void)

@@ -280,6 +280,8 @@ void tree_closedir(struct tree_dir *dir)
     pthread_mutex_destroy(&dir->ahead_lock);
     if (dir->listing)
         listing_release(dir->listing);
+    if (dir->stream)
+        catalog_jobs_close(dir->tree->catalog, dir->stream);
     stream_release(dir->stream);
     for (size_t i = 0; i < dir->name_count; i++)
         free(dir->names[i]);

@@ -222,6 +222,15 @@ struct cache_waiter *cache_park_on(struct cache_waiter *waiter);
 bool cache_waiter_cancel(struct cache_waiter *waiter);
 
 /*
+ * The CACHE_GET_START callers of `key` no longer want its fetch: it is
+ * dropped if it has not started, or called off if it has, unless a parked
+ * waiter (or a refresh) still needs it, as when the last parked waiter of a
+ * fetch is cancelled. Thread-safe; nothing when no fetch of `key` is
+ * wanted so.
+ */
+void cache_let_go(struct cache *cache, const char *key);
+
+/*
  * Stops the fetch threads: fetches not started end with -ECANCELED (their
  * waiters are told), those under way are waited for, and from now on a
  * parking caller gets -ECANCELED. Call before cache_free, and before what

@@ -54,6 +54,7 @@ struct catalog_stats {
      * arrived (catalog_jobs_open); readdirs of them waiting for more. */
     unsigned long long streamed;
     size_t stream_waiting;
+    size_t stream_readers;        /* folders open on the job list being read */
     struct pagecache_stats pages; /* the pages of finished jobs' folders */
 };
 
@@ -93,6 +94,14 @@ int catalog_jobs(struct catalog *catalog, struct listing **out);
  */
 int catalog_jobs_open(struct catalog *catalog, struct listing **out,
                       struct stream **stream);
+
+/*
+ * A folder opened on `stream` by catalog_jobs_open is closed (the caller
+ * still releases its reference). When it was the last reading a stream
+ * that has not ended, the fetch filling it is let go: called off unless
+ * another caller waits for it (see cache_let_go). Thread-safe.
+ */
+void catalog_jobs_close(struct catalog *catalog, struct stream *stream);
 int catalog_items(struct catalog *catalog, const char *job_id, int status_index,
                   struct listing **out);
 int catalog_batches(struct catalog *catalog, struct listing **out);

@@ -110,6 +110,13 @@ int stream_wait(struct stream *stream, size_t index, struct stream_waiter *waite
  */
 bool stream_waiter_cancel(struct stream_waiter *waiter);
 
+/* The folders reading the stream, counted by whoever hands it out, so
+ * that it can tell when the last one has gone: stream_reader_drop is true
+ * for that one. Thread-safe. */
+void stream_reader_add(struct stream *stream);
+bool stream_reader_drop(struct stream *stream);
+unsigned stream_readers(const struct stream *stream);
+
 /* Waiters parked right now, on every stream (for statistics and tests).
  * Thread-safe. */
 size_t stream_waiting(void);

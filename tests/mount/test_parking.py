@@ -280,17 +280,28 @@ class StreamedJobList(Readers, harness.FreshMountTestCase):
         self.assertEqual(looker.stdout.read().strip(), os.path.join(self.jobs, third))
         looker.stdout.close()
         lister.stdout.close()
-        for what, reader in (("the lister", lister), ("ls -f", ls)):
+        self.assertEqual(self.fetching()["stream_readers"], 2)
+        cancelled = self.fetching()["cancelled"]
+        for what, reader, left in (("the lister", lister, 1), ("ls -f", ls, 0)):
             start = time.monotonic()
             reader.send_signal(signal.SIGINT)
             reader.wait(30)
             seconds = time.monotonic() - start
             note("Ctrl-C on %s of a job list half read" % what, seconds)
             self.assertLess(seconds, INTERRUPT, what)
-        harness.wait_until(lambda: self.fetching()["readdirs_waiting"] == 0,
-                           "both readdirs answered")
-        # The reading goes on: once the API answers, the list is whole,
-        # and cached (in name order) for the next ls.
+            harness.wait_until(lambda: self.fetching()["readdirs_waiting"] == left,
+                               what + "'s readdir answered")
+            harness.wait_until(lambda: self.fetching()["stream_readers"] == left,
+                               what + "'s folder closed")
+            if left:
+                # Another folder still reads the list: its fetch goes on.
+                self.assertEqual(self.fetching()["cancelled"], cancelled)
+        # The last folder reading the list is closed: nobody wants its
+        # fetch any more, and it is called off.
+        harness.wait_until(lambda: self.fetching()["cancelled"] == cancelled + 1,
+                           "the job list's fetch called off")
+        # Once the API answers, the list is read anew, whole, and cached (in
+        # name order) for the next ls.
         self.double.faults([])
         self.double.control("release", {})
         self.assertEqual(sorted(os.listdir(self.jobs)), every)

@@ -1533,20 +1533,23 @@ static void test_start_fetches_without_waiting(void **state)
     gated_destroy(&g);
 }
 
-/* A fetch that runs says so (CACHE_RUNNING), and one a START caller wants
- * is not called off when the callers parked on it leave. */
-static void test_start_running_is_not_called_off(void **state)
+/* A fetch that runs says so (CACHE_RUNNING). One a START caller wants is
+ * not called off when the callers parked on it leave; once the START
+ * callers let go (cache_let_go) it is, unless a waiter still needs it, and
+ * one not started yet is dropped. */
+static void test_start_held_until_let_go(void **state)
 {
     struct gated g;
     struct cache *cache = make_cancellable_cache(&g);
-    struct test_waiter a;
+    struct test_waiter a, b;
     struct cache_fetcher f;
     void *value = NULL;
 
     (void)state;
     gated_init(&g, 0, 60);
     cache_waiter_init(&a.waiter, cache, test_waiter_ready);
-    a.readies = 0;
+    cache_waiter_init(&b.waiter, cache, test_waiter_ready);
+    a.readies = b.readies = 0;
     assert_int_equal(
         cache_get_with(cache, "r", CACHE_GET_START, gated_fetcher(&g, &f), &value),
         CACHE_PARKED);
@@ -1560,12 +1563,28 @@ static void test_start_running_is_not_called_off(void **state)
     assert_true(cache_waiter_cancel(&a.waiter));
     assert_int_equal(g.fires, 0);
     assert_int_equal(stats_of(cache).cancelled, 0);
+    /* Let go while a waiter is parked on it: it goes on, until that one
+     * leaves too. */
+    assert_int_equal(parked_get(cache, &b, "r", &g, &value), CACHE_PARKED);
+    cache_let_go(cache, "r");
+    assert_int_equal(g.fires, 0);
+    assert_true(cache_waiter_cancel(&b.waiter));
+    assert_int_equal(g.fires, 1);
+    /* Queued behind it, wanted by START alone: dropped unstarted. */
+    assert_int_equal(
+        cache_get_with(cache, "q", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_PARKED);
+    cache_let_go(cache, "q");
+    cache_let_go(cache, "nothing"); /* no such fetch: nothing */
+    assert_int_equal(stats_of(cache).cancelled, 2);
     gate_open(&g, true);
-    wait_count(&g.script.calls, 1);
     cache_stop(cache);
-    assert_int_equal(get_id(cache, "r", CACHE_GET_PEEK, NULL), 1);
-    assert_int_equal(a.readies, 0);
+    assert_int_equal(g.entered, 1); /* "q" never ran */
+    expect_error(cache, "q", CACHE_GET_PEEK, NULL, -ENOENT);
+    expect_error(cache, "r", CACHE_GET_PEEK, NULL, -ENOENT); /* called off */
+    assert_int_equal(a.readies + b.readies, 0);
     cache_waiter_reset(&a.waiter);
+    cache_waiter_reset(&b.waiter);
     free_and_check(cache);
     gated_destroy(&g);
 }
@@ -1778,7 +1797,7 @@ int main(void)
         cmocka_unit_test_setup(test_prefetch_runs_behind_waited_fetches, reset),
         cmocka_unit_test_setup(test_prefetch_joined_moves_to_front, reset),
         cmocka_unit_test_setup(test_start_fetches_without_waiting, reset),
-        cmocka_unit_test_setup(test_start_running_is_not_called_off, reset),
+        cmocka_unit_test_setup(test_start_held_until_let_go, reset),
     };
 
     log_setup(LOG_LEVEL_WARNING, false);
