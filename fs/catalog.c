@@ -334,7 +334,6 @@ static struct stream *catalog_stream_begin(struct catalog *catalog)
     catalog->jobs_stream_next = NULL;
     catalog->jobs_stream = stream;
     catalog->jobs_running = true;
-    catalog->jobs_started++;
     pthread_mutex_unlock(&catalog->lock);
     return stream ? stream_ref(stream) : NULL;
 }
@@ -708,24 +707,18 @@ int catalog_jobs_open(struct catalog *catalog, struct listing **out,
     *out = NULL;
     *stream = NULL;
     for (int tries = 0; tries < CATALOG_OPEN_TRIES; tries++) {
-        unsigned long long started;
         int rc;
 
+        /* The fetch is asked for and its stream taken under the catalog's
+         * lock: a fetch takes jobs_stream_next when it starts, and the last
+         * folder closed lets go of the fetch, both under it too. (The cache
+         * never calls the catalog with its own lock held.) */
         pthread_mutex_lock(&catalog->lock);
-        started = catalog->jobs_started;
-        pthread_mutex_unlock(&catalog->lock);
         rc = catalog_get(catalog, &req, CACHE_GET_START, out);
-        if (rc != CACHE_PARKED && rc != CACHE_RUNNING)
-            return rc == -EOPNOTSUPP ? catalog_jobs(catalog, out) : rc;
-        /* A fetch of the list that runs fills jobs_stream from its start
-         * to its return. One that the cache had queued has not started:
-         * unless one started since (which may be it), it takes
-         * jobs_stream_next when it does. Otherwise (a fetch about to start
-         * or just ended) look again. */
-        pthread_mutex_lock(&catalog->lock);
-        if (catalog->jobs_running && catalog->jobs_stream) {
+        if (rc == CACHE_RUNNING && catalog->jobs_running && catalog->jobs_stream) {
             *stream = stream_ref(catalog->jobs_stream);
-        } else if (rc == CACHE_PARKED && catalog->jobs_started == started) {
+        } else if (rc == CACHE_PARKED) {
+            /* Queued, not started: it takes jobs_stream_next when it does. */
             if (!catalog->jobs_stream_next)
                 catalog->jobs_stream_next = stream_new();
             if (catalog->jobs_stream_next)
@@ -738,6 +731,10 @@ int catalog_jobs_open(struct catalog *catalog, struct listing **out,
         pthread_mutex_unlock(&catalog->lock);
         if (*stream)
             return 0;
+        if (rc != CACHE_PARKED && rc != CACHE_RUNNING)
+            return rc == -EOPNOTSUPP ? catalog_jobs(catalog, out) : rc;
+        /* Running, but about to take its stream or just past its end: look
+         * again. */
     }
     /* No stream to be had (no memory, or fetches starting or ending just
      * then): wait for the listing, as any other caller. */
@@ -760,11 +757,12 @@ void catalog_jobs_close(struct catalog *catalog, struct stream *stream)
             unwanted = stream;
         }
     }
+    /* Under the lock, so that no folder opened meanwhile takes a stream
+     * that the fetch let go of here would never fill. */
+    if (unwanted)
+        cache_let_go(catalog->cache, "jobs");
     pthread_mutex_unlock(&catalog->lock);
-    if (!unwanted)
-        return;
     stream_release(unwanted); /* the catalog's: its fetch keeps its own */
-    cache_let_go(catalog->cache, "jobs");
 }
 
 int catalog_job(struct catalog *catalog, const char *job_id, struct listing **owner,

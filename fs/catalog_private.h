@@ -63,11 +63,11 @@ struct catalog {
     bool jobs_listed; /* the job list was fetched once: jobs are looked up in it */
     /* The job list as its pages arrive (catalog_jobs_open), while a fetch
      * of it runs (jobs_running), or made by an opener for the fetch it
-     * found queued (jobs_stream_next), which takes it when it starts.
-     * jobs_started counts the fetches of the job list that have started. */
+     * found queued (jobs_stream_next), which takes it when it starts;
+     * jobs_streamed counts the folders handed a stream. */
     struct stream *jobs_stream, *jobs_stream_next;
     bool jobs_running;
-    unsigned long long jobs_started, jobs_streamed;
+    unsigned long long jobs_streamed;
 };
 
 /*
