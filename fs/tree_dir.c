@@ -46,6 +46,8 @@ struct tree_dir {
     unsigned refs;                    /* atomic: the opener's and tree_dir_hold's */
     pthread_mutex_t ahead_lock;       /* protects the range below */
     size_t ahead_from, ahead_to;      /* entries whose nodes may have been made ahead */
+    struct lru_link open_link;        /* in tree->open_dirs (tree->lock)... */
+    bool open_linked;                 /* ...once opened */
 };
 
 #define COUNT_PRESENT (sizeof(((struct tree_dir *)0)->present) / sizeof(struct fixed_entry))
@@ -216,6 +218,8 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
         *unchanged = version && node->dir.served == version;
         node->dir.served = version;
     }
+    lru_push_newest(&tree->open_dirs, &dir->open_link);
+    dir->open_linked = true;
     pthread_mutex_unlock(&tree->lock);
     *out = dir;
     return 0;
@@ -270,13 +274,17 @@ struct tree_dir *tree_dir_hold(struct tree_dir *dir)
 
 void tree_closedir(struct tree_dir *dir)
 {
+    struct tree *tree;
+
     if (!dir || __atomic_sub_fetch(&dir->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    if (dir->ahead_to > dir->ahead_from) {
-        pthread_mutex_lock(&dir->tree->lock);
-        dir_drop_ahead(dir->tree, dir);
-        pthread_mutex_unlock(&dir->tree->lock);
-    }
+    tree = dir->tree;
+    pthread_mutex_lock(&tree->lock);
+    if (dir->ahead_to > dir->ahead_from)
+        dir_drop_ahead(tree, dir);
+    if (dir->open_linked)
+        lru_unlink(&tree->open_dirs, &dir->open_link);
+    pthread_mutex_unlock(&tree->lock);
     pthread_mutex_destroy(&dir->ahead_lock);
     if (dir->listing)
         listing_release(dir->listing);
@@ -287,6 +295,19 @@ void tree_closedir(struct tree_dir *dir)
         free(dir->names[i]);
     free(dir->names);
     free(dir);
+}
+
+void tree_dir_close_all(struct tree *tree)
+{
+    /* Once the session is gone nothing else holds a folder: each is
+     * closed as its release would have. */
+    while (tree->open_dirs.newest) {
+        struct tree_dir *dir =
+            lru_entry(tree->open_dirs.newest, struct tree_dir, open_link);
+
+        __atomic_store_n(&dir->refs, 1, __ATOMIC_RELAXED);
+        tree_closedir(dir);
+    }
 }
 
 size_t tree_dir_count(const struct tree_dir *dir)

@@ -274,6 +274,7 @@ void tree_free(struct tree *tree)
 {
     if (!tree)
         return;
+    tree_dir_close_all(tree);
     if (tree->by_ino.buckets) {
         for (size_t i = 0; i < tree->by_ino.size; i++) {
             struct node *node = tree->by_ino.buckets[i];

@@ -25,6 +25,7 @@
 
 #include "batchfs/blob.h"
 #include "batchfs/hash.h"
+#include "batchfs/lru.h"
 #include "batchfs/names.h"
 #include "batchfs/tree.h"
 
@@ -176,7 +177,14 @@ struct tree {
     uint32_t next_ino; /* see tree_next_ino */
     bool ino_wrapped;  /* next_ino went past UINT32_MAX once */
     struct node *root;
+    /* The folders open now, newest first (tree_dir.c): those the kernel
+     * never released (a release still queued when the mount went) are
+     * closed with the tree. */
+    struct lru_list open_dirs;
 };
+
+/* Closes every folder still open (tree_dir.c), for tree_free. */
+void tree_dir_close_all(struct tree *tree);
 
 /* An entry of a folder whose contents never change. */
 struct fixed_entry {

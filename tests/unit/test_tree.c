@@ -288,6 +288,25 @@ static void test_root_and_fixed_folders(void **state)
     assert_int_equal(fake_transport_count(env->fake), 0);
 }
 
+/* Folders the kernel never released (a release still queued when the
+ * mount went) are closed with the tree: under AddressSanitizer, one left
+ * open is a leak of it and of the listing it holds. */
+static void test_folders_left_open_closed_with_the_tree(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    struct tree_dir *root, *listed, *closed;
+    bool unchanged;
+
+    assert_int_equal(tree_opendir(env->tree, TREE_ROOT_INO, &root, &unchanged), 0);
+    assert_int_equal(tree_opendir(env->tree, jobs, &listed, &unchanged), 0);
+    assert_int_equal(tree_opendir(env->tree, jobs, &closed, &unchanged), 0);
+    assert_true(tree_dir_count(listed) > 2);
+    /* One closed as usual, between the two left open. */
+    tree_closedir(closed);
+    assert_int_equal(tree_dir_count(root), 7);
+}
+
 static void test_junk_names_cost_no_request(void **state)
 {
     struct env *env = *state;
@@ -964,20 +983,26 @@ static void test_job_alone_then_listed_same_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_root_and_fixed_folders, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_root_and_fixed_folders, env_setup,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_folders_left_open_closed_with_the_tree,
+                                        env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_junk_names_cost_no_request, env_setup,
                                         env_teardown),
-        cmocka_unit_test_setup_teardown(test_jobs_and_job_folder, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_jobs_and_job_folder, env_setup,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_job_json_sizes_after_listing, env_setup,
                                         env_teardown),
-        cmocka_unit_test_setup_teardown(test_job_alone_then_listed_same_version, env_setup,
+        cmocka_unit_test_setup_teardown(test_job_alone_then_listed_same_version,
+                                        env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_items_hostile_names, env_setup,
                                         env_teardown),
-        cmocka_unit_test_setup_teardown(test_items_hostile_names, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_forget_frees_nodes, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_made_ahead, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_made_ahead_then_skipped, env_setup,
                                         env_teardown),
-        cmocka_unit_test_setup_teardown(test_errors_map_to_errno, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_errors_map_to_errno, env_setup,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_batches, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_group_names_sanitised,
                                         env_setup_hostile_groups, env_teardown),
