@@ -318,10 +318,15 @@ class StreamedJobList(Readers, harness.FreshMountTestCase):
         self.assertNotEqual(listed.returncode, 0)
         self.assertIn("Input/output error", listed.stderr)
         self.assertEqual(sorted(set(listed.stdout.split()) - {".", ".."}), sorted(first))
-        failures = [line for line in self.mount.stderr().splitlines()
+        # The line is written once the fetch has ended, which may be just
+        # after ls has its answer.
+        def failures():
+            return [line for line in self.mount.stderr().splitlines()
                     if "offset=2000" in line]
-        self.assertEqual(len(failures), 1, failures)
-        self.assertIn("500", failures[0])
+
+        harness.wait_until(failures, "the failed page's log line")
+        self.assertEqual(len(failures()), 1, failures())
+        self.assertIn("500", failures()[0])
         # Not remembered: once the API answers, the whole list shows.
         self.double.faults([])
         self.assertEqual(len(os.listdir(self.jobs)), 2500)
