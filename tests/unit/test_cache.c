@@ -201,6 +201,15 @@ static void wait_for_waiters(struct script *s, struct cache *cache, size_t count
 
 /* ---- helpers ---- */
 
+/* A cache of `config` with the counted values; never NULL. */
+static struct cache *cache_from(const struct cache_config *config)
+{
+    struct cache *cache = cache_new(config, &test_ops);
+
+    assert_non_null(cache);
+    return cache;
+}
+
 static struct cache *make_cache(size_t max_bytes, bool stale, double max_stale_s,
                                 double negative_ttl_s)
 {
@@ -211,10 +220,8 @@ static struct cache *make_cache(size_t max_bytes, bool stale, double max_stale_s
         .negative_ttl_s = negative_ttl_s,
         .clock = fake_clock_now,
     };
-    struct cache *cache = cache_new(&config, &test_ops);
 
-    assert_non_null(cache);
-    return cache;
+    return cache_from(&config);
 }
 
 /* Gets `key` expecting success and returns the value's id, dropping the
@@ -1257,10 +1264,8 @@ static struct cache *make_threaded_cache(bool stale, unsigned threads)
         .clock = fake_clock_now,
         .fetch_threads = threads,
     };
-    struct cache *cache = cache_new(&config, &test_ops);
 
-    assert_non_null(cache);
-    return cache;
+    return cache_from(&config);
 }
 
 /* Parks `w` on this thread for one cache_get_with. */
@@ -1478,10 +1483,8 @@ static struct cache *make_cancellable_cache(struct gated *g)
         .cancel_end = gated_cancel_end,
         .cancel_arg = g,
     };
-    struct cache *cache = cache_new(&config, &test_ops);
 
-    assert_non_null(cache);
-    return cache;
+    return cache_from(&config);
 }
 
 /* CACHE_GET_START: a fetch started without waiting, joined if under way,
