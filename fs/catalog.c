@@ -276,6 +276,20 @@ struct catalog_noting {
     size_t charged;     /* its memory, counted in catalog->building */
 };
 
+/* After entries were added to the stream (rc: how it went): published, or,
+ * without memory for them, the stream ended with the error, which the
+ * folders open on it then say (the listing itself goes on). */
+static void catalog_stream_added(struct catalog_noting *n, int rc)
+{
+    if (rc) {
+        n->stream_failed = true;
+        stream_finish(n->stream, rc);
+    } else {
+        stream_publish(n->stream);
+    }
+    api_charge_update(&n->catalog->building, &n->charged, stream_bytes(n->stream));
+}
+
 /* Hands the jobs of a page to the job list's stream, as they arrive. */
 static void catalog_stream_jobs(struct catalog_noting *n, const struct builder_job *jobs,
                                 size_t count)
@@ -286,14 +300,7 @@ static void catalog_stream_jobs(struct catalog_noting *n, const struct builder_j
         return;
     for (size_t i = 0; i < count && !rc; i++)
         rc = stream_add(n->stream, jobs[i].id, jobs[i].status, jobs[i].mtime);
-    if (rc) {
-        /* The folders open on it say so; the listing goes on. */
-        n->stream_failed = true;
-        stream_finish(n->stream, rc);
-    } else {
-        stream_publish(n->stream);
-    }
-    api_charge_update(&n->catalog->building, &n->charged, stream_bytes(n->stream));
+    catalog_stream_added(n, rc);
 }
 
 /* builder_jobs_fn: notes which jobs of a page have finished and their
@@ -373,11 +380,12 @@ static void catalog_stream_listing(struct catalog_noting *n,
 {
     int rc = 0;
 
-    for (size_t i = 0; n->stream && i < listing->count && !rc; i++)
+    if (!n->stream)
+        return;
+    for (size_t i = 0; i < listing->count && !rc; i++)
         rc = stream_add(n->stream, listing->entries[i].id, listing->entries[i].status,
                         listing->entries[i].mtime);
-    if (rc)
-        n->stream_failed = true;
+    catalog_stream_added(n, rc);
 }
 
 /* One reading of the listing `req` asks for, into builder `b` made here: 0
