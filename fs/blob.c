@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/jsontext.h"
 
 /* What a made blob keeps in its data[]. */
@@ -109,7 +110,7 @@ struct blob *blob_adopt(char *data, size_t len)
     struct blob *blob = malloc(sizeof(*blob) + sizeof(data));
 
     if (!blob) {
-        free(data);
+        bigmem_free(data);
         return NULL;
     }
     data[len] = '\0';
@@ -255,7 +256,7 @@ void blob_unref(struct blob *blob)
     if (!blob || __atomic_sub_fetch(&blob->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     if (blob->kind == BLOB_ADOPTED) {
-        free((char *)blob_bytes(blob));
+        bigmem_free((char *)blob_bytes(blob));
     } else if (blob->kind == BLOB_MADE) {
         memcpy(&made, blob->data, sizeof(made));
         made.maker->free(made.state);

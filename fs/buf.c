@@ -4,6 +4,8 @@
  */
 #include "batchfs/buf.h"
 
+#include "batchfs/bigmem.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -27,7 +29,7 @@ static int buf_make_room(struct buf *b, size_t extra, bool exact)
     cap = exact ? need : b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    data = realloc(b->data, cap);
+    data = b->big ? bigmem_resize(b->data, cap) : realloc(b->data, cap);
     if (!data)
         return -ENOMEM;
     b->data = data;
@@ -92,11 +94,53 @@ char *buf_steal(struct buf *b)
 {
     char *data = b->data;
 
-    if (!data)
+    if (b->big && data) {
+        /* The caller frees what it gets with free(). */
+        data = malloc(b->len + 1);
+        if (!data)
+            return NULL;
+        memcpy(data, b->data, b->len + 1);
+        bigmem_free(b->data);
+    } else if (!data) {
         data = calloc(1, 1);
+    }
     b->data = NULL;
     b->len = b->cap = 0;
     return data;
+}
+
+char *buf_steal_big(struct buf *b)
+{
+    char *data = b->data;
+
+    if (!b->big || !data) {
+        data = bigmem_resize(NULL, b->len + 1);
+        if (!data)
+            return NULL;
+        memcpy(data, b->data ? b->data : "", b->len + 1);
+        free(b->data);
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return data;
+}
+
+int buf_make_big(struct buf *b)
+{
+    char *data;
+
+    if (b->big)
+        return 0;
+    if (b->data) {
+        data = bigmem_resize(NULL, b->cap);
+        if (!data)
+            return -ENOMEM;
+        memcpy(data, b->data, b->len + 1);
+        free(b->data);
+        b->data = data;
+    }
+    b->big = true;
+    return 0;
 }
 
 void buf_trim(struct buf *b)
@@ -105,7 +149,7 @@ void buf_trim(struct buf *b)
 
     if (!b->data || b->cap == b->len + 1)
         return;
-    data = realloc(b->data, b->len + 1);
+    data = b->big ? bigmem_resize(b->data, b->len + 1) : realloc(b->data, b->len + 1);
     if (data) {
         b->data = data;
         b->cap = b->len + 1;
@@ -121,7 +165,10 @@ void buf_reset(struct buf *b)
 
 void buf_free(struct buf *b)
 {
-    free(b->data);
+    if (b->big)
+        bigmem_free(b->data);
+    else
+        free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }

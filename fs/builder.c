@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/blob.h"
 #include "batchfs/listing.h"
 #include "batchfs/jsontext.h"
@@ -56,7 +57,7 @@ void builder_discard(struct builder *b)
     api_charge_update(b->charge, &b->charged, 0);
     names_free(b->names);
     blob_unref(b->last_page);
-    free(b->strings);
+    bigmem_free(b->strings);
     free(b->jobs);
     buf_free(&b->arena);
     buf_free(&b->scratch);
@@ -73,6 +74,7 @@ int builder_init(struct builder *b, enum listing_kind kind, const char *what)
     b->listing->bytes = sizeof(*b->listing);
     b->what = what;
     b->last_status_len = BUILDER_NO_STRING;
+    b->arena = (struct buf)BUF_INIT_BIG;
     b->named_by_id = kind == LISTING_BATCH;
     b->n_fields = builder_field_count(kind);
     if (kind == LISTING_ITEMS || kind == LISTING_BATCH) {
@@ -297,9 +299,9 @@ static struct blob *builder_page_source(const struct builder *b, struct buf *bod
     if (!body->data && buf_reserve(body, 1))
         return NULL;
     if (b->pages && again)
-        return pagecache_add(b->pages, buf_steal(body), len, b->fetch_again, b->fetch_arg,
+        return pagecache_add(b->pages, buf_steal_big(body), len, b->fetch_again, b->fetch_arg,
                              again);
-    return blob_adopt(buf_steal(body), len);
+    return blob_adopt(buf_steal_big(body), len);
 }
 
 /* api_preparer.prepare: renders a page's objects. */
@@ -322,8 +324,13 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
     if (!page)
         return -ENOMEM;
-    /* The objects point into the body; the source takes it without moving
-     * it (and keeps it pinned until the page is released). */
+    /* The objects point into the body, a big one (api_preparer); the
+     * source takes it without moving it (and keeps it pinned until the page
+     * is released). Taking a malloc'd body would move it. */
+    if (!body->big) {
+        free(page);
+        return -EINVAL;
+    }
     text = body->data;
     page->source = builder_page_source(b, body, again);
     if (!page->source) {
@@ -427,11 +434,11 @@ static int builder_grow_to(struct builder *b, size_t cap)
 
     if (cap > LISTING_MAX_ENTRIES)
         return -ENOMEM;
-    entries = realloc(b->listing->entries, cap * sizeof(*entries));
+    entries = bigmem_resize(b->listing->entries, cap * sizeof(*entries));
     if (!entries)
         return -ENOMEM;
     b->listing->entries = entries;
-    strings = realloc(b->strings, cap * sizeof(*strings));
+    strings = bigmem_resize(b->strings, cap * sizeof(*strings));
     if (!strings)
         return -ENOMEM;
     b->strings = strings;
@@ -738,7 +745,7 @@ static int builder_name_entries(struct builder *b)
     if (rc)
         return rc;
     builder_place_all(b, &c);
-    l->strings = malloc(c.size ? c.size : 1);
+    l->strings = bigmem_resize(NULL, c.size ? c.size : 1);
     if (!l->strings)
         return -ENOMEM;
     l->strings_bytes = c.size;
@@ -757,7 +764,7 @@ struct builder_sort_key {
     uint64_t head;
     size_t index;
 };
-/* The keys are made in the block of the entries' strings, which malloc
+/* The keys are made in the block of the entries' strings, which bigmem
  * aligned for any type. */
 _Static_assert(sizeof(struct builder_sort_key) <= sizeof(struct builder_strings),
                "the keys are made where the entries' strings were");

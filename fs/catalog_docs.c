@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "batchfs/api.h"
+#include "batchfs/bigmem.h"
 #include "batchfs/blob.h"
 #include "batchfs/buf.h"
 #include "batchfs/cache.h"
@@ -218,7 +219,7 @@ static int doc_keep(struct catalog *catalog, char source, const char *job_id,
 
     *out = NULL;
     snprintf(where, sizeof(where), "%c/%s", source, job_id);
-    data = bytes->data ? buf_steal(bytes) : calloc(1, 1);
+    data = buf_steal_big(bytes);
     if (!data)
         return -ENOMEM;
     page =
@@ -297,7 +298,7 @@ static int doc_value_new(struct catalog *catalog, char source, const char *job_i
     doc = listing_new(LISTING_DOC);
     if (!doc || (noted && !note))
         goto nomem;
-    doc->strings = malloc(id_len + status_len + 2);
+    doc->strings = bigmem_resize(NULL, id_len + status_len + 2);
     if (!doc->strings)
         goto nomem;
     memcpy(doc->strings, job_id, id_len + 1);
@@ -518,12 +519,12 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
         goto nomem;
     if (sort && b->count > 1)
         qsort_r(b->items, b->count, sizeof(*b->items), docs_item_compare, b->arena.data);
-    l->entries = calloc(b->count ? b->count : 1, sizeof(*l->entries));
+    l->entries = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->entries));
     l->job_ids = calloc(b->count ? b->count : 1, sizeof(*l->job_ids));
     if (!l->entries || !l->job_ids)
         goto nomem;
     l->strings_bytes = b->arena.len;
-    l->strings = buf_steal(&b->arena);
+    l->strings = buf_steal_big(&b->arena);
     bytes = sizeof(*l) + l->strings_bytes + b->count * sizeof(*l->job_ids);
     for (size_t i = 0; i < b->count; i++) {
         struct entry *e = &l->entries[i];

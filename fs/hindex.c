@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "batchfs/bigmem.h"
+
 /* Rehashes into `cap` cells (a power of two, with room for the keys at
  * most three quarters full), leaving the tombstones behind. */
 static int hindex_rehash(struct hindex *h, size_t cap)
@@ -15,7 +17,7 @@ static int hindex_rehash(struct hindex *h, size_t cap)
 
     if (cap > SIZE_MAX / sizeof(*cells))
         return -ENOMEM;
-    cells = malloc(cap * sizeof(*cells));
+    cells = bigmem_resize(NULL, cap * sizeof(*cells));
     if (!cells)
         return -ENOMEM;
     for (size_t i = 0; i < cap; i++)
@@ -30,7 +32,7 @@ static int hindex_rehash(struct hindex *h, size_t cap)
             ;
         cells[i] = h->cells[j];
     }
-    free(h->cells);
+    bigmem_free(h->cells);
     h->cells = cells;
     h->cap = cap;
     h->used = h->count;
@@ -72,7 +74,7 @@ int hindex_reserve(struct hindex *h, size_t count)
 
 void hindex_free(struct hindex *h)
 {
-    free(h->cells);
+    bigmem_free(h->cells);
     h->cells = NULL;
     h->cap = h->used = h->count = 0;
 }

@@ -602,6 +602,8 @@ static int http_request_new(struct http_client *client, struct transport_call *c
 
     if (!req)
         goto out;
+    /* A page of a thousand items is hundreds of KB: see bigmem.h. */
+    req->t.body = (struct buf)BUF_INIT_BIG;
     req->client = client;
     req->call = call;
     req->t.client = client;
@@ -682,7 +684,7 @@ static void http_complete(struct http_request *req, int rc, long status, bool re
          * rendered from it): keep none of the room it grew into. */
         buf_trim(&t->body);
         call->resp.body = t->body;
-        t->body = (struct buf)BUF_INIT;
+        t->body = (struct buf)BUF_INIT_BIG;
     } else if (!req->failure[0] && rc == -EFBIG) {
         snprintf(req->failure, sizeof(req->failure), "response larger than %zu bytes refused",
                  client->max_response);

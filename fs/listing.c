@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/bigmem.h"
+
 /* ---- listings and their entries -------------------------------------- */
 
 /* Source of listing generations; atomic, shared by every catalog. */
@@ -66,11 +68,11 @@ void listing_release(struct listing *listing)
     for (size_t i = 0; i < listing->count; i++)
         entry_clear(&listing->entries[i]);
     entry_clear(&listing->self);
-    free(listing->entries);
-    free(listing->by_name);
+    bigmem_free(listing->entries);
+    bigmem_free(listing->by_name);
     free(listing->job_ids);
     free(listing->note);
-    free(listing->strings);
+    bigmem_free(listing->strings);
     free(listing);
 }
 
@@ -121,14 +123,14 @@ int listing_index_names(struct listing *listing)
         return 0; /* in name order already */
     if (listing->count > LISTING_MAX_ENTRIES)
         return -ENOMEM;
-    by_name = malloc(listing->count * sizeof(*by_name));
+    by_name = bigmem_resize(NULL, listing->count * sizeof(*by_name));
     if (!by_name)
         return -ENOMEM;
     for (size_t i = 0; i < listing->count; i++)
         by_name[i] = (uint32_t)i;
     qsort_r(by_name, listing->count, sizeof(*by_name), entry_compare_name_refs,
             listing->entries);
-    free(listing->by_name);
+    bigmem_free(listing->by_name);
     listing->by_name = by_name;
     return 0;
 }

@@ -302,6 +302,10 @@ static void listpages_page_read(struct listpages_page *page)
 {
     const struct api_preparer *preparer = page->list->preparer;
 
+    /* Before any object points into it: the preparer takes the body
+     * where it is (api_preparer). Bodies from http.c are big already. */
+    if (page->rc == 0 && preparer)
+        page->rc = buf_make_big(&page->resp.body);
     if (page->rc == 0)
         page->rc = listpages_page_parse(page);
     if (page->rc == 0 && preparer && page->n_candidates > 0) {
@@ -1042,7 +1046,7 @@ int listpages_walk_cursor(struct request *req, const char *base, const char *id,
                           void *failed_arg, api_objects_fn fn, void *arg)
 {
     struct listpages list = {
-        .request = req, .limits = *request_limits(req), .id_key = "id"};
+        .request = req, .limits = *request_limits(req), .id_key = "id", .ids = IDSET_INIT};
     struct idset tokens = IDSET_INIT;
     size_t max_pages =
         list.limits.max_items > SIZE_MAX - 2 ? SIZE_MAX : list.limits.max_items + 2;

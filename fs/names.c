@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/buf.h"
 #include "batchfs/hash.h"
 #include "batchfs/utf8.h"
@@ -257,7 +258,7 @@ static void *names_grown(void *items, size_t *cap, size_t size, size_t want)
         return items;
     if (want > SIZE_MAX / 4 / size)
         return NULL;
-    grown = realloc(items, want * size);
+    grown = bigmem_resize(items, want * size);
     if (grown)
         *cap = want;
     return grown;
@@ -280,7 +281,7 @@ static int names_list_push(struct names_list *list, uint32_t e)
 
 static void names_list_free(struct names_list *list)
 {
-    free(list->at);
+    bigmem_free(list->at);
     *list = (struct names_list){0};
 }
 
@@ -320,7 +321,7 @@ static struct names_slot *names_slots_empty(size_t cap)
 
     if (cap > SIZE_MAX / sizeof(*slots))
         return NULL;
-    slots = malloc(cap * sizeof(*slots));
+    slots = bigmem_resize(NULL, cap * sizeof(*slots));
     for (size_t i = 0; slots && i < cap; i++)
         slots[i].head = NAMES_NONE;
     return slots;
@@ -343,7 +344,7 @@ static int names_slots_resize(struct names *n, size_t cap)
             j = (j + 1) & (cap - 1);
         slots[j] = n->slots[i];
     }
-    free(n->slots);
+    bigmem_free(n->slots);
     n->slots = slots;
     n->slots_cap = cap;
     return 0;
@@ -479,6 +480,8 @@ struct names *names_new(const char *suffix, int *err)
         *err = -ENOMEM;
         return NULL;
     }
+    /* The text holds every name and id of a folder. */
+    n->text = (struct buf)BUF_INIT_BIG;
     memcpy(n->suffix, suffix, len + 1);
     n->suffix_len = len;
     return n;
@@ -487,12 +490,12 @@ struct names *names_new(const char *suffix, int *err)
 /* Frees what only settling needs. */
 static void names_free_work(struct names *n)
 {
-    free(n->items);
+    bigmem_free(n->items);
     n->items = NULL;
-    free(n->stages);
+    bigmem_free(n->stages);
     n->stages = NULL;
     n->items_cap = 0;
-    free(n->slots);
+    bigmem_free(n->slots);
     n->slots = NULL;
     n->slots_cap = n->slots_used = 0;
     names_list_free(&n->work);
@@ -507,7 +510,7 @@ void names_free(struct names *n)
         return;
     names_free_work(n);
     buf_free(&n->text);
-    free(n->names);
+    bigmem_free(n->names);
     free(n);
 }
 
@@ -828,7 +831,7 @@ static int names_final(struct names *n)
      * held stays held here: a member starts past the number the one before
      * it took, where it would have arrived by trying each number from 1,
      * so that m ids with one hash cost m tries rather than m * m / 2. */
-    if (groups && !(next = calloc(groups, sizeof(*next))))
+    if (groups && !(next = bigmem_calloc(groups, sizeof(*next))))
         return -ENOMEM;
     for (size_t m = 0; m < n->movers.len && !rc; m++) {
         uint32_t e = n->movers.at[m];
@@ -859,7 +862,7 @@ static int names_final(struct names *n)
             break;
         }
     }
-    free(next);
+    bigmem_free(next);
     return rc;
 }
 
@@ -873,7 +876,7 @@ static int names_final(struct names *n)
  * -ENOMEM when the order cannot be made. */
 static int names_check_ids_sorted(struct names *n)
 {
-    uint32_t *order = malloc((n->count ? n->count : 1) * sizeof(*order));
+    uint32_t *order = bigmem_resize(NULL, (n->count ? n->count : 1) * sizeof(*order));
     int rc = 0;
 
     if (!order)
@@ -884,7 +887,7 @@ static int names_check_ids_sorted(struct names *n)
     for (size_t k = 1; k < n->count && !rc; k++)
         if (names_cmp_id(n, order[k - 1], order[k]) == 0)
             rc = -EINVAL;
-    free(order);
+    bigmem_free(order);
     return rc;
 }
 
@@ -903,7 +906,7 @@ static int names_check_ids(struct names *n)
         for (size_t i = 0; i < cap; i++)
             n->slots[i].head = NAMES_NONE;
     } else {
-        free(n->slots);
+        bigmem_free(n->slots);
         n->slots = NULL;
         n->slots_cap = 0;
         if (!(n->slots = names_slots_empty(cap)))
@@ -935,7 +938,7 @@ static int names_check_ids(struct names *n)
  * then nothing has changed. */
 static int names_keep_names(struct names *n)
 {
-    uint32_t *names = malloc((n->count ? 2 * n->count : 1) * sizeof(*names));
+    uint32_t *names = bigmem_resize(NULL, (n->count ? 2 * n->count : 1) * sizeof(*names));
     char *text;
 
     if (!names)
@@ -944,9 +947,9 @@ static int names_keep_names(struct names *n)
      * by doubling; an allocator that cannot even shrink it is out of
      * memory. */
     if (n->text.data && n->text.cap > n->text.len + 1) {
-        text = realloc(n->text.data, n->text.len + 1);
+        text = bigmem_resize(n->text.data, n->text.len + 1);
         if (!text) {
-            free(names);
+            bigmem_free(names);
             return -ENOMEM;
         }
         n->text.data = text;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/log.h"
 #include "batchfs/lru.h"
 
@@ -130,7 +131,7 @@ void pagecache_free(struct pagecache *pc)
 static void page_drop(struct pagecache *pc, struct page *p)
 {
     lru_unlink(&pc->kept, &p->lru);
-    free(p->bytes);
+    bigmem_free(p->bytes);
     p->bytes = NULL;
     pc->stats.kept--;
     pc->stats.kept_bytes -= p->len;
@@ -180,7 +181,7 @@ static int page_fetch(struct page *p, char **bytes)
         goto out;
     }
     buf_trim(&body);
-    *bytes = buf_steal(&body);
+    *bytes = buf_steal_big(&body);
     if (!*bytes)
         rc = -ENOMEM;
 out:
@@ -380,7 +381,7 @@ struct blob *pagecache_add(struct pagecache *pc, char *bytes, size_t len,
     struct blob *blob;
 
     if (!p) {
-        free(bytes);
+        bigmem_free(bytes);
         return NULL;
     }
     bytes[len] = '\0';

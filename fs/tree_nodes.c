@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/blob.h"
 #include "batchfs/log.h"
 #include "tree_private.h"
@@ -46,7 +47,7 @@ static uint64_t node_hash(const struct node *node, bool by_ino)
 static int table_init(struct node_table *t)
 {
     t->size = 1024;
-    t->buckets = calloc(t->size, sizeof(*t->buckets));
+    t->buckets = bigmem_calloc(t->size, sizeof(*t->buckets));
     return t->buckets ? 0 : -ENOMEM;
 }
 
@@ -54,7 +55,7 @@ static int table_init(struct node_table *t)
  * it is when out of memory (chains just get longer). */
 static void table_resize(struct node_table *t, bool by_ino, size_t size)
 {
-    struct node **buckets = calloc(size, sizeof(*buckets));
+    struct node **buckets = bigmem_calloc(size, sizeof(*buckets));
 
     if (!buckets)
         return;
@@ -70,7 +71,7 @@ static void table_resize(struct node_table *t, bool by_ino, size_t size)
             node = next;
         }
     }
-    free(t->buckets);
+    bigmem_free(t->buckets);
     t->buckets = buckets;
     t->size = size;
 }
@@ -289,8 +290,8 @@ void tree_free(struct tree *tree)
     } else {
         free(tree->root);
     }
-    free(tree->by_ino.buckets);
-    free(tree->by_name.buckets);
+    bigmem_free(tree->by_ino.buckets);
+    bigmem_free(tree->by_name.buckets);
     pthread_mutex_destroy(&tree->lock);
     free(tree);
 }

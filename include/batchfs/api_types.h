@@ -38,8 +38,9 @@ struct api_object {
  * that has its identity, before repeats and wrong statuses are weeded out,
  * may set their `prepared`, and returns in *page_state what release()
  * frees once the page has been delivered or dropped. It also receives the
- * page's body, which the objects' `raw` point into: it may take the body
- * (buf_steal) to keep those bytes beyond the listing without copying them,
+ * page's body, which the objects' `raw` point into, a big buffer (see
+ * buf.h): it may take the body (buf_steal_big, which then does not move
+ * it) to keep those bytes beyond the listing without copying them,
  * and must then keep them valid until release(), or free it when its fn
  * reads no object's `raw` (they then point to freed bytes). `again` is the path and
  * query that fetch the page again (api_fetch_again) when the page was asked

@@ -81,9 +81,10 @@ struct blob_pager {
 /* A blob holding a copy of data, with one reference; NULL on ENOMEM. */
 struct blob *blob_new(const char *data, size_t len);
 
-/* A held blob that takes `data` instead of copying it: `data` was
- * malloc'd with room for len + 1 bytes (a NUL is written after them). On
- * failure (NULL, ENOMEM) data is freed. */
+/* A held blob that takes `data` instead of copying it: `data` is a block
+ * of bigmem.h (a page's body: see buf_steal_big) with room for len + 1
+ * bytes (a NUL is written after them). On failure (NULL, ENOMEM) data is
+ * freed. */
 struct blob *blob_adopt(char *data, size_t len);
 
 /* A made blob of `len` bytes whose digest is `digest` (the maker's to

@@ -11,13 +11,20 @@
 
 #include <stddef.h>
 
+#include <stdbool.h>
+
 struct buf {
     char *data; /* owned; NULL until the first append; data[len] == '\0' */
     size_t len;
     size_t cap;
+    /* The bytes come from bigmem.h (a buffer that grows with a folder:
+     * names, ids), not malloc: buf_steal then hands out a malloc'd copy. */
+    bool big;
 };
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT {NULL, 0, 0, false}
+/* A buffer whose bytes may grow with a folder (see `big`). */
+#define BUF_INIT_BIG {NULL, 0, 0, true}
 
 /* Appends len bytes. Returns 0, or -ENOMEM (the buffer is left unchanged). */
 int buf_append(struct buf *b, const void *data, size_t len);
@@ -45,6 +52,16 @@ int buf_reserve_exact(struct buf *b, size_t extra);
  * only when that allocation fails. */
 char *buf_steal(struct buf *b);
 
+/* The same, as a block of bigmem.h (which the caller frees with
+ * bigmem_free): a big buffer's own, another's copied. NULL on ENOMEM (the
+ * buffer is then unchanged). */
+char *buf_steal_big(struct buf *b);
+
+/* Makes the buffer big (see `big`), moving its bytes into a block of
+ * bigmem.h if they were malloc's: then buf_steal_big hands them out where
+ * they are. 0 or -ENOMEM (the buffer is then unchanged). */
+int buf_make_big(struct buf *b);
+
 /* Gives back the room beyond the bytes and their NUL (the data may move).
  * Kept as it is when the allocator cannot. */
 void buf_trim(struct buf *b);
@@ -52,7 +69,8 @@ void buf_trim(struct buf *b);
 /* Empties the buffer, keeping its allocation. */
 void buf_reset(struct buf *b);
 
-/* Frees the bytes; the buffer is BUF_INIT again. Safe on BUF_INIT. */
+/* Frees the bytes; the buffer is empty again, as initialised. Safe on
+ * BUF_INIT. */
 void buf_free(struct buf *b);
 
 #endif

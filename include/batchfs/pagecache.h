@@ -72,8 +72,8 @@ struct pagecache *pagecache_new(const struct pagecache_config *config);
 void pagecache_free(struct pagecache *pc);
 
 /*
- * A page blob of the `len` bytes at `bytes` (malloc'd with room for
- * len + 1; taken, and freed on failure), which fetch(arg, where) gives
+ * A page blob of the `len` bytes at `bytes` (a block of bigmem.h with
+ * room for len + 1: see buf_steal_big; taken, and freed on failure), which fetch(arg, where) gives
  * again; `where` is copied, arg is borrowed and must outlive the page. It
  * comes with one reference and pinned once: blob_unpin it when done with
  * its bytes. NULL on ENOMEM.

@@ -14,6 +14,7 @@
 #include <malloc.h>
 #include <pthread.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/blob.h"
 #include "batchfs/buf.h"
 #include "batchfs/jsontext.h"
@@ -282,7 +283,7 @@ static void test_paged_blob(void **state)
  * frees it, once). */
 static void test_adopted_blob(void **state)
 {
-    char *data = malloc(8);
+    char *data = bigmem_resize(NULL, 8);
     struct blob *held = blob_new("one two", 7), *adopted, *two;
     struct buf scratch = BUF_INIT;
     const char *bytes, *text;

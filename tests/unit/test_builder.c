@@ -236,7 +236,7 @@ static void test_prepared_page(void **state)
 {
     static const char small[] = "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\","
                                 "\"status\":\"completed\",\"x\":[1, 2.50,{}]}";
-    struct buf body = BUF_INIT;
+    struct buf body = BUF_INIT_BIG;
     struct api_preparer preparer;
     struct api_object objects[2];
     size_t small_at, big_at, big_len;
@@ -329,7 +329,7 @@ static void test_jobs_told_page_by_page(void **state)
                              "\"processed_items\":0,\"skipped_items\":0}";
     struct api_object first[] = {object_of(j1, strlen(j1), "bjb-1"),
                                  object_of(head, strlen(head), "HEAD")};
-    struct buf body = BUF_INIT;
+    struct buf body = BUF_INIT_BIG;
     static const char broken[] = "{\"id\":\"bjb-4\",";
     struct api_object second[3];
     struct api_preparer preparer;
@@ -411,7 +411,7 @@ static void test_job_list_keeps_its_page(void **state)
     struct api_object objects[N], alone;
     size_t at[N], lens[N], raw_total = 0, footprints = 0, charge = 0, len;
     char ids[N][16];
-    struct buf body = BUF_INIT, text = BUF_INIT, a = BUF_INIT, b_bytes = BUF_INIT;
+    struct buf body = BUF_INIT_BIG, text = BUF_INIT, a = BUF_INIT, b_bytes = BUF_INIT;
     struct api_preparer preparer;
     void *page_state = NULL;
     struct listing *l = NULL, *one = NULL;

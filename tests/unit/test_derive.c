@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/derive.h"
@@ -28,12 +29,12 @@ static struct listing *make_listing(const char *const *objects, const char *cons
 
     assert_non_null(l);
     l->refs = 1;
-    l->entries = calloc(n, sizeof(*l->entries));
+    l->entries = bigmem_calloc(n ? n : 1, sizeof(*l->entries));
     l->count = n;
     for (size_t i = 0; i < n; i++)
         size += 2 * strlen(ids[i]) + 7;
     /* The listing's one block of strings (see struct listing). */
-    at = l->strings = malloc(size);
+    at = l->strings = bigmem_resize(NULL, size);
     assert_non_null(at);
     for (size_t i = 0; i < n; i++) {
         /* "<id>.json", NUL, then the id. */

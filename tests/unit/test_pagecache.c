@@ -145,7 +145,7 @@ static struct blob *add(struct pagecache *pc, struct server *s, const char *wher
 
     page_bytes(where, false, &b);
     assert_int_equal(buf_reserve(&b, 1), 0);
-    page = pagecache_add(pc, buf_steal(&b), PAGE_LEN, serve, s, where);
+    page = pagecache_add(pc, buf_steal_big(&b), PAGE_LEN, serve, s, where);
     assert_non_null(page);
     return page;
 }
