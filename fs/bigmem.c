@@ -18,6 +18,15 @@ struct bigmem_head {
 };
 _Static_assert(sizeof(struct bigmem_head) == 16, "blocks stay 16-byte aligned");
 
+/* The blocks mapped now: the one count shared by every thread, changed
+ * atomically (no lock), read as a limit (BIGMEM_MAX_MAPPED). */
+static size_t bigmem_mapped_now;
+
+size_t bigmem_mapped(void)
+{
+    return __atomic_load_n(&bigmem_mapped_now, __ATOMIC_RELAXED);
+}
+
 static struct bigmem_head *bigmem_head_of(void *block)
 {
     return (struct bigmem_head *)block - 1;
@@ -36,10 +45,29 @@ static size_t bigmem_map_len(size_t size)
 
 static void bigmem_release(struct bigmem_head *head)
 {
-    if (head->mapped)
+    if (head->mapped) {
         munmap(head, head->mapped);
-    else
+        __atomic_sub_fetch(&bigmem_mapped_now, 1, __ATOMIC_RELAXED);
+    } else {
         free(head);
+    }
+}
+
+/* A new mapping of len bytes, counted; NULL when there is none to be had
+ * or BIGMEM_MAX_MAPPED are mapped already. */
+static struct bigmem_head *bigmem_map(size_t len)
+{
+    struct bigmem_head *head;
+
+    if (__atomic_add_fetch(&bigmem_mapped_now, 1, __ATOMIC_RELAXED) > BIGMEM_MAX_MAPPED) {
+        __atomic_sub_fetch(&bigmem_mapped_now, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    head = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (head != MAP_FAILED)
+        return head;
+    __atomic_sub_fetch(&bigmem_mapped_now, 1, __ATOMIC_RELAXED);
+    return NULL;
 }
 
 /* A new block of `size` bytes (len > 0: mapped, len bytes in all), holding
@@ -49,14 +77,11 @@ static struct bigmem_head *bigmem_move(struct bigmem_head *old, size_t size, siz
 {
     struct bigmem_head *head = NULL;
 
-    if (len) {
-        head = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (head == MAP_FAILED)
-            head = NULL;
-    }
+    if (len)
+        head = bigmem_map(len);
     if (!head) {
-        /* Not mapped (small, or the process has run out of mappings, as
-         * malloc would have too: it then falls back to its heaps). */
+        /* Not mapped (small, or no mapping to be had, as can happen to
+         * malloc too: it then falls back to its heaps). */
         len = 0;
         head = malloc(sizeof(*head) + size);
         if (!head)

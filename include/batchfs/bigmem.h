@@ -24,6 +24,16 @@
 /* The size from which a block is mapped on its own. */
 #define BIGMEM_MAP_MIN ((size_t)256 * 1024)
 
+/* The most blocks mapped at once; beyond, they come from malloc. Each is a
+ * mapping of its own, and the kernel allows a process vm.max_map_count of
+ * them (65,530 by default), threads' stacks and libraries included: a
+ * cache_size of tens of GB in pages of a few hundred KB would reach it,
+ * and at the limit even unmapping part of a mapping can fail. */
+#define BIGMEM_MAX_MAPPED 16384
+
+/* How many blocks are mapped now. */
+size_t bigmem_mapped(void);
+
 /* Like realloc: a block of `size` bytes holding the first bytes of `block`
  * (NULL: a new block), or NULL on ENOMEM with `block` left as it was.
  * New bytes are not zeroed. size 0 gives a block of 0 bytes. */

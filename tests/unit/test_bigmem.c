@@ -132,6 +132,37 @@ static void test_no_mappings_left(void **state)
     bigmem_free(mapped);
 }
 
+/* No more than BIGMEM_MAX_MAPPED blocks are mapped at once: the next big
+ * one comes from malloc, whole; the count goes back down as they go. */
+static void test_mappings_capped(void **state)
+{
+    size_t before = bigmem_mapped(), n = BIGMEM_MAX_MAPPED - before + 1;
+    unsigned char **blocks = calloc(n, sizeof(*blocks));
+
+    (void)state;
+    assert_non_null(blocks);
+    for (size_t i = 0; i < n; i++) {
+        blocks[i] = bigmem_resize(NULL, BIGMEM_MAP_MIN);
+        assert_non_null(blocks[i]);
+        blocks[i][0] = (unsigned char)i;
+    }
+    assert_int_equal(bigmem_mapped(), BIGMEM_MAX_MAPPED);
+    /* The one past the limit is whole and usable. */
+    fill(blocks[n - 1], BIGMEM_MAP_MIN);
+    assert_filled(blocks[n - 1], BIGMEM_MAP_MIN);
+    /* Growing a mapped one keeps it one mapping. */
+    blocks[0] = bigmem_resize(blocks[0], 2 * BIGMEM_MAP_MIN);
+    assert_non_null(blocks[0]);
+    assert_int_equal(bigmem_mapped(), BIGMEM_MAX_MAPPED);
+    bigmem_free(blocks[1]);
+    assert_int_equal(bigmem_mapped(), BIGMEM_MAX_MAPPED - 1);
+    blocks[1] = NULL;
+    for (size_t i = 0; i < n; i++)
+        bigmem_free(blocks[i]);
+    assert_int_equal(bigmem_mapped(), before);
+    free(blocks);
+}
+
 /* Pages resident in this process, from /proc/self/statm. */
 static long resident_pages(void)
 {
@@ -195,6 +226,7 @@ int main(void)
         cmocka_unit_test(test_resize_keeps_bytes),
         cmocka_unit_test(test_calloc_zeroes),
         cmocka_unit_test(test_no_mappings_left),
+        cmocka_unit_test(test_mappings_capped),
         cmocka_unit_test(test_free_gives_back),
         cmocka_unit_test(test_big_buf),
     };
