@@ -131,8 +131,7 @@ int api_list_jobs_prepared(struct api *api, const struct api_preparer *preparer,
     struct listpages list = {.request = api->request,
                              .limits = *request_limits(api->request),
                              .id_key = "id",
-                             .preparer = preparer,
-                             .ids = IDSET_INIT};
+                             .preparer = preparer};
     int rc;
 
     snprintf(list.path, sizeof(list.path), "%s", API_V1_JOBS);
@@ -157,8 +156,7 @@ int api_list_items_prepared(struct api *api, const char *job_id, const char *sta
                              .status = status,
                              .id_key = "item_id",
                              .preparer = preparer,
-                             .expected = expected,
-                             .ids = IDSET_INIT};
+                             .expected = expected};
     int rc;
 
     if (!job_id)

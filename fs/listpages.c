@@ -1046,7 +1046,7 @@ int listpages_walk_cursor(struct request *req, const char *base, const char *id,
                           void *failed_arg, api_objects_fn fn, void *arg)
 {
     struct listpages list = {
-        .request = req, .limits = *request_limits(req), .id_key = "id", .ids = IDSET_INIT};
+        .request = req, .limits = *request_limits(req), .id_key = "id"};
     struct idset tokens = IDSET_INIT;
     size_t max_pages =
         list.limits.max_items > SIZE_MAX - 2 ? SIZE_MAX : list.limits.max_items + 2;

@@ -27,7 +27,7 @@ struct idset {
 
 #define IDSET_INIT                                                                       \
     {                                                                                    \
-        HINDEX_INIT, 0, BUF_INIT_BIG                                                     \
+        HINDEX_INIT, 0, BUF_INIT                                                         \
     }
 
 /* Adds a copy of key[0, len). 1 when added, 0 when it was there already,

@@ -40,6 +40,22 @@ static int contains(struct idset *set, const char *key, size_t len)
     return 1;
 }
 
+/* A set zeroed in a struct (a listing's, initialised by designators) keeps
+ * its ids in a buffer of bigmem.h, as one made with IDSET_INIT. */
+static void test_keys_big_however_made(void **state)
+{
+    struct idset zeroed, initialised = IDSET_INIT;
+
+    (void)state;
+    memset(&zeroed, 0, sizeof(zeroed));
+    assert_int_equal(idset_add(&zeroed, "bji-1", 5), 1);
+    assert_int_equal(idset_expect(&initialised, 1000, 40), 0);
+    assert_true(zeroed.keys.big);
+    assert_true(initialised.keys.big);
+    idset_free(&zeroed);
+    idset_free(&initialised);
+}
+
 static void test_add_remove(void **state)
 {
     struct idset set = IDSET_INIT;
@@ -212,6 +228,7 @@ static void test_key_lengths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keys_big_however_made),
         cmocka_unit_test(test_add_remove),
         cmocka_unit_test(test_many),
         cmocka_unit_test(test_expect),
