@@ -111,15 +111,12 @@ char *buf_steal(struct buf *b)
 
 char *buf_steal_big(struct buf *b)
 {
-    char *data = b->data;
+    char *data;
 
-    if (!b->big || !data) {
-        data = bigmem_resize(NULL, b->len + 1);
-        if (!data)
-            return NULL;
-        memcpy(data, b->data ? b->data : "", b->len + 1);
-        free(b->data);
-    }
+    if (buf_make_big(b) || (!b->data && buf_reserve(b, 0)))
+        return NULL;
+    data = b->data;
+    data[b->len] = '\0'; /* an empty buffer's first byte */
     b->data = NULL;
     b->len = b->cap = 0;
     return data;

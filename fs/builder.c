@@ -295,13 +295,13 @@ static struct blob *builder_page_source(const struct builder *b, struct buf *bod
                                         const char *again)
 {
     size_t len = body->len;
+    char *bytes = buf_steal_big(body); /* where it is: the body is big */
 
-    if (!body->data && buf_reserve(body, 1))
+    if (!bytes)
         return NULL;
     if (b->pages && again)
-        return pagecache_add(b->pages, buf_steal_big(body), len, b->fetch_again, b->fetch_arg,
-                             again);
-    return blob_adopt(buf_steal_big(body), len);
+        return pagecache_add(b->pages, bytes, len, b->fetch_again, b->fetch_arg, again);
+    return blob_adopt(bytes, len);
 }
 
 /* api_preparer.prepare: renders a page's objects. */

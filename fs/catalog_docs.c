@@ -524,7 +524,9 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
     if (!l->entries || !l->job_ids)
         goto nomem;
     l->strings_bytes = b->arena.len;
-    l->strings = buf_steal_big(&b->arena);
+    l->strings = buf_steal_big(&b->arena); /* a copy: the arena is malloc's */
+    if (!l->strings)
+        goto nomem;
     bytes = sizeof(*l) + l->strings_bytes + b->count * sizeof(*l->job_ids);
     for (size_t i = 0; i < b->count; i++) {
         struct entry *e = &l->entries[i];

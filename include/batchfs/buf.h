@@ -9,9 +9,8 @@
 #ifndef BATCHFS_BUF_H
 #define BATCHFS_BUF_H
 
-#include <stddef.h>
-
 #include <stdbool.h>
+#include <stddef.h>
 
 struct buf {
     char *data; /* owned; NULL until the first append; data[len] == '\0' */
@@ -53,8 +52,8 @@ int buf_reserve_exact(struct buf *b, size_t extra);
 char *buf_steal(struct buf *b);
 
 /* The same, as a block of bigmem.h (which the caller frees with
- * bigmem_free): a big buffer's own, another's copied. NULL on ENOMEM (the
- * buffer is then unchanged). */
+ * bigmem_free): a big buffer's own, another's copied (buf_make_big). NULL
+ * on ENOMEM (the buffer then holds the same bytes). */
 char *buf_steal_big(struct buf *b);
 
 /* Makes the buffer big (see `big`), moving its bytes into a block of

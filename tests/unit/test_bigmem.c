@@ -220,6 +220,34 @@ static void test_big_buf(void **state)
     assert_true(b.big);
 }
 
+/* buf_steal_big hands out a bigmem block from any buffer: a big one's
+ * bytes where they are, a malloc'd one's copied, an empty one's "". */
+static void test_steal_big(void **state)
+{
+    struct buf big = BUF_INIT_BIG, small = BUF_INIT, empty = BUF_INIT;
+    char *at, *got;
+
+    (void)state;
+    assert_int_equal(buf_append(&big, "page", 4), 0);
+    at = big.data;
+    got = buf_steal_big(&big);
+    assert_ptr_equal(got, at);
+    assert_null(big.data);
+    bigmem_free(got);
+    assert_int_equal(buf_append(&small, "arena", 5), 0);
+    got = buf_steal_big(&small);
+    assert_non_null(got);
+    assert_string_equal(got, "arena");
+    assert_null(small.data);
+    bigmem_free(got);
+    got = buf_steal_big(&empty);
+    assert_non_null(got);
+    assert_string_equal(got, "");
+    bigmem_free(got);
+    buf_free(&small);
+    buf_free(&empty);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_mappings_capped),
         cmocka_unit_test(test_free_gives_back),
         cmocka_unit_test(test_big_buf),
+        cmocka_unit_test(test_steal_big),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
