@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "batchfs/bigmem.h"
+#include "batchfs/hash.h"
 #include "batchfs/jsontext.h"
 
 /* What a made blob keeps in its data[]. */
@@ -56,38 +57,16 @@ static bool blob_rendered_of(const struct blob *blob, struct blob_rendered *out)
     return true;
 }
 
-/* Mixes the bits of h so that each one depends on all (MurmurHash3's
- * finaliser). */
-static uint64_t blob_mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 /* Eight bytes at a time: every item's file gets a digest, so
  * byte-at-a-time hashing showed in the cost of a listing. */
 uint64_t blob_digest(const char *data, size_t len)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ len, w;
-    size_t i = 0;
-
-    for (; len - i >= 8; i += 8) {
-        memcpy(&w, data + i, sizeof(w));
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
-    }
-    w = 0;
-    memcpy(&w, data + i, len - i);
-    return blob_mix(h ^ blob_mix(w ^ (len - i)));
+    return hash_words_from(HASH_KEY_SEED, data, len);
 }
 
 uint64_t blob_digest_fold(uint64_t h, uint64_t value)
 {
-    return blob_mix((h ^ value) * 0x9e3779b97f4a7c15ULL + 1);
+    return hash_mix((h ^ value) * 0x9e3779b97f4a7c15ULL + 1);
 }
 
 struct blob *blob_new(const char *data, size_t len)

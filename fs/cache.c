@@ -950,7 +950,7 @@ void cache_let_go(struct cache *cache, const char *key)
     void (*free_arg)(void *) = NULL;
 
     pthread_mutex_lock(&cache->lock);
-    entry = cache_find(cache, key, (size_t)hash_str(key));
+    entry = cache_find(cache, key, (size_t)hash_key_str(key));
     if (entry && entry->flight && entry->flight->held) {
         entry->flight->held = false;
         cache_flight_unwanted_locked(cache, entry->flight, &arg, &free_arg);
@@ -1001,7 +1001,7 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
     bool holding;
     struct cache_outcome *outcome;
     void *fetched = NULL;
-    size_t bytes = 0, hash = (size_t)hash_str(key);
+    size_t bytes = 0, hash = (size_t)hash_key_str(key);
     double ttl_s = 0;
     cache_fetch_fn fetch;
     void *arg, *owned_arg = NULL;
@@ -1070,7 +1070,7 @@ int cache_get_with(struct cache *cache, const char *key, unsigned flags,
 int cache_prefetch(struct cache *cache, const char *key,
                    const struct cache_fetcher *fetcher)
 {
-    size_t hash = (size_t)hash_str(key);
+    size_t hash = (size_t)hash_key_str(key);
     struct cache_entry *entry;
     struct cache_flight *flight;
     int rc = 0;
@@ -1133,7 +1133,7 @@ void cache_expire(struct cache *cache, const char *key)
     struct cache_entry *entry;
 
     pthread_mutex_lock(&cache->lock);
-    entry = cache_find(cache, key, (size_t)hash_str(key));
+    entry = cache_find(cache, key, (size_t)hash_key_str(key));
     if (entry)
         cache_entry_expire(entry, cache_now(cache));
     pthread_mutex_unlock(&cache->lock);

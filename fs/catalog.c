@@ -58,7 +58,7 @@ static size_t id_set_index(const struct id_set *set, const char *id, uint64_t ha
 /* The facts of `id`, or NULL when the set lacks it. */
 static const struct job_facts *id_set_facts(const struct id_set *set, const char *id)
 {
-    size_t i = id_set_index(set, id, hash_str(id));
+    size_t i = id_set_index(set, id, hash_key_str(id));
 
     return i == HINDEX_FREE ? NULL : &set->facts[i];
 }
@@ -88,11 +88,12 @@ static int id_set_grow(struct id_set *set)
  * memory, the set then left without it. The id is hashed once. */
 static struct job_facts *id_set_put(struct id_set *set, const char *id)
 {
-    uint64_t hash = hash_str(id);
-    size_t i = id_set_index(set, id, hash);
+    size_t len = strlen(id), i;
+    uint64_t hash = hash_key(id, len);
     struct hindex_cell *c;
     bool found;
 
+    i = id_set_index(set, id, hash);
     if (i != HINDEX_FREE)
         return &set->facts[i];
     if (id_set_grow(set))

@@ -675,7 +675,7 @@ static int docs_batch_names(struct docs_batch *d, const struct listing *files)
 {
     for (size_t i = 0; i < files->count; i++) {
         const struct entry *f = &files->entries[i];
-        size_t at = hindex_find(&d->by_file, hash_str(f->id), docs_file_eq, d, f->id);
+        size_t at = hindex_find(&d->by_file, hash_key_str(f->id), docs_file_eq, d, f->id);
         int rc;
 
         if (at == HINDEX_FREE)
@@ -717,7 +717,7 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
         rc = buf_append(&d->arena, job_id, strlen(job_id) + 1);
         if (rc)
             break;
-        hash = hash_str(result->id);
+        hash = hash_key_str(result->id);
         cell = hindex_probe(&d->by_file, hash, docs_file_eq, d, result->id, &found);
         if (!found) /* ids of a batch's results are unique (builder.c) */
             hindex_put(&d->by_file, cell, hash, d->count);

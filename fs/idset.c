@@ -95,7 +95,7 @@ static int idset_append(struct idset *set, const char *key, size_t len, size_t *
 int idset_add(struct idset *set, const char *key, size_t len)
 {
     struct idset_sought sought = {key, len};
-    uint64_t hash = hash_bytes(key, len);
+    uint64_t hash = hash_key(key, len);
     struct hindex_cell *c;
     size_t at;
     bool found;
@@ -123,7 +123,7 @@ void idset_remove(struct idset *set, const char *key, size_t len)
 
     if (!set->index.cap)
         return;
-    c = hindex_probe(&set->index, hash_bytes(key, len), idset_eq, set, &sought, &found);
+    c = hindex_probe(&set->index, hash_key(key, len), idset_eq, set, &sought, &found);
     if (found) {
         hindex_take(&set->index, c);
         set->count--;

@@ -45,7 +45,7 @@ static double live_now(const struct live *live)
 
 static uint64_t live_hash(const char *key)
 {
-    return hash_str(key);
+    return hash_key_str(key);
 }
 
 static struct listing *live_listing(size_t ref)

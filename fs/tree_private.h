@@ -226,7 +226,7 @@ static inline uint64_t hash_ino(uint64_t ino)
 
 static inline uint64_t hash_name(uint64_t parent, const char *name)
 {
-    return hash_str_from(HASH_FNV_BASIS ^ hash_ino(parent), name);
+    return hash_words_from(HASH_KEY_SEED ^ hash_ino(parent), name, strlen(name));
 }
 
 /* The node numbered `ino` (borrowed), or NULL. */

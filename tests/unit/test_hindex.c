@@ -1,14 +1,19 @@
 /*
  * Unit tests for fs/hindex.c: keys found through growth, keys of one hash
  * told apart by the caller's equality, removal leaving the keys after it
- * in reach, a tombstone's cell used again, and room made ahead.
+ * in reach, a tombstone's cell used again, and room made ahead; and the
+ * hash the tables file their keys under (hash.h's hash_key).
  */
 #include "batchfs/hindex.h"
+
+#include "batchfs/hash.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -32,6 +37,52 @@ static int add(struct hindex *h, const uint64_t *keys, size_t ref, uint64_t hash
         return 0;
     hindex_put(h, c, hash, ref);
     return 1;
+}
+
+/* Every byte of a key counts, in its whole words and in its tail; the
+ * string form agrees with the bytes form. */
+static void test_key_hash_reads_every_byte(void **state)
+{
+    char key[24];
+
+    (void)state;
+    for (size_t len = 1; len <= sizeof(key); len++) {
+        uint64_t h;
+
+        memset(key, 'a', sizeof(key));
+        h = hash_key(key, len);
+        assert_true(h != hash_key(key, len - 1)); /* the length counts */
+        for (size_t i = 0; i < len; i++) {
+            key[i] = 'b';
+            if (hash_key(key, len) == h)
+                fail_msg("byte %zu of %zu left the hash as it was", i, len);
+            key[i] = 'a';
+        }
+    }
+    assert_true(hash_key_str("bjb-12345") == hash_key("bjb-12345", 9));
+}
+
+/* Ids that differ in a few digits spread over a table's buckets: 100,000
+ * of them in 65,536 buckets leave none with more than a handful. */
+static void test_key_hash_spreads_ids(void **state)
+{
+    enum { IDS = 100000, BUCKETS = 1 << 16 };
+    static unsigned char load[BUCKETS];
+    unsigned most = 0;
+
+    (void)state;
+    memset(load, 0, sizeof(load));
+    for (unsigned i = 0; i < IDS; i++) {
+        char id[64];
+        int len = snprintf(id, sizeof(id), "bjb-00000000-0000-0000-0000-%012u", i);
+        unsigned char *b = &load[hash_key(id, (size_t)len) & (BUCKETS - 1)];
+
+        if (++*b > most)
+            most = *b;
+    }
+    /* A uniform hash gives at most 8 or 9 here; a hash that ignored the
+     * tail, or mixed it poorly, piles thousands into a few buckets. */
+    assert_true(most <= 12);
 }
 
 static void test_growth(void **state)
@@ -119,6 +170,8 @@ static void test_reserve(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_hash_reads_every_byte),
+        cmocka_unit_test(test_key_hash_spreads_ids),
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_one_hash),
         cmocka_unit_test(test_reserve),
