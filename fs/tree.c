@@ -709,9 +709,15 @@ struct node *tree_link_version(struct tree *tree, struct node *parent, const cha
 {
     struct node *node = tree_find_child(tree, parent, name);
 
-    if (node && node_outdated(node, content))
+    if (node && node_outdated(node, content)) {
         tree_detach(tree, node);
-    return tree_link_child(tree, parent, name, kind, status_index, 1);
+        node = NULL;
+    }
+    if (node) {
+        node_add_lookups(node, 1);
+        return node;
+    }
+    return tree_link_new(tree, parent, name, kind, status_index, 1);
 }
 
 /* A name whose inode the kernel must look up again. */

@@ -170,6 +170,14 @@ struct node *tree_link_child(struct tree *tree, struct node *parent, const char 
         node_add_lookups(node, (uint32_t)lookups);
         return node;
     }
+    return tree_link_new(tree, parent, name, kind, status_index, lookups);
+}
+
+struct node *tree_link_new(struct tree *tree, struct node *parent, const char *name,
+                           enum node_kind kind, int status_index, uint64_t lookups)
+{
+    struct node *node;
+
     /* Neither can happen (a folder of four billion nodes would not fit in
      * memory; every status_index is a small constant), but both are
      * checked rather than wrapped. */

@@ -257,6 +257,11 @@ static inline struct node *tree_find_child(struct tree *tree, const struct node 
 struct node *tree_link_child(struct tree *tree, struct node *parent, const char *name,
                              enum node_kind kind, int status_index, uint64_t lookups);
 
+/* tree_link_child when the caller has just found that `parent` has no
+ * child `name` in the by-name table (one find per entry rather than two). */
+struct node *tree_link_new(struct tree *tree, struct node *parent, const char *name,
+                           enum node_kind kind, int status_index, uint64_t lookups);
+
 /* Frees `node` and then any ancestor it kept alive, once nothing holds them
  * (no kernel lookup, no child). Never frees the root. */
 void tree_release_unused(struct tree *tree, struct node *node);
