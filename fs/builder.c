@@ -462,6 +462,7 @@ static void builder_expect(void *arg, size_t total)
     struct builder *b = arg;
 
     b->expected = total;
+    b->announced = total;
 }
 
 /*
@@ -640,6 +641,11 @@ void builder_keep_pages(struct builder *b, struct pagecache *pages,
     b->pages = pages;
     b->fetch_again = fetch_again;
     b->fetch_arg = fetch_arg;
+}
+
+size_t builder_announced(const struct builder *b)
+{
+    return b->announced;
 }
 
 void builder_on_jobs(struct builder *b, builder_jobs_fn fn, void *arg)

@@ -271,6 +271,7 @@ static size_t catalog_folder_size(struct catalog *catalog, const char *job_id,
  * the stream of a job list (NULL for a job looked up alone). */
 struct catalog_noting {
     struct catalog *catalog;
+    const struct builder *builder; /* the one reading the list */
     struct stream *stream;
     bool stream_failed; /* no memory for it: it has ended */
     bool restarted;     /* the list is read again: the stream holds both readings */
@@ -299,6 +300,8 @@ static void catalog_stream_jobs(struct catalog_noting *n, const struct builder_j
 
     if (!n->stream || n->stream_failed)
         return;
+    /* So that the folders reading it make room for all of it at once. */
+    stream_set_announced(n->stream, builder_announced(n->builder));
     for (size_t i = 0; i < count && !rc; i++)
         rc = stream_add(n->stream, jobs[i].id, jobs[i].status, jobs[i].mtime);
     catalog_stream_added(n, rc);
@@ -409,6 +412,7 @@ static int catalog_fetch_listing(struct catalog *catalog, struct fetch_request *
         builder_keep_pages(b, catalog->pages, api_fetch_again, catalog->api);
     builder_charge_to(b, &catalog->building);
     builder_preparer(b, &preparer);
+    noting->builder = b;
     if (req->kind == LISTING_JOBS || req->kind == LISTING_JOB)
         builder_on_jobs(b, catalog_note_jobs, noting);
     /* The listing the stream's entries are, unless read twice. */

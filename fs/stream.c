@@ -43,6 +43,7 @@ struct stream {
     size_t bytes;               /* atomic: memory held */
     uint64_t generation;        /* atomic: see stream_set_generation */
     unsigned readers;           /* atomic: see stream_reader_add */
+    size_t announced;           /* atomic: see stream_set_announced */
 
     /* The writer's alone. */
     size_t added;                /* entries added, published or not */
@@ -285,6 +286,16 @@ void stream_finish(struct stream *stream, int rc)
     }
     pthread_mutex_unlock(&stream_lock);
     stream_tell(told);
+}
+
+void stream_set_announced(struct stream *stream, size_t total)
+{
+    __atomic_store_n(&stream->announced, total, __ATOMIC_RELAXED);
+}
+
+size_t stream_announced(const struct stream *stream)
+{
+    return __atomic_load_n(&stream->announced, __ATOMIC_RELAXED);
 }
 
 size_t stream_count(const struct stream *stream)

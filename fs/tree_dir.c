@@ -532,9 +532,14 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
         dir->ahead_from = index < dir->ahead_to ? index : dir->ahead_to;
     if (first < end) {
         if (!dir->ahead_to) {
-            /* The first batch made ahead: the rest of the folder follows. */
+            /* The first batch made ahead: the rest of the folder follows,
+             * all of what a job list says it holds when it is still coming
+             * (room made once rather than at each doubling). */
+            size_t coming = dir->stream ? stream_announced(dir->stream) + 2 : 0;
+
             pthread_mutex_lock(&tree->lock);
-            tree_reserve_nodes(tree, tree->count + total - first);
+            tree_reserve_nodes(tree,
+                               tree->count + (coming > total ? coming : total) - first);
             pthread_mutex_unlock(&tree->lock);
         }
         if (dir->ahead_to == dir->ahead_from) {

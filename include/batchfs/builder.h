@@ -72,6 +72,7 @@ struct builder {
     size_t cap;
     struct names *names; /* items and results: names.c picks names */
     size_t expected;     /* entries the listing announced, not yet made room for */
+    size_t announced;    /* entries the listing announced (0: not said) */
     bool named_by_id;    /* results: the file id is the item name */
     size_t n_fields;     /* how many of the builder's keys each object is read for */
     struct builder_strings *strings; /* parallel to listing->entries */
@@ -145,6 +146,11 @@ void builder_charge_to(struct builder *b, size_t *charge);
  * told of the jobs it made. Call before the fetch starts.
  */
 void builder_on_jobs(struct builder *b, builder_jobs_fn fn, void *arg);
+
+/* How many objects the listing's first page said it holds (its
+ * total_size, capped at API_EXPECT_MAX); 0 before, or when it did not
+ * say. */
+size_t builder_announced(const struct builder *b);
 
 /*
  * Sets *out to the preparer that renders a page's objects on the thread

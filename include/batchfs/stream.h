@@ -129,6 +129,15 @@ size_t stream_waiting(void);
 void stream_set_generation(struct stream *stream, uint64_t generation);
 uint64_t stream_generation(const struct stream *stream);
 
+/*
+ * How many entries the list says it holds (its first page's total_size),
+ * told by the writer; 0 until then, or when it did not say. Only a hint,
+ * for a reader making room ahead: the stream may end with more or fewer.
+ * Thread-safe.
+ */
+void stream_set_announced(struct stream *stream, size_t total);
+size_t stream_announced(const struct stream *stream);
+
 /* The memory the stream holds. Thread-safe. */
 size_t stream_bytes(const struct stream *stream);
 

@@ -19,6 +19,7 @@
 #include "batchfs/catalog.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
+#include "batchfs/stream.h"
 #include "fake_clock.h"
 #include "fake_transport.h"
 
@@ -66,7 +67,7 @@ struct env {
     struct catalog *catalog;
 };
 
-static int env_setup(void **state)
+static int env_setup_threads(void **state, unsigned fetch_threads)
 {
     struct env *env = calloc(1, sizeof(*env));
     struct api_config ac = {.page_size = 1000, .max_parallel = 2, .max_items = 1000};
@@ -75,6 +76,7 @@ static int env_setup(void **state)
     struct catalog_config cc = {.ttl_s = 1,
                                 .terminal_ttl_s = 600,
                                 .cache_bytes = 1 << 20,
+                                .fetch_threads = fetch_threads,
                                 .clock = fake_clock_now};
 
     fake_clock_reset();
@@ -103,6 +105,18 @@ static int env_setup(void **state)
     return 0;
 }
 
+/* Fetches run on the caller's thread. */
+static int env_setup(void **state)
+{
+    return env_setup_threads(state, 0);
+}
+
+/* Fetches run on two threads of the cache's, as in the filesystem. */
+static int env_setup_fetching(void **state)
+{
+    return env_setup_threads(state, 2);
+}
+
 static int env_teardown(void **state)
 {
     struct env *env = *state;
@@ -124,6 +138,28 @@ static void test_jobs_listing_drops_non_ids(void **state)
     assert_non_null(listing_find(jobs, "bjb-done1"));
     assert_non_null(listing_find(jobs, "bjb-run1"));
     assert_null(listing_find(jobs, "not an id"));
+    listing_release(jobs);
+}
+
+/* A folder opened while the job list is read gets the stream, which says
+ * how many jobs the list announced (its total_size), so that the folder
+ * makes room for all of them at once. */
+static void test_job_stream_says_total(void **state)
+{
+    struct env *env = *state;
+    struct listing *jobs = NULL;
+    struct stream *stream = NULL;
+
+    assert_int_equal(catalog_jobs_open(env->catalog, &jobs, &stream), 0);
+    assert_null(jobs);
+    assert_non_null(stream);
+    /* Waits for the same fetch: the stream has ended when it returns. */
+    assert_int_equal(catalog_jobs(env->catalog, &jobs), 0);
+    assert_true(stream_done(stream, NULL));
+    assert_int_equal(stream_count(stream), 2);     /* "not an id" is left out */
+    assert_int_equal(stream_announced(stream), 3); /* as the page said */
+    catalog_jobs_close(env->catalog, stream);
+    stream_release(stream);
     listing_release(jobs);
 }
 
@@ -496,6 +532,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_time),
         cmocka_unit_test(test_statuses),
+        cmocka_unit_test_setup_teardown(test_job_stream_says_total, env_setup_fetching,
+                                        env_teardown),
         cmocka_unit_test_setup_teardown(test_jobs_listing_drops_non_ids, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_finished_jobs_cached_longer, env_setup,

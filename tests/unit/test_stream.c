@@ -60,6 +60,9 @@ static void test_entries_readable_once_published(void **state)
     assert_string_equal(stream_entry(s, 2)->status, "running");
     assert_false(stream_done(s, NULL));
     assert_true(stream_bytes(s) > 3 * sizeof(struct entry));
+    assert_int_equal(stream_announced(s), 0); /* not said */
+    stream_set_announced(s, 200000);
+    assert_int_equal(stream_announced(s), 200000);
     stream_release(s);
 }
 
