@@ -96,7 +96,7 @@ struct blob *blob_adopt(char *data, size_t len)
     blob->refs = 1;
     blob->kind = BLOB_ADOPTED;
     blob->length = len;
-    blob->digest = blob_digest(data, len);
+    blob->digest = 0; /* blob_get_digest computes it */
     memcpy(blob->data, &data, sizeof(data));
     return blob;
 }
@@ -211,12 +211,26 @@ int blob_measure(const struct blob *blob, size_t *len)
     return 0;
 }
 
+uint64_t blob_get_digest(const struct blob *blob)
+{
+    uint64_t digest = __atomic_load_n(&blob->digest, __ATOMIC_RELAXED);
+
+    if (digest || blob->kind != BLOB_ADOPTED)
+        return digest;
+    digest = blob_digest(blob_bytes(blob), blob->length);
+    /* Immutable but for this, like the length: a cache of what the bytes
+     * determine, the same whichever thread computes it first. */
+    __atomic_store_n(&((struct blob *)blob)->digest, digest, __ATOMIC_RELAXED);
+    return digest;
+}
+
 bool blob_same(const struct blob *a, const struct blob *b)
 {
     size_t a_len = blob_len(a), b_len = blob_len(b);
 
-    return a->digest == b->digest && (a_len == b_len || a_len == BLOB_LEN_UNMEASURED ||
-                                      b_len == BLOB_LEN_UNMEASURED);
+    return blob_get_digest(a) == blob_get_digest(b) &&
+           (a_len == b_len || a_len == BLOB_LEN_UNMEASURED ||
+            b_len == BLOB_LEN_UNMEASURED);
 }
 
 struct blob *blob_ref(struct blob *blob)

@@ -237,7 +237,7 @@ static int doc_keep(struct catalog *catalog, char source, const char *job_id,
     } else {
         /* The rendering changes exactly when the data does. */
         *out = blob_new_rendered(page, 0, len, jsontext_pretty, pretty,
-                                 blob_digest_fold(page->digest, pretty));
+                                 blob_digest_fold(blob_get_digest(page), pretty));
         rc = *out ? 0 : -ENOMEM;
     }
     blob_unpin(page);

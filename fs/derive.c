@@ -158,7 +158,7 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
             }
             nd->lines[nd->line_count].entry = order[i];
             nd->lines[nd->line_count++].end = total;
-            digest = blob_digest_fold(digest, order[i]->content->digest);
+            digest = blob_digest_fold(digest, blob_get_digest(order[i]->content));
         }
         free(order);
     }

@@ -686,7 +686,9 @@ static void node_keep_snapshot(struct node *node, struct blob *content,
  * which is compared only with the snapshot: see tree_read). */
 static uint64_t node_served_digest(const struct node *node)
 {
-    return node->served && node->file.snapshot ? node->file.snapshot->digest : 0;
+    if (!node->served || !node->file.snapshot)
+        return 0;
+    return blob_get_digest(node->file.snapshot);
 }
 
 bool node_note_version(struct node *node, struct blob *content, struct timespec mtime)
@@ -700,7 +702,7 @@ bool node_note_version(struct node *node, struct blob *content, struct timespec 
     served = node_served_digest(node);
     node_keep_snapshot(node, content, mtime);
     node->served = 1;
-    return served && served != content->digest;
+    return served && served != blob_get_digest(content);
 }
 
 struct node *tree_link_version(struct tree *tree, struct node *parent, const char *name,
@@ -979,7 +981,7 @@ int tree_read(struct tree *tree, uint64_t ino, struct blob **content, bool *unch
     pthread_mutex_lock(&tree->lock);
     node = tree_find_ino(tree, ino);
     if (node) {
-        *unchanged = node_served_digest(node) == r.content->digest;
+        *unchanged = node_served_digest(node) == blob_get_digest(r.content);
         if (frozen) {
             node->served = 1; /* r.content is the snapshot */
         } else if (node_take_version(tree, node, &r, &newer, &stale)) {

@@ -15,7 +15,11 @@
  * - a made blob keeps what its bytes are made from and makes any range of
  *   them on demand (items.ndjson: the item listings, so that the file costs
  *   no second copy of the items).
- * All have a digest fixed when they are created, and a length: fixed too,
+ * All have a digest fixed when they are created (an adopted blob's is
+ * computed the first time it is asked for: it holds a page's body, which
+ * is the source of other blobs and rarely compared itself, and digesting
+ * every page of a job list cost as much as digesting its jobs), and a
+ * length: fixed too,
  * but for a rendered blob made without one, whose length is measured from
  * its text the first time it is needed (blob_measure): a job list of
  * 200,000 is read for its folders, and nothing needs its jobs' file sizes
@@ -44,9 +48,12 @@ enum blob_kind {
 #define BLOB_LEN_UNMEASURED SIZE_MAX
 
 struct blob {
-    unsigned refs;    /* atomic */
-    unsigned kind;    /* enum blob_kind */
-    uint64_t digest;  /* of the bytes: equal digests = same content */
+    unsigned refs; /* atomic */
+    unsigned kind; /* enum blob_kind */
+    /* Of the bytes: equal digests = same content. Atomic; read it through
+     * blob_get_digest, never directly (an adopted blob's is 0 until
+     * asked for). */
+    uint64_t digest;
     /* Atomic: BLOB_LEN_UNMEASURED until measured. Read it through
      * blob_measure or blob_len, never directly. */
     size_t length;
@@ -185,6 +192,10 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
  * rendered blob of a held source its share of the source (the text it
  * renders). A paged source is its pager's to count. Never measures. */
 size_t blob_footprint(const struct blob *blob);
+
+/* The blob's digest (see struct blob), computed now for an adopted blob
+ * the first time. Any thread. */
+uint64_t blob_get_digest(const struct blob *blob);
 
 /* A 64-bit digest of len bytes (for equality only, never stored). */
 uint64_t blob_digest(const char *data, size_t len);
