@@ -1209,6 +1209,16 @@ static void test_is_id(void **state)
     assert_false(names_is_id("a/1"));
     assert_false(names_is_id("caf\xc3\xa9"
                              "1"));
+    /* Byte by byte: exactly [A-Za-z0-9_-] pass, whatever their neighbours
+     * in the ASCII table ('@', '[', '`', '{', '/', ':') or the high half. */
+    for (unsigned c = 1; c < 256; c++) {
+        char id[4] = {'a', (char)c, '1', '\0'};
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                       (c >= '0' && c <= '9') || c == '_' || c == '-';
+
+        if (names_is_id(id) != allowed)
+            fail_msg("byte 0x%02x: names_is_id says %d", c, !allowed);
+    }
     free(max);
     free(over);
 }
