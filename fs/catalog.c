@@ -42,11 +42,15 @@ const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
 
 /* ---- sets of ids ------------------------------------------------------ */
 
+/* The id added `index`-th. Borrowed: valid until the set grows. */
+static const char *id_set_id(const struct id_set *set, size_t index)
+{
+    return set->text.data + set->at[index];
+}
+
 static bool id_set_eq(const void *ctx, size_t index, const void *id)
 {
-    const struct id_set *set = ctx;
-
-    return strcmp(set->ids[index], id) == 0;
+    return strcmp(id_set_id(ctx, index), id) == 0;
 }
 
 /* The index of `id` (filed under `hash`), or HINDEX_FREE. */
@@ -69,12 +73,12 @@ static int id_set_grow(struct id_set *set)
 {
     if (set->count == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 16;
-        char **ids = realloc(set->ids, cap * sizeof(*ids));
+        size_t *at = realloc(set->at, cap * sizeof(*at));
         struct job_facts *grown;
 
-        if (!ids)
+        if (!at)
             return -ENOMEM;
-        set->ids = ids;
+        set->at = at;
         grown = realloc(set->facts, cap * sizeof(*grown));
         if (!grown)
             return -ENOMEM;
@@ -99,8 +103,8 @@ static struct job_facts *id_set_put(struct id_set *set, const char *id)
     if (id_set_grow(set))
         return NULL;
     c = hindex_probe(&set->index, hash, id_set_eq, set, id, &found);
-    set->ids[set->count] = strdup(id);
-    if (!set->ids[set->count])
+    set->at[set->count] = set->text.len;
+    if (buf_append(&set->text, id, len + 1))
         return NULL;
     memset(&set->facts[set->count], 0, sizeof(set->facts[set->count]));
     hindex_put(&set->index, c, hash, set->count);
@@ -115,9 +119,8 @@ static void id_set_add(struct id_set *set, const char *id)
 
 static void id_set_free(struct id_set *set)
 {
-    for (size_t i = 0; i < set->count; i++)
-        free(set->ids[i]);
-    free(set->ids);
+    buf_free(&set->text);
+    free(set->at);
     free(set->facts);
     hindex_free(&set->index);
     memset(set, 0, sizeof(*set));
@@ -646,6 +649,9 @@ struct catalog *catalog_new(const struct catalog_config *config)
     catalog->clock = config->clock;
     catalog->clock_arg = config->clock_arg;
     pthread_mutex_init(&catalog->lock, NULL);
+    /* Megabytes for an account of 200,000 jobs, grown in place. */
+    catalog->jobs.text = (struct buf)BUF_INIT_BIG;
+    catalog->known_batches.text = (struct buf)BUF_INIT_BIG;
     catalog->cache = cache_new(&cc, &catalog_cache_ops);
     catalog->live = live_new(config->clock, config->clock_arg);
     catalog->pages = pagecache_new(&(struct pagecache_config){
@@ -891,7 +897,7 @@ static int catalog_known_batches(struct catalog *catalog, struct listing **out)
         return rc;
     pthread_mutex_lock(&catalog->lock);
     for (size_t i = 0; i < catalog->known_batches.count && !rc; i++)
-        rc = builder_add_id(&b, catalog->known_batches.ids[i]);
+        rc = builder_add_id(&b, id_set_id(&catalog->known_batches, i));
     pthread_mutex_unlock(&catalog->lock);
     if (rc) {
         builder_discard(&b);

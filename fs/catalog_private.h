@@ -39,7 +39,9 @@ struct job_facts {
  * found through a hindex over their indices, never by a scan. Ids are
  * never removed. */
 struct id_set {
-    char **ids; /* in the order they were added */
+    struct buf text; /* the ids, each with its NUL, in the order they were
+                        added: one block rather than a malloc an id */
+    size_t *at;      /* [count]: where each id starts in text */
     struct job_facts *facts;
     size_t count, cap;
     struct hindex index; /* refs: indices into ids */
