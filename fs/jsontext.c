@@ -721,10 +721,12 @@ static size_t jt_skip_valid(const char *t, size_t len, size_t p)
     return len;
 }
 
-/* With `valid`, the text was validated whole before: values are skipped,
+/* Visits the members (or elements) of the object (or array) that starts at
+ * text[*pos], after spaces, and sets *pos just past its closing bracket.
+ * With `valid`, the text was validated whole before: values are skipped,
  * not walked (see jt_skip_valid), and member names found, not checked. */
-static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit_fn visit,
-                   void *ctx)
+static int jt_each_from(const char *text, size_t len, size_t *pos, char open, bool valid,
+                        jt_visit_fn visit, void *ctx)
 {
     struct jt_writer w = {JT_VALIDATE, NULL, 0, 0};
     char close = open == '{' ? '}' : ']';
@@ -733,7 +735,7 @@ static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit
 
     if (!text && len)
         return -EINVAL;
-    p = jt_skip_space(text, len, 0);
+    p = jt_skip_space(text, len, *pos);
     if (p >= len || text[p] != open)
         return -EINVAL;
     p = jt_skip_space(text, len, p + 1);
@@ -782,9 +784,20 @@ static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit
             p++;
         }
     }
-    if (jt_skip_space(text, len, p) != len)
-        return -EINVAL;
+    *pos = p;
     return 0;
+}
+
+/* jt_each_from for the whole of text: nothing but spaces after it. */
+static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit_fn visit,
+                   void *ctx)
+{
+    size_t p = 0;
+    int rc = jt_each_from(text, len, &p, open, valid, visit, ctx);
+
+    if (rc)
+        return rc;
+    return jt_skip_space(text, len, p) == len ? 0 : -EINVAL;
 }
 
 struct jt_member_ctx {
@@ -825,21 +838,32 @@ static int jt_member_visit(void *ctx, const char *text, struct json_span name,
     return 0;
 }
 
-static int jt_members(const char *text, size_t len, bool valid, const char *const *keys,
-                      size_t count, struct json_span *out)
+/* Readies m to find `keys` into out[count], each {0, 0} for now. */
+static int jt_member_ctx_init(struct jt_member_ctx *m, const char *const *keys,
+                              size_t count, struct json_span *out)
 {
-    struct jt_member_ctx m = {keys, count, {0}, 0, out};
-
+    *m = (struct jt_member_ctx){keys, count, {0}, 0, out};
     if (!keys || !out || count > JSONTEXT_MAX_KEYS)
         return -EINVAL;
     for (size_t i = 0; i < count; i++) {
         if (!keys[i])
             return -EINVAL;
-        m.key_lens[i] = strlen(keys[i]);
-        if (m.key_lens[i] < 64)
-            m.short_lens |= (uint64_t)1 << m.key_lens[i];
+        m->key_lens[i] = strlen(keys[i]);
+        if (m->key_lens[i] < 64)
+            m->short_lens |= (uint64_t)1 << m->key_lens[i];
         out[i] = (struct json_span){0, 0};
     }
+    return 0;
+}
+
+static int jt_members(const char *text, size_t len, bool valid, const char *const *keys,
+                      size_t count, struct json_span *out)
+{
+    struct jt_member_ctx m;
+    int rc = jt_member_ctx_init(&m, keys, count, out);
+
+    if (rc)
+        return rc;
     return jt_each(text, len, '{', valid, jt_member_visit, &m);
 }
 
@@ -925,6 +949,55 @@ int jsontext_array_elements_valid(const char *text, size_t len, struct json_span
                                   size_t *count)
 {
     return jt_array_elements(text, len, true, spans, count);
+}
+
+int jsontext_array_objects_valid(const char *text, size_t len, const char *const *keys,
+                                 size_t count, struct json_span *found,
+                                 jsontext_element_fn visit, void *ctx)
+{
+    struct jt_member_ctx m;
+    size_t p;
+    int rc = jt_member_ctx_init(&m, keys, count, found);
+
+    if (rc)
+        return rc;
+    if (!text && len)
+        return -EINVAL;
+    p = jt_skip_space(text, len, 0);
+    if (p >= len || text[p] != '[')
+        return -EINVAL;
+    p = jt_skip_space(text, len, p + 1);
+    if (p < len && text[p] == ']')
+        return jt_skip_space(text, len, p + 1) == len ? 0 : -EINVAL;
+    for (;;) {
+        struct json_span element = {p, 0};
+        bool object = p < len && text[p] == '{';
+
+        if (object) {
+            /* The members are read where the element is stepped over. */
+            for (size_t i = 0; i < count; i++)
+                found[i] = (struct json_span){0, 0};
+            if ((rc = jt_each_from(text, len, &p, '{', true, jt_member_visit, &m)))
+                return rc;
+        } else {
+            p = jt_skip_valid(text, len, p);
+            if (p == element.start)
+                return -EINVAL; /* no value: text that was not validated */
+        }
+        element.len = p - element.start;
+        rc = visit(ctx, element, object ? found : NULL);
+        if (rc)
+            return rc;
+        p = jt_skip_space(text, len, p);
+        if (p >= len)
+            return -EINVAL;
+        if (text[p] == ']')
+            break;
+        if (text[p] != ',')
+            return -EINVAL;
+        p = jt_skip_space(text, len, p + 1);
+    }
+    return jt_skip_space(text, len, p + 1) == len ? 0 : -EINVAL;
 }
 
 /* See jsontext.h. */

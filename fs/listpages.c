@@ -117,6 +117,32 @@ static bool listpages_keys_make(const char *id_key, const char *status,
     return true;
 }
 
+/* listpages_read_object_fields with the element's keys already found, at
+ * fields[] (offsets within the element, which is `len` bytes at
+ * `element`). */
+static bool listpages_fill_object(const char *element, const struct json_span *fields,
+                                  const struct listpages_keys *k, const char *status,
+                                  bool *status_ok, char *dst, struct json_span *extra_out,
+                                  size_t len, struct api_object *object)
+{
+    object->id_len = listpages_decode_clean(element, fields[0], dst);
+    if (!object->id_len)
+        return false;
+    object->id = dst;
+    object->raw = element;
+    object->raw_len = len;
+    object->prepared = NULL;
+    object->fields = NULL;
+    if (status)
+        *status_ok = listpages_string_equals(element, fields[1], status);
+    if (k->n_extra) {
+        for (size_t e = 0; e < k->n_extra; e++)
+            extra_out[e] = fields[k->where[e]];
+        object->fields = extra_out;
+    }
+    return true;
+}
+
 /*
  * Fills `object` from the element at text[span): its identity, the first of
  * `k`'s keys, is decoded into dst (room for span.len bytes). With `status`,
@@ -137,22 +163,8 @@ static bool listpages_read_object_fields(const char *text, struct json_span span
     if (!span.len || element[0] != '{' ||
         jsontext_members_valid(element, span.len, k->keys, k->n, fields) < 0)
         return false;
-    object->id_len = listpages_decode_clean(element, fields[0], dst);
-    if (!object->id_len)
-        return false;
-    object->id = dst;
-    object->raw = element;
-    object->raw_len = span.len;
-    object->prepared = NULL;
-    object->fields = NULL;
-    if (status)
-        *status_ok = listpages_string_equals(element, fields[1], status);
-    if (k->n_extra) {
-        for (size_t e = 0; e < k->n_extra; e++)
-            extra_out[e] = fields[k->where[e]];
-        object->fields = extra_out;
-    }
-    return true;
+    return listpages_fill_object(element, fields, k, status, status_ok, dst, extra_out,
+                                 span.len, object);
 }
 
 bool listpages_read_object(const char *text, struct json_span span, const char *id_key,
@@ -221,14 +233,56 @@ static int listpages_page_token(struct listpages_page *page, struct json_span sp
     return 0;
 }
 
+/* The elements of a page's items, each with its keys' values, as one pass
+ * over them finds them (listpages_note_element), before they are read. */
+struct listpages_elements {
+    size_t n_keys;            /* the keys found in each */
+    struct json_span *spans;  /* [count] */
+    struct json_span *fields; /* [count * n_keys], relative to their element;
+                                 all {0, 0} for an element that is no object */
+    size_t count, cap;
+};
+
+/* jsontext_element_fn: keeps an element and its keys' values. */
+static int listpages_note_element(void *ctx, struct json_span element,
+                                  const struct json_span *found)
+{
+    struct listpages_elements *e = ctx;
+    struct json_span *fields;
+
+    if (e->count == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        struct json_span *spans = realloc(e->spans, cap * sizeof(*spans));
+
+        if (!spans)
+            return -ENOMEM;
+        e->spans = spans;
+        /* One field at least: realloc of 0 bytes may give NULL. */
+        fields = realloc(e->fields, cap * (e->n_keys ? e->n_keys : 1) * sizeof(*fields));
+        if (!fields)
+            return -ENOMEM;
+        e->fields = fields;
+        e->cap = cap;
+    }
+    fields = e->fields + e->count * e->n_keys;
+    for (size_t i = 0; i < e->n_keys; i++) {
+        fields[i] = found ? found[i] : (struct json_span){0, 0};
+        if (fields[i].len)
+            fields[i].start -= element.start;
+    }
+    e->spans[e->count++] = element;
+    return 0;
+}
+
 /* Reads `{"items": [...], "next_page_token": …, "total_size": …}`. */
 static int listpages_page_parse(struct listpages_page *page)
 {
     static const char *const keys[] = {"items", "next_page_token", "total_size"};
     const struct listpages *list = page->list;
     const char *body = page->resp.body.data;
-    struct json_span members[3], *spans = NULL;
-    size_t n_spans = 0, used = 0;
+    struct json_span members[3], found[2 + API_PREPARER_MAX_KEYS];
+    struct listpages_elements elements = {0};
+    size_t used = 0;
     size_t n_keys = list->preparer ? list->preparer->n_keys : 0;
     struct listpages_keys k;
     bool keys_ok = listpages_keys_make(list->id_key, list->status,
@@ -252,34 +306,44 @@ static int listpages_page_parse(struct listpages_page *page)
         body[members[2].start] != 'n')
         log_debug("GET %s: total_size ignored: not an integer >= 0", page->path_query);
 
-    rc = listpages_locate_elements(body, members[0], &spans, &n_spans);
+    if (!keys_ok) {
+        /* More preparer keys than can be found: no object can be read. */
+        k.n = 0;
+    }
+    /* Each element is stepped over once, its keys read on the way. */
+    elements.n_keys = k.n;
+    rc = jsontext_array_objects_valid(body + members[0].start, members[0].len, k.keys,
+                                      k.n, found, listpages_note_element, &elements);
     if (rc < 0) {
-        if (rc == -EIO)
+        if (rc != -ENOMEM) {
             snprintf(page->reason, sizeof(page->reason),
                      "items could not be located in the body");
+            rc = -EIO;
+        }
         goto out;
     }
-    page->count = n_spans;
-    if (n_spans > 0) {
+    page->count = elements.count;
+    if (elements.count > 0) {
         /* Each decoded id and its NUL fit in its element's bytes. */
-        page->candidates = calloc(n_spans, sizeof(*page->candidates));
+        page->candidates = calloc(elements.count, sizeof(*page->candidates));
         page->ids = malloc(members[0].len);
         if (n_keys)
-            page->fields = malloc(n_spans * n_keys * sizeof(*page->fields));
+            page->fields = malloc(elements.count * n_keys * sizeof(*page->fields));
         if (!page->candidates || !page->ids || (n_keys && !page->fields)) {
             rc = -ENOMEM;
             goto out;
         }
     }
-    for (size_t i = 0; i < n_spans; i++) {
+    for (size_t i = 0; i < elements.count; i++) {
         struct listpages_candidate *c = &page->candidates[page->n_candidates];
+        const char *element = body + members[0].start + elements.spans[i].start;
         bool status_ok = true;
 
-        if (!keys_ok ||
-            !listpages_read_object_fields(body, spans[i], &k, list->status, &status_ok,
-                                          page->ids + used,
-                                          page->fields + page->n_candidates * n_keys,
-                                          &c->object)) {
+        if (!keys_ok || !elements.spans[i].len || element[0] != '{' ||
+            !listpages_fill_object(element, elements.fields + i * elements.n_keys, &k,
+                                   list->status, &status_ok, page->ids + used,
+                                   page->fields + page->n_candidates * n_keys,
+                                   elements.spans[i].len, &c->object)) {
             page->malformed++;
             continue;
         }
@@ -291,7 +355,8 @@ static int listpages_page_parse(struct listpages_page *page)
         page->n_candidates++;
     }
 out:
-    free(spans);
+    free(elements.spans);
+    free(elements.fields);
     return rc;
 }
 

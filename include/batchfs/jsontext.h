@@ -139,6 +139,25 @@ int jsontext_members_valid(const char *text, size_t len, const char *const *keys
 int jsontext_array_elements_valid(const char *text, size_t len, struct json_span **spans,
                                   size_t *count);
 
+/* Called by jsontext_array_objects_valid for each element of the array, in
+ * order: its span, and the values of the keys in it (as
+ * jsontext_members_valid finds them), or found NULL when the element is not
+ * an object. A nonzero return stops the walk and is returned. */
+typedef int (*jsontext_element_fn)(void *ctx, struct json_span element,
+                                   const struct json_span *found);
+
+/*
+ * jsontext_array_elements_valid and then jsontext_members_valid on each
+ * element, in one pass over the validated array `text`: each element is
+ * stepped over once, by reading its members, rather than once to find
+ * where it ends and again to read it (a page of 1,000 jobs is 600 KB).
+ * `found` has room for `count` spans (at most JSONTEXT_MAX_KEYS). 0, the
+ * visitor's nonzero return, or -EINVAL when `text` is not an array.
+ */
+int jsontext_array_objects_valid(const char *text, size_t len, const char *const *keys,
+                                 size_t count, struct json_span *found,
+                                 jsontext_element_fn visit, void *ctx);
+
 /*
  * Appends `len` bytes of `s` as one JSON string token: quotes, backslashes
  * and control bytes escaped (\" \\ \n \t \r, others \u00XX), every

@@ -22,6 +22,48 @@ static void fuzz_same(const struct buf *a, const struct buf *b)
         abort();
 }
 
+/* What jsontext_array_objects_valid gives is checked against: the elements
+ * the two-pass reading found (spans, NULL for any input: then only that
+ * every span lies within the text). */
+struct fuzz_objects {
+    const char *text;
+    size_t len;
+    const char *const *keys;
+    size_t n_keys;
+    const struct json_span *spans;
+    size_t count, seen;
+};
+
+static int fuzz_object_element(void *ctx, struct json_span element,
+                               const struct json_span *found)
+{
+    struct fuzz_objects *f = ctx;
+    struct json_span m[8];
+
+    if (element.start > f->len || element.len > f->len - element.start)
+        abort();
+    for (size_t k = 0; found && k < f->n_keys; k++)
+        if (found[k].start > f->len || found[k].len > f->len - found[k].start)
+            abort();
+    if (f->spans) {
+        const char *e = f->text + element.start;
+
+        if (f->seen >= f->count || element.start != f->spans[f->seen].start ||
+            element.len != f->spans[f->seen].len || (found != NULL) != (e[0] == '{'))
+            abort();
+        if (found) {
+            if (jsontext_members_valid(e, element.len, f->keys, f->n_keys, m) != 0)
+                abort();
+            for (size_t k = 0; k < f->n_keys; k++)
+                if (found[k].len != m[k].len ||
+                    (m[k].len && found[k].start != element.start + m[k].start))
+                    abort();
+        }
+    }
+    f->seen++;
+    return 0;
+}
+
 static void fuzz_span_ok(const char *text, size_t len, struct json_span s)
 {
     if (s.start > len || s.len > len - s.start ||
@@ -128,13 +170,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         rc = jsontext_array_elements_valid(text, size, &fast_spans, &fast_count);
         if (valid == 0 && jsontext_array_elements(text, size, &spans, &count) == 0) {
+            struct fuzz_objects f = {text, size, keys, 5, spans, count, 0};
+
             if (rc != 0 || fast_count != count ||
                 (count && memcmp(spans, fast_spans, count * sizeof(*spans)) != 0))
                 abort();
-        } else if (rc == 0) {
-            for (size_t i = 0; i < fast_count; i++)
+            /* The elements and their members in one pass: the same. */
+            if (jsontext_array_objects_valid(text, size, keys, 5, fast,
+                                             fuzz_object_element, &f) != 0 ||
+                f.seen != count)
+                abort();
+        } else {
+            struct fuzz_objects f = {text, size, keys, 5, NULL, 0, 0};
+
+            for (size_t i = 0; rc == 0 && i < fast_count; i++)
                 if (fast_spans[i].start > size || fast_spans[i].len > size - fast_spans[i].start)
                     abort();
+            /* On any input: it ends, within the text. */
+            (void)jsontext_array_objects_valid(text, size, keys, 5, fast,
+                                               fuzz_object_element, &f);
         }
         free(fast_spans);
         free(spans);

@@ -571,6 +571,70 @@ static void test_array_elements(void **state)
 
 /* Both readings of one text: the checking one and the one for validated
  * text (jsontext_*_valid) find the same spans. */
+/* What jsontext_array_objects_valid is checked against: with `spans`, the
+ * elements the two-pass reading found, each object's keys read by
+ * jsontext_members_valid; without, only that what it gives lies within
+ * the text. */
+struct objects_check {
+    const char *what, *text;
+    size_t len;
+    const char *const *keys;
+    size_t n_keys;
+    const struct json_span *spans; /* [count], or NULL */
+    size_t count, seen;
+};
+
+static int check_object_element(void *ctx, struct json_span element,
+                                const struct json_span *found)
+{
+    struct objects_check *c = ctx;
+    const char *e = c->text + element.start;
+    struct json_span m[JSONTEXT_MAX_KEYS];
+
+    assert_true(element.start + element.len <= c->len);
+    for (size_t k = 0; found && k < c->n_keys; k++)
+        assert_true(found[k].start + found[k].len <= c->len);
+    if (c->spans) {
+        if (c->seen >= c->count || element.start != c->spans[c->seen].start ||
+            element.len != c->spans[c->seen].len)
+            fail_msg("%s: element %zu at %zu+%zu, not where the elements are", c->what,
+                     c->seen, element.start, element.len);
+        assert_int_equal(found != NULL, element.len && e[0] == '{');
+        if (found) {
+            assert_int_equal(
+                jsontext_members_valid(e, element.len, c->keys, c->n_keys, m), 0);
+            for (size_t k = 0; k < c->n_keys; k++) {
+                size_t start = m[k].len ? element.start + m[k].start : 0;
+
+                if (found[k].start != start || found[k].len != m[k].len)
+                    fail_msg("%s: element %zu, key '%s' at %zu+%zu, not %zu+%zu", c->what,
+                             c->seen, c->keys[k], found[k].start, found[k].len, start,
+                             m[k].len);
+            }
+        }
+    }
+    c->seen++;
+    return 0;
+}
+
+/* jsontext_array_objects_valid on text: 0 and what the two-pass reading
+ * finds (spans, count), or, without spans, anything within the text. */
+static void check_objects(const char *what, const char *text, size_t len,
+                          const struct json_span *spans, size_t count)
+{
+    static const char *const keys[] = {"a", "id", "status", "\"", "b c"};
+    enum { N_KEYS = sizeof(keys) / sizeof(keys[0]) };
+    struct json_span found[N_KEYS];
+    struct objects_check c = {what, text, len, keys, N_KEYS, spans, count, 0};
+    int rc = jsontext_array_objects_valid(text, len, keys, N_KEYS, found,
+                                          check_object_element, &c);
+
+    if (spans) {
+        assert_int_equal(rc, 0);
+        assert_int_equal(c.seen, count);
+    }
+}
+
 static void assert_same_readings(const char *what, const char *text, size_t len)
 {
     static const char *const keys[] = {"a", "id", "status", "items", "\"", "\\", "b c"};
@@ -596,6 +660,8 @@ static void assert_same_readings(const char *what, const char *text, size_t len)
             if (spans[i].start != fast[i].start || spans[i].len != fast[i].len)
                 fail_msg("%s: element %zu at %zu+%zu, found at %zu+%zu when validated",
                          what, i, spans[i].start, spans[i].len, fast[i].start, fast[i].len);
+        /* The elements with their keys, in one pass: the same readings. */
+        check_objects(what, text, len, spans, count);
     }
     free(spans);
     free(fast);
@@ -604,10 +670,14 @@ static void assert_same_readings(const char *what, const char *text, size_t len)
 static void test_valid_readings(void **state)
 {
     static const char *const texts[] = {
-        "{\"a\": \"x\\\"}\", \"id\": \"\\\\\", \"b c\": [\"]\", {\"}\": 1}], \"status\": -1e5}",
+        "{\"a\": \"x\\\"}\", \"id\": \"\\\\\", \"b c\": [\"]\", {\"}\": 1}], \"status\": "
+        "-1e5}",
         "{\"\\\"\": \"q\", \"\\u005c\": true, \"a\": {\"a\": [[], {}]}, \"a\": null}",
         " [ \"[\" , {\"a\" : \"\\\\\\\"]\"} , 12.5 , false , [ [ \"x\" ] ] ] ",
         "{\"items\": [{\"id\": \"\\u00e9\\ud800\", \"status\": \"ok\"}, 0], \"id\": 7}",
+        /* Keys of one element are not another's; nested ones are not its. */
+        "[{\"a\": 1, \"id\": \"x\"}, {\"status\": \"s\"}, 3, {\"b c\": [{\"a\": 2}]}, "
+        "{}]",
     };
     char **cases;
     size_t n = list_cases("valid", &cases);
@@ -640,6 +710,7 @@ static void test_valid_readings(void **state)
             if (jsontext_array_elements_valid(prefix, cut, &spans, &count) == 0)
                 for (size_t k = 0; k < count; k++)
                     assert_true(spans[k].start + spans[k].len <= cut);
+            check_objects(cases[i], prefix, cut, NULL, 0);
             free(spans);
             free(prefix);
         }
