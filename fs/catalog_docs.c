@@ -433,7 +433,11 @@ static int docs_arena_add(struct docs_builder *b, const char *s, size_t len, siz
     int rc;
 
     *at = b->arena.len;
-    rc = buf_append(&b->arena, s, len);
+    /* A big buffer from the first byte, so that the listing takes it as
+     * its strings without a copy (buf_steal_big). */
+    rc = buf_make_big(&b->arena);
+    if (!rc)
+        rc = buf_append(&b->arena, s, len);
     return rc ? rc : buf_append_char(&b->arena, '\0');
 }
 
@@ -524,7 +528,7 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
     if (!l->entries || !l->job_ids)
         goto nomem;
     l->strings_bytes = b->arena.len;
-    l->strings = buf_steal_big(&b->arena); /* a copy: the arena is malloc's */
+    l->strings = buf_steal_big(&b->arena);
     if (!l->strings)
         goto nomem;
     bytes = sizeof(*l) + l->strings_bytes + b->count * sizeof(*l->job_ids);

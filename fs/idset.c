@@ -61,25 +61,18 @@ static bool idset_eq(const void *ctx, size_t ref, const void *key)
     return len == sought->len && (len == 0 || memcmp(bytes, sought->key, len) == 0);
 }
 
-/* The keys of a listing of a million items are tens of MB: a buffer of
- * bigmem.h's, however the set was initialised (zeroed in a struct too). */
-static void idset_keys_big(struct idset *set)
-{
-    if (!set->keys.data)
-        set->keys.big = true;
-}
-
 /* Appends key[0, len) with its length to set->keys; *at is where it went.
  * 0 or -ENOMEM. */
 static int idset_append(struct idset *set, const char *key, size_t len, size_t *at)
 {
     size_t head = idset_len_bytes(len), left = head;
     unsigned char *p;
-    int rc;
+    /* The keys of a listing of a million items are tens of MB: a buffer of
+     * bigmem.h's, however the set was initialised (zeroed in a struct too). */
+    int rc = buf_make_big(&set->keys);
 
-    idset_keys_big(set);
-    rc = buf_reserve(&set->keys, head + len);
-
+    if (!rc)
+        rc = buf_reserve(&set->keys, head + len);
     if (rc)
         return rc;
     *at = set->keys.len;
@@ -141,8 +134,9 @@ int idset_expect(struct idset *set, size_t count, size_t bytes)
          * take 64 MB where they need 43), but a sixteenth more, so that
          * ids a little longer than the first ones do not end in a
          * doubling. */
-        idset_keys_big(set);
-        rc = buf_reserve_exact(&set->keys, room + room / 16);
+        rc = buf_make_big(&set->keys);
+        if (!rc)
+            rc = buf_reserve_exact(&set->keys, room + room / 16);
     }
     return rc;
 }
