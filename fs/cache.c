@@ -22,6 +22,15 @@
  * with the lock held, since only then is the value sure to be alive.
  *
  * A fetch must not ask the cache for its own key: it would wait for itself.
+ *
+ * Budget. Least recently used entries go first while the values exceed
+ * max_bytes. A value bigger than the whole budget (a folder of a million
+ * items under cache_size=64M) cannot fit; dropping it would fetch it again
+ * for every reader of the folder's files one by one, and the values those
+ * readers bring (a document, a page) are exactly what would push it out:
+ * each file would cost the folder again. So the one most recently stored
+ * or served (`big`) is spared, and the budget applies to the others beside
+ * it; a newer one takes its place, and the older then goes like any other.
  */
 #include "batchfs/cache.h"
 
@@ -104,6 +113,9 @@ struct cache {
     struct hindex index; /* the entries by key: refs are entry pointers */
     struct lru_list lru; /* the entries, most recently used first */
     size_t entries, bytes;
+    /* The value bigger than max_bytes spared by eviction (see "Budget"
+     * above), or NULL. */
+    struct cache_entry *big;
     size_t waiting; /* callers in cache_wait() */
     size_t parked;  /* waiters parked on flights */
     unsigned long long hits, misses, stale_served, evictions;
@@ -204,6 +216,8 @@ static void cache_remove(struct cache *cache, struct cache_entry *entry,
     lru_unlink(&cache->lru, &entry->lru);
     cache->entries--;
     cache->bytes -= entry->bytes;
+    if (cache->big == entry)
+        cache->big = NULL;
     entry->dead_next = *dead;
     *dead = entry;
 }
@@ -222,18 +236,40 @@ static void cache_release(struct cache *cache, struct cache_entry *dead)
     }
 }
 
-/* Evicts least recently used entries until the budget holds, sparing
- * `keep` (the one being returned) and entries with a fetch under way. */
+/* The bytes of the value spared beside the budget (see "Budget"): 0 when
+ * there is none, or when `big` has shrunk within the budget since. */
+static size_t cache_spared_bytes(const struct cache *cache)
+{
+    const struct cache_entry *big = cache->big;
+
+    return big && cache->config.max_bytes && big->bytes > cache->config.max_bytes
+               ? big->bytes
+               : 0;
+}
+
+/* `entry` was just stored or served: a value bigger than the budget is
+ * the one spared from now on. */
+static void cache_note_big(struct cache *cache, struct cache_entry *entry)
+{
+    if (cache->config.max_bytes && entry->value && entry->bytes > cache->config.max_bytes)
+        cache->big = entry;
+}
+
+/* Evicts least recently used entries until the budget holds beside the
+ * value spared, sparing it, `keep` (the one being returned) and entries
+ * with a fetch under way. */
 static void cache_evict(struct cache *cache, const struct cache_entry *keep,
                         struct cache_entry **dead)
 {
     struct cache_entry *victim = cache_lru_entry(cache->lru.oldest), *prev;
+    size_t spared = cache_spared_bytes(cache);
+    const struct cache_entry *big = spared ? cache->big : NULL;
 
     if (!cache->config.max_bytes)
         return;
-    while (victim && cache->bytes > cache->config.max_bytes) {
+    while (victim && cache->bytes - spared > cache->config.max_bytes) {
         prev = cache_lru_entry(victim->lru.newer);
-        if (victim != keep && !victim->flight) {
+        if (victim != keep && victim != big && !victim->flight) {
             cache_remove(cache, victim, dead);
             cache->evictions++;
         }
@@ -422,6 +458,7 @@ static void cache_serve(struct cache *cache, struct cache_entry *entry, bool sta
     if (stale)
         cache->stale_served++;
     lru_touch(&cache->lru, &entry->lru);
+    cache_note_big(cache, entry);
     cache->ops.ref(entry->value);
     *value = entry->value;
 }
@@ -765,11 +802,10 @@ static int cache_finish(struct cache *cache, struct cache_flight *flight, int rc
     if (!entry->value && !entry->negative) {
         cache_remove(cache, entry, &done->dead);
     } else {
-        /* A value bigger than the whole budget is kept alone rather than
-         * dropped: dropping it would fetch it again for every reader (one
-         * folder larger than the cache, read file by file). It goes first
-         * when anything else needs the room. */
+        /* A value bigger than the whole budget is kept, beside the
+         * budget, rather than dropped (see "Budget"). */
         lru_touch(&cache->lru, &entry->lru);
+        cache_note_big(cache, entry);
         cache_evict(cache, entry, &done->dead);
     }
     return flight->result;
@@ -1162,6 +1198,7 @@ void cache_get_stats(struct cache *cache, struct cache_stats *out)
     out->evictions = cache->evictions;
     out->entries = cache->entries;
     out->bytes = cache->bytes;
+    out->spared_bytes = cache_spared_bytes(cache);
     out->waiting = cache->waiting;
     out->parked = cache->parked;
     out->refreshes = cache->refreshes;

@@ -53,7 +53,10 @@ struct cache_value_ops {
 typedef double (*cache_clock_fn)(void *arg);
 
 struct cache_config {
-    size_t max_bytes;        /* budget for all values; 0 = unbounded */
+    /* Budget for all values; 0 = unbounded. One value bigger than the whole
+     * budget, the one most recently stored or served, is kept beside it
+     * (see "Budget" in fs/cache.c). */
+    size_t max_bytes;
     bool stale_if_error;     /* serve an expired value when a refresh fails */
     double max_stale_s;      /* ...if it expired at most this long ago */
     double negative_ttl_s;   /* how long a -ENOENT outcome is remembered */
@@ -123,6 +126,9 @@ enum cache_get_flags {
 struct cache_stats {
     unsigned long long hits, misses, stale_served, evictions;
     size_t entries, bytes;
+    /* Of bytes: the value bigger than the whole budget kept beside it
+     * (0: none), which the rest of the budget does not count. */
+    size_t spared_bytes;
     /* Callers blocked right now on a fetch another caller runs (single
      * flight), over all keys. For tests, which wait for it to reach a count
      * instead of sleeping, and for statistics. */

@@ -1196,5 +1196,44 @@ class ChangedDocument(Checks, harness.FreshMountTestCase):
         self.check(os.path.join("batches", batch, "text"), v2_files(BIG_DATA, batch, "text_full"),
                    lambda doc: r"^/api/v2/parse/%s$" % doc.job_id)
 
+
+# --------------------------------------------------------------------------
+# A parse job whose folders are larger than the whole cache.
+# --------------------------------------------------------------------------
+
+WIDE_ITEMS = 12000
+WIDE_ARGS = ("--jobs", "0", "--batches", "0", "--big-job", str(WIDE_ITEMS),
+             "--big-job-type", "parse")
+WIDE_DATA = apidouble.make_dataset(jobs=0, batches=0, big_job=WIDE_ITEMS,
+                                   big_job_type="parse")
+WIDE_JOB = WIDE_DATA.jobs[-1]["id"]
+
+
+class FolderLargerThanTheCache(Checks, harness.FreshMountTestCase):
+    """Under cache_size=1M, markdown/ of a job of 12,000 items: its listing
+    (and completed/'s) is larger than the whole budget. Reading its
+    documents one by one must not list the folder again for each (every
+    lookup needs the folder; each document read pushed it out of the
+    cache)."""
+    DOUBLE_ARGS = WIDE_ARGS
+
+    def folder(self, name):
+        return os.fsencode(os.path.join(self.mount.path, "jobs", WIDE_JOB, name))
+
+    def test_documents_read_one_by_one_list_nothing_again(self):
+        self.mounted("cache_size=1M", "cache_ttl=300")
+        folder = self.folder("markdown")
+        files = v1_files(WIDE_DATA, WIDE_JOB, b".md")
+        self.assertGreater(len(files), 10000)
+        self.assertEqual(sorted(os.listdir(folder)), sorted(files))
+        self.assertGreater(mount_stats(self.mount.path)["cache"]["pages"]["dropped"], 0)
+        self.double.reset()
+        for name in sorted(files)[:40]:
+            self.assert_file(os.path.join(folder, name), files[name][1])
+        by = self.double.stats()["by_endpoint"]
+        self.assertEqual(by["list_items"], 0)
+        self.assertGreaterEqual(by["parse_v1_markdown"], 40)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

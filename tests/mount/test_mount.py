@@ -352,34 +352,46 @@ class SmallCache(LayoutChecks, harness.MountTestCase):
 
 
 class SmallCacheFolderInUse(harness.MountTestCase):
-    """A folder evicted while open is found again, not fetched again."""
-    # completed/ holds about 1.5 MiB of entries: more than the cap alone.
-    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "10", "--big-job", "9000",
+    """A folder evicted while open is found again, not fetched again; one
+    bigger than the whole cache is kept beside it while it is the latest."""
+    # Each job's completed/ holds about 1.5 MiB of entries: more than the
+    # cap alone.
+    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "9000", "--big-job", "9000",
                    "--batches", "0")
     MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300")
+    DATA = apidouble.make_dataset(seed=5, jobs=1, items=9000, big_job=9000, batches=0)
 
-    def reused(self):
+    def cache(self):
         with open(self.path(".batchfs", "stats")) as f:
-            return json.load(f)["cache"]["reused"]
+            return json.load(f)["cache"]
+
+    def listed(self):
+        return self.double.stats()["by_endpoint"]["list_items"]
 
     def test_open_folder_not_fetched_again(self):
-        data = apidouble.make_dataset(seed=5, jobs=1, items=10, big_job=9000, batches=0)
-        job = data.jobs[-1]["id"]
+        data = self.DATA
+        job, other = data.jobs[-1]["id"], data.jobs[0]["id"]
         completed = self.path("jobs", job, "completed")
         fd = os.open(completed, os.O_RDONLY | os.O_DIRECTORY)
         try:
             names = sorted(os.listdir(fd))
             self.assertGreater(len(names), 7500)
-            # Listing another folder evicts completed/ (bigger than the cap
-            # on its own); the open folder still holds it.
+            # Listing a small folder leaves it cached: it is spared.
             os.listdir(self.path("jobs", job, "failed"))
-            before, reused = self.double.stats()["by_endpoint"]["list_items"], self.reused()
+            before, reused = self.listed(), self.cache()["reused"]
+            self.assertEqual(len(os.listdir(completed)), len(names))
+            self.assertEqual(self.listed(), before)
+            self.assertEqual(self.cache()["reused"], reused)
+            # Another folder bigger than the cap evicts it; the open folder
+            # still holds it.
+            self.assertGreater(len(os.listdir(self.path("jobs", other, "completed"))), 7500)
+            before, reused = self.listed(), self.cache()["reused"]
             with open(os.path.join(completed, names[-1]), "rb") as f:
                 item = json.loads(f.read())
             # The listing is not fetched again; the file's page may be (the
             # job is finished, so its pages are kept within the cache too).
-            self.assertLessEqual(self.double.stats()["by_endpoint"]["list_items"], before + 1)
-            self.assertEqual(self.reused(), reused + 1)
+            self.assertLessEqual(self.listed(), before + 1)
+            self.assertEqual(self.cache()["reused"], reused + 1)
             self.assertIn(item["item_id"],
                           {i["item_id"] for i in data.items[job] if i["status"] == "completed"})
         finally:

@@ -782,24 +782,41 @@ static void test_oversize_value(void **state)
     s.bytes = 500;
     assert_int_equal(cache_get(cache, "big", 0, script_fetch, &s, &big), 0);
     assert_int_equal(value_id(big), 2);
-    /* Kept alone: everything else made room, and readers of it do not
-     * fetch it again. */
+    /* Kept beside the budget, which the rest keeps: "small" stays. */
     st = stats_of(cache);
-    assert_int_equal(st.entries, 1);
-    assert_int_equal(st.bytes, 500);
-    assert_int_equal(st.evictions, 1);
-    assert_false(peek_present(cache, "small"));
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 560);
+    assert_int_equal(st.spared_bytes, 500);
+    assert_int_equal(st.evictions, 0);
+    assert_true(peek_present(cache, "small"));
     assert_true(peek_present(cache, "big"));
     test_value_unref(big);
-    assert_int_equal(get_id(cache, "big", 0, &s), 2);
-    assert_int_equal(s.calls, 2);
-    /* The next value pushes it out. */
+    /* The values its readers bring (one file of the folder, then the next)
+     * push out one another, never it: it is not fetched again. */
     s.bytes = 60;
-    assert_int_equal(get_id(cache, "other", 0, &s), 3);
+    for (int i = 0; i < 5; i++) {
+        char key[16];
+
+        assert_int_equal(get_id(cache, "big", 0, &s), 2);
+        snprintf(key, sizeof(key), "file%d", i);
+        assert_int_equal(get_id(cache, key, 0, &s), 3 + i);
+    }
+    assert_int_equal(s.calls, 7);
     st = stats_of(cache);
-    assert_int_equal(st.entries, 1);
-    assert_int_equal(st.bytes, 60);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 560);
+    assert_true(peek_present(cache, "big"));
+    assert_true(peek_present(cache, "file4"));
+    /* A newer value bigger than the budget takes its place, and the older
+     * goes like any other. */
+    s.bytes = 300;
+    assert_int_equal(get_id(cache, "bigger", 0, &s), 8);
+    st = stats_of(cache);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 360);
+    assert_int_equal(st.spared_bytes, 300);
     assert_false(peek_present(cache, "big"));
+    assert_true(peek_present(cache, "bigger"));
     free_and_check(cache);
 }
 
