@@ -84,8 +84,13 @@ int catalog_entry_string(const struct entry *entry, const char *const *path, siz
     size_t text_len;
     int rc;
 
-    if (!entry->content || blob_text_begin(entry->content, &text, &text_len))
+    if (!entry->content)
         return -ENOENT;
+    /* A dropped page that cannot be had again is its error, not a field
+     * that is missing: a folder made from it would lack the object. */
+    rc = blob_text_begin(entry->content, &text, &text_len);
+    if (rc)
+        return rc == -ENOENT ? -ESTALE : rc; /* the page is gone: it changed */
     rc = text && text_len ? 0 : -ENOENT;
     for (size_t i = 0; !rc && i < depth; i++) {
         if (jsontext_member(text, text_len, path[i], &span)) {
@@ -108,16 +113,17 @@ int catalog_entry_string(const struct entry *entry, const char *const *path, siz
 
 /* The id at `path` of the entry's object, decoded into out (room for
  * DOCS_ID_TEXT_MAX bytes): 0, or -ENOENT when it is missing, not a string,
- * empty, holds a NUL or is longer than an id may be. */
+ * empty, holds a NUL or is longer than an id may be, or another negative
+ * errno when the object's text could not be had (catalog_entry_string). */
 static int docs_entry_id(const struct entry *entry, const char *const *path, size_t depth,
                          char *out)
 {
     size_t n;
+    int rc = catalog_entry_string(entry, path, depth, out, DOCS_ID_TEXT_MAX, &n);
 
-    if (catalog_entry_string(entry, path, depth, out, DOCS_ID_TEXT_MAX, &n) || !n ||
-        memchr(out, '\0', n) || n > NAMES_MAX_ID_LEN)
-        return -ENOENT;
-    return 0;
+    if (!rc && (!n || memchr(out, '\0', n) || n > NAMES_MAX_ID_LEN))
+        rc = -ENOENT;
+    return rc;
 }
 
 /* Whether the string at `path` of the entry's object is `value`. */
@@ -712,9 +718,15 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
         uint64_t hash;
         bool found;
 
-        if (!docs_entry_is(result, ref_type, 2, type) ||
-            docs_entry_id(result, ref_id, 2, job_id))
+        if (!docs_entry_is(result, ref_type, 2, type))
             continue;
+        rc = docs_entry_id(result, ref_id, 2, job_id);
+        if (rc == -ENOENT) { /* no job: no document */
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            break;
         c->result = i;
         c->name_len = SIZE_MAX;
         c->job_id = d->arena.len;
@@ -910,8 +922,13 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
         struct listing *doc = NULL;
         struct blob *content_blob = NULL;
 
-        if (docs_entry_id(item, parse_job, 1, parse_id))
+        rc = docs_entry_id(item, parse_job, 1, parse_id);
+        if (rc == -ENOENT) { /* an item without a parse job has no document */
+            rc = 0;
             continue;
+        }
+        if (rc)
+            break;
         /* A document already fetched gives its size now; one known to be
          * gone is left out. */
         if (!doc_get(catalog, source, parse_id, CACHE_GET_PEEK, &doc)) {

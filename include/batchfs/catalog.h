@@ -153,7 +153,9 @@ extern const char *const catalog_content_names[CATALOG_CONTENT_COUNT];
  * possible, a NUL written after), or -ENOENT when a member is missing, the
  * value is not a string, or its text is longer than `size` (so that a
  * 10 MB value costs no decoding). Thread-safe; sends nothing, but a paged
- * text may be fetched again.
+ * text may be fetched again: when that fails, its negative errno (-ESTALE
+ * for a page that is gone; never -ENOENT: the object is listed, its text
+ * could not be had).
  */
 int catalog_entry_string(const struct entry *entry, const char *const *path, size_t depth,
                          char *out, size_t size, size_t *len);

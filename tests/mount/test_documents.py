@@ -1214,7 +1214,8 @@ class FolderLargerThanTheCache(Checks, harness.FreshMountTestCase):
     (and completed/'s) is larger than the whole budget. Reading its
     documents one by one must not list the folder again for each (every
     lookup needs the folder; each document read pushed it out of the
-    cache)."""
+    cache), and a page of completed/ that cannot be fetched again fails the
+    folder rather than leaving its documents out."""
     DOUBLE_ARGS = WIDE_ARGS
 
     def folder(self, name):
@@ -1233,6 +1234,22 @@ class FolderLargerThanTheCache(Checks, harness.FreshMountTestCase):
         by = self.double.stats()["by_endpoint"]
         self.assertEqual(by["list_items"], 0)
         self.assertGreaterEqual(by["parse_v1_markdown"], 40)
+
+    def test_page_not_had_again_fails_the_folder(self):
+        self.mounted("cache_size=1M", "cache_ttl=300", "retries=1", "timeout=5")
+        files = v1_files(WIDE_DATA, WIDE_JOB, b".md")
+        self.assertEqual(len(os.listdir(self.folder("completed"))), len(files))
+        self.assertGreater(mount_stats(self.mount.path)["cache"]["pages"]["dropped"], 0)
+        self.double.faults([{"kind": "status", "status": 500,
+                             "path": r"^/api/v1/beta/batch-processing/[^/]+/items$"}])
+        # In a process of its own: a folder that skipped each item it could
+        # not read would retry page after page for hours, not fail.
+        res = run("ls", "-f", self.folder("markdown"), check=False, timeout=60)
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn(b"Input/output error", res.stderr)
+        self.assertGreater(self.double.stats()["by_endpoint"]["list_items"], 0)
+        self.double.faults([])
+        self.assertEqual(sorted(os.listdir(self.folder("markdown"))), sorted(files))
 
 
 if __name__ == "__main__":
