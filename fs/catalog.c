@@ -594,11 +594,10 @@ static size_t catalog_listing_bytes(void *arg)
     struct cache_stats cs;
 
     cache_get_stats(catalog->cache, &cs);
-    /* The pages share the budget the cache keeps beside a folder bigger
-     * than all of it (cache.h): counting that folder would leave the pages
-     * of its own files no room. */
-    return cs.bytes - cs.spared_bytes +
-           __atomic_load_n(&catalog->building, __ATOMIC_RELAXED);
+    /* A folder the cache keeps beyond its budget (cache.h) counts here:
+     * pages beside it would hold the budget twice over (a million-item walk
+     * under 64M peaked 46 MiB higher for 4 % fewer requests). */
+    return cs.bytes + __atomic_load_n(&catalog->building, __ATOMIC_RELAXED);
 }
 
 /* cache_config.cancel_begin: a cancel token current for the fetch thread's
