@@ -531,13 +531,14 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
         qsort_r(b->items, b->count, sizeof(*b->items), docs_item_compare, b->arena.data);
     l->entries = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->entries));
     l->job_ids = calloc(b->count ? b->count : 1, sizeof(*l->job_ids));
-    if (!l->entries || !l->job_ids)
+    l->gone = calloc(b->count ? b->count : 1, 1);
+    if (!l->entries || !l->job_ids || !l->gone)
         goto nomem;
     l->strings_bytes = b->arena.len;
     l->strings = buf_steal_big(&b->arena);
     if (!l->strings)
         goto nomem;
-    bytes = sizeof(*l) + l->strings_bytes + b->count * sizeof(*l->job_ids);
+    bytes = sizeof(*l) + l->strings_bytes + b->count * (sizeof(*l->job_ids) + 1);
     for (size_t i = 0; i < b->count; i++) {
         struct entry *e = &l->entries[i];
         const struct docs_item *item = &b->items[i];
@@ -980,8 +981,8 @@ static void *docs_request_copy(const void *req)
 }
 
 /* A content folder is not registered with live.c (unlike the other
- * listings): building it again costs no request while its documents are
- * cached, and catalog_doc_content must be able to have it built again. */
+ * listings): building it again costs no request while completed/'s pages
+ * and its documents are cached. */
 static int docs_fetch(void *arg, const char *key, void **value, size_t *bytes,
                       double *ttl_s)
 {
@@ -1051,10 +1052,9 @@ static void docs_walk(struct catalog *catalog, struct listing *docs, size_t inde
             doc_prefetch(catalog, source, docs->job_ids[i]);
 }
 
-int catalog_doc_content(struct catalog *catalog, const char *id, struct listing *docs,
-                        size_t index, enum catalog_content content, struct blob **out)
+int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t index,
+                        enum catalog_content content, struct blob **out)
 {
-    char key[NAMES_MAX_ID_LEN + 32];
     const struct entry *e;
     struct listing *doc;
     char source = doc_source_of(false, content);
@@ -1069,6 +1069,8 @@ int catalog_doc_content(struct catalog *catalog, const char *id, struct listing 
         *out = blob_ref(e->content);
         return 0;
     }
+    if (listing_doc_gone(docs, index))
+        return -ENOENT;
     docs_walk(catalog, docs, index, source);
     rc = doc_get(catalog, source, docs->job_ids[index], CACHE_GET_DEFAULT, &doc);
     if (rc)
@@ -1076,11 +1078,11 @@ int catalog_doc_content(struct catalog *catalog, const char *id, struct listing 
     if (doc->self.content) {
         *out = blob_ref(doc->self.content);
     } else {
-        /* Gone (its results expired): the folder is built again without
-         * it, at no cost, for whoever lists it next. */
+        /* Gone (its results expired). Listing the folder again without it
+         * would cost completed/'s pages, every one under a small
+         * cache_size: the entry is marked instead. */
         rc = -ENOENT;
-        if (!docs_key(key, sizeof(key), false, id, content))
-            cache_expire(catalog->cache, key);
+        listing_mark_doc_gone(docs, index);
     }
     listing_release(doc);
     return rc;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "batchfs/bigmem.h"
+#include "batchfs/hash.h"
 
 /* ---- listings and their entries -------------------------------------- */
 
@@ -59,6 +60,29 @@ struct listing_link *listing_link(struct listing *listing)
     return &listing->link;
 }
 
+bool listing_doc_gone(const struct listing *listing, size_t index)
+{
+    return listing->gone && index < listing->count &&
+           __atomic_load_n(&listing->gone[index], __ATOMIC_RELAXED);
+}
+
+void listing_mark_doc_gone(struct listing *listing, size_t index)
+{
+    if (listing->gone && index < listing->count &&
+        !__atomic_exchange_n(&listing->gone[index], 1, __ATOMIC_RELAXED))
+        __atomic_add_fetch(&listing->gone_marks, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t listing_version(const struct listing *listing)
+{
+    unsigned marks = __atomic_load_n(&listing->gone_marks, __ATOMIC_ACQUIRE);
+
+    /* Generations count up from 1: a mix of one with the marks is another
+     * number, which no other listing's generation is but by a 2^-64
+     * chance. */
+    return marks ? hash_mix(listing->generation ^ hash_mix(marks)) : listing->generation;
+}
+
 void listing_release(struct listing *listing)
 {
     if (!listing || __atomic_sub_fetch(&listing->refs, 1, __ATOMIC_ACQ_REL) != 0)
@@ -71,6 +95,7 @@ void listing_release(struct listing *listing)
     bigmem_free(listing->entries);
     bigmem_free(listing->by_name);
     free(listing->job_ids);
+    free(listing->gone);
     free(listing->note);
     bigmem_free(listing->strings);
     free(listing);

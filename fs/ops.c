@@ -443,6 +443,8 @@ static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
         const char *name;
         size_t need;
 
+        if (tree_dir_gone(dir, index))
+            continue;
         /* Size the entry by its name first: a node must not be counted as
          * looked up unless its entry really goes out. */
         name = tree_dir_name(dir, index);

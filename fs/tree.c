@@ -236,8 +236,8 @@ static int resolve_docs(struct tree *tree, const struct node_view *view,
     if (!doc) {
         rc = -ENOENT;
     } else {
-        rc = catalog_doc_content(tree->catalog, view->owner_id, docs,
-                                 (size_t)(doc - docs->entries), content, &r->content);
+        rc = catalog_doc_content(tree->catalog, docs, (size_t)(doc - docs->entries),
+                                 content, &r->content);
         r->nlink = 1;
         if (doc->mtime.tv_sec || doc->mtime.tv_nsec)
             r->mtime = doc->mtime;

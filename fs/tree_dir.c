@@ -210,7 +210,7 @@ int tree_opendir(struct tree *tree, uint64_t ino, struct tree_dir **out, bool *u
         /* Folders with fixed entries never change; listings change when
          * refetched (a stream is its listing once it has ended well). */
         uint64_t version = dir->fixed     ? 1
-                           : dir->listing ? dir->listing->generation
+                           : dir->listing ? listing_version(dir->listing)
                                           : dir_stream_version(dir);
 
         if (node->kind == NODE_JOB || node->kind == NODE_BATCH)
@@ -434,6 +434,12 @@ const char *tree_dir_name(const struct tree_dir *dir, size_t index)
     if (dir->fixed)
         return dir->fixed[index].name;
     return dir_listed(dir, index)->name;
+}
+
+bool tree_dir_gone(const struct tree_dir *dir, size_t index)
+{
+    return index >= 2 && index < tree_dir_count(dir) && dir->view.kind == NODE_DOCS &&
+           !dir->fixed && !dir->stream && listing_doc_gone(dir->listing, index - 2);
 }
 
 int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,

@@ -181,15 +181,16 @@ int catalog_docs(struct catalog *catalog, bool batch, const char *id,
 
 /*
  * The content of entry `index` of `docs` (from catalog_docs with the same
- * `id` and `content`): a new reference in *out. What the entry has, or else
- * its document, fetched (one request, cached for terminal_ttl). A lookup
- * that follows the one before it in folder order is taken for a walk: the
- * next documents are fetched ahead, up to max_connections at once. -ENOENT
- * when the document is gone (its results expired): the folder is then
- * listed without it from the next catalog_docs on. Thread-safe.
+ * `content`): a new reference in *out. What the entry has, or else its
+ * document, fetched (one request, cached for terminal_ttl). A lookup that
+ * follows the one before it in folder order is taken for a walk: the next
+ * documents are fetched ahead, up to max_connections at once. -ENOENT when
+ * the document is gone (its results expired): the entry is then marked so
+ * (listing_doc_gone), which readdir and later calls heed, at no request and
+ * without listing the folder again. Thread-safe.
  */
-int catalog_doc_content(struct catalog *catalog, const char *id, struct listing *docs,
-                        size_t index, enum catalog_content content, struct blob **out);
+int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t index,
+                        enum catalog_content content, struct blob **out);
 
 /*
  * Makes the bytes of `content` (a file the catalog gave) present, when the

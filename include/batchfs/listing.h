@@ -102,6 +102,14 @@ struct listing {
      * failed or expired; LISTING_DOC: why it has no content. Malloc'd, or
      * NULL. */
     char *note;
+    /* LISTING_DOCS: one byte an entry, set once its document is known to
+     * be gone (a v1 job's results expired): readdir leaves it out, a lookup
+     * gets ENOENT, and the folder need not be listed again for it (that
+     * costs all of completed/'s pages under a small cache_size). NULL for
+     * other listings. Through listing_doc_gone and listing_mark_doc_gone:
+     * any thread, without a lock. */
+    unsigned char *gone;
+    unsigned gone_marks; /* atomic: how many entries `gone` marks */
     /* LISTING_DOCS: the index a walk of the folder in its order would look
      * up next. A hint for reading ahead, not content: read and written
      * atomically by any thread. */
@@ -110,6 +118,19 @@ struct listing {
     /* The register's (live.c), through listing_link(). */
     struct listing_link link;
 };
+
+/* Whether entry `index` of a LISTING_DOCS is known to be gone (false for
+ * any other listing). Thread-safe. */
+bool listing_doc_gone(const struct listing *listing, size_t index);
+
+/* Marks entry `index` of a LISTING_DOCS gone (nothing for any other
+ * listing). Thread-safe. */
+void listing_mark_doc_gone(struct listing *listing, size_t index);
+
+/* What a folder shown from the listing shows, as a number: equal = the
+ * same entries. Its generation, changed by every entry marked gone (the
+ * kernel's copy of the folder must not outlive a mark). Thread-safe. */
+uint64_t listing_version(const struct listing *listing);
 
 /* A new listing of `kind`, empty, with one reference (the caller's) and a
  * generation of its own; NULL on ENOMEM. Thread-safe. */

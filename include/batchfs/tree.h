@@ -145,6 +145,10 @@ bool tree_dir_streamed(const struct tree_dir *dir);
  * the end. Cheap: no lock, no lookup. */
 const char *tree_dir_name(const struct tree_dir *dir, size_t index);
 
+/* Whether entry `index` is a document known to be gone since its folder
+ * was listed (listing_doc_gone): readdir leaves it out. Cheap: no lock. */
+bool tree_dir_gone(const struct tree_dir *dir, size_t index);
+
 /*
  * Entry `index` of the snapshot: its name and, in *out, its attributes. With
  * `link` the entry's node is created if needed and one kernel lookup of it is

@@ -1214,8 +1214,9 @@ class FolderLargerThanTheCache(Checks, harness.FreshMountTestCase):
     (and completed/'s) is larger than the whole budget. Reading its
     documents one by one must not list the folder again for each (every
     lookup needs the folder; each document read pushed it out of the
-    cache), and a page of completed/ that cannot be fetched again fails the
-    folder rather than leaving its documents out."""
+    cache; a document found gone had it listed again), and a page of
+    completed/ that cannot be fetched again fails the folder rather than
+    leaving its documents out."""
     DOUBLE_ARGS = WIDE_ARGS
 
     def folder(self, name):
@@ -1229,11 +1230,23 @@ class FolderLargerThanTheCache(Checks, harness.FreshMountTestCase):
         self.assertEqual(sorted(os.listdir(folder)), sorted(files))
         self.assertGreater(mount_stats(self.mount.path)["cache"]["pages"]["dropped"], 0)
         self.double.reset()
-        for name in sorted(files)[:40]:
-            self.assert_file(os.path.join(folder, name), files[name][1])
+        # Up to the second expired document: a document found gone must
+        # not have the folder listed again either.
+        names = sorted(files)
+        gone = [n for n in names if files[n][1] is None][:2]
+        self.assertEqual(len(gone), 2)
+        for name in names[:names.index(gone[1]) + 1]:
+            if files[name][1] is None:
+                with self.assertRaises(FileNotFoundError):
+                    read(os.path.join(folder, name))
+            else:
+                self.assert_file(os.path.join(folder, name), files[name][1])
         by = self.double.stats()["by_endpoint"]
         self.assertEqual(by["list_items"], 0)
-        self.assertGreaterEqual(by["parse_v1_markdown"], 40)
+        self.assertGreaterEqual(by["parse_v1_markdown"], names.index(gone[1]) + 1)
+        # ...and it is listed without them from then on.
+        self.assertEqual(sorted(os.listdir(folder)), sorted(set(names) - set(gone)))
+        self.assertEqual(self.double.stats()["by_endpoint"]["list_items"], 0)
 
     def test_page_not_had_again_fails_the_folder(self):
         self.mounted("cache_size=1M", "cache_ttl=300", "retries=1", "timeout=5")
