@@ -1036,14 +1036,12 @@ int catalog_docs(struct catalog *catalog, bool batch, const char *id,
 }
 
 /* A lookup of entry `index` right after one of the entry before it is a
- * walk of the folder in its order (grep -r, tar, cp -r): the documents
- * after it that are not at hand are fetched ahead, as many as requests may
- * run at once. */
+ * walk of the folder in its order (grep -r, tar, cp -r): the `ahead`
+ * documents after it that are not at hand are fetched ahead. */
 static void docs_walk(struct catalog *catalog, struct listing *docs, size_t index,
-                      char source)
+                      char source, size_t ahead)
 {
     size_t expected = __atomic_exchange_n(&docs->walk_next, index + 1, __ATOMIC_RELAXED);
-    size_t ahead = request_limits(api_request(catalog->api))->max_parallel;
 
     if (index == 0 || expected != index)
         return;
@@ -1058,6 +1056,7 @@ int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t in
     const struct entry *e;
     struct listing *doc;
     char source = doc_source_of(false, content);
+    bool spent;
     int rc;
 
     *out = NULL;
@@ -1071,8 +1070,19 @@ int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t in
     }
     if (listing_doc_gone(docs, index))
         return -ENOENT;
-    docs_walk(catalog, docs, index, source);
+    /* A walk reads as many documents ahead as requests may run at once,
+     * beside this one. Once the budget is spent (a folder bigger than
+     * cache_size is kept beyond it), only the two most recently used pages
+     * stay: one further ahead would be dropped before it is read, and cost
+     * its request twice. Then only the next is read ahead, once this one
+     * is here, so that it is the newer of the two. */
+    spent = !pagecache_has_room(catalog->pages);
+    if (!spent)
+        docs_walk(catalog, docs, index, source,
+                  request_limits(api_request(catalog->api))->max_parallel);
     rc = doc_get(catalog, source, docs->job_ids[index], CACHE_GET_DEFAULT, &doc);
+    if (spent)
+        docs_walk(catalog, docs, index, source, 1);
     if (rc)
         return rc;
     if (doc->self.content) {

@@ -142,6 +142,12 @@ static void page_drop(struct pagecache *pc, struct page *p)
  * then fetches each page once, even as it passes from one to the next. */
 #define PAGECACHE_MIN_KEPT 2
 
+/* What else the budget holds (config.other_bytes); with pc->lock held. */
+static size_t pagecache_other_bytes(const struct pagecache *pc)
+{
+    return pc->config.other_bytes ? pc->config.other_bytes(pc->config.other_arg) : 0;
+}
+
 /* Drops unpinned pages, least recently used first, until the budget holds. */
 static void pagecache_shrink(struct pagecache *pc)
 {
@@ -150,7 +156,7 @@ static void pagecache_shrink(struct pagecache *pc)
 
     if (!pc->config.max_bytes || pc->stats.kept <= PAGECACHE_MIN_KEPT)
         return;
-    other = pc->config.other_bytes ? pc->config.other_bytes(pc->config.other_arg) : 0;
+    other = pagecache_other_bytes(pc);
     for (link = pc->kept.oldest; link && pc->stats.kept > PAGECACHE_MIN_KEPT &&
                                  pc->stats.kept_bytes + other > pc->config.max_bytes;
          link = newer) {
@@ -422,6 +428,17 @@ void pagecache_follows(struct pagecache *pc, struct blob *page, struct blob *nex
         n->prev = p;
     }
     pthread_mutex_unlock(&pc->lock);
+}
+
+bool pagecache_has_room(struct pagecache *pc)
+{
+    bool room = true;
+
+    pthread_mutex_lock(&pc->lock);
+    if (pc->config.max_bytes)
+        room = pc->stats.kept_bytes + pagecache_other_bytes(pc) < pc->config.max_bytes;
+    pthread_mutex_unlock(&pc->lock);
+    return room;
 }
 
 void pagecache_get_stats(struct pagecache *pc, struct pagecache_stats *out)

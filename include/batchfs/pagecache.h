@@ -28,6 +28,7 @@
 #ifndef BATCHFS_PAGECACHE_H
 #define BATCHFS_PAGECACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "batchfs/blob.h"
@@ -91,6 +92,13 @@ struct blob *pagecache_add(struct pagecache *pc, char *bytes, size_t len,
  * Thread-safe.
  */
 void pagecache_follows(struct pagecache *pc, struct blob *page, struct blob *next);
+
+/* Whether the budget has room for a page more beside those kept (always,
+ * without a budget). A hint for reading ahead: once the budget is spent,
+ * only the two most recently used pages stay, so a page fetched more than
+ * one ahead of its reader is dropped before it is read, and fetched again.
+ * Thread-safe. */
+bool pagecache_has_room(struct pagecache *pc);
 
 void pagecache_get_stats(struct pagecache *pc, struct pagecache_stats *out);
 

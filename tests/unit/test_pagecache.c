@@ -240,6 +240,30 @@ static void test_budget_and_lru(void **state)
     pagecache_free(pc);
 }
 
+/* Room for a page more: while the pages and what is counted elsewhere are
+ * under the budget; always without one. */
+static void test_room(void **state)
+{
+    struct server *s = *state;
+    struct pagecache *pc = cache_of(2 * PAGE_LEN + 10, s), *unbounded = cache_of(0, s);
+    struct blob *a;
+
+    assert_true(pagecache_has_room(pc));
+    a = add(pc, s, "a");
+    blob_unpin(a);
+    assert_true(pagecache_has_room(pc));
+    s->other = PAGE_LEN + 10; /* a listing kept beyond the budget, say */
+    assert_false(pagecache_has_room(pc));
+    s->other = 0;
+    assert_true(pagecache_has_room(pc));
+    s->other = 3 * PAGE_LEN;
+    assert_true(pagecache_has_room(unbounded));
+    s->other = 0;
+    blob_unref(a);
+    pagecache_free(pc);
+    pagecache_free(unbounded);
+}
+
 /* Pinned pages are never dropped, whatever the budget; they go when let
  * go of, but for the two most recently used, which stay even when what the
  * caller counts elsewhere takes the whole budget. */
@@ -481,6 +505,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_budget_and_lru, server_setup,
                                         server_teardown),
+        cmocka_unit_test_setup_teardown(test_room, server_setup, server_teardown),
         cmocka_unit_test_setup_teardown(test_pinned_spared_and_floor, server_setup,
                                         server_teardown),
         cmocka_unit_test_setup_teardown(test_unbounded, server_setup, server_teardown),
