@@ -1075,13 +1075,14 @@ int catalog_doc_content(struct catalog *catalog, struct listing *docs, size_t in
      * cache_size is kept beyond it), only the two most recently used pages
      * stay: one further ahead would be dropped before it is read, and cost
      * its request twice. Then only the next is read ahead, once this one
-     * is here, so that it is the newer of the two. */
+     * is here, so that it is the newer of the two: not from a call that
+     * parked for it (the call is made again when it has come). */
     spent = !pagecache_has_room(catalog->pages);
     if (!spent)
         docs_walk(catalog, docs, index, source,
                   request_limits(api_request(catalog->api))->max_parallel);
     rc = doc_get(catalog, source, docs->job_ids[index], CACHE_GET_DEFAULT, &doc);
-    if (spent)
+    if (spent && rc != CACHE_PARKED)
         docs_walk(catalog, docs, index, source, 1);
     if (rc)
         return rc;

@@ -438,8 +438,8 @@ const char *tree_dir_name(const struct tree_dir *dir, size_t index)
 
 bool tree_dir_gone(const struct tree_dir *dir, size_t index)
 {
-    return index >= 2 && index < tree_dir_count(dir) && dir->view.kind == NODE_DOCS &&
-           !dir->fixed && !dir->stream && listing_doc_gone(dir->listing, index - 2);
+    return index >= 2 && dir->view.kind == NODE_DOCS && dir->listing &&
+           listing_doc_gone(dir->listing, index - 2);
 }
 
 int tree_dir_entry(struct tree *tree, struct tree_dir *dir, size_t index, bool link,
