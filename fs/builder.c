@@ -703,7 +703,12 @@ static void builder_place_strings(const struct builder *b, struct strings_cursor
 {
     const char *arena = b->arena.data;
     const char *status = s->status_len == BUILDER_NO_STRING ? NULL : arena + s->status;
-    char *id = builder_place(c, raw_id, s->id_len, false);
+    /* An item keeps no id: its file's text has it, for the rare reader
+     * that needs it (errors.tsv), and a million-item folder would pay
+     * 41 bytes an item for it. Others are named by their id. */
+    char *id = name && b->listing->kind == LISTING_ITEMS
+                   ? NULL
+                   : builder_place(c, raw_id, s->id_len, false);
     char *placed = id;
 
     if (name)

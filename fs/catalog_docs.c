@@ -418,8 +418,13 @@ static void doc_prefetch(struct catalog *catalog, char source, const char *job_i
 
 /* One entry of a folder being built: its strings are offsets into the
  * builder's arena, which moves as it grows. */
+/* The id offset of a document whose entry keeps none: a job's, whose
+ * item's text has it. */
+#define DOCS_NO_ID SIZE_MAX
+
 struct docs_item {
-    size_t name, id, status, job_id; /* offsets, each NUL-terminated */
+    size_t name, id, status, job_id; /* offsets, each NUL-terminated; id
+                                        may be DOCS_NO_ID */
     size_t name_len;                 /* the name may hold NULs (a file's) */
     struct blob *content;            /* referenced, or NULL */
     struct timespec mtime;
@@ -447,8 +452,8 @@ static int docs_arena_add(struct docs_builder *b, const char *s, size_t len, siz
     return rc ? rc : buf_append_char(&b->arena, '\0');
 }
 
-/* Adds an entry; takes `content` (a reference, or NULL) whatever the
- * outcome. */
+/* Adds an entry (`id` may be NULL); takes `content` (a reference, or NULL)
+ * whatever the outcome. */
 static int docs_builder_add(struct docs_builder *b, const char *name, size_t name_len,
                             const char *id, const char *status, const char *job_id,
                             struct blob *content, struct timespec mtime)
@@ -471,7 +476,8 @@ static int docs_builder_add(struct docs_builder *b, const char *name, size_t nam
     item->name_len = name_len;
     if (!rc)
         rc = docs_arena_add(b, name, name_len, &item->name);
-    if (!rc)
+    item->id = DOCS_NO_ID;
+    if (!rc && id)
         rc = docs_arena_add(b, id, strlen(id), &item->id);
     if (!rc)
         rc = docs_arena_add(b, status ? status : "", status ? strlen(status) : 0,
@@ -544,7 +550,7 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
         const struct docs_item *item = &b->items[i];
 
         e->name = l->strings + item->name;
-        e->id = l->strings + item->id;
+        e->id = item->id == DOCS_NO_ID ? NULL : l->strings + item->id;
         e->status = l->strings + item->status;
         e->content = item->content;
         e->mtime = item->mtime;
@@ -948,8 +954,8 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
         if (!rc)
             rc = buf_append_str(&name, suffix);
         if (!rc)
-            rc = docs_builder_add(&b, name.data, name.len, item->id, item->status,
-                                  parse_id, content_blob, item->mtime);
+            rc = docs_builder_add(&b, name.data, name.len, NULL, item->status, parse_id,
+                                  content_blob, item->mtime);
         else
             blob_unref(content_blob);
     }

@@ -214,6 +214,19 @@ int derive_tsv_field(const char *text, size_t len, struct buf *out)
     return rc;
 }
 
+/* Appends the decoded bytes of the JSON string text[0, len) to `field`. */
+static int derive_append_string(const char *text, size_t len, struct buf *field)
+{
+    size_t decoded_len;
+    int rc = buf_reserve(field, len);
+
+    if (!rc)
+        rc = jsontext_string(text, len, field->data + field->len, &decoded_len);
+    if (!rc)
+        field->len += decoded_len;
+    return rc;
+}
+
 /*
  * Appends the message field of an errors.tsv record for `e`, whose file's
  * text is text[0, len): a string's decoded bytes; nothing when
@@ -226,8 +239,6 @@ static int derive_error_message(const char *text, size_t len, struct buf *field,
                                 bool *has)
 {
     struct json_span span;
-    size_t msg_len;
-    int rc;
 
     *has = false;
     if (!text || jsontext_member(text, len, "error_message", &span) != 0 ||
@@ -236,13 +247,23 @@ static int derive_error_message(const char *text, size_t len, struct buf *field,
     *has = true;
     if (text[span.start] != '"')
         return jsontext_compact(text + span.start, span.len, field);
-    rc = buf_reserve(field, span.len);
-    if (rc)
-        return rc;
-    rc = jsontext_string(text + span.start, span.len, field->data + field->len, &msg_len);
-    if (!rc)
-        field->len += msg_len;
-    return rc;
+    return derive_append_string(text + span.start, span.len, field);
+}
+
+/* Appends the id field of an errors.tsv record for `e`, whose file's text
+ * is text[0, len): its id, or for an item (which keeps none) the decoded
+ * item_id of its text; nothing when that is absent or not a string. */
+static int derive_error_id(const struct entry *e, const char *text, size_t len,
+                           struct buf *field)
+{
+    struct json_span span;
+
+    if (e->id)
+        return buf_append_str(field, e->id);
+    if (!text || jsontext_member(text, len, "item_id", &span) != 0 ||
+        text[span.start] != '"')
+        return 0;
+    return derive_append_string(text + span.start, span.len, field);
 }
 
 /* One errors.tsv record for `e`, whose file's text is text[0, len): always
@@ -250,7 +271,7 @@ static int derive_error_message(const char *text, size_t len, struct buf *field,
 static int derive_error_record(const struct entry *e, const char *text, size_t len,
                                bool every, struct buf *out)
 {
-    struct buf msg = BUF_INIT;
+    struct buf msg = BUF_INIT, id = BUF_INIT;
     const char *name = e->name ? e->name : "";
     size_t name_len = strlen(name);
     bool has;
@@ -268,7 +289,9 @@ static int derive_error_record(const struct entry *e, const char *text, size_t l
     if (!rc)
         rc = buf_append_char(out, '\t');
     if (!rc)
-        rc = derive_tsv_field(e->id ? e->id : "", e->id ? strlen(e->id) : 0, out);
+        rc = derive_error_id(e, text, len, &id);
+    if (!rc)
+        rc = derive_tsv_field(id.data ? id.data : "", id.len, out);
     if (!rc)
         rc = buf_append_char(out, '\t');
     if (!rc)
@@ -277,6 +300,7 @@ static int derive_error_record(const struct entry *e, const char *text, size_t l
         rc = buf_append_char(out, '\n');
 out:
     buf_free(&msg);
+    buf_free(&id);
     return rc;
 }
 

@@ -29,7 +29,9 @@ struct live;
  * its `strings` block (see there), and entries may share them. */
 struct entry {
     char *name;            /* name in its directory */
-    char *id;              /* job id, batch id, item_id or source_directory_file_id */
+    /* Job id, batch id or source_directory_file_id; NULL for an item and a
+     * job's document, whose file's text (the item's) has its item_id. */
+    char *id;
     char *status;          /* as the API spelt it; NULL when absent */
     struct blob *content;  /* the object's file: job.json, batch object, item, result */
     struct timespec mtime; /* from the object's timestamps; 0 when it has none */

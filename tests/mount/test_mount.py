@@ -337,10 +337,11 @@ class Behaviour(harness.MountTestCase):
 
 
 class SmallCache(LayoutChecks, harness.MountTestCase):
-    """A cache smaller than one folder: the tree stays exact while listings
+    """A cache smaller than the folders together (each smaller than the
+    cap, so none is kept beyond it): the tree stays exact while listings
     are evicted and fetched again."""
-    SIZES = dict(seed=5, jobs=3, items=60, big_job=6000, batches=2, results=10)
-    DOUBLE_ARGS = ("--seed", "5", "--jobs", "3", "--items", "60", "--big-job", "6000",
+    SIZES = dict(seed=5, jobs=3, items=4000, big_job=6000, batches=2, results=10)
+    DOUBLE_ARGS = ("--seed", "5", "--jobs", "3", "--items", "4000", "--big-job", "6000",
                    "--batches", "2", "--results", "10")
     MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300")
 
@@ -354,12 +355,12 @@ class SmallCache(LayoutChecks, harness.MountTestCase):
 class SmallCacheFolderInUse(harness.MountTestCase):
     """A folder evicted while open is found again, not fetched again; one
     bigger than the whole cache is kept beside it while it is the latest."""
-    # Each job's completed/ holds about 1.5 MiB of entries: more than the
-    # cap alone.
-    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "9000", "--big-job", "9000",
+    # Each job's completed/ holds about 1.4 MiB of entries (120 bytes an
+    # item): more than the cap alone.
+    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "12000", "--big-job", "12000",
                    "--batches", "0")
     MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300")
-    DATA = apidouble.make_dataset(seed=5, jobs=1, items=9000, big_job=9000, batches=0)
+    DATA = apidouble.make_dataset(seed=5, jobs=1, items=12000, big_job=12000, batches=0)
 
     def cache(self):
         with open(self.path(".batchfs", "stats")) as f:
@@ -375,7 +376,7 @@ class SmallCacheFolderInUse(harness.MountTestCase):
         fd = os.open(completed, os.O_RDONLY | os.O_DIRECTORY)
         try:
             names = sorted(os.listdir(fd))
-            self.assertGreater(len(names), 7500)
+            self.assertGreater(len(names), 10000)
             # Listing a small folder leaves it cached: it is spared.
             os.listdir(self.path("jobs", job, "failed"))
             before, reused = self.listed(), self.cache()["reused"]
@@ -384,7 +385,7 @@ class SmallCacheFolderInUse(harness.MountTestCase):
             self.assertEqual(self.cache()["reused"], reused)
             # Another folder bigger than the cap evicts it; the open folder
             # still holds it.
-            self.assertGreater(len(os.listdir(self.path("jobs", other, "completed"))), 7500)
+            self.assertGreater(len(os.listdir(self.path("jobs", other, "completed"))), 10000)
             before, reused = self.listed(), self.cache()["reused"]
             with open(os.path.join(completed, names[-1]), "rb") as f:
                 item = json.loads(f.read())

@@ -260,6 +260,28 @@ static void test_errors_tsv(void **state)
     listing_release(l);
 }
 
+/* Items keep no id (their text has it): the id field is the text's
+ * item_id, decoded and escaped; empty when absent or not a string. */
+static void test_errors_tsv_ids_from_the_text(void **state)
+{
+    const char *objects[] = {
+        "{\"item_id\": \"i\\u0031\", \"error_message\": \"m1\"}",
+        "{\"error_message\": \"m2\", \"item_id\": \"a\\tb\"}",
+        "{\"error_message\": \"m3\"}",
+        "{\"item_id\": 7, \"error_message\": \"m4\"}",
+    };
+    const char *ids[] = {"n1", "n2", "n3", "n4"};
+    const size_t order[] = {0, 1, 2, 3};
+    struct listing *l = make_listing(objects, ids, order, 4);
+    const struct listing *lists[] = {l};
+
+    (void)state;
+    for (size_t i = 0; i < l->count; i++)
+        l->entries[i].id = NULL;
+    assert_errors_tsv(lists, false, "n1\ti1\tm1\nn2\ta\\tb\tm2\nn3\t\tm3\nn4\t\tm4\n");
+    listing_release(l);
+}
+
 static void test_progress_line(void **state)
 {
     struct buf out = BUF_INIT;
@@ -287,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_ndjson_across_listings),
         cmocka_unit_test(test_ndjson_sized_from_measured_lines),
         cmocka_unit_test(test_errors_tsv),
+        cmocka_unit_test(test_errors_tsv_ids_from_the_text),
         cmocka_unit_test(test_progress_line),
     };
 
