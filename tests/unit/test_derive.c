@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,50 @@ static const struct blob_pager unreachable = {.pin = unreachable_pin,
  * its size needs no page, even one that cannot be fetched; its bytes do,
  * and reading them gives the page's error. A line not measured is
  * measured from the text. */
+/* Lines past the first offsets kept (one every 64 lines), in two lists:
+ * every read, from every offset, finds its line. */
+static void test_ndjson_many_lines(void **state)
+{
+    enum { FIRST = 150, SECOND = 70 };
+    char text[FIRST + SECOND][64];
+    const char *objects[FIRST + SECOND], *ids[FIRST + SECOND];
+    size_t order[FIRST + SECOND];
+    struct listing *lists[2];
+    struct buf want = BUF_INIT, out = BUF_INIT;
+    struct blob *blob;
+    size_t bytes;
+
+    (void)state;
+    for (size_t i = 0; i < FIRST + SECOND; i++) {
+        /* Lines of 12 to 45 bytes, so that no two runs of them line up. */
+        snprintf(text[i], sizeof(text[i]), "{\"item_id\": \"%zu%.*s\"}", i,
+                 (int)(i * 7 % 31), "abcdefghijklmnopqrstuvwxyz01234");
+        objects[i] = text[i];
+        ids[i] = text[i] + 13;
+        order[i] = i < FIRST ? FIRST - 1 - i : i - FIRST; /* the first in reverse */
+    }
+    lists[0] = make_listing(objects, ids, order, FIRST);
+    lists[1] = make_listing(objects + FIRST, ids + FIRST, order + FIRST, SECOND);
+    for (size_t i = 0; i < FIRST + SECOND; i++) {
+        size_t at = i < FIRST ? FIRST - 1 - i : i;
+        assert_int_equal(jsontext_compact(text[at], strlen(text[at]), &want), 0);
+        assert_int_equal(buf_append_char(&want, '\n'), 0);
+    }
+    assert_int_equal(derive_ndjson(lists, 2, &blob, &bytes), 0);
+    listing_release(lists[0]);
+    listing_release(lists[1]);
+    assert_int_equal(blob_len(blob), want.len);
+    assert_true(bytes < 16 * (FIRST + SECOND)); /* 8 bytes a line and a little */
+    for (size_t step = 1; step <= 130; step += 43) {
+        read_all(blob, step, &out);
+        assert_int_equal(out.len, want.len);
+        assert_memory_equal(out.data, want.data, out.len);
+    }
+    buf_free(&want);
+    buf_free(&out);
+    blob_unref(blob);
+}
+
 static void test_ndjson_sized_from_measured_lines(void **state)
 {
     const char *objects[] = {"{\"item_id\": \"a\"}", "{\"item_id\": \"b\", \"n\": [1, 2]}"};
@@ -307,6 +352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ndjson_in_api_order),
         cmocka_unit_test(test_ndjson_across_listings),
+        cmocka_unit_test(test_ndjson_many_lines),
         cmocka_unit_test(test_ndjson_sized_from_measured_lines),
         cmocka_unit_test(test_errors_tsv),
         cmocka_unit_test(test_errors_tsv_ids_from_the_text),
