@@ -800,18 +800,16 @@ static void listpages_charge(struct listpages *list, size_t held)
     api_charge_update(list->preparer ? list->preparer->charge : NULL, &list->charged, held);
 }
 
-/* The listing's first total_size: room for its ids, at the rate of key
- * bytes seen so far, and the preparer's hint. */
+/* The listing's first total_size: room for its ids, and the preparer's
+ * hint. */
 static void listpages_expect(struct listpages *list, size_t total)
 {
     size_t count = total < list->limits.max_items ? total : list->limits.max_items;
-    size_t seen = list->ids.count;
-
     list->hinted = true;
     if (count > API_EXPECT_MAX)
         count = API_EXPECT_MAX;
     /* Only a hint: without the room, the set grows as it would have. */
-    (void)idset_expect(&list->ids, count, seen ? list->ids.keys.len / seen + 1 : 64);
+    (void)idset_expect(&list->ids, count);
     listpages_charge(list, idset_footprint(&list->ids));
     if (list->preparer && list->preparer->expect)
         list->preparer->expect(list->preparer->arg, count);

@@ -262,7 +262,7 @@ void stream_restart(struct stream *stream)
     /* Already restarted: the set holds them all. */
     if (stream->seen.count)
         return;
-    if (idset_expect(&stream->seen, stream->added, 32) == 0)
+    if (idset_expect(&stream->seen, stream->added) == 0)
         stream_charge(stream, idset_footprint(&stream->seen));
     for (size_t i = 0; i < stream->added; i++) {
         const char *id = stream_entry(stream, i)->id;
