@@ -406,7 +406,7 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         blob_unref(b->last_page);
         b->last_page = blob_ref(r.source);
     }
-    entry->mtime = r.mtime;
+    entry_set_mtime(entry, r.mtime);
     entry->line_len = r.line_len <= UINT32_MAX ? (uint32_t)r.line_len : 0;
     strings->status_len = BUILDER_NO_STRING;
     /* names.c keeps the ids of the entries it names: no second copy. */
@@ -541,7 +541,7 @@ static void builder_tell_jobs(struct builder *b, size_t first)
             s->status_len == BUILDER_NO_STRING ? NULL : b->arena.data + s->status;
 
         b->jobs[i].id = b->arena.data + s->id;
-        b->jobs[i].mtime = b->listing->entries[first + i].mtime;
+        b->jobs[i].mtime = entry_mtime(&b->listing->entries[first + i]);
         b->jobs[i].status =
             status && !memchr(status, '\0', s->status_len) ? status : NULL;
     }

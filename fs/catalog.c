@@ -391,7 +391,7 @@ static void catalog_stream_listing(struct catalog_noting *n,
         return;
     for (size_t i = 0; i < listing->count && !rc; i++)
         rc = stream_add(n->stream, listing->entries[i].id, listing->entries[i].status,
-                        listing->entries[i].mtime);
+                        entry_mtime(&listing->entries[i]));
     catalog_stream_added(n, rc);
 }
 
@@ -912,7 +912,7 @@ static int catalog_known_batches(struct catalog *catalog, struct listing **out)
         struct listing *batch;
 
         if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &batch)) {
-            b.listing->entries[i].mtime = batch->self.mtime;
+            b.listing->entries[i].mtime_ns = batch->self.mtime_ns;
             b.listing->entries[i].content = blob_ref(batch->self.content);
             listing_release(batch);
         }
@@ -1003,7 +1003,7 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     rc = catalog_job(catalog, job_id, &owner, &job);
     if (rc)
         return rc;
-    self->mtime = job->mtime;
+    self->mtime_ns = job->mtime_ns;
     /* Read as text, like the listings: a stray byte in another field must
      * not cost the job its progress. A counter unknown counts 0. */
     rc = catalog_job_counters(job, n, known);
@@ -1055,7 +1055,7 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
     rc = catalog_job(catalog, job_id, &owner, &job);
     if (rc)
         return rc;
-    self->mtime = job->mtime;
+    self->mtime_ns = job->mtime_ns;
     for (int i = 0; i < CATALOG_ITEM_STATUS_COUNT && !rc; i++) {
         /* Only failed items carry the errors worth a line. */
         if (kind == CATALOG_FILE_ERRORS && i != catalog_item_status_index("failed"))
@@ -1103,7 +1103,7 @@ static int catalog_batch_aggregate(struct catalog *catalog, const char *batch_id
     rc = catalog_batch(catalog, batch_id, &batch);
     if (rc)
         return rc;
-    self->mtime = batch->self.mtime;
+    self->mtime_ns = batch->self.mtime_ns;
     if (kind == CATALOG_FILE_EXTRACTED)
         rc = catalog_docs_extracted_ndjson(catalog, batch_id, self);
     else if (kind == CATALOG_FILE_ERRORS)

@@ -273,6 +273,7 @@ static int doc_value_new(struct catalog *catalog, char source, const char *job_i
     struct blob *content = NULL;
     struct listing *doc = NULL;
     size_t id_len = strlen(job_id), status_len;
+    struct timespec updated;
     char *note = NULL;
     bool noted = false; /* a note was wanted: NULL then means no memory */
 
@@ -314,8 +315,8 @@ static int doc_value_new(struct catalog *catalog, char source, const char *job_i
     doc->self.name = doc->strings;
     doc->self.status = doc->strings + id_len + 1;
     doc->self.content = content;
-    if (job->updated_at)
-        listing_parse_time(job->updated_at, &doc->self.mtime);
+    if (job->updated_at && !listing_parse_time(job->updated_at, &updated))
+        entry_set_mtime(&doc->self, updated);
     doc->note = note;
     doc->bytes = sizeof(*doc) + doc->strings_bytes + (note ? strlen(note) + 1 : 0) +
                  (content ? blob_footprint(content) : 0);
@@ -553,7 +554,7 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
         e->id = item->id == DOCS_NO_ID ? NULL : l->strings + item->id;
         e->status = l->strings + item->status;
         e->content = item->content;
-        e->mtime = item->mtime;
+        entry_set_mtime(e, item->mtime);
         e->api_index = (uint32_t)i;
         e->line_len = (uint32_t)item->name_len;
         l->job_ids[i] = l->strings + item->job_id;
@@ -821,7 +822,7 @@ static int docs_batch_documents(struct catalog *catalog, struct docs_batch *d,
         if (doc->self.content)
             rc = docs_builder_add(b, name, name_len, result->id, doc->self.status,
                                   d->arena.data + d->counted[i].job_id,
-                                  blob_ref(doc->self.content), doc->self.mtime);
+                                  blob_ref(doc->self.content), entry_mtime(&doc->self));
         else if (doc_failed(doc->self.status))
             rc = docs_failure_line(b, name, name_len - suffix_len, result->id, doc);
     }
@@ -955,7 +956,7 @@ static int docs_list_job(struct catalog *catalog, const char *job_id,
             rc = buf_append_str(&name, suffix);
         if (!rc)
             rc = docs_builder_add(&b, name.data, name.len, NULL, item->status, parse_id,
-                                  content_blob, item->mtime);
+                                  content_blob, entry_mtime(item));
         else
             blob_unref(content_blob);
     }
@@ -1161,10 +1162,10 @@ int catalog_docs_extracted_ndjson(struct catalog *catalog, const char *batch_id,
             rc = buf_append_str(&out, "}\n");
     }
     if (!rc) {
-        self->mtime = docs->count ? docs->entries[0].mtime : self->mtime;
-        for (size_t i = 1; i < docs->count; i++)
-            if (docs->entries[i].mtime.tv_sec > self->mtime.tv_sec)
-                self->mtime = docs->entries[i].mtime;
+        /* The newest document's time, compared to the second. */
+        for (size_t i = 0; i < docs->count; i++)
+            if (!i || entry_mtime(&docs->entries[i]).tv_sec > entry_mtime(self).tv_sec)
+                self->mtime_ns = docs->entries[i].mtime_ns;
         self->content = blob_new(out.data ? out.data : "", out.len);
         rc = self->content ? 0 : -ENOMEM;
     }

@@ -214,7 +214,7 @@ int stream_add(struct stream *stream, const char *id, const char *status,
     entry->id = name;
     entry->status = status ? (char *)stream->last_status : NULL;
     entry->content = NULL;
-    entry->mtime = mtime;
+    entry_set_mtime(entry, mtime);
     entry->api_index = (uint32_t)stream->added;
     entry->line_len = 0;
     stream->added++;

@@ -239,8 +239,8 @@ static int resolve_docs(struct tree *tree, const struct node_view *view,
         rc = catalog_doc_content(tree->catalog, docs, (size_t)(doc - docs->entries),
                                  content, &r->content);
         r->nlink = 1;
-        if (doc->mtime.tv_sec || doc->mtime.tv_nsec)
-            r->mtime = doc->mtime;
+        if (doc->mtime_ns)
+            r->mtime = entry_mtime(doc);
     }
     listing_release(docs);
     return rc;
@@ -256,7 +256,7 @@ static int resolve_job(struct tree *tree, const struct node_view *view, bool wan
     rc = catalog_job(tree->catalog, view->owner_id, &owner, &job);
     if (rc)
         return rc;
-    r->mtime = job->mtime;
+    r->mtime = entry_mtime(job);
     r->terminal = catalog_job_is_terminal(job->status);
     switch (view->kind) {
     case NODE_JOB:
@@ -297,7 +297,7 @@ static int resolve_item(struct tree *tree, const struct node_view *view, struct 
     item = listing_find(items, view->name);
     if (item) {
         r->content = blob_ref(item->content);
-        r->mtime = item->mtime;
+        r->mtime = entry_mtime(item);
         r->nlink = 1;
     } else {
         rc = -ENOENT;
@@ -316,7 +316,7 @@ static int resolve_batch(struct tree *tree, const struct node_view *view, bool w
     rc = catalog_batch(tree->catalog, view->owner_id, &batch);
     if (rc)
         return rc;
-    r->mtime = batch->self.mtime;
+    r->mtime = entry_mtime(&batch->self);
     r->terminal = catalog_job_is_terminal(batch->self.status);
     if (view->kind == NODE_DOCS || view->kind == NODE_DOC) {
         rc = resolve_docs(tree, view, &batch->self, want_listing, r);
@@ -341,7 +341,7 @@ static int resolve_batch(struct tree *tree, const struct node_view *view, bool w
             break;
         }
         r->nlink = 1;
-        r->mtime = result->mtime.tv_sec ? result->mtime : batch->self.mtime;
+        r->mtime = entry_mtime(result->mtime_ns ? result : &batch->self);
         r->content = blob_ref(result->content);
         break;
     }
@@ -397,7 +397,7 @@ static int resolve_group(struct tree *tree, const struct node_view *view, bool w
         if (job && job_group_value(job, view->status_index, value, sizeof(value)) &&
             !strcmp(value, view->group)) {
             r->nlink = 1;
-            r->mtime = job->mtime;
+            r->mtime = entry_mtime(job);
             r->link_len = strlen(LINK_TARGET_PREFIX) + strlen(view->name);
             rc = 0;
         }
@@ -426,7 +426,7 @@ static int resolve_file(struct tree *tree, const struct node_view *view, struct 
     if (rc)
         return rc;
     r->nlink = 1;
-    r->mtime = file->self.mtime;
+    r->mtime = entry_mtime(&file->self);
     r->content = blob_ref(file->self.content);
     listing_release(file);
     return 0;

@@ -372,7 +372,7 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
         const struct entry *job = listing_find(dir->listing, dir->names[index]);
 
         r->nlink = 1;
-        r->mtime = job ? job->mtime : (struct timespec){0, 0};
+        r->mtime = job ? entry_mtime(job) : (struct timespec){0, 0};
         r->link_len = strlen(LINK_TARGET_PREFIX) + strlen(dir->names[index]);
         return;
     }
@@ -384,7 +384,7 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
             owner = dir->self;
         else if (dir->view.kind == NODE_BATCH)
             owner = &dir->listing->self;
-        r->mtime = owner ? owner->mtime : (struct timespec){0, 0};
+        r->mtime = owner ? entry_mtime(owner) : (struct timespec){0, 0};
         switch ((*fixed)->kind) {
         case NODE_JOB_JSON:
         case NODE_BATCH_JSON:
@@ -403,7 +403,7 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
         return;
     }
     *entry = dir_listed(dir, index);
-    r->mtime = (*entry)->mtime;
+    r->mtime = entry_mtime(*entry);
     switch (listing_child_kind(dir->view.kind)) {
     case NODE_JOB:
     case NODE_BATCH:
@@ -417,7 +417,7 @@ static void dir_entry_resolve(const struct tree_dir *dir, size_t index,
         r->nlink = 1;
         r->content = (*entry)->content; /* borrowed */
         if (!r->mtime.tv_sec && dir->view.kind == NODE_RESULTS)
-            r->mtime = dir->listing->self.mtime;
+            r->mtime = entry_mtime(&dir->listing->self);
         break;
     }
 }

@@ -34,7 +34,11 @@ struct entry {
     char *id;
     char *status;          /* as the API spelt it; NULL when absent */
     struct blob *content;  /* the object's file: job.json, batch object, item, result */
-    struct timespec mtime; /* from the object's timestamps; 0 when it has none */
+    /* From the object's timestamps, in nanoseconds since the epoch: 8
+     * bytes, not a struct timespec's 16, as a million-item listing pays
+     * every byte of its entries. 0 when it has none. Through entry_mtime
+     * and entry_set_mtime. */
+    int64_t mtime_ns;
     /* 32 bits each, as a listing holds at most LISTING_MAX_ENTRIES: a
      * million-item listing pays every byte of its entries. */
     uint32_t api_index; /* position in the API's order */
@@ -42,6 +46,36 @@ struct entry {
      * measured when listed; 0 when not measured (or over 4 GiB). */
     uint32_t line_len;
 };
+
+/* Where pointers take 8 bytes, what a million-item listing pays an entry
+ * beside its strings and its file's blob. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 48, "struct entry grew");
+
+/* An entry's mtime (0 when it has none). Pure. */
+static inline struct timespec entry_mtime(const struct entry *entry)
+{
+    int64_t sec = entry->mtime_ns / 1000000000, nsec = entry->mtime_ns % 1000000000;
+
+    if (nsec < 0) { /* before the epoch: the seconds round down */
+        sec--;
+        nsec += 1000000000;
+    }
+    return (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = (long)nsec};
+}
+
+/* Sets an entry's mtime; one outside what 64 bits of nanoseconds hold
+ * (1677-09-21 to 2262-04-11) is held at the nearer end. Pure. */
+static inline void entry_set_mtime(struct entry *entry, struct timespec mtime)
+{
+    const int64_t max_sec = INT64_MAX / 1000000000 - 1;
+    int64_t sec = (int64_t)mtime.tv_sec;
+    long nsec = mtime.tv_nsec < 0            ? 0
+                : mtime.tv_nsec > 999999999L ? 999999999L
+                                             : mtime.tv_nsec;
+
+    sec = sec > max_sec ? max_sec : sec < -max_sec ? -max_sec : sec;
+    entry->mtime_ns = sec * 1000000000 + nsec;
+}
 
 /* The most entries a listing holds: api_index is 32 bits. */
 #define LISTING_MAX_ENTRIES ((size_t)UINT32_MAX)

@@ -104,7 +104,7 @@ static void test_jobs_named_by_id(void **state)
     assert_string_equal(e->id, "bjb-0");
     assert_string_equal(e->status, "running");
     assert_int_equal(e->api_index, 1);
-    assert_int_equal(e->mtime.tv_sec, NEW_YEAR);
+    assert_int_equal(entry_mtime(e).tv_sec, NEW_YEAR);
     /* No page to render from: rendered from a copy of its text, measured
      * when first asked. */
     assert_null(blob_bytes(e->content));
@@ -116,8 +116,8 @@ static void test_jobs_named_by_id(void **state)
     assert_string_equal(e->name, "bjb-1");
     assert_string_equal(e->status, "completed");
     assert_int_equal(e->api_index, 0);
-    assert_int_equal(e->mtime.tv_sec, MARCH_FIRST_TEN);
-    assert_int_equal(e->mtime.tv_nsec, 500000000);
+    assert_int_equal(entry_mtime(e).tv_sec, MARCH_FIRST_TEN);
+    assert_int_equal(entry_mtime(e).tv_nsec, 500000000);
     assert_pretty(e->content, j1, strlen(j1));
 
     assert_ptr_equal(listing_find(l, "bjb-1"), e);
@@ -152,8 +152,8 @@ static void test_items_named_by_names(void **state)
     assert_int_equal(l->entries[0].api_index, 0);
     assert_string_equal(l->entries[1].name, "a.pdf~i2.json");
     assert_null(l->entries[1].status);
-    assert_int_equal(l->entries[1].mtime.tv_sec, 0);
-    assert_int_equal(l->entries[1].mtime.tv_nsec, 0);
+    assert_int_equal(entry_mtime(&l->entries[1]).tv_sec, 0);
+    assert_int_equal(entry_mtime(&l->entries[1]).tv_nsec, 0);
     assert_string_equal(l->entries[2].name, "a.pdf~i1.json");
     assert_null(l->entries[2].id); /* in its text, not kept twice */
     assert_string_equal(l->entries[2].status, "fa_iled");
@@ -548,7 +548,7 @@ static void test_batch(void **state)
     assert_string_equal(l->self.name, "bat-1");
     assert_string_equal(l->self.id, "bat-1");
     assert_string_equal(l->self.status, "RUNNING");
-    assert_int_equal(l->self.mtime.tv_sec, NEW_YEAR);
+    assert_int_equal(entry_mtime(&l->self).tv_sec, NEW_YEAR);
     assert_pretty(l->self.content, batch, strlen(batch));
     assert_false(l->results_null);
     assert_int_equal(l->count, 1);
@@ -579,7 +579,7 @@ static void test_entries_by_id(void **state)
     assert_int_equal(builder_add_id(&b, "bat-1"), 0);
     b.listing->entries[0].content = blob_new("{}\n", 3);
     assert_non_null(b.listing->entries[0].content);
-    b.listing->entries[0].mtime.tv_sec = NEW_YEAR;
+    entry_set_mtime(&b.listing->entries[0], (struct timespec){NEW_YEAR, 0});
     assert_int_equal(builder_finish(&b, &l), 0);
     assert_int_equal(l->count, 2);
     assert_string_equal(l->entries[0].name, "bat-1");
@@ -589,7 +589,7 @@ static void test_entries_by_id(void **state)
     assert_string_equal(l->entries[1].name, "bat-2");
     assert_string_equal(l->entries[1].id, "bat-2");
     assert_int_equal(l->entries[1].api_index, 0);
-    assert_int_equal(l->entries[1].mtime.tv_sec, NEW_YEAR);
+    assert_int_equal(entry_mtime(&l->entries[1]).tv_sec, NEW_YEAR);
     assert_int_equal(blob_len(l->entries[1].content), 3);
     assert_true(l->bytes >= sizeof(*l) + entry_bytes(&l->entries[1]));
     listing_release(l);

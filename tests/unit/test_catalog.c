@@ -48,6 +48,37 @@ static void test_parse_time(void **state)
     assert_int_equal(listing_parse_time("2019-12-27T18:11:19+25:00", &ts), -EINVAL);
 }
 
+/* An entry keeps its time in 64 bits of nanoseconds: exact from 1677 to
+ * 2262, before the epoch too, and held at the nearer end beyond. */
+static void test_entry_mtime(void **state)
+{
+    struct entry e = {0};
+    struct timespec ts;
+
+    (void)state;
+    assert_int_equal(listing_parse_time("2019-12-27T18:11:19.117000001Z", &ts), 0);
+    entry_set_mtime(&e, ts);
+    assert_int_equal(entry_mtime(&e).tv_sec, 1577470279);
+    assert_int_equal(entry_mtime(&e).tv_nsec, 117000001);
+    assert_int_equal(listing_parse_time("1969-12-31T23:59:58.25Z", &ts), 0);
+    entry_set_mtime(&e, ts);
+    assert_int_equal(entry_mtime(&e).tv_sec, -2);
+    assert_int_equal(entry_mtime(&e).tv_nsec, 250000000);
+    assert_int_equal(listing_parse_time("2262-04-11T00:00:00Z", &ts), 0);
+    entry_set_mtime(&e, ts);
+    assert_int_equal(entry_mtime(&e).tv_sec, ts.tv_sec);
+    assert_int_equal(listing_parse_time("9999-12-31T23:59:59.5Z", &ts), 0);
+    entry_set_mtime(&e, ts);
+    assert_true(entry_mtime(&e).tv_sec > 9200000000LL &&
+                entry_mtime(&e).tv_sec < 9223372036LL); /* 2262 */
+    assert_int_equal(entry_mtime(&e).tv_nsec, 500000000);
+    assert_int_equal(listing_parse_time("1000-01-01T00:00:00Z", &ts), 0);
+    entry_set_mtime(&e, ts);
+    assert_true(entry_mtime(&e).tv_sec < -9200000000LL); /* 1677 */
+    entry_set_mtime(&e, (struct timespec){0, 0});
+    assert_int_equal(e.mtime_ns, 0); /* none */
+}
+
 static void test_statuses(void **state)
 {
     (void)state;
@@ -531,6 +562,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_time),
+        cmocka_unit_test(test_entry_mtime),
         cmocka_unit_test(test_statuses),
         cmocka_unit_test_setup_teardown(test_job_stream_says_total, env_setup_fetching,
                                         env_teardown),
