@@ -69,9 +69,21 @@ uint64_t blob_digest_fold(uint64_t h, uint64_t value)
     return hash_mix((h ^ value) * 0x9e3779b97f4a7c15ULL + 1);
 }
 
+/* Whether a held blob of `len` bytes is a block of bigmem's: one as big
+ * as a mapping (an errors.tsv of 100,000 lines, a long document), which
+ * freed from malloc's heaps would raise glibc's threshold for mapping and
+ * leave its hole there (bigmem.h). */
+static bool blob_held_is_big(size_t len)
+{
+    return len >= BIGMEM_MAP_MIN - sizeof(struct blob) - 1;
+}
+
 struct blob *blob_new(const char *data, size_t len)
 {
-    struct blob *blob = malloc(sizeof(*blob) + len + 1);
+    struct blob *blob = len > SIZE_MAX - sizeof(*blob) - 1 ? NULL
+                        : blob_held_is_big(len)
+                            ? bigmem_resize(NULL, sizeof(*blob) + len + 1)
+                            : malloc(sizeof(*blob) + len + 1);
 
     if (!blob)
         return NULL;
@@ -259,7 +271,10 @@ void blob_unref(struct blob *blob)
     } else if (blob_rendered_of(blob, &rendered)) {
         blob_unref(rendered.source);
     }
-    free(blob);
+    if (blob->kind == BLOB_HELD && blob_held_is_big(blob->length))
+        bigmem_free(blob);
+    else
+        free(blob);
 }
 
 const char *blob_bytes(const struct blob *blob)

@@ -283,7 +283,7 @@ static void builder_release_page(void *arg, void *state)
     if (page->source)
         blob_unpin(page->source); /* pinned while its objects were read */
     blob_unref(page->source);
-    free(page);
+    bigmem_free(page);
 }
 
 /* The page's body as a blob: the source its items' files are rendered
@@ -321,20 +321,22 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
         raw += objects[i].fields ? objects[i].fields[FIELD_STATUS].len +
                                        objects[i].fields[FIELD_ITEM_NAME].len
                                  : objects[i].raw_len;
-    page = malloc(sizeof(*page) + count * sizeof(*page->items) + raw);
+    /* Hundreds of KB for a page of 1000 items, while it is rendered: from
+     * bigmem, whose freeing leaves malloc's heaps as they were (bigmem.h). */
+    page = bigmem_resize(NULL, sizeof(*page) + count * sizeof(*page->items) + raw);
     if (!page)
         return -ENOMEM;
     /* The objects point into the body, a big one (api_preparer); the
      * source takes it without moving it (and keeps it pinned until the page
      * is released). Taking a malloc'd body would move it. */
     if (!body->big) {
-        free(page);
+        bigmem_free(page);
         return -EINVAL;
     }
     text = body->data;
     page->source = builder_page_source(b, body, again);
     if (!page->source) {
-        free(page);
+        bigmem_free(page);
         return -ENOMEM;
     }
     page->count = 0;

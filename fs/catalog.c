@@ -1020,6 +1020,18 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     return rc;
 }
 
+/* Makes `out` (a big buffer, which it empties) the content of `self`: an
+ * errors.tsv of a big folder is megabytes, and adopted from bigmem it
+ * costs no copy and leaves malloc's heaps as they were (bigmem.h). */
+static int catalog_adopt(struct buf *out, struct entry *self)
+{
+    size_t len = out->len;
+    char *data = buf_steal_big(out);
+
+    self->content = data ? blob_adopt(data, len) : NULL;
+    return self->content ? 0 : -ENOMEM;
+}
+
 /* Makes items.ndjson or errors.tsv from lists[0..n): the former as a made
  * blob (derive_ndjson, which sets *bytes), the latter as bytes, with a line
  * for every entry when `every` (see derive_errors_tsv). */
@@ -1027,16 +1039,14 @@ static int catalog_aggregate(struct listing *const *lists, size_t n,
                              enum catalog_file kind, bool every, struct entry *self,
                              size_t *bytes)
 {
-    struct buf out = BUF_INIT;
+    struct buf out = BUF_INIT_BIG;
     int rc;
 
     if (kind == CATALOG_FILE_NDJSON)
         return derive_ndjson(lists, n, &self->content, bytes);
     rc = derive_errors_tsv((const struct listing *const *)lists, n, every, &out);
-    if (!rc) {
-        self->content = blob_new(out.data ? out.data : "", out.len);
-        rc = self->content ? 0 : -ENOMEM;
-    }
+    if (!rc)
+        rc = catalog_adopt(&out, self);
     buf_free(&out);
     return rc;
 }
@@ -1078,16 +1088,14 @@ static int catalog_job_aggregate(struct catalog *catalog, const char *job_id,
 static int catalog_batch_errors(struct catalog *catalog, const struct listing *batch,
                                 struct entry *self)
 {
-    struct buf out = BUF_INIT;
+    struct buf out = BUF_INIT_BIG;
     int rc;
 
     rc = derive_errors_tsv(&batch, 1, false, &out);
     if (!rc)
         rc = catalog_docs_failures(catalog, batch, &out);
-    if (!rc) {
-        self->content = blob_new(out.data ? out.data : "", out.len);
-        rc = self->content ? 0 : -ENOMEM;
-    }
+    if (!rc)
+        rc = catalog_adopt(&out, self);
     buf_free(&out);
     return rc;
 }

@@ -464,7 +464,10 @@ static int docs_builder_add(struct docs_builder *b, const char *name, size_t nam
 
     if (b->count == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
-        struct docs_item *items = realloc(b->items, cap * sizeof(*items));
+        /* As big as the folder: bigmem's (bigmem.h), grown in place. */
+        struct docs_item *items = cap <= SIZE_MAX / sizeof(*items)
+                                      ? bigmem_resize(b->items, cap * sizeof(*items))
+                                      : NULL;
 
         if (!items) {
             blob_unref(content);
@@ -499,7 +502,7 @@ static void docs_builder_free(struct docs_builder *b)
 {
     for (size_t i = 0; i < b->count; i++)
         blob_unref(b->items[i].content);
-    free(b->items);
+    bigmem_free(b->items);
     buf_free(&b->arena);
     buf_free(&b->failures);
     memset(b, 0, sizeof(*b));
@@ -537,8 +540,8 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
     if (sort && b->count > 1)
         qsort_r(b->items, b->count, sizeof(*b->items), docs_item_compare, b->arena.data);
     l->entries = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->entries));
-    l->job_ids = calloc(b->count ? b->count : 1, sizeof(*l->job_ids));
-    l->gone = calloc(b->count ? b->count : 1, 1);
+    l->job_ids = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->job_ids));
+    l->gone = bigmem_calloc(b->count ? b->count : 1, 1);
     if (!l->entries || !l->job_ids || !l->gone)
         goto nomem;
     l->strings_bytes = b->arena.len;
@@ -716,7 +719,8 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
     char job_id[DOCS_ID_TEXT_MAX];
     int rc = 0;
 
-    d->counted = calloc(d->batch->count ? d->batch->count : 1, sizeof(*d->counted));
+    d->counted =
+        bigmem_calloc(d->batch->count ? d->batch->count : 1, sizeof(*d->counted));
     if (!d->counted || hindex_reserve(&d->by_file, d->batch->count))
         rc = -ENOMEM;
     for (size_t i = 0; i < d->batch->count && !rc; i++) {
@@ -794,7 +798,7 @@ static int docs_batch_documents(struct catalog *catalog, struct docs_batch *d,
 {
     char source = doc_source_of(true, content);
     size_t suffix_len = strlen(content_suffixes[content]);
-    struct listing **docs = calloc(d->count ? d->count : 1, sizeof(*docs));
+    struct listing **docs = bigmem_calloc(d->count ? d->count : 1, sizeof(*docs));
     int rc = 0;
 
     if (!docs)
@@ -828,7 +832,7 @@ static int docs_batch_documents(struct catalog *catalog, struct docs_batch *d,
     }
     for (size_t i = 0; i < d->count; i++)
         listing_release(docs[i]);
-    free(docs);
+    bigmem_free(docs);
     return rc;
 }
 
@@ -892,7 +896,7 @@ out:
     docs_builder_free(&b);
     names_free(names);
     buf_free(&d.arena);
-    free(d.counted);
+    bigmem_free(d.counted);
     hindex_free(&d.by_file);
     listing_release(batch);
     return rc;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/listing.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/utf8.h"
@@ -21,13 +22,13 @@ static int derive_api_order(const struct listing *l, const struct entry ***out)
     *out = NULL;
     if (!l->count)
         return 0;
-    order = malloc(l->count * sizeof(*order));
+    /* As big as the folder: from bigmem, whose freeing leaves malloc's
+     * heaps as they were (bigmem.h). Zeroed: no entry placed yet. */
+    order = bigmem_calloc(l->count, sizeof(*order));
     if (!order)
         return -ENOMEM;
     /* api_index values are distinct and below count for fetched listings;
      * fall back to name order if they are not. */
-    for (size_t i = 0; i < l->count; i++)
-        order[i] = NULL;
     for (size_t i = 0; i < l->count; i++) {
         size_t at = l->entries[i].api_index;
 
@@ -72,8 +73,8 @@ static void ndjson_free(void *state)
     for (size_t i = 0; i < nd->list_count; i++)
         listing_release(nd->lists[i]);
     free(nd->lists);
-    free(nd->lines);
-    free(nd->starts);
+    bigmem_free(nd->lines);
+    bigmem_free(nd->starts);
     free(nd);
 }
 
@@ -189,8 +190,8 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
         return -EFBIG;
     }
     nd->lists = calloc(n ? n : 1, sizeof(*nd->lists));
-    nd->lines = malloc((lines ? lines : 1) * sizeof(*nd->lines));
-    nd->starts = malloc((lines / NDJSON_STRIDE + 1) * sizeof(*nd->starts));
+    nd->lines = bigmem_calloc(lines ? lines : 1, sizeof(*nd->lines));
+    nd->starts = bigmem_calloc(lines / NDJSON_STRIDE + 1, sizeof(*nd->starts));
     if (!nd->lists || !nd->lines || !nd->starts) {
         ndjson_free(nd);
         return -ENOMEM;
@@ -215,7 +216,7 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
             total += len;
             digest = blob_digest_fold(digest, blob_get_digest(order[i]->content));
         }
-        free(order);
+        bigmem_free(order);
         base += lists[k]->count;
     }
     buf_free(&line);
@@ -386,7 +387,7 @@ int derive_errors_tsv(const struct listing *const *lists, size_t n, bool every,
         rc = derive_api_order(lists[k], &order);
         for (size_t i = 0; !rc && i < lists[k]->count; i++)
             rc = derive_error_line(order[i], every, out);
-        free(order);
+        bigmem_free(order);
     }
     return rc;
 }

@@ -307,9 +307,13 @@ static int http_handle_setup(struct http_client *client, CURL *easy)
         HTTP_SET(CURLOPT_CAINFO, client->ca_file);
     HTTP_SET(CURLOPT_CONNECTTIMEOUT, (long)client->connect_timeout_s);
     HTTP_SET(CURLOPT_ACCEPT_ENCODING, "gzip");
-    /* A page of 1000 items is about 400 KB: read it in one or two
-     * receives and callbacks rather than 25 of the default 16 KiB. */
-    HTTP_SET(CURLOPT_BUFFERSIZE, 512L * 1024);
+    /* A page of 1000 items is about 400 KB: read it in four receives and
+     * callbacks rather than 25 of the default 16 KiB. libcurl mallocs the
+     * buffer for each transfer: below glibc's 128 KiB threshold for mapping
+     * a block on its own, it is reused from malloc's heaps, where a bigger
+     * one, mapped and freed, would raise that threshold and leave later
+     * blocks' holes in the heaps (bigmem.h). */
+    HTTP_SET(CURLOPT_BUFFERSIZE, 120L * 1024);
     HTTP_SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     HTTP_SET(CURLOPT_TCP_KEEPALIVE, 1L);
     HTTP_SET(CURLOPT_TCP_KEEPIDLE, 60L);

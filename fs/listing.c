@@ -94,8 +94,8 @@ void listing_release(struct listing *listing)
     entry_clear(&listing->self);
     bigmem_free(listing->entries);
     bigmem_free(listing->by_name);
-    free(listing->job_ids);
-    free(listing->gone);
+    bigmem_free(listing->job_ids);
+    bigmem_free(listing->gone);
     free(listing->note);
     bigmem_free(listing->strings);
     free(listing);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "batchfs/buf.h"
+#include "batchfs/bigmem.h"
 #include "batchfs/idset.h"
 #include "batchfs/jsontext.h"
 #include "batchfs/log.h"
@@ -205,9 +206,9 @@ void listpages_page_release(struct listpages_page *page)
     if (page->prepared && preparer && preparer->release)
         preparer->release(preparer->arg, page->prepared);
     free(page->path_query);
-    free(page->candidates);
-    free(page->fields);
-    free(page->ids);
+    bigmem_free(page->candidates);
+    bigmem_free(page->fields);
+    bigmem_free(page->ids);
     free(page->token);
     http_response_free(&page->resp);
     memset(page, 0, sizeof(*page));
@@ -252,13 +253,14 @@ static int listpages_note_element(void *ctx, struct json_span element,
 
     if (e->count == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
-        struct json_span *spans = realloc(e->spans, cap * sizeof(*spans));
+        struct json_span *spans = bigmem_resize(e->spans, cap * sizeof(*spans));
 
         if (!spans)
             return -ENOMEM;
         e->spans = spans;
-        /* One field at least: realloc of 0 bytes may give NULL. */
-        fields = realloc(e->fields, cap * (e->n_keys ? e->n_keys : 1) * sizeof(*fields));
+        /* One field at least, so that the block is never empty. */
+        fields =
+            bigmem_resize(e->fields, cap * (e->n_keys ? e->n_keys : 1) * sizeof(*fields));
         if (!fields)
             return -ENOMEM;
         e->fields = fields;
@@ -324,11 +326,15 @@ static int listpages_page_parse(struct listpages_page *page)
     }
     page->count = elements.count;
     if (elements.count > 0) {
-        /* Each decoded id and its NUL fit in its element's bytes. */
-        page->candidates = calloc(elements.count, sizeof(*page->candidates));
-        page->ids = malloc(members[0].len);
+        /* Each decoded id and its NUL fit in its element's bytes. Each
+         * array is tens to hundreds of KB for a page of 1000 items: from
+         * bigmem, whose freeing leaves malloc's heaps as they were
+         * (bigmem.h), as do the elements' and the objects' below. */
+        page->candidates = bigmem_calloc(elements.count, sizeof(*page->candidates));
+        page->ids = bigmem_resize(NULL, members[0].len);
         if (n_keys)
-            page->fields = malloc(elements.count * n_keys * sizeof(*page->fields));
+            page->fields =
+                bigmem_resize(NULL, elements.count * n_keys * sizeof(*page->fields));
         if (!page->candidates || !page->ids || (n_keys && !page->fields)) {
             rc = -ENOMEM;
             goto out;
@@ -355,8 +361,8 @@ static int listpages_page_parse(struct listpages_page *page)
         page->n_candidates++;
     }
 out:
-    free(elements.spans);
-    free(elements.fields);
+    bigmem_free(elements.spans);
+    bigmem_free(elements.fields);
     return rc;
 }
 
@@ -376,7 +382,8 @@ static void listpages_page_read(struct listpages_page *page)
     if (page->rc == 0 && preparer && page->n_candidates > 0) {
         /* The candidates' objects, gathered for the preparer; it writes
          * `prepared` into them, which is copied back. */
-        struct api_object *objects = malloc(page->n_candidates * sizeof(*objects));
+        struct api_object *objects =
+            bigmem_resize(NULL, page->n_candidates * sizeof(*objects));
 
         if (!objects) {
             page->rc = -ENOMEM;
@@ -390,7 +397,7 @@ static void listpages_page_read(struct listpages_page *page)
                                      &page->prepared);
         for (size_t i = 0; page->rc == 0 && i < page->n_candidates; i++)
             page->candidates[i].object.prepared = objects[i].prepared;
-        free(objects);
+        bigmem_free(objects);
     }
 }
 
@@ -830,7 +837,7 @@ int listpages_page_deliver(struct listpages_page *page, api_objects_fn fn, void 
         log_warning("dropped %zu items not of status %s from page at offset %zu of %s",
                     page->wrong_status, list->status, page->offset, list->path);
     if (page->n_candidates > 0) {
-        objects = malloc(page->n_candidates * sizeof(*objects));
+        objects = bigmem_resize(NULL, page->n_candidates * sizeof(*objects));
         if (!objects) {
             rc = -ENOMEM;
             goto out;
@@ -860,7 +867,7 @@ int listpages_page_deliver(struct listpages_page *page, api_objects_fn fn, void 
     if (rc < 0)
         log_debug("listing %s aborted by its reader: %s", list->path, strerror(-rc));
 out:
-    free(objects);
+    bigmem_free(objects);
     listpages_page_release(page);
     return rc;
 }

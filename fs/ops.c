@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "batchfs/bigmem.h"
 #include "batchfs/buf.h"
 #include "batchfs/cache.h"
 #include "batchfs/catalog.h"
@@ -433,7 +434,9 @@ static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
     bool ahead;
     int rc = 0;
 
-    buf = malloc(size);
+    /* The kernel asks for up to a MiB at a time: from bigmem, whose
+     * freeing leaves malloc's heaps as they were (bigmem.h). */
+    buf = bigmem_resize(NULL, size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -487,7 +490,7 @@ static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
         fuse_reply_err(req, ops_errno(rc));
     else
         fuse_reply_buf(req, buf, used);
-    free(buf);
+    bigmem_free(buf);
     if (ahead) {
         tree_dir_prepare(tree, dir, index, index - start);
         tree_closedir(dir);

@@ -323,7 +323,7 @@ void tree_invalidate_all(struct tree *tree)
     size_t count = 0;
 
     pthread_mutex_lock(&tree->lock);
-    inos = malloc(tree->count * sizeof(*inos));
+    inos = bigmem_calloc(tree->count, sizeof(*inos));
     for (size_t i = 0; i < tree->by_ino.size; i++) {
         for (struct node *node = tree->by_ino.buckets[i]; node; node = node->next_by_ino) {
             node_forget_served(node);
@@ -336,7 +336,7 @@ void tree_invalidate_all(struct tree *tree)
         log_warning("no memory to drop the kernel's caches; they expire with their timeouts");
     for (size_t i = 0; i < count; i++)
         tree_notify(tree, inos[i]);
-    free(inos);
+    bigmem_free(inos);
 }
 
 void tree_get_stats(struct tree *tree, struct tree_stats *out)

@@ -70,6 +70,38 @@ static void alphabet_free(void *state)
 
 static const struct blob_maker alphabet_maker = {alphabet_make, alphabet_free};
 
+/* A held blob as big as a mapping is one of bigmem's: freeing it gives
+ * its memory back rather than raising malloc's threshold for mapping. One
+ * just below stays malloc's. */
+static void test_big_held_blob(void **state)
+{
+    size_t big = BIGMEM_MAP_MIN, mapped = bigmem_mapped();
+    char *bytes = malloc(big);
+    struct blob *blob, *small;
+    const char *out;
+    struct buf scratch = BUF_INIT;
+
+    (void)state;
+    assert_non_null(bytes);
+    memset(bytes, 'x', big);
+    bytes[big - 1] = 'y';
+    blob = blob_new(bytes, big);
+    assert_non_null(blob);
+    assert_int_equal(bigmem_mapped(), mapped + 1);
+    assert_int_equal(blob_len(blob), big);
+    assert_int_equal(blob_read(blob, big - 2, 10, &scratch, &out), 2);
+    assert_memory_equal(out, "xy", 2);
+    assert_int_equal(blob_get_digest(blob), blob_digest(bytes, big));
+    small = blob_new(bytes, 1000);
+    assert_non_null(small);
+    assert_int_equal(bigmem_mapped(), mapped + 1);
+    blob_unref(blob);
+    blob_unref(small);
+    assert_int_equal(bigmem_mapped(), mapped);
+    buf_free(&scratch);
+    free(bytes);
+}
+
 static void test_made_blob(void **state)
 {
     struct alphabet alpha = {0, 0};
@@ -588,6 +620,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_held_blob),
+        cmocka_unit_test(test_big_held_blob),
         cmocka_unit_test(test_made_blob),
         cmocka_unit_test(test_rendered_blob),
         cmocka_unit_test(test_pretty_blob),

@@ -213,6 +213,39 @@ static void test_ndjson_many_lines(void **state)
     blob_unref(blob);
 }
 
+/* A file of a big folder keeps its lines' index in bigmem's blocks, whose
+ * freeing gives the memory back (bigmem.h), and makes it in one pass over
+ * an order that is bigmem's too. */
+static void test_ndjson_index_of_a_big_folder(void **state)
+{
+    enum { N = 40000 };
+    const char **objects = calloc(N, sizeof(*objects)), **ids = calloc(N, sizeof(*ids));
+    size_t *order = calloc(N, sizeof(*order)), bytes, mapped;
+    struct listing *l;
+    struct blob *blob;
+
+    (void)state;
+    assert_non_null(objects);
+    assert_non_null(ids);
+    assert_non_null(order);
+    for (size_t i = 0; i < N; i++) {
+        objects[i] = "{\"item_id\": \"x\"}";
+        ids[i] = "x";
+        order[i] = i;
+    }
+    l = make_listing(objects, ids, order, N);
+    mapped = bigmem_mapped();
+    assert_int_equal(derive_ndjson(&l, 1, &blob, &bytes), 0);
+    assert_int_equal(bigmem_mapped(), mapped + 1); /* 320,000 bytes of lines */
+    assert_int_equal(blob_len(blob), (size_t)N * strlen("{\"item_id\":\"x\"}\n"));
+    blob_unref(blob);
+    assert_int_equal(bigmem_mapped(), mapped);
+    listing_release(l);
+    free(objects);
+    free(ids);
+    free(order);
+}
+
 static void test_ndjson_sized_from_measured_lines(void **state)
 {
     const char *objects[] = {"{\"item_id\": \"a\"}", "{\"item_id\": \"b\", \"n\": [1, 2]}"};
@@ -353,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_ndjson_in_api_order),
         cmocka_unit_test(test_ndjson_across_listings),
         cmocka_unit_test(test_ndjson_many_lines),
+        cmocka_unit_test(test_ndjson_index_of_a_big_folder),
         cmocka_unit_test(test_ndjson_sized_from_measured_lines),
         cmocka_unit_test(test_errors_tsv),
         cmocka_unit_test(test_errors_tsv_ids_from_the_text),
