@@ -113,6 +113,15 @@ struct blob *blob_adopt(char *data, size_t len)
     return blob;
 }
 
+struct blob *blob_adopt_buf(struct buf *b)
+{
+    size_t len = b->len;
+    char *data = buf_steal_big(b);
+
+    buf_free(b); /* when buf_steal_big failed */
+    return data ? blob_adopt(data, len) : NULL;
+}
+
 /* A blob of `kind` whose data[] is a copy of `size` bytes at `data`. */
 static struct blob *blob_new_kind(unsigned kind, const void *data, size_t size, size_t len,
                                   uint64_t digest)

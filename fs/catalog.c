@@ -1020,18 +1020,6 @@ static int catalog_job_progress(struct catalog *catalog, const char *job_id,
     return rc;
 }
 
-/* Makes `out` (a big buffer, which it empties) the content of `self`: an
- * errors.tsv of a big folder is megabytes, and adopted from bigmem it
- * costs no copy and leaves malloc's heaps as they were (bigmem.h). */
-static int catalog_adopt(struct buf *out, struct entry *self)
-{
-    size_t len = out->len;
-    char *data = buf_steal_big(out);
-
-    self->content = data ? blob_adopt(data, len) : NULL;
-    return self->content ? 0 : -ENOMEM;
-}
-
 /* Makes items.ndjson or errors.tsv from lists[0..n): the former as a made
  * blob (derive_ndjson, which sets *bytes), the latter as bytes, with a line
  * for every entry when `every` (see derive_errors_tsv). */
@@ -1045,8 +1033,10 @@ static int catalog_aggregate(struct listing *const *lists, size_t n,
     if (kind == CATALOG_FILE_NDJSON)
         return derive_ndjson(lists, n, &self->content, bytes);
     rc = derive_errors_tsv((const struct listing *const *)lists, n, every, &out);
-    if (!rc)
-        rc = catalog_adopt(&out, self);
+    if (!rc) {
+        self->content = blob_adopt_buf(&out);
+        rc = self->content ? 0 : -ENOMEM;
+    }
     buf_free(&out);
     return rc;
 }
@@ -1094,8 +1084,10 @@ static int catalog_batch_errors(struct catalog *catalog, const struct listing *b
     rc = derive_errors_tsv(&batch, 1, false, &out);
     if (!rc)
         rc = catalog_docs_failures(catalog, batch, &out);
-    if (!rc)
-        rc = catalog_adopt(&out, self);
+    if (!rc) {
+        self->content = blob_adopt_buf(&out);
+        rc = self->content ? 0 : -ENOMEM;
+    }
     buf_free(&out);
     return rc;
 }

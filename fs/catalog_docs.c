@@ -1135,7 +1135,7 @@ int catalog_docs_extracted_ndjson(struct catalog *catalog, const char *batch_id,
                                   struct entry *self)
 {
     struct listing *docs;
-    struct buf out = BUF_INIT;
+    struct buf out = BUF_INIT_BIG;
     int rc;
 
     rc = catalog_docs(catalog, true, batch_id, CATALOG_EXTRACTED, &docs);
@@ -1166,11 +1166,10 @@ int catalog_docs_extracted_ndjson(struct catalog *catalog, const char *batch_id,
             rc = buf_append_str(&out, "}\n");
     }
     if (!rc) {
-        /* The newest document's time, compared to the second. */
-        for (size_t i = 0; i < docs->count; i++)
-            if (!i || entry_mtime(&docs->entries[i]).tv_sec > entry_mtime(self).tv_sec)
+        for (size_t i = 0; i < docs->count; i++) /* the newest document's */
+            if (!i || docs->entries[i].mtime_ns > self->mtime_ns)
                 self->mtime_ns = docs->entries[i].mtime_ns;
-        self->content = blob_new(out.data ? out.data : "", out.len);
+        self->content = blob_adopt_buf(&out);
         rc = self->content ? 0 : -ENOMEM;
     }
     buf_free(&out);

@@ -94,6 +94,12 @@ struct blob *blob_new(const char *data, size_t len);
  * freed. */
 struct blob *blob_adopt(char *data, size_t len);
 
+/* blob_adopt of a buffer's bytes, which leaves it empty whatever the
+ * outcome: a file made in a buffer of megabytes (errors.tsv,
+ * extracted.ndjson) then costs no copy, and its growth and freeing no
+ * holes in malloc's heaps (bigmem.h). NULL on ENOMEM. */
+struct blob *blob_adopt_buf(struct buf *b);
+
 /* A made blob of `len` bytes whose digest is `digest` (the maker's to
  * compute: it must change whenever the bytes do). Takes `state`: on
  * failure (NULL, ENOMEM) it has already been freed with maker->free. */

@@ -102,6 +102,28 @@ static void test_big_held_blob(void **state)
     free(bytes);
 }
 
+/* A buffer's bytes adopted, not copied: the buffer is left empty. */
+static void test_adopt_buf(void **state)
+{
+    struct buf b = BUF_INIT, empty = BUF_INIT;
+    struct blob *blob;
+
+    (void)state;
+    assert_int_equal(buf_append_str(&b, "a\tb\n"), 0);
+    blob = blob_adopt_buf(&b);
+    assert_non_null(blob);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(blob_len(blob), 4);
+    assert_memory_equal(blob_bytes(blob), "a\tb\n", 5);
+    assert_int_equal(blob_get_digest(blob), blob_digest("a\tb\n", 4));
+    blob_unref(blob);
+    blob = blob_adopt_buf(&empty);
+    assert_non_null(blob);
+    assert_int_equal(blob_len(blob), 0);
+    blob_unref(blob);
+}
+
 static void test_made_blob(void **state)
 {
     struct alphabet alpha = {0, 0};
@@ -621,6 +643,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_held_blob),
         cmocka_unit_test(test_big_held_blob),
+        cmocka_unit_test(test_adopt_buf),
         cmocka_unit_test(test_made_blob),
         cmocka_unit_test(test_rendered_blob),
         cmocka_unit_test(test_pretty_blob),
