@@ -32,29 +32,81 @@ struct blob_rendered {
 };
 
 /* ...and what one rendered by jsontext_pretty keeps (BLOB_PRETTY): the
- * same less the function. Every item's file is one: 16 bytes here make a
- * 40-byte blob, a 48-byte chunk of malloc's rather than 64, which at a
- * million items is 16 MB. */
+ * same less the function (a job's file, a document's, an item's made
+ * outside a batch): 16 bytes here make a 40-byte blob, a 48-byte chunk of
+ * malloc's rather than 64. */
 struct blob_pretty {
     struct blob *source;
     uint32_t off, text_len;
 };
+
+/* ...and what one in a batch keeps (BLOB_BATCHED): its span, the source
+ * being its batch's. */
+struct blob_span {
+    uint32_t off, text_len;
+};
+
+/* A block of batched blobs (blob.h). */
+struct blob_batch {
+    /* Atomic: the blobs made and not freed, and 1 for the maker until
+     * blob_batch_end. The block goes at 0. */
+    unsigned live;
+    unsigned used, count;                        /* slots made, slots in all */
+    struct blob *source;                         /* referenced */
+    _Alignas(struct blob) unsigned char slots[]; /* [count] of BLOB_BATCH_STRIDE */
+};
+
+/* What a slot takes: a blob and its span. */
+#define BLOB_BATCH_STRIDE (sizeof(struct blob) + sizeof(struct blob_span))
+_Static_assert(BLOB_BATCH_STRIDE % _Alignof(struct blob) == 0, "slots stay aligned");
+
+/* The batch a BLOB_BATCHED blob lies in. */
+static struct blob_batch *blob_batch_of(const struct blob *blob)
+{
+    return (struct blob_batch *)((const unsigned char *)blob -
+                                 (size_t)blob->slot * BLOB_BATCH_STRIDE -
+                                 offsetof(struct blob_batch, slots));
+}
+
+/* Drops one of the batch's counts; the last frees it. */
+static void blob_batch_drop(struct blob_batch *batch)
+{
+    if (__atomic_sub_fetch(&batch->live, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    blob_unref(batch->source);
+    bigmem_free(batch);
+}
+
+static bool blob_is_rendered(const struct blob *blob)
+{
+    return blob->kind == BLOB_RENDERED || blob->kind == BLOB_PRETTY ||
+           blob->kind == BLOB_BATCHED;
+}
 
 /* The rendered blob's source and renderer in *out, whichever its form:
  * false for a blob of another kind. */
 static bool blob_rendered_of(const struct blob *blob, struct blob_rendered *out)
 {
     struct blob_pretty pretty;
+    struct blob_span span;
 
-    if (blob->kind == BLOB_RENDERED) {
+    switch (blob->kind) {
+    case BLOB_RENDERED:
         memcpy(out, blob->data, sizeof(*out));
         return true;
-    }
-    if (blob->kind != BLOB_PRETTY)
+    case BLOB_PRETTY:
+        memcpy(&pretty, blob->data, sizeof(pretty));
+        *out = (struct blob_rendered){pretty.source, pretty.off, pretty.text_len,
+                                      jsontext_pretty};
+        return true;
+    case BLOB_BATCHED:
+        memcpy(&span, blob->data, sizeof(span));
+        *out = (struct blob_rendered){blob_batch_of(blob)->source, span.off,
+                                      span.text_len, jsontext_pretty};
+        return true;
+    default:
         return false;
-    memcpy(&pretty, blob->data, sizeof(pretty));
-    *out = (struct blob_rendered){pretty.source, pretty.off, pretty.text_len, jsontext_pretty};
-    return true;
+    }
 }
 
 /* Eight bytes at a time: every item's file gets a digest, so
@@ -160,6 +212,59 @@ struct blob *blob_new_paged(const struct blob_pager *pager, void *state, size_t 
     return blob;
 }
 
+/* Whether `source` may be rendered from, and [off, off + text_len) lies
+ * within it, in 32-bit offsets. */
+static bool blob_span_fits(const struct blob *source, size_t off, size_t text_len)
+{
+    return (blob_bytes(source) || source->kind == BLOB_PAGED) && off <= source->length &&
+           text_len <= source->length - off && off <= UINT32_MAX &&
+           text_len <= UINT32_MAX;
+}
+
+struct blob_batch *blob_batch_new(struct blob *source, size_t count)
+{
+    struct blob_batch *batch;
+
+    if (!count || count > BLOB_BATCH_MAX || !blob_span_fits(source, 0, 0))
+        return NULL;
+    /* From bigmem: a page of thousands of items makes a block of 128 KiB
+     * and more (bigmem.h). */
+    batch = bigmem_resize(NULL,
+                          offsetof(struct blob_batch, slots) + count * BLOB_BATCH_STRIDE);
+    if (!batch)
+        return NULL;
+    batch->live = 1;
+    batch->used = 0;
+    batch->count = (unsigned)count;
+    batch->source = blob_ref(source);
+    return batch;
+}
+
+struct blob *blob_batch_add(struct blob_batch *batch, size_t off, size_t text_len,
+                            size_t len, uint64_t digest)
+{
+    struct blob_span span = {(uint32_t)off, (uint32_t)text_len};
+    struct blob *blob;
+
+    if (batch->used == batch->count || !blob_span_fits(batch->source, off, text_len))
+        return NULL;
+    blob = (struct blob *)(batch->slots + (size_t)batch->used * BLOB_BATCH_STRIDE);
+    blob->refs = 1;
+    blob->kind = BLOB_BATCHED;
+    blob->slot = batch->used++;
+    blob->length = len;
+    blob->digest = digest;
+    memcpy(blob->data, &span, sizeof(span));
+    __atomic_add_fetch(&batch->live, 1, __ATOMIC_RELAXED);
+    return blob;
+}
+
+void blob_batch_end(struct blob_batch *batch)
+{
+    if (batch)
+        blob_batch_drop(batch);
+}
+
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest)
 {
@@ -167,8 +272,7 @@ struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
     struct blob_pretty pretty = {source, (uint32_t)off, (uint32_t)text_len};
     struct blob *blob;
 
-    if ((!blob_bytes(source) && source->kind != BLOB_PAGED) || off > source->length ||
-        text_len > source->length - off || off > UINT32_MAX || text_len > UINT32_MAX)
+    if (!blob_span_fits(source, off, text_len))
         return NULL;
     if (render == jsontext_pretty)
         blob = blob_new_kind(BLOB_PRETTY, &pretty, sizeof(pretty), len, digest);
@@ -269,6 +373,10 @@ void blob_unref(struct blob *blob)
 
     if (!blob || __atomic_sub_fetch(&blob->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    if (blob->kind == BLOB_BATCHED) {
+        blob_batch_drop(blob_batch_of(blob)); /* the source is the batch's */
+        return;
+    }
     if (blob->kind == BLOB_ADOPTED) {
         bigmem_free((char *)blob_bytes(blob));
     } else if (blob->kind == BLOB_MADE) {
@@ -342,6 +450,7 @@ bool blob_present(const struct blob *blob)
         return !paged.pager->present || paged.pager->present(paged.state);
     case BLOB_RENDERED:
     case BLOB_PRETTY:
+    case BLOB_BATCHED:
         blob_rendered_of(blob, &rendered);
         return blob_present(rendered.source);
     default:
@@ -367,6 +476,7 @@ int blob_text_begin(const struct blob *blob, const char **text, size_t *len)
         return rc;
     case BLOB_RENDERED:
     case BLOB_PRETTY:
+    case BLOB_BATCHED:
         blob_rendered_of(blob, &rendered);
         rc = blob_pin(rendered.source, &source);
         if (rc)
@@ -401,9 +511,12 @@ size_t blob_footprint(const struct blob *blob)
         return sizeof(*blob) + blob->length + 1;
     case BLOB_RENDERED:
     case BLOB_PRETTY:
+    case BLOB_BATCHED:
         blob_rendered_of(blob, &rendered);
         return sizeof(*blob) +
-               (blob->kind == BLOB_PRETTY ? sizeof(struct blob_pretty) : sizeof(rendered)) +
+               (blob->kind == BLOB_BATCHED  ? sizeof(struct blob_span)
+                : blob->kind == BLOB_PRETTY ? sizeof(struct blob_pretty)
+                                            : sizeof(rendered)) +
                (rendered.source->kind == BLOB_PAGED ? 0 : rendered.text_len);
     case BLOB_PAGED:
         memcpy(&paged, blob->data, sizeof(paged));
@@ -474,7 +587,7 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
         return (long)size;
     }
     buf_reset(scratch);
-    if (blob->kind == BLOB_RENDERED || blob->kind == BLOB_PRETTY) {
+    if (blob_is_rendered(blob)) {
         rc = blob_render_range(blob, len, off, size, scratch);
     } else if (blob->kind == BLOB_PAGED) {
         rc = blob_copy_range(blob, off, size, scratch);

@@ -188,10 +188,12 @@ static struct timespec builder_object_mtime(const char *text,
  * since a job list of 200,000 is read for its folders and measuring every
  * job cost what pretty-printing them did; jobs have no items.ndjson, so
  * their line is left unmeasured (0). Its digest is of its text, as every
- * rendered file's is, whether it came in a page or alone. */
+ * rendered file's is, whether it came in a page or alone. A file rendered
+ * from `source` is made in `batch`, the page's (blob.h), unless that is
+ * NULL. */
 static int builder_content(const struct api_object *object, struct blob *source,
-                           size_t off, bool job, struct buf *scratch,
-                           struct blob **content, size_t *line_len)
+                           size_t off, struct blob_batch *batch, bool job,
+                           struct buf *scratch, struct blob **content, size_t *line_len)
 {
     struct blob *copy = NULL;
     size_t len = BLOB_LEN_UNMEASURED;
@@ -215,8 +217,10 @@ static int builder_content(const struct api_object *object, struct blob *source,
         if (!copy)
             return -ENOMEM;
     }
-    *content = blob_new_rendered(source, off, object->raw_len, jsontext_pretty, len,
-                                 blob_digest(object->raw, object->raw_len));
+    *content = batch ? blob_batch_add(batch, off, object->raw_len, len,
+                                      blob_digest(object->raw, object->raw_len))
+                     : blob_new_rendered(source, off, object->raw_len, jsontext_pretty,
+                                         len, blob_digest(object->raw, object->raw_len));
     blob_unref(copy);
     return *content ? 0 : -ENOMEM;
 }
@@ -230,8 +234,8 @@ static int builder_content(const struct api_object *object, struct blob *source,
  * also a job's counters. Pure apart from allocating the blob; any thread.
  */
 static int builder_render(const struct api_object *object, struct blob *source,
-                          size_t off, struct buf *scratch, char **strings,
-                          size_t n_fields, struct rendered *out)
+                          size_t off, struct blob_batch *batch, struct buf *scratch,
+                          char **strings, size_t n_fields, struct rendered *out)
 {
     struct json_span found[FIELD_JOB_COUNT];
     const struct json_span *fields = object->fields;
@@ -250,7 +254,7 @@ static int builder_render(const struct api_object *object, struct blob *source,
         out->known[i] =
             fields[FIELD_COUNTERS + i].len &&
             jsontext_count(object->raw, fields[FIELD_COUNTERS + i], &out->counts[i]);
-    rc = builder_content(object, source, off, n_fields == FIELD_JOB_COUNT, scratch,
+    rc = builder_content(object, source, off, batch, n_fields == FIELD_JOB_COUNT, scratch,
                          &out->content, &out->line_len);
     if (rc)
         return rc;
@@ -310,6 +314,7 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
 {
     const struct builder *b = arg;
     struct rendered_page *page;
+    struct blob_batch *batch = NULL;
     struct buf scratch = BUF_INIT;
     const char *text;
     char *strings;
@@ -342,12 +347,17 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
     page->count = 0;
     page->items = (struct rendered *)(page + 1);
     page->strings = (char *)(page->items + count);
+    /* The items' files in one block (blob.h); each its own blob when a
+     * page is too big for one. */
+    if (count && count <= BLOB_BATCH_MAX &&
+        !(batch = blob_batch_new(page->source, count)))
+        rc = -ENOMEM;
     /* Packed one after another, so that only the bytes they take are
      * touched. */
     strings = page->strings;
     for (size_t i = 0; i < count && !rc; i++) {
         rc = builder_render(&objects[i], page->source, (size_t)(objects[i].raw - text),
-                            &scratch, &strings, b->n_fields, &page->items[i]);
+                            batch, &scratch, &strings, b->n_fields, &page->items[i]);
         if (!rc) {
             page->count++;
             objects[i].prepared = &page->items[i];
@@ -361,6 +371,7 @@ static int builder_prepare_page(void *arg, struct api_object *objects, size_t co
         }
     }
     buf_free(&scratch);
+    blob_batch_end(batch); /* its blobs keep it */
     if (rc) {
         builder_release_page(NULL, page);
         return rc;
@@ -393,7 +404,7 @@ static int builder_read_object(struct builder *b, const struct api_object *objec
         if (!decoded)
             return -ENOMEM;
         cursor = decoded;
-        rc = builder_render(object, NULL, 0, &b->scratch, &cursor, b->n_fields, &r);
+        rc = builder_render(object, NULL, 0, NULL, &b->scratch, &cursor, b->n_fields, &r);
         entry->content = r.content;
         if (rc)
             goto out;

@@ -413,6 +413,84 @@ static void test_pretty_blob(void **state)
     buf_free(&scratch2);
 }
 
+/* A page's files in one batch read as blobs of their own do, each 32
+ * bytes of the block; the block and the page's pager stay until the last
+ * of them goes, in any order (ASan checks that the block goes once), and a
+ * full batch or a span outside the page makes none. */
+static void test_batch(void **state)
+{
+    static const char text[] = "[{\"a\":1},{\"b\":[2,3]},{\"c\":\"x\"}]";
+    static const size_t off[] = {1, 9, 21}, text_len[] = {7, 11, 9};
+    struct test_pager pager = {.source = text};
+    struct blob *page = blob_new_paged(&test_pager_ops, &pager, strlen(text),
+                                       blob_digest(text, strlen(text)));
+    struct blob_batch *batch;
+    struct blob *files[3];
+    struct buf want = BUF_INIT, scratch = BUF_INIT;
+    const char *bytes, *got;
+    size_t len;
+
+    (void)state;
+    assert_non_null(page);
+    assert_null(blob_batch_new(page, 0));
+    assert_null(blob_batch_new(page, BLOB_BATCH_MAX + 1));
+    batch = blob_batch_new(page, 3);
+    assert_non_null(batch);
+    assert_null(blob_batch_add(batch, strlen(text), 1, 1, 1)); /* outside the page */
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(jsontext_pretty_length(text + off[i], text_len[i], &len), 0);
+        /* The second is left for blob_measure. */
+        files[i] = blob_batch_add(batch, off[i], text_len[i],
+                                  i == 1 ? BLOB_LEN_UNMEASURED : len, 10 + i);
+        assert_non_null(files[i]);
+    }
+    assert_null(blob_batch_add(batch, 0, 1, 1, 1)); /* full */
+    /* Each 32 bytes, next to each other in one block. */
+    assert_int_equal((char *)files[1] - (char *)files[0], 32);
+    assert_int_equal((char *)files[2] - (char *)files[1], 32);
+    blob_batch_end(batch);
+    blob_unref(page); /* the batch keeps it */
+    assert_int_equal(pager.frees, 0);
+    assert_int_equal(jsontext_pretty(text + off[1], text_len[1], &want), 0);
+    assert_false(blob_present(files[1])); /* the page is not fetched yet */
+    assert_int_equal(blob_measure(files[1], &len), 0);
+    assert_int_equal(len, want.len);
+    assert_int_equal(pager.fetches, 1);
+    assert_int_equal(blob_read(files[1], 0, 4096, &scratch, &bytes), (long)want.len);
+    assert_memory_equal(bytes, want.data, want.len);
+    assert_int_equal(pager.pins, 0);
+    assert_true(blob_present(files[1]));
+    assert_true(blob_get_digest(files[1]) == 11);
+    assert_int_equal(blob_text_begin(files[2], &got, &len), 0);
+    assert_ptr_equal(got, text + off[2]);
+    assert_int_equal(len, text_len[2]);
+    blob_text_end(files[2]);
+    assert_int_equal(pager.pins, 0);
+    /* Its own bytes and its span: the page is its pager's to count. */
+    assert_int_equal(blob_footprint(files[0]), 32);
+    /* Freed in any order; the page goes with the last. */
+    blob_ref(files[0]);
+    blob_unref(files[0]);
+    blob_unref(files[1]);
+    blob_unref(files[0]);
+    assert_int_equal(pager.frees, 0);
+    assert_int_equal(blob_read(files[2], 0, 3, &scratch, &bytes), 3);
+    assert_memory_equal(bytes, "{\n ", 3);
+    blob_unref(files[2]);
+    assert_int_equal(pager.frees, 1);
+    /* A batch that made nothing goes when it is ended, and its source with
+     * it. */
+    pager.frees = 0;
+    page = blob_new_paged(&test_pager_ops, &pager, strlen(text), 1);
+    batch = blob_batch_new(page, 2);
+    blob_unref(page);
+    blob_batch_end(batch);
+    assert_int_equal(pager.frees, 1);
+    blob_batch_end(NULL);
+    buf_free(&want);
+    buf_free(&scratch);
+}
+
 /* A job's text as a job list gives it, in a page with others around it. */
 static const char job_page[] =
     "{\"items\": [{\"id\": \"bjb-1\", \"status\": \"running\", \"n\": [1, 2.50, null],"
@@ -647,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_made_blob),
         cmocka_unit_test(test_rendered_blob),
         cmocka_unit_test(test_pretty_blob),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_paged_blob),
         cmocka_unit_test(test_adopted_blob),
         cmocka_unit_test(test_lazy_length),
