@@ -24,6 +24,7 @@
 #include "batchfs/blob.h"
 #include "batchfs/listing.h"
 #include "batchfs/jsontext.h"
+#include "batchfs/listpages.h"
 #include "batchfs/log.h"
 #include "batchfs/names.h"
 #include "batchfs/pagecache.h"
@@ -65,6 +66,43 @@ void builder_discard(struct builder *b)
     memset(b, 0, sizeof(*b));
 }
 
+/*
+ * names_id_fn of a folder of items: the item_id of entry `index`, read
+ * from its file's text as the API layer read it from the page (its page
+ * fetched again if it was dropped: the pagecache checks that it is the
+ * same). Called while the folder is named, for colliding names only, so
+ * that naming a million items holds none of their ids (names.h).
+ */
+static int builder_load_item_id(void *arg, size_t index, struct buf *out)
+{
+    static const char *const key[] = {"item_id"};
+    const struct builder *b = arg;
+    const struct entry *e =
+        index < b->listing->count ? &b->listing->entries[index] : NULL;
+    struct json_span span;
+    const char *text;
+    size_t len, id_len;
+    int rc;
+
+    if (!e || !e->content)
+        return -EIO;
+    rc = blob_text_begin(e->content, &text, &len);
+    if (rc)
+        return rc;
+    rc = jsontext_members(text, len, key, 1, &span);
+    if (!rc)
+        rc = buf_reserve(out, span.len);
+    if (!rc) {
+        /* Decoded as when it was listed: a usable id, or it would not be
+         * here. */
+        id_len = listpages_decode_clean(text, span, out->data + out->len);
+        out->len += id_len;
+        rc = id_len ? 0 : -EIO;
+    }
+    blob_text_end(e->content);
+    return rc == -EINVAL ? -EIO : rc;
+}
+
 int builder_init(struct builder *b, enum listing_kind kind, const char *what)
 {
     memset(b, 0, sizeof(*b));
@@ -81,7 +119,12 @@ int builder_init(struct builder *b, enum listing_kind kind, const char *what)
         int rc;
 
         b->names = names_new(".json", &rc);
-        if (!b->names) {
+        /* The ids of items are in their pages, and the API layer let no
+         * id repeat (listpages.h): only those that name files are kept.
+         * A batch's results keep their ids (builder_place_all). */
+        if (b->names && kind == LISTING_ITEMS)
+            rc = names_ids_on_demand(b->names, builder_load_item_id, b);
+        if (!b->names || rc) {
             builder_discard(b);
             return rc;
         }

@@ -56,11 +56,16 @@
  *
  * An entry's strings are its raw id followed by its base (the sanitised
  * name, or the sanitised id when that is empty) with the suffix and a NUL,
- * which is its plain name. What is needed only on the rare way up the
- * ladder (the sanitised id, the hash of the raw id) is computed again there.
+ * which is its plain name. A folder whose ids are loaded on demand
+ * (names_ids_on_demand) keeps an id there only when the entry's name needs
+ * it at once (rule 2 or 4); the others are loaded when the entry first
+ * collides, and appended to text behind their length (see names_rid_len):
+ * a million-item folder then holds no 40-byte id an item while it is
+ * named. What is needed only on the rare way up the ladder (the sanitised
+ * id, the hash of the raw id) is computed again there.
  */
 struct names_item {
-    uint32_t rid;  /* raw id, at text[rid, base) */
+    uint32_t rid;  /* raw id (see names_rid_len); NAMES_NONE: not loaded */
     uint32_t base; /* base + suffix, NUL-terminated, in text */
     uint32_t name; /* current candidate name, NUL-terminated, in text */
     uint32_t next; /* next entry holding the same name, or NAMES_NONE */
@@ -108,6 +113,11 @@ struct names {
     /* Steps of settling beyond one an entry: candidate names tried beyond
      * each entry's plain name, and slots probed checking the ids. */
     size_t tries;
+    /* Where ids not kept are loaded from (names_ids_on_demand), or NULL:
+     * every id kept. */
+    names_id_fn id_of;
+    void *id_arg;
+    size_t ids_loaded;
 };
 
 /* The hash as shown in names: 16 lowercase hex digits and a NUL. */
@@ -173,21 +183,89 @@ static size_t names_cut(const char *base, size_t base_len, size_t max)
     return k;
 }
 
-static size_t names_rid_len(const struct names_item *it)
+/* The length of the raw id of `it`, which is loaded (rid not NAMES_NONE).
+ * An id kept by names_add lies just before the base (rid <= base); one
+ * loaded later lies after it, behind its length in 4 bytes. */
+static size_t names_rid_len(const struct names *n, const struct names_item *it)
 {
-    return it->base - it->rid;
+    uint32_t len;
+
+    if (it->rid <= it->base)
+        return it->base - it->rid;
+    memcpy(&len, n->text.data + it->rid - sizeof(len), sizeof(len));
+    return len;
 }
 
-/* True when renamed forms show the id's hash rather than the id. */
-static bool names_id_unfit(const struct names_item *it)
+/* True when renamed forms show the id's hash rather than the id (loaded). */
+static bool names_id_unfit(const struct names *n, const struct names_item *it)
 {
-    return names_rid_len(it) == 0 || names_rid_len(it) > NAMES_MAX_ID_LEN;
+    size_t len = names_rid_len(n, it);
+
+    return len == 0 || len > NAMES_MAX_ID_LEN;
 }
 
-/* FNV-1a of the raw id of `it`, as shown at stage 2 and the final stage. */
+/* FNV-1a of the raw id of `it` (loaded), as shown at stage 2 and the final
+ * stage. */
 static uint64_t names_id_hash(const struct names *n, const struct names_item *it)
 {
-    return hash_bytes(n->text.data + it->rid, names_rid_len(it));
+    return hash_bytes(n->text.data + it->rid, names_rid_len(n, it));
+}
+
+/* Loads the id of entry e unless it is in text already: 0, or the loader's
+ * error (-ENOMEM beyond what 32-bit offsets reach). Text may move. */
+static int names_load_id(struct names *n, uint32_t e)
+{
+    struct buf id = BUF_INIT;
+    uint32_t len;
+    int rc;
+
+    if (n->items[e].rid != NAMES_NONE)
+        return 0;
+    rc = n->id_of(n->id_arg, e, &id);
+    if (!rc && (n->text.len > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2 ||
+                id.len + sizeof(len) > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2 - n->text.len))
+        rc = -ENOMEM;
+    if (!rc)
+        rc = buf_reserve(&n->text, sizeof(len) + id.len);
+    if (!rc) {
+        len = (uint32_t)id.len;
+        memcpy(n->text.data + n->text.len, &len, sizeof(len));
+        if (id.len)
+            memcpy(n->text.data + n->text.len + sizeof(len), id.data, id.len);
+        n->items[e].rid = (uint32_t)(n->text.len + sizeof(len));
+        n->text.len += sizeof(len) + id.len;
+        n->ids_loaded++;
+    }
+    buf_free(&id);
+    return rc;
+}
+
+static int names_cmp_index(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* Loads the ids of the entries of `list` not loaded yet, in the order of
+ * the entries, so that a loader reading them from pages of the folder
+ * reads each page once. 0 or an error of names_load_id. */
+static int names_load_ids(struct names *n, const struct names_list *list)
+{
+    uint32_t *order;
+    int rc = 0;
+
+    if (!n->id_of || !list->len)
+        return 0;
+    order = bigmem_resize(NULL, list->len * sizeof(*order));
+    if (!order)
+        return -ENOMEM;
+    memcpy(order, list->at, list->len * sizeof(*order));
+    qsort(order, list->len, sizeof(*order), names_cmp_index);
+    for (size_t i = 0; i < list->len && !rc; i++)
+        rc = names_load_id(n, order[i]);
+    bigmem_free(order);
+    return rc;
 }
 
 /*
@@ -229,8 +307,8 @@ static int names_candidate(struct names *n, const struct names_item *it, int sta
     char tag[NAMES_MAX_ID_LEN + 1];
     size_t tag_len;
 
-    if (stage == 1 && !names_id_unfit(it)) {
-        tag_len = names_rid_len(it);
+    if (stage == 1 && !names_id_unfit(n, it)) {
+        tag_len = names_rid_len(n, it);
         names_sanitise(n->text.data + it->rid, tag_len, tag);
     } else {
         names_hex(names_id_hash(n, it), tag);
@@ -241,10 +319,10 @@ static int names_candidate(struct names *n, const struct names_item *it, int sta
 
 /* The stage an entry moves to from `stage`, skipping stages whose name
  * would be the same as the one it leaves. */
-static int names_next_stage(const struct names_item *it, int stage)
+static int names_next_stage(const struct names *n, const struct names_item *it, int stage)
 {
     if (stage == 0)
-        return names_id_unfit(it) ? 2 : 1;
+        return names_id_unfit(n, it) ? 2 : 1;
     return stage + 1;
 }
 
@@ -514,6 +592,27 @@ void names_free(struct names *n)
     free(n);
 }
 
+/* The offsets names_finish keeps an entry: its name's, and its id's
+ * unless ids are loaded on demand. */
+static size_t names_offsets_per_entry(const struct names *n)
+{
+    return n->id_of ? 1 : 2;
+}
+
+int names_ids_on_demand(struct names *n, names_id_fn id_of, void *arg)
+{
+    if (n->count || n->finished || n->failed || !id_of)
+        return -EINVAL;
+    n->id_of = id_of;
+    n->id_arg = arg;
+    return 0;
+}
+
+size_t names_ids_loaded(const struct names *n)
+{
+    return n ? n->ids_loaded : 0;
+}
+
 /* Slots for checking the ids of `count` entries: at most half full. */
 static size_t names_ids_cap(size_t count)
 {
@@ -540,14 +639,14 @@ size_t names_footprint(const struct names *n)
      * the names' table has too few (the work lists grow with collisions
      * and are counted as they do). */
     if (!n->finished && !n->failed) {
-        ids_cap = names_ids_cap(n->count);
+        ids_cap = n->id_of ? 0 : names_ids_cap(n->count);
         ahead =
-            2 * n->count * sizeof(*n->names) +
+            names_offsets_per_entry(n) * n->count * sizeof(*n->names) +
             (ids_cap > n->slots_cap ? (ids_cap - n->slots_cap) * sizeof(*n->slots) : 0);
     }
     return sizeof(*n) + n->text.cap +
            n->items_cap * (sizeof(*n->items) + sizeof(*n->stages)) +
-           (n->names ? 2 * n->count * sizeof(*n->names) : 0) +
+           (n->names ? names_offsets_per_entry(n) * n->count * sizeof(*n->names) : 0) +
            n->slots_cap * sizeof(*n->slots) +
            (n->work.cap + n->next_work.cap + n->movers.cap + n->stuck.cap) *
                sizeof(uint32_t) +
@@ -576,18 +675,18 @@ static int names_items_reserve(struct names *n, size_t count)
 }
 
 /*
- * Room for an entry: its slot in items, and in text its raw id and its
- * base with the suffix and a NUL (at stage 0 the base and its plain
- * candidate name share their bytes).
+ * Room for an entry: its slot in items, and in text its raw id (when
+ * `keep_id`) and its base with the suffix and a NUL (at stage 0 the base
+ * and its plain candidate name share their bytes).
  */
-static int names_reserve(struct names *n, size_t id_len, size_t name_len)
+static int names_reserve(struct names *n, size_t id_len, size_t name_len, bool keep_id)
 {
     size_t base = name_len ? name_len : id_len, need;
     int rc;
 
     if (n->count >= NAMES_MAX_COUNT || id_len > NAMES_MAX_TEXT || base > NAMES_MAX_TEXT)
         return -ENOMEM;
-    need = id_len + base + n->suffix_len + 1;
+    need = (keep_id ? id_len : 0) + base + n->suffix_len + 1;
     /* Offsets, including those of the candidates to come, fit 32 bits. */
     if (n->text.len > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2 ||
         need > NAMES_MAX_TEXT - NAMES_MAX_LEN - 2 - n->text.len)
@@ -622,21 +721,24 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
     uint32_t e = (uint32_t)n->count;
     size_t at, base_len, rid;
     char *text;
+    /* Without a loader, every id; with one, those rules 2 and 4 show now. */
+    bool keep_id =
+        !n->id_of || !item_name_len || item_name_len + n->suffix_len > NAMES_MAX_LEN;
     int rc;
 
     if (n->finished || n->failed || (!item_id && item_id_len) ||
         (!item_name && item_name_len))
         return -EINVAL;
-    rc = names_reserve(n, item_id_len, item_name_len);
+    rc = names_reserve(n, item_id_len, item_name_len, keep_id);
     if (rc)
         return rc;
     it = &n->items[e];
     text = n->text.data;
     rid = n->text.len;
-    if (item_id_len)
+    if (keep_id && item_id_len)
         memcpy(text + rid, item_id, item_id_len);
-    it->rid = (uint32_t)rid;
-    it->base = (uint32_t)(rid + item_id_len);
+    it->rid = keep_id ? (uint32_t)rid : NAMES_NONE;
+    it->base = (uint32_t)(rid + (keep_id ? item_id_len : 0));
     if (item_name_len) {
         names_sanitise(item_name, item_name_len, text + it->base);
         base_len = item_name_len;
@@ -650,7 +752,7 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
     if (base_len + n->suffix_len <= NAMES_MAX_LEN)
         rc = names_place(n, e, it->base, false);
     else {
-        n->stages[e] = (uint8_t)names_next_stage(it, 0);
+        n->stages[e] = (uint8_t)names_next_stage(n, it, 0);
         rc = names_candidate(n, it, n->stages[e], &at);
         if (!rc)
             rc = names_place(n, e, at, true);
@@ -722,12 +824,14 @@ static int names_round(struct names *n)
     for (size_t w = 0; w < n->work.len; w++)
         if ((rc = names_decide(n, n->work.at[w])))
             return rc;
+    if ((rc = names_load_ids(n, &n->movers)))
+        return rc;
     for (size_t m = 0; m < n->movers.len; m++) {
         uint32_t e = n->movers.at[m];
         struct names_item *it = &n->items[e];
         size_t at;
 
-        n->stages[e] = (uint8_t)names_next_stage(it, n->stages[e]);
+        n->stages[e] = (uint8_t)names_next_stage(n, it, n->stages[e]);
         n->tries++;
         rc = names_candidate(n, it, n->stages[e], &at);
         if (!rc)
@@ -741,7 +845,7 @@ static int names_round(struct names *n)
 static int names_cmp_id(const struct names *n, uint32_t a, uint32_t b)
 {
     const struct names_item *x = &n->items[a], *y = &n->items[b];
-    size_t xl = names_rid_len(x), yl = names_rid_len(y), len = xl < yl ? xl : yl;
+    size_t xl = names_rid_len(n, x), yl = names_rid_len(n, y), len = xl < yl ? xl : yl;
     int c = len ? memcmp(n->text.data + x->rid, n->text.data + y->rid, len) : 0;
 
     if (c)
@@ -821,6 +925,9 @@ static int names_final(struct names *n)
         groups++;
         names_slot_remove(n, i);
     }
+    /* Loaded already, on their way up to stage 2; this only makes sure. */
+    if ((rc = names_load_ids(n, &n->movers)))
+        return rc;
     names_sort_by_id(n, n->movers.at, n->movers.len);
     /* Repeated ids would number each other one by one, in time quadratic
      * in their count, only to be refused: refused at once. */
@@ -901,6 +1008,8 @@ static int names_check_ids(struct names *n)
     size_t cap = names_ids_cap(n->count), mask;
     struct names_slot *slots;
 
+    if (n->id_of)
+        return 0; /* the caller's promise (names_ids_on_demand) */
     if (n->slots_cap >= cap) {
         cap = n->slots_cap;
         for (size_t i = 0; i < cap; i++)
@@ -934,11 +1043,13 @@ static int names_check_ids(struct names *n)
 }
 
 /* Keeps of each entry only the offsets of its file name and of its raw id
- * (names_item_id), and gives back what settling used. 0 or -ENOMEM, and
- * then nothing has changed. */
+ * (names_item_id; not with a loader), and gives back what settling used.
+ * 0 or -ENOMEM, and then nothing has changed. */
 static int names_keep_names(struct names *n)
 {
-    uint32_t *names = bigmem_resize(NULL, (n->count ? 2 * n->count : 1) * sizeof(*names));
+    size_t per = names_offsets_per_entry(n);
+    uint32_t *names =
+        bigmem_resize(NULL, (n->count ? per * n->count : 1) * sizeof(*names));
     char *text;
 
     if (!names)
@@ -957,7 +1068,8 @@ static int names_keep_names(struct names *n)
     }
     for (size_t e = 0; e < n->count; e++) {
         names[e] = n->items[e].name;
-        names[n->count + e] = n->items[e].rid;
+        if (per == 2)
+            names[n->count + e] = n->items[e].rid;
     }
     names_free_work(n);
     n->names = names;
@@ -1010,7 +1122,7 @@ const char *names_file_name(const struct names *n, size_t index, size_t *len)
 
 const char *names_item_id(const struct names *n, size_t index)
 {
-    if (!n->finished || index >= n->count)
+    if (!n->finished || index >= n->count || n->id_of)
         return NULL;
     return n->text.data + n->names[n->count + index];
 }

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "batchfs/buf.h"
+
 /* Longest file name the mapping produces, in bytes (NAME_MAX). */
 #define NAMES_MAX_LEN 255
 
@@ -53,6 +55,27 @@ int names_add(struct names *n, const char *item_id, size_t item_id_len, const ch
  * 0 or -ENOMEM, and then nothing is lost. */
 int names_expect(struct names *n, size_t count);
 
+/*
+ * Appends to `out` the raw id entry `index` was added with (the same bytes
+ * names_add was given): 0 or a negative errno.
+ */
+typedef int (*names_id_fn)(void *arg, size_t index, struct buf *out);
+
+/*
+ * Before the first names_add: the folder keeps no id but those a name
+ * shows at once (rules 2 and 4), and loads the others with id_of when
+ * their entries collide, in the order of the entries (a folder of a
+ * million items then holds no id an item while it is named; those ids are
+ * in its pages). The caller promises distinct ids (names_finish does not
+ * check them, and names_item_id gives NULL); names_finish fails with
+ * id_of's error. 0, or -EINVAL once an entry was added.
+ */
+int names_ids_on_demand(struct names *n, names_id_fn id_of, void *arg);
+
+/* How many ids names_ids_on_demand's loader was asked for. For tests and
+ * statistics; safe on NULL. */
+size_t names_ids_loaded(const struct names *n);
+
 /* Settles the collisions, and gives back the room only settling needs.
  * 0, -EINVAL (two entries share an id, or called twice) or -ENOMEM; on
  * error no name is given out, and the folder can only be freed. */
@@ -70,8 +93,8 @@ size_t names_footprint(const struct names *n);
 
 /* After names_finish: the bytes of the id entry `index` was added with (as
  * many as names_add was given; not NUL-terminated), valid until
- * names_free, so that the caller need keep no copy. NULL before, or when
- * there is no such entry. */
+ * names_free, so that the caller need keep no copy. NULL before, when
+ * there is no such entry, or when ids are loaded on demand. */
 const char *names_item_id(const struct names *n, size_t index);
 
 /* The steps settling took beyond one an entry: candidate names tried

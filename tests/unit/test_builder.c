@@ -288,6 +288,91 @@ static void test_prepared_page(void **state)
     buf_free(&body);
 }
 
+/* The pages of test_item_ids_from_pages, fetched again by their number
+ * ("0" to "3"). */
+struct item_pages {
+    char bodies[4][128];
+    int fetches[4]; /* atomic: the cache's read-ahead thread fetches too */
+    int fail;
+};
+
+static int fetch_item_page(void *arg, const char *where, struct buf *body)
+{
+    struct item_pages *p = arg;
+    int k = atoi(where);
+
+    __atomic_add_fetch(&p->fetches[k], 1, __ATOMIC_RELAXED);
+    if (p->fail)
+        return p->fail;
+    return buf_append_str(body, p->bodies[k]);
+}
+
+/*
+ * Items whose names collide are named with their ids, which the builder
+ * keeps for no item: it reads them from their pages when it names the
+ * folder (decoded as when listed), fetching a page again when the cache
+ * dropped it; and when that fails, the listing fails with its error.
+ */
+static void test_item_ids_from_pages(void **state)
+{
+    static const char *const items[4] = {
+        "{\"item_id\":\"i1\",\"item_name\":\"a.pdf\"}",
+        "{\"item_id\":\"i2\",\"item_name\":\"b.pdf\"}",
+        "{\"item_id\":\"i4\",\"item_name\":\"c.pdf\"}",
+        "{\"item_id\":\"\\u0069\\u0033\",\"item_name\":\"a.pdf\"}",
+    };
+    static const char *const ids[4] = {"i1", "i2", "i4", "i3"};
+
+    (void)state;
+    for (int failing = 0; failing < 2; failing++) {
+        struct item_pages pages = {.fail = failing ? -ETIMEDOUT : 0};
+        struct pagecache *pc = pagecache_new(&(struct pagecache_config){.max_bytes = 1});
+        struct api_preparer preparer;
+        struct listing *l = NULL;
+        struct builder b;
+        int rc;
+
+        assert_non_null(pc);
+        assert_int_equal(builder_init(&b, LISTING_ITEMS, "items"), 0);
+        builder_keep_pages(&b, pc, fetch_item_page, &pages);
+        builder_preparer(&b, &preparer);
+        for (int k = 0; k < 4; k++) {
+            struct buf body = BUF_INIT_BIG;
+            struct api_object object;
+            void *page_state = NULL;
+            char where[2] = {(char)('0' + k), '\0'};
+
+            snprintf(pages.bodies[k], sizeof(pages.bodies[k]), "{\"items\": [%s]}",
+                     items[k]);
+            assert_int_equal(buf_append_str(&body, pages.bodies[k]), 0);
+            object = object_of(body.data + 11, strlen(items[k]), ids[k]);
+            assert_int_equal(
+                preparer.prepare(preparer.arg, &object, 1, &body, where, &page_state), 0);
+            assert_int_equal(builder_add_objects(&b, &object, 1), 0);
+            preparer.release(preparer.arg, page_state);
+            buf_free(&body);
+        }
+        /* The budget keeps the two pages used last: the first is gone, and
+         * fetched again once (the cache may read the next ones ahead). */
+        assert_int_equal(__atomic_load_n(&pages.fetches[0], __ATOMIC_RELAXED), 0);
+        rc = builder_finish(&b, &l);
+        assert_int_equal(__atomic_load_n(&pages.fetches[0], __ATOMIC_RELAXED), 1);
+        if (failing) {
+            assert_int_equal(rc, -ETIMEDOUT);
+            assert_null(l);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_string_equal(l->entries[0].name, "a.pdf~i1.json");
+            assert_string_equal(l->entries[1].name, "b.pdf.json");
+            assert_string_equal(l->entries[2].name, "c.pdf.json");
+            assert_string_equal(l->entries[3].name, "a.pdf~i3.json");
+            assert_pretty(l->entries[0].content, items[0], strlen(items[0]));
+            listing_release(l);
+        }
+        pagecache_free(pc);
+    }
+}
+
 /* What builder_on_jobs told, copied. */
 struct told_jobs {
     size_t calls, count;
@@ -667,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_strings_in_one_block),
         cmocka_unit_test(test_items_repeated_id),
         cmocka_unit_test(test_prepared_page),
+        cmocka_unit_test(test_item_ids_from_pages),
         cmocka_unit_test(test_jobs_told_page_by_page),
         cmocka_unit_test(test_job_list_keeps_its_page),
         cmocka_unit_test(test_jobs_sorted_like_strcmp),

@@ -100,6 +100,70 @@ static struct field unescape(const char *s, size_t len)
     return f;
 }
 
+/* A loader of ids for names_ids_on_demand: the entries' own, counted;
+ * with `fail` set, the error of every load. */
+struct id_loader {
+    const struct names_entry *entries;
+    size_t count, loads;
+    int fail;
+};
+
+static int load_id(void *arg, size_t index, struct buf *out)
+{
+    struct id_loader *l = arg;
+
+    assert_true(index < l->count);
+    l->loads++;
+    if (l->fail)
+        return l->fail;
+    return buf_append(out, l->entries[index].item_id, l->entries[index].item_id_len);
+}
+
+/* Names the entries with their ids loaded on demand, and checks that
+ * they get the names names_assign gave them (in file_name), loading the
+ * ids of colliding entries only: fewer than `max_loads`. Then again with
+ * a loader that fails, which fails names_finish with its error when any
+ * id had to be loaded. */
+static void check_on_demand(const struct names_entry *e, size_t count, const char *suffix,
+                            size_t max_loads)
+{
+    struct id_loader loader = {e, count, 0, 0};
+    int rc;
+
+    for (int failing = 0; failing < 2; failing++) {
+        struct names *n = names_new(suffix, &rc);
+
+        assert_non_null(n);
+        loader.fail = failing ? -EIO : 0;
+        assert_int_equal(names_ids_on_demand(n, load_id, &loader), 0);
+        for (size_t i = 0; i < count; i++)
+            assert_int_equal(names_add(n, e[i].item_id, e[i].item_id_len,
+                                       e[i].item_name ? e[i].item_name : "",
+                                       e[i].item_name ? e[i].item_name_len : 0),
+                             0);
+        assert_int_equal(loader.loads, 0); /* nothing loaded while adding */
+        assert_int_equal(names_ids_on_demand(n, load_id, &loader), count ? -EINVAL : 0);
+        rc = names_finish(n);
+        if (failing) {
+            assert_int_equal(rc, loader.loads ? -EIO : 0);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_true(loader.loads <= max_loads);
+            assert_int_equal(names_ids_loaded(n), loader.loads);
+            for (size_t i = 0; i < count; i++) {
+                const char *name = names_file_name(n, i, NULL);
+
+                if (strcmp(name, e[i].file_name) != 0)
+                    fail_msg("on demand, entry %zu: got '%s', expected '%s'", i, name,
+                             e[i].file_name);
+            }
+            assert_null(names_item_id(n, 0));
+        }
+        names_free(n);
+        loader.loads = 0;
+    }
+}
+
 static void check_group(struct fixture_entry *fx, size_t n)
 {
     struct names_entry *entries = calloc(n, sizeof(*entries));
@@ -111,7 +175,8 @@ static void check_group(struct fixture_entry *fx, size_t n)
         entries[i].item_name = fx[i].name.bytes;
         entries[i].item_name_len = fx[i].name.len;
     }
-    /* Forwards, then backwards: the order must not matter. */
+    /* Forwards, then backwards: the order must not matter; nor whether
+     * ids are loaded on demand (every entry may collide: n loads). */
     for (int pass = 0; pass < 2; pass++) {
         assert_int_equal(names_assign(entries, n, ".json"), 0);
         for (size_t i = 0; i < n; i++) {
@@ -120,8 +185,10 @@ static void check_group(struct fixture_entry *fx, size_t n)
             if (strcmp(entries[i].file_name, fx[f].expected.bytes) != 0)
                 fail_msg("id '%s': got '%s', expected '%s'", entries[i].item_id,
                          entries[i].file_name, fx[f].expected.bytes);
-            free(entries[i].file_name);
         }
+        check_on_demand(entries, n, ".json", n);
+        for (size_t i = 0; i < n; i++)
+            free(entries[i].file_name);
         for (size_t i = 0; i < n / 2; i++) {
             struct names_entry t = entries[i];
 
@@ -544,6 +611,89 @@ static void test_item_ids_kept(void **state)
     names_free(n);
 }
 
+/* A loader that notes the order of its loads. */
+struct order_loader {
+    struct id_loader ids;
+    size_t order[8];
+};
+
+static int load_id_in_order(void *arg, size_t index, struct buf *out)
+{
+    struct order_loader *l = arg;
+
+    if (l->ids.loads < 8)
+        l->order[l->ids.loads] = index;
+    return load_id(&l->ids, index, out);
+}
+
+/* Ids loaded on demand: only the colliding entries' are loaded, in the
+ * order of the entries (a loader reading pages reads each once); names
+ * that show their id at once (empty, too long) need no load; and a folder
+ * holds its ids' bytes less while it is named. */
+static void test_ids_on_demand(void **state)
+{
+    enum { N = 10000 };
+    struct owned_entry *own = calloc(N, sizeof(*own));
+    struct names_entry *e = calloc(N, sizeof(*e));
+    struct order_loader loader = {{e, N, 0, 0}, {0}};
+    char long_name[300];
+    struct names *eager, *lazy;
+    size_t eager_bytes, lazy_bytes;
+    int rc;
+
+    (void)state;
+    assert_true(own && e);
+    memset(long_name, 'x', sizeof(long_name));
+    for (size_t i = 0; i < N; i++) {
+        snprintf(own[i].id, sizeof(own[i].id), "itm-%026zu", i);
+        snprintf(own[i].name, sizeof(own[i].name), "doc-%06zu.pdf", i);
+        e[i].item_id = own[i].id;
+        e[i].item_id_len = strlen(own[i].id);
+        e[i].item_name = own[i].name;
+        e[i].item_name_len = strlen(own[i].name);
+    }
+    /* Three share a name (added last first), one has none, one a long one. */
+    strcpy(own[9000].name, "same");
+    strcpy(own[500].name, "same");
+    strcpy(own[10].name, "same");
+    e[9000].item_name_len = e[500].item_name_len = e[10].item_name_len = 4;
+    e[20].item_name_len = 0;
+    e[30].item_name = long_name;
+    e[30].item_name_len = sizeof(long_name);
+    assert_int_equal(names_assign(e, N, ".json"), 0);
+    assert_string_equal(e[500].file_name, "same~itm-00000000000000000000000500.json");
+    check_on_demand(e, N, ".json", 3);
+
+    eager = names_new(".json", &rc);
+    lazy = names_new(".json", &rc);
+    assert_true(eager && lazy);
+    assert_int_equal(names_ids_on_demand(lazy, load_id_in_order, &loader), 0);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(names_add(eager, e[i].item_id, e[i].item_id_len, e[i].item_name,
+                                   e[i].item_name_len),
+                         0);
+        assert_int_equal(names_add(lazy, e[i].item_id, e[i].item_id_len, e[i].item_name,
+                                   e[i].item_name_len),
+                         0);
+    }
+    eager_bytes = names_footprint(eager);
+    lazy_bytes = names_footprint(lazy);
+    assert_true(lazy_bytes + 25 * (size_t)N <= eager_bytes);
+    assert_int_equal(names_finish(lazy), 0);
+    assert_int_equal(loader.ids.loads, 3);
+    assert_int_equal(loader.order[0], 10);
+    assert_int_equal(loader.order[1], 500);
+    assert_int_equal(loader.order[2], 9000);
+    for (size_t i = 0; i < N; i++)
+        assert_string_equal(names_file_name(lazy, i, NULL), e[i].file_name);
+    names_free(eager);
+    names_free(lazy);
+    for (size_t i = 0; i < N; i++)
+        free(e[i].file_name);
+    free(own);
+    free(e);
+}
+
 /* A folder whose settling failed gives out no name and takes no more. */
 static void test_failed_finish(void **state)
 {
@@ -592,6 +742,7 @@ static void test_many_entries(void **state)
     make_entries(own, e, N, 5000);
     assert_int_equal(names_assign(e, N, ".json"), 0);
     assert_unique(e, N);
+    check_on_demand(e, N, ".json", N);
     for (size_t i = 0; i < N; i++)
         free(e[i].file_name);
     free(own);
@@ -618,6 +769,7 @@ static void test_one_huge_group(void **state)
     assert_string_equal(e[0].file_name, "same~id0.json");
     assert_string_equal(e[N - 1].file_name, "same~id99999.json");
     assert_unique(e, N);
+    check_on_demand(e, N, ".json", N);
     for (size_t i = 0; i < N; i++)
         free(e[i].file_name);
     free(own);
@@ -1005,6 +1157,7 @@ static void test_random_folders_digests(void **state)
         random_folder_make(&f, seed);
         assert_int_equal(names_assign(f.e, f.count, f.suffix), 0);
         assert_unique(f.e, f.count);
+        check_on_demand(f.e, f.count, f.suffix, f.count);
         digest = random_folder_digest(&f);
         if (print)
             printf("    0x%016llxULL,\n", (unsigned long long)digest);
@@ -1245,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_allocation_failure),
         cmocka_unit_test(test_is_id),
         cmocka_unit_test(test_item_ids_kept),
+        cmocka_unit_test(test_ids_on_demand),
         cmocka_unit_test(test_group_cases),
     };
 

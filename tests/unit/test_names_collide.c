@@ -47,37 +47,56 @@ static void long_id(size_t i, char *out, size_t *len)
     out[8] = 'x';
 }
 
-static void test_colliding_ids_numbered_in_id_order(void **state)
+/* names_id_fn: entry i's id is long_id(i); counts the loads in *arg. */
+static int load_long_id(void *arg, size_t index, struct buf *out)
 {
     char id[NAMES_MAX_ID_LEN + 16];
-    int err = 0;
-    struct names *n = names_new(".json", &err);
-    char hash[NAMES_HASH_DIGITS + 1];
+    size_t len;
 
+    long_id(index, id, &len);
+    (*(size_t *)arg)++;
+    return buf_append(out, id, len);
+}
+
+/* Numbered in the byte order of their ids, whether the ids are kept or
+ * loaded on demand (then once each: every entry collides). */
+static void test_colliding_ids_numbered_in_id_order(void **state)
+{
     (void)state;
-    assert_non_null(n);
-    for (size_t i = 0; i < COLLIDING; i++) {
-        size_t len;
+    for (int on_demand = 0; on_demand < 2; on_demand++) {
+        char id[NAMES_MAX_ID_LEN + 16];
+        int err = 0;
+        struct names *n = names_new(".json", &err);
+        char hash[NAMES_HASH_DIGITS + 1];
+        size_t loads = 0;
 
-        long_id(i, id, &len);
-        assert_int_equal(names_add(n, id, len, "report.pdf", 10), 0);
-    }
-    assert_int_equal(names_finish(n), 0);
-    names_hex(same_hash(NULL, 0), hash);
-    for (size_t i = 0; i < COLLIDING; i++) {
-        char want[64];
-        size_t len;
+        assert_non_null(n);
+        if (on_demand)
+            assert_int_equal(names_ids_on_demand(n, load_long_id, &loads), 0);
+        for (size_t i = 0; i < COLLIDING; i++) {
+            size_t len;
 
-        /* The ids' byte order is the order of their number k. */
-        snprintf(want, sizeof(want), "report.pdf~%s-%zu.json", hash,
-                 (i * 7919) % COLLIDING + 1);
-        assert_string_equal(names_file_name(n, i, &len), want);
+            long_id(i, id, &len);
+            assert_int_equal(names_add(n, id, len, "report.pdf", 10), 0);
+        }
+        assert_int_equal(names_finish(n), 0);
+        names_hex(same_hash(NULL, 0), hash);
+        for (size_t i = 0; i < COLLIDING; i++) {
+            char want[64];
+            size_t len;
+
+            /* The ids' byte order is the order of their number k. */
+            snprintf(want, sizeof(want), "report.pdf~%s-%zu.json", hash,
+                     (i * 7919) % COLLIDING + 1);
+            assert_string_equal(names_file_name(n, i, &len), want);
+        }
+        /* Up the ladder (stage 2) and one numbered name each, and the id check:
+         * quadratic numbering or probing would take about 2 * 10^8 steps. */
+        print_message("%d colliding ids: %zu steps\n", COLLIDING, names_steps(n));
+        assert_true(names_steps(n) <= 6 * (size_t)COLLIDING);
+        assert_int_equal(loads, on_demand ? COLLIDING : 0);
+        names_free(n);
     }
-    /* Up the ladder (stage 2) and one numbered name each, and the id check:
-     * quadratic numbering or probing would take about 2 * 10^8 steps. */
-    print_message("%d colliding ids: %zu steps\n", COLLIDING, names_steps(n));
-    assert_true(names_steps(n) <= 6 * (size_t)COLLIDING);
-    names_free(n);
 }
 
 static void test_colliding_ids_repeated_refused(void **state)
