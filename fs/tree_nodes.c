@@ -15,7 +15,6 @@
 #include "batchfs/tree.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "batchfs/bigmem.h"
 #include "batchfs/blob.h"
 #include "batchfs/log.h"
+#include "batchfs/slab.h"
 #include "tree_private.h"
 
 /* ---- hash tables (tree->lock held) ------------------------------------ */
@@ -114,17 +114,26 @@ static void table_remove(struct node_table *t, struct node *node, bool by_ino)
 
 /* ---- node lifetime (tree->lock held) --------------------------------- */
 
-/* A zeroed node called `name`, its malloc chunk counted in node_bytes. */
+/* The bytes of a node called `name_len` bytes. The name may end before
+ * the struct's tail padding: still allocated, so that no access to a field
+ * can reach past the node. */
+static size_t node_size(size_t name_len)
+{
+    size_t size = offsetof(struct node, name) + name_len + 1;
+
+    return size < sizeof(struct node) ? sizeof(struct node) : size;
+}
+
+/* A zeroed node called `name`, from the tree's slab, counted in
+ * node_bytes. */
 static struct node *node_new(struct tree *tree, const char *name)
 {
-    size_t len = strlen(name), size = offsetof(struct node, name) + len + 1;
-    /* The name may end before the struct's tail padding: still allocated,
-     * so that no access to a field can reach past the chunk. */
-    struct node *node = calloc(1, size < sizeof(*node) ? sizeof(*node) : size);
+    size_t len = strlen(name);
+    struct node *node = slab_alloc(tree->nodes, node_size(len));
 
     if (node) {
         memcpy(node->name, name, len + 1);
-        tree->node_bytes += malloc_usable_size(node) + sizeof(size_t);
+        tree->node_bytes += slab_object_bytes(node_size(len));
     }
     return node;
 }
@@ -132,10 +141,12 @@ static struct node *node_new(struct tree *tree, const char *name)
 /* Frees a node made by node_new, with its snapshot. */
 static void node_delete(struct tree *tree, struct node *node)
 {
+    size_t size = node_size(strlen(node->name));
+
     if (!node_kind_is_dir((enum node_kind)node->kind))
         blob_unref(node->file.snapshot);
-    tree->node_bytes -= malloc_usable_size(node) + sizeof(size_t);
-    free(node);
+    tree->node_bytes -= slab_object_bytes(size);
+    slab_release(tree->nodes, node, size);
 }
 
 /* A number for a new node. Numbers go up from 2 (1 is the root's) and,
@@ -263,7 +274,8 @@ struct tree *tree_new(const struct tree_config *config)
     clock_gettime(CLOCK_REALTIME, &tree->mount_time);
     pthread_mutex_init(&tree->lock, NULL);
     tree->next_ino = TREE_ROOT_INO + 1;
-    if (table_init(&tree->by_ino) || table_init(&tree->by_name))
+    tree->nodes = slab_new();
+    if (!tree->nodes || table_init(&tree->by_ino) || table_init(&tree->by_name))
         goto fail;
     tree->root = node_new(tree, "/");
     if (!tree->root)
@@ -295,9 +307,10 @@ void tree_free(struct tree *tree)
                 node = next;
             }
         }
-    } else {
-        free(tree->root);
+    } else if (tree->root) {
+        node_delete(tree, tree->root);
     }
+    slab_free(tree->nodes);
     bigmem_free(tree->by_ino.buckets);
     bigmem_free(tree->by_name.buckets);
     pthread_mutex_destroy(&tree->lock);

@@ -31,6 +31,7 @@
 
 struct entry;
 struct listing;
+struct slab;
 
 enum node_kind {
     NODE_ROOT,
@@ -72,10 +73,10 @@ static inline bool node_kind_is_dir(enum node_kind kind)
 /*
  * A node: what the tree keeps for each inode the kernel holds, which may be
  * a million (a folder of a million items after readdirplus). The bound is
- * 100 bytes an inode in all: the node's malloc chunk (glibc: the request
- * and 8 bytes, rounded up to 16) and its share of both tables' buckets.
- * With the fields below, 52 bytes and the name, a name of up to 19 bytes
- * ("doc-000123.pdf.json") makes an 80-byte chunk, and the buckets add 8 to
+ * 100 bytes an inode in all: the node in the tree's slab (its size rounded
+ * up to 8: slab.h) and its share of both tables' buckets. With the fields
+ * below, 52 bytes and the name, a name of up to 19 bytes
+ * ("doc-000123.pdf.json") makes a 72-byte node, and the buckets add 8 to
  * 16 bytes (two tables at load 1 to 2: see TABLE_LOAD). So nothing is
  * wider than it must be, and what only files or only folders need shares
  * its room (`file` and `dir` below: node_kind_is_dir says which).
@@ -171,9 +172,10 @@ struct tree {
     struct timespec mount_time;
 
     pthread_mutex_t lock; /* protects everything below and every node */
+    struct slab *nodes;   /* where the nodes are (slab.h) */
     struct node_table by_ino, by_name;
     size_t count;
-    size_t node_bytes; /* the nodes' malloc chunks (see tree_stats) */
+    size_t node_bytes; /* the nodes' bytes in `nodes` (see tree_stats) */
     uint32_t next_ino; /* see tree_next_ino */
     bool ino_wrapped;  /* next_ino went past UINT32_MAX once */
     struct node *root;

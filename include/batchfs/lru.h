@@ -1,6 +1,7 @@
 /*
  * lru — an intrusive list in order of use, most recent first: what the
- * listing cache and the page cache evict by.
+ * listing cache and the page cache evict by (and, for its links alone,
+ * what the slab keeps its blocks on).
  *
  * A struct lru_link lives inside the thing listed; lru_entry() gets the
  * thing back. The caller's lock guards a list and its links. Header only:
