@@ -752,10 +752,10 @@ static char *builder_place(struct strings_cursor *c, const char *bytes, size_t l
 /* Gives an entry its strings, in the listing's block (or counts them): its
  * id at `raw_id` (s->id_len bytes), its status from the arena; `name`
  * overrides the id as the entry's name when not NULL; an entry named by its
- * id shares it. */
-static void builder_place_strings(const struct builder *b, struct strings_cursor *c,
-                                  struct entry *entry, const struct builder_strings *s,
-                                  const char *raw_id, const char *name, size_t name_len)
+ * id shares it. Returns where its id went (NULL: not kept, or counting). */
+static char *builder_place_strings(const struct builder *b, struct strings_cursor *c,
+                                   struct entry *entry, const struct builder_strings *s,
+                                   const char *raw_id, const char *name, size_t name_len)
 {
     const char *arena = b->arena.data;
     const char *status = s->status_len == BUILDER_NO_STRING ? NULL : arena + s->status;
@@ -777,9 +777,9 @@ static void builder_place_strings(const struct builder *b, struct strings_cursor
     }
     if (c->at) {
         entry->name = placed;
-        entry->id = id;
         entry->status = status ? c->status : NULL;
     }
+    return id;
 }
 
 /* Places (or counts) the strings of every entry and of self. */
@@ -793,8 +793,12 @@ static void builder_place_all(const struct builder *b, struct strings_cursor *c)
         const char *name = b->names ? names_file_name(b->names, i, &len) : NULL;
         const char *id = s->id == BUILDER_NO_STRING ? names_item_id(b->names, i)
                                                     : b->arena.data + s->id;
+        const char *placed =
+            builder_place_strings(b, c, &l->entries[i], s, id, name, len);
 
-        builder_place_strings(b, c, &l->entries[i], s, id, name, len);
+        /* Results, named by names.c, keep their id beside (listing.h). */
+        if (l->ids)
+            l->ids[i] = placed;
     }
     if (l->self.content)
         builder_place_strings(b, c, &l->self, &b->self_strings,
@@ -814,6 +818,9 @@ static int builder_name_entries(struct builder *b)
     builder_place_all(b, &c);
     l->strings = bigmem_resize(NULL, c.size ? c.size : 1);
     if (!l->strings)
+        return -ENOMEM;
+    if (l->kind == LISTING_BATCH &&
+        !(l->ids = bigmem_calloc(l->count ? l->count : 1, sizeof(*l->ids))))
         return -ENOMEM;
     l->strings_bytes = c.size;
     c = (struct strings_cursor){.at = l->strings};
@@ -866,7 +873,7 @@ static size_t builder_common_prefix(const struct listing *l)
 
 /* Sorts the entries by name (strcmp), as qsort with entry_compare_names
  * would, through keys (see builder_sort_key) made in `keys`, room for
- * l->count of them, then moves each entry once. */
+ * l->count of them, then moves each entry (and its id) once. */
 static void builder_sort_entries(struct listing *l, struct builder_sort_key *keys)
 {
     size_t skip;
@@ -887,6 +894,7 @@ static void builder_sort_entries(struct listing *l, struct builder_sort_key *key
      * (a key whose index is its own place is done). */
     for (size_t i = 0; i < l->count; i++) {
         struct entry first;
+        const char *first_id = l->ids ? l->ids[i] : NULL;
         size_t j = i;
 
         if (keys[i].index == i)
@@ -898,9 +906,13 @@ static void builder_sort_entries(struct listing *l, struct builder_sort_key *key
             keys[j].index = j;
             if (from == i) {
                 l->entries[j] = first;
+                if (l->ids)
+                    l->ids[j] = first_id;
                 break;
             }
             l->entries[j] = l->entries[from];
+            if (l->ids)
+                l->ids[j] = l->ids[from];
             j = from;
         }
     }
@@ -924,7 +936,8 @@ int builder_finish(struct builder *b, struct listing **out)
         builder_sort_entries(l, (struct builder_sort_key *)(void *)b->strings);
     if (rc)
         goto out;
-    l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name) + l->strings_bytes;
+    l->bytes += (l->by_name ? l->count : 0) * sizeof(*l->by_name) + l->strings_bytes +
+                (l->ids ? l->count : 0) * sizeof(*l->ids);
     for (size_t i = 0; i < l->count; i++)
         l->bytes += entry_bytes(&l->entries[i]);
     l->bytes += entry_bytes(&l->self);

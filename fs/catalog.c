@@ -390,8 +390,8 @@ static void catalog_stream_listing(struct catalog_noting *n,
     if (!n->stream)
         return;
     for (size_t i = 0; i < listing->count && !rc; i++)
-        rc = stream_add(n->stream, listing->entries[i].id, listing->entries[i].status,
-                        entry_mtime(&listing->entries[i]));
+        rc = stream_add(n->stream, listing_entry_id(listing, &listing->entries[i]),
+                        listing->entries[i].status, entry_mtime(&listing->entries[i]));
     catalog_stream_added(n, rc);
 }
 
@@ -870,10 +870,12 @@ static void catalog_remember_batch(struct catalog *catalog, const char *batch_id
 int catalog_batch(struct catalog *catalog, const char *batch_id, struct listing **out)
 {
     struct fetch_request req = {.kind = LISTING_BATCH, .id = batch_id};
+    const char *id;
     int rc;
 
     rc = catalog_get(catalog, &req, CACHE_GET_DEFAULT, out);
-    if (!rc && (!(*out)->self.id || strcmp((*out)->self.id, batch_id))) {
+    id = rc ? NULL : listing_entry_id(*out, &(*out)->self);
+    if (!rc && (!id || strcmp(id, batch_id))) {
         listing_release(*out);
         *out = NULL;
         return -ENOENT;
@@ -908,7 +910,9 @@ static int catalog_known_batches(struct catalog *catalog, struct listing **out)
     }
     /* Times and statuses come from the batches themselves, when cached. */
     for (size_t i = 0; i < b.listing->count; i++) {
-        struct fetch_request req = {.kind = LISTING_BATCH, .id = b.listing->entries[i].id};
+        struct fetch_request req = {
+            .kind = LISTING_BATCH,
+            .id = listing_entry_id(b.listing, &b.listing->entries[i])};
         struct listing *batch;
 
         if (!catalog_get(catalog, &req, CACHE_GET_PEEK, &batch)) {

@@ -311,7 +311,6 @@ static int doc_value_new(struct catalog *catalog, char source, const char *job_i
     memcpy(doc->strings, job_id, id_len + 1);
     memcpy(doc->strings + id_len + 1, status, status_len + 1);
     doc->strings_bytes = id_len + status_len + 2;
-    doc->self.id = doc->strings;
     doc->self.name = doc->strings;
     doc->self.status = doc->strings + id_len + 1;
     doc->self.content = content;
@@ -541,20 +540,22 @@ static int docs_builder_finish(struct docs_builder *b, enum listing_kind kind,
         qsort_r(b->items, b->count, sizeof(*b->items), docs_item_compare, b->arena.data);
     l->entries = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->entries));
     l->job_ids = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->job_ids));
+    l->ids = bigmem_calloc(b->count ? b->count : 1, sizeof(*l->ids));
     l->gone = bigmem_calloc(b->count ? b->count : 1, 1);
-    if (!l->entries || !l->job_ids || !l->gone)
+    if (!l->entries || !l->job_ids || !l->ids || !l->gone)
         goto nomem;
     l->strings_bytes = b->arena.len;
     l->strings = buf_steal_big(&b->arena);
     if (!l->strings)
         goto nomem;
-    bytes = sizeof(*l) + l->strings_bytes + b->count * (sizeof(*l->job_ids) + 1);
+    bytes = sizeof(*l) + l->strings_bytes +
+            b->count * (sizeof(*l->job_ids) + sizeof(*l->ids) + 1);
     for (size_t i = 0; i < b->count; i++) {
         struct entry *e = &l->entries[i];
         const struct docs_item *item = &b->items[i];
 
         e->name = l->strings + item->name;
-        e->id = item->id == DOCS_NO_ID ? NULL : l->strings + item->id;
+        l->ids[i] = item->id == DOCS_NO_ID ? NULL : l->strings + item->id;
         e->status = l->strings + item->status;
         e->content = item->content;
         entry_set_mtime(e, item->mtime);
@@ -687,7 +688,8 @@ static bool docs_file_eq(const void *ctx, size_t ref, const void *key)
 {
     const struct docs_batch *d = ctx;
 
-    return !strcmp(d->batch->entries[d->counted[ref].result].id, key);
+    return !strcmp(listing_entry_id(d->batch, &d->batch->entries[d->counted[ref].result]),
+                   key);
 }
 
 /* Keeps the names of the files of directory listing `files` that the
@@ -696,7 +698,9 @@ static int docs_batch_names(struct docs_batch *d, const struct listing *files)
 {
     for (size_t i = 0; i < files->count; i++) {
         const struct entry *f = &files->entries[i];
-        size_t at = hindex_find(&d->by_file, hash_key_str(f->id), docs_file_eq, d, f->id);
+        const char *id = listing_entry_id(files, f);
+        size_t at = id ? hindex_find(&d->by_file, hash_key_str(id), docs_file_eq, d, id)
+                       : HINDEX_FREE;
         int rc;
 
         if (at == HINDEX_FREE)
@@ -745,8 +749,9 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
         rc = buf_append(&d->arena, job_id, strlen(job_id) + 1);
         if (rc)
             break;
-        hash = hash_key_str(result->id);
-        cell = hindex_probe(&d->by_file, hash, docs_file_eq, d, result->id, &found);
+        hash = hash_key_str(listing_entry_id(d->batch, result));
+        cell = hindex_probe(&d->by_file, hash, docs_file_eq, d,
+                            listing_entry_id(d->batch, result), &found);
         if (!found) /* ids of a batch's results are unique (builder.c) */
             hindex_put(&d->by_file, cell, hash, d->count);
         d->count++;
@@ -816,7 +821,8 @@ static int docs_batch_documents(struct catalog *catalog, struct docs_batch *d,
                            CACHE_GET_DEFAULT, &docs[i]);
     /* Then in folder order, for errors.tsv. */
     for (size_t i = 0; i < d->count && !rc; i++) {
-        const struct entry *result = &d->batch->entries[d->counted[i].result];
+        const char *file_id =
+            listing_entry_id(d->batch, &d->batch->entries[d->counted[i].result]);
         size_t name_len;
         const char *name = names_file_name(names, i, &name_len);
         const struct listing *doc = docs[i];
@@ -824,11 +830,11 @@ static int docs_batch_documents(struct catalog *catalog, struct docs_batch *d,
         if (!doc_final(doc->self.status))
             *final = false;
         if (doc->self.content)
-            rc = docs_builder_add(b, name, name_len, result->id, doc->self.status,
+            rc = docs_builder_add(b, name, name_len, file_id, doc->self.status,
                                   d->arena.data + d->counted[i].job_id,
                                   blob_ref(doc->self.content), entry_mtime(&doc->self));
         else if (doc_failed(doc->self.status))
-            rc = docs_failure_line(b, name, name_len - suffix_len, result->id, doc);
+            rc = docs_failure_line(b, name, name_len - suffix_len, file_id, doc);
     }
     for (size_t i = 0; i < d->count; i++)
         listing_release(docs[i]);
@@ -872,7 +878,7 @@ static int docs_list_batch(struct catalog *catalog, const char *batch_id,
     names = rc ? NULL : names_new(content_suffixes[content], &rc);
     for (size_t i = 0; names && !rc && i < d.count; i++) {
         const struct docs_counted *c = &d.counted[i];
-        const char *file_id = batch->entries[c->result].id;
+        const char *file_id = listing_entry_id(batch, &batch->entries[c->result]);
 
         rc = names_add(names, file_id, strlen(file_id),
                        c->name_len == SIZE_MAX ? NULL : d.arena.data + c->name,
@@ -1120,7 +1126,7 @@ int catalog_docs_failures(struct catalog *catalog, const struct listing *batch,
     /* Failures are the same in every folder of a batch: the smallest tells. */
     if (!contents)
         return 0;
-    rc = catalog_docs(catalog, true, batch->self.id,
+    rc = catalog_docs(catalog, true, listing_entry_id(batch, &batch->self),
                       contents & 1u << CATALOG_TEXT ? CATALOG_TEXT : CATALOG_EXTRACTED,
                       &docs);
     if (rc)
@@ -1143,6 +1149,7 @@ int catalog_docs_extracted_ndjson(struct catalog *catalog, const char *batch_id,
         return rc;
     for (size_t i = 0; i < docs->count && !rc; i++) {
         const struct entry *e = &docs->entries[i];
+        const char *id = listing_entry_id(docs, e);
         size_t name_len = strlen(e->name) - strlen(content_suffixes[CATALOG_EXTRACTED]);
         const char *text;
         size_t len;
@@ -1153,7 +1160,8 @@ int catalog_docs_extracted_ndjson(struct catalog *catalog, const char *batch_id,
         if (!rc)
             rc = buf_append_str(&out, ",\"source_directory_file_id\":");
         if (!rc)
-            rc = jsontext_append_string(&out, e->id, strlen(e->id));
+            rc = id ? jsontext_append_string(&out, id, strlen(id))
+                    : buf_append_str(&out, "null");
         if (!rc)
             rc = buf_append_str(&out, ",\"extract_result\":");
         if (!rc)

@@ -308,28 +308,29 @@ static int derive_error_message(const char *text, size_t len, struct buf *field,
     return derive_append_string(text + span.start, span.len, field);
 }
 
-/* Appends the id field of an errors.tsv record for `e`, whose file's text
- * is text[0, len): its id, or for an item (which keeps none) the decoded
- * item_id of its text; nothing when that is absent or not a string. */
-static int derive_error_id(const struct entry *e, const char *text, size_t len,
+/* Appends the id field of an errors.tsv record for an entry whose id is
+ * `id` (listing_entry_id) and whose file's text is text[0, len): its id,
+ * or for an item (which keeps none) the decoded item_id of its text;
+ * nothing when that is absent or not a string. */
+static int derive_error_id(const char *id, const char *text, size_t len,
                            struct buf *field)
 {
     struct json_span span;
 
-    if (e->id)
-        return buf_append_str(field, e->id);
+    if (id)
+        return buf_append_str(field, id);
     if (!text || jsontext_member(text, len, "item_id", &span) != 0 ||
         text[span.start] != '"')
         return 0;
     return derive_append_string(text + span.start, span.len, field);
 }
 
-/* One errors.tsv record for `e`, whose file's text is text[0, len): always
- * when `every`, else only when it has a message. */
-static int derive_error_record(const struct entry *e, const char *text, size_t len,
-                               bool every, struct buf *out)
+/* One errors.tsv record for `e`, whose id is `id` and whose file's text is
+ * text[0, len): always when `every`, else only when it has a message. */
+static int derive_error_record(const struct entry *e, const char *id, const char *text,
+                               size_t len, bool every, struct buf *out)
 {
-    struct buf msg = BUF_INIT, id = BUF_INIT;
+    struct buf msg = BUF_INIT, id_field = BUF_INIT;
     const char *name = e->name ? e->name : "";
     size_t name_len = strlen(name);
     bool has;
@@ -347,9 +348,9 @@ static int derive_error_record(const struct entry *e, const char *text, size_t l
     if (!rc)
         rc = buf_append_char(out, '\t');
     if (!rc)
-        rc = derive_error_id(e, text, len, &id);
+        rc = derive_error_id(id, text, len, &id_field);
     if (!rc)
-        rc = derive_tsv_field(id.data ? id.data : "", id.len, out);
+        rc = derive_tsv_field(id_field.data ? id_field.data : "", id_field.len, out);
     if (!rc)
         rc = buf_append_char(out, '\t');
     if (!rc)
@@ -358,12 +359,14 @@ static int derive_error_record(const struct entry *e, const char *text, size_t l
         rc = buf_append_char(out, '\n');
 out:
     buf_free(&msg);
-    buf_free(&id);
+    buf_free(&id_field);
     return rc;
 }
 
-/* One errors.tsv record for `e` (see derive_error_record). */
-static int derive_error_line(const struct entry *e, bool every, struct buf *out)
+/* One errors.tsv record for `e`, an entry of `list` (see
+ * derive_error_record). */
+static int derive_error_line(const struct listing *list, const struct entry *e,
+                             bool every, struct buf *out)
 {
     const char *text;
     size_t len;
@@ -371,7 +374,7 @@ static int derive_error_line(const struct entry *e, bool every, struct buf *out)
 
     if (rc)
         return rc; /* its page could not be fetched again */
-    rc = derive_error_record(e, text, len, every, out);
+    rc = derive_error_record(e, listing_entry_id(list, e), text, len, every, out);
     blob_text_end(e->content);
     return rc;
 }
@@ -386,7 +389,7 @@ int derive_errors_tsv(const struct listing *const *lists, size_t n, bool every,
 
         rc = derive_api_order(lists[k], &order);
         for (size_t i = 0; !rc && i < lists[k]->count; i++)
-            rc = derive_error_line(order[i], every, out);
+            rc = derive_error_line(lists[k], order[i], every, out);
         bigmem_free(order);
     }
     return rc;

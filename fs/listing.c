@@ -95,10 +95,29 @@ void listing_release(struct listing *listing)
     bigmem_free(listing->entries);
     bigmem_free(listing->by_name);
     bigmem_free(listing->job_ids);
+    bigmem_free(listing->ids);
     bigmem_free(listing->gone);
     free(listing->note);
     bigmem_free(listing->strings);
     free(listing);
+}
+
+const char *listing_entry_id(const struct listing *listing, const struct entry *entry)
+{
+    if (entry == &listing->self)
+        return listing->kind == LISTING_BATCH || listing->kind == LISTING_DOC
+                   ? entry->name
+                   : NULL;
+    if (listing->ids)
+        return listing->ids[entry - listing->entries];
+    switch (listing->kind) {
+    case LISTING_JOBS:
+    case LISTING_JOB:
+    case LISTING_BATCHES:
+        return entry->name;
+    default:
+        return NULL;
+    }
 }
 
 int entry_compare_names(const void *a, const void *b)

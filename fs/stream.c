@@ -210,8 +210,7 @@ int stream_add(struct stream *stream, const char *id, const char *status,
             idset_remove(&stream->seen, id, len);
         return -ENOMEM;
     }
-    entry->name = name;
-    entry->id = name;
+    entry->name = name; /* a job is named by its id */
     entry->status = status ? (char *)stream->last_status : NULL;
     entry->content = NULL;
     entry_set_mtime(entry, mtime);
@@ -265,7 +264,7 @@ void stream_restart(struct stream *stream)
     if (idset_expect(&stream->seen, stream->added) == 0)
         stream_charge(stream, idset_footprint(&stream->seen));
     for (size_t i = 0; i < stream->added; i++) {
-        const char *id = stream_entry(stream, i)->id;
+        const char *id = stream_entry(stream, i)->name;
 
         /* Without memory, a repeat may be shown twice; nothing is lost. */
         if (idset_add(&stream->seen, id, strlen(id)) < 0)

@@ -29,9 +29,8 @@ struct live;
  * its `strings` block (see there), and entries may share them. */
 struct entry {
     char *name;            /* name in its directory */
-    /* Job id, batch id or source_directory_file_id; NULL for an item and a
-     * job's document, whose file's text (the item's) has its item_id. */
-    char *id;
+    /* Its id is not here: listing_entry_id says it (most entries are named
+     * by it, and an item's file's text has its item_id). */
     char *status;          /* as the API spelt it; NULL when absent */
     struct blob *content;  /* the object's file: job.json, batch object, item, result */
     /* From the object's timestamps, in nanoseconds since the epoch: 8
@@ -49,7 +48,7 @@ struct entry {
 
 /* Where pointers take 8 bytes, what a million-item listing pays an entry
  * beside its strings and its file's blob. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 48, "struct entry grew");
+_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 40, "struct entry grew");
 
 /* An entry's mtime (0 when it has none). Pure. */
 static inline struct timespec entry_mtime(const struct entry *entry)
@@ -124,7 +123,13 @@ struct listing {
      * bytes an entry, not a pointer's 8); NULL when `entries` are in name
      * order themselves. */
     uint32_t *by_name;
-    struct entry self; /* LISTING_BATCH: the batch itself (name = id) */
+    struct entry self; /* LISTING_BATCH: the batch itself; LISTING_DOC: the
+                          job (both named by their id) */
+    /* LISTING_BATCH and LISTING_DOCS: the id of each entry, at its index
+     * (a result's source_directory_file_id; a document's, or NULL for a
+     * job's), strings in `strings`; NULL for other listings, whose entries
+     * are named by their id or have none (listing_entry_id). */
+    const char **ids;
     /* The names, ids and statuses of the entries and of self, one after
      * another: one allocation for a whole listing rather than one per
      * entry. NULL until the listing is named. */
@@ -187,6 +192,12 @@ struct listing_link *listing_link(struct listing *listing);
  * frees it with its entries and their references to blobs. Thread-safe;
  * safe on NULL. */
 void listing_release(struct listing *listing);
+
+/* The id of `entry`, an entry of `listing` or its self: a job's, a
+ * batch's, a result's source_directory_file_id, a document's file id;
+ * NULL for an item (its file's text has its item_id) and a v1 job's
+ * document. Borrowed from the listing. Pure. */
+const char *listing_entry_id(const struct listing *listing, const struct entry *entry);
 
 /* The entry called `name`, or NULL. Borrowed from the listing. */
 const struct entry *listing_find(const struct listing *listing, const char *name);

@@ -101,7 +101,7 @@ static void test_jobs_named_by_id(void **state)
 
     e = &l->entries[0];
     assert_string_equal(e->name, "bjb-0");
-    assert_string_equal(e->id, "bjb-0");
+    assert_string_equal(listing_entry_id(l, e), "bjb-0");
     assert_string_equal(e->status, "running");
     assert_int_equal(e->api_index, 1);
     assert_int_equal(entry_mtime(e).tv_sec, NEW_YEAR);
@@ -155,7 +155,8 @@ static void test_items_named_by_names(void **state)
     assert_int_equal(entry_mtime(&l->entries[1]).tv_sec, 0);
     assert_int_equal(entry_mtime(&l->entries[1]).tv_nsec, 0);
     assert_string_equal(l->entries[2].name, "a.pdf~i1.json");
-    assert_null(l->entries[2].id); /* in its text, not kept twice */
+    assert_null(listing_entry_id(l, &l->entries[2])); /* in its text, not kept twice */
+    assert_null(l->ids);
     assert_string_equal(l->entries[2].status, "fa_iled");
     assert_int_equal(l->entries[2].api_index, 2);
     assert_non_null(l->by_name);
@@ -197,9 +198,9 @@ static void test_strings_in_one_block(void **state)
     for (size_t i = 0; i < 4; i++) {
         const struct entry *e = &l->entries[i];
 
-        assert_ptr_equal(e->name, e->id);
-        assert_true(e->id >= l->strings &&
-                    e->id + strlen(e->id) < l->strings + l->strings_bytes);
+        assert_ptr_equal(e->name, listing_entry_id(l, e));
+        assert_true(e->name >= l->strings &&
+                    e->name + strlen(e->name) < l->strings + l->strings_bytes);
         if (e->status)
             assert_true(e->status >= l->strings &&
                         e->status + strlen(e->status) < l->strings + l->strings_bytes);
@@ -280,7 +281,7 @@ static void test_prepared_page(void **state)
     assert_string_equal(e->status, "completed");
     assert_pretty(e->content, small, strlen(small));
     e = &l->entries[l->entries[0].api_index == 1 ? 0 : 1];
-    assert_null(e->id);
+    assert_null(listing_entry_id(l, e));
     assert_non_null(blob_bytes(e->content)); /* rendered once */
     /* Its text is still there: the page lives on in i1's file. */
     assert_pretty(e->content, objects[1].raw, big_len);
@@ -607,38 +608,51 @@ static void test_jobs_sorted_like_strcmp(void **state)
     for (size_t i = 1; i < l->count; i++)
         assert_true(strcmp(l->entries[i - 1].name, l->entries[i].name) < 0);
     for (size_t i = 0; i < l->count; i++)
-        assert_string_equal(l->entries[i].id, ids[l->entries[i].api_index]);
+        assert_string_equal(listing_entry_id(l, &l->entries[i]),
+                            ids[l->entries[i].api_index]);
     listing_release(l);
     free(ids);
     free(raw);
     free(objects);
 }
 
-/* A batch is the listing's self; its results are named by their ids. */
+/* A batch is the listing's self; its results are named by their ids,
+ * which they keep beside them, in the order of their names. */
 static void test_batch(void **state)
 {
     static const char batch[] = "{\"id\":\"bat-1\",\"status\":\"RUNNING\","
                                 "\"created_at\":\"2025-01-01T00:00:00Z\"}";
     static const char result[] = "{\"source_directory_file_id\":\"f-1\","
                                  "\"item_name\":\"other.pdf\",\"status\":\"done\"}";
+    static const char r3[] = "{\"source_directory_file_id\":\"f-3\"}";
+    static const char r0[] = "{\"source_directory_file_id\":\"f-0\"}";
     struct api_object batch_object = object_of(batch, strlen(batch), "bat-1");
-    struct api_object result_object = object_of(result, strlen(result), "f-1");
+    struct api_object results[] = {object_of(r3, strlen(r3), "f-3"),
+                                   object_of(result, strlen(result), "f-1"),
+                                   object_of(r0, strlen(r0), "f-0")};
+    static const char *const sorted[] = {"f-0", "f-1", "f-3"};
     struct builder b;
     struct listing *l = NULL;
 
     (void)state;
     assert_int_equal(builder_init(&b, LISTING_BATCH, "batch/bat-1"), 0);
-    assert_int_equal(builder_add_batch(&b, &batch_object, &result_object, 1, false), 0);
+    assert_int_equal(builder_add_batch(&b, &batch_object, results, 3, false), 0);
     assert_int_equal(builder_finish(&b, &l), 0);
     assert_string_equal(l->self.name, "bat-1");
-    assert_string_equal(l->self.id, "bat-1");
+    assert_string_equal(listing_entry_id(l, &l->self), "bat-1");
     assert_string_equal(l->self.status, "RUNNING");
     assert_int_equal(entry_mtime(&l->self).tv_sec, NEW_YEAR);
     assert_pretty(l->self.content, batch, strlen(batch));
     assert_false(l->results_null);
-    assert_int_equal(l->count, 1);
-    assert_string_equal(l->entries[0].id, "f-1");
-    assert_string_equal(l->entries[0].status, "done");
+    assert_int_equal(l->count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "%s.json", sorted[i]);
+        assert_string_equal(l->entries[i].name, name);
+        assert_string_equal(listing_entry_id(l, &l->entries[i]), sorted[i]);
+    }
+    assert_string_equal(l->entries[1].status, "done");
     assert_non_null(listing_find(l, "f-1.json"));
     assert_null(listing_find(l, "other.pdf.json"));
     listing_release(l);
@@ -672,7 +686,7 @@ static void test_entries_by_id(void **state)
     assert_null(l->entries[0].status);
     assert_null(l->entries[0].content);
     assert_string_equal(l->entries[1].name, "bat-2");
-    assert_string_equal(l->entries[1].id, "bat-2");
+    assert_string_equal(listing_entry_id(l, &l->entries[1]), "bat-2");
     assert_int_equal(l->entries[1].api_index, 0);
     assert_int_equal(entry_mtime(&l->entries[1]).tv_sec, NEW_YEAR);
     assert_int_equal(blob_len(l->entries[1].content), 3);

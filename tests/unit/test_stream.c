@@ -52,7 +52,6 @@ static void test_entries_readable_once_published(void **state)
     assert_int_equal(stream_count(s), 3);
     e = stream_entry(s, 1);
     assert_string_equal(e->name, "job-1");
-    assert_ptr_equal(e->name, e->id);
     assert_string_equal(e->status, "completed");
     assert_int_equal(entry_mtime(e).tv_sec, T0.tv_sec);
     assert_int_equal(e->api_index, 1);
