@@ -45,8 +45,11 @@ static int derive_api_order(const struct listing *l, const struct entry ***out)
 
 /* items.ndjson as a made blob: the listings it was made from, and each
  * line's entry and length. A line is made from its entry's file only when
- * read, so the file costs about 8 bytes per item (a million-item job reads
- * it beside the kernel's million inodes), not a second copy of the items. */
+ * read, so the file costs at most 8 bytes per item (a million-item job
+ * reads it beside the kernel's million inodes), not a second copy of the
+ * items; and nothing per item when each listing's entries lie in the API's
+ * order with their lines measured, as fetched items do: line i is then
+ * entry i, its length the entry's line_len and a newline. */
 struct ndjson_line {
     uint32_t entry; /* its index across the lists' entries, in list order */
     uint32_t len;   /* with its newline */
@@ -59,7 +62,7 @@ struct ndjson_line {
 struct ndjson {
     struct listing **lists; /* referenced: they own the entries */
     size_t list_count;
-    struct ndjson_line *lines;
+    struct ndjson_line *lines; /* NULL: the entries in place (see above) */
     size_t line_count;
     uint64_t *starts; /* starts[j]: the offset of line j * NDJSON_STRIDE */
 };
@@ -81,12 +84,33 @@ static void ndjson_free(void *state)
 /* The entry of line `i`. */
 static const struct entry *ndjson_entry(const struct ndjson *nd, size_t i)
 {
-    size_t at = nd->lines[i].entry;
+    size_t at = nd->lines ? nd->lines[i].entry : i;
     size_t k = 0;
 
     while (at >= nd->lists[k]->count)
         at -= nd->lists[k++]->count;
     return &nd->lists[k]->entries[at];
+}
+
+/* The length of line `i`, with its newline. */
+static size_t ndjson_len(const struct ndjson *nd, size_t i)
+{
+    return nd->lines ? nd->lines[i].len : (size_t)ndjson_entry(nd, i)->line_len + 1;
+}
+
+/* Whether every entry of the lists lies at its place in the API's order
+ * with its line measured (below 4 GiB with its newline). */
+static bool ndjson_in_place(struct listing *const *lists, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        for (size_t i = 0; i < lists[k]->count; i++) {
+            const struct entry *e = &lists[k]->entries[i];
+
+            if (e->api_index != i || !e->line_len || e->line_len == UINT32_MAX)
+                return false;
+        }
+    }
+    return true;
 }
 
 /* Appends the compact form of `e`'s file and a newline. */
@@ -119,9 +143,9 @@ static size_t ndjson_line_at(const struct ndjson *nd, size_t off, size_t *start)
             hi = mid;
     }
     *start = nd->starts[lo];
-    for (i = lo * NDJSON_STRIDE; i < nd->line_count && *start + nd->lines[i].len <= off;
+    for (i = lo * NDJSON_STRIDE; i < nd->line_count && *start + ndjson_len(nd, i) <= off;
          i++)
-        *start += nd->lines[i].len;
+        *start += ndjson_len(nd, i);
     return i;
 }
 
@@ -134,10 +158,10 @@ static int ndjson_make(const void *state, size_t off, size_t size, struct buf *o
     if (size && nd->line_count)
         i = ndjson_line_at(nd, off, &start);
     for (; i < nd->line_count && out->len - base < size && !rc; i++) {
-        size_t mark = out->len;
+        size_t mark = out->len, len = ndjson_len(nd, i);
 
         rc = ndjson_append_line(ndjson_entry(nd, i), out);
-        if (!rc && out->len - mark != nd->lines[i].len)
+        if (!rc && out->len - mark != len)
             rc = -EIO; /* cannot happen: entries are immutable */
         if (!rc && start < off) { /* the first line, entered part way */
             size_t skip = off - start;
@@ -145,7 +169,7 @@ static int ndjson_make(const void *state, size_t off, size_t size, struct buf *o
             memmove(out->data + mark, out->data + mark + skip, out->len - mark - skip);
             out->len -= skip;
         }
-        start += nd->lines[i].len;
+        start += len;
     }
     if (!rc && out->len - base > size) {
         out->len = base + size;
@@ -178,6 +202,7 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
     struct buf line = BUF_INIT;
     uint64_t digest = 0;
     size_t total = 0, lines = 0, base = 0;
+    bool in_place;
     int rc = 0;
 
     *out = NULL;
@@ -189,32 +214,38 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
         free(nd);
         return -EFBIG;
     }
+    in_place = ndjson_in_place(lists, n);
     nd->lists = calloc(n ? n : 1, sizeof(*nd->lists));
-    nd->lines = bigmem_calloc(lines ? lines : 1, sizeof(*nd->lines));
+    nd->lines = in_place ? NULL : bigmem_calloc(lines ? lines : 1, sizeof(*nd->lines));
     nd->starts = bigmem_calloc(lines / NDJSON_STRIDE + 1, sizeof(*nd->starts));
-    if (!nd->lists || !nd->lines || !nd->starts) {
+    if (!nd->lists || (!in_place && !nd->lines) || !nd->starts) {
         ndjson_free(nd);
         return -ENOMEM;
     }
     for (size_t k = 0; k < n; k++)
         nd->lists[nd->list_count++] = listing_ref(lists[k]);
     for (size_t k = 0; k < n && !rc; k++) {
-        const struct entry **order;
+        const struct entry **order = NULL;
 
-        rc = derive_api_order(lists[k], &order);
+        if (!in_place)
+            rc = derive_api_order(lists[k], &order);
         for (size_t i = 0; !rc && i < lists[k]->count; i++) {
+            const struct entry *e = order ? order[i] : &lists[k]->entries[i];
             size_t len;
 
-            rc = ndjson_line_len(order[i], &line, &len);
+            rc = ndjson_line_len(e, &line, &len);
             if (rc)
                 break;
             if (nd->line_count % NDJSON_STRIDE == 0)
                 nd->starts[nd->line_count / NDJSON_STRIDE] = total;
-            nd->lines[nd->line_count].entry =
-                (uint32_t)(base + (size_t)(order[i] - lists[k]->entries));
-            nd->lines[nd->line_count++].len = (uint32_t)len;
+            if (nd->lines) {
+                nd->lines[nd->line_count].entry =
+                    (uint32_t)(base + (size_t)(e - lists[k]->entries));
+                nd->lines[nd->line_count].len = (uint32_t)len;
+            }
+            nd->line_count++;
             total += len;
-            digest = blob_digest_fold(digest, blob_get_digest(order[i]->content));
+            digest = blob_digest_fold(digest, blob_get_digest(e->content));
         }
         bigmem_free(order);
         base += lists[k]->count;
@@ -224,7 +255,8 @@ int derive_ndjson(struct listing *const *lists, size_t n, struct blob **out, siz
         ndjson_free(nd);
         return rc;
     }
-    *bytes = sizeof(*nd) + n * sizeof(*nd->lists) + lines * sizeof(*nd->lines) +
+    *bytes = sizeof(*nd) + n * sizeof(*nd->lists) +
+             (nd->lines ? lines * sizeof(*nd->lines) : 0) +
              (lines / NDJSON_STRIDE + 1) * sizeof(*nd->starts);
     *out = blob_new_made(&ndjson_maker, nd, total, blob_digest_fold(digest, total));
     return *out ? 0 : -ENOMEM;

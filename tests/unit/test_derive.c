@@ -216,6 +216,61 @@ static void test_ndjson_many_lines(void **state)
     blob_unref(blob);
 }
 
+/* Listings in the API's order with their lines measured, as fetched items
+ * are, make the same file from every offset, keeping nothing a line: only
+ * the offset of every 64th. */
+static void test_ndjson_in_place(void **state)
+{
+    enum { FIRST = 150, SECOND = 70 };
+    char text[FIRST + SECOND][64];
+    const char *objects[FIRST + SECOND], *ids[FIRST + SECOND];
+    size_t order[FIRST + SECOND];
+    struct listing *lists[2];
+    struct buf want = BUF_INIT, out = BUF_INIT, scratch = BUF_INIT;
+    struct blob *blob;
+    const char *bytes;
+    size_t held, mark;
+
+    (void)state;
+    for (size_t i = 0; i < FIRST + SECOND; i++) {
+        snprintf(text[i], sizeof(text[i]), "{ \"item_id\": \"%zu%.*s\" }", i,
+                 (int)(i * 7 % 31), "abcdefghijklmnopqrstuvwxyz01234");
+        objects[i] = text[i];
+        ids[i] = text[i] + 14;
+        order[i] = i < FIRST ? i : i - FIRST;
+    }
+    lists[0] = make_listing(objects, ids, order, FIRST);
+    lists[1] = make_listing(objects + FIRST, ids + FIRST, order + FIRST, SECOND);
+    for (size_t i = 0; i < FIRST + SECOND; i++) {
+        struct listing *l = lists[i < FIRST ? 0 : 1];
+
+        mark = want.len;
+        assert_int_equal(jsontext_compact(text[i], strlen(text[i]), &want), 0);
+        l->entries[i < FIRST ? i : i - FIRST].line_len = (uint32_t)(want.len - mark);
+        assert_int_equal(buf_append_char(&want, '\n'), 0);
+    }
+    assert_int_equal(derive_ndjson(lists, 2, &blob, &held), 0);
+    listing_release(lists[0]);
+    listing_release(lists[1]);
+    assert_int_equal(blob_len(blob), want.len);
+    assert_true(held < 200); /* nothing a line */
+    for (size_t step = 1; step <= 130; step += 43) {
+        read_all(blob, step, &out);
+        assert_int_equal(out.len, want.len);
+        assert_memory_equal(out.data, want.data, out.len);
+    }
+    for (size_t off = 0; off < want.len; off++) {
+        long n = blob_read(blob, off, 50, &scratch, &bytes);
+
+        assert_int_equal(n, want.len - off < 50 ? want.len - off : 50);
+        assert_memory_equal(bytes, want.data + off, (size_t)n);
+    }
+    blob_unref(blob);
+    buf_free(&want);
+    buf_free(&out);
+    buf_free(&scratch);
+}
+
 /* A file of a big folder keeps its lines' index in bigmem's blocks, whose
  * freeing gives the memory back (bigmem.h), and makes it in one pass over
  * an order that is bigmem's too. */
@@ -391,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_ndjson_in_api_order),
         cmocka_unit_test(test_ndjson_across_listings),
         cmocka_unit_test(test_ndjson_many_lines),
+        cmocka_unit_test(test_ndjson_in_place),
         cmocka_unit_test(test_ndjson_index_of_a_big_folder),
         cmocka_unit_test(test_ndjson_sized_from_measured_lines),
         cmocka_unit_test(test_errors_tsv),
