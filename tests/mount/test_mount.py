@@ -355,12 +355,12 @@ class SmallCache(LayoutChecks, harness.MountTestCase):
 class SmallCacheFolderInUse(harness.MountTestCase):
     """A folder evicted while open is found again, not fetched again; one
     bigger than the whole cache is kept beside it while it is the latest."""
-    # Each job's completed/ holds about 1.4 MiB of entries (120 bytes an
-    # item): more than the cap alone.
-    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "12000", "--big-job", "12000",
+    # Each job's completed/ holds about 1.3 MiB of entries (about 95 bytes
+    # an item): more than the cap alone.
+    DOUBLE_ARGS = ("--seed", "5", "--jobs", "1", "--items", "16000", "--big-job", "16000",
                    "--batches", "0")
     MOUNT_OPTIONS = ("cache_size=1M", "cache_ttl=300")
-    DATA = apidouble.make_dataset(seed=5, jobs=1, items=12000, big_job=12000, batches=0)
+    DATA = apidouble.make_dataset(seed=5, jobs=1, items=16000, big_job=16000, batches=0)
 
     def cache(self):
         with open(self.path(".batchfs", "stats")) as f:
