@@ -540,12 +540,17 @@ void tree_dir_prepare(struct tree *tree, struct tree_dir *dir, size_t index, siz
         if (!dir->ahead_to) {
             /* The first batch made ahead: the rest of the folder follows,
              * all of what a job list says it holds when it is still coming
-             * (room made once rather than at each doubling). */
+             * (room made once rather than at each doubling), less the nodes
+             * the folder has already (read before: a second walk of a
+             * million items would size the tables for two million). */
             size_t coming = dir->stream ? stream_announced(dir->stream) + 2 : 0;
+            size_t ahead = (coming > total ? coming : total) - first, have;
+            const struct node *folder;
 
             pthread_mutex_lock(&tree->lock);
-            tree_reserve_nodes(tree,
-                               tree->count + (coming > total ? coming : total) - first);
+            folder = tree_find_ino(tree, dir->view.ino);
+            have = folder ? node_children(folder) : 0;
+            tree_reserve_nodes(tree, tree->count + (ahead > have ? ahead - have : 0));
             pthread_mutex_unlock(&tree->lock);
         }
         if (dir->ahead_to == dir->ahead_from) {

@@ -762,6 +762,34 @@ static void test_node_bytes(void **state)
     assert_true(per_node <= 100.0);
 }
 
+/* A folder read twice with readdirplus (a second walk) makes no node
+ * again, and sizes the tables for the nodes there are, not for the folder
+ * twice over: the tree's bytes stay where the first reading left them. */
+static void test_second_readdir_keeps_tables(void **state)
+{
+    struct env *env = *state;
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+    uint64_t completed = lookup_ok(env, job, "completed", NULL);
+    struct tree_stats first, second;
+    struct tree_dir *dir;
+    bool unchanged;
+
+    for (int reading = 0; reading < 2; reading++) {
+        size_t total;
+
+        assert_int_equal(tree_opendir(env->tree, completed, &dir, &unchanged), 0);
+        total = tree_dir_count(dir);
+        assert_int_equal(total, BIG_FOLDER_ITEMS + 2);
+        for (size_t from = 0; from < total; from += 5000)
+            reply_plus(env, dir, from, from + 5000 < total ? from + 5000 : total);
+        tree_closedir(dir);
+        tree_get_stats(env->tree, reading ? &second : &first);
+    }
+    assert_int_equal(second.nodes, first.nodes);
+    assert_int_equal(second.bytes, first.bytes);
+}
+
 /* Inode numbers start again at 2 past UINT32_MAX, skipping those in use. */
 static void test_inode_numbers_wrap(void **state)
 {
@@ -1009,6 +1037,8 @@ int main(void)
         cmocka_unit_test(test_changed_content_gets_a_new_inode),
         cmocka_unit_test_setup_teardown(test_node_bytes, env_setup_big_folder,
                                         env_teardown),
+        cmocka_unit_test_setup_teardown(test_second_readdir_keeps_tables,
+                                        env_setup_big_folder, env_teardown),
         cmocka_unit_test_setup_teardown(test_inode_numbers_wrap, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_lookup_count_saturates, env_setup,
                                         env_teardown),
