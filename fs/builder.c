@@ -75,7 +75,6 @@ void builder_discard(struct builder *b)
  */
 static int builder_load_item_id(void *arg, size_t index, struct buf *out)
 {
-    static const char *const key[] = {"item_id"};
     const struct builder *b = arg;
     const struct entry *e =
         index < b->listing->count ? &b->listing->entries[index] : NULL;
@@ -89,7 +88,7 @@ static int builder_load_item_id(void *arg, size_t index, struct buf *out)
     rc = blob_text_begin(e->content, &text, &len);
     if (rc)
         return rc;
-    rc = jsontext_members(text, len, key, 1, &span);
+    rc = jsontext_member(text, len, "item_id", &span);
     if (!rc)
         rc = buf_reserve(out, span.len);
     if (!rc) {
@@ -100,7 +99,7 @@ static int builder_load_item_id(void *arg, size_t index, struct buf *out)
         rc = id_len ? 0 : -EIO;
     }
     blob_text_end(e->content);
-    return rc == -EINVAL ? -EIO : rc;
+    return rc == -EINVAL || rc == -ENOENT ? -EIO : rc;
 }
 
 int builder_init(struct builder *b, enum listing_kind kind, const char *what)
@@ -240,6 +239,7 @@ static int builder_content(const struct api_object *object, struct blob *source,
 {
     struct blob *copy = NULL;
     size_t len = BLOB_LEN_UNMEASURED;
+    uint64_t digest;
     int rc;
 
     *content = NULL;
@@ -260,10 +260,10 @@ static int builder_content(const struct api_object *object, struct blob *source,
         if (!copy)
             return -ENOMEM;
     }
-    *content = batch ? blob_batch_add(batch, off, object->raw_len, len,
-                                      blob_digest(object->raw, object->raw_len))
+    digest = blob_digest(object->raw, object->raw_len);
+    *content = batch ? blob_batch_add(batch, off, object->raw_len, len, digest)
                      : blob_new_rendered(source, off, object->raw_len, jsontext_pretty,
-                                         len, blob_digest(object->raw, object->raw_len));
+                                         len, digest);
     blob_unref(copy);
     return *content ? 0 : -ENOMEM;
 }

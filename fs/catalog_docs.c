@@ -731,6 +731,7 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
         const struct entry *result = &d->batch->entries[i];
         struct docs_counted *c = &d->counted[d->count];
         struct hindex_cell *cell;
+        const char *file_id;
         uint64_t hash;
         bool found;
 
@@ -749,9 +750,9 @@ static int docs_batch_count(struct docs_batch *d, const char *type)
         rc = buf_append(&d->arena, job_id, strlen(job_id) + 1);
         if (rc)
             break;
-        hash = hash_key_str(listing_entry_id(d->batch, result));
-        cell = hindex_probe(&d->by_file, hash, docs_file_eq, d,
-                            listing_entry_id(d->batch, result), &found);
+        file_id = listing_entry_id(d->batch, result);
+        hash = hash_key_str(file_id);
+        cell = hindex_probe(&d->by_file, hash, docs_file_eq, d, file_id, &found);
         if (!found) /* ids of a batch's results are unique (builder.c) */
             hindex_put(&d->by_file, cell, hash, d->count);
         d->count++;

@@ -92,10 +92,10 @@ static const struct entry *ndjson_entry(const struct ndjson *nd, size_t i)
     return &nd->lists[k]->entries[at];
 }
 
-/* The length of line `i`, with its newline. */
-static size_t ndjson_len(const struct ndjson *nd, size_t i)
+/* The length of line `i`, whose entry is `e`, with its newline. */
+static size_t ndjson_len(const struct ndjson *nd, size_t i, const struct entry *e)
 {
-    return nd->lines ? nd->lines[i].len : (size_t)ndjson_entry(nd, i)->line_len + 1;
+    return nd->lines ? nd->lines[i].len : (size_t)e->line_len + 1;
 }
 
 /* Whether every entry of the lists lies at its place in the API's order
@@ -143,9 +143,13 @@ static size_t ndjson_line_at(const struct ndjson *nd, size_t off, size_t *start)
             hi = mid;
     }
     *start = nd->starts[lo];
-    for (i = lo * NDJSON_STRIDE; i < nd->line_count && *start + ndjson_len(nd, i) <= off;
-         i++)
-        *start += ndjson_len(nd, i);
+    for (i = lo * NDJSON_STRIDE; i < nd->line_count; i++) {
+        size_t len = ndjson_len(nd, i, nd->lines ? NULL : ndjson_entry(nd, i));
+
+        if (*start + len > off)
+            break;
+        *start += len;
+    }
     return i;
 }
 
@@ -158,9 +162,10 @@ static int ndjson_make(const void *state, size_t off, size_t size, struct buf *o
     if (size && nd->line_count)
         i = ndjson_line_at(nd, off, &start);
     for (; i < nd->line_count && out->len - base < size && !rc; i++) {
-        size_t mark = out->len, len = ndjson_len(nd, i);
+        const struct entry *e = ndjson_entry(nd, i);
+        size_t mark = out->len, len = ndjson_len(nd, i, e);
 
-        rc = ndjson_append_line(ndjson_entry(nd, i), out);
+        rc = ndjson_append_line(e, out);
         if (!rc && out->len - mark != len)
             rc = -EIO; /* cannot happen: entries are immutable */
         if (!rc && start < off) { /* the first line, entered part way */
