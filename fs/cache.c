@@ -940,7 +940,7 @@ static void cache_flight_unwanted_locked(struct cache *cache, struct cache_fligh
         *free_arg = flight->free_arg;
         cache_flight_drop(cache, flight);
         cache->cancelled++;
-    } else if (flight->cancel) {
+    } else if (flight->cancel && !flight->abandoned) {
         flight->abandoned = true;
         cache->config.cancel_fire(flight->cancel);
         cache->cancelled++;
@@ -979,21 +979,28 @@ bool cache_waiter_cancel(struct cache_waiter *waiter)
     return parked;
 }
 
-void cache_let_go(struct cache *cache, const char *key)
+bool cache_let_go(struct cache *cache, const char *key)
 {
     struct cache_entry *entry;
     void *arg = NULL;
     void (*free_arg)(void *) = NULL;
+    bool called_off = false;
 
     pthread_mutex_lock(&cache->lock);
     entry = cache_find(cache, key, (size_t)hash_key_str(key));
     if (entry && entry->flight && entry->flight->held) {
-        entry->flight->held = false;
-        cache_flight_unwanted_locked(cache, entry->flight, &arg, &free_arg);
+        struct cache_flight *flight = entry->flight;
+        /* Only a running flight outlives the call: a queued one is freed. */
+        bool running = flight->state == CACHE_FLIGHT_RUNNING && !flight->abandoned;
+
+        flight->held = false;
+        cache_flight_unwanted_locked(cache, flight, &arg, &free_arg);
+        called_off = running && flight->abandoned;
     }
     pthread_mutex_unlock(&cache->lock);
     if (free_arg)
         free_arg(arg);
+    return called_off;
 }
 
 void cache_stop(struct cache *cache)

@@ -342,14 +342,19 @@ static void catalog_note_jobs(void *arg, const struct builder_job *jobs, size_t 
 static struct stream *catalog_stream_begin(struct catalog *catalog)
 {
     struct stream *stream;
+    bool handed;
 
     pthread_mutex_lock(&catalog->lock);
     stream = catalog->jobs_stream_next ? catalog->jobs_stream_next : stream_new();
     catalog->jobs_stream_next = NULL;
-    catalog->jobs_stream = stream;
     catalog->jobs_running = true;
+    /* Called off before it got here: handing its stream out would hand out
+     * its -ECANCELED. The fetch then keeps the only reference. */
+    handed = !catalog->jobs_called_off;
+    catalog->jobs_called_off = false;
+    catalog->jobs_stream = handed ? stream : NULL;
     pthread_mutex_unlock(&catalog->lock);
-    return stream ? stream_ref(stream) : NULL;
+    return stream && handed ? stream_ref(stream) : stream;
 }
 
 /* Every job of the list is in (rc 0), or the list could not be read
@@ -369,7 +374,7 @@ static void catalog_stream_close(struct catalog_noting *n)
     struct stream *held = NULL;
 
     pthread_mutex_lock(&catalog->lock);
-    if (catalog->jobs_stream == n->stream) {
+    if (n->stream && catalog->jobs_stream == n->stream) {
         held = catalog->jobs_stream;
         catalog->jobs_stream = NULL;
     }
@@ -766,6 +771,7 @@ int catalog_jobs_open(struct catalog *catalog, struct listing **out,
 void catalog_jobs_close(struct catalog *catalog, struct stream *stream)
 {
     struct stream *unwanted = NULL;
+    bool unstarted = false;
 
     pthread_mutex_lock(&catalog->lock);
     if (stream_reader_drop(stream) && !stream_done(stream, NULL)) {
@@ -777,12 +783,15 @@ void catalog_jobs_close(struct catalog *catalog, struct stream *stream)
         } else if (catalog->jobs_stream_next == stream) {
             catalog->jobs_stream_next = NULL;
             unwanted = stream;
+            unstarted = true;
         }
     }
     /* Under the lock, so that no folder opened meanwhile takes a stream
-     * that the fetch let go of here would never fill. */
-    if (unwanted)
-        cache_let_go(catalog->cache, "jobs");
+     * that the fetch let go of here would never fill. A fetch called off
+     * between its start and its taking the stream takes a new one: that
+     * one must not be handed out either (catalog_stream_begin). */
+    if (unwanted && cache_let_go(catalog->cache, "jobs") && unstarted)
+        catalog->jobs_called_off = true;
     pthread_mutex_unlock(&catalog->lock);
     stream_release(unwanted); /* the catalog's: its fetch keeps its own */
 }

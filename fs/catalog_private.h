@@ -66,9 +66,12 @@ struct catalog {
     /* The job list as its pages arrive (catalog_jobs_open), while a fetch
      * of it runs (jobs_running), or made by an opener for the fetch it
      * found queued (jobs_stream_next), which takes it when it starts;
-     * jobs_streamed counts the folders handed a stream. */
+     * jobs_streamed counts the folders handed a stream. jobs_called_off:
+     * the last folder closed called off a fetch that had started but not
+     * yet taken its stream; the stream it takes is nobody's (it ends with
+     * ECANCELED), and openers wait for the list read anew. */
     struct stream *jobs_stream, *jobs_stream_next;
-    bool jobs_running;
+    bool jobs_running, jobs_called_off;
     unsigned long long jobs_streamed;
 };
 

@@ -232,9 +232,9 @@ bool cache_waiter_cancel(struct cache_waiter *waiter);
  * dropped if it has not started, or called off if it has, unless a parked
  * waiter (or a refresh) still needs it, as when the last parked waiter of a
  * fetch is cancelled. Thread-safe; nothing when no fetch of `key` is
- * wanted so.
+ * wanted so. True when a fetch that had started was called off here.
  */
-void cache_let_go(struct cache *cache, const char *key);
+bool cache_let_go(struct cache *cache, const char *key);
 
 /*
  * Stops the fetch threads: fetches not started end with -ECANCELED (their

@@ -1553,10 +1553,40 @@ static void test_start_fetches_without_waiting(void **state)
     gated_destroy(&g);
 }
 
+/* cache_let_go is true only for the call that calls a started fetch off:
+ * not again, and not for a START caller that came to it afterwards. */
+static void test_let_go_says_called_off(void **state)
+{
+    struct gated g;
+    struct cache *cache = make_cancellable_cache(&g);
+    struct cache_fetcher f;
+    void *value = NULL;
+
+    (void)state;
+    gated_init(&g, 0, 60);
+    assert_int_equal(
+        cache_get_with(cache, "s", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_PARKED);
+    gate_wait_entered(&g, 1);
+    assert_true(cache_let_go(cache, "s"));
+    assert_int_equal(g.fires, 1);
+    assert_false(cache_let_go(cache, "s")); /* nobody holds it now */
+    assert_int_equal(
+        cache_get_with(cache, "s", CACHE_GET_START, gated_fetcher(&g, &f), &value),
+        CACHE_RUNNING);
+    assert_false(cache_let_go(cache, "s")); /* already called off */
+    assert_int_equal(g.fires, 1);
+    gate_open(&g, true);
+    cache_stop(cache);
+    free_and_check(cache);
+    gated_destroy(&g);
+}
+
 /* A fetch that runs says so (CACHE_RUNNING). One a START caller wants is
  * not called off when the callers parked on it leave; once the START
  * callers let go (cache_let_go) it is, unless a waiter still needs it, and
- * one not started yet is dropped. */
+ * one not started yet is dropped. cache_let_go says when it called one off
+ * itself. */
 static void test_start_held_until_let_go(void **state)
 {
     struct gated g;
@@ -1586,7 +1616,7 @@ static void test_start_held_until_let_go(void **state)
     /* Let go while a waiter is parked on it: it goes on, until that one
      * leaves too. */
     assert_int_equal(parked_get(cache, &b, "r", &g, &value), CACHE_PARKED);
-    cache_let_go(cache, "r");
+    assert_false(cache_let_go(cache, "r")); /* not called off */
     assert_int_equal(g.fires, 0);
     assert_true(cache_waiter_cancel(&b.waiter));
     assert_int_equal(g.fires, 1);
@@ -1594,8 +1624,8 @@ static void test_start_held_until_let_go(void **state)
     assert_int_equal(
         cache_get_with(cache, "q", CACHE_GET_START, gated_fetcher(&g, &f), &value),
         CACHE_PARKED);
-    cache_let_go(cache, "q");
-    cache_let_go(cache, "nothing"); /* no such fetch: nothing */
+    assert_false(cache_let_go(cache, "q"));       /* dropped, not called off */
+    assert_false(cache_let_go(cache, "nothing")); /* no such fetch: nothing */
     assert_int_equal(stats_of(cache).cancelled, 2);
     gate_open(&g, true);
     cache_stop(cache);
@@ -1818,6 +1848,7 @@ int main(void)
         cmocka_unit_test_setup(test_prefetch_joined_moves_to_front, reset),
         cmocka_unit_test_setup(test_start_fetches_without_waiting, reset),
         cmocka_unit_test_setup(test_start_held_until_let_go, reset),
+        cmocka_unit_test_setup(test_let_go_says_called_off, reset),
     };
 
     log_setup(LOG_LEVEL_WARNING, false);

@@ -194,6 +194,49 @@ static void test_job_stream_says_total(void **state)
     listing_release(jobs);
 }
 
+/* A folder opened and closed at once calls off the fetch it started; one
+ * opened right after never gets that fetch's stream, which ends with
+ * ECANCELED, but the job list read anew. The fetch thread is let run for
+ * a varying while between the two, so that across the rounds the close
+ * lands before the fetch starts, as it takes its stream, and while it
+ * reads. */
+#define REOPEN_ROUNDS 3000
+
+static void test_reopen_after_calling_off(void **state)
+{
+    struct env *env = *state;
+
+    for (unsigned round = 0; round < REOPEN_ROUNDS; round++) {
+        struct listing *jobs = NULL, *waited = NULL;
+        struct stream *stream = NULL;
+        volatile unsigned spin = 0;
+        int rc = 0;
+
+        fake_clock_advance(2); /* past the listing's ttl: each round fetches */
+        assert_int_equal(catalog_jobs_open(env->catalog, &jobs, &stream), 0);
+        assert_null(jobs);
+        assert_non_null(stream);
+        while (spin < (round % 97) * 50)
+            spin++;
+        catalog_jobs_close(env->catalog, stream);
+        stream_release(stream);
+
+        assert_int_equal(catalog_jobs_open(env->catalog, &jobs, &stream), 0);
+        if (stream) {
+            assert_int_equal(catalog_jobs(env->catalog, &waited), 0);
+            listing_release(waited);
+            assert_true(stream_done(stream, &rc));
+            assert_int_equal(rc, 0);
+            assert_int_equal(stream_count(stream), 2);
+            catalog_jobs_close(env->catalog, stream);
+            stream_release(stream);
+        } else {
+            assert_int_equal(jobs->count, 2);
+            listing_release(jobs);
+        }
+    }
+}
+
 static void test_finished_jobs_cached_longer(void **state)
 {
     struct env *env = *state;
@@ -565,6 +608,8 @@ int main(void)
         cmocka_unit_test(test_entry_mtime),
         cmocka_unit_test(test_statuses),
         cmocka_unit_test_setup_teardown(test_job_stream_says_total, env_setup_fetching,
+                                        env_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_after_calling_off, env_setup_fetching,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_jobs_listing_drops_non_ids, env_setup,
                                         env_teardown),
