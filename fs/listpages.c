@@ -428,6 +428,10 @@ struct listpages_wave {
     pthread_mutex_t lock;
     pthread_cond_t arrived;          /* a page arrived or was read */
     struct listpages_page *ready;    /* protected by lock: read, not yet taken back */
+    /* Protected by lock: submitted, not yet arrived. The only pages another
+     * thread (a cancel) looks at: the listing's thread releases the others
+     * without the lock. */
+    struct listpages_page *flying;
     size_t unread;                   /* protected by lock: arrived, not yet read */
     size_t queued;                   /* protected by listpages_readers.lock: its
                                         pages in the readers' queue */
@@ -552,6 +556,19 @@ static void listpages_readers_start(void)
     pthread_attr_destroy(&attr);
 }
 
+/* Under the wave's lock: `page` is no longer in flight. */
+static void listpages_wave_land_locked(struct listpages_wave *wave,
+                                       struct listpages_page *page)
+{
+    struct listpages_page **link = &wave->flying;
+
+    while (*link && *link != page)
+        link = &(*link)->flying_next;
+    if (*link)
+        *link = page->flying_next;
+    page->flying_next = NULL;
+}
+
 /* The transport's thread: queue the page for the readers, and tell the
  * listing's thread, which reads it itself if no reader comes first. */
 static void listpages_page_arrived(struct transport_call *call)
@@ -561,7 +578,7 @@ static void listpages_page_arrived(struct transport_call *call)
 
     pthread_once(&listpages_readers.once, listpages_readers_start);
     pthread_mutex_lock(&wave->lock);
-    page->in_flight = false;
+    listpages_wave_land_locked(wave, page);
     wave->unread++;
     pthread_mutex_lock(&listpages_readers.lock);
     page->read_next = NULL;
@@ -583,9 +600,8 @@ static void listpages_page_arrived(struct transport_call *call)
  * the wave's lock, so that no page arrives meanwhile. */
 static void listpages_wave_cancel_locked(struct listpages_wave *wave)
 {
-    for (size_t i = 0; i < wave->next; i++)
-        if (wave->pages[i].in_flight)
-            request_cancel(wave->request, &wave->pages[i].call);
+    for (struct listpages_page *page = wave->flying; page; page = page->flying_next)
+        request_cancel(wave->request, &page->call);
 }
 
 /* The cancel token fired, on whichever thread fired it. */
@@ -655,10 +671,11 @@ static void listpages_wave_send(struct listpages_wave *wave)
             .arg = page,
         };
         pthread_mutex_lock(&wave->lock);
-        page->in_flight = true;
+        page->flying_next = wave->flying;
+        wave->flying = page;
         rc = request_submit(wave->request, &page->call);
         if (rc)
-            page->in_flight = false;
+            listpages_wave_land_locked(wave, page);
         pthread_mutex_unlock(&wave->lock);
         if (rc) {
             page->rc = rc;
@@ -712,6 +729,7 @@ static int listpages_wave_start(struct listpages_wave *wave, struct request *req
     }
     wave->request = request;
     wave->ready = NULL;
+    wave->flying = NULL;
     wave->unread = 0;
     wave->queued = 0;
     atomic_init(&wave->cancelled, false);

@@ -79,7 +79,9 @@ struct listpages_page {
     struct listpages_wave *wave;
     struct listpages_page *read_next;
     struct listpages_page *ready_next;
-    bool in_flight; /* submitted, not yet arrived: under the wave's lock */
+    /* Among its wave's pages submitted and not yet arrived (under the
+     * wave's lock). */
+    struct listpages_page *flying_next;
 
     /* Filled in by the fetch; read after it completes. */
     int rc;
