@@ -353,8 +353,12 @@ static struct stream *catalog_stream_begin(struct catalog *catalog)
     handed = !catalog->jobs_called_off;
     catalog->jobs_called_off = false;
     catalog->jobs_stream = handed ? stream : NULL;
+    /* The fetch's own reference, taken under the lock: once it is let go,
+     * the last folder closed may release the catalog's at once. */
+    if (stream && handed)
+        stream_ref(stream);
     pthread_mutex_unlock(&catalog->lock);
-    return stream && handed ? stream_ref(stream) : stream;
+    return stream;
 }
 
 /* Every job of the list is in (rc 0), or the list could not be read
