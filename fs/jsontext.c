@@ -728,12 +728,40 @@ static size_t jt_skip_valid(const char *t, size_t len, size_t p)
     return len;
 }
 
+struct jt_member_ctx;
+
+/* A member of an object whose value, when it is an array, jt_each_from
+ * reads as jsontext_array_objects does, where it steps over it: its name
+ * (without quotes or escapes), and the reading's keys and visitor. */
+struct jt_inner {
+    const char *name;
+    size_t len;
+    struct jt_member_ctx *m;
+    jsontext_element_fn visit;
+    void *ctx;
+};
+
+static int jt_objects_from(const char *text, size_t len, size_t *pos, bool valid,
+                           struct jt_member_ctx *m, jsontext_element_fn visit, void *ctx);
+
+/* Whether the value at text[p] of the member `name` (quotes included) is
+ * to be read by `inner`. */
+static bool jt_is_inner(const struct jt_inner *inner, const char *text,
+                        struct json_span name, size_t p, size_t len)
+{
+    return inner && p < len && text[p] == '[' && name.len == inner->len + 2 &&
+           memcmp(text + name.start + 1, inner->name, inner->len) == 0;
+}
+
 /* Visits the members (or elements) of the object (or array) that starts at
  * text[*pos], after spaces, and sets *pos just past its closing bracket.
  * With `valid`, the text was validated whole before: values are skipped,
- * not walked (see jt_skip_valid), and member names found, not checked. */
-static int jt_each_from(const char *text, size_t len, size_t *pos, char open, bool valid,
-                        jt_visit_fn visit, void *ctx)
+ * not walked (see jt_skip_valid), and member names found, not checked.
+ * The array value of the member `inner` names (NULL: none) is read by it
+ * in the same step, checked as the rest is. */
+static int jt_each_from_in(const char *text, size_t len, size_t *pos, char open,
+                           bool valid, const struct jt_inner *inner, jt_visit_fn visit,
+                           void *ctx)
 {
     struct jt_writer w = {JT_VALIDATE, NULL, 0, 0};
     char close = open == '{' ? '}' : ']';
@@ -769,10 +797,15 @@ static int jt_each_from(const char *text, size_t len, size_t *pos, char open, bo
                 p = jt_skip_space(text, len, p + 1);
             }
             value.start = p;
-            if (valid)
+            if (jt_is_inner(inner, text, name, p, len)) {
+                if ((rc = jt_objects_from(text, len, &p, valid, inner->m, inner->visit,
+                                          inner->ctx)))
+                    return rc;
+            } else if (valid) {
                 p = jt_skip_valid(text, len, p);
-            else if ((rc = jt_walk(text, len, &p, &w)))
+            } else if ((rc = jt_walk(text, len, &p, &w))) {
                 return rc;
+            }
             if (p == value.start)
                 return -EINVAL; /* no value: text that was not validated */
             value.len = p - value.start;
@@ -795,16 +828,28 @@ static int jt_each_from(const char *text, size_t len, size_t *pos, char open, bo
     return 0;
 }
 
-/* jt_each_from for the whole of text: nothing but spaces after it. */
-static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit_fn visit,
-                   void *ctx)
+static int jt_each_from(const char *text, size_t len, size_t *pos, char open, bool valid,
+                        jt_visit_fn visit, void *ctx)
+{
+    return jt_each_from_in(text, len, pos, open, valid, NULL, visit, ctx);
+}
+
+/* jt_each_from_in for the whole of text: nothing but spaces after it. */
+static int jt_each_in(const char *text, size_t len, char open, bool valid,
+                      const struct jt_inner *inner, jt_visit_fn visit, void *ctx)
 {
     size_t p = 0;
-    int rc = jt_each_from(text, len, &p, open, valid, visit, ctx);
+    int rc = jt_each_from_in(text, len, &p, open, valid, inner, visit, ctx);
 
     if (rc)
         return rc;
     return jt_skip_space(text, len, p) == len ? 0 : -EINVAL;
+}
+
+static int jt_each(const char *text, size_t len, char open, bool valid, jt_visit_fn visit,
+                   void *ctx)
+{
+    return jt_each_in(text, len, open, valid, NULL, visit, ctx);
 }
 
 struct jt_member_ctx {
@@ -958,41 +1003,45 @@ int jsontext_array_elements_valid(const char *text, size_t len, struct json_span
     return jt_array_elements(text, len, true, spans, count);
 }
 
-int jsontext_array_objects_valid(const char *text, size_t len, const char *const *keys,
-                                 size_t count, struct json_span *found,
-                                 jsontext_element_fn visit, void *ctx)
+/* Reads the array that starts at text[*pos], after spaces, as
+ * jsontext_array_objects(_valid) does (with `valid`, the text was
+ * validated before), and sets *pos just past its closing bracket. */
+static int jt_objects_from(const char *text, size_t len, size_t *pos, bool valid,
+                           struct jt_member_ctx *m, jsontext_element_fn visit, void *ctx)
 {
-    struct jt_member_ctx m;
+    struct jt_writer w = {JT_VALIDATE, NULL, 0, 0};
     size_t p;
-    int rc = jt_member_ctx_init(&m, keys, count, found);
+    int rc;
 
-    if (rc)
-        return rc;
     if (!text && len)
         return -EINVAL;
-    p = jt_skip_space(text, len, 0);
+    p = jt_skip_space(text, len, *pos);
     if (p >= len || text[p] != '[')
         return -EINVAL;
     p = jt_skip_space(text, len, p + 1);
-    if (p < len && text[p] == ']')
-        return jt_skip_space(text, len, p + 1) == len ? 0 : -EINVAL;
+    if (p < len && text[p] == ']') {
+        *pos = p + 1;
+        return 0;
+    }
     for (;;) {
         struct json_span element = {p, 0};
         bool object = p < len && text[p] == '{';
 
         if (object) {
             /* The members are read where the element is stepped over. */
-            for (size_t i = 0; i < count; i++)
-                found[i] = (struct json_span){0, 0};
-            if ((rc = jt_each_from(text, len, &p, '{', true, jt_member_visit, &m)))
+            for (size_t i = 0; i < m->count; i++)
+                m->found[i] = (struct json_span){0, 0};
+            if ((rc = jt_each_from(text, len, &p, '{', valid, jt_member_visit, m)))
                 return rc;
-        } else {
+        } else if (valid) {
             p = jt_skip_valid(text, len, p);
             if (p == element.start)
                 return -EINVAL; /* no value: text that was not validated */
+        } else if ((rc = jt_walk(text, len, &p, &w))) {
+            return rc;
         }
         element.len = p - element.start;
-        rc = visit(ctx, element, object ? found : NULL);
+        rc = visit(ctx, element, object ? m->found : NULL);
         if (rc)
             return rc;
         p = jt_skip_space(text, len, p);
@@ -1004,7 +1053,42 @@ int jsontext_array_objects_valid(const char *text, size_t len, const char *const
             return -EINVAL;
         p = jt_skip_space(text, len, p + 1);
     }
-    return jt_skip_space(text, len, p + 1) == len ? 0 : -EINVAL;
+    *pos = p + 1;
+    return 0;
+}
+
+int jsontext_array_objects_valid(const char *text, size_t len, const char *const *keys,
+                                 size_t count, struct json_span *found,
+                                 jsontext_element_fn visit, void *ctx)
+{
+    struct jt_member_ctx m;
+    size_t p = 0;
+    int rc = jt_member_ctx_init(&m, keys, count, found);
+
+    if (!rc)
+        rc = jt_objects_from(text, len, &p, true, &m, visit, ctx);
+    if (rc)
+        return rc;
+    return jt_skip_space(text, len, p) == len ? 0 : -EINVAL;
+}
+
+int jsontext_page(const char *text, size_t len, const char *const *keys, size_t count,
+                  struct json_span *out, const char *array_key,
+                  const char *const *element_keys, size_t n_element_keys,
+                  struct json_span *found, jsontext_element_fn visit, void *ctx)
+{
+    struct jt_member_ctx members, elements;
+    struct jt_inner inner = {array_key, array_key ? strlen(array_key) : 0, &elements,
+                             visit, ctx};
+    int rc = jt_member_ctx_init(&members, keys, count, out);
+
+    if (!rc)
+        rc = jt_member_ctx_init(&elements, element_keys, n_element_keys, found);
+    if (!rc && !array_key)
+        rc = -EINVAL;
+    if (rc)
+        return rc;
+    return jt_each_in(text, len, '{', false, &inner, jt_member_visit, &members);
 }
 
 /* See jsontext.h. */

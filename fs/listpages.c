@@ -242,6 +242,7 @@ struct listpages_elements {
     struct json_span *fields; /* [count * n_keys], relative to their element;
                                  all {0, 0} for an element that is no object */
     size_t count, cap;
+    size_t first; /* the first of the page's items (see listpages_page_parse) */
 };
 
 /* jsontext_element_fn: keeps an element and its keys' values. */
@@ -291,10 +292,22 @@ static int listpages_page_parse(struct listpages_page *page)
                                        n_keys ? list->preparer->keys : NULL, n_keys, &k);
     int rc;
 
-    rc = listpages_body_members(&page->resp, keys, 3, members, page->reason,
-                                sizeof(page->reason));
-    if (rc < 0)
+    if (!keys_ok) {
+        /* More preparer keys than can be found: no object can be read. */
+        k.n = 0;
+    }
+    /* One pass over the page: each element of its items is checked and
+     * read in one step, its keys found on the way. */
+    elements.n_keys = k.n;
+    rc = jsontext_page(body, page->resp.body.len, keys, 3, members, "items", k.keys, k.n,
+                       found, listpages_note_element, &elements);
+    if (rc < 0) {
+        if (rc != -ENOMEM) {
+            listpages_body_refused(&page->resp, page->reason, sizeof(page->reason));
+            rc = -EIO;
+        }
         goto out;
+    }
     if (!members[0].len || body[members[0].start] != '[') {
         snprintf(page->reason, sizeof(page->reason), "items %s",
                  members[0].len ? "is not an array" : "missing");
@@ -308,41 +321,31 @@ static int listpages_page_parse(struct listpages_page *page)
         body[members[2].start] != 'n')
         log_debug("GET %s: total_size ignored: not an integer >= 0", page->path_query);
 
-    if (!keys_ok) {
-        /* More preparer keys than can be found: no object can be read. */
-        k.n = 0;
-    }
-    /* Each element is stepped over once, its keys read on the way. */
-    elements.n_keys = k.n;
-    rc = jsontext_array_objects_valid(body + members[0].start, members[0].len, k.keys,
-                                      k.n, found, listpages_note_element, &elements);
-    if (rc < 0) {
-        if (rc != -ENOMEM) {
-            snprintf(page->reason, sizeof(page->reason),
-                     "items could not be located in the body");
-            rc = -EIO;
-        }
-        goto out;
-    }
-    page->count = elements.count;
-    if (elements.count > 0) {
+    /* A body with "items" twice is read as its last one (the rule of
+     * jsontext_members): the elements of the others are left out. */
+    elements.first = 0;
+    while (elements.first < elements.count &&
+           elements.spans[elements.first].start < members[0].start)
+        elements.first++;
+    page->count = elements.count - elements.first;
+    if (page->count > 0) {
         /* Each decoded id and its NUL fit in its element's bytes. Each
          * array is tens to hundreds of KB for a page of 1000 items: from
          * bigmem, whose freeing leaves malloc's heaps as they were
          * (bigmem.h), as do the elements' and the objects' below. */
-        page->candidates = bigmem_calloc(elements.count, sizeof(*page->candidates));
+        page->candidates = bigmem_calloc(page->count, sizeof(*page->candidates));
         page->ids = bigmem_resize(NULL, members[0].len);
         if (n_keys)
             page->fields =
-                bigmem_resize(NULL, elements.count * n_keys * sizeof(*page->fields));
+                bigmem_resize(NULL, page->count * n_keys * sizeof(*page->fields));
         if (!page->candidates || !page->ids || (n_keys && !page->fields)) {
             rc = -ENOMEM;
             goto out;
         }
     }
-    for (size_t i = 0; i < elements.count; i++) {
+    for (size_t i = elements.first; i < elements.count; i++) {
         struct listpages_candidate *c = &page->candidates[page->n_candidates];
-        const char *element = body + members[0].start + elements.spans[i].start;
+        const char *element = body + elements.spans[i].start;
         bool status_ok = true;
 
         if (!keys_ok || !elements.spans[i].len || element[0] != '{' ||

@@ -159,6 +159,22 @@ int jsontext_array_objects_valid(const char *text, size_t len, const char *const
                                  jsontext_element_fn visit, void *ctx);
 
 /*
+ * A page of the API in one pass: jsontext_members of the object `text`
+ * (keys, count, out), and, where the member `array_key` (a name without
+ * escapes) is met and its value is an array, that array read as
+ * jsontext_array_objects_valid reads one (element_keys, found, visit), but
+ * checked as it is read, so that the page's 600 KB of items are stepped
+ * over once rather than once to check them and again to read them. The
+ * last such member wins in out, as jsontext_members says; each is visited.
+ * 0, the visitor's nonzero return, or -EINVAL when `text` is not a valid
+ * JSON object (elements before the fault may have been visited).
+ */
+int jsontext_page(const char *text, size_t len, const char *const *keys, size_t count,
+                  struct json_span *out, const char *array_key,
+                  const char *const *element_keys, size_t n_element_keys,
+                  struct json_span *found, jsontext_element_fn visit, void *ctx);
+
+/*
  * Appends `len` bytes of `s` as one JSON string token: quotes, backslashes
  * and control bytes escaped (\" \\ \n \t \r, others \u00XX), every
  * other byte as it is (so that bytes that are not UTF-8 reach a reader

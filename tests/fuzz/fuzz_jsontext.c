@@ -193,6 +193,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(fast_spans);
         free(spans);
     }
+
+    /* A page read in one pass: what the checking reading accepts, with
+     * its members; its elements within the text. */
+    {
+        struct json_span checked[5], one[5], found[5];
+        int whole = jsontext_members(text, size, keys, 5, checked);
+        struct fuzz_objects f = {text, size, keys, 5, NULL, 0, 0};
+
+        rc = jsontext_page(text, size, keys, 5, one, "items", keys, 5, found,
+                           fuzz_object_element, &f);
+        if ((rc == 0) != (whole == 0) ||
+            (rc == 0 && memcmp(checked, one, sizeof(one)) != 0))
+            abort();
+    }
     buf_free(&pretty);
     buf_free(&compact);
     buf_free(&again);

@@ -719,6 +719,126 @@ static void test_valid_readings(void **state)
     free_cases(cases, n);
 }
 
+/* The elements jsontext_page visits, with their keys' values. */
+struct visited {
+    struct json_span spans[64], found[64][2];
+    bool object[64];
+    size_t count;
+};
+
+static int note_visited(void *ctx, struct json_span element,
+                        const struct json_span *found)
+{
+    struct visited *v = ctx;
+
+    if (v->count < 64) {
+        v->spans[v->count] = element;
+        v->object[v->count] = found != NULL;
+        if (found)
+            memcpy(v->found[v->count], found, sizeof(v->found[0]));
+        v->count++;
+    }
+    return 0;
+}
+
+/* jsontext_page accepts what jsontext_members accepts, finds the same
+ * members, and visits, last among them, the elements of the last "items"
+ * that jsontext_array_objects_valid finds in it, with the same keys. */
+static void assert_page_reading(const char *what, const char *text, size_t len)
+{
+    static const char *const keys[] = {"items", "next_page_token", "total_size"};
+    static const char *const item_keys[] = {"id", "status"};
+    struct json_span checked[3], one_pass[3], found[2];
+    struct visited seen = {0}, again = {0};
+    int expected = jsontext_members(text, len, keys, 3, checked);
+    int got = jsontext_page(text, len, keys, 3, one_pass, "items", item_keys, 2, found,
+                            note_visited, &seen);
+    size_t base;
+
+    if ((expected == 0) != (got == 0))
+        fail_msg("%s: read as a page %s, checked %s", what, got ? "refused" : "accepted",
+                 expected ? "refused" : "accepted");
+    if (expected != 0)
+        return;
+    for (size_t k = 0; k < 3; k++)
+        if (checked[k].start != one_pass[k].start || checked[k].len != one_pass[k].len)
+            fail_msg("%s: member '%s' at %zu+%zu, as a page at %zu+%zu", what, keys[k],
+                     checked[k].start, checked[k].len, one_pass[k].start,
+                     one_pass[k].len);
+    if (!checked[0].len || text[checked[0].start] != '[' || seen.count >= 64)
+        return;
+    base = checked[0].start;
+    assert_int_equal(jsontext_array_objects_valid(text + base, checked[0].len, item_keys,
+                                                  2, found, note_visited, &again),
+                     0);
+    assert_true(seen.count >= again.count);
+    for (size_t i = 0; i < again.count; i++) {
+        size_t j = seen.count - again.count + i;
+
+        if (seen.spans[j].start != base + again.spans[i].start ||
+            seen.spans[j].len != again.spans[i].len || seen.object[j] != again.object[i])
+            fail_msg("%s: element %zu at %zu+%zu, as a page at %zu+%zu", what, i,
+                     base + again.spans[i].start, again.spans[i].len, seen.spans[j].start,
+                     seen.spans[j].len);
+        for (size_t k = 0; again.object[i] && k < 2; k++)
+            if (seen.found[j][k].len != again.found[i][k].len ||
+                (again.found[i][k].len &&
+                 seen.found[j][k].start != base + again.found[i][k].start))
+                fail_msg("%s: element %zu, key '%s' differs as a page", what, i,
+                         item_keys[k]);
+    }
+}
+
+static void test_page_readings(void **state)
+{
+    static const char *const kinds[] = {"valid", "invalid"};
+    static const char *const texts[] = {
+        "{\"items\": [{\"id\": \"a\"}], \"items\": [1, {\"status\": \"s\"}]}",
+        "{\"items\": {\"id\": \"x\"}, \"total_size\": 2}",
+        "{\"items\": [{\"items\": [{\"id\": \"inner\"}]}]}",
+        "{\"it\\u0065ms\": [{\"id\": \"escaped name\"}], \"items\": []}",
+        "{\"items\": [{\"id\": \"a\"}, tru]}",
+        "{\"items\": [{\"id\": \"a\"}], \"total_size\": 01}",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        assert_page_reading(texts[i], texts[i], strlen(texts[i]));
+    for (size_t kind = 0; kind < 2; kind++) {
+        char **cases;
+        size_t n = list_cases(kinds[kind], &cases);
+
+        for (size_t i = 0; i < n; i++) {
+            struct buf page = BUF_INIT;
+            size_t len;
+            char *text = read_case(kinds[kind], cases[i], ".json", &len);
+
+            assert_page_reading(cases[i], text, len);
+            for (size_t cut = 0; kind == 0 && cut < len; cut++) {
+                char *prefix = malloc(cut ? cut : 1);
+
+                assert_non_null(prefix);
+                memcpy(prefix, text, cut);
+                assert_page_reading(cases[i], prefix, cut);
+                free(prefix);
+            }
+            /* As the items of a page, among objects, and alone. */
+            assert_int_equal(buf_append_str(&page, "{\"items\": [{\"id\": \"a\"}, "), 0);
+            assert_int_equal(buf_append(&page, text, len), 0);
+            assert_int_equal(buf_append_str(&page, ", 3], \"total_size\": 3}"), 0);
+            assert_page_reading(cases[i], page.data, page.len);
+            page.len = 0;
+            assert_int_equal(buf_append_str(&page, "{\"total_size\": 1, \"items\": "), 0);
+            assert_int_equal(buf_append(&page, text, len), 0);
+            assert_int_equal(buf_append_char(&page, '}'), 0);
+            assert_page_reading(cases[i], page.data, page.len);
+            buf_free(&page);
+            free(text);
+        }
+        free_cases(cases, n);
+    }
+}
+
 static void test_many_elements(void **state)
 {
     enum { N = 5000 };
@@ -927,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_string_not_unicode),
         cmocka_unit_test(test_array_elements),
         cmocka_unit_test(test_valid_readings),
+        cmocka_unit_test(test_page_readings),
         cmocka_unit_test(test_many_elements),
         cmocka_unit_test(test_page_round_trip),
         cmocka_unit_test(test_pretty_allocation_failure),
