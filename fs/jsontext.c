@@ -731,8 +731,8 @@ static size_t jt_skip_valid(const char *t, size_t len, size_t p)
 struct jt_member_ctx;
 
 /* A member of an object whose value, when it is an array, jt_each_from
- * reads as jsontext_array_objects does, where it steps over it: its name
- * (without quotes or escapes), and the reading's keys and visitor. */
+ * reads as jsontext_array_objects_valid does, where it steps over it: its
+ * name (decoded), and the reading's keys and visitor. */
 struct jt_inner {
     const char *name;
     size_t len;
@@ -745,12 +745,14 @@ static int jt_objects_from(const char *text, size_t len, size_t *pos, bool valid
                            struct jt_member_ctx *m, jsontext_element_fn visit, void *ctx);
 
 /* Whether the value at text[p] of the member `name` (quotes included) is
- * to be read by `inner`. */
+ * to be read by `inner`: the name compared as jt_member_visit compares it,
+ * escapes decoded, so that the array it reads is the one found. */
 static bool jt_is_inner(const struct jt_inner *inner, const char *text,
                         struct json_span name, size_t p, size_t len)
 {
-    return inner && p < len && text[p] == '[' && name.len == inner->len + 2 &&
-           memcmp(text + name.start + 1, inner->name, inner->len) == 0;
+    return inner && p < len && text[p] == '[' &&
+           jt_key_equals(text, name.start, name.start + name.len, inner->name,
+                         inner->len);
 }
 
 /* Visits the members (or elements) of the object (or array) that starts at

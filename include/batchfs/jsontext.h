@@ -160,8 +160,8 @@ int jsontext_array_objects_valid(const char *text, size_t len, const char *const
 
 /*
  * A page of the API in one pass: jsontext_members of the object `text`
- * (keys, count, out), and, where the member `array_key` (a name without
- * escapes) is met and its value is an array, that array read as
+ * (keys, count, out), and, where the member `array_key` (compared as
+ * jsontext_members compares keys) is met and its value is an array, that array read as
  * jsontext_array_objects_valid reads one (element_keys, found, visit), but
  * checked as it is read, so that the page's 600 KB of items are stepped
  * over once rather than once to check them and again to read them. The

@@ -797,6 +797,7 @@ static void test_page_readings(void **state)
         "{\"items\": {\"id\": \"x\"}, \"total_size\": 2}",
         "{\"items\": [{\"items\": [{\"id\": \"inner\"}]}]}",
         "{\"it\\u0065ms\": [{\"id\": \"escaped name\"}], \"items\": []}",
+        "{\"items\": [], \"it\\u0065ms\": [{\"id\": \"escaped name, last\"}]}",
         "{\"items\": [{\"id\": \"a\"}, tru]}",
         "{\"items\": [{\"id\": \"a\"}], \"total_size\": 01}",
     };
