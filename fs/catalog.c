@@ -378,7 +378,7 @@ static void catalog_stream_close(struct catalog_noting *n)
     struct stream *held = NULL;
 
     pthread_mutex_lock(&catalog->lock);
-    if (n->stream && catalog->jobs_stream == n->stream) {
+    if (catalog->jobs_stream == n->stream) {
         held = catalog->jobs_stream;
         catalog->jobs_stream = NULL;
     }

@@ -730,6 +730,15 @@ static int env_setup_big_folder(void **state)
     return env_setup_big(state, 300, jobs_page, big_items_page);
 }
 
+/* The inode of the big folder's job's completed/, looked up from the root. */
+static uint64_t big_completed(struct env *env)
+{
+    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
+    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
+
+    return lookup_ok(env, job, "completed", NULL);
+}
+
 /* The tree's bytes for each inode the kernel holds, for a folder of many
  * items looked up one by one: the node's malloc chunk and its share of the
  * tables' buckets. At most 100 bytes, of the peak memory's bound of 100
@@ -737,9 +746,7 @@ static int env_setup_big_folder(void **state)
 static void test_node_bytes(void **state)
 {
     struct env *env = *state;
-    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
-    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
-    uint64_t completed = lookup_ok(env, job, "completed", NULL);
+    uint64_t completed = big_completed(env);
     struct tree_stats before, after;
     struct tree_dir *dir;
     bool unchanged;
@@ -768,9 +775,7 @@ static void test_node_bytes(void **state)
 static void test_second_readdir_keeps_tables(void **state)
 {
     struct env *env = *state;
-    uint64_t jobs = lookup_ok(env, TREE_ROOT_INO, "jobs", NULL);
-    uint64_t job = lookup_ok(env, jobs, JOB1, NULL);
-    uint64_t completed = lookup_ok(env, job, "completed", NULL);
+    uint64_t completed = big_completed(env);
     struct tree_stats first, second;
     struct tree_dir *dir;
     bool unchanged;
