@@ -246,7 +246,8 @@ struct blob *blob_batch_add(struct blob_batch *batch, size_t off, size_t text_le
     struct blob_span span = {(uint32_t)off, (uint32_t)text_len};
     struct blob *blob;
 
-    if (batch->used == batch->count || !blob_span_fits(batch->source, off, text_len))
+    if (batch->used == batch->count || !blob_span_fits(batch->source, off, text_len) ||
+        (digest == BLOB_DIGEST_LATER && !blob_bytes(batch->source)))
         return NULL;
     blob = (struct blob *)(batch->slots + (size_t)batch->used * BLOB_BATCH_STRIDE);
     blob->refs = 1;
@@ -272,7 +273,8 @@ struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
     struct blob_pretty pretty = {source, (uint32_t)off, (uint32_t)text_len};
     struct blob *blob;
 
-    if (!blob_span_fits(source, off, text_len))
+    if (!blob_span_fits(source, off, text_len) ||
+        (digest == BLOB_DIGEST_LATER && !blob_bytes(source)))
         return NULL;
     if (render == jsontext_pretty)
         blob = blob_new_kind(BLOB_PRETTY, &pretty, sizeof(pretty), len, digest);
@@ -339,10 +341,19 @@ int blob_measure(const struct blob *blob, size_t *len)
 uint64_t blob_get_digest(const struct blob *blob)
 {
     uint64_t digest = __atomic_load_n(&blob->digest, __ATOMIC_RELAXED);
+    struct blob_rendered r;
+    const char *text;
 
-    if (digest || blob->kind != BLOB_ADOPTED)
+    if (digest)
         return digest;
-    digest = blob_digest(blob_bytes(blob), blob->length);
+    if (blob->kind == BLOB_ADOPTED) {
+        digest = blob_digest(blob_bytes(blob), blob->length);
+    } else if (blob_rendered_of(blob, &r) && (text = blob_bytes(r.source))) {
+        /* Made with BLOB_DIGEST_LATER: the digest of its text. */
+        digest = blob_digest(text + r.off, r.text_len);
+    } else {
+        return 0;
+    }
     /* Immutable but for this, like the length: a cache of what the bytes
      * determine, the same whichever thread computes it first. */
     __atomic_store_n(&((struct blob *)blob)->digest, digest, __ATOMIC_RELAXED);

@@ -260,7 +260,9 @@ static int builder_content(const struct api_object *object, struct blob *source,
         if (!copy)
             return -ENOMEM;
     }
-    digest = blob_digest(object->raw, object->raw_len);
+    /* A page held whole (not a pager's) is there to digest when asked. */
+    digest = blob_bytes(source) ? BLOB_DIGEST_LATER
+                                : blob_digest(object->raw, object->raw_len);
     *content = batch ? blob_batch_add(batch, off, object->raw_len, len, digest)
                      : blob_new_rendered(source, off, object->raw_len, jsontext_pretty,
                                          len, digest);

@@ -18,7 +18,8 @@
  * All have a digest fixed when they are created (an adopted blob's is
  * computed the first time it is asked for: it holds a page's body, which
  * is the source of other blobs and rarely compared itself, and digesting
- * every page of a job list cost as much as digesting its jobs), and a
+ * every page of a job list cost as much as digesting its jobs; so may a
+ * rendered blob's whose source holds its bytes, see BLOB_DIGEST_LATER), and a
  * length: fixed too,
  * but for a rendered blob made without one, whose length is measured from
  * its text the first time it is needed (blob_measure): a job list of
@@ -53,8 +54,8 @@ struct blob {
     unsigned kind : 8;  /* enum blob_kind */
     unsigned slot : 24; /* BLOB_BATCHED: its place in its batch */
     /* Of the bytes: equal digests = same content. Atomic; read it through
-     * blob_get_digest, never directly (an adopted blob's is 0 until
-     * asked for). */
+     * blob_get_digest, never directly (0 until asked for in an adopted
+     * blob and one made with BLOB_DIGEST_LATER). */
     uint64_t digest;
     /* Atomic: BLOB_LEN_UNMEASURED until measured. Read it through
      * blob_measure or blob_len, never directly. */
@@ -108,14 +109,22 @@ struct blob *blob_adopt_buf(struct buf *b);
 struct blob *blob_new_made(const struct blob_maker *maker, void *state, size_t len,
                            uint64_t digest);
 
+/* The digest to give a rendered blob whose source holds its bytes (held or
+ * adopted) for it to be the digest of its text, blob_digest(text,
+ * text_len), computed the first time it is asked for: most of a listing's
+ * files are never compared, and digesting each of a job list's 200,000
+ * jobs as it arrived was 3 % of listing it. */
+#define BLOB_DIGEST_LATER 0
+
 /* A rendered blob: its bytes are render(text) where text is bytes
  * [off, off + text_len) of the held or paged blob `source`, which it
  * references (taking a reference of its own). `len` and `digest` are the
  * caller's to give: the length render will produce (or
  * BLOB_LEN_UNMEASURED: measured when first needed, see blob_measure), and
  * a digest that changes whenever the bytes do (a digest of the text does,
- * render being a function of it). NULL on ENOMEM, when source is neither
- * held (or adopted) nor paged, or when off or text_len exceeds 4 GiB. */
+ * render being a function of it), or BLOB_DIGEST_LATER. NULL on ENOMEM,
+ * when source is neither held (or adopted) nor paged, when off or text_len
+ * exceeds 4 GiB, or for BLOB_DIGEST_LATER with a paged source. */
 struct blob *blob_new_rendered(struct blob *source, size_t off, size_t text_len,
                                blob_render_fn render, size_t len, uint64_t digest);
 
@@ -140,7 +149,8 @@ struct blob_batch *blob_batch_new(struct blob *source, size_t count);
 
 /* blob_new_rendered(source, off, text_len, jsontext_pretty, len, digest)
  * in the batch's next slot, with one reference. NULL when the batch is
- * full, or off or text_len lie outside the source. */
+ * full, off or text_len lie outside the source, or for BLOB_DIGEST_LATER
+ * with a paged source. */
 struct blob *blob_batch_add(struct blob_batch *batch, size_t off, size_t text_len,
                             size_t len, uint64_t digest);
 
@@ -230,8 +240,8 @@ long blob_read(const struct blob *blob, size_t off, size_t size, struct buf *scr
  * renders). A paged source is its pager's to count. Never measures. */
 size_t blob_footprint(const struct blob *blob);
 
-/* The blob's digest (see struct blob), computed now for an adopted blob
- * the first time. Any thread. */
+/* The blob's digest (see struct blob), computed now the first time for an
+ * adopted blob and one made with BLOB_DIGEST_LATER. Any thread. */
 uint64_t blob_get_digest(const struct blob *blob);
 
 /* A 64-bit digest of len bytes (for equality only, never stored). */

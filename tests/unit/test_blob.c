@@ -413,6 +413,61 @@ static void test_pretty_blob(void **state)
     buf_free(&scratch2);
 }
 
+/* A rendered file of a held page may leave its digest for later: it is
+ * then the digest of its text, made when first asked for, the same as one
+ * given up front; a paged source (whose text may be gone) is refused it. */
+static void test_digest_later(void **state)
+{
+    static const char text[] = "[{\"a\":1},{\"b\":[2,3]}]";
+    static const size_t off[] = {1, 9}, text_len[] = {7, 11};
+    struct blob *page = blob_new(text, strlen(text)), *later[3], *now;
+    struct test_pager pager = {.source = text};
+    struct blob *paged = blob_new_paged(&test_pager_ops, &pager, strlen(text),
+                                        blob_digest(text, strlen(text)));
+    struct blob_batch *batch, *paged_batch;
+
+    (void)state;
+    assert_non_null(page);
+    assert_non_null(paged);
+    batch = blob_batch_new(page, 2);
+    assert_non_null(batch);
+    for (size_t i = 0; i < 2; i++) {
+        later[i] = blob_batch_add(batch, off[i], text_len[i], BLOB_LEN_UNMEASURED,
+                                  BLOB_DIGEST_LATER);
+        assert_non_null(later[i]);
+        assert_true(later[i]->digest == 0); /* not made yet */
+    }
+    blob_batch_end(batch);
+    later[2] = blob_new_rendered(page, off[1], text_len[1], jsontext_pretty,
+                                 BLOB_LEN_UNMEASURED, BLOB_DIGEST_LATER);
+    assert_non_null(later[2]);
+    now = blob_new_rendered(page, off[1], text_len[1], jsontext_pretty,
+                            BLOB_LEN_UNMEASURED, blob_digest(text + off[1], text_len[1]));
+    assert_non_null(now);
+    for (size_t i = 0; i < 2; i++) {
+        assert_true(blob_get_digest(later[i]) == blob_digest(text + off[i], text_len[i]));
+        assert_true(later[i]->digest ==
+                    blob_digest(text + off[i], text_len[i])); /* kept */
+    }
+    assert_true(blob_same(later[1], now));
+    assert_true(blob_same(later[2], now));
+    assert_false(blob_same(later[0], now));
+    /* A paged source cannot promise its text later. */
+    paged_batch = blob_batch_new(paged, 1);
+    assert_non_null(paged_batch);
+    assert_null(blob_batch_add(paged_batch, off[0], text_len[0], BLOB_LEN_UNMEASURED,
+                               BLOB_DIGEST_LATER));
+    blob_batch_end(paged_batch);
+    assert_null(blob_new_rendered(paged, off[0], text_len[0], jsontext_pretty,
+                                  BLOB_LEN_UNMEASURED, BLOB_DIGEST_LATER));
+    for (size_t i = 0; i < 3; i++)
+        blob_unref(later[i]);
+    blob_unref(now);
+    blob_unref(page);
+    blob_unref(paged);
+    assert_int_equal(pager.fetches, 0);
+}
+
 /* A page's files in one batch read as blobs of their own do, each 32
  * bytes of the block; the block and the page's pager stay until the last
  * of them goes, in any order (ASan checks that the block goes once), and a
@@ -726,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_rendered_blob),
         cmocka_unit_test(test_pretty_blob),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_digest_later),
         cmocka_unit_test(test_paged_blob),
         cmocka_unit_test(test_adopted_blob),
         cmocka_unit_test(test_lazy_length),
