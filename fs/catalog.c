@@ -36,8 +36,17 @@
 #include "batchfs/transport.h"
 #include "catalog_private.h"
 
+/* The places in catalog_item_statuses of the folders a job's counters
+ * size, named rather than looked up for each job of a job list. */
+enum { CATALOG_COMPLETED = 2, CATALOG_FAILED, CATALOG_SKIPPED };
+
 const char *const catalog_item_statuses[CATALOG_ITEM_STATUS_COUNT] = {
-    "pending", "processing", "completed", "failed", "skipped", "cancelled",
+    "pending",
+    "processing",
+    [CATALOG_COMPLETED] = "completed",
+    [CATALOG_FAILED] = "failed",
+    [CATALOG_SKIPPED] = "skipped",
+    "cancelled",
 };
 
 /* ---- sets of ids ------------------------------------------------------ */
@@ -248,11 +257,11 @@ static void catalog_folder_sizes(const size_t n[4], const bool known[4],
     if (!known[0] || !known[1] || n[1] > n[0])
         return;
     if (known[2] && n[2] <= n[1])
-        out[catalog_item_status_index("failed")] = catalog_hint(n[2]);
+        out[CATALOG_FAILED] = catalog_hint(n[2]);
     if (known[3] && n[3] <= n[1])
-        out[catalog_item_status_index("skipped")] = catalog_hint(n[3]);
+        out[CATALOG_SKIPPED] = catalog_hint(n[3]);
     if (known[2] && known[3] && n[2] <= n[1] && n[3] <= n[1] - n[2])
-        out[catalog_item_status_index("completed")] = catalog_hint(n[1] - n[2] - n[3]);
+        out[CATALOG_COMPLETED] = catalog_hint(n[1] - n[2] - n[3]);
 }
 
 /* How many items folder `status_index` of job `job_id` holds, by the job's
