@@ -4,6 +4,7 @@
  */
 #include "batchfs/bigmem.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +54,10 @@ static void bigmem_release(struct bigmem_head *head)
     }
 }
 
-/* A new mapping of len bytes, counted; NULL when there is none to be had
- * or BIGMEM_MAX_MAPPED are mapped already. */
-static struct bigmem_head *bigmem_map(size_t len)
+/* A new mapping of len bytes, counted, its pages made now when `filled`;
+ * NULL when there is none to be had or BIGMEM_MAX_MAPPED are mapped
+ * already. */
+static struct bigmem_head *bigmem_map(size_t len, bool filled)
 {
     struct bigmem_head *head;
 
@@ -63,7 +65,8 @@ static struct bigmem_head *bigmem_map(size_t len)
         __atomic_sub_fetch(&bigmem_mapped_now, 1, __ATOMIC_RELAXED);
         return NULL;
     }
-    head = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    head = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | (filled ? MAP_POPULATE : 0), -1, 0);
     if (head != MAP_FAILED)
         return head;
     __atomic_sub_fetch(&bigmem_mapped_now, 1, __ATOMIC_RELAXED);
@@ -73,12 +76,13 @@ static struct bigmem_head *bigmem_map(size_t len)
 /* A new block of `size` bytes (len > 0: mapped, len bytes in all), holding
  * the first bytes of `old`, which is then released. NULL on ENOMEM, `old`
  * left as it was. */
-static struct bigmem_head *bigmem_move(struct bigmem_head *old, size_t size, size_t len)
+static struct bigmem_head *bigmem_move(struct bigmem_head *old, size_t size, size_t len,
+                                       bool filled)
 {
     struct bigmem_head *head = NULL;
 
     if (len)
-        head = bigmem_map(len);
+        head = bigmem_map(len, filled);
     if (!head) {
         /* Not mapped (small, or no mapping to be had, as can happen to
          * malloc too: it then falls back to its heaps). */
@@ -96,7 +100,8 @@ static struct bigmem_head *bigmem_move(struct bigmem_head *old, size_t size, siz
     return head;
 }
 
-void *bigmem_resize(void *block, size_t size)
+/* bigmem_resize, and when `filled`, bigmem_resize_filled. */
+static void *bigmem_resize_as(void *block, size_t size, bool filled)
 {
     struct bigmem_head *old = block ? bigmem_head_of(block) : NULL, *head = NULL;
     size_t len = size >= BIGMEM_MAP_MIN ? bigmem_map_len(size) : 0;
@@ -116,11 +121,21 @@ void *bigmem_resize(void *block, size_t size)
             return NULL;
     }
     if (!head)
-        head = bigmem_move(old, size, len);
+        head = bigmem_move(old, size, len, filled);
     if (!head)
         return NULL;
     head->size = size;
     return head + 1;
+}
+
+void *bigmem_resize(void *block, size_t size)
+{
+    return bigmem_resize_as(block, size, false);
+}
+
+void *bigmem_resize_filled(void *block, size_t size)
+{
+    return bigmem_resize_as(block, size, true);
 }
 
 void *bigmem_calloc(size_t count, size_t size)

@@ -14,9 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for `extra` more bytes and the NUL: the capacity doubled until it
- * holds them, or exactly that when `exact`. 0 or -ENOMEM (unchanged). */
-static int buf_make_room(struct buf *b, size_t extra, bool exact)
+/* How buf_make_room sizes the room it makes. */
+enum buf_room {
+    BUF_ROOM_DOUBLED, /* the capacity doubled until it holds them */
+    BUF_ROOM_EXACT,   /* exactly that */
+    BUF_ROOM_FILLED,  /* exactly that, about to be written whole */
+};
+
+/* Room for `extra` more bytes and the NUL, as `how` says. 0 or -ENOMEM
+ * (unchanged). */
+static int buf_make_room(struct buf *b, size_t extra, enum buf_room how)
 {
     size_t need, cap;
     char *data;
@@ -26,10 +33,15 @@ static int buf_make_room(struct buf *b, size_t extra, bool exact)
     need = b->len + extra + 1; /* room for the trailing NUL */
     if (need <= b->cap)
         return 0;
-    cap = exact ? need : b->cap ? b->cap : 64;
+    cap = how != BUF_ROOM_DOUBLED ? need : b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    data = b->big ? bigmem_resize(b->data, cap) : realloc(b->data, cap);
+    if (!b->big)
+        data = realloc(b->data, cap);
+    else if (how == BUF_ROOM_FILLED)
+        data = bigmem_resize_filled(b->data, cap);
+    else
+        data = bigmem_resize(b->data, cap);
     if (!data)
         return -ENOMEM;
     b->data = data;
@@ -39,12 +51,17 @@ static int buf_make_room(struct buf *b, size_t extra, bool exact)
 
 int buf_reserve(struct buf *b, size_t extra)
 {
-    return buf_make_room(b, extra, false);
+    return buf_make_room(b, extra, BUF_ROOM_DOUBLED);
 }
 
 int buf_reserve_exact(struct buf *b, size_t extra)
 {
-    return buf_make_room(b, extra, true);
+    return buf_make_room(b, extra, BUF_ROOM_EXACT);
+}
+
+int buf_reserve_filled(struct buf *b, size_t extra)
+{
+    return buf_make_room(b, extra, BUF_ROOM_FILLED);
 }
 
 int buf_append(struct buf *b, const void *data, size_t len)

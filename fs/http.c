@@ -178,7 +178,7 @@ static size_t http_on_body(char *data, size_t size, size_t nmemb, void *userdata
         if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) ==
                 CURLE_OK &&
             length > 0 && (uint64_t)length <= t->client->max_response &&
-            buf_reserve_exact(&t->body, (size_t)length)) {
+            buf_reserve_filled(&t->body, (size_t)length)) {
             t->no_memory = true;
             return 0;
         }

@@ -47,6 +47,12 @@ size_t bigmem_mapped(void);
  * New bytes are not zeroed. size 0 gives a block of 0 bytes. */
 void *bigmem_resize(void *block, size_t size);
 
+/* bigmem_resize for a block the caller is about to fill whole (a body of
+ * known length): a new mapping gets its pages at once, in one call, rather
+ * than a page fault for each as it is written (a third of what making
+ * them cost, on a virtual machine measured at 1.7 us a page). */
+void *bigmem_resize_filled(void *block, size_t size);
+
 /* Like calloc: `count` zeroed elements of `size` bytes, or NULL. */
 void *bigmem_calloc(size_t count, size_t size);
 

@@ -46,6 +46,11 @@ int buf_reserve(struct buf *b, size_t extra);
  * leave up to as much again unused. 0 or -ENOMEM (the buffer unchanged). */
 int buf_reserve_exact(struct buf *b, size_t extra);
 
+/* Like buf_reserve_exact, for `extra` bytes the caller is about to append
+ * (a body of known length): a big buffer's new memory is made at once
+ * (bigmem_resize_filled). */
+int buf_reserve_filled(struct buf *b, size_t extra);
+
 /* Hands the bytes to the caller (who frees them) and empties the buffer.
  * Never returns NULL: an empty buffer yields a fresh "" allocation, or NULL
  * only when that allocation fails. */

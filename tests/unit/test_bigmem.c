@@ -195,6 +195,42 @@ static void test_free_gives_back(void **state)
     assert_true(held - after >= (long)(n / (size_t)page) * 9 / 10);
 }
 
+/* A block to be filled whole has its pages made when it is mapped, before
+ * a byte is written; one made by bigmem_resize gets them as it is
+ * written. A buffer's room made for a body of known length is such a
+ * block, exactly that long. */
+static void test_filled_made_at_once(void **state)
+{
+    size_t n = 16u << 20;
+    long page = sysconf(_SC_PAGESIZE), before, after;
+    struct buf b = BUF_INIT_BIG;
+    char *p;
+
+    (void)state;
+    before = resident_pages();
+    p = bigmem_resize(NULL, n);
+    assert_non_null(p);
+    after = resident_pages();
+    assert_true(after - before < (long)(n / (size_t)page) / 10);
+    bigmem_free(p);
+    before = resident_pages();
+    p = bigmem_resize_filled(NULL, n);
+    assert_non_null(p);
+    after = resident_pages();
+    assert_true(after - before >= (long)(n / (size_t)page) * 9 / 10);
+    memset(p, 7, n);
+    assert_int_equal(p[n - 1], 7);
+    bigmem_free(p);
+    assert_int_equal(buf_append(&b, "{", 1), 0);
+    before = resident_pages();
+    assert_int_equal(buf_reserve_filled(&b, n), 0);
+    after = resident_pages();
+    assert_int_equal(b.cap, 1 + n + 1);
+    assert_string_equal(b.data, "{");
+    assert_true(after - before >= (long)(n / (size_t)page) * 9 / 10);
+    buf_free(&b);
+}
+
 /* A buffer of bigmem bytes grows, trims and is stolen as a malloc'd
  * string, which free() takes. */
 static void test_big_buf(void **state)
@@ -256,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_no_mappings_left),
         cmocka_unit_test(test_mappings_capped),
         cmocka_unit_test(test_free_gives_back),
+        cmocka_unit_test(test_filled_made_at_once),
         cmocka_unit_test(test_big_buf),
         cmocka_unit_test(test_steal_big),
     };
