@@ -25,6 +25,7 @@
 
 #include "batchfs/api.h"
 #include "batchfs/apikey.h"
+#include "batchfs/bigmem.h"
 #include "batchfs/buf.h"
 #include "batchfs/catalog.h"
 #include "batchfs/fuseio.h"
@@ -561,6 +562,7 @@ out:
         main_session = NULL;
         fuse_session_destroy(se);
     }
+    bigmem_free(ctx.reply_spare);
     fuse_loop_cfg_destroy(loop);
     tree_free(tree);
     catalog_free(catalog);

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,16 +429,20 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
                               off_t off, bool plus)
 {
-    struct tree *tree = ops_context(req)->tree;
+    struct ops_context *ctx = ops_context(req); /* req is gone once replied to */
+    struct tree *tree = ctx->tree;
     size_t count = tree_dir_count(dir), used = 0, start = off < 0 ? 0 : (size_t)off, index;
-    char *buf;
+    char *buf, *spare;
     bool ahead;
     int rc = 0;
 
     /* The kernel asks for up to a MiB at a time: from bigmem, whose
-     * freeing leaves malloc's heaps as they were (bigmem.h). */
-    buf = bigmem_resize(NULL, size);
+     * freeing leaves malloc's heaps as they were (bigmem.h), the last
+     * reply's buffer if no other reply has it (see ops_context). */
+    spare = atomic_exchange(&ctx->reply_spare, NULL);
+    buf = bigmem_resize(spare, size);
     if (!buf) {
+        bigmem_free(spare);
         fuse_reply_err(req, ENOMEM);
         return;
     }
@@ -490,7 +495,7 @@ static void ops_readdir_reply(fuse_req_t req, struct tree_dir *dir, size_t size,
         fuse_reply_err(req, ops_errno(rc));
     else
         fuse_reply_buf(req, buf, used);
-    bigmem_free(buf);
+    bigmem_free(atomic_exchange(&ctx->reply_spare, buf));
     if (ahead) {
         tree_dir_prepare(tree, dir, index, index - start);
         tree_closedir(dir);

@@ -30,6 +30,12 @@ struct ops_context {
     bool xattr;            /* serve extended attributes; else ENOSYS, which the kernel
                               remembers, so no tool pays a round trip for them */
     bool no_open;          /* set at init: the kernel skips open/release */
+    /* A readdir reply's buffer kept for the next one (NULL: none), taken
+     * and put back atomically by whichever thread replies: the kernel asks
+     * for up to a MiB at a time, and the 56 replies of a job list of
+     * 200,000 each made their pages anew. The session's owner frees it
+     * with bigmem_free once the session is gone. */
+    _Atomic(char *) reply_spare;
 };
 
 extern const struct fuse_lowlevel_ops ops_table;
