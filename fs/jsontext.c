@@ -123,10 +123,12 @@ static uint64_t jt_word_quotes(uint64_t w)
 }
 
 /*
- * Whether any of the 8 bytes at p ends a plain run of a string: a control
- * character, a quote, a backslash, or a byte of a multi-byte sequence.
+ * The 8 bytes at p with the top bit set of each that may end a plain run
+ * of a string (a control character, a quote, a backslash, or a byte of a
+ * multi-byte sequence), 0 when none does. The lowest byte set is one
+ * that does; a borrow may set bytes above it that do not.
  */
-static bool jt_word_needs_look(const char *p)
+static uint64_t jt_word_looks(const char *p)
 {
     uint64_t w = jt_word(p);
 
@@ -146,9 +148,22 @@ static int jt_scan_string(const char *t, size_t len, size_t pos, size_t *end)
     pos++;
     for (;;) {
         /* Plain printable ASCII is the bulk of any document: run over it,
-         * eight bytes at a time while none of them needs a look. */
-        while (len - pos >= 8 && !jt_word_needs_look(t + pos))
-            pos += 8;
+         * eight bytes at a time while none of them needs a look, then
+         * straight to the first that does: the lowest byte flagged is
+         * exact (a borrow only spoils the bytes above it), and is the
+         * first in memory on a little-endian machine. */
+        while (len - pos >= 8) {
+            uint64_t looks = jt_word_looks(t + pos);
+
+            if (!looks) {
+                pos += 8;
+                continue;
+            }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            pos += (size_t)__builtin_ctzll(looks) / 8;
+#endif
+            break;
+        }
         while (pos < len && s[pos] >= 0x20 && s[pos] < 0x80 && s[pos] != '"' &&
                s[pos] != '\\')
             pos++;
