@@ -10,7 +10,8 @@
  * (api.c), the pagination rules (paginate.c), caching, FUSE.
  *
  * The pages of one listing are in flight together (up to max_parallel).
- * The listing's own thread submits the requests; the bodies that have
+ * The listing's own thread submits the requests, and the transport's
+ * thread submits the next as a page arrives; the bodies that have
  * arrived are read side by side by it and by the readers, a few threads
  * shared by every listing (see listpages_readers); everything that depends
  * on order — duplicate detection, the paginator, the callback — runs on the
@@ -412,19 +413,23 @@ void listpages_page_fetch(struct listpages_page *page)
 }
 
 /*
- * One wave of pages being fetched. The listing's thread submits the pages
- * in offset order, at most max_parallel in flight, so that pages arrive in
- * about the order they are delivered. Their answers come on the
- * transport's thread, which queues them for the readers
- * (listpages_page_arrived); the readers read them (parse them and run the
- * preparer) while the rest are on the wire, side by side; the listing's
- * thread takes them back in whatever order they are read, and delivers
- * them in offset order. A page past an empty page of the wave is not
- * requested: the listing ends at the empty page, and the paginator would
- * drop the later ones unread (so a total_size that lies high costs at most
- * the requests already under way, not the rest of the wave). For that,
- * while a page that arrived is still being read, at most max_parallel more
- * are sent: a lying total_size costs at most twice max_parallel requests.
+ * One wave of pages being fetched. The pages are submitted in offset
+ * order, at most max_parallel on the wire, so that pages arrive in about
+ * the order they are delivered: by the listing's thread, and by the
+ * transport's thread as each page arrives, so that the wire is refilled
+ * at once rather than when the listing's thread is done reading or
+ * delivering a page (milliseconds each, a tenth of a round trip). The
+ * answers are queued for the readers (listpages_page_arrived); the readers
+ * read them (parse them and run the preparer) while the rest are on the
+ * wire, side by side; the listing's thread takes them back in whatever
+ * order they are read, and delivers them in offset order. Up to twice
+ * max_parallel pages are sent and not yet taken back (their bodies held).
+ * A page past an empty page of the wave is not requested: the listing
+ * ends at the empty page, and the paginator would drop the later ones
+ * unread (so a total_size that lies high costs at most the requests
+ * already under way, not the rest of the wave). For that, while a page
+ * that arrived is still being read, at most max_parallel more are sent: a
+ * lying total_size costs at most twice max_parallel requests.
  */
 struct listpages_wave {
     struct request *request;
@@ -440,14 +445,16 @@ struct listpages_wave {
                                         pages in the readers' queue */
     atomic_bool cancelled;           /* the listing's cancel token fired */
     struct transport_cancel *token;  /* the calling thread's, or NULL */
-    /* The listing's thread's alone. */
-    struct listpages_page *pages;
-    size_t n, next;      /* pages[next..n) are not sent yet */
-    size_t in_flight;    /* sent, not yet taken back */
-    size_t max_parallel;
-    size_t stop_offset;  /* pages beyond it are not requested */
+    struct listpages_page *pages;    /* [n]; their `pending` is the listing's
+                                        thread's alone */
+    size_t n, max_parallel;
+    /* Protected by lock: what is sent, from either thread. */
+    size_t next;           /* pages[next..n) are not sent yet */
+    size_t on_wire;        /* pages in `flying` */
+    size_t in_flight;      /* sent, not yet taken back */
+    size_t stop_offset;    /* pages beyond it are not requested */
     size_t sent_unsettled; /* sent since a page arrived that is still unread */
-    bool stopped;        /* the listing failed: request nothing more */
+    bool stopped;          /* the listing failed: request nothing more */
 };
 
 /* ---- the readers ------------------------------------------------------ */
@@ -567,13 +574,18 @@ static void listpages_wave_land_locked(struct listpages_wave *wave,
 
     while (*link && *link != page)
         link = &(*link)->flying_next;
-    if (*link)
+    if (*link) {
         *link = page->flying_next;
+        wave->on_wire--;
+    }
     page->flying_next = NULL;
 }
 
-/* The transport's thread: queue the page for the readers, and tell the
- * listing's thread, which reads it itself if no reader comes first. */
+static void listpages_wave_submit_locked(struct listpages_wave *wave, bool settled);
+
+/* The transport's thread: queue the page for the readers, send the next
+ * while its connection is free, and tell the listing's thread, which reads
+ * the page itself if no reader comes first. */
 static void listpages_page_arrived(struct transport_call *call)
 {
     struct listpages_page *page = call->arg;
@@ -593,6 +605,8 @@ static void listpages_page_arrived(struct transport_call *call)
     wave->queued++;
     pthread_cond_signal(&listpages_readers.queued);
     pthread_mutex_unlock(&listpages_readers.lock);
+    /* This page is unread: not settled. */
+    listpages_wave_submit_locked(wave, false);
     pthread_cond_signal(&wave->arrived);
     pthread_mutex_unlock(&wave->lock);
 }
@@ -618,8 +632,10 @@ static void listpages_wave_fired(void *arg)
     pthread_mutex_unlock(&wave->lock);
 }
 
-/* Takes back the pages of the list `ready`, read. */
-static void listpages_wave_took(struct listpages_wave *wave, struct listpages_page *ready)
+/* Under the wave's lock, on the listing's thread: takes back the pages of
+ * the list `ready`, read (or never sent: see listpages_wave_submit_locked). */
+static void listpages_wave_took_locked(struct listpages_wave *wave,
+                                       struct listpages_page *ready)
 {
     for (struct listpages_page *page = ready; page; page = page->ready_next) {
         wave->in_flight--;
@@ -629,9 +645,55 @@ static void listpages_wave_took(struct listpages_wave *wave, struct listpages_pa
     }
 }
 
-/* Takes back the pages read so far; true when no page that arrived is
- * still being read, so that an empty one among them has set stop_offset. */
-static bool listpages_wave_settle(struct listpages_wave *wave)
+/* Under the wave's lock: whether pages[next] is never to be sent. */
+static bool listpages_wave_skips_locked(const struct listpages_wave *wave)
+{
+    return wave->stopped || wave->pages[wave->next].offset > wave->stop_offset ||
+           atomic_load(&wave->cancelled);
+}
+
+/*
+ * Under the wave's lock, on either thread: sends pages[next..) while at
+ * most max_parallel are on the wire and fewer than twice that are sent and
+ * not taken back, and, unless `settled` (no page that arrived is being
+ * read), while fewer than max_parallel were sent since one was. Stops at a
+ * page never to be sent, which the listing's thread marks done
+ * (listpages_wave_send). A page whose request cannot be made goes to
+ * `ready` at once with its error, to be taken back as if read.
+ */
+static void listpages_wave_submit_locked(struct listpages_wave *wave, bool settled)
+{
+    while (wave->next < wave->n && wave->on_wire < wave->max_parallel &&
+           wave->in_flight < 2 * wave->max_parallel &&
+           (settled || wave->sent_unsettled < wave->max_parallel) &&
+           !listpages_wave_skips_locked(wave)) {
+        struct listpages_page *page = &wave->pages[wave->next++];
+        int rc;
+
+        page->wave = wave;
+        page->call = (struct transport_call){
+            .path_query = page->path_query,
+            .done = listpages_page_arrived,
+            .arg = page,
+        };
+        page->flying_next = wave->flying;
+        wave->flying = page;
+        wave->on_wire++;
+        wave->in_flight++;
+        wave->sent_unsettled += !settled;
+        rc = request_submit(wave->request, &page->call);
+        if (rc) {
+            listpages_wave_land_locked(wave, page);
+            page->rc = rc;
+            page->ready_next = wave->ready;
+            wave->ready = page;
+        }
+    }
+}
+
+/* On the listing's thread: takes back the pages read so far, sends what
+ * may be sent, and marks done the pages never to be sent. */
+static void listpages_wave_send(struct listpages_wave *wave)
 {
     struct listpages_page *ready;
     bool settled;
@@ -639,55 +701,21 @@ static bool listpages_wave_settle(struct listpages_wave *wave)
     pthread_mutex_lock(&wave->lock);
     ready = wave->ready;
     wave->ready = NULL;
+    listpages_wave_took_locked(wave, ready);
+    /* No page that arrived is being read: an empty one among them has set
+     * stop_offset. */
     settled = !wave->unread;
-    pthread_mutex_unlock(&wave->lock);
-    listpages_wave_took(wave, ready);
-    return settled;
-}
-
-/* Sends what may be sent; a page that is not to be sent is done at once. */
-static void listpages_wave_send(struct listpages_wave *wave)
-{
-    bool settled;
-
-    if (wave->next == wave->n || wave->in_flight == wave->max_parallel)
-        return;
-    settled = listpages_wave_settle(wave);
     if (settled)
         wave->sent_unsettled = 0;
-    while (wave->next < wave->n && wave->in_flight < wave->max_parallel &&
-           (settled || wave->sent_unsettled < wave->max_parallel)) {
-        struct listpages_page *page = &wave->pages[wave->next++];
-        int rc;
-
-        if (wave->stopped || page->offset > wave->stop_offset ||
-            atomic_load(&wave->cancelled)) {
-            /* Never looked at: see listpages_wave. */
-            page->rc = -ECANCELED;
-            page->pending = false;
-            continue;
-        }
-        page->wave = wave;
-        page->call = (struct transport_call){
-            .path_query = page->path_query,
-            .done = listpages_page_arrived,
-            .arg = page,
-        };
-        pthread_mutex_lock(&wave->lock);
-        page->flying_next = wave->flying;
-        wave->flying = page;
-        rc = request_submit(wave->request, &page->call);
-        if (rc)
-            listpages_wave_land_locked(wave, page);
-        pthread_mutex_unlock(&wave->lock);
-        if (rc) {
-            page->rc = rc;
-            page->pending = false;
-            continue;
-        }
-        wave->in_flight++;
-        wave->sent_unsettled += !settled;
+    for (;;) {
+        listpages_wave_submit_locked(wave, settled);
+        if (wave->next == wave->n || !listpages_wave_skips_locked(wave))
+            break;
+        /* Never looked at: see listpages_wave. */
+        wave->pages[wave->next].rc = -ECANCELED;
+        wave->pages[wave->next++].pending = false;
     }
+    pthread_mutex_unlock(&wave->lock);
 }
 
 /* Takes back the pages that have been read; waits first until one has,
@@ -715,8 +743,8 @@ static void listpages_wave_take_read(struct listpages_wave *wave)
     }
     ready = wave->ready;
     wave->ready = NULL;
+    listpages_wave_took_locked(wave, ready);
     pthread_mutex_unlock(&wave->lock);
-    listpages_wave_took(wave, ready);
 }
 
 /* Starts fetching pages[0..n), at most max_parallel at once. */
@@ -734,6 +762,7 @@ static int listpages_wave_start(struct listpages_wave *wave, struct request *req
     wave->ready = NULL;
     wave->flying = NULL;
     wave->unread = 0;
+    wave->on_wire = 0;
     wave->queued = 0;
     atomic_init(&wave->cancelled, false);
     wave->pages = pages;
@@ -768,11 +797,11 @@ static void listpages_wave_wait(struct listpages_wave *wave, struct listpages_pa
 /* Pages not sent yet will not be; those in flight are cancelled. */
 static void listpages_wave_stop(struct listpages_wave *wave)
 {
-    if (wave->stopped)
-        return;
-    wave->stopped = true;
     pthread_mutex_lock(&wave->lock);
-    listpages_wave_cancel_locked(wave);
+    if (!wave->stopped) {
+        wave->stopped = true;
+        listpages_wave_cancel_locked(wave);
+    }
     pthread_mutex_unlock(&wave->lock);
 }
 

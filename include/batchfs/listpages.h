@@ -109,7 +109,9 @@ struct listpages_page {
  * may read it again); -EFBIG past max_items objects or max_items + 2
  * pages; else the first failure (logged once) or fn's error.
  * The calling thread submits up to max_parallel page requests at once
- * through the transport; each body is read (parsed, and prepared by the
+ * through the transport, and the transport's thread submits the next as a
+ * page arrives (up to twice max_parallel sent and not yet read); each body
+ * is read (parsed, and prepared by the
  * list's preparer) as it arrives, by one of a few reader threads made once
  * for the process (never a thread per listing or per page) or by the
  * calling thread while it waits; all that depends on order (duplicates,

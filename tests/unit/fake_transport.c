@@ -92,19 +92,28 @@ struct fake_call {
 };
 
 /* Waits delay_ms or until the call is cancelled; true when cancelled. */
+/* `ms` from now on the clock pthread_cond_timedwait reads. */
+static struct timespec fake_deadline(unsigned ms)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    return until;
+}
+
 static bool fake_delay(struct fake_transport *fake, struct fake_call *fc,
                        unsigned delay_ms)
 {
     struct timespec until;
     bool cancelled;
 
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += delay_ms / 1000;
-    until.tv_nsec += (long)(delay_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    until = fake_deadline(delay_ms);
     pthread_mutex_lock(&fake->lock);
     while (!fc->cancelled &&
            pthread_cond_timedwait(&fake->changed, &fake->lock, &until) == 0)
@@ -148,6 +157,7 @@ static int fake_answer(struct fake_transport *fake, struct fake_call *fc,
         fake->unmatched++;
     if (++fake->concurrent > fake->max_concurrent)
         fake->max_concurrent = fake->concurrent;
+    pthread_cond_broadcast(&fake->changed); /* for fake_transport_wait_matching */
     pthread_mutex_unlock(&fake->lock);
     free(copy);
 
@@ -378,15 +388,41 @@ const char *fake_transport_request(struct fake_transport *fake, size_t i)
     return s;
 }
 
-size_t fake_transport_count_matching(struct fake_transport *fake, const char *pattern)
+/* Requests matching `pattern` seen so far. Under fake->lock. */
+static size_t fake_count_matching_locked(struct fake_transport *fake, const char *pattern)
 {
     size_t n = 0;
 
-    pthread_mutex_lock(&fake->lock);
     for (size_t i = 0; i < fake->n_requests; i++)
         n += fake_transport_match(pattern, fake->requests[i]);
+    return n;
+}
+
+size_t fake_transport_count_matching(struct fake_transport *fake, const char *pattern)
+{
+    size_t n;
+
+    pthread_mutex_lock(&fake->lock);
+    n = fake_count_matching_locked(fake, pattern);
     pthread_mutex_unlock(&fake->lock);
     return n;
+}
+
+bool fake_transport_wait_matching(struct fake_transport *fake, const char *pattern,
+                                  size_t n, unsigned timeout_ms)
+{
+    struct timespec until;
+    bool seen;
+
+    until = fake_deadline(timeout_ms);
+    pthread_mutex_lock(&fake->lock);
+    while (!(seen = fake_count_matching_locked(fake, pattern) >= n) &&
+           pthread_cond_timedwait(&fake->changed, &fake->lock, &until) == 0)
+        ;
+    if (!seen)
+        seen = fake_count_matching_locked(fake, pattern) >= n;
+    pthread_mutex_unlock(&fake->lock);
+    return seen;
 }
 
 size_t fake_transport_unmatched(struct fake_transport *fake)

@@ -14,6 +14,7 @@
 #ifndef BATCHFS_FAKE_TRANSPORT_H
 #define BATCHFS_FAKE_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "batchfs/transport.h"
@@ -57,6 +58,12 @@ void fake_transport_add_fixture(struct fake_transport *fake, const char *pattern
 size_t fake_transport_count(struct fake_transport *fake);
 const char *fake_transport_request(struct fake_transport *fake, size_t i);
 size_t fake_transport_count_matching(struct fake_transport *fake, const char *pattern);
+
+/* Waits until `n` requests matching `pattern` have been seen, or
+ * `timeout_ms` have passed (a guard: a test fails on it rather than
+ * hanging). True when they have. */
+bool fake_transport_wait_matching(struct fake_transport *fake, const char *pattern,
+                                  size_t n, unsigned timeout_ms);
 
 /* Requests no rule matched (they were answered -ENOSYS). */
 size_t fake_transport_unmatched(struct fake_transport *fake);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,10 +392,10 @@ static void test_dialect_total_high(void **state)
     struct sim sim = {.n_items = 2500, .cap = 1000, .total = 1000000};
 
     /* The plan asks for 1000 pages, a wave for 64 of them; once the empty
-     * page at 3000 is back, pages after it are not requested. What may
-     * still go out: the 4 connections' pages under way when it came back,
-     * and as many taken by threads that finished before it did. */
-    run_dialect(state, &sim, 2500, 1 + 2 * 4);
+     * page at 3000 is back and read, pages after it are not requested.
+     * What may still go out past it: the 3 other pages on the wire when it
+     * came back, and up to 4 sent while it was being read (2 x 4 - 1). */
+    run_dialect(state, &sim, 2500, 4 + 2 * 4 - 1);
 }
 
 static void test_dialect_short_page(void **state)
@@ -437,6 +438,74 @@ static void test_parallel_in_order(void **state)
 
     run_dialect(state, &sim, 12000, 13);
     assert_true(fake_transport_max_concurrent(env->fake) > 1);
+}
+
+/* test_send_on_arrival's sim: pages from offset 2000 on are answered once
+ * the gate opens; what it delivers through, which opens it from within
+ * the second page's delivery. */
+struct gated_sim {
+    struct sim *sim;
+    pthread_mutex_t lock;
+    pthread_cond_t opened;
+    bool open;
+    struct collected c;
+    struct fake_transport *fake;
+    size_t pages;
+    bool sent_meanwhile;
+};
+
+static int gated_sim_get(void *arg, const char *path_query, struct http_response *out)
+{
+    struct gated_sim *g = arg;
+
+    if (query_number(path_query, "offset", 0) >= 2000) {
+        pthread_mutex_lock(&g->lock);
+        while (!g->open)
+            pthread_cond_wait(&g->opened, &g->lock);
+        pthread_mutex_unlock(&g->lock);
+    }
+    return sim_get(g->sim, path_query, out);
+}
+
+static int collect_gated(void *arg, const struct api_object *objects, size_t count)
+{
+    struct gated_sim *g = arg;
+
+    /* The listing's thread stays here, in the second page's delivery,
+     * until the page at 6000 is asked for. Pages 2000 to 5000 are on the
+     * wire, held at the gate: only one of them arriving meanwhile can send
+     * it. */
+    if (++g->pages == 2) {
+        pthread_mutex_lock(&g->lock);
+        g->open = true;
+        pthread_cond_broadcast(&g->opened);
+        pthread_mutex_unlock(&g->lock);
+        g->sent_meanwhile =
+            fake_transport_wait_matching(g->fake, "*offset=6000*", 1, 10000);
+    }
+    return collect(&g->c, objects, count);
+}
+
+/* A page that arrives while the listing's thread delivers another sends
+ * the next one at once: the wire does not wait for the listing's thread. */
+static void test_send_on_arrival(void **state)
+{
+    struct env *env = *state;
+    struct sim sim = {.n_items = 8000, .cap = 1000, .total = 8000};
+    struct gated_sim g = {.sim = &sim, .c = {.id_key = "item_id"}, .fake = env->fake};
+    struct fake_rule rule = {.pattern = "*", .handler = gated_sim_get, .handler_arg = &g};
+
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_cond_init(&g.opened, NULL);
+    assert_int_equal(fake_transport_add(env->fake, &rule), 0);
+    assert_int_equal(api_list_items(env->api, "bjb-1", "completed", collect_gated, &g),
+                     0);
+    assert_true(g.sent_meanwhile);
+    assert_items_complete(&g.c, 8000);
+    assert_true(fake_transport_max_concurrent(env->fake) <= 4);
+    collected_free(&g.c);
+    pthread_cond_destroy(&g.opened);
+    pthread_mutex_destroy(&g.lock);
 }
 
 static void test_page_error_mid_listing(void **state)
@@ -1191,6 +1260,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dialect_offset_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dialect_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_on_arrival, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_error_mid_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_error_past_the_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_abort, setup, teardown),
